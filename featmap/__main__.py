@@ -1,0 +1,5 @@
+"""``python -m featmap``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,290 @@
+"""The ``featmap`` command: thin Click commands over the library.
+
+Each command parses its options, makes one library call and renders the result. Library errors
+(`FeatmapError`) become one line on stderr, ``featmap: error: <what>: <problem>; <fix>``, and exit 1.
+Heavy modules (numpy, Pillow, Rich) are imported inside the commands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .enums import Activation, Combine, Normalize, PaddingMode, PoolKind
+from .errors import FeatmapError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ExitCode(IntEnum):
+    """Process exit codes."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # Click's own
+    PARTIAL = 3  # a batch finished with some files failed
+    INTERRUPTED = 130
+
+
+def _err(kind: str, message: str) -> None:
+    click.echo(f"featmap: {kind}: {message}", err=True)
+
+
+class FeatmapGroup(click.Group):
+    """A group that turns library errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeatmapError as exc:
+            if ctx.meta.get("featmap.debug"):
+                raise
+            _err("error", str(exc))
+            ctx.exit(ExitCode.ERROR)
+        except KeyboardInterrupt:
+            _err("error", "interrupted")
+            ctx.exit(ExitCode.INTERRUPTED)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(file=stream, width=width, soft_wrap=False)
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+class IntsType(click.ParamType):
+    """``N``, ``N,M`` or ``NxM`` (and ``a,b,c,d`` where four are allowed) → int or tuple of ints."""
+
+    name = "ints"
+
+    def __init__(self, counts: Sequence[int] = (1, 2), minimum: int = 1, words: Sequence[str] = ()) -> None:
+        self.counts = tuple(counts)
+        self.minimum = minimum
+        self.words = tuple(words)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in self.words:
+            return text
+        parts = text.replace("x", ",").replace("×", ",").split(",")
+        try:
+            numbers = tuple(int(p) for p in parts)
+        except ValueError:
+            self.fail(f"{value!r} is not {self._describe()}", param, ctx)
+        if len(numbers) not in self.counts or any(n < self.minimum for n in numbers):
+            self.fail(f"{value!r} is not {self._describe()}", param, ctx)
+        return numbers[0] if len(numbers) == 1 else numbers
+
+    def _describe(self) -> str:
+        forms = {1: "N", 2: "N,M", 4: "T,B,L,R"}
+        text = " or ".join([*self.words, *(forms[c] for c in self.counts)])
+        return f"{text} (whole numbers >= {self.minimum})"
+
+
+def _choice(enum: type[Any], extra: Sequence[str] = ()) -> click.Choice:
+    return click.Choice([m.value for m in enum] + list(extra), case_sensitive=False)
+
+
+class PadModeType(click.ParamType):
+    """A padding mode, canonical name or an unambiguous alias."""
+
+    name = "mode"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .enums import parse_enum
+
+        try:
+            return parse_enum(PaddingMode, value, "--pad-mode")
+        except FeatmapError as exc:
+            self.fail(f"{exc.problem}; {exc.fix}", param, ctx)
+
+
+# ----------------------------------------------------------------------------- shared options
+
+
+def kernel_options(func: F) -> F:
+    """``-k`` and ``--kernel-dir``."""
+    func = click.option(
+        "--kernel-dir", "kernel_dirs", multiple=True, type=click.Path(exists=True, path_type=Path),
+        help="Extra folder (or file) of YAML/JSON kernels, searched before the built-ins. Repeatable; "
+        "FEATMAP_KERNEL_PATH works too.",
+    )(func)
+    return func
+
+
+def conv_options(func: F) -> F:
+    """Convolution, activation, pooling and combination flags (shared by every command that runs kernels)."""
+    options = [
+        click.option("--stride", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
+        click.option(
+            "--padding", type=IntsType((1, 2, 4), 0, ("valid", "same", "full")), default="valid", show_default=True,
+            help="valid, same (Keras/TF, any stride), full, N, ROWS,COLS or TOP,BOTTOM,LEFT,RIGHT.",
+        ),
+        click.option("--pad-mode", type=PadModeType(), default="zeros", show_default=True,
+                     help="zeros, reflect, symmetric, replicate, circular (or an alias, see README)."),
+        click.option("--pad-value", type=float, default=0.0, show_default=True, help="Fill value for zeros padding."),
+        click.option("--dilation", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
+        click.option("--flip", is_flag=True, help="True convolution (kernel rotated 180°) instead of cross-correlation."),
+        click.option("--activation", type=_choice(Activation), default="none", show_default=True),
+        click.option("--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."),
+        click.option("--pool", type=_choice(PoolKind, ("global-avg", "global-max", "global-min", "none")),
+                     default="none", show_default=True, help="Pooling after the activation."),
+        click.option("--pool-size", type=IntsType(), default="2", show_default=True, help="Window, N or ROWS,COLS."),
+        click.option("--pool-stride", type=IntsType(), default=None, help="Defaults to the window size."),
+        click.option("--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True),
+        click.option("--combine", type=_choice(Combine), default=None,
+                     help="Also write one map merging all kernels: magnitude (sqrt of sum of squares) or max."),
+        click.option("--strict", is_flag=True, help="Refuse a stride that leaves input rows or columns unused."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def output_options(func: F) -> F:
+    """Where and how maps are written."""
+    options = [
+        click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("featmap-out"), show_default=True, help="Output folder."),
+        click.option("--name", "name_pattern", default="{stem}/{kernel}.png", show_default=True,
+                     help="Output path pattern inside the folder: {stem}, {ext}, {kernel}."),
+        click.option("--normalize", type=_choice(Normalize), default="minmax", show_default=True,
+                     help="Float map to pixels: minmax, clip (to 0..1), abs, symmetric (0 at mid-gray)."),
+        click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True),
+        click.option("--raw", type=click.Choice(["npy", "tiff"]), default=None,
+                     help="Also write the float32 map (.npy, or float TIFF for ImageJ/Fiji)."),
+        click.option("--png-compress", type=click.IntRange(0, 9), default=1, show_default=True,
+                     help="zlib level: 1 is fast, 9 smallest."),
+        click.option("--overwrite", is_flag=True, help="Replace outputs made by a different run."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@click.group(cls=FeatmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="featmap")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """See what a convolutional layer does to a picture."""
+    ctx.meta["featmap.debug"] = debug
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-k", "--kernel", "kernel_specs", multiple=True, required=True,
+              help="NAME, TAG, FILE.yaml, FILE.yaml:NAME or gaussian:size=5,sigma=1.2. Repeatable.")
+@kernel_options
+@conv_options
+@click.option("--color", is_flag=True, help="Keep RGB channels instead of converting to gray (BT.601 luma).")
+@click.option("--background", default="white", show_default=True, help="Colour under transparent pixels.")
+@click.option("--max-pixels", type=click.IntRange(1), default=89_478_485, show_default=True,
+              help="Refuse larger images (decompression-bomb guard).")
+@output_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def apply(images: tuple[Path, ...], kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...],
+          as_json: bool, **opts: Any) -> None:
+    """Apply kernels to IMAGES and write one feature-map PNG per kernel.
+
+    \b
+    Example:
+      featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
+          --padding same --pad-mode reflect --activation relu --pool max -o out/
+    """
+    from .batch import ApplyJob, OutputOptions, apply_image
+    from .images import parse_color
+    from .kernels import KernelLibrary
+    from .render import apply_dict, apply_view
+    from .spec import Act, Conv2d, GlobalPool2d, Pool2d
+
+    bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
+    conv = Conv2d(stride=opts["stride"], padding=opts["padding"], pad_mode=opts["pad_mode"],
+                  pad_value=opts["pad_value"], dilation=opts["dilation"], flip=opts["flip"])
+    act = Act(opts["activation"], (("slope", opts["slope"]),) if opts["activation"] == "leaky_relu" else ())
+    pool_word = opts["pool"].lower()
+    pool: Pool2d | GlobalPool2d | None = None
+    if pool_word.startswith("global-"):
+        pool = GlobalPool2d(pool_word.split("-", 1)[1])
+    elif pool_word != "none":
+        pool = Pool2d(pool_word, opts["pool_size"], opts["pool_stride"], opts["pool_padding"])
+    output = OutputOptions(opts["out_dir"], opts["name_pattern"], opts["normalize"], int(opts["bit_depth"]),
+                           opts["raw"], opts["png_compress"], opts["overwrite"])
+    job = ApplyJob(bank, conv, act, pool, opts["combine"], opts["strict"], opts["color"],
+                   parse_color(opts["background"]), opts["max_pixels"], output)
+    results = []
+    for image in images:
+        result = apply_image(image, job)
+        for note in result.warnings:
+            _err("warning", f"{image}: {note}; pass --strict to refuse")
+        if as_json:
+            results.append(apply_dict(result, job))
+        else:
+            _console().print(apply_view(result, job))
+    if as_json:
+        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+
+
+@cli.group(cls=FeatmapGroup)
+def kernels() -> None:
+    """List and inspect the kernel library."""
+
+
+@kernels.command("list")
+@kernel_options
+@click.option("--tag", default=None, help="Only kernels with this tag.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def kernels_list(kernel_dirs: tuple[Path, ...], tag: str | None, as_json: bool) -> None:
+    """List every kernel: name, size, tags, description and source."""
+    from .kernels import KernelLibrary
+    from .render import kernel_dict, kernel_list
+
+    chosen = [k for k in KernelLibrary(kernel_dirs) if tag is None or tag in k.tags]
+    if tag is not None and not chosen:
+        raise FeatmapError("--tag", f"no kernel has tag {tag!r}", "see `featmap kernels list` for the tags")
+    if as_json:
+        click.echo(json.dumps([kernel_dict(k) for k in chosen], indent=2))
+    else:
+        _console().print(kernel_list(chosen))
+
+
+@kernels.command("show")
+@click.argument("spec")
+@kernel_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def kernels_show(spec: str, kernel_dirs: tuple[Path, ...], as_json: bool) -> None:
+    """Show the weights and facts of SPEC (a name, tag, file or parametric kernel)."""
+    from .kernels import KernelLibrary
+    from .render import kernel_dict, kernel_show
+
+    chosen = KernelLibrary(kernel_dirs).select(spec)
+    if as_json:
+        data = [kernel_dict(k) for k in chosen]
+        click.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+        return
+    console = _console()
+    for k in chosen:
+        console.print(kernel_show(k))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``featmap`` command."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="featmap")

@@ -1,0 +1,236 @@
+"""Image files in and out: the only module that uses Pillow.
+
+`load_image` returns float32 ``(H, W, C)`` in [0, 1]; `save_png` and `save_raw` write atomically
+(a temporary file beside the target, then a rename), so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError, SpecError
+
+__all__ = ["ImageInfo", "LoadedImage", "atomic_write", "load_image", "parse_color", "save_png", "save_raw"]
+
+#: ITU-R BT.601 luma weights for R, G, B.
+LUMA_BT601 = (0.299, 0.587, 0.114)
+#: Pillow's default limit against decompression bombs (about 89 megapixels).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What was read: the file, its size, Pillow's mode and format, and the channels returned."""
+
+    path: str
+    width: int
+    height: int
+    mode: str
+    format: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: ``pixels`` float32 ``(H, W, C)`` in [0, 1] and its `ImageInfo`."""
+
+    pixels: NDArray[np.float32]
+    info: ImageInfo
+
+
+@contextmanager
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _to_float(im: Image.Image, background: Sequence[float]) -> NDArray[np.float32]:
+    """Decode any Pillow mode to float32 (H, W, 1 or 3) in [0, 1], alpha composited onto ``background``."""
+    mode = im.mode
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    elif mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+        mode = im.mode
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im, mode = im.convert("RGB"), "RGB"
+    elif mode == "La":
+        im, mode = im.convert("LA"), "LA"
+    elif mode == "RGBa":
+        im, mode = im.convert("RGBA"), "RGBA"
+    arr = np.asarray(im)
+    if mode.startswith("I;16") or mode == "I":
+        data = arr.astype(np.float32) / 65535.0
+    elif mode == "F":
+        data = arr.astype(np.float32)
+    else:
+        data = arr.astype(np.float32) / 255.0
+    if data.ndim == 2:
+        data = data[:, :, np.newaxis]
+    if mode in ("LA", "RGBA"):
+        colour, alpha = data[:, :, :-1], data[:, :, -1:]
+        bg = np.asarray(background, dtype=np.float32)
+        bg = bg[: colour.shape[2]] if colour.shape[2] == 3 else np.float32(np.dot(bg, LUMA_BT601))
+        data = colour * alpha + bg * (1.0 - alpha)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    color: bool = False,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> LoadedImage:
+    """Read an image as float32 ``(H, W, C)`` in [0, 1].
+
+    8-bit samples are divided by 255, 16-bit ones by 65535; the EXIF orientation is applied; alpha
+    is composited onto ``background`` (RGB in [0, 1], white by default) and dropped. By default the
+    result is one channel of BT.601 luma (``0.299 R + 0.587 G + 0.114 B``, computed in float);
+    ``color=True`` keeps RGB. GIFs and multi-page TIFFs give their first frame.
+
+    Raises `ImageReadError` with a one-line reason for a missing, unreadable, corrupt, truncated or
+    too-large file, or one that is not an image.
+    """
+    p = Path(path)
+    where = str(p)
+    if p.is_dir():
+        raise ImageReadError(where, "is a folder, not an image", "give an image file")
+    try:
+        with _pixel_limit(max_pixels), Image.open(p) as opened:
+            fmt = opened.format or "?"
+            original_mode = opened.mode
+            opened.load()
+            im = ImageOps.exif_transpose(opened)
+            data = _to_float(im, background)
+    except FileNotFoundError:
+        raise ImageReadError(where, "no such file", "check the path") from None
+    except PermissionError:
+        raise ImageReadError(where, "permission denied", "make the file readable") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            where, "is not an image Pillow can read", "give a PNG, JPEG, BMP, TIFF, WebP or GIF file"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(
+            where, f"is too large to decode safely ({exc.args[0].split('.')[0].lower()})",
+            "raise the limit with --max-pixels if you trust the file",
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).strip().rstrip(".") or type(exc).__name__
+        raise ImageReadError(where, f"is corrupt or truncated ({reason})", "re-export or re-download the file") from None
+    if not np.all(np.isfinite(data)):
+        raise ImageReadError(where, "holds NaN or infinite samples", "give an image with finite values")
+    if not color and data.shape[2] == 3:
+        data = np.tensordot(data, np.asarray(LUMA_BT601, dtype=np.float32), axes=([2], [0]))[:, :, np.newaxis]
+    info = ImageInfo(where, data.shape[1], data.shape[0], original_mode, fmt, data.shape[2])
+    return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file through ``write(handle)`` into a temporary sibling, then rename it into place.
+
+    The temporary file is removed if ``write`` fails or is interrupted, so ``path`` either keeps its
+    old content or gets the complete new one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "w+b") as handle:
+            write(handle)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _quantize(values: NDArray[np.floating], bit_depth: int) -> NDArray[np.unsignedinteger]:
+    top = 255 if bit_depth == 8 else 65535
+    scaled = np.rint(np.clip(values, 0.0, 1.0) * top)
+    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def save_png(
+    path: str | os.PathLike[str],
+    values: NDArray[np.floating],
+    *,
+    bit_depth: int = 8,
+    compress_level: int = 1,
+) -> Path:
+    """Write values in [0, 1] (``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``) as an 8- or 16-bit PNG.
+
+    Values outside [0, 1] are clipped: normalise first (`featmap.ops.normalize`). 16-bit output is
+    gray only (Pillow writes no 16-bit RGB PNG). ``compress_level`` is zlib's 0-9; 1 is several times
+    faster than Pillow's default 6 for files a few percent larger.
+    """
+    if bit_depth not in (8, 16):
+        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
+    if not 0 <= compress_level <= 9:
+        raise SpecError("`compress_level`", f"must be 0-9; got {compress_level}")
+    arr = np.asarray(values)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and bit_depth == 16:
+        raise SpecError(
+            "`bit_depth`", "16-bit PNGs are gray only", "use --bit-depth 8 for colour maps, or --raw tiff for full precision"
+        )
+    if arr.ndim == 3 and arr.shape[2] != 3:
+        raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
+    pixels = _quantize(arr, bit_depth)
+    image = Image.fromarray(pixels)  # uint8 -> L/RGB, uint16 -> I;16
+    return atomic_write(path, lambda fh: image.save(fh, format="PNG", compress_level=compress_level))
+
+
+def save_raw(path: str | os.PathLike[str], values: NDArray[np.floating], fmt: str = "npy") -> Path:
+    """Write the float32 array as ``.npy`` or as a 32-bit float TIFF (one page per channel; opens in ImageJ/Fiji)."""
+    arr = np.asarray(values, dtype=np.float32)
+    if fmt == "npy":
+        return atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
+    if fmt != "tiff":
+        raise SpecError("`raw`", f"unknown raw format {fmt!r}", "use npy or tiff")
+    planes = [arr] if arr.ndim == 2 else [arr[:, :, c] for c in range(arr.shape[2])]
+    pages = [Image.fromarray(np.ascontiguousarray(p)) for p in planes]  # float32 -> mode F
+    return atomic_write(
+        path, lambda fh: pages[0].save(fh, format="TIFF", save_all=len(pages) > 1, append_images=pages[1:])
+    )
+
+
+def parse_color(text: str) -> tuple[float, float, float]:
+    """An RGB colour in [0, 1] from a CSS name, ``#rrggbb`` or ``r,g,b`` (0-255).
+
+    Examples
+    --------
+    >>> parse_color("white")
+    (1.0, 1.0, 1.0)
+    >>> parse_color("0,128,255")
+    (0.0, 0.50196..., 1.0)
+    """
+    try:
+        if "," in text:
+            values = tuple(int(v) for v in text.split(","))
+            if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+                raise ValueError(text)
+        else:
+            values = ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise SpecError("--background", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
+    r, g, b = values[:3]
+    return (r / 255.0, g / 255.0, b / 255.0)

@@ -1,0 +1,331 @@
+"""Padding, 2-D convolution (cross-correlation, as in CNNs), activations and display normalisation,
+on ``(H, W, C)`` arrays.
+
+Pure numpy: no files, no printing. Geometry comes from `featmap.shapes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .enums import Activation, PaddingMode, parse_enum
+from .errors import ShapeError, SpecError
+from .shapes import ConvGeometry, PaddingArg, as_pair, conv_geometry, resolve_padding
+
+__all__ = ["activate", "as_float_image", "conv2d", "normalize", "pad", "separable", "window_taps"]
+
+_NUMPY_MODE = {
+    PaddingMode.REFLECT: "reflect",
+    PaddingMode.SYMMETRIC: "symmetric",
+    PaddingMode.REPLICATE: "edge",
+    PaddingMode.CIRCULAR: "wrap",
+}
+
+
+def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
+    """Return ``x`` as a float ``(H, W, C)`` array: float64 stays float64, anything else is float32.
+
+    A 2-D array is taken as one channel.
+
+    Examples
+    --------
+    >>> as_float_image(np.ones((2, 3), dtype=np.uint8)).shape
+    (2, 3, 1)
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise SpecError(f"`{what}`", f"must be numeric; got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, np.newaxis]
+    if arr.ndim != 3:
+        raise ShapeError(
+            f"`{what}`", f"must be (H, W) or (H, W, C); got shape {arr.shape}", "pass one image at a time"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ShapeError(f"`{what}`", f"is empty; got shape {arr.shape}")
+    dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    return arr.astype(dtype, copy=False)
+
+
+def pad(
+    x: ArrayLike,
+    padding: PaddingArg,
+    mode: str | PaddingMode = "zeros",
+    *,
+    value: float = 0.0,
+    kernel_hw: int | Sequence[int] = 1,
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
+) -> NDArray[np.floating]:
+    """Pad the rows and columns of an ``(H, W, C)`` array.
+
+    ``padding`` takes every form `featmap.shapes.resolve_padding` does; ``"same"`` and ``"full"``
+    need ``kernel_hw`` (and ``stride``, ``dilation``). ``mode`` is a `PaddingMode` or an alias.
+
+    Examples
+    --------
+    >>> pad(np.array([[1.0, 2.0, 3.0]]), (0, 0, 2, 2), "reflect")[0, :, 0].tolist()
+    [3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]
+    >>> pad(np.array([[1.0, 2.0, 3.0]]), (0, 0, 2, 2), "symmetric")[0, :, 0].tolist()
+    [2.0, 1.0, 1.0, 2.0, 3.0, 3.0, 2.0]
+    """
+    arr = as_float_image(x)
+    border = parse_enum(PaddingMode, mode, "pad_mode")
+    quad = resolve_padding(
+        padding,
+        (arr.shape[0], arr.shape[1]),
+        as_pair(kernel_hw, "kernel"),
+        stride=as_pair(stride, "stride"),
+        dilation=as_pair(dilation, "dilation"),
+    )
+    return _pad(arr, quad, border, value)
+
+
+def _pad(
+    arr: NDArray[np.floating], quad: tuple[int, int, int, int], mode: PaddingMode, value: float
+) -> NDArray[np.floating]:
+    top, bottom, left, right = quad
+    if not any(quad):
+        return arr
+    widths = ((top, bottom), (left, right), (0, 0))
+    if mode is PaddingMode.ZEROS:
+        return np.pad(arr, widths, mode="constant", constant_values=value)
+    if mode is PaddingMode.REFLECT and (max(top, bottom) >= arr.shape[0] or max(left, right) >= arr.shape[1]):
+        raise ShapeError(
+            "`padding`",
+            f"reflect padding {quad} needs an input larger than the pad; got {arr.shape[0]}x{arr.shape[1]}",
+            "use pad mode symmetric, replicate or zeros, or less padding",
+        )
+    return np.pad(arr, widths, mode=_NUMPY_MODE[mode])  # type: ignore[call-overload]  # mode is a valid literal
+
+
+def window_taps(
+    padded: NDArray[np.floating], geometry: ConvGeometry
+) -> Iterator[tuple[int, int, NDArray[np.floating]]]:
+    """Yield ``(i, j, view)`` for every kernel tap: the strided view of the padded input it multiplies.
+
+    Each view has the output's shape ``(H_out, W_out, C)`` and is a view, not a copy, so a
+    convolution or pooling costs one pass over the output per tap and never materialises the
+    windows (no im2col).
+    """
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_hw, geometry.stride, geometry.dilation
+    ho, wo = geometry.out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, padded[
+                i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw
+            ]
+
+
+def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype) -> tuple[NDArray, int]:
+    """Return the filter bank as ``(N, C/groups, kh, kw)`` and the effective groups."""
+    bank = np.asarray(weights)
+    if bank.dtype.kind not in "biuf":
+        raise SpecError("`weights`", f"must be numeric; got dtype {bank.dtype}")
+    bank = bank.astype(dtype, copy=False)
+    if not np.all(np.isfinite(bank)):
+        raise SpecError("`weights`", "contain NaN or infinity", "give finite numbers")
+    if bank.ndim == 2:  # one 2-D kernel for every channel: depthwise
+        if groups not in (1, channels):
+            raise ShapeError(
+                "`groups`",
+                f"a 2-D kernel filters each channel on its own (groups={channels}); got groups={groups}",
+                "pass a (N, C/groups, kh, kw) bank for other groupings",
+            )
+        return np.broadcast_to(bank, (channels, 1, *bank.shape)), channels
+    if bank.ndim == 3:  # one filter across all channels
+        bank = bank[np.newaxis]
+    if bank.ndim != 4:
+        raise ShapeError(
+            "`weights`",
+            f"must be (kh, kw), (C, kh, kw) or (N, C/groups, kh, kw); got shape {bank.shape}",
+        )
+    if min(bank.shape) == 0:
+        raise ShapeError("`weights`", f"is empty; got shape {bank.shape}")
+    if groups < 1 or channels % groups or bank.shape[0] % groups:
+        raise ShapeError(
+            "`groups`",
+            f"must divide both the input channels ({channels}) and the filters ({bank.shape[0]}); got {groups}",
+        )
+    if bank.shape[1] != channels // groups:
+        raise ShapeError(
+            "`weights`",
+            f"expect {bank.shape[1] * groups} input channels (shape {bank.shape}, groups={groups}) "
+            f"but the input has {channels}",
+            "match the image's channels (gray: 1, RGB: 3) or change `groups`",
+        )
+    return bank, groups
+
+
+def conv2d(
+    x: ArrayLike,
+    weights: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: PaddingArg = "valid",
+    pad_mode: str | PaddingMode = "zeros",
+    pad_value: float = 0.0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    flip: bool = False,
+) -> NDArray[np.floating]:
+    """Cross-correlate ``(H, W, C)`` with a filter bank, as ``torch.nn.functional.conv2d`` does.
+
+    The kernel is not flipped (CNN convention); ``flip=True`` gives true convolution
+    (``scipy.ndimage.convolve``). Only the kept output positions are computed: a stride of 2 does a
+    quarter of the work of a stride of 1.
+
+    Parameters
+    ----------
+    x : array_like, shape (H, W, C) or (H, W)
+        Input; float64 stays float64, anything else is computed in float32.
+    weights : array_like, shape (N, C/groups, kh, kw), (C, kh, kw) or (kh, kw)
+        PyTorch's layout. ``(kh, kw)`` filters every channel on its own (depthwise, N = C);
+        ``(C, kh, kw)`` is one filter summed over the channels (N = 1).
+    bias : array_like, shape (N,) or scalar, optional
+        Added after the sum.
+    stride, dilation : int or (int, int)
+    padding : "valid", "same", "full", int, (ph, pw) or (top, bottom, left, right)
+        ``"same"`` follows TensorFlow/Keras for every stride: output ``ceil(H / stride)``, the
+        smaller half of the padding on top/left.
+    pad_mode : {"zeros", "reflect", "symmetric", "replicate", "circular"} or an alias
+        ``zeros`` fills with ``pad_value``.
+    groups : int
+        Input and output channels split into this many independent groups.
+    flip : bool
+        Rotate the kernel 180° first: true convolution.
+
+    Returns
+    -------
+    ndarray, shape (H_out, W_out, N)
+
+    Examples
+    --------
+    >>> x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    >>> conv2d(x, np.ones((2, 2)), stride=2)[..., 0]
+    array([[10., 18.],
+           [42., 50.]], dtype=float32)
+    """
+    arr = as_float_image(x)
+    bank, groups = _as_bank(weights, arr.shape[2], groups, arr.dtype)
+    n_out, per_group, kh, kw = bank.shape
+    if flip:
+        bank = bank[:, :, ::-1, ::-1]
+    border = parse_enum(PaddingMode, pad_mode, "pad_mode")
+    geometry = conv_geometry(
+        (arr.shape[0], arr.shape[1]), (kh, kw), stride=stride, padding=padding, dilation=dilation
+    )
+    padded = _pad(arr, geometry.padding, border, pad_value)
+    ho, wo = geometry.out_hw
+    per_out = n_out // groups
+    out = np.zeros((ho, wo, groups, per_out), dtype=arr.dtype)
+    taps = np.ascontiguousarray(bank.reshape(groups, per_out, per_group, kh, kw).transpose(3, 4, 0, 2, 1))
+    for i, j, view in window_taps(padded, geometry):
+        tap = taps[i, j]  # (groups, C/groups, N/groups)
+        if per_group == 1:  # each output reads one input channel: a broadcast multiply
+            out += view[:, :, :, np.newaxis] * tap[:, 0, :]
+        elif groups == 1:
+            out[:, :, 0, :] += view @ tap[0]
+        else:
+            out += np.einsum("hwgc,gcn->hwgn", view.reshape(ho, wo, groups, per_group), tap)
+    result = out.reshape(ho, wo, n_out)
+    if bias is not None:
+        b = np.asarray(bias, dtype=arr.dtype)
+        if b.ndim > 1 or (b.ndim == 1 and b.shape[0] not in (1, n_out)):
+            raise ShapeError("`bias`", f"must be a scalar or have {n_out} values; got shape {b.shape}")
+        result += b
+    return result
+
+
+def activate(x: ArrayLike, name: str | Activation = "none", **params: float) -> NDArray[np.floating]:
+    """Apply an element-wise activation; returns a new array of the same dtype.
+
+    ``leaky_relu`` takes ``slope`` (default 0.01).
+
+    Examples
+    --------
+    >>> activate(np.array([-2.0, 0.5]), "relu").tolist()
+    [0.0, 0.5]
+    >>> activate(np.array([-2.0, 0.5]), "leaky_relu", slope=0.1).tolist()
+    [-0.2, 0.5]
+    """
+    kind = parse_enum(Activation, name, "activation")
+    allowed = {"slope"} if kind is Activation.LEAKY_RELU else set()
+    unknown = set(params) - allowed
+    if unknown:
+        raise SpecError(
+            "`activation`",
+            f"{kind.value} takes no parameter {', '.join(sorted(unknown))}",
+            "only leaky_relu takes `slope`",
+        )
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    if kind is Activation.NONE:
+        return arr.copy()
+    if kind is Activation.RELU:
+        return np.maximum(arr, 0)
+    if kind is Activation.LEAKY_RELU:
+        slope = arr.dtype.type(params.get("slope", 0.01))
+        return np.where(arr >= 0, arr, arr * slope)
+    if kind is Activation.RELU6:
+        return np.clip(arr, 0, 6)
+    if kind is Activation.ABS:
+        return np.abs(arr)
+    if kind is Activation.SIGMOID:
+        return 0.5 * (1.0 + np.tanh(0.5 * arr))  # the logistic function, without overflow
+    return np.tanh(arr)
+
+
+def normalize(x: ArrayLike, mode: str = "minmax") -> NDArray[np.floating]:
+    """Map a feature map to [0, 1] for display; one scale for all its channels.
+
+    ``minmax`` stretches min..max (a constant map keeps its value, clipped); ``clip`` keeps values
+    and clips to [0, 1]; ``abs`` shows ``|x| / max|x|``; ``symmetric`` puts 0 at mid-gray,
+    ``0.5 + x / (2 max|x|)``, for signed edge maps.
+
+    Examples
+    --------
+    >>> normalize(np.array([-2.0, 0.0, 2.0]), "symmetric").tolist()
+    [0.0, 0.5, 1.0]
+    >>> normalize(np.array([1.0, 3.0]), "minmax").tolist()
+    [0.0, 1.0]
+    """
+    from .enums import Normalize
+
+    kind = parse_enum(Normalize, mode, "normalize")
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    if kind is Normalize.CLIP:
+        return np.clip(arr, 0, 1)
+    if kind is Normalize.MINMAX:
+        low, high = arr.min(), arr.max()
+        if high - low <= 0:
+            return np.clip(arr, 0, 1)
+        return (arr - low) / (high - low)
+    peak = np.abs(arr).max()
+    if kind is Normalize.ABS:
+        return np.abs(arr) / peak if peak > 0 else np.zeros_like(arr)
+    return 0.5 + arr / (2 * peak) if peak > 0 else np.full_like(arr, 0.5)
+
+
+def separable(kernel: ArrayLike, *, rtol: float = 1e-6) -> bool:
+    """True when a 2-D kernel is an outer product of a column and a row (matrix rank 1, by SVD).
+
+    Examples
+    --------
+    >>> separable([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    True
+    >>> separable([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    False
+    """
+    arr = np.asarray(kernel, dtype=np.float64)
+    if arr.ndim != 2:
+        return False
+    singular = np.linalg.svd(arr, compute_uv=False)
+    return bool(singular[0] > 0 and (len(singular) == 1 or singular[1] <= rtol * singular[0]))

@@ -1,0 +1,256 @@
+"""Run a kernel bank through convolution, activation and pooling on one image array.
+
+No files: arrays in, `FeatureMap` records out. Maps are produced one at a time
+(`iter_feature_maps`), so a caller can write each and let it go.
+
+Examples
+--------
+>>> import numpy as np
+>>> from featmap.kernels import Kernel, KernelBank
+>>> bank = KernelBank((Kernel("delta", [[0, 0, 0], [0, 1, 0], [0, 0, 0]]),))
+>>> fm = run(np.ones((6, 6, 1), np.float32), bank, Conv2d(padding="same"), pool=Pool2d("max", 2))
+>>> info = fm.maps[0].info
+>>> info.conv_shape, info.shape, info.params
+((6, 6, 1), (3, 3, 1), 9)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .enums import Combine, parse_enum
+from .errors import ShapeError
+from .kernels import Kernel, KernelBank
+from .ops import activate, conv2d
+from .pool import global_pool, pool2d
+from .shapes import ConvGeometry, conv_geometry, conv_params, pool_geometry
+from .spec import Act, Conv2d, GlobalPool2d, Pool2d
+
+__all__ = ["FeatureMap", "FeatureMaps", "MapInfo", "MapStats", "iter_feature_maps", "run", "stride_warnings"]
+
+Shape3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class MapStats:
+    """Summary statistics of one final map."""
+
+    min: float
+    max: float
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, values: NDArray[np.floating]) -> MapStats:
+        """Compute the statistics of ``values`` (in float64 for a stable mean)."""
+        return cls(
+            float(values.min()), float(values.max()), float(values.mean(dtype=np.float64)),
+            float(values.std(dtype=np.float64)),
+        )
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """The facts about one map: how it was made, its shapes and statistics (no pixel data).
+
+    Attributes
+    ----------
+    name : str
+        The kernel's name, or ``magnitude`` / ``max`` for a combined map.
+    kernel_size : (kh, kw)
+    geometry : ConvGeometry
+        Padding per side, output size and rows/cols dropped by the stride.
+    conv_shape : (H, W, C)
+        Shape after the convolution.
+    shape : (H, W, C)
+        Shape of the final map (after pooling, if any).
+    pooled : bool
+        Whether pooling was applied.
+    params : int
+        Weights plus biases of the filter, counted as a conv layer would (0 for a combined map).
+    stats : MapStats
+        Of the final map.
+    combined_from : tuple of str
+        The maps a combined map was made from; empty for a kernel's own map.
+    """
+
+    name: str
+    kernel_size: tuple[int, int]
+    geometry: ConvGeometry
+    conv_shape: Shape3
+    shape: Shape3
+    pooled: bool
+    params: int
+    stats: MapStats
+    combined_from: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """One final map, float32 ``(H, W, C)``, with its `MapInfo`."""
+
+    values: NDArray[np.floating]
+    info: MapInfo
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    """Every map of one run, the input shape and the warnings the geometry raised."""
+
+    input_shape: Shape3
+    maps: tuple[FeatureMap, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _pair_text(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _dropped_text(geometry: ConvGeometry, what: str) -> tuple[str, str] | None:
+    rows, cols = geometry.dropped_hw
+    if not rows and not cols:
+        return None
+    parts = [p for p in (_plural(rows, "row") if rows else "", _plural(cols, "column") if cols else "") if p]
+    ph, pw = geometry.padded_hw
+    return (
+        what,
+        f"stride {_pair_text(geometry.stride)} leaves the last {' and '.join(parts)} "
+        f"of the padded {ph}x{pw} input unused (floored, as PyTorch and Keras do)",
+    )
+
+
+def stride_warnings(
+    in_hw: tuple[int, int], kernel_size: tuple[int, int], conv: Conv2d, pool: Pool2d | GlobalPool2d | None
+) -> list[tuple[str, str]]:
+    """``(what, problem)`` for each stride that does not fit evenly: the conv's, then the pool's."""
+    geometry = conv_geometry(in_hw, kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    notes = [_dropped_text(geometry, f"conv {kernel_size[0]}x{kernel_size[1]}")]
+    if isinstance(pool, Pool2d):
+        pooled = pool_geometry(geometry.out_hw, pool.size, stride=pool.stride, padding=pool.padding)
+        notes.append(_dropped_text(pooled, f"{pool.kind.value} pool {pool.size[0]}x{pool.size[1]}"))
+    return [n for n in notes if n]
+
+
+def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], int]:
+    """The bank and groups that apply ``kernel`` to ``channels`` input channels."""
+    w = kernel.weights
+    if w.ndim == 3:
+        if w.shape[0] != channels:
+            fix = "pass --color to keep the image's channels" if channels == 1 else "give one slice per channel"
+            raise ShapeError(
+                f"kernel {kernel.name!r}",
+                f"has {w.shape[0]} channel slices but the image has {_plural(channels, 'channel')}",
+                fix,
+            )
+        return w[np.newaxis], 1
+    return np.broadcast_to(w, (channels, 1, *w.shape)), channels
+
+
+def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
+    out = activate(values, act.name, **dict(act.params))
+    if isinstance(pool, Pool2d):
+        out = pool2d(out, pool.size, stride=pool.stride, padding=pool.padding, mode=pool.kind,
+                     count_include_pad=pool.count_include_pad)
+    elif isinstance(pool, GlobalPool2d):
+        out = global_pool(out, pool.kind)
+    return out
+
+
+def _shape3(arr: NDArray[np.floating]) -> Shape3:
+    return (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
+
+
+def iter_feature_maps(
+    image: NDArray[np.floating],
+    bank: KernelBank,
+    conv: Conv2d = Conv2d(),
+    act: Act = Act(),
+    pool: Pool2d | GlobalPool2d | None = None,
+    *,
+    combine: Combine | str | None = None,
+    strict: bool = False,
+) -> Iterator[FeatureMap]:
+    """Yield each kernel's `FeatureMap` in bank order, then the combined map if ``combine`` is set.
+
+    Per kernel: ``conv2d`` (with the kernel's bias) → activation → pooling. ``combine`` merges the
+    kernels' convolution outputs *before* the activation (``magnitude``: ``sqrt(sum of squares)``, as
+    for a Sobel pair; ``max``: the largest response, as over a compass set), then activates and pools
+    the result like the others. ``strict=True`` turns a stride that leaves rows unused into a
+    `ShapeError`. Image ``(H, W, C)``; a gray image has C = 1.
+    """
+    if image.ndim != 3:
+        raise ShapeError("image", f"must be (H, W, C); got shape {image.shape}")
+    how = None if combine is None else parse_enum(Combine, combine, "combine")
+    in_hw = (int(image.shape[0]), int(image.shape[1]))
+    if strict:
+        for kernel in bank:
+            for what, problem in stride_warnings(in_hw, kernel.size, conv, pool):
+                raise ShapeError(what, problem, "change the stride or padding, or drop --strict")
+    channels = int(image.shape[2])
+    acc: NDArray[np.floating] | None = None
+    first: MapInfo | None = None
+    for kernel in bank:
+        weights, groups = _weights_for(kernel, channels)
+        n_out = weights.shape[0]
+        bias = None if kernel.bias is None else np.full(n_out, kernel.bias, dtype=np.float32)
+        response = conv2d(
+            image, weights, bias, stride=conv.stride, padding=conv.padding, pad_mode=conv.pad_mode,
+            pad_value=conv.pad_value, dilation=conv.dilation, groups=groups, flip=conv.flip,
+        )
+        geometry = conv_geometry(in_hw, kernel.size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+        if how is not None:
+            if acc is not None and acc.shape != response.shape:
+                raise ShapeError(
+                    "--combine",
+                    f"maps differ in shape ({_shape3(acc)} vs {_shape3(response)} from {kernel.name!r})",
+                    "use --padding same, or combine kernels of one size",
+                )
+            if how is Combine.MAGNITUDE:
+                acc = response**2 if acc is None else acc + response**2
+            else:
+                acc = response.copy() if acc is None else np.maximum(acc, response)
+        final = _finish(response, act, pool)
+        params = conv_params(kernel.size, channels, n_out, groups=groups, bias=kernel.bias is not None)
+        info = MapInfo(
+            kernel.name, kernel.size, geometry, _shape3(response), _shape3(final), pool is not None, params,
+            MapStats.of(final),
+        )
+        first = first or info
+        yield FeatureMap(final, info)
+    if how is not None and acc is not None and first is not None:
+        merged = np.sqrt(acc) if how is Combine.MAGNITUDE else acc
+        final = _finish(merged, act, pool)
+        info = MapInfo(
+            how.value, first.kernel_size, first.geometry, _shape3(merged), _shape3(final), pool is not None, 0,
+            MapStats.of(final), bank.names,
+        )
+        yield FeatureMap(final, info)
+
+
+def run(
+    image: NDArray[np.floating],
+    bank: KernelBank,
+    conv: Conv2d = Conv2d(),
+    act: Act = Act(),
+    pool: Pool2d | GlobalPool2d | None = None,
+    *,
+    combine: Combine | str | None = None,
+    strict: bool = False,
+) -> FeatureMaps:
+    """Run every kernel and return all maps at once (see `iter_feature_maps`)."""
+    maps = tuple(iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict))
+    notes: list[str] = []
+    for kernel in bank:
+        for what, problem in stride_warnings((int(image.shape[0]), int(image.shape[1])), kernel.size, conv, pool):
+            note = f"{what}: {problem}"
+            if note not in notes:
+                notes.append(note)
+    return FeatureMaps(_shape3(image), maps, tuple(notes))

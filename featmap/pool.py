@@ -1,0 +1,95 @@
+"""Max, average and min pooling over windows of an ``(H, W, C)`` array, and global pooling.
+
+Pooling walks the window taps as strided views (see `featmap.ops.window_taps`), so the work is
+one pass over the output per window cell and no window copy is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .enums import PoolKind, parse_enum
+from .errors import ShapeError
+from .ops import as_float_image, window_taps
+from .shapes import PaddingArg, pool_geometry
+
+__all__ = ["global_pool", "pool2d"]
+
+
+def _cells_per_window(size: int, window: int, stride: int, before: int, out: int) -> NDArray[np.int64]:
+    """How many real (unpadded) input cells each output window covers along one axis."""
+    start = np.arange(out) * stride - before
+    return np.minimum(start + window, size) - np.maximum(start, 0)
+
+
+def pool2d(
+    x: ArrayLike,
+    size: int | Sequence[int],
+    *,
+    stride: int | Sequence[int] | None = None,
+    padding: PaddingArg = "valid",
+    mode: str | PoolKind = "max",
+    count_include_pad: bool = False,
+) -> NDArray[np.floating]:
+    """Pool each channel of ``(H, W, C)`` over ``size`` windows.
+
+    ``stride`` defaults to the window size (Keras). Padded cells never win a max or a min and are
+    left out of an average's count (TensorFlow); ``count_include_pad=True`` counts them as zeros,
+    PyTorch's ``AvgPool2d`` default.
+
+    Examples
+    --------
+    >>> x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    >>> pool2d(x, 2)[..., 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    >>> pool2d(np.ones((3, 3)), 2, padding="same", mode="avg")[..., 0].tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+    arr = as_float_image(x)
+    kind = parse_enum(PoolKind, mode, "pool mode")
+    geometry = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding)
+    top, bottom, left, right = geometry.padding
+    (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
+    if max(top, bottom) > kh // 2 or max(left, right) > kw // 2:
+        raise ShapeError(
+            "`padding`",
+            f"pooling pads of {geometry.padding} exceed half the {kh}x{kw} window, so a window could hold no pixel",
+            "pad at most half the window, or use `same`",
+        )
+    fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]
+    padded = arr
+    if any(geometry.padding):
+        padded = np.pad(arr, ((top, bottom), (left, right), (0, 0)), constant_values=fill)
+    taps = window_taps(padded, geometry)
+    _, _, first = next(taps)
+    out = first.copy()
+    reduce = {PoolKind.MAX: np.maximum, PoolKind.MIN: np.minimum, PoolKind.AVG: np.add}[kind]
+    for _, _, view in taps:
+        reduce(out, view, out=out)
+    if kind is PoolKind.AVG:
+        if count_include_pad:
+            out /= kh * kw
+        else:
+            ho, wo = geometry.out_hw
+            rows = _cells_per_window(h, kh, geometry.stride[0], top, ho)
+            cols = _cells_per_window(w, kw, geometry.stride[1], left, wo)
+            out /= np.outer(rows, cols).astype(out.dtype)[:, :, np.newaxis]
+    return out
+
+
+def global_pool(x: ArrayLike, mode: str | PoolKind = "avg") -> NDArray[np.floating]:
+    """Reduce H and W to 1: global average, max or min pooling; result ``(1, 1, C)``.
+
+    Examples
+    --------
+    >>> global_pool(np.arange(6.0).reshape(2, 3), "avg").ravel().tolist()
+    [2.5]
+    """
+    arr = as_float_image(x)
+    kind = parse_enum(PoolKind, mode, "pool mode")
+    reducer = {PoolKind.MAX: np.max, PoolKind.MIN: np.min, PoolKind.AVG: np.mean}[kind]
+    return np.asarray(reducer(arr, axis=(0, 1), keepdims=True), dtype=arr.dtype)

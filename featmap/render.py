@@ -1,0 +1,212 @@
+"""Turn result objects into Rich renderables and JSON-ready dicts; nothing here prints.
+
+Examples
+--------
+>>> import io
+>>> from rich.console import Console
+>>> from featmap.kernels import parametric_kernel
+>>> console = Console(file=io.StringIO(), width=60, color_system=None, record=True)
+>>> console.print(kernel_show(parametric_kernel("box:size=2")))
+>>> "separable" in console.export_text()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .batch import ApplyJob, ImageResult
+from .kernels import Kernel
+from .ops import separable
+from .pipeline import MapInfo
+from .spec import GlobalPool2d, Pool2d
+
+__all__ = ["apply_dict", "apply_view", "kernel_dict", "kernel_list", "kernel_show"]
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(v) for v in shape)
+
+
+def _pair(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}×{pair[1]}"
+
+
+def _padding_text(info: MapInfo, job: ApplyJob) -> str:
+    top, bottom, left, right = info.geometry.padding
+    if not any(info.geometry.padding):
+        return "0 (valid)"
+    mode = job.conv.pad_mode.value
+    if job.conv.pad_mode.value == "zeros" and job.conv.pad_value:
+        mode = f"constant {job.conv.pad_value:g}"
+    return f"t{top} b{bottom} l{left} r{right} {mode}"
+
+
+def _pool_text(job: ApplyJob) -> str:
+    pool = job.pool
+    if isinstance(pool, Pool2d):
+        return f"{pool.kind.value} {_pair(pool.size)}/s{_pair(pool.stride or pool.size)}"
+    if isinstance(pool, GlobalPool2d):
+        return f"global {pool.kind.value}"
+    return "none"
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _path(path: Path | None, base: Path) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
+    """A header line about the input and a table with one row per map."""
+    info = result.input
+    colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
+    header = Text.assemble(
+        (info.path, "bold"),
+        f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}",
+    )
+    out_dir = job.output.out_dir
+    table = Table(
+        title=f"conv: {'convolution (flipped)' if job.conv.flip else 'cross-correlation'}, "
+        f"activation {job.act.name.value}, pool {_pool_text(job)}, written under {out_dir}",
+        title_justify="left",
+        header_style="bold",
+    )
+    for column, justify in (
+        ("kernel", "left"), ("size", "right"), ("stride", "right"), ("dilation", "right"),
+        ("padding", "left"), ("conv out", "right"), ("pooled", "right"), ("params", "right"),
+        ("min", "right"), ("max", "right"), ("mean", "right"), ("file", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]  # literal values above
+    for written in result.maps:
+        m = written.info
+        name = m.name if not m.combined_from else f"{m.name} of {', '.join(m.combined_from)}"
+        table.add_row(
+            name,
+            _shape(m.kernel_size),
+            _pair(m.geometry.stride),
+            _pair(m.geometry.dilation),
+            _padding_text(m, job),
+            _shape(m.conv_shape),
+            _shape(m.shape) if m.pooled else "-",
+            f"{m.params:,}" if not m.combined_from else "-",
+            _num(m.stats.min),
+            _num(m.stats.max),
+            _num(m.stats.mean),
+            _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
+        )
+    return Group(header, table)
+
+
+def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
+    """The same facts as `apply_view`, as plain JSON-ready data."""
+    maps = []
+    for written in result.maps:
+        m = written.info
+        top, bottom, left, right = m.geometry.padding
+        maps.append(
+            {
+                "name": m.name,
+                "combined_from": list(m.combined_from),
+                "kernel_size": list(m.kernel_size),
+                "stride": list(m.geometry.stride),
+                "dilation": list(m.geometry.dilation),
+                "padding": {"top": top, "bottom": bottom, "left": left, "right": right,
+                            "mode": job.conv.pad_mode.value, "value": job.conv.pad_value},
+                "dropped": list(m.geometry.dropped_hw),
+                "operation": "convolution" if job.conv.flip else "cross-correlation",
+                "conv_shape": list(m.conv_shape),
+                "pooled_shape": list(m.shape) if m.pooled else None,
+                "params": m.params,
+                "stats": asdict(m.stats),
+                "png": str(written.png),
+                "raw": None if written.raw is None else str(written.raw),
+            }
+        )
+    info = result.input
+    return {
+        "input": {"path": info.path, "width": info.width, "height": info.height, "mode": info.mode,
+                  "format": info.format, "channels": info.channels},
+        "activation": job.act.name.value,
+        "pool": _pool_text(job),
+        "options_hash": result.options_hash,
+        "maps": maps,
+        "warnings": list(result.warnings),
+        "seconds": round(result.seconds, 4),
+    }
+
+
+def kernel_dict(kernel: Kernel) -> dict[str, Any]:
+    """A kernel as JSON-ready data."""
+    return {
+        "name": kernel.name,
+        "size": list(kernel.size),
+        "channels": kernel.weights.shape[0] if kernel.per_channel else None,
+        "weights": kernel.weights.tolist(),
+        "bias": kernel.bias,
+        "sum": float(kernel.weights.sum(dtype="float64")),
+        "separable": None if kernel.per_channel else separable(kernel.weights),
+        "tags": list(kernel.tags),
+        "description": kernel.description,
+        "source": kernel.source,
+        "origin": kernel.origin,
+    }
+
+
+def kernel_list(kernels: Iterable[Kernel]) -> Table:
+    """The kernel library as a table: name, size, tags, description and source."""
+    table = Table(header_style="bold")
+    for column in ("name", "size", "tags", "description", "source"):
+        table.add_column(column, overflow="fold")
+    for k in kernels:
+        size = _shape(k.size) if not k.per_channel else f"{k.weights.shape[0]}×{_shape(k.size)}"
+        table.add_row(k.name, size, ", ".join(k.tags), k.description, k.source)
+    return table
+
+
+def _weight_text(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def kernel_show(kernel: Kernel) -> RenderableType:
+    """A kernel's weights as a grid plus its facts (sum, separability, bias, source)."""
+    data = kernel_dict(kernel)
+    slices = [kernel.weights] if not kernel.per_channel else list(kernel.weights)
+    parts: list[RenderableType] = [Text.assemble((kernel.name, "bold"), f"  {kernel.description}")]
+    for index, plane in enumerate(slices):
+        grid = Table(show_header=False, title=f"channel {index}" if kernel.per_channel else None)
+        for _ in range(plane.shape[1]):
+            grid.add_column(justify="right")
+        for row in plane:
+            grid.add_row(*(_weight_text(float(v)) for v in row))
+        parts.append(grid)
+    sep = "n/a (per-channel)" if data["separable"] is None else ("yes (rank 1)" if data["separable"] else "no")
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for key, value in (
+        ("size", _shape(kernel.size)),
+        ("sum", _weight_text(data["sum"])),
+        ("separable", sep),
+        ("bias", "none" if kernel.bias is None else _weight_text(kernel.bias)),
+        ("tags", ", ".join(kernel.tags) or "-"),
+        ("source", kernel.source or "-"),
+        ("file", kernel.origin or "-"),
+    ):
+        facts.add_row(key, value)
+    parts.append(facts)
+    return Group(*parts)
