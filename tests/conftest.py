@@ -1,0 +1,46 @@
+"""Shared fixtures: a Click runner, small images written to tmp_path, and array helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261123)
+
+
+@pytest.fixture
+def gray_png(tmp_path: Path) -> Path:
+    """A 24x32 8-bit gray PNG with a bright square (values known exactly)."""
+    pixels = np.full((24, 32), 40, dtype=np.uint8)
+    pixels[6:18, 8:20] = 200
+    path = tmp_path / "square.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> Callable[..., Path]:
+    """Save an array with Pillow under tmp_path and return the path."""
+
+    def make(name: str, array: np.ndarray, **save: object) -> Path:
+        path = tmp_path / name
+        Image.fromarray(array).save(path, **save)
+        return path
+
+    return make
