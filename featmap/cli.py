@@ -144,7 +144,7 @@ def conv_options(func: F) -> F:
         click.option("--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."),
         click.option("--pool", type=_choice(PoolKind, ("global-avg", "global-max", "global-min", "none")),
                      default="none", show_default=True, help="Pooling after the activation."),
-        click.option("--pool-size", type=IntsType(), default="2", show_default=True, help="Window, N or ROWS,COLS."),
+        click.option("--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."),
         click.option("--pool-stride", type=IntsType(), default=None, help="Defaults to the window size."),
         click.option("--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True),
         click.option("--combine", type=_choice(Combine), default=None,
@@ -222,10 +222,12 @@ def apply(images: tuple[Path, ...], kernel_specs: tuple[str, ...], kernel_dirs: 
     act = Act(opts["activation"], (("slope", opts["slope"]),) if opts["activation"] == "leaky_relu" else ())
     pool_word = opts["pool"].lower()
     pool: Pool2d | GlobalPool2d | None = None
+    if not (pool_word in ("max", "avg", "min")) and (opts["pool_size"] or opts["pool_stride"]):
+        raise click.UsageError("--pool-size and --pool-stride need --pool max, avg or min")
     if pool_word.startswith("global-"):
         pool = GlobalPool2d(pool_word.split("-", 1)[1])
     elif pool_word != "none":
-        pool = Pool2d(pool_word, opts["pool_size"], opts["pool_stride"], opts["pool_padding"])
+        pool = Pool2d(pool_word, opts["pool_size"] or 2, opts["pool_stride"], opts["pool_padding"])
     output = OutputOptions(opts["out_dir"], opts["name_pattern"], opts["normalize"], int(opts["bit_depth"]),
                            opts["raw"], opts["png_compress"], opts["overwrite"])
     job = ApplyJob(bank, conv, act, pool, opts["combine"], opts["strict"], opts["color"],

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -46,7 +47,7 @@ def _padding_text(info: MapInfo, job: ApplyJob) -> str:
     mode = job.conv.pad_mode.value
     if job.conv.pad_mode.value == "zeros" and job.conv.pad_value:
         mode = f"constant {job.conv.pad_value:g}"
-    return f"t{top} b{bottom} l{left} r{right} {mode}"
+    return f"{top},{bottom},{left},{right} {mode}"
 
 
 def _pool_text(job: ApplyJob) -> str:
@@ -77,38 +78,44 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
     colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
     header = Text.assemble(
         (info.path, "bold"),
-        f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}",
+        f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}\n",
+        f"{'convolution (kernel flipped)' if job.conv.flip else 'cross-correlation'}, "
+        f"activation {job.act.name.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
     )
     out_dir = job.output.out_dir
-    table = Table(
-        title=f"conv: {'convolution (flipped)' if job.conv.flip else 'cross-correlation'}, "
-        f"activation {job.act.name.value}, pool {_pool_text(job)}, written under {out_dir}",
-        title_justify="left",
-        header_style="bold",
-    )
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column, justify in (
-        ("kernel", "left"), ("size", "right"), ("stride", "right"), ("dilation", "right"),
-        ("padding", "left"), ("conv out", "right"), ("pooled", "right"), ("params", "right"),
-        ("min", "right"), ("max", "right"), ("mean", "right"), ("file", "left"),
+        ("kernel", "left"), ("size/stride", "right"), ("pad t,b,l,r", "left"), ("conv out", "right"),
+        ("pooled", "right"), ("params", "right"), ("min", "right"), ("max", "right"), ("mean", "right"),
+        ("file", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]  # literal values above
+        if column == "pooled" and job.pool is None:
+            continue
+        table.add_column(
+            column, justify=justify,  # type: ignore[arg-type]
+            no_wrap=column not in ("kernel", "file"),
+            overflow="fold" if column in ("kernel", "file") else "ellipsis",
+            min_width=12 if column == "file" else None,
+        )
     for written in result.maps:
         m = written.info
-        name = m.name if not m.combined_from else f"{m.name} of {', '.join(m.combined_from)}"
-        table.add_row(
+        name = m.name if not m.combined_from else f"{m.name} of {len(m.combined_from)} maps"
+        geometry = f"{_shape(m.kernel_size)} s{_pair(m.geometry.stride)}"
+        if m.geometry.dilation != (1, 1):
+            geometry += f" d{_pair(m.geometry.dilation)}"
+        cells = [
             name,
-            _shape(m.kernel_size),
-            _pair(m.geometry.stride),
-            _pair(m.geometry.dilation),
+            geometry,
             _padding_text(m, job),
             _shape(m.conv_shape),
-            _shape(m.shape) if m.pooled else "-",
+            *([_shape(m.shape)] if m.pooled else []),
             f"{m.params:,}" if not m.combined_from else "-",
             _num(m.stats.min),
             _num(m.stats.max),
             _num(m.stats.mean),
             _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
-        )
+        ]
+        table.add_row(*cells)
     return Group(header, table)
 
 

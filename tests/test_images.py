@@ -1,0 +1,199 @@
+"""featmap.images: every common format and mode to float32, bad files, and atomic writers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featmap.errors import ImageReadError, SpecError
+from featmap.images import LUMA_BT601, atomic_write, load_image, parse_color, save_png, save_raw
+
+Maker = Callable[..., Path]
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return (rgb.astype(np.float64) / 255) @ np.array(LUMA_BT601)
+
+
+@pytest.fixture
+def rgb(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+
+
+def test_png_8bit_gray_exact(make_image: Maker) -> None:
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    loaded = load_image(make_image("g.png", pixels))
+    assert loaded.pixels.dtype == np.float32 and loaded.pixels.shape == (16, 16, 1)
+    np.testing.assert_allclose(loaded.pixels[..., 0], pixels / 255, rtol=1e-7)
+    assert (loaded.info.width, loaded.info.height, loaded.info.mode, loaded.info.format) == (16, 16, "L", "PNG")
+
+
+def test_png_16bit_divides_by_65535(make_image: Maker) -> None:
+    pixels = np.array([[0, 1, 32768, 65535]], dtype=np.uint16)
+    loaded = load_image(make_image("g16.png", pixels))
+    assert loaded.info.mode.startswith("I")
+    np.testing.assert_allclose(loaded.pixels[0, :, 0], pixels[0] / 65535, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("suffix", "kwargs"), [(".png", {}), (".bmp", {}), (".tif", {}), (".webp", {"lossless": True})])
+def test_lossless_rgb_formats_give_bt601_luma(make_image: Maker, rgb: np.ndarray, suffix: str, kwargs: dict[str, object]) -> None:
+    path = make_image("c" + suffix, rgb, **kwargs)
+    gray = load_image(path)
+    np.testing.assert_allclose(gray.pixels[..., 0], luma(rgb), atol=1e-6)
+    colour = load_image(path, color=True)
+    assert colour.pixels.shape == (12, 10, 3)
+    np.testing.assert_allclose(colour.pixels, rgb / 255, atol=1e-7)
+
+
+def test_jpeg_is_close(make_image: Maker) -> None:
+    smooth = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    loaded = load_image(make_image("s.jpg", np.stack([smooth] * 3, axis=2), quality=95))
+    assert loaded.info.format == "JPEG"
+    np.testing.assert_allclose(loaded.pixels[..., 0], smooth / 255, atol=0.03)
+
+
+def test_float_tiff_keeps_values(tmp_path: Path) -> None:
+    values = np.array([[-1.5, 0.25], [2.0, 0.0]], dtype=np.float32)
+    path = tmp_path / "f.tif"
+    Image.fromarray(values).save(path)
+    np.testing.assert_array_equal(load_image(path).pixels[..., 0], values)
+
+
+def test_palette_and_bilevel(tmp_path: Path, rgb: np.ndarray) -> None:
+    im = Image.fromarray(rgb).quantize(colors=16)
+    path = tmp_path / "p.png"
+    im.save(path)
+    expect = luma(np.asarray(im.convert("RGB")))
+    np.testing.assert_allclose(load_image(path).pixels[..., 0], expect, atol=1e-6)
+    bilevel = Image.fromarray(np.array([[0, 255], [255, 0]], dtype=np.uint8)).convert("1")
+    bilevel.save(tmp_path / "b.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "b.png").pixels[..., 0], [[0, 1], [1, 0]])
+
+
+def test_alpha_composited_on_background(tmp_path: Path) -> None:
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., 0] = 255  # red
+    rgba[0, 0, 3] = 255  # opaque
+    rgba[0, 1, 3] = 0  # fully transparent
+    rgba[1, :, 3] = 51  # 20 % opaque
+    path = tmp_path / "a.png"
+    Image.fromarray(rgba).save(path)
+    on_white = load_image(path, color=True).pixels
+    np.testing.assert_allclose(on_white[0, 0], [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(on_white[0, 1], [1, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(on_white[1, 0], [1, 0.8, 0.8], atol=1e-6)
+    on_black = load_image(path, color=True, background=(0, 0, 0)).pixels
+    np.testing.assert_allclose(on_black[1, 0], [0.2, 0, 0], atol=1e-6)
+    la = Image.fromarray(np.array([[[0, 0], [0, 255]]], dtype=np.uint8))
+    la.save(tmp_path / "la.png")
+    np.testing.assert_allclose(load_image(tmp_path / "la.png").pixels[0, :, 0], [1, 0], atol=1e-6)
+
+
+def test_cmyk_and_gif_first_frame(tmp_path: Path, rgb: np.ndarray) -> None:
+    cmyk = Image.fromarray(rgb).convert("CMYK")
+    cmyk.save(tmp_path / "c.tif")
+    np.testing.assert_allclose(load_image(tmp_path / "c.tif").pixels[..., 0], luma(np.asarray(cmyk.convert("RGB"))), atol=1e-6)
+    frames = [Image.fromarray(np.full((4, 4), v, dtype=np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert load_image(tmp_path / "a.gif").pixels[0, 0, 0] == pytest.approx(10 / 255, abs=1e-6)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    pixels = np.zeros((20, 40), dtype=np.uint8)
+    pixels[:, :10] = 255  # bright left band
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    Image.fromarray(pixels).save(tmp_path / "o.jpg", exif=exif, quality=95)
+    loaded = load_image(tmp_path / "o.jpg")
+    assert loaded.pixels.shape == (40, 20, 1)
+    assert loaded.pixels[:10].mean() > 0.9 and loaded.pixels[-10:].mean() < 0.1  # band now on top
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"this is not an image at all", "is not an image Pillow can read"),
+        (b"", "is not an image Pillow can read"),
+    ],
+)
+def test_not_an_image(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "fake.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=match) as info:
+        load_image(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_truncated_png(tmp_path: Path, rng: np.random.Generator) -> None:
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(good)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(ImageReadError, match="corrupt or truncated"):
+        load_image(cut)
+
+
+def test_decompression_bomb_guard(make_image: Maker) -> None:
+    path = make_image("big.png", np.zeros((100, 100), dtype=np.uint8))
+    with pytest.raises(ImageReadError, match="too large.*--max-pixels"):
+        load_image(path, max_pixels=1000)
+    with pytest.raises(ImageReadError, match="too large"):
+        load_image(path, max_pixels=4000)  # between 1x and 2x the limit Pillow only warns
+    assert load_image(path, max_pixels=10_000).pixels.shape == (100, 100, 1)
+
+
+def test_missing_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="no such file"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(ImageReadError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_png_writer_quantises_and_round_trips(tmp_path: Path) -> None:
+    values = np.array([[0.0, 0.5, 1.0, 1.7, -0.2]])
+    eight = np.asarray(Image.open(save_png(tmp_path / "a.png", values)))
+    np.testing.assert_array_equal(eight, [[0, 128, 255, 255, 0]])
+    sixteen = Image.open(save_png(tmp_path / "b.png", values, bit_depth=16))
+    assert sixteen.mode.startswith("I")
+    np.testing.assert_array_equal(np.asarray(sixteen), [[0, 32768, 65535, 65535, 0]])
+    colour = np.asarray(Image.open(save_png(tmp_path / "c.png", np.ones((2, 2, 3)) * [1, 0, 0.5])))
+    np.testing.assert_array_equal(colour[0, 0], [255, 0, 128])
+    with pytest.raises(SpecError, match="16-bit PNGs are gray only"):
+        save_png(tmp_path / "d.png", np.ones((2, 2, 3)), bit_depth=16)
+
+
+def test_raw_writers(tmp_path: Path, rng: np.random.Generator) -> None:
+    values = rng.standard_normal((5, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.load(save_raw(tmp_path / "a.npy", values)), values)
+    tiff = save_raw(tmp_path / "a.tiff", values, "tiff")
+    with Image.open(tiff) as im:
+        assert im.n_frames == 3 and im.mode == "F"
+        im.seek(2)
+        np.testing.assert_array_equal(np.asarray(im), values[..., 2])
+
+
+def test_atomic_write_keeps_old_content_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def explode(handle: object) -> None:
+        handle.write(b"partial")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, explode)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_parse_color() -> None:
+    assert parse_color("black") == (0.0, 0.0, 0.0)
+    assert parse_color("#ff0000") == (1.0, 0.0, 0.0)
+    with pytest.raises(SpecError, match="unknown colour"):
+        parse_color("blurple")
+    with pytest.raises(SpecError, match="unknown colour"):
+        parse_color("1,2,300")

@@ -1,0 +1,80 @@
+"""featmap.pipeline: conv → activation → pool per kernel, combined maps, warnings and strict mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featmap import conv2d, pool2d
+from featmap.errors import ShapeError
+from featmap.kernels import Kernel, KernelBank, KernelLibrary
+from featmap.pipeline import iter_feature_maps, run
+from featmap.spec import Act, Conv2d, GlobalPool2d, Pool2d
+
+LIB = KernelLibrary(use_env=False)
+
+
+def test_each_stage_equals_the_ops(rng: np.random.Generator) -> None:
+    x = rng.random((20, 18, 1), dtype=np.float32)
+    bank = LIB.bank(["sobel_x", "box_3"])
+    conv = Conv2d(stride=2, padding="same", pad_mode="reflect")
+    fm = run(x, bank, conv, Act("relu"), Pool2d("max", 2))
+    for got, kernel in zip(fm.maps, bank):
+        ref = conv2d(x, kernel.weights, stride=2, padding="same", pad_mode="reflect")
+        np.testing.assert_array_equal(got.values, pool2d(np.maximum(ref, 0), 2))
+        assert got.info.conv_shape == (10, 9, 1)
+        assert got.info.shape == (5, 4, 1)
+        assert got.info.params == 9
+        assert got.info.stats.max == pytest.approx(float(got.values.max()))
+    assert fm.warnings == ("max pool 2x2: stride 2 leaves the last 1 column of the padded 10x9 input unused (floored, as PyTorch and Keras do)",)
+
+
+def test_magnitude_of_sobel_pair(rng: np.random.Generator) -> None:
+    x = rng.random((12, 12, 1), dtype=np.float32)
+    maps = run(x, LIB.bank(["sobel_x", "sobel_y"]), Conv2d(padding=1), combine="magnitude").maps
+    assert [m.info.name for m in maps] == ["sobel_x", "sobel_y", "magnitude"]
+    expect = np.sqrt(maps[0].values ** 2 + maps[1].values ** 2)
+    np.testing.assert_allclose(maps[2].values, expect, rtol=1e-6)
+    assert maps[2].info.combined_from == ("sobel_x", "sobel_y")
+
+
+def test_max_over_compass_set(rng: np.random.Generator) -> None:
+    x = rng.random((10, 10, 1), dtype=np.float32)
+    maps = run(x, LIB.bank(["kirsch"]), combine="max").maps
+    assert len(maps) == 9
+    np.testing.assert_array_equal(maps[-1].values, np.max([m.values for m in maps[:-1]], axis=0))
+
+
+def test_combine_is_before_activation() -> None:
+    x = np.zeros((5, 5, 1), np.float32)
+    x[:, 3:] = 1.0  # a rising edge: sobel_x positive, and its mirror negative
+    bank = KernelBank((Kernel("up", [[-1, 0, 1]]), Kernel("down", [[1, 0, -1]])))
+    maps = run(x, bank, Conv2d(), Act("relu"), combine="magnitude").maps
+    assert maps[1].values.max() == 0  # relu removed the negative response
+    assert maps[2].values.max() == pytest.approx(np.sqrt(2))  # but the magnitude saw both (+1 and -1)
+
+
+def test_colour_image_depthwise_and_per_channel_kernel(rng: np.random.Generator) -> None:
+    x = rng.random((8, 8, 3), dtype=np.float32)
+    depthwise = run(x, LIB.bank(["box_3"])).maps[0]
+    assert depthwise.info.shape == (6, 6, 3) and depthwise.info.params == 27
+    rgb_sum = Kernel("sum", np.ones((3, 1, 1)), bias=0.5)
+    summed = run(x, KernelBank((rgb_sum,))).maps[0]
+    np.testing.assert_allclose(summed.values[..., 0], x.sum(axis=2) + 0.5, rtol=1e-6)
+    assert summed.info.params == 4
+    with pytest.raises(ShapeError, match="pass --color"):
+        run(x[..., :1], KernelBank((rgb_sum,)))
+
+
+def test_global_pool_and_strict() -> None:
+    x = np.ones((7, 7, 1), np.float32)
+    fm = run(x, LIB.bank(["box_3"]), pool=GlobalPool2d("avg"))
+    assert fm.maps[0].info.shape == (1, 1, 1) and fm.maps[0].values[0, 0, 0] == pytest.approx(1.0)
+    assert run(x, LIB.bank(["box_3"]), Conv2d(stride=3)).warnings
+    with pytest.raises(ShapeError, match="stride 3 leaves the last 1 row and 1 column"):
+        run(x, LIB.bank(["box_3"]), Conv2d(stride=3), strict=True)
+
+
+def test_combine_refuses_maps_of_different_shapes() -> None:
+    with pytest.raises(ShapeError, match="--padding same"):
+        list(iter_feature_maps(np.ones((9, 9, 1), np.float32), LIB.bank(["box_3", "box_5"]), combine="max"))
