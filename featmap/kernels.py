@@ -334,16 +334,16 @@ def load_kernel_file(path: str | os.PathLike[str]) -> list[Kernel]:
 
 
 def builtin_kernel_dir() -> Path:
-    """The folder of kernels shipped with featmap (``kernels/`` in the source tree)."""
-    from importlib import resources
+    """The folder of kernels shipped with featmap.
 
-    try:
-        shipped = Path(str(resources.files("featmap.builtin_kernels")))
-        if shipped.is_dir() and any(shipped.glob("*.yaml")):
-            return shipped
-    except ModuleNotFoundError:  # pragma: no cover - only when the package data is missing
-        pass
-    return Path(__file__).resolve().parent.parent / "kernels"
+    Installed, it is ``featmap/builtin_kernels`` (the wheel maps the repository's ``kernels/`` there);
+    in a source checkout it is ``kernels/`` beside the package.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "builtin_kernels"
+    if any(installed.glob("*.yaml")):
+        return installed
+    return here.parent / "kernels"
 
 
 def _kernel_files(location: Path) -> list[Path]:
