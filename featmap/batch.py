@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from .enums import Combine, Normalize, parse_enum
 from .errors import OutputExistsError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
@@ -56,10 +55,13 @@ class OutputOptions:
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
         except ValueError as exc:
-            raise SpecError("--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
+            raise SpecError(
+                "--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'"
+            ) from None
         if used - _FIELDS or "kernel" not in used:
             raise SpecError(
-                "--name", f"pattern {self.name!r} must use {{kernel}} and only {{stem}}, {{ext}}, {{kernel}}",
+                "--name",
+                f"pattern {self.name!r} must use {{kernel}} and only {{stem}}, {{ext}}, {{kernel}}",
                 "e.g. '{stem}_{kernel}.png'",
             )
         object.__setattr__(self, "name", pattern)
@@ -74,7 +76,9 @@ class OutputOptions:
         path = self.out_dir / rel
         root = self.out_dir.resolve()
         if Path(rel).is_absolute() or not path.resolve().is_relative_to(root):
-            raise SpecError("--name", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern")
+            raise SpecError(
+                "--name", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
+            )
         return path
 
 
@@ -97,7 +101,11 @@ class ApplyJob:
         if self.combine is not None:
             object.__setattr__(self, "combine", parse_enum(Combine, self.combine, "combine"))
         if self.combine is not None and len(self.bank) < 2:
-            raise SpecError("--combine", f"needs two or more kernels; got {len(self.bank)}", "add -k for each map to combine")
+            raise SpecError(
+                "--combine",
+                f"needs two or more kernels; got {len(self.bank)}",
+                "add -k for each map to combine",
+            )
 
     def options_hash(self) -> str:
         """A digest of every setting that changes an output's pixels (kernels' weights included)."""
@@ -169,7 +177,9 @@ def _check_targets(paths: Sequence[Path], source: Path, job: ApplyJob, digest: s
     known = None
     for path in paths:
         if path.exists() and path.resolve() == source.resolve():
-            raise OutputExistsError(str(path), "is the input image itself", "choose another -o folder or --name")
+            raise OutputExistsError(
+                str(path), "is the input image itself", "choose another -o folder or --name"
+            )
         if out.overwrite or not path.exists():
             continue
         known = _read_manifest(out.out_dir) if known is None else known
@@ -207,10 +217,14 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
                 notes.append(f"{what}: {problem}")
     written: list[WrittenMap] = []
     records: list[dict[str, Any]] = []
-    maps = iter_feature_maps(image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict)
+    maps = iter_feature_maps(
+        image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
+    )
     for fmap in maps:
         png = save_png(
-            targets[fmap.info.name], normalize(fmap.values, out.normalize), bit_depth=out.bit_depth,
+            targets[fmap.info.name],
+            normalize(fmap.values, out.normalize),
+            bit_depth=out.bit_depth,
             compress_level=out.png_compress,
         )
         raw = None
@@ -235,5 +249,3 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
         del fmap
     _append_manifest(out.out_dir, records)
     return ImageResult(image.info, tuple(written), tuple(notes), digest, time.perf_counter() - started)
-
-

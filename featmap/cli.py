@@ -120,7 +120,10 @@ class PadModeType(click.ParamType):
 def kernel_options(func: F) -> F:
     """``-k`` and ``--kernel-dir``."""
     func = click.option(
-        "--kernel-dir", "kernel_dirs", multiple=True, type=click.Path(exists=True, path_type=Path),
+        "--kernel-dir",
+        "kernel_dirs",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
         help="Extra folder (or file) of YAML/JSON kernels, searched before the built-ins. Repeatable; "
         "FEATMAP_KERNEL_PATH works too.",
     )(func)
@@ -132,24 +135,55 @@ def conv_options(func: F) -> F:
     options = [
         click.option("--stride", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
         click.option(
-            "--padding", type=IntsType((1, 2, 4), 0, ("valid", "same", "full")), default="valid", show_default=True,
+            "--padding",
+            type=IntsType((1, 2, 4), 0, ("valid", "same", "full")),
+            default="valid",
+            show_default=True,
             help="valid, same (Keras/TF, any stride), full, N, ROWS,COLS or TOP,BOTTOM,LEFT,RIGHT.",
         ),
-        click.option("--pad-mode", type=PadModeType(), default="zeros", show_default=True,
-                     help="zeros, reflect, symmetric, replicate, circular (or an alias, see README)."),
-        click.option("--pad-value", type=float, default=0.0, show_default=True, help="Fill value for zeros padding."),
+        click.option(
+            "--pad-mode",
+            type=PadModeType(),
+            default="zeros",
+            show_default=True,
+            help="zeros, reflect, symmetric, replicate, circular (or an alias, see README).",
+        ),
+        click.option(
+            "--pad-value", type=float, default=0.0, show_default=True, help="Fill value for zeros padding."
+        ),
         click.option("--dilation", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
-        click.option("--flip", is_flag=True, help="True convolution (kernel rotated 180°) instead of cross-correlation."),
+        click.option(
+            "--flip",
+            is_flag=True,
+            help="True convolution (kernel rotated 180°) instead of cross-correlation.",
+        ),
         click.option("--activation", type=_choice(Activation), default="none", show_default=True),
-        click.option("--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."),
-        click.option("--pool", type=_choice(PoolKind, ("global-avg", "global-max", "global-min", "none")),
-                     default="none", show_default=True, help="Pooling after the activation."),
-        click.option("--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."),
+        click.option(
+            "--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."
+        ),
+        click.option(
+            "--pool",
+            type=_choice(PoolKind, ("global-avg", "global-max", "global-min", "none")),
+            default="none",
+            show_default=True,
+            help="Pooling after the activation.",
+        ),
+        click.option(
+            "--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."
+        ),
         click.option("--pool-stride", type=IntsType(), default=None, help="Defaults to the window size."),
-        click.option("--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True),
-        click.option("--combine", type=_choice(Combine), default=None,
-                     help="Also write one map merging all kernels: magnitude (sqrt of sum of squares) or max."),
-        click.option("--strict", is_flag=True, help="Refuse a stride that leaves input rows or columns unused."),
+        click.option(
+            "--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True
+        ),
+        click.option(
+            "--combine",
+            type=_choice(Combine),
+            default=None,
+            help="Also write one map merging all kernels: magnitude (sqrt of sum of squares) or max.",
+        ),
+        click.option(
+            "--strict", is_flag=True, help="Refuse a stride that leaves input rows or columns unused."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -159,17 +193,43 @@ def conv_options(func: F) -> F:
 def output_options(func: F) -> F:
     """Where and how maps are written."""
     options = [
-        click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=Path("featmap-out"), show_default=True, help="Output folder."),
-        click.option("--name", "name_pattern", default="{stem}/{kernel}.png", show_default=True,
-                     help="Output path pattern inside the folder: {stem}, {ext}, {kernel}."),
-        click.option("--normalize", type=_choice(Normalize), default="minmax", show_default=True,
-                     help="Float map to pixels: minmax, clip (to 0..1), abs, symmetric (0 at mid-gray)."),
+        click.option(
+            "-o",
+            "--out",
+            "out_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("featmap-out"),
+            show_default=True,
+            help="Output folder.",
+        ),
+        click.option(
+            "--name",
+            "name_pattern",
+            default="{stem}/{kernel}.png",
+            show_default=True,
+            help="Output path pattern inside the folder: {stem}, {ext}, {kernel}.",
+        ),
+        click.option(
+            "--normalize",
+            type=_choice(Normalize),
+            default="minmax",
+            show_default=True,
+            help="Float map to pixels: minmax, clip (to 0..1), abs, symmetric (0 at mid-gray).",
+        ),
         click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True),
-        click.option("--raw", type=click.Choice(["npy", "tiff"]), default=None,
-                     help="Also write the float32 map (.npy, or float TIFF for ImageJ/Fiji)."),
-        click.option("--png-compress", type=click.IntRange(0, 9), default=1, show_default=True,
-                     help="zlib level: 1 is fast, 9 smallest."),
+        click.option(
+            "--raw",
+            type=click.Choice(["npy", "tiff"]),
+            default=None,
+            help="Also write the float32 map (.npy, or float TIFF for ImageJ/Fiji).",
+        ),
+        click.option(
+            "--png-compress",
+            type=click.IntRange(0, 9),
+            default=1,
+            show_default=True,
+            help="zlib level: 1 is fast, 9 smallest.",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace outputs made by a different run."),
     ]
     for option in reversed(options):
@@ -190,19 +250,37 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-k", "--kernel", "kernel_specs", multiple=True, required=True,
-              help="NAME, TAG, FILE.yaml, FILE.yaml:NAME or gaussian:size=5,sigma=1.2. Repeatable.")
+@click.argument(
+    "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_specs",
+    multiple=True,
+    required=True,
+    help="NAME, TAG, FILE.yaml, FILE.yaml:NAME or gaussian:size=5,sigma=1.2. Repeatable.",
+)
 @kernel_options
 @conv_options
 @click.option("--color", is_flag=True, help="Keep RGB channels instead of converting to gray (BT.601 luma).")
 @click.option("--background", default="white", show_default=True, help="Colour under transparent pixels.")
-@click.option("--max-pixels", type=click.IntRange(1), default=89_478_485, show_default=True,
-              help="Refuse larger images (decompression-bomb guard).")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=89_478_485,
+    show_default=True,
+    help="Refuse larger images (decompression-bomb guard).",
+)
 @output_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
-def apply(images: tuple[Path, ...], kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...],
-          as_json: bool, **opts: Any) -> None:
+def apply(
+    images: tuple[Path, ...],
+    kernel_specs: tuple[str, ...],
+    kernel_dirs: tuple[Path, ...],
+    as_json: bool,
+    **opts: Any,
+) -> None:
     """Apply kernels to IMAGES and write one feature-map PNG per kernel.
 
     \b
@@ -217,21 +295,44 @@ def apply(images: tuple[Path, ...], kernel_specs: tuple[str, ...], kernel_dirs: 
     from .spec import Act, Conv2d, GlobalPool2d, Pool2d
 
     bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
-    conv = Conv2d(stride=opts["stride"], padding=opts["padding"], pad_mode=opts["pad_mode"],
-                  pad_value=opts["pad_value"], dilation=opts["dilation"], flip=opts["flip"])
+    conv = Conv2d(
+        stride=opts["stride"],
+        padding=opts["padding"],
+        pad_mode=opts["pad_mode"],
+        pad_value=opts["pad_value"],
+        dilation=opts["dilation"],
+        flip=opts["flip"],
+    )
     act = Act(opts["activation"], (("slope", opts["slope"]),) if opts["activation"] == "leaky_relu" else ())
     pool_word = opts["pool"].lower()
     pool: Pool2d | GlobalPool2d | None = None
-    if not (pool_word in ("max", "avg", "min")) and (opts["pool_size"] or opts["pool_stride"]):
+    if pool_word not in ("max", "avg", "min") and (opts["pool_size"] or opts["pool_stride"]):
         raise click.UsageError("--pool-size and --pool-stride need --pool max, avg or min")
     if pool_word.startswith("global-"):
         pool = GlobalPool2d(pool_word.split("-", 1)[1])
     elif pool_word != "none":
         pool = Pool2d(pool_word, opts["pool_size"] or 2, opts["pool_stride"], opts["pool_padding"])
-    output = OutputOptions(opts["out_dir"], opts["name_pattern"], opts["normalize"], int(opts["bit_depth"]),
-                           opts["raw"], opts["png_compress"], opts["overwrite"])
-    job = ApplyJob(bank, conv, act, pool, opts["combine"], opts["strict"], opts["color"],
-                   parse_color(opts["background"]), opts["max_pixels"], output)
+    output = OutputOptions(
+        opts["out_dir"],
+        opts["name_pattern"],
+        opts["normalize"],
+        int(opts["bit_depth"]),
+        opts["raw"],
+        opts["png_compress"],
+        opts["overwrite"],
+    )
+    job = ApplyJob(
+        bank,
+        conv,
+        act,
+        pool,
+        opts["combine"],
+        opts["strict"],
+        opts["color"],
+        parse_color(opts["background"]),
+        opts["max_pixels"],
+        output,
+    )
     results = []
     for image in images:
         result = apply_image(image, job)

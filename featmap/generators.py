@@ -193,7 +193,9 @@ def generate(name: str, **params: float) -> Array:
 
         accepted = ", ".join(inspect.signature(func).parameters)
         raise KernelFileError(
-            name, f"takes only {accepted}; got {', '.join(sorted(params))}", f"e.g. {name}:{accepted.split(', ')[0]}=5"
+            name,
+            f"takes only {accepted}; got {', '.join(sorted(params))}",
+            f"e.g. {name}:{accepted.split(', ')[0]}=5",
         ) from None
 
 

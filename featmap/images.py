@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -76,11 +76,11 @@ def _to_float(im: Image.Image, background: Sequence[float]) -> NDArray[np.float3
         im, mode = im.convert("RGBA"), "RGBA"
     arr = np.asarray(im)
     if mode.startswith("I;16") or mode == "I":
-        data = arr.astype(np.float32) / 65535.0
+        data = np.multiply(arr, np.float32(1 / 65535), dtype=np.float32)
     elif mode == "F":
         data = arr.astype(np.float32)
     else:
-        data = arr.astype(np.float32) / 255.0
+        data = np.multiply(arr, np.float32(1 / 255), dtype=np.float32)
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
     if mode in ("LA", "RGBA"):
@@ -129,12 +129,15 @@ def load_image(
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageReadError(
-            where, f"is too large to decode safely ({exc.args[0].split('.')[0].lower()})",
+            where,
+            f"is too large to decode safely ({exc.args[0].split('.')[0].lower()})",
             "raise the limit with --max-pixels if you trust the file",
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).strip().rstrip(".") or type(exc).__name__
-        raise ImageReadError(where, f"is corrupt or truncated ({reason})", "re-export or re-download the file") from None
+        raise ImageReadError(
+            where, f"is corrupt or truncated ({reason})", "re-export or re-download the file"
+        ) from None
     if not np.all(np.isfinite(data)):
         raise ImageReadError(where, "holds NaN or infinite samples", "give an image with finite values")
     if not color and data.shape[2] == 3:
@@ -190,7 +193,9 @@ def save_png(
         arr = arr[:, :, 0]
     if arr.ndim == 3 and bit_depth == 16:
         raise SpecError(
-            "`bit_depth`", "16-bit PNGs are gray only", "use --bit-depth 8 for colour maps, or --raw tiff for full precision"
+            "`bit_depth`",
+            "16-bit PNGs are gray only",
+            "use --bit-depth 8 for colour maps, or --raw tiff for full precision",
         )
     if arr.ndim == 3 and arr.shape[2] != 3:
         raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
@@ -200,7 +205,10 @@ def save_png(
 
 
 def save_raw(path: str | os.PathLike[str], values: NDArray[np.floating], fmt: str = "npy") -> Path:
-    """Write the float32 array as ``.npy`` or as a 32-bit float TIFF (one page per channel; opens in ImageJ/Fiji)."""
+    """Write the float32 array as ``.npy`` or as a 32-bit float TIFF.
+
+    A TIFF holds one page per channel and opens in ImageJ/Fiji.
+    """
     arr = np.asarray(values, dtype=np.float32)
     if fmt == "npy":
         return atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
@@ -231,6 +239,8 @@ def parse_color(text: str) -> tuple[float, float, float]:
         else:
             values = ImageColor.getrgb(text)[:3]
     except ValueError:
-        raise SpecError("--background", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
+        raise SpecError(
+            "--background", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b"
+        ) from None
     r, g, b = values[:3]
     return (r / 255.0, g / 255.0, b / 255.0)

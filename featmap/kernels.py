@@ -34,7 +34,18 @@ __all__ = [
 KERNEL_PATH_ENV = "FEATMAP_KERNEL_PATH"
 KERNEL_SUFFIXES = (".yaml", ".yml", ".json")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_KEYS = {"name", "weights", "generate", "bias", "scale", "normalize", "description", "tags", "source", "rotations"}
+_KEYS = {
+    "name",
+    "weights",
+    "generate",
+    "bias",
+    "scale",
+    "normalize",
+    "description",
+    "tags",
+    "source",
+    "rotations",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +157,9 @@ def parametric_kernel(text: str) -> Kernel:
     for item in filter(None, (a.strip() for a in args.split(","))):
         key, eq, value = item.partition("=")
         if not eq:
-            raise KernelFileError(text, f"argument {item!r} has no value", f"write it as key=value, e.g. {gen}:size=5")
+            raise KernelFileError(
+                text, f"argument {item!r} has no value", f"write it as key=value, e.g. {gen}:size=5"
+            )
         try:
             params[key.strip()] = float(value)
         except ValueError:
@@ -154,7 +167,14 @@ def parametric_kernel(text: str) -> Kernel:
     weights = generate(gen, **params)
     name = "-".join([gen] + [f"{k}{_fmt_number(v)}" for k, v in params.items()])
     described = ", ".join(f"{k}={v:g}" for k, v in params.items()) or "defaults"
-    return Kernel(name, weights, description=f"{gen} kernel ({described})", tags=("parametric",), source="generated", origin="parametric")
+    return Kernel(
+        name,
+        weights,
+        description=f"{gen} kernel ({described})",
+        tags=("parametric",),
+        source="generated",
+        origin="parametric",
+    )
 
 
 def _read_document(path: Path) -> Any:
@@ -163,13 +183,17 @@ def _read_document(path: Path) -> Any:
     except FileNotFoundError:
         raise KernelFileError(str(path), "no such kernel file", "check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise KernelFileError(str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file") from None
+        raise KernelFileError(
+            str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file"
+        ) from None
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise KernelFileError(
-                str(path), f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", "fix the syntax"
+                str(path),
+                f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                "fix the syntax",
             ) from None
     import yaml  # imported here: only kernel files need it
 
@@ -209,7 +233,9 @@ def _number(value: Any, where: str) -> float:
 
 def _matrix(rows: Any, where: str) -> NDArray[np.float64]:
     if not isinstance(rows, list) or not rows:
-        raise KernelFileError(where, "must be a non-empty list of rows", "e.g. [[0, 1, 0], [1, -4, 1], [0, 1, 0]]")
+        raise KernelFileError(
+            where, "must be a non-empty list of rows", "e.g. [[0, 1, 0], [1, -4, 1], [0, 1, 0]]"
+        )
     width = None
     out = []
     for r, row in enumerate(rows, start=1):
@@ -219,19 +245,25 @@ def _matrix(rows: Any, where: str) -> NDArray[np.float64]:
             width = len(row)
         elif len(row) != width:
             raise KernelFileError(
-                where, f"row {r} has {len(row)} values but row 1 has {width}", "give every row the same length"
+                where,
+                f"row {r} has {len(row)} values but row 1 has {width}",
+                "give every row the same length",
             )
         out.append([_number(v, f"{where} row {r}") for v in row])
     return np.array(out, dtype=np.float64)
 
 
 def _weights(value: Any, where: str) -> NDArray[np.float64]:
-    if isinstance(value, list) and value and all(
-        isinstance(r, list) and r and all(isinstance(c, list) for c in r) for r in value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(r, list) and r and all(isinstance(c, list) for c in r) for r in value)
     ):
         slices = [_matrix(m, f"{where}[{c}]") for c, m in enumerate(value)]
         if len({s.shape for s in slices}) != 1:
-            raise KernelFileError(where, "per-channel matrices differ in size", "give every channel the same size")
+            raise KernelFileError(
+                where, "per-channel matrices differ in size", "give every channel the same size"
+            )
         return np.stack(slices)
     return _matrix(value, where)
 
@@ -262,7 +294,9 @@ def _kernel_from_entry(entry: Any, index: int, path: str) -> list[Kernel]:
         recipe = entry["generate"]
         if not isinstance(recipe, str) or recipe.partition(":")[0].strip().lower() not in GENERATORS:
             raise KernelFileError(
-                f"{label}: `generate`", f"must name a generator; got {recipe!r}", f"use one of: {', '.join(GENERATORS)}"
+                f"{label}: `generate`",
+                f"must name a generator; got {recipe!r}",
+                f"use one of: {', '.join(GENERATORS)}",
             )
         try:
             weights = parametric_kernel(recipe).weights.astype(np.float64)
@@ -281,7 +315,8 @@ def _kernel_from_entry(entry: Any, index: int, path: str) -> list[Kernel]:
         total = weights.sum()
         if abs(total) < 1e-12:
             raise KernelFileError(
-                f"{label}: `normalize`", "the weights sum to 0, so they cannot be divided by their sum",
+                f"{label}: `normalize`",
+                "the weights sum to 0, so they cannot be divided by their sum",
                 "remove `normalize` (edge kernels sum to 0 by design) or use `scale`",
             )
         weights = weights / total
@@ -305,10 +340,19 @@ def _kernel_from_entry(entry: Any, index: int, path: str) -> list[Kernel]:
     try:
         turned = rotations(weights, count)
     except KernelFileError as exc:
-        raise KernelFileError(f"{label}: `rotations`", exc.problem, "use rotations: 4 for non-3x3 kernels") from None
+        raise KernelFileError(
+            f"{label}: `rotations`", exc.problem, "use rotations: 4 for non-3x3 kernels"
+        ) from None
     return [
-        Kernel(f"{name}_{angle}", w, bias, f"{text['description']} (turned {angle}°)".strip(),
-               (*tags, name), text["source"], path)
+        Kernel(
+            f"{name}_{angle}",
+            w,
+            bias,
+            f"{text['description']} (turned {angle}°)".strip(),
+            (*tags, name),
+            text["source"],
+            path,
+        )
         for angle, w in turned
     ]
 
@@ -326,7 +370,9 @@ def load_kernel_file(path: str | os.PathLike[str]) -> list[Kernel]:
         for k in _kernel_from_entry(entry, index, str(p)):
             if k.name in seen:
                 raise KernelFileError(
-                    f"{p}: kernel {k.name!r}", f"has the same name as kernel #{seen[k.name] + 1}", "rename one"
+                    f"{p}: kernel {k.name!r}",
+                    f"has the same name as kernel #{seen[k.name] + 1}",
+                    "rename one",
                 )
             seen[k.name] = index
             kernels.append(k)
@@ -350,7 +396,11 @@ def _kernel_files(location: Path) -> list[Path]:
     if location.is_file():
         return [location]
     if location.is_dir():
-        return sorted(p for p in location.iterdir() if p.suffix.lower() in KERNEL_SUFFIXES and not p.name.startswith("."))
+        return sorted(
+            p
+            for p in location.iterdir()
+            if p.suffix.lower() in KERNEL_SUFFIXES and not p.name.startswith(".")
+        )
     raise KernelFileError(str(location), "is not a kernel file or folder", "check the path")
 
 
@@ -382,7 +432,9 @@ class KernelLibrary:
                 for k in load_kernel_file(file):
                     if k.name in here:
                         raise KernelFileError(
-                            f"{file}: kernel {k.name!r}", f"is also defined in {here[k.name].origin}", "rename one"
+                            f"{file}: kernel {k.name!r}",
+                            f"is also defined in {here[k.name].origin}",
+                            "rename one",
                         )
                     here[k.name] = k
             for name, k in here.items():
@@ -431,7 +483,8 @@ class KernelLibrary:
             chosen = [k for k in kernels if k.name == name_part or name_part in k.tags]
             if not chosen:
                 raise KernelFileError(
-                    f"{path_part}: kernel {name_part!r}", "is not in the file",
+                    f"{path_part}: kernel {name_part!r}",
+                    "is not in the file",
                     f"use one of: {', '.join(k.name for k in kernels)}",
                 )
             return chosen
@@ -441,7 +494,8 @@ class KernelLibrary:
         if tagged:
             return [self._kernels[n] for n in tagged]
         raise KernelFileError(
-            text, "is not a kernel, tag, kernel file or parametric kernel",
+            text,
+            "is not a kernel, tag, kernel file or parametric kernel",
             f"see `featmap kernels list`, or write e.g. gaussian:size=5,sigma=1.2 ({', '.join(GENERATORS)})",
         )
 
@@ -450,8 +504,10 @@ class KernelLibrary:
         chosen: dict[str, Kernel] = {}
         for spec in specs:
             for k in self.select(spec):
-                if k.name in chosen and chosen[k.name] is not k and not (
-                    chosen[k.name].origin == "parametric" and k.origin == "parametric"
+                if (
+                    k.name in chosen
+                    and chosen[k.name] is not k
+                    and not (chosen[k.name].origin == "parametric" and k.origin == "parametric")
                 ):
                     raise KernelFileError(
                         f"{k.origin}: kernel {k.name!r}",

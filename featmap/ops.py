@@ -115,9 +115,11 @@ def window_taps(
     ho, wo = geometry.out_hw
     for i in range(kh):
         for j in range(kw):
-            yield i, j, padded[
-                i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw
-            ]
+            yield (
+                i,
+                j,
+                padded[i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw],
+            )
 
 
 def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype) -> tuple[NDArray, int]:
@@ -148,7 +150,8 @@ def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype) ->
     if groups < 1 or channels % groups or bank.shape[0] % groups:
         raise ShapeError(
             "`groups`",
-            f"must divide both the input channels ({channels}) and the filters ({bank.shape[0]}); got {groups}",
+            f"must divide both the input channels ({channels}) and the filters ({bank.shape[0]}); "
+            f"got {groups}",
         )
     if bank.shape[1] != channels // groups:
         raise ShapeError(

@@ -33,6 +33,8 @@ from .spec import Act, Conv2d, GlobalPool2d, Pool2d
 __all__ = ["FeatureMap", "FeatureMaps", "MapInfo", "MapStats", "iter_feature_maps", "run", "stride_warnings"]
 
 Shape3 = tuple[int, int, int]
+_NO_CONV_OPTIONS = Conv2d()  # frozen, so safe to share as a default
+_NO_ACTIVATION = Act()
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class MapStats:
     def of(cls, values: NDArray[np.floating]) -> MapStats:
         """Compute the statistics of ``values`` (in float64 for a stable mean)."""
         return cls(
-            float(values.min()), float(values.max()), float(values.mean(dtype=np.float64)),
+            float(values.min()),
+            float(values.max()),
+            float(values.mean(dtype=np.float64)),
             float(values.std(dtype=np.float64)),
         )
 
@@ -131,7 +135,9 @@ def stride_warnings(
     in_hw: tuple[int, int], kernel_size: tuple[int, int], conv: Conv2d, pool: Pool2d | GlobalPool2d | None
 ) -> list[tuple[str, str]]:
     """``(what, problem)`` for each stride that does not fit evenly: the conv's, then the pool's."""
-    geometry = conv_geometry(in_hw, kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    geometry = conv_geometry(
+        in_hw, kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation
+    )
     notes = [_dropped_text(geometry, f"conv {kernel_size[0]}x{kernel_size[1]}")]
     if isinstance(pool, Pool2d):
         pooled = pool_geometry(geometry.out_hw, pool.size, stride=pool.stride, padding=pool.padding)
@@ -144,7 +150,9 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     w = kernel.weights
     if w.ndim == 3:
         if w.shape[0] != channels:
-            fix = "pass --color to keep the image's channels" if channels == 1 else "give one slice per channel"
+            fix = (
+                "pass --color to keep the image's channels" if channels == 1 else "give one slice per channel"
+            )
             raise ShapeError(
                 f"kernel {kernel.name!r}",
                 f"has {w.shape[0]} channel slices but the image has {_plural(channels, 'channel')}",
@@ -154,11 +162,19 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
+def _finish(
+    values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None
+) -> NDArray[np.floating]:
     out = activate(values, act.name, **dict(act.params))
     if isinstance(pool, Pool2d):
-        out = pool2d(out, pool.size, stride=pool.stride, padding=pool.padding, mode=pool.kind,
-                     count_include_pad=pool.count_include_pad)
+        out = pool2d(
+            out,
+            pool.size,
+            stride=pool.stride,
+            padding=pool.padding,
+            mode=pool.kind,
+            count_include_pad=pool.count_include_pad,
+        )
     elif isinstance(pool, GlobalPool2d):
         out = global_pool(out, pool.kind)
     return out
@@ -171,8 +187,8 @@ def _shape3(arr: NDArray[np.floating]) -> Shape3:
 def iter_feature_maps(
     image: NDArray[np.floating],
     bank: KernelBank,
-    conv: Conv2d = Conv2d(),
-    act: Act = Act(),
+    conv: Conv2d = _NO_CONV_OPTIONS,
+    act: Act = _NO_ACTIVATION,
     pool: Pool2d | GlobalPool2d | None = None,
     *,
     combine: Combine | str | None = None,
@@ -202,10 +218,20 @@ def iter_feature_maps(
         n_out = weights.shape[0]
         bias = None if kernel.bias is None else np.full(n_out, kernel.bias, dtype=np.float32)
         response = conv2d(
-            image, weights, bias, stride=conv.stride, padding=conv.padding, pad_mode=conv.pad_mode,
-            pad_value=conv.pad_value, dilation=conv.dilation, groups=groups, flip=conv.flip,
+            image,
+            weights,
+            bias,
+            stride=conv.stride,
+            padding=conv.padding,
+            pad_mode=conv.pad_mode,
+            pad_value=conv.pad_value,
+            dilation=conv.dilation,
+            groups=groups,
+            flip=conv.flip,
         )
-        geometry = conv_geometry(in_hw, kernel.size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+        geometry = conv_geometry(
+            in_hw, kernel.size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation
+        )
         if how is not None:
             if acc is not None and acc.shape != response.shape:
                 raise ShapeError(
@@ -220,7 +246,13 @@ def iter_feature_maps(
         final = _finish(response, act, pool)
         params = conv_params(kernel.size, channels, n_out, groups=groups, bias=kernel.bias is not None)
         info = MapInfo(
-            kernel.name, kernel.size, geometry, _shape3(response), _shape3(final), pool is not None, params,
+            kernel.name,
+            kernel.size,
+            geometry,
+            _shape3(response),
+            _shape3(final),
+            pool is not None,
+            params,
             MapStats.of(final),
         )
         first = first or info
@@ -229,8 +261,15 @@ def iter_feature_maps(
         merged = np.sqrt(acc) if how is Combine.MAGNITUDE else acc
         final = _finish(merged, act, pool)
         info = MapInfo(
-            how.value, first.kernel_size, first.geometry, _shape3(merged), _shape3(final), pool is not None, 0,
-            MapStats.of(final), bank.names,
+            how.value,
+            first.kernel_size,
+            first.geometry,
+            _shape3(merged),
+            _shape3(final),
+            pool is not None,
+            0,
+            MapStats.of(final),
+            bank.names,
         )
         yield FeatureMap(final, info)
 
@@ -238,8 +277,8 @@ def iter_feature_maps(
 def run(
     image: NDArray[np.floating],
     bank: KernelBank,
-    conv: Conv2d = Conv2d(),
-    act: Act = Act(),
+    conv: Conv2d = _NO_CONV_OPTIONS,
+    act: Act = _NO_ACTIVATION,
     pool: Pool2d | GlobalPool2d | None = None,
     *,
     combine: Combine | str | None = None,
@@ -249,7 +288,9 @@ def run(
     maps = tuple(iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict))
     notes: list[str] = []
     for kernel in bank:
-        for what, problem in stride_warnings((int(image.shape[0]), int(image.shape[1])), kernel.size, conv, pool):
+        for what, problem in stride_warnings(
+            (int(image.shape[0]), int(image.shape[1])), kernel.size, conv, pool
+        ):
             note = f"{what}: {problem}"
             if note not in notes:
                 notes.append(note)

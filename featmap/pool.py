@@ -57,7 +57,8 @@ def pool2d(
     if max(top, bottom) > kh // 2 or max(left, right) > kw // 2:
         raise ShapeError(
             "`padding`",
-            f"pooling pads of {geometry.padding} exceed half the {kh}x{kw} window, so a window could hold no pixel",
+            f"pooling pads of {geometry.padding} exceed half the {kh}x{kw} window, "
+            "so a window could hold no pixel",
             "pad at most half the window, or use `same`",
         )
     fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]

@@ -83,16 +83,26 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         f"activation {job.act.name.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
     )
     out_dir = job.output.out_dir
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False
+    )
     for column, justify in (
-        ("kernel", "left"), ("size/stride", "right"), ("pad t,b,l,r", "left"), ("conv out", "right"),
-        ("pooled", "right"), ("params", "right"), ("min", "right"), ("max", "right"), ("mean", "right"),
+        ("kernel", "left"),
+        ("size/stride", "right"),
+        ("pad t,b,l,r", "left"),
+        ("conv out", "right"),
+        ("pooled", "right"),
+        ("params", "right"),
+        ("min", "right"),
+        ("max", "right"),
+        ("mean", "right"),
         ("file", "left"),
     ):
         if column == "pooled" and job.pool is None:
             continue
         table.add_column(
-            column, justify=justify,  # type: ignore[arg-type]
+            column,
+            justify=justify,  # type: ignore[arg-type]
             no_wrap=column not in ("kernel", "file"),
             overflow="fold" if column in ("kernel", "file") else "ellipsis",
             min_width=12 if column == "file" else None,
@@ -132,8 +142,14 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
                 "kernel_size": list(m.kernel_size),
                 "stride": list(m.geometry.stride),
                 "dilation": list(m.geometry.dilation),
-                "padding": {"top": top, "bottom": bottom, "left": left, "right": right,
-                            "mode": job.conv.pad_mode.value, "value": job.conv.pad_value},
+                "padding": {
+                    "top": top,
+                    "bottom": bottom,
+                    "left": left,
+                    "right": right,
+                    "mode": job.conv.pad_mode.value,
+                    "value": job.conv.pad_value,
+                },
                 "dropped": list(m.geometry.dropped_hw),
                 "operation": "convolution" if job.conv.flip else "cross-correlation",
                 "conv_shape": list(m.conv_shape),
@@ -146,8 +162,14 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
         )
     info = result.input
     return {
-        "input": {"path": info.path, "width": info.width, "height": info.height, "mode": info.mode,
-                  "format": info.format, "channels": info.channels},
+        "input": {
+            "path": info.path,
+            "width": info.width,
+            "height": info.height,
+            "mode": info.mode,
+            "format": info.format,
+            "channels": info.channels,
+        },
         "activation": job.act.name.value,
         "pool": _pool_text(job),
         "options_hash": result.options_hash,
@@ -185,8 +207,8 @@ def kernel_list(kernels: Iterable[Kernel]) -> Table:
     return table
 
 
-def _weight_text(value: float) -> str:
-    return f"{value:.6g}"
+def _weight_text(value: float, digits: int = 6) -> str:
+    return f"{value:.{digits}g}"
 
 
 def kernel_show(kernel: Kernel) -> RenderableType:
@@ -198,10 +220,13 @@ def kernel_show(kernel: Kernel) -> RenderableType:
         grid = Table(show_header=False, title=f"channel {index}" if kernel.per_channel else None)
         for _ in range(plane.shape[1]):
             grid.add_column(justify="right")
+        digits = 6 if plane.shape[1] <= 7 else 3  # keep a 15x15 Gabor within a terminal
         for row in plane:
-            grid.add_row(*(_weight_text(float(v)) for v in row))
+            grid.add_row(*(_weight_text(float(v), digits) for v in row))
         parts.append(grid)
-    sep = "n/a (per-channel)" if data["separable"] is None else ("yes (rank 1)" if data["separable"] else "no")
+    sep = (
+        "n/a (per-channel)" if data["separable"] is None else ("yes (rank 1)" if data["separable"] else "no")
+    )
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()

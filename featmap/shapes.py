@@ -19,7 +19,6 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from .errors import ShapeError, SpecError
 
@@ -40,7 +39,7 @@ __all__ = [
 Pair = tuple[int, int]
 Quad = tuple[int, int, int, int]
 #: ``"valid"``, ``"same"``, ``"full"``, an int, ``(ph, pw)`` or ``(top, bottom, left, right)``.
-PaddingArg = Union[str, int, Sequence[int]]
+PaddingArg = str | int | Sequence[int]
 
 
 def _check_int(value: object, what: str, minimum: int) -> int:
@@ -75,9 +74,7 @@ def _effective(kernel: int, dilation: int) -> int:
     return dilation * (kernel - 1) + 1
 
 
-def conv_output_size(
-    size: int, kernel: int, *, stride: int = 1, padding: int = 0, dilation: int = 1
-) -> int:
+def conv_output_size(size: int, kernel: int, *, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output length along one axis: ``floor((size + padding - dilation*(kernel-1) - 1) / stride) + 1``.
 
     ``padding`` is the total added on both sides. Raises `ShapeError` when the dilated kernel is
@@ -235,9 +232,7 @@ def conv_geometry(
     size = as_pair(in_hw, "input size")
     pads = resolve_padding(padding, size, k, stride=s, dilation=d)
     total = (pads[0] + pads[1], pads[2] + pads[3])
-    out = tuple(
-        conv_output_size(size[a], k[a], stride=s[a], padding=total[a], dilation=d[a]) for a in (0, 1)
-    )
+    out = tuple(conv_output_size(size[a], k[a], stride=s[a], padding=total[a], dilation=d[a]) for a in (0, 1))
     dropped = tuple(_dropped(size[a], k[a], s[a], total[a], d[a]) for a in (0, 1))
     return ConvGeometry(size, k, s, d, pads, out, dropped)  # type: ignore[arg-type]  # pairs
 
@@ -261,9 +256,7 @@ def pool_geometry(
     return conv_geometry(in_hw, size, stride=size if stride is None else stride, padding=padding)
 
 
-def pool_output_size(
-    size: int, window: int, *, stride: int | None = None, padding: int = 0
-) -> int:
+def pool_output_size(size: int, window: int, *, stride: int | None = None, padding: int = 0) -> int:
     """Output length of pooling along one axis (stride defaults to the window).
 
     Examples
@@ -290,9 +283,7 @@ def conv_params(
     return kh * kw * (in_channels // groups) * out_channels + (out_channels if bias else 0)
 
 
-def conv_macs(
-    kernel_hw: Pair, in_channels: int, out_channels: int, out_hw: Pair, *, groups: int = 1
-) -> int:
+def conv_macs(kernel_hw: Pair, in_channels: int, out_channels: int, out_hw: Pair, *, groups: int = 1) -> int:
     """Multiply-adds of a convolution, torchinfo's count: ``kh*kw*C_in/groups*C_out*H_out*W_out``.
 
     Examples

@@ -12,7 +12,6 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from .enums import Activation, PaddingMode, PoolKind, parse_enum
 from .errors import SpecError
@@ -96,4 +95,4 @@ class Act:
         object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
 
 
-LayerSpec = Union[Conv2d, Pool2d, GlobalPool2d, Act]
+LayerSpec = Conv2d | Pool2d | GlobalPool2d | Act

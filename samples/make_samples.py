@@ -38,7 +38,7 @@ def text() -> Image.Image:
 
 
 def gradient() -> Image.Image:
-    """A 16-bit horizontal ramp times a vertical cosine: smooth, no edges (derivative kernels give constants)."""
+    """A 16-bit horizontal ramp times a vertical cosine: smooth, no edges."""
     x = np.linspace(0.0, 1.0, SIZE)
     y = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, SIZE))
     ramp = np.outer(0.25 + 0.75 * y, x)
@@ -52,7 +52,12 @@ def checkerboard() -> Image.Image:
 
 
 def main() -> None:
-    for name, make in (("shapes", shapes), ("text", text), ("gradient", gradient), ("checkerboard", checkerboard)):
+    for name, make in (
+        ("shapes", shapes),
+        ("text", text),
+        ("gradient", gradient),
+        ("checkerboard", checkerboard),
+    ):
         path = HERE / f"{name}.png"
         make().save(path, optimize=True)
         print(path)

@@ -34,9 +34,29 @@ def invoke(runner: CliRunner, *args: object) -> object:
 def test_apply_writes_maps_and_prints_the_table(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = invoke(
-        runner, "apply", SAMPLES / "camera.png", "-k", "sobel_x", "-k", "sobel_y", "-k", "gaussian:size=5,sigma=1.2",
-        "--stride", "2", "--padding", "same", "--pad-mode", "reflect", "--activation", "relu",
-        "--pool", "max", "--pool-size", "2", "-o", out,
+        runner,
+        "apply",
+        SAMPLES / "camera.png",
+        "-k",
+        "sobel_x",
+        "-k",
+        "sobel_y",
+        "-k",
+        "gaussian:size=5,sigma=1.2",
+        "--stride",
+        "2",
+        "--padding",
+        "same",
+        "--pad-mode",
+        "reflect",
+        "--activation",
+        "relu",
+        "--pool",
+        "max",
+        "--pool-size",
+        "2",
+        "-o",
+        out,
     )
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
@@ -51,8 +71,22 @@ def test_apply_writes_maps_and_prints_the_table(runner: CliRunner, tmp_path: Pat
 
 
 def test_apply_json_is_pure_json(runner: CliRunner, tmp_path: Path) -> None:
-    result = invoke(runner, "apply", SAMPLES / "shapes.png", "-k", "sobel_x", "-k", "sobel_y", "--combine", "magnitude",
-                    "--padding", "1", "-o", tmp_path, "--json")
+    result = invoke(
+        runner,
+        "apply",
+        SAMPLES / "shapes.png",
+        "-k",
+        "sobel_x",
+        "-k",
+        "sobel_y",
+        "--combine",
+        "magnitude",
+        "--padding",
+        "1",
+        "-o",
+        tmp_path,
+        "--json",
+    )
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["input"]["width"] == 256 and data["input"]["channels"] == 1
@@ -60,22 +94,44 @@ def test_apply_json_is_pure_json(runner: CliRunner, tmp_path: Path) -> None:
     assert names == ["sobel_x", "sobel_y", "magnitude"]
     first = data["maps"][0]
     assert first["padding"] == {"top": 1, "bottom": 1, "left": 1, "right": 1, "mode": "zeros", "value": 0.0}
-    assert first["conv_shape"] == [256, 256, 1] and first["params"] == 9 and first["operation"] == "cross-correlation"
+    assert (
+        first["conv_shape"] == [256, 256, 1]
+        and first["params"] == 9
+        and first["operation"] == "cross-correlation"
+    )
     assert data["maps"][2]["combined_from"] == ["sobel_x", "sobel_y"]
 
 
 def test_colour_keeps_channels(runner: CliRunner, tmp_path: Path) -> None:
-    result = invoke(runner, "apply", SAMPLES / "coffee.png", "-k", "box_3", "--color", "-o", tmp_path, "--json")
+    result = invoke(
+        runner, "apply", SAMPLES / "coffee.png", "-k", "box_3", "--color", "-o", tmp_path, "--json"
+    )
     data = json.loads(result.stdout)
     assert data["maps"][0]["conv_shape"] == [398, 598, 3] and data["maps"][0]["params"] == 27
     assert png_mode(tmp_path / "coffee/box_3.png") == "RGB"
 
 
 def test_stride_warning_goes_to_stderr_and_strict_refuses(runner: CliRunner, tmp_path: Path) -> None:
-    result = invoke(runner, "apply", SAMPLES / "checkerboard.png", "-k", "box_3", "--stride", "3", "-o", tmp_path)
+    result = invoke(
+        runner, "apply", SAMPLES / "checkerboard.png", "-k", "box_3", "--stride", "3", "-o", tmp_path
+    )
     assert result.exit_code == 0
-    assert result.stderr.startswith("featmap: warning: ") and "leaves the last 1 row and 1 column" in result.stderr
-    strict = invoke(runner, "apply", SAMPLES / "checkerboard.png", "-k", "box_3", "--stride", "3", "--strict", "-o", tmp_path / "s")
+    assert (
+        result.stderr.startswith("featmap: warning: ")
+        and "leaves the last 1 row and 1 column" in result.stderr
+    )
+    strict = invoke(
+        runner,
+        "apply",
+        SAMPLES / "checkerboard.png",
+        "-k",
+        "box_3",
+        "--stride",
+        "3",
+        "--strict",
+        "-o",
+        tmp_path / "s",
+    )
     assert strict.exit_code == 1
     assert strict.stderr.startswith("featmap: error: conv 3x3: stride 3 leaves")
     assert strict.stderr.count("\n") == 1
@@ -124,7 +180,9 @@ def test_errors_are_one_line_with_exit_one(
         (["--pool-size", "3"], "--pool-size and --pool-stride need --pool"),
     ],
 )
-def test_usage_errors_exit_two(runner: CliRunner, gray_png: Path, tmp_path: Path, args: list[str], message: str) -> None:
+def test_usage_errors_exit_two(
+    runner: CliRunner, gray_png: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     result = invoke(runner, "apply", gray_png, "-k", "sobel_x", *args, "-o", tmp_path)
     assert result.exit_code == 2
     assert message in result.stderr
@@ -141,12 +199,27 @@ def test_existing_outputs_need_overwrite(runner: CliRunner, gray_png: Path, tmp_
     assert invoke(runner, "apply", gray_png, "-k", "sobel_x", "-o", out).exit_code == 0  # a re-run
     changed = invoke(runner, "apply", gray_png, "-k", "sobel_x", "--flip", "-o", out)
     assert changed.exit_code == 1 and "pass --overwrite" in changed.stderr
-    assert invoke(runner, "apply", gray_png, "-k", "sobel_x", "--flip", "--overwrite", "-o", out).exit_code == 0
+    assert (
+        invoke(runner, "apply", gray_png, "-k", "sobel_x", "--flip", "--overwrite", "-o", out).exit_code == 0
+    )
 
 
 def test_raw_and_bit_depth(runner: CliRunner, gray_png: Path, tmp_path: Path) -> None:
-    result = invoke(runner, "apply", gray_png, "-k", "sobel_x", "--raw", "tiff", "--bit-depth", "16",
-                    "--normalize", "symmetric", "-o", tmp_path)
+    result = invoke(
+        runner,
+        "apply",
+        gray_png,
+        "-k",
+        "sobel_x",
+        "--raw",
+        "tiff",
+        "--bit-depth",
+        "16",
+        "--normalize",
+        "symmetric",
+        "-o",
+        tmp_path,
+    )
     assert result.exit_code == 0
     with Image.open(tmp_path / "square/sobel_x.png") as png:
         assert png.mode.startswith("I")
@@ -171,7 +244,9 @@ def test_kernels_list_and_show(runner: CliRunner) -> None:
 
 
 def test_version_and_module_entry_point() -> None:
-    proc = subprocess.run([sys.executable, "-m", "featmap", "--version"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "featmap", "--version"], capture_output=True, text=True, check=True
+    )
     assert proc.stdout.startswith("featmap, version ")
 
 

@@ -29,7 +29,12 @@ def test_png_8bit_gray_exact(make_image: Maker) -> None:
     loaded = load_image(make_image("g.png", pixels))
     assert loaded.pixels.dtype == np.float32 and loaded.pixels.shape == (16, 16, 1)
     np.testing.assert_allclose(loaded.pixels[..., 0], pixels / 255, rtol=1e-7)
-    assert (loaded.info.width, loaded.info.height, loaded.info.mode, loaded.info.format) == (16, 16, "L", "PNG")
+    assert (loaded.info.width, loaded.info.height, loaded.info.mode, loaded.info.format) == (
+        16,
+        16,
+        "L",
+        "PNG",
+    )
 
 
 def test_png_16bit_divides_by_65535(make_image: Maker) -> None:
@@ -39,8 +44,12 @@ def test_png_16bit_divides_by_65535(make_image: Maker) -> None:
     np.testing.assert_allclose(loaded.pixels[0, :, 0], pixels[0] / 65535, rtol=1e-6)
 
 
-@pytest.mark.parametrize(("suffix", "kwargs"), [(".png", {}), (".bmp", {}), (".tif", {}), (".webp", {"lossless": True})])
-def test_lossless_rgb_formats_give_bt601_luma(make_image: Maker, rgb: np.ndarray, suffix: str, kwargs: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "kwargs"), [(".png", {}), (".bmp", {}), (".tif", {}), (".webp", {"lossless": True})]
+)
+def test_lossless_rgb_formats_give_bt601_luma(
+    make_image: Maker, rgb: np.ndarray, suffix: str, kwargs: dict[str, object]
+) -> None:
     path = make_image("c" + suffix, rgb, **kwargs)
     gray = load_image(path)
     np.testing.assert_allclose(gray.pixels[..., 0], luma(rgb), atol=1e-6)
@@ -96,7 +105,9 @@ def test_alpha_composited_on_background(tmp_path: Path) -> None:
 def test_cmyk_and_gif_first_frame(tmp_path: Path, rgb: np.ndarray) -> None:
     cmyk = Image.fromarray(rgb).convert("CMYK")
     cmyk.save(tmp_path / "c.tif")
-    np.testing.assert_allclose(load_image(tmp_path / "c.tif").pixels[..., 0], luma(np.asarray(cmyk.convert("RGB"))), atol=1e-6)
+    np.testing.assert_allclose(
+        load_image(tmp_path / "c.tif").pixels[..., 0], luma(np.asarray(cmyk.convert("RGB"))), atol=1e-6
+    )
     frames = [Image.fromarray(np.full((4, 4), v, dtype=np.uint8)) for v in (10, 200)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     assert load_image(tmp_path / "a.gif").pixels[0, 0, 0] == pytest.approx(10 / 255, abs=1e-6)

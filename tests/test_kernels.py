@@ -59,12 +59,18 @@ def test_single_kernel_mapping_and_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("- name: a\n  weights: [[1, 2], [3]]\n", r"kernel 'a': `weights`: row 2 has 1 values but row 1 has 2"),
+        (
+            "- name: a\n  weights: [[1, 2], [3]]\n",
+            r"kernel 'a': `weights`: row 2 has 1 values but row 1 has 2",
+        ),
         ("- name: a\n  weights: []\n", r"`weights`: must be a non-empty list"),
         ("- name: a\n  weights: [[1, x]]\n", r"row 1: must be a number; got 'x'"),
         ("- name: a\n  weights: [[1, .nan]]\n", r"must be finite"),
         ("- name: a\n  weights: [[1, .inf]]\n", r"must be finite"),
-        ("- name: a\n  weights: [[1]]\n- name: a\n  weights: [[2]]\n", r"kernel 'a': has the same name as kernel #1"),
+        (
+            "- name: a\n  weights: [[1]]\n- name: a\n  weights: [[2]]\n",
+            r"kernel 'a': has the same name as kernel #1",
+        ),
         ("- name: ../../etc/passwd\n  weights: [[1]]\n", r"`name`: must be letters, digits"),
         ("- name: a\n  weights: [[1]]\n  colour: red\n", r"`colour`: is not a kernel key"),
         ("- name: a\n", r"`weights`: is missing"),
@@ -99,10 +105,35 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_builtin_library_covers_the_classics() -> None:
     lib = KernelLibrary(use_env=False)
     wanted = [
-        "identity", "box_3", "box_5", "box_7", "gaussian_3", "gaussian_5", "gaussian_7", "sharpen", "unsharp_5",
-        "laplacian_4", "laplacian_8", "log_5", "sobel_x", "sobel_y", "scharr_x", "scharr_y", "prewitt_x",
-        "prewitt_y", "roberts_x", "roberts_y", "emboss", "outline", "ridge", "motion_9", "gabor_0", "gabor_45",
-        "gabor_90", "gabor_135", *(f"kirsch_{a}" for a in range(0, 360, 45)),
+        "identity",
+        "box_3",
+        "box_5",
+        "box_7",
+        "gaussian_3",
+        "gaussian_5",
+        "gaussian_7",
+        "sharpen",
+        "unsharp_5",
+        "laplacian_4",
+        "laplacian_8",
+        "log_5",
+        "sobel_x",
+        "sobel_y",
+        "scharr_x",
+        "scharr_y",
+        "prewitt_x",
+        "prewitt_y",
+        "roberts_x",
+        "roberts_y",
+        "emboss",
+        "outline",
+        "ridge",
+        "motion_9",
+        "gabor_0",
+        "gabor_45",
+        "gabor_90",
+        "gabor_135",
+        *(f"kirsch_{a}" for a in range(0, 360, 45)),
     ]
     for name in wanted:
         assert name in lib, name
@@ -117,7 +148,9 @@ def test_builtin_library_covers_the_classics() -> None:
 
 
 def test_selection_forms(tmp_path: Path) -> None:
-    path = write(tmp_path, "mine.yaml", "- name: a\n  weights: [[1]]\n  tags: [t]\n- name: b\n  weights: [[2]]\n")
+    path = write(
+        tmp_path, "mine.yaml", "- name: a\n  weights: [[1]]\n  tags: [t]\n- name: b\n  weights: [[2]]\n"
+    )
     lib = KernelLibrary(use_env=False)
     assert [k.name for k in lib.select(str(path))] == ["a", "b"]
     assert [k.name for k in lib.select(f"{path}:b")] == ["b"]
@@ -133,7 +166,9 @@ def test_selection_forms(tmp_path: Path) -> None:
 def test_kernel_dir_and_env_override_builtins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mine = tmp_path / "lib"
     mine.mkdir()
-    write(mine, "override.yaml", "- name: sobel_x\n  weights: [[7]]\n- name: only_mine\n  weights: [[1, 1]]\n")
+    write(
+        mine, "override.yaml", "- name: sobel_x\n  weights: [[7]]\n- name: only_mine\n  weights: [[1, 1]]\n"
+    )
     monkeypatch.setenv("FEATMAP_KERNEL_PATH", str(mine))
     lib = KernelLibrary()
     np.testing.assert_array_equal(lib["sobel_x"].weights, [[7]])
@@ -162,7 +197,20 @@ def test_parametric_errors() -> None:
 
 def test_generate_key_in_file(tmp_path: Path) -> None:
     path = write(tmp_path, "g.yaml", "- name: g\n  generate: 'gaussian:size=3,sigma=1'\n")
-    np.testing.assert_allclose(load_kernel_file(path)[0].weights, parametric_kernel("gaussian:size=3,sigma=1").weights)
+    np.testing.assert_allclose(
+        load_kernel_file(path)[0].weights, parametric_kernel("gaussian:size=3,sigma=1").weights
+    )
     bad = write(tmp_path, "h.yaml", "- name: g\n  generate: 'sobel:size=3'\n")
     with pytest.raises(KernelFileError, match="`generate`: must name a generator"):
         load_kernel_file(bad)
+
+
+def test_installed_package_finds_its_kernels(tmp_path: Path) -> None:
+    """Run outside the checkout, so a non-editable install (as in CI) is what gets imported."""
+    import subprocess
+    import sys
+
+    code = "from featmap.kernels import KernelLibrary; print(KernelLibrary(use_env=False)['sobel_x'].origin)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("edges.yaml")

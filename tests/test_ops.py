@@ -19,8 +19,20 @@ TEXTBOOK_X = np.array(
 TEXTBOOK_K = np.array([[2, 0, 1], [1, 0, 0], [0, 1, 1]], dtype=np.float32)
 
 # featmap mode -> scipy.ndimage mode (the crosswalk the README documents)
-SCIPY_MODE = {"zeros": "constant", "reflect": "mirror", "symmetric": "reflect", "replicate": "nearest", "circular": "wrap"}
-NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "symmetric": "symmetric", "replicate": "edge", "circular": "wrap"}
+SCIPY_MODE = {
+    "zeros": "constant",
+    "reflect": "mirror",
+    "symmetric": "reflect",
+    "replicate": "nearest",
+    "circular": "wrap",
+}
+NUMPY_MODE = {
+    "zeros": "constant",
+    "reflect": "reflect",
+    "symmetric": "symmetric",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
 def test_textbook_example_zero_padding_one() -> None:
@@ -75,7 +87,9 @@ def test_linearity(rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("mode", list(SCIPY_MODE))
 @pytest.mark.parametrize("ksize", [(3, 3), (5, 3), (1, 7)])
-def test_matches_scipy_correlate_same_stride_one(mode: str, ksize: tuple[int, int], rng: np.random.Generator) -> None:
+def test_matches_scipy_correlate_same_stride_one(
+    mode: str, ksize: tuple[int, int], rng: np.random.Generator
+) -> None:
     x = rng.random((13, 17), dtype=np.float32)
     k = rng.standard_normal(ksize).astype(np.float32)
     ours = conv2d(x, k, padding="same", pad_mode=mode)[..., 0]
@@ -130,10 +144,15 @@ def test_per_channel_kernel_sums_into_one_map(rng: np.random.Generator) -> None:
     w = rng.standard_normal((3, 3, 3))
     out = conv2d(x, w)
     assert out.shape == (4, 4, 1)
-    np.testing.assert_allclose(out[..., 0], sum(conv2d(x[..., c], w[c])[..., 0] for c in range(3)), atol=1e-12)
+    np.testing.assert_allclose(
+        out[..., 0], sum(conv2d(x[..., c], w[c])[..., 0] for c in range(3)), atol=1e-12
+    )
 
 
-@pytest.mark.parametrize(("dtype", "expect"), [(np.uint8, np.float32), (np.float32, np.float32), (np.float64, np.float64), (np.int32, np.float32)])
+@pytest.mark.parametrize(
+    ("dtype", "expect"),
+    [(np.uint8, np.float32), (np.float32, np.float32), (np.float64, np.float64), (np.int32, np.float32)],
+)
 def test_dtype_contract(dtype: type, expect: type) -> None:
     out = conv2d(np.ones((5, 5), dtype=dtype), np.ones((3, 3)))
     assert out.dtype == expect
@@ -177,7 +196,17 @@ def test_pad_modes_follow_numpy(mode: str) -> None:
     np.testing.assert_array_equal(ours, np.pad(row[0], (2, 3), mode=NUMPY_MODE[mode]))
 
 
-@pytest.mark.parametrize(("alias", "canonical"), [("edge", "replicate"), ("nearest", "replicate"), ("wrap", "circular"), ("reflect_101", "reflect"), ("border_reflect", "symmetric"), ("constant", "zeros")])
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("edge", "replicate"),
+        ("nearest", "replicate"),
+        ("wrap", "circular"),
+        ("reflect_101", "reflect"),
+        ("border_reflect", "symmetric"),
+        ("constant", "zeros"),
+    ],
+)
 def test_padding_aliases(alias: str, canonical: str) -> None:
     row = np.array([[1.0, 2.0, 3.0]])
     np.testing.assert_array_equal(pad(row, (0, 0, 2, 2), alias), pad(row, (0, 0, 2, 2), canonical))

@@ -19,14 +19,17 @@ def test_each_stage_equals_the_ops(rng: np.random.Generator) -> None:
     bank = LIB.bank(["sobel_x", "box_3"])
     conv = Conv2d(stride=2, padding="same", pad_mode="reflect")
     fm = run(x, bank, conv, Act("relu"), Pool2d("max", 2))
-    for got, kernel in zip(fm.maps, bank):
+    for got, kernel in zip(fm.maps, bank, strict=True):
         ref = conv2d(x, kernel.weights, stride=2, padding="same", pad_mode="reflect")
         np.testing.assert_array_equal(got.values, pool2d(np.maximum(ref, 0), 2))
         assert got.info.conv_shape == (10, 9, 1)
         assert got.info.shape == (5, 4, 1)
         assert got.info.params == 9
         assert got.info.stats.max == pytest.approx(float(got.values.max()))
-    assert fm.warnings == ("max pool 2x2: stride 2 leaves the last 1 column of the padded 10x9 input unused (floored, as PyTorch and Keras do)",)
+    assert fm.warnings == (
+        "max pool 2x2: stride 2 leaves the last 1 column of the padded 10x9 input unused "
+        "(floored, as PyTorch and Keras do)",
+    )
 
 
 def test_magnitude_of_sobel_pair(rng: np.random.Generator) -> None:

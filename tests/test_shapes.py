@@ -57,7 +57,9 @@ def test_grouped_params_divide_input_channels() -> None:
         (4, 1, 3, 1, (0, 0)),
     ],
 )
-def test_same_padding_tensorflow_rule(size: int, kernel: int, stride: int, dilation: int, expect: tuple[int, int]) -> None:
+def test_same_padding_tensorflow_rule(
+    size: int, kernel: int, stride: int, dilation: int, expect: tuple[int, int]
+) -> None:
     assert same_padding(size, kernel, stride=stride, dilation=dilation) == expect
     out = conv_output_size(size, kernel, stride=stride, padding=sum(expect), dilation=dilation)
     assert out == -(-size // stride)  # ceil(size / stride)
@@ -65,7 +67,13 @@ def test_same_padding_tensorflow_rule(size: int, kernel: int, stride: int, dilat
 
 @pytest.mark.parametrize(
     ("padding", "expect"),
-    [("valid", (0, 0, 0, 0)), ("full", (2, 2, 4, 4)), (1, (1, 1, 1, 1)), ((1, 2), (1, 1, 2, 2)), ((0, 1, 2, 3), (0, 1, 2, 3))],
+    [
+        ("valid", (0, 0, 0, 0)),
+        ("full", (2, 2, 4, 4)),
+        (1, (1, 1, 1, 1)),
+        ((1, 2), (1, 1, 2, 2)),
+        ((0, 1, 2, 3), (0, 1, 2, 3)),
+    ],
 )
 def test_padding_forms(padding: object, expect: tuple[int, int, int, int]) -> None:
     assert resolve_padding(padding, (9, 9), (3, 5)) == expect  # type: ignore[arg-type]
@@ -122,7 +130,9 @@ def test_formula_equals_actual_conv_shape(
 
 
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(1, 16), w=st.integers(1, 16), k=st.integers(1, 4), s=st.integers(1, 4), same=st.booleans())
+@given(
+    h=st.integers(1, 16), w=st.integers(1, 16), k=st.integers(1, 4), s=st.integers(1, 4), same=st.booleans()
+)
 def test_pool_formula_equals_actual_pool_shape(h: int, w: int, k: int, s: int, same: bool) -> None:
     padding = "same" if same else "valid"
     try:

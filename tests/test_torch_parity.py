@@ -16,8 +16,17 @@ F = torch.nn.functional
 TORCH_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
 
-def reference(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, stride: object, padding: object,
-              pad_mode: str, dilation: object, groups: int) -> np.ndarray:
+def reference(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    *,
+    stride: object,
+    padding: object,
+    pad_mode: str,
+    dilation: object,
+    groups: int,
+) -> np.ndarray:
     """torch F.conv2d after F.pad (numpy's pad for 'symmetric', which torch lacks)."""
     s = stride if isinstance(stride, tuple) else (stride, stride)
     d = dilation if isinstance(dilation, tuple) else (dilation, dilation)
@@ -28,7 +37,14 @@ def reference(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, stride: obj
     else:
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
         xt = F.pad(xt, (left, right, top, bottom), mode=TORCH_MODE[pad_mode])
-    out = F.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b), stride=s, dilation=d, groups=groups)
+    out = F.conv2d(
+        xt,
+        torch.from_numpy(w),
+        None if b is None else torch.from_numpy(b),
+        stride=s,
+        dilation=d,
+        groups=groups,
+    )
     return out[0].numpy().transpose(1, 2, 0)
 
 
