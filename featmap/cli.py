@@ -65,7 +65,7 @@ def _console(stderr: bool = False) -> Any:
 # ----------------------------------------------------------------------------- option types
 
 
-class IntsType(click.ParamType):
+class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer Click
     """``N``, ``N,M`` or ``NxM`` (and ``a,b,c,d`` where four are allowed) → int or tuple of ints."""
 
     name = "ints"
@@ -96,11 +96,11 @@ class IntsType(click.ParamType):
         return f"{text} (whole numbers >= {self.minimum})"
 
 
-def _choice(enum: type[Any], extra: Sequence[str] = ()) -> click.Choice:
+def _choice(enum: type[Any], extra: Sequence[str] = ()) -> click.Choice[str]:
     return click.Choice([m.value for m in enum] + list(extra), case_sensitive=False)
 
 
-class PadModeType(click.ParamType):
+class PadModeType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer Click
     """A padding mode, canonical name or an unambiguous alias."""
 
     name = "mode"
@@ -292,6 +292,7 @@ def apply(
     from .images import parse_color
     from .kernels import KernelLibrary
     from .render import apply_dict, apply_view
+    from .shapes import as_pair
     from .spec import Act, Conv2d, GlobalPool2d, Pool2d
 
     bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
@@ -311,7 +312,12 @@ def apply(
     if pool_word.startswith("global-"):
         pool = GlobalPool2d(pool_word.split("-", 1)[1])
     elif pool_word != "none":
-        pool = Pool2d(pool_word, opts["pool_size"] or 2, opts["pool_stride"], opts["pool_padding"])
+        pool = Pool2d(
+            pool_word,
+            as_pair(opts["pool_size"] or 2, "--pool-size"),
+            opts["pool_stride"],
+            opts["pool_padding"],
+        )
     output = OutputOptions(
         opts["out_dir"],
         opts["name_pattern"],

@@ -133,7 +133,7 @@ def parse_enum(enum: type[E], value: object, what: str) -> E:
         pass
     if enum is PaddingMode:
         if text in PADDING_ALIASES:
-            return PADDING_ALIASES[text]
+            return enum(PADDING_ALIASES[text].value)
         if text in AMBIGUOUS_PADDING:
             raise SpecError(
                 what,

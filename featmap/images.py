@@ -85,8 +85,8 @@ def _to_float(im: Image.Image, background: Sequence[float]) -> NDArray[np.float3
         data = data[:, :, np.newaxis]
     if mode in ("LA", "RGBA"):
         colour, alpha = data[:, :, :-1], data[:, :, -1:]
-        bg = np.asarray(background, dtype=np.float32)
-        bg = bg[: colour.shape[2]] if colour.shape[2] == 3 else np.float32(np.dot(bg, LUMA_BT601))
+        bg_rgb = np.asarray(background, dtype=np.float32)
+        bg = bg_rgb if colour.shape[2] == 3 else np.float32(np.dot(bg_rgb, LUMA_BT601))
         data = colour * alpha + bg * (1.0 - alpha)
     return np.ascontiguousarray(data, dtype=np.float32)
 

@@ -75,7 +75,7 @@ class Kernel:
     """
 
     name: str
-    weights: NDArray[np.float32]
+    weights: NDArray[np.floating]
     bias: float | None = None
     description: str = ""
     tags: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ Pure numpy: no files, no printing. Geometry comes from `featmap.shapes`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -122,7 +123,9 @@ def window_taps(
             )
 
 
-def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype) -> tuple[NDArray, int]:
+def _as_bank(
+    weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]
+) -> tuple[NDArray[np.floating], int]:
     """Return the filter bank as ``(N, C/groups, kh, kw)`` and the effective groups."""
     bank = np.asarray(weights)
     if bank.dtype.kind not in "biuf":

@@ -68,7 +68,7 @@ def pool2d(
     taps = window_taps(padded, geometry)
     _, _, first = next(taps)
     out = first.copy()
-    reduce = {PoolKind.MAX: np.maximum, PoolKind.MIN: np.minimum, PoolKind.AVG: np.add}[kind]
+    reduce: np.ufunc = {PoolKind.MAX: np.maximum, PoolKind.MIN: np.minimum, PoolKind.AVG: np.add}[kind]
     for _, _, view in taps:
         reduce(out, view, out=out)
     if kind is PoolKind.AVG:
@@ -92,5 +92,8 @@ def global_pool(x: ArrayLike, mode: str | PoolKind = "avg") -> NDArray[np.floati
     """
     arr = as_float_image(x)
     kind = parse_enum(PoolKind, mode, "pool mode")
-    reducer = {PoolKind.MAX: np.max, PoolKind.MIN: np.min, PoolKind.AVG: np.mean}[kind]
-    return np.asarray(reducer(arr, axis=(0, 1), keepdims=True), dtype=arr.dtype)
+    if kind is PoolKind.MAX:
+        return arr.max(axis=(0, 1), keepdims=True)
+    if kind is PoolKind.MIN:
+        return arr.min(axis=(0, 1), keepdims=True)
+    return arr.mean(axis=(0, 1), keepdims=True, dtype=np.float64).astype(arr.dtype)

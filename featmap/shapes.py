@@ -163,7 +163,7 @@ def resolve_padding(
         if len(values) == 2:
             return (values[0], values[0], values[1], values[1])
         if len(values) == 4:
-            return values  # type: ignore[return-value]  # length checked
+            return values
         raise SpecError(
             "`padding`",
             f"takes 1, 2 or 4 numbers; got {len(values)}",
