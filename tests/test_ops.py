@@ -252,3 +252,22 @@ def test_separable() -> None:
 def test_strided_equals_stride_one_subsampled(x: np.ndarray, k: np.ndarray, stride: int) -> None:
     full = conv2d(x, k)
     np.testing.assert_allclose(conv2d(x, k, stride=stride), full[::stride, ::stride], rtol=1e-12, atol=1e-9)
+
+
+def test_lenet_textbook_bank_shape_and_params() -> None:
+    from featmap.shapes import conv_params
+
+    out = conv2d(np.zeros((32, 32, 3), np.float32), np.ones((6, 3, 5, 5), np.float32), np.zeros(6))
+    assert out.shape == (28, 28, 6)
+    assert conv_params((5, 5), 3, 6) == 6 * 5 * 5 * 3 + 6 == 456
+
+
+def test_seven_by_seven_strides() -> None:
+    x = np.arange(49.0).reshape(7, 7)
+    k = np.ones((3, 3))
+    assert conv2d(x, k, stride=1).shape == (5, 5, 1)
+    assert conv2d(x, k, stride=2).shape == (3, 3, 1)
+    # stride 3 does not fit: two outputs, the last row and column are never read
+    out = conv2d(x, k, stride=3)[..., 0]
+    assert out.shape == (2, 2)
+    assert out[1, 1] == x[3:6, 3:6].sum()
