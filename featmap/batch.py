@@ -24,7 +24,7 @@ from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_ra
 from .kernels import KernelBank
 from .ops import normalize
 from .pipeline import MapInfo, iter_feature_maps, stride_warnings
-from .spec import Act, Conv2d, GlobalPool2d, Pool2d
+from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["MANIFEST_NAME", "ApplyJob", "ImageResult", "OutputOptions", "WrittenMap", "apply_image"]
 

@@ -293,7 +293,7 @@ def apply(
     from .kernels import KernelLibrary
     from .render import apply_dict, apply_view
     from .shapes import as_pair
-    from .spec import Act, Conv2d, GlobalPool2d, Pool2d
+    from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 
     bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
     conv = Conv2d(

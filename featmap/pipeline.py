@@ -28,7 +28,7 @@ from .kernels import Kernel, KernelBank
 from .ops import activate, conv2d
 from .pool import global_pool, pool2d
 from .shapes import ConvGeometry, conv_geometry, conv_params, pool_geometry
-from .spec import Act, Conv2d, GlobalPool2d, Pool2d
+from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["FeatureMap", "FeatureMaps", "MapInfo", "MapStats", "iter_feature_maps", "run", "stride_warnings"]
 

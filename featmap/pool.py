@@ -33,12 +33,14 @@ def pool2d(
     padding: PaddingArg = "valid",
     mode: str | PoolKind = "max",
     count_include_pad: bool = False,
+    ceil_mode: bool = False,
 ) -> NDArray[np.floating]:
     """Pool each channel of ``(H, W, C)`` over ``size`` windows.
 
     ``stride`` defaults to the window size (Keras). Padded cells never win a max or a min and are
     left out of an average's count (TensorFlow); ``count_include_pad=True`` counts them as zeros,
-    PyTorch's ``AvgPool2d`` default.
+    PyTorch's ``AvgPool2d`` default. ``ceil_mode=True`` keeps a last partial window (PyTorch's
+    ``ceil_mode``); its cells beyond the input are never counted.
 
     Examples
     --------
@@ -51,13 +53,18 @@ def pool2d(
     """
     arr = as_float_image(x)
     kind = parse_enum(PoolKind, mode, "pool mode")
-    geometry = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding)
+    declared = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding)
+    geometry = pool_geometry(
+        (arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding, ceil_mode=ceil_mode
+    )
     top, bottom, left, right = geometry.padding
     (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
-    if max(top, bottom) > kh // 2 or max(left, right) > kw // 2:
+    if max(declared.padding) and (
+        max(declared.padding[:2]) > kh // 2 or max(declared.padding[2:]) > kw // 2
+    ):
         raise ShapeError(
             "`padding`",
-            f"pooling pads of {geometry.padding} exceed half the {kh}x{kw} window, "
+            f"pooling pads of {declared.padding} exceed half the {kh}x{kw} window, "
             "so a window could hold no pixel",
             "pad at most half the window, or use `same`",
         )
@@ -72,13 +79,15 @@ def pool2d(
     for _, _, view in taps:
         reduce(out, view, out=out)
     if kind is PoolKind.AVG:
-        if count_include_pad:
-            out /= kh * kw
+        ho, wo = geometry.out_hw
+        (sh, sw), (dt, db, dl, dr) = geometry.stride, declared.padding
+        if count_include_pad:  # PyTorch: declared padding counts, cells past it (ceil_mode) do not
+            rows = _cells_per_window(h + dt + db, kh, sh, 0, ho)
+            cols = _cells_per_window(w + dl + dr, kw, sw, 0, wo)
         else:
-            ho, wo = geometry.out_hw
-            rows = _cells_per_window(h, kh, geometry.stride[0], top, ho)
-            cols = _cells_per_window(w, kw, geometry.stride[1], left, wo)
-            out /= np.outer(rows, cols).astype(out.dtype)[:, :, np.newaxis]
+            rows = _cells_per_window(h, kh, sh, top, ho)
+            cols = _cells_per_window(w, kw, sw, left, wo)
+        out /= np.outer(rows, cols).astype(out.dtype)[:, :, np.newaxis]
     return out
 
 

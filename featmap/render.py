@@ -27,7 +27,7 @@ from .batch import ApplyJob, ImageResult
 from .kernels import Kernel
 from .ops import separable
 from .pipeline import MapInfo
-from .spec import GlobalPool2d, Pool2d
+from .layers import GlobalPool2d, Pool2d
 
 __all__ = ["apply_dict", "apply_view", "kernel_dict", "kernel_list", "kernel_show"]
 

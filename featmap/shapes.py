@@ -243,8 +243,13 @@ def pool_geometry(
     *,
     stride: int | Sequence[int] | None = None,
     padding: PaddingArg = "valid",
+    ceil_mode: bool = False,
 ) -> ConvGeometry:
     """Geometry of a pooling window; ``stride`` defaults to the window size (Keras).
+
+    ``ceil_mode=True`` rounds the output size up, as PyTorch's ``ceil_mode``: a last, partial window
+    is kept if it starts inside the input (or its left/top padding). The extra cells it reaches are
+    added to the bottom/right padding.
 
     Examples
     --------
@@ -252,8 +257,24 @@ def pool_geometry(
     (4, 4)
     >>> pool_geometry((5, 5), 2, padding="same").out_hw
     (3, 3)
+    >>> g = pool_geometry((112, 112), 3, stride=2, ceil_mode=True)
+    >>> g.out_hw, g.padding
+    ((56, 56), (0, 1, 0, 1))
     """
-    return conv_geometry(in_hw, size, stride=size if stride is None else stride, padding=padding)
+    floor = conv_geometry(in_hw, size, stride=size if stride is None else stride, padding=padding)
+    if not ceil_mode or floor.fits:
+        return floor
+    pads = list(floor.padding)
+    out = list(floor.out_hw)
+    for axis in (0, 1):
+        k, s = floor.kernel_hw[axis], floor.stride[axis]
+        before = pads[2 * axis]
+        if floor.dropped_hw[axis] and out[axis] * s < floor.in_hw[axis] + before:
+            pads[2 * axis + 1] += out[axis] * s + k - floor.padded_hw[axis]
+            out[axis] += 1
+    if tuple(out) == floor.out_hw:
+        return floor
+    return conv_geometry(in_hw, floor.kernel_hw, stride=floor.stride, padding=tuple(pads))
 
 
 def pool_output_size(size: int, window: int, *, stride: int | None = None, padding: int = 0) -> int:

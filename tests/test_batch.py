@@ -12,7 +12,7 @@ from PIL import Image
 from featmap.batch import MANIFEST_NAME, ApplyJob, OutputOptions, apply_image
 from featmap.errors import OutputExistsError, SpecError
 from featmap.kernels import KernelLibrary
-from featmap.spec import Act, Conv2d, Pool2d
+from featmap.layers import Act, Conv2d, Pool2d
 
 LIB = KernelLibrary(use_env=False)
 

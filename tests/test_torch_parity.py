@@ -93,3 +93,20 @@ def test_pooling_matches_torch(mode: str, size: object, stride: object, pad: obj
         ref = F.avg_pool2d(xt, size, stride, padding=(ph, pw), count_include_pad=True)
     ours = pool2d(x, size, stride=stride, padding=(ph, pw), mode=mode, count_include_pad=True)  # type: ignore[arg-type]
     np.testing.assert_allclose(ours, ref[0].numpy().transpose(1, 2, 0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("include", [True, False])
+@pytest.mark.parametrize(("size", "stride", "pad", "hw"), [(3, 2, 0, (112, 57)), (2, 2, 0, (7, 9)), (3, 2, 1, (10, 11))])
+def test_ceil_mode_pooling_matches_torch(
+    mode: str, include: bool, size: int, stride: int, pad: int, hw: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((*hw, 2)).astype(np.float32)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    if mode == "max":
+        ref = F.max_pool2d(xt, size, stride, padding=pad, ceil_mode=True)
+    else:
+        ref = F.avg_pool2d(xt, size, stride, padding=pad, ceil_mode=True, count_include_pad=include)
+    ours = pool2d(x, size, stride=stride, padding=pad, mode=mode, count_include_pad=include, ceil_mode=True)
+    np.testing.assert_allclose(ours, ref[0].numpy().transpose(1, 2, 0), rtol=1e-6, atol=1e-6)
