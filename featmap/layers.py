@@ -42,7 +42,11 @@ def _check_padding(padding: PaddingArg) -> PaddingArg:
 
 @dataclass(frozen=True)
 class Conv2d:
-    """A 2-D convolution; ``filters`` and ``kernel`` may be None when the weights supply them."""
+    """A 2-D convolution; ``filters`` and ``kernel`` may be None when the weights supply them.
+
+    ``depthwise=True`` sets ``groups`` to the input channels and ``filters`` to the input channels
+    times ``filters`` (a channel multiplier, 1 when None) once the input is known.
+    """
 
     filters: int | None = None
     kernel: tuple[int, int] | None = None
@@ -55,6 +59,7 @@ class Conv2d:
     bias: bool = True
     flip: bool = False
     name: str | None = None
+    depthwise: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
