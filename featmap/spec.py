@@ -300,7 +300,14 @@ class _FileParser:
             raise self.err(where, "blocks nest more than 32 deep", "check for a block that uses itself")
         if not isinstance(items, list):
             raise self.err(where, f"must be a list of layers; got {type(items).__name__}")
-        return tuple(self.layer(item, f"{where}[{i}]", args, depth) for i, item in enumerate(items))
+        out: list[LayerSpec] = []
+        for i, item in enumerate(items):
+            spec = self.layer(item, f"{where}[{i}]", args, depth)
+            if isinstance(spec, Sequential) and spec.name is None:
+                out.extend(spec.layers)  # an unnamed repeat: its copies join this list
+            else:
+                out.append(spec)
+        return tuple(out)
 
     def layer(self, item: Any, where: str, args: Mapping[str, Any], depth: int) -> LayerSpec:
         item = _substitute(item, args, lambda key: self.err(where, f"uses ${key}, which the block is not given"))
@@ -369,7 +376,7 @@ class _FileParser:
             raise self.err(where, "a repeat needs `layers: [...]` or `block: NAME`")
         base = name or (one.name if isinstance(one, Sequential) and one.name else "repeat")
         copies = tuple(_named(one, f"{base}.{i}") for i in range(times))
-        return Sequential(copies, name or base)
+        return Sequential(copies, name)  # unnamed: spliced into the enclosing list
 
     def block(self, item: Mapping[str, Any], where: str, depth: int, name: str | None) -> LayerSpec:
         ref = item["block"]

@@ -248,9 +248,10 @@ class _Walker:
         dropped = g.dropped_hw[:n]
         if not any(dropped):
             return ()
-        names = ("rows", "columns") if n == 2 else ("samples",)
-        parts = [f"{d} {names[a]}" for a, d in enumerate(dropped) if d]
-        return (f"{what}: stride {'×'.join(map(str, g.stride[:n]))} leaves the last {' and '.join(parts)} unused",)
+        names = (("row", "column") if n == 2 else ("sample",))
+        parts = [f"{d} {names[a]}{'' if d == 1 else 's'}" for a, d in enumerate(dropped) if d]
+        stride = g.stride[:n]
+        return (f"{what}: stride {stride[0] if len(set(stride)) == 1 else '×'.join(map(str, stride))} leaves the last {' and '.join(parts)} unused",)
 
     def explain_axes(self, g: ConvGeometry, n: int) -> list[str]:
         lines = []

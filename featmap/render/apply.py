@@ -1,4 +1,4 @@
-"""Turn result objects into Rich renderables and JSON-ready dicts; nothing here prints.
+"""Rich views and dicts for `featmap apply` and `featmap kernels`.
 
 Examples
 --------
@@ -23,11 +23,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .batch import ApplyJob, ImageResult
-from .kernels import Kernel
-from .ops import separable
-from .pipeline import MapInfo
-from .layers import GlobalPool2d, Pool2d
+from ..batch import ApplyJob, ImageResult
+from ..kernels import Kernel
+from ..ops import separable
+from ..pipeline import MapInfo
+from ..layers import GlobalPool2d, Pool2d
 
 __all__ = ["apply_dict", "apply_view", "kernel_dict", "kernel_list", "kernel_show"]
 

@@ -1,0 +1,170 @@
+"""Rich table, Markdown, JSON and worked formulas for a `featmap.summary.Summary`.
+
+Examples
+--------
+>>> from featmap.spec import parse_tokens
+>>> from featmap.summary import summarize
+>>> md = summary_markdown(summarize(parse_tokens(["conv:6@5x5", "flatten", "dense:10"]), (32, 32, 3)))
+>>> print(md.splitlines()[2])
+| 1 | conv2d | Conv2d | 5×5 s1 p0 | 28×28×6 | 456 | 352,800 | 5 j1 | 18.4 KB |
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..summary import LayerInfo, ReceptiveField, Summary
+
+__all__ = ["summary_dict", "summary_explain", "summary_markdown", "summary_view"]
+
+MAC_CONVENTION = "multiply-adds of conv and dense layers as torchinfo counts them; FLOPs = 2 × MACs"
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(v) for v in shape)
+
+
+def _same(values: tuple[int, ...]) -> str:
+    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+
+def _geometry(row: LayerInfo) -> str:
+    if row.kernel is None or row.stride is None:
+        return ""
+    text = f"{'×'.join(map(str, row.kernel))} s{_same(row.stride)}"
+    if row.padding is not None:
+        text += f" p{_same(row.padding)}" if len(set(row.padding)) == 1 else f" p{','.join(map(str, row.padding))}"
+    if row.dilation is not None and any(d != 1 for d in row.dilation):
+        text += f" d{_same(row.dilation)}"
+    return text
+
+
+def _rf(rf: ReceptiveField | None, row: LayerInfo) -> str:
+    if rf is None:
+        return "all" if row.out_shape and len(row.out_shape) == 1 or row.kind.startswith("Global") else "-"
+    return f"{_same(rf.size)} j{_same(rf.jump)}"
+
+
+def human_bytes(n: int) -> str:
+    """``1536`` → ``'1.5 KB'`` (powers of 1024)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"  # pragma: no cover
+
+
+def human_count(n: int) -> str:
+    """``1814073344`` → ``'1.81 G'``."""
+    for limit, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            return f"{n / limit:.2f} {unit}"
+    return str(n)
+
+
+def _cells(row: LayerInfo) -> list[str]:
+    params = f"{row.params:,}" if row.params or not row.container else ""
+    if row.non_trainable and not row.container:
+        params += f" (+{row.non_trainable:,})"
+    return [
+        row.path,
+        "  " * row.depth + row.name,
+        row.kind + (f" {row.detail}" if row.detail else ""),
+        _geometry(row),
+        _shape(row.out_shape),
+        params,
+        f"{row.macs:,}" if row.macs else "",
+        _rf(row.receptive_field, row),
+        human_bytes(row.memory) if row.memory else "",
+    ]
+
+
+_COLUMNS = ("#", "layer", "type", "kernel", "output", "params", "MACs", "RF", "memory")
+
+
+def _totals_lines(summary: Summary) -> list[str]:
+    t = summary.totals
+    batch = f", batch {summary.batch}" if summary.batch > 1 else ""
+    return [
+        f"params: {t.params:,} = {t.trainable:,} trainable + {t.non_trainable:,} non-trainable (batch-norm statistics)",
+        f"multiply-adds: {t.macs:,} ({human_count(t.macs)}MACs); FLOPs = 2 × MACs = {human_count(t.flops)}FLOPs{batch}",
+        f"weights: {human_bytes(t.param_bytes)} at {8 * summary.dtype_bytes}-bit floats",
+        f"activations: {human_bytes(t.activation_bytes)} (every layer's output{batch}, input excluded)",
+    ]
+
+
+def summary_view(summary: Summary, title: str | None = None) -> RenderableType:
+    """A Rich table (blocks indented, container rows dimmed) followed by the totals and warnings."""
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False)
+    for column in _COLUMNS:
+        right = column in ("params", "MACs", "memory", "#")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column != "layer",
+                         overflow="ellipsis")
+    table.add_row("", "input", "", "", _shape(summary.input_shape), "", "", "1", "")
+    for row in summary.layers:
+        style = "dim" if row.container else ("yellow" if row.warnings else None)
+        table.add_row(*_cells(row), style=style)
+    footer = Text("\n".join(_totals_lines(summary)))
+    parts: list[RenderableType] = [table, footer, Text(f"RF: receptive field size and jump (input pixels); MACs: {MAC_CONVENTION}", style="dim")]
+    for note in summary.warnings:
+        parts.append(Text(f"warning: {note}", style="yellow"))
+    return Group(*parts)
+
+
+def summary_explain(summary: Summary) -> RenderableType:
+    """Each layer's formulas with the numbers put in."""
+    lines = Text()
+    for row in summary.layers:
+        if not row.explain:
+            continue
+        lines.append(f"{row.path} {row.name} ({row.kind})\n", style="bold")
+        for line in row.explain:
+            lines.append(f"    {line}\n")
+        rf = row.receptive_field
+        if rf is not None and not row.container:
+            start = ", ".join(f"{s:g}" for s in rf.start)
+            lines.append(f"    receptive field {_same(rf.size)} px, jump {_same(rf.jump)}, first centred at ({start})\n")
+    return lines
+
+
+def summary_markdown(summary: Summary, title: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table plus the totals, for notes and blog posts."""
+    out = [f"### {title}", ""] if title else []
+    out.append("| " + " | ".join(_COLUMNS) + " |")
+    out.append("|" + "|".join("---:" if c in ("params", "MACs", "memory", "#") else "---" for c in _COLUMNS) + "|")
+    for row in summary.layers:
+        cells = _cells(row)
+        cells[1] = "&nbsp;&nbsp;" * row.depth + row.name
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    out.append("")
+    out.extend(f"- {line}" for line in _totals_lines(summary))
+    out.append(f"- convention: {MAC_CONVENTION}; input {_shape(summary.input_shape)}")
+    out.extend(f"- warning: {note}" for note in summary.warnings)
+    return "\n".join(out) + "\n"
+
+
+def summary_dict(summary: Summary, name: str | None = None) -> dict[str, Any]:
+    """Plain JSON-ready data: every row with its facts, the totals and the convention."""
+    layers = []
+    for row in summary.layers:
+        data = asdict(row)
+        data["in_shape"], data["out_shape"] = list(row.in_shape), list(row.out_shape)
+        layers.append(data)
+    return {
+        "model": name,
+        "input": list(summary.input_shape),
+        "batch": summary.batch,
+        "dtype_bytes": summary.dtype_bytes,
+        "convention": MAC_CONVENTION,
+        "layers": layers,
+        "totals": asdict(summary.totals),
+        "warnings": list(summary.warnings),
+    }
