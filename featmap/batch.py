@@ -22,9 +22,9 @@ from .enums import Combine, Normalize, parse_enum
 from .errors import OutputExistsError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
 from .kernels import KernelBank
+from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .ops import normalize
 from .pipeline import MapInfo, iter_feature_maps, stride_warnings
-from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["MANIFEST_NAME", "ApplyJob", "ImageResult", "OutputOptions", "WrittenMap", "apply_image"]
 
@@ -55,9 +55,7 @@ class OutputOptions:
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
         except ValueError as exc:
-            raise SpecError(
-                "--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'"
-            ) from None
+            raise SpecError("--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
         if used - _FIELDS or "kernel" not in used:
             raise SpecError(
                 "--name",
@@ -177,9 +175,7 @@ def _check_targets(paths: Sequence[Path], source: Path, job: ApplyJob, digest: s
     known = None
     for path in paths:
         if path.exists() and path.resolve() == source.resolve():
-            raise OutputExistsError(
-                str(path), "is the input image itself", "choose another -o folder or --name"
-            )
+            raise OutputExistsError(str(path), "is the input image itself", "choose another -o folder or --name")
         if out.overwrite or not path.exists():
             continue
         known = _read_manifest(out.out_dir) if known is None else known

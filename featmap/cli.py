@@ -148,9 +148,7 @@ def conv_options(func: F) -> F:
             show_default=True,
             help="zeros, reflect, symmetric, replicate, circular (or an alias, see README).",
         ),
-        click.option(
-            "--pad-value", type=float, default=0.0, show_default=True, help="Fill value for zeros padding."
-        ),
+        click.option("--pad-value", type=float, default=0.0, show_default=True, help="Fill value for zeros padding."),
         click.option("--dilation", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
         click.option(
             "--flip",
@@ -158,9 +156,7 @@ def conv_options(func: F) -> F:
             help="True convolution (kernel rotated 180°) instead of cross-correlation.",
         ),
         click.option("--activation", type=_choice(Activation), default="none", show_default=True),
-        click.option(
-            "--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."
-        ),
+        click.option("--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."),
         click.option(
             "--pool",
             type=_choice(PoolKind, ("global-avg", "global-max", "global-min", "none")),
@@ -168,22 +164,16 @@ def conv_options(func: F) -> F:
             show_default=True,
             help="Pooling after the activation.",
         ),
-        click.option(
-            "--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."
-        ),
+        click.option("--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."),
         click.option("--pool-stride", type=IntsType(), default=None, help="Defaults to the window size."),
-        click.option(
-            "--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True
-        ),
+        click.option("--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True),
         click.option(
             "--combine",
             type=_choice(Combine),
             default=None,
             help="Also write one map merging all kernels: magnitude (sqrt of sum of squares) or max.",
         ),
-        click.option(
-            "--strict", is_flag=True, help="Refuse a stride that leaves input rows or columns unused."
-        ),
+        click.option("--strict", is_flag=True, help="Refuse a stride that leaves input rows or columns unused."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -250,9 +240,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument(
-    "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-k",
     "--kernel",
@@ -291,9 +279,9 @@ def apply(
     from .batch import ApplyJob, OutputOptions, apply_image
     from .images import parse_color
     from .kernels import KernelLibrary
+    from .layers import Act, Conv2d, GlobalPool2d, Pool2d
     from .render import apply_dict, apply_view
     from .shapes import as_pair
-    from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 
     bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
     conv = Conv2d(
@@ -398,16 +386,31 @@ def kernels_show(spec: str, kernel_dirs: tuple[Path, ...], as_json: bool) -> Non
 @click.argument("tokens", nargs=-1)
 @click.option("--input", "input_text", default=None, help="Input shape: HxWxC, LxC (1-D) or N features.")
 @click.option("--model", default=None, help="A built-in preset (see --list-models).")
-@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A YAML/JSON layer-spec file.")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML/JSON layer-spec file.",
+)
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size for MACs and memory.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--explain", is_flag=True, help="Also show each layer's formulas with the numbers put in.")
 @click.option("--list-models", is_flag=True, help="List the built-in presets and exit.")
 @click.pass_context
-def shape(ctx: click.Context, tokens: tuple[str, ...], input_text: str | None, model: str | None,
-          spec_file: Path | None, batch: int, fmt: str, as_json: bool, explain: bool, list_models: bool) -> None:
+def shape(
+    ctx: click.Context,
+    tokens: tuple[str, ...],
+    input_text: str | None,
+    model: str | None,
+    spec_file: Path | None,
+    batch: int,
+    fmt: str,
+    as_json: bool,
+    explain: bool,
+    list_models: bool,
+) -> None:
     """Shapes, parameters, multiply-adds, receptive field and memory of a CNN layer stack.
 
     \b
@@ -427,8 +430,16 @@ def shape(ctx: click.Context, tokens: tuple[str, ...], input_text: str | None, m
         ctx.exit(ExitCode.USAGE)
 
 
-def _shape_command(tokens: tuple[str, ...], input_text: str | None, model: str | None, spec_file: Path | None,
-                   batch: int, fmt: str, explain: bool, list_models: bool) -> None:
+def _shape_command(
+    tokens: tuple[str, ...],
+    input_text: str | None,
+    model: str | None,
+    spec_file: Path | None,
+    batch: int,
+    fmt: str,
+    explain: bool,
+    list_models: bool,
+) -> None:
     from .errors import SpecError
     from .render import summary_dict, summary_explain, summary_markdown, summary_view
     from .spec import list_models as presets
@@ -438,8 +449,20 @@ def _shape_command(tokens: tuple[str, ...], input_text: str | None, model: str |
     if list_models:
         rows = presets()
         if fmt == "json":
-            click.echo(json.dumps([{"name": m.name, "input": list(m.input_shape or ()), "description": m.description,
-                                    "source": m.source} for m in rows], indent=2))
+            click.echo(
+                json.dumps(
+                    [
+                        {
+                            "name": m.name,
+                            "input": list(m.input_shape or ()),
+                            "description": m.description,
+                            "source": m.source,
+                        }
+                        for m in rows
+                    ],
+                    indent=2,
+                )
+            )
             return
         from rich.table import Table
 
@@ -452,8 +475,11 @@ def _shape_command(tokens: tuple[str, ...], input_text: str | None, model: str |
         return
     sources = sum(bool(x) for x in (tokens, model, spec_file))
     if sources != 1:
-        raise SpecError("featmap shape", "give layer tokens, --model NAME or --spec FILE (exactly one)",
-                        "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5")
+        raise SpecError(
+            "featmap shape",
+            "give layer tokens, --model NAME or --spec FILE (exactly one)",
+            "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5",
+        )
     name = None
     default_input = None
     if tokens:

@@ -132,9 +132,7 @@ def gabor(
     t = math.radians(theta)
     xr = x * math.cos(t) + y * math.sin(t)
     yr = -x * math.sin(t) + y * math.cos(t)
-    return np.exp(-(xr**2 + gamma**2 * yr**2) / (2 * sigma**2)) * np.cos(
-        2 * math.pi * xr / lambd + math.radians(psi)
-    )
+    return np.exp(-(xr**2 + gamma**2 * yr**2) / (2 * sigma**2)) * np.cos(2 * math.pi * xr / lambd + math.radians(psi))
 
 
 def motion(length: float = 9, angle: float = 0.0) -> Array:
@@ -183,9 +181,7 @@ def generate(name: str, **params: float) -> Array:
     try:
         func = GENERATORS[name]
     except KeyError:
-        raise KernelFileError(
-            name, "is not a parametric kernel", f"use one of: {', '.join(GENERATORS)}"
-        ) from None
+        raise KernelFileError(name, "is not a parametric kernel", f"use one of: {', '.join(GENERATORS)}") from None
     try:
         return func(**params)
     except TypeError:

@@ -157,9 +157,7 @@ def parametric_kernel(text: str) -> Kernel:
     for item in filter(None, (a.strip() for a in args.split(","))):
         key, eq, value = item.partition("=")
         if not eq:
-            raise KernelFileError(
-                text, f"argument {item!r} has no value", f"write it as key=value, e.g. {gen}:size=5"
-            )
+            raise KernelFileError(text, f"argument {item!r} has no value", f"write it as key=value, e.g. {gen}:size=5")
         try:
             params[key.strip()] = float(value)
         except ValueError:
@@ -183,9 +181,7 @@ def _read_document(path: Path) -> Any:
     except FileNotFoundError:
         raise KernelFileError(str(path), "no such kernel file", "check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise KernelFileError(
-            str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file"
-        ) from None
+        raise KernelFileError(str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file") from None
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
@@ -233,9 +229,7 @@ def _number(value: Any, where: str) -> float:
 
 def _matrix(rows: Any, where: str) -> NDArray[np.float64]:
     if not isinstance(rows, list) or not rows:
-        raise KernelFileError(
-            where, "must be a non-empty list of rows", "e.g. [[0, 1, 0], [1, -4, 1], [0, 1, 0]]"
-        )
+        raise KernelFileError(where, "must be a non-empty list of rows", "e.g. [[0, 1, 0], [1, -4, 1], [0, 1, 0]]")
     width = None
     out = []
     for r, row in enumerate(rows, start=1):
@@ -261,9 +255,7 @@ def _weights(value: Any, where: str) -> NDArray[np.float64]:
     ):
         slices = [_matrix(m, f"{where}[{c}]") for c, m in enumerate(value)]
         if len({s.shape for s in slices}) != 1:
-            raise KernelFileError(
-                where, "per-channel matrices differ in size", "give every channel the same size"
-            )
+            raise KernelFileError(where, "per-channel matrices differ in size", "give every channel the same size")
         return np.stack(slices)
     return _matrix(value, where)
 
@@ -340,9 +332,7 @@ def _kernel_from_entry(entry: Any, index: int, path: str) -> list[Kernel]:
     try:
         turned = rotations(weights, count)
     except KernelFileError as exc:
-        raise KernelFileError(
-            f"{label}: `rotations`", exc.problem, "use rotations: 4 for non-3x3 kernels"
-        ) from None
+        raise KernelFileError(f"{label}: `rotations`", exc.problem, "use rotations: 4 for non-3x3 kernels") from None
     return [
         Kernel(
             f"{name}_{angle}",
@@ -397,9 +387,7 @@ def _kernel_files(location: Path) -> list[Path]:
         return [location]
     if location.is_dir():
         return sorted(
-            p
-            for p in location.iterdir()
-            if p.suffix.lower() in KERNEL_SUFFIXES and not p.name.startswith(".")
+            p for p in location.iterdir() if p.suffix.lower() in KERNEL_SUFFIXES and not p.name.startswith(".")
         )
     raise KernelFileError(str(location), "is not a kernel file or folder", "check the path")
 

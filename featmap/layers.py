@@ -110,12 +110,12 @@ class GlobalPool2d:
 class Act:
     """An element-wise activation with its parameters (``leaky_relu`` takes ``slope``)."""
 
-    name: Activation = Activation.NONE
+    kind: Activation = Activation.NONE
     params: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     name: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "name", parse_enum(Activation, self.name, "activation"))
+        object.__setattr__(self, "kind", parse_enum(Activation, self.kind, "activation"))
         object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
 
 

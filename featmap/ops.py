@@ -42,9 +42,7 @@ def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
     if arr.ndim == 2:
         arr = arr[:, :, np.newaxis]
     if arr.ndim != 3:
-        raise ShapeError(
-            f"`{what}`", f"must be (H, W) or (H, W, C); got shape {arr.shape}", "pass one image at a time"
-        )
+        raise ShapeError(f"`{what}`", f"must be (H, W) or (H, W, C); got shape {arr.shape}", "pass one image at a time")
     if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
         raise ShapeError(f"`{what}`", f"is empty; got shape {arr.shape}")
     dtype = np.float64 if arr.dtype == np.float64 else np.float32
@@ -123,9 +121,7 @@ def window_taps(
             )
 
 
-def _as_bank(
-    weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]
-) -> tuple[NDArray[np.floating], int]:
+def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]) -> tuple[NDArray[np.floating], int]:
     """Return the filter bank as ``(N, C/groups, kh, kw)`` and the effective groups."""
     bank = np.asarray(weights)
     if bank.dtype.kind not in "biuf":
@@ -153,8 +149,7 @@ def _as_bank(
     if groups < 1 or channels % groups or bank.shape[0] % groups:
         raise ShapeError(
             "`groups`",
-            f"must divide both the input channels ({channels}) and the filters ({bank.shape[0]}); "
-            f"got {groups}",
+            f"must divide both the input channels ({channels}) and the filters ({bank.shape[0]}); got {groups}",
         )
     if bank.shape[1] != channels // groups:
         raise ShapeError(
@@ -222,9 +217,7 @@ def conv2d(
     if flip:
         bank = bank[:, :, ::-1, ::-1]
     border = parse_enum(PaddingMode, pad_mode, "pad_mode")
-    geometry = conv_geometry(
-        (arr.shape[0], arr.shape[1]), (kh, kw), stride=stride, padding=padding, dilation=dilation
-    )
+    geometry = conv_geometry((arr.shape[0], arr.shape[1]), (kh, kw), stride=stride, padding=padding, dilation=dilation)
     padded = _pad(arr, geometry.padding, border, pad_value)
     ho, wo = geometry.out_hw
     per_out = n_out // groups

@@ -25,10 +25,10 @@ from numpy.typing import NDArray
 from .enums import Combine, parse_enum
 from .errors import ShapeError
 from .kernels import Kernel, KernelBank
+from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .ops import activate, conv2d
 from .pool import global_pool, pool2d
 from .shapes import ConvGeometry, conv_geometry, conv_params, pool_geometry
-from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["FeatureMap", "FeatureMaps", "MapInfo", "MapStats", "iter_feature_maps", "run", "stride_warnings"]
 
@@ -135,9 +135,7 @@ def stride_warnings(
     in_hw: tuple[int, int], kernel_size: tuple[int, int], conv: Conv2d, pool: Pool2d | GlobalPool2d | None
 ) -> list[tuple[str, str]]:
     """``(what, problem)`` for each stride that does not fit evenly: the conv's, then the pool's."""
-    geometry = conv_geometry(
-        in_hw, kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation
-    )
+    geometry = conv_geometry(in_hw, kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
     notes = [_dropped_text(geometry, f"conv {kernel_size[0]}x{kernel_size[1]}")]
     if isinstance(pool, Pool2d):
         pooled = pool_geometry(geometry.out_hw, pool.size, stride=pool.stride, padding=pool.padding)
@@ -150,9 +148,7 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     w = kernel.weights
     if w.ndim == 3:
         if w.shape[0] != channels:
-            fix = (
-                "pass --color to keep the image's channels" if channels == 1 else "give one slice per channel"
-            )
+            fix = "pass --color to keep the image's channels" if channels == 1 else "give one slice per channel"
             raise ShapeError(
                 f"kernel {kernel.name!r}",
                 f"has {w.shape[0]} channel slices but the image has {_plural(channels, 'channel')}",
@@ -162,10 +158,8 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-def _finish(
-    values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None
-) -> NDArray[np.floating]:
-    out = activate(values, act.name, **dict(act.params))
+def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
+    out = activate(values, act.kind, **dict(act.params))
     if isinstance(pool, Pool2d):
         out = pool2d(
             out,
@@ -229,9 +223,7 @@ def iter_feature_maps(
             groups=groups,
             flip=conv.flip,
         )
-        geometry = conv_geometry(
-            in_hw, kernel.size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation
-        )
+        geometry = conv_geometry(in_hw, kernel.size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
         if how is not None:
             if acc is not None and acc.shape != response.shape:
                 raise ShapeError(
@@ -288,9 +280,7 @@ def run(
     maps = tuple(iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict))
     notes: list[str] = []
     for kernel in bank:
-        for what, problem in stride_warnings(
-            (int(image.shape[0]), int(image.shape[1])), kernel.size, conv, pool
-        ):
+        for what, problem in stride_warnings((int(image.shape[0]), int(image.shape[1])), kernel.size, conv, pool):
             note = f"{what}: {problem}"
             if note not in notes:
                 notes.append(note)

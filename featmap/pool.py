@@ -54,18 +54,13 @@ def pool2d(
     arr = as_float_image(x)
     kind = parse_enum(PoolKind, mode, "pool mode")
     declared = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding)
-    geometry = pool_geometry(
-        (arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding, ceil_mode=ceil_mode
-    )
+    geometry = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding, ceil_mode=ceil_mode)
     top, bottom, left, right = geometry.padding
     (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
-    if max(declared.padding) and (
-        max(declared.padding[:2]) > kh // 2 or max(declared.padding[2:]) > kw // 2
-    ):
+    if max(declared.padding) and (max(declared.padding[:2]) > kh // 2 or max(declared.padding[2:]) > kw // 2):
         raise ShapeError(
             "`padding`",
-            f"pooling pads of {declared.padding} exceed half the {kh}x{kw} window, "
-            "so a window could hold no pixel",
+            f"pooling pads of {declared.padding} exceed half the {kh}x{kw} window, so a window could hold no pixel",
             "pad at most half the window, or use `same`",
         )
     fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]

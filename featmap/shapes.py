@@ -91,7 +91,8 @@ def conv_output_size(size: int, kernel: int, *, stride: int = 1, padding: int = 
     if span < 0:
         raise ShapeError(
             "kernel",
-            f"{_effective(kernel, dilation)} (dilated) is larger than the padded input {size + padding}",
+            f"{_effective(kernel, dilation)}{' (dilated)' if dilation > 1 else ''} is larger than the padded "
+            f"input {size + padding}",
             "use a smaller kernel or dilation, or more padding (e.g. `same`)",
         )
     return span // stride + 1
@@ -290,9 +291,7 @@ def pool_output_size(size: int, window: int, *, stride: int | None = None, paddi
     return conv_output_size(size, window, stride=window if stride is None else stride, padding=padding)
 
 
-def conv_params(
-    kernel_hw: Pair, in_channels: int, out_channels: int, *, groups: int = 1, bias: bool = True
-) -> int:
+def conv_params(kernel_hw: Pair, in_channels: int, out_channels: int, *, groups: int = 1, bias: bool = True) -> int:
     """Trainable parameters of a convolution: ``kh*kw*C_in/groups*C_out`` (+ ``C_out`` biases).
 
     Examples

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .enums import Activation, parse_enum
+from .enums import Activation, PoolKind, parse_enum
 from .errors import FeatmapError, SpecError
 from .layers import (
     Act,
@@ -147,7 +147,8 @@ def _options(parts: Sequence[str], what: str) -> dict[str, Any]:
             opts["padding"] = values[0] if len(values) == 1 else values
         else:
             raise SpecError(
-                what, f"unknown option {part!r}",
+                what,
+                f"unknown option {part!r}",
                 "use sN (stride), pN / same / valid / full (padding), dN (dilation), gN (groups), nobias, ceil",
             )
     return opts
@@ -169,7 +170,7 @@ def parse_token(token: str, *, where: str = "") -> LayerSpec:
     if kind_word in {a.value for a in Activation}:
         if rest:
             raise SpecError(what, f"{kind_word} takes no arguments", f"use act:{kind_word},slope=0.1 for parameters")
-        return Act(kind_word)
+        return Act(parse_enum(Activation, kind_word, "activation"))
     kind = _ALIASES.get(kind_word)
     if kind is None:
         raise SpecError(what, f"unknown layer type {head!r}", f"use one of: {', '.join(_KINDS)}")
@@ -217,7 +218,7 @@ def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSp
         return Pool2d(kind[:3], _single(_ints(main, what)), stride, **opts)  # type: ignore[arg-type]
     if kind in ("gap", "gmp"):
         _need_no_args(kind, main, opt_parts, what)
-        return GlobalPool2d("avg" if kind == "gap" else "max")
+        return GlobalPool2d(PoolKind.AVG if kind == "gap" else PoolKind.MAX)
     if kind == "adaptiveavgpool":
         return AdaptiveAvgPool2d(_single(_ints(main or "1", what)))  # type: ignore[arg-type]
     if kind == "flatten":
@@ -235,9 +236,10 @@ def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSp
         return BatchNorm()
     if kind == "dropout":
         try:
-            return Dropout(float(main) if main else 0.5)
+            rate = float(main) if main else 0.5
         except ValueError:
             raise SpecError(what, f"rate {main!r} is not a number", "e.g. dropout:0.5") from None
+        return Dropout(rate)
     # act:NAME[,slope=0.1]
     name, *params = [p.strip() for p in main.split(",")]
     values: dict[str, float] = {}
@@ -350,7 +352,11 @@ class _FileParser:
         cls, allowed = _FIELDS[canonical]
         unknown = set(value) - allowed
         if unknown:
-            raise self.err(f"{where}.{key}", f"unknown option {sorted(unknown)[0]!r}", f"use: {', '.join(sorted(allowed))}")
+            raise self.err(
+                f"{where}.{key}",
+                f"unknown option {sorted(unknown)[0]!r}",
+                f"use: {', '.join(sorted(allowed))}",
+            )
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
         if canonical in ("maxpool", "avgpool", "minpool"):
             fields["kind"] = canonical[:3]
@@ -363,7 +369,9 @@ class _FileParser:
         except FeatmapError as exc:
             raise self.err(f"{where}.{key}", str(exc)) from None
 
-    def repeat(self, item: Mapping[str, Any], where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
+    def repeat(
+        self, item: Mapping[str, Any], where: str, args: Mapping[str, Any], depth: int, name: str | None
+    ) -> LayerSpec:
         times = item["repeat"]
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise self.err(f"{where}.repeat", f"must be a whole number >= 1; got {times!r}")
@@ -389,12 +397,18 @@ class _FileParser:
         if not isinstance(call_args, Mapping):
             raise self.err(f"{where}.args", f"must be a mapping; got {call_args!r}")
         definition = self.blocks[ref]
-        body, params = (definition, []) if isinstance(definition, list) else (definition.get("layers"), definition.get("params", []))
+        body, params = (
+            (definition, [])
+            if isinstance(definition, list)
+            else (definition.get("layers"), definition.get("params", []))
+        )
         missing = [p for p in params if p not in call_args]
         extra = [a for a in call_args if a not in params]
         if missing or extra:
             raise self.err(
-                f"{where}.block", f"block {ref!r} takes {params}; got {sorted(call_args)}", "give exactly its params"
+                f"{where}.block",
+                f"block {ref!r} takes {params}; got {sorted(call_args)}",
+                "give exactly its params",
             )
         return Sequential(self.layers(body, f"blocks.{ref}", call_args, depth + 1), name or ref)
 
@@ -404,7 +418,9 @@ class _FileParser:
         if not isinstance(value, Mapping) or "main" not in value or set(value) - {"main", "shortcut"}:
             raise self.err(where, "needs `main: [...]` and optionally `shortcut: [...]` (identity when absent)")
         main = Sequential(self.layers(value["main"], f"{where}.main", args, depth + 1), "main")
-        shortcut = Sequential(self.layers(value.get("shortcut") or [], f"{where}.shortcut", args, depth + 1), "shortcut")
+        shortcut = Sequential(
+            self.layers(value.get("shortcut") or [], f"{where}.shortcut", args, depth + 1), "shortcut"
+        )
         return Parallel((main, shortcut), "add", name or "residual")
 
     def parallel(self, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
@@ -477,7 +493,9 @@ def _read(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SpecError(str(path), f"invalid YAML{at}: {getattr(exc, 'problem', None) or exc}", "fix the syntax") from None
+        raise SpecError(
+            str(path), f"invalid YAML{at}: {getattr(exc, 'problem', None) or exc}", "fix the syntax"
+        ) from None
 
 
 def parse_file(path: str | Path) -> Model:
@@ -491,7 +509,11 @@ def parse_file(path: str | Path) -> Model:
         raise SpecError(str(p), "is not a layer list or a mapping with `layers:`", "see README, 'spec files'")
     unknown = set(doc) - {"name", "description", "source", "input", "blocks", "layers"}
     if unknown:
-        raise SpecError(f"{p}: `{sorted(unknown)[0]}`", "is not a spec key", "use name, description, source, input, blocks, layers")
+        raise SpecError(
+            f"{p}: `{sorted(unknown)[0]}`",
+            "is not a spec key",
+            "use name, description, source, input, blocks, layers",
+        )
     blocks = doc.get("blocks") or {}
     if not isinstance(blocks, Mapping):
         raise SpecError(f"{p}: blocks", "must map block names to layer lists")
@@ -503,7 +525,13 @@ def parse_file(path: str | Path) -> Model:
             shape = parse_shape(str(doc["input"]))
         except SpecError as exc:
             raise SpecError(f"{p}: input", exc.problem, exc.fix) from None
-    return Model(str(doc.get("name") or p.stem), layers, shape, str(doc.get("description") or ""), str(doc.get("source") or ""))
+    return Model(
+        str(doc.get("name") or p.stem),
+        layers,
+        shape,
+        str(doc.get("description") or ""),
+        str(doc.get("source") or ""),
+    )
 
 
 def list_models() -> list[Model]:

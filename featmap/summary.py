@@ -138,22 +138,28 @@ class _Walker:
         self.rows.insert(
             slot,
             LayerInfo(
-                **{**info.__dict__, "params": sum(r.params for r in inside),
-                   "non_trainable": sum(r.non_trainable for r in inside), "macs": sum(r.macs for r in inside),
-                   "container": True},
+                **{
+                    **info.__dict__,
+                    "params": sum(r.params for r in inside),
+                    "non_trainable": sum(r.non_trainable for r in inside),
+                    "macs": sum(r.macs for r in inside),
+                    "container": True,
+                },
             ),
         )
 
     def layer(
         self, layer: LayerSpec, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
     ) -> tuple[Shape, ReceptiveField | None]:
-        label = f"layer {path}" + (f" ({layer.name})" if getattr(layer, "name", None) else "")
+        label = f"layer {path} ({getattr(layer, 'name', None) or type(layer).__name__.lower()})"
         try:
             return self._layer(layer, shape, rf, depth, path, label)
         except FeatmapError as exc:
             if exc.what.startswith("layer "):
                 raise
-            raise ShapeError(label, f"{exc.what.strip('`')}: {exc.problem}" if exc.what else exc.problem, exc.fix) from None
+            raise ShapeError(
+                label, f"{exc.what.strip('`')}: {exc.problem}" if exc.what else exc.problem, exc.fix
+            ) from None
 
     def _layer(
         self, layer: LayerSpec, shape: Shape, rf: ReceptiveField | None, depth: int, path: str, label: str
@@ -161,7 +167,10 @@ class _Walker:
         if isinstance(layer, Sequential):
             slot = len(self.rows)
             out, out_rf = self.sequence(layer.layers, shape, rf, depth + 1, f"{path}.")
-            self.container(slot, LayerInfo(path, layer.name or "block", "Sequential", depth, shape, out, receptive_field=out_rf))
+            self.container(
+                slot,
+                LayerInfo(path, layer.name or "block", "Sequential", depth, shape, out, receptive_field=out_rf),
+            )
             return out, out_rf
         if isinstance(layer, Parallel):
             return self.parallel(layer, shape, rf, depth, path, label)
@@ -171,25 +180,54 @@ class _Walker:
             return self.pool(layer, shape, rf, depth, path)
         name = layer.name
         if isinstance(layer, (Act, Dropout)):
-            kind = "Dropout" if isinstance(layer, Dropout) else layer.name.value
+            kind = "Dropout" if isinstance(layer, Dropout) else layer.kind.value
             detail = f"p={layer.rate:g}" if isinstance(layer, Dropout) else ""
             self.rows.append(
-                LayerInfo(path, name or kind.lower(), kind, depth, shape, shape, receptive_field=rf,
-                          memory=self.memory(shape), detail=detail)
+                LayerInfo(
+                    path,
+                    name or kind.lower(),
+                    kind,
+                    depth,
+                    shape,
+                    shape,
+                    receptive_field=rf,
+                    memory=self.memory(shape),
+                    detail=detail,
+                )
             )
             return shape, rf
         if isinstance(layer, BatchNorm):
             channels = shape[-1]
             self.rows.append(
-                LayerInfo(path, name or "bn", "BatchNorm", depth, shape, shape, params=2 * channels,
-                          non_trainable=2 * channels, receptive_field=rf, memory=self.memory(shape),
-                          explain=(f"params: 2·{channels} (scale, shift) trainable + 2·{channels} (running mean, var) not",)),
+                LayerInfo(
+                    path,
+                    name or "bn",
+                    "BatchNorm",
+                    depth,
+                    shape,
+                    shape,
+                    params=2 * channels,
+                    non_trainable=2 * channels,
+                    receptive_field=rf,
+                    memory=self.memory(shape),
+                    explain=(f"params: 2·{channels} (scale, shift) trainable + 2·{channels} (running mean, var) not",),
+                ),
             )
             return shape, rf
         if isinstance(layer, Flatten):
             out = (math.prod(shape),)
-            self.rows.append(LayerInfo(path, name or "flatten", "Flatten", depth, shape, out, memory=self.memory(out),
-                                       explain=(f"{'·'.join(map(str, shape))} = {_fmt(out[0])}",)))
+            self.rows.append(
+                LayerInfo(
+                    path,
+                    name or "flatten",
+                    "Flatten",
+                    depth,
+                    shape,
+                    out,
+                    memory=self.memory(out),
+                    explain=(f"{'·'.join(map(str, shape))} = {_fmt(out[0])}",),
+                )
+            )
             return out, None
         if isinstance(layer, Dense):
             return self.dense(layer, shape, depth, path)
@@ -208,12 +246,22 @@ class _Walker:
         if len(shape) < 2 or (dims is not None and len(shape) != dims + 1):
             wanted = {2: "HxWxC", 1: "LxC"}.get(dims or 0, "HxWxC or LxC")
             raise ShapeError(
-                "", f"{what} needs a {wanted} input but gets {'×'.join(map(str, shape))}",
+                "",
+                f"{what} needs a {wanted} input but gets {'×'.join(map(str, shape))}",
                 "check --input, or remove the flatten/dense before it",
             )
 
-    def geometry(self, shape: Shape, kernel: Sequence[int], stride: Sequence[int], padding: object,
-                 dilation: Sequence[int], *, pool: bool = False, ceil_mode: bool = False) -> ConvGeometry:
+    def geometry(
+        self,
+        shape: Shape,
+        kernel: Sequence[int],
+        stride: Sequence[int],
+        padding: object,
+        dilation: Sequence[int],
+        *,
+        pool: bool = False,
+        ceil_mode: bool = False,
+    ) -> ConvGeometry:
         """Geometry on the spatial axes; a 1-D input is treated as a column of width 1."""
         if len(shape) == 2:
             pad = padding
@@ -223,7 +271,8 @@ class _Walker:
                 pad = (padding[0], padding[1], 0, 0)
             in_hw, k, s, d = (shape[0], 1), (kernel[0], 1), (stride[0], 1), (dilation[0], 1)
         else:
-            pad, in_hw, k, s, d = padding, (shape[0], shape[1]), tuple(kernel), tuple(stride), tuple(dilation)
+            pad, in_hw = padding, (shape[0], shape[1])
+            k, s, d = (kernel[0], kernel[-1]), (stride[0], stride[-1]), (dilation[0], dilation[-1])
         if pool:
             return pool_geometry(in_hw, k, stride=s, padding=pad, ceil_mode=ceil_mode)  # type: ignore[arg-type]
         return conv_geometry(in_hw, k, stride=s, padding=pad, dilation=d)  # type: ignore[arg-type]
@@ -248,32 +297,46 @@ class _Walker:
         dropped = g.dropped_hw[:n]
         if not any(dropped):
             return ()
-        names = (("row", "column") if n == 2 else ("sample",))
+        names = ("row", "column") if n == 2 else ("sample",)
         parts = [f"{d} {names[a]}{'' if d == 1 else 's'}" for a, d in enumerate(dropped) if d]
         stride = g.stride[:n]
-        return (f"{what}: stride {stride[0] if len(set(stride)) == 1 else '×'.join(map(str, stride))} leaves the last {' and '.join(parts)} unused",)
+        return (
+            f"{what}: stride {stride[0] if len(set(stride)) == 1 else '×'.join(map(str, stride))} "
+            f"leaves the last {' and '.join(parts)} unused",
+        )
 
     def explain_axes(self, g: ConvGeometry, n: int) -> list[str]:
-        lines = []
+        lines: list[str] = []
         labels = ("H", "W") if n == 2 else ("L",)
         for a in range(n):
-            if a == 1 and g.in_hw[0] == g.in_hw[1] and g.padding[:2] == g.padding[2:] and g.kernel_hw[0] == g.kernel_hw[1] \
-                    and g.stride[0] == g.stride[1] and g.dilation[0] == g.dilation[1]:
+            if (
+                a == 1
+                and g.in_hw[0] == g.in_hw[1]
+                and g.padding[:2] == g.padding[2:]
+                and g.kernel_hw[0] == g.kernel_hw[1]
+                and g.stride[0] == g.stride[1]
+                and g.dilation[0] == g.dilation[1]
+            ):
                 lines[-1] = lines[-1].replace("H:", "H, W:", 1)
                 break
             pads = g.padding[2 * a] + g.padding[2 * a + 1]
             lines.append(
-                f"{labels[a]}: floor(({g.in_hw[a]} + {pads} - {g.dilation[a]}·({g.kernel_hw[a]} - 1) - 1) / {g.stride[a]}) + 1"
+                f"{labels[a]}: floor(({g.in_hw[a]} + {pads} - {g.dilation[a]}·({g.kernel_hw[a]} - 1) - 1)"
+                f" / {g.stride[a]}) + 1"
                 f" = {g.out_hw[a]}"
             )
         return lines
 
-    def conv(self, layer: Conv2d | Conv1d, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
-             ) -> tuple[Shape, ReceptiveField | None]:
+    def conv(
+        self, layer: Conv2d | Conv1d, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
+    ) -> tuple[Shape, ReceptiveField | None]:
         one_d = isinstance(layer, Conv1d)
         self.need_spatial(shape, "conv1d" if one_d else "conv2d", 1 if one_d else 2)
         n = self.axes(shape)
         c_in = shape[-1]
+        kernel: tuple[int, ...]
+        stride: tuple[int, ...]
+        dilation: tuple[int, ...]
         if isinstance(layer, Conv1d):
             kernel, stride, dilation = (layer.kernel,), (layer.stride,), (layer.dilation,)
             filters, groups, kind = layer.filters, layer.groups, "Conv1d"
@@ -289,8 +352,11 @@ class _Walker:
             else:
                 filters = layer.filters
         if c_in % groups or filters % groups:
-            raise ShapeError("", f"groups={groups} must divide the input channels ({c_in}) and the filters ({filters})",
-                             "change groups or the channel counts")
+            raise ShapeError(
+                "",
+                f"groups={groups} must divide the input channels ({c_in}) and the filters ({filters})",
+                "change groups or the channel counts",
+            )
         g = self.geometry(shape, kernel, stride, layer.padding, dilation)
         out = (*g.out_hw[:n], filters)
         params = conv_params((g.kernel_hw[0], g.kernel_hw[1]), c_in, filters, groups=groups, bias=layer.bias)
@@ -301,23 +367,46 @@ class _Walker:
             *self.explain_axes(g, n),
             f"params: {ks}·{c_in // groups}·{filters}{bias} = {_fmt(params)}",
             f"MACs: {ks}·{c_in // groups}·{filters}·{'·'.join(map(str, g.out_hw[:n]))}"
-            + (f"·{self.batch}" if self.batch > 1 else "") + f" = {_fmt(macs)}",
+            + (f"·{self.batch}" if self.batch > 1 else "")
+            + f" = {_fmt(macs)}",
         ]
         self.rows.append(
-            LayerInfo(path, layer.name or kind.lower(), kind, depth, shape, out, params=params, macs=macs,
-                      kernel=tuple(kernel), stride=g.stride[:n], padding=g.padding[: 2 * n], dilation=g.dilation[:n],
-                      receptive_field=self.advance(rf, g, n), memory=self.memory(out),
-                      detail=f"groups={groups}" if groups > 1 else "", warnings=self.spatial_notes(g, n, kind),
-                      explain=tuple(explain))
+            LayerInfo(
+                path,
+                layer.name or kind.lower(),
+                kind,
+                depth,
+                shape,
+                out,
+                params=params,
+                macs=macs,
+                kernel=tuple(kernel),
+                stride=g.stride[:n],
+                padding=g.padding[: 2 * n],
+                dilation=g.dilation[:n],
+                receptive_field=self.advance(rf, g, n),
+                memory=self.memory(out),
+                detail=f"groups={groups}" if groups > 1 else "",
+                warnings=self.spatial_notes(g, n, kind),
+                explain=tuple(explain),
+            )
         )
         return out, self.advance(rf, g, n)
 
-    def pool(self, layer: Pool2d, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
-             ) -> tuple[Shape, ReceptiveField | None]:
+    def pool(
+        self, layer: Pool2d, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
+    ) -> tuple[Shape, ReceptiveField | None]:
         self.need_spatial(shape, "pooling")
         n = self.axes(shape)
-        g = self.geometry(shape, layer.size, layer.stride or layer.size, layer.padding, (1, 1), pool=True,
-                          ceil_mode=layer.ceil_mode)
+        g = self.geometry(
+            shape,
+            layer.size,
+            layer.stride or layer.size,
+            layer.padding,
+            (1, 1),
+            pool=True,
+            ceil_mode=layer.ceil_mode,
+        )
         out = (*g.out_hw[:n], shape[-1])
         kind = _KIND[layer.kind.value] + ("1d" if n == 1 else "2d")
         notes = () if layer.ceil_mode else self.spatial_notes(g, n, kind)
@@ -325,15 +414,28 @@ class _Walker:
         if layer.ceil_mode:
             explain.append("ceil_mode: a last partial window is kept (the extra reach is shown as padding)")
         self.rows.append(
-            LayerInfo(path, layer.name or kind.lower(), kind, depth, shape, out, kernel=g.kernel_hw[:n],
-                      stride=g.stride[:n], padding=g.padding[: 2 * n], receptive_field=self.advance(rf, g, n),
-                      memory=self.memory(out), detail="ceil" if layer.ceil_mode else "", warnings=notes,
-                      explain=tuple(explain))
+            LayerInfo(
+                path,
+                layer.name or kind.lower(),
+                kind,
+                depth,
+                shape,
+                out,
+                kernel=g.kernel_hw[:n],
+                stride=g.stride[:n],
+                padding=g.padding[: 2 * n],
+                receptive_field=self.advance(rf, g, n),
+                memory=self.memory(out),
+                detail="ceil" if layer.ceil_mode else "",
+                warnings=notes,
+                explain=tuple(explain),
+            )
         )
         return out, self.advance(rf, g, n)
 
-    def adaptive(self, layer: AdaptiveAvgPool2d, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
-                 ) -> tuple[Shape, ReceptiveField | None]:
+    def adaptive(
+        self, layer: AdaptiveAvgPool2d, shape: Shape, rf: ReceptiveField | None, depth: int, path: str
+    ) -> tuple[Shape, ReceptiveField | None]:
         self.need_spatial(shape, "adaptive pooling", 2)
         out = (*layer.output, shape[-1])
         even = all(shape[a] % layer.output[a] == 0 for a in (0, 1))
@@ -345,8 +447,17 @@ class _Walker:
             new_rf = self.advance(rf, g, 2)
             explain = f"window = stride = {k[0]}×{k[1]} (input ÷ output)"
         self.rows.append(
-            LayerInfo(path, layer.name or "adaptiveavgpool", "AdaptiveAvgPool2d", depth, shape, out,
-                      receptive_field=new_rf, memory=self.memory(out), explain=(explain,))
+            LayerInfo(
+                path,
+                layer.name or "adaptiveavgpool",
+                "AdaptiveAvgPool2d",
+                depth,
+                shape,
+                out,
+                receptive_field=new_rf,
+                memory=self.memory(out),
+                explain=(explain,),
+            )
         )
         return out, new_rf
 
@@ -356,41 +467,75 @@ class _Walker:
         positions = math.prod(shape[:-1])
         params = features * layer.units + (layer.units if layer.bias else 0)
         macs = features * layer.units * positions * self.batch
-        notes = () if len(shape) == 1 else (
-            f"Dense: applies to the last axis ({features}) at every one of {positions} positions; flatten first "
-            "for a classifier",
+        notes = (
+            ()
+            if len(shape) == 1
+            else (
+                f"Dense: applies to the last axis ({features}) at every one of {positions} positions; flatten first "
+                "for a classifier",
+            )
         )
         bias = f" + {layer.units}" if layer.bias else ""
         self.rows.append(
-            LayerInfo(path, layer.name or "dense", "Dense", depth, shape, out, params=params, macs=macs,
-                      memory=self.memory(out), warnings=notes,
-                      explain=(f"params: {features}·{layer.units}{bias} = {_fmt(params)}",
-                               f"MACs: {features}·{layer.units}" + (f"·{positions}" if positions > 1 else "")
-                               + (f"·{self.batch}" if self.batch > 1 else "") + f" = {_fmt(macs)}"))
+            LayerInfo(
+                path,
+                layer.name or "dense",
+                "Dense",
+                depth,
+                shape,
+                out,
+                params=params,
+                macs=macs,
+                memory=self.memory(out),
+                warnings=notes,
+                explain=(
+                    f"params: {features}·{layer.units}{bias} = {_fmt(params)}",
+                    f"MACs: {features}·{layer.units}"
+                    + (f"·{positions}" if positions > 1 else "")
+                    + (f"·{self.batch}" if self.batch > 1 else "")
+                    + f" = {_fmt(macs)}",
+                ),
+            )
         )
         return out, None
 
-    def parallel(self, layer: Parallel, shape: Shape, rf: ReceptiveField | None, depth: int, path: str, label: str
-                 ) -> tuple[Shape, ReceptiveField | None]:
+    def parallel(
+        self, layer: Parallel, shape: Shape, rf: ReceptiveField | None, depth: int, path: str, label: str
+    ) -> tuple[Shape, ReceptiveField | None]:
         slot = len(self.rows)
         outs: list[tuple[Shape, ReceptiveField | None]] = []
         for b, branch in enumerate(layer.branches, start=1):
             branch_slot = len(self.rows)
             out_b, rf_b = self.sequence(branch.layers, shape, rf, depth + 2, f"{path}.{b}.")
-            self.container(branch_slot, LayerInfo(f"{path}.{b}", branch.name or f"branch{b}",
-                                                  "Branch" if branch.layers else "Identity", depth + 1, shape, out_b,
-                                                  receptive_field=rf_b))
+            self.container(
+                branch_slot,
+                LayerInfo(
+                    f"{path}.{b}",
+                    branch.name or f"branch{b}",
+                    "Branch" if branch.layers else "Identity",
+                    depth + 1,
+                    shape,
+                    out_b,
+                    receptive_field=rf_b,
+                ),
+            )
             outs.append((out_b, rf_b))
         shapes = [o for o, _ in outs]
         if layer.merge == "add":
             if len(set(shapes)) != 1:
-                raise ShapeError(label, f"cannot add branches of shapes {', '.join('×'.join(map(str, s)) for s in shapes)}",
-                                 "make them equal, e.g. a 1x1 conv with the same stride as a projection shortcut")
+                raise ShapeError(
+                    label,
+                    f"cannot add branches of shapes {', '.join('×'.join(map(str, s)) for s in shapes)}",
+                    "make them equal, e.g. a 1x1 conv with the same stride as a projection shortcut",
+                )
             out = shapes[0]
         else:
             if len({s[:-1] for s in shapes}) != 1:
-                raise ShapeError(label, f"cannot concatenate branches of shapes {', '.join('×'.join(map(str, s)) for s in shapes)}",
-                                 "give every branch the same spatial size")
+                raise ShapeError(
+                    label,
+                    f"cannot concatenate branches of shapes {', '.join('×'.join(map(str, s)) for s in shapes)}",
+                    "give every branch the same spatial size",
+                )
             out = (*shapes[0][:-1], sum(s[-1] for s in shapes))
         rfs = [r for _, r in outs]
         merged = None
@@ -398,11 +543,23 @@ class _Walker:
             widest = max(rfs, key=lambda r: r.size if r else ())
             merged = widest
         kind = "Add" if layer.merge == "add" else "Concat"
-        self.container(slot, LayerInfo(path, layer.name or kind.lower(), kind, depth, shape, out, receptive_field=merged,
-                                       memory=self.memory(out),
-                                       detail=f"{len(layer.branches)} branches",
-                                       explain=(f"channels: {' + '.join(str(s[-1]) for s in shapes)} = {out[-1]}",)
-                                       if layer.merge == "concat" else ()))
+        self.container(
+            slot,
+            LayerInfo(
+                path,
+                layer.name or kind.lower(),
+                kind,
+                depth,
+                shape,
+                out,
+                receptive_field=merged,
+                memory=self.memory(out),
+                detail=f"{len(layer.branches)} branches",
+                explain=(f"channels: {' + '.join(str(s[-1]) for s in shapes)} = {out[-1]}",)
+                if layer.merge == "concat"
+                else (),
+            ),
+        )
         return out, merged
 
 

@@ -22,22 +22,16 @@ def job(out: Path, *specs: str, **kwargs: object) -> ApplyJob:
         out,
         **{k: v for k, v in kwargs.items() if k in ("name", "normalize", "raw", "overwrite", "bit_depth")},
     )  # type: ignore[arg-type]
-    rest = {
-        k: v for k, v in kwargs.items() if k not in ("name", "normalize", "raw", "overwrite", "bit_depth")
-    }
+    rest = {k: v for k, v in kwargs.items() if k not in ("name", "normalize", "raw", "overwrite", "bit_depth")}
     return ApplyJob(LIB.bank(list(specs) or ["sobel_x"]), output=output, **rest)  # type: ignore[arg-type]
 
 
 def test_writes_one_png_per_kernel_with_the_map_values(gray_png: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = apply_image(
-        gray_png, job(out, "identity", "box_3", conv=Conv2d(padding="same"), normalize="clip")
-    )
+    result = apply_image(gray_png, job(out, "identity", "box_3", conv=Conv2d(padding="same"), normalize="clip"))
     assert [m.png for m in result.maps] == [out / "square/identity.png", out / "square/box_3.png"]
     identity = np.asarray(Image.open(out / "square/identity.png"))
-    np.testing.assert_array_equal(
-        identity, np.asarray(Image.open(gray_png))
-    )  # delta kernel, clip: same pixels
+    np.testing.assert_array_equal(identity, np.asarray(Image.open(gray_png)))  # delta kernel, clip: same pixels
     assert result.input.width == 32 and result.input.height == 24
 
 
@@ -69,9 +63,7 @@ def test_rerun_is_allowed_but_a_different_run_is_not(gray_png: Path, tmp_path: P
     apply_image(gray_png, job(out, "sobel_x"))
     before = (out / "square/sobel_x.png").read_bytes()
     apply_image(gray_png, job(out, "sobel_x"))  # same input and options: fine
-    with pytest.raises(
-        OutputExistsError, match="not made from this input with these options; pass --overwrite"
-    ):
+    with pytest.raises(OutputExistsError, match="not made from this input with these options; pass --overwrite"):
         apply_image(gray_png, job(out, "sobel_x", conv=Conv2d(stride=2)))
     assert (out / "square/sobel_x.png").read_bytes() == before  # untouched
     apply_image(gray_png, job(out, "sobel_x", conv=Conv2d(stride=2), overwrite=True))

@@ -94,32 +94,21 @@ def test_apply_json_is_pure_json(runner: CliRunner, tmp_path: Path) -> None:
     assert names == ["sobel_x", "sobel_y", "magnitude"]
     first = data["maps"][0]
     assert first["padding"] == {"top": 1, "bottom": 1, "left": 1, "right": 1, "mode": "zeros", "value": 0.0}
-    assert (
-        first["conv_shape"] == [256, 256, 1]
-        and first["params"] == 9
-        and first["operation"] == "cross-correlation"
-    )
+    assert first["conv_shape"] == [256, 256, 1] and first["params"] == 9 and first["operation"] == "cross-correlation"
     assert data["maps"][2]["combined_from"] == ["sobel_x", "sobel_y"]
 
 
 def test_colour_keeps_channels(runner: CliRunner, tmp_path: Path) -> None:
-    result = invoke(
-        runner, "apply", SAMPLES / "coffee.png", "-k", "box_3", "--color", "-o", tmp_path, "--json"
-    )
+    result = invoke(runner, "apply", SAMPLES / "coffee.png", "-k", "box_3", "--color", "-o", tmp_path, "--json")
     data = json.loads(result.stdout)
     assert data["maps"][0]["conv_shape"] == [398, 598, 3] and data["maps"][0]["params"] == 27
     assert png_mode(tmp_path / "coffee/box_3.png") == "RGB"
 
 
 def test_stride_warning_goes_to_stderr_and_strict_refuses(runner: CliRunner, tmp_path: Path) -> None:
-    result = invoke(
-        runner, "apply", SAMPLES / "checkerboard.png", "-k", "box_3", "--stride", "3", "-o", tmp_path
-    )
+    result = invoke(runner, "apply", SAMPLES / "checkerboard.png", "-k", "box_3", "--stride", "3", "-o", tmp_path)
     assert result.exit_code == 0
-    assert (
-        result.stderr.startswith("featmap: warning: ")
-        and "leaves the last 1 row and 1 column" in result.stderr
-    )
+    assert result.stderr.startswith("featmap: warning: ") and "leaves the last 1 row and 1 column" in result.stderr
     strict = invoke(
         runner,
         "apply",
@@ -199,9 +188,7 @@ def test_existing_outputs_need_overwrite(runner: CliRunner, gray_png: Path, tmp_
     assert invoke(runner, "apply", gray_png, "-k", "sobel_x", "-o", out).exit_code == 0  # a re-run
     changed = invoke(runner, "apply", gray_png, "-k", "sobel_x", "--flip", "-o", out)
     assert changed.exit_code == 1 and "pass --overwrite" in changed.stderr
-    assert (
-        invoke(runner, "apply", gray_png, "-k", "sobel_x", "--flip", "--overwrite", "-o", out).exit_code == 0
-    )
+    assert invoke(runner, "apply", gray_png, "-k", "sobel_x", "--flip", "--overwrite", "-o", out).exit_code == 0
 
 
 def test_raw_and_bit_depth(runner: CliRunner, gray_png: Path, tmp_path: Path) -> None:
@@ -244,15 +231,13 @@ def test_kernels_list_and_show(runner: CliRunner) -> None:
 
 
 def test_version_and_module_entry_point() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "featmap", "--version"], capture_output=True, text=True, check=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "featmap", "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("featmap, version ")
 
 
 def test_every_command_has_help_and_is_in_readme(runner: CliRunner) -> None:
     readme = (SAMPLES.parent / "README.md").read_text(encoding="utf-8")
-    for path in (["apply"], ["kernels", "list"], ["kernels", "show"], ["kernels"]):
+    for path in (["apply"], ["kernels", "list"], ["kernels", "show"], ["kernels"], ["shape"]):
         result = invoke(runner, *path, "--help")
         assert result.exit_code == 0 and "Usage:" in result.stdout
         assert f"featmap {' '.join(path)}" in readme, path

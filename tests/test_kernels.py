@@ -148,9 +148,7 @@ def test_builtin_library_covers_the_classics() -> None:
 
 
 def test_selection_forms(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "mine.yaml", "- name: a\n  weights: [[1]]\n  tags: [t]\n- name: b\n  weights: [[2]]\n"
-    )
+    path = write(tmp_path, "mine.yaml", "- name: a\n  weights: [[1]]\n  tags: [t]\n- name: b\n  weights: [[2]]\n")
     lib = KernelLibrary(use_env=False)
     assert [k.name for k in lib.select(str(path))] == ["a", "b"]
     assert [k.name for k in lib.select(f"{path}:b")] == ["b"]
@@ -166,9 +164,7 @@ def test_selection_forms(tmp_path: Path) -> None:
 def test_kernel_dir_and_env_override_builtins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mine = tmp_path / "lib"
     mine.mkdir()
-    write(
-        mine, "override.yaml", "- name: sobel_x\n  weights: [[7]]\n- name: only_mine\n  weights: [[1, 1]]\n"
-    )
+    write(mine, "override.yaml", "- name: sobel_x\n  weights: [[7]]\n- name: only_mine\n  weights: [[1, 1]]\n")
     monkeypatch.setenv("FEATMAP_KERNEL_PATH", str(mine))
     lib = KernelLibrary()
     np.testing.assert_array_equal(lib["sobel_x"].weights, [[7]])
@@ -197,9 +193,7 @@ def test_parametric_errors() -> None:
 
 def test_generate_key_in_file(tmp_path: Path) -> None:
     path = write(tmp_path, "g.yaml", "- name: g\n  generate: 'gaussian:size=3,sigma=1'\n")
-    np.testing.assert_allclose(
-        load_kernel_file(path)[0].weights, parametric_kernel("gaussian:size=3,sigma=1").weights
-    )
+    np.testing.assert_allclose(load_kernel_file(path)[0].weights, parametric_kernel("gaussian:size=3,sigma=1").weights)
     bad = write(tmp_path, "h.yaml", "- name: g\n  generate: 'sobel:size=3'\n")
     with pytest.raises(KernelFileError, match="`generate`: must name a generator"):
         load_kernel_file(bad)

@@ -87,9 +87,7 @@ def test_linearity(rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("mode", list(SCIPY_MODE))
 @pytest.mark.parametrize("ksize", [(3, 3), (5, 3), (1, 7)])
-def test_matches_scipy_correlate_same_stride_one(
-    mode: str, ksize: tuple[int, int], rng: np.random.Generator
-) -> None:
+def test_matches_scipy_correlate_same_stride_one(mode: str, ksize: tuple[int, int], rng: np.random.Generator) -> None:
     x = rng.random((13, 17), dtype=np.float32)
     k = rng.standard_normal(ksize).astype(np.float32)
     ours = conv2d(x, k, padding="same", pad_mode=mode)[..., 0]
@@ -144,9 +142,7 @@ def test_per_channel_kernel_sums_into_one_map(rng: np.random.Generator) -> None:
     w = rng.standard_normal((3, 3, 3))
     out = conv2d(x, w)
     assert out.shape == (4, 4, 1)
-    np.testing.assert_allclose(
-        out[..., 0], sum(conv2d(x[..., c], w[c])[..., 0] for c in range(3)), atol=1e-12
-    )
+    np.testing.assert_allclose(out[..., 0], sum(conv2d(x[..., c], w[c])[..., 0] for c in range(3)), atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import pytest
 from featmap import conv2d, pool2d
 from featmap.errors import ShapeError
 from featmap.kernels import Kernel, KernelBank, KernelLibrary
-from featmap.pipeline import iter_feature_maps, run
 from featmap.layers import Act, Conv2d, GlobalPool2d, Pool2d
+from featmap.pipeline import iter_feature_maps, run
 
 LIB = KernelLibrary(use_env=False)
 

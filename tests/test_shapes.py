@@ -130,9 +130,7 @@ def test_formula_equals_actual_conv_shape(
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    h=st.integers(1, 16), w=st.integers(1, 16), k=st.integers(1, 4), s=st.integers(1, 4), same=st.booleans()
-)
+@given(h=st.integers(1, 16), w=st.integers(1, 16), k=st.integers(1, 4), s=st.integers(1, 4), same=st.booleans())
 def test_pool_formula_equals_actual_pool_shape(h: int, w: int, k: int, s: int, same: bool) -> None:
     padding = "same" if same else "valid"
     try:

@@ -56,7 +56,7 @@ def test_preset_matches_published_total(name: str, total: int) -> None:
     assert s.totals.flops == 2 * s.totals.macs
     top = [r for r in s.layers if r.depth == 0]
     assert top[0].in_shape == s.input_shape
-    for before, after in zip(top, top[1:]):
+    for before, after in zip(top, top[1:], strict=False):
         assert before.out_shape == after.in_shape
     assert top[-1].out_shape == ((10,) if name in ("lenet5", "tinyvgg") else (1000,))
 
@@ -67,15 +67,18 @@ def test_batchnorm_statistics_are_non_trainable() -> None:
     assert s.totals.non_trainable == sum(r.non_trainable for r in bn) == sum(r.params for r in bn) == 9_600
 
 
-@pytest.mark.parametrize(("name", "layer", "shape"), [
-    ("alexnet", "features", (6, 6, 256)),
-    ("vgg16", "features", (7, 7, 512)),
-    ("resnet50", "layer1", (56, 56, 256)),
-    ("resnet50", "layer4", (7, 7, 2048)),
-    ("googlenet", "maxpool1", (56, 56, 64)),  # ceil_mode: floor would give 55
-    ("googlenet", "inception3b", (28, 28, 480)),
-    ("googlenet", "inception5b", (7, 7, 1024)),
-])
+@pytest.mark.parametrize(
+    ("name", "layer", "shape"),
+    [
+        ("alexnet", "features", (6, 6, 256)),
+        ("vgg16", "features", (7, 7, 512)),
+        ("resnet50", "layer1", (56, 56, 256)),
+        ("resnet50", "layer4", (7, 7, 2048)),
+        ("googlenet", "maxpool1", (56, 56, 64)),  # ceil_mode: floor would give 55
+        ("googlenet", "inception3b", (28, 28, 480)),
+        ("googlenet", "inception5b", (7, 7, 1024)),
+    ],
+)
 def test_preset_shapes_match_torchvision(name: str, layer: str, shape: tuple[int, ...]) -> None:
     rows = {r.name: r for r in preset(name).layers if r.depth == 0}
     assert rows[layer].out_shape == shape
@@ -112,10 +115,22 @@ def test_composition_and_batch() -> None:
 @pytest.mark.parametrize(
     ("tokens", "shape", "match"),
     [
-        (["conv:6@5x5", "conv:6@5x5"], (7, 7, 1), r"layer 2: kernel: 5 \(dilated\) is larger than the padded input 3"),
-        (["conv:6@3x3/g4"], (8, 8, 3), r"layer 1: groups=4 must divide the input channels \(3\)"),
-        (["flatten", "conv:6@3x3"], (8, 8, 3), r"layer 2: conv2d needs a HxWxC input but gets 192"),
-        (["maxpool:4", "maxpool:4"], (8, 8, 3), r"layer 2: .*larger than the padded input"),
+        (
+            ["conv:6@5x5", "conv:6@5x5"],
+            (7, 7, 1),
+            r"layer 2 \(conv2d\): kernel: 5 is larger than the padded input 3",
+        ),
+        (["conv:6@3x3/g4"], (8, 8, 3), r"layer 1 \(conv2d\): groups=4 must divide the input channels \(3\)"),
+        (
+            ["flatten", "conv:6@3x3"],
+            (8, 8, 3),
+            r"layer 2 \(conv2d\): conv2d needs a HxWxC input but gets 192",
+        ),
+        (
+            ["maxpool:4", "maxpool:4"],
+            (8, 8, 3),
+            r"layer 2 \(pool2d\): kernel: 4 is larger than the padded input 2",
+        ),
     ],
 )
 def test_impossible_geometry_names_the_layer(tokens: list[str], shape: tuple[int, ...], match: str) -> None:
@@ -124,8 +139,19 @@ def test_impossible_geometry_names_the_layer(tokens: list[str], shape: tuple[int
 
 
 def compact(s: Summary) -> list[list[object]]:
-    return [[r.path, r.name, r.kind, list(r.out_shape), r.params, r.non_trainable, r.macs,
-             None if r.receptive_field is None else list(r.receptive_field.size)] for r in s.layers]
+    return [
+        [
+            r.path,
+            r.name,
+            r.kind,
+            list(r.out_shape),
+            r.params,
+            r.non_trainable,
+            r.macs,
+            None if r.receptive_field is None else list(r.receptive_field.size),
+        ]
+        for r in s.layers
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -145,7 +171,12 @@ def test_golden(name: str, update_golden: bool) -> None:
     w=st.integers(6, 24),
     ops=st.lists(
         st.one_of(
-            st.tuples(st.just("conv"), st.integers(1, 4), st.integers(1, 3), st.sampled_from(["valid", "same", "p1"])),
+            st.tuples(
+                st.just("conv"),
+                st.integers(1, 4),
+                st.integers(1, 3),
+                st.sampled_from(["valid", "same", "p1"]),
+            ),
             st.tuples(st.just("pool"), st.integers(1, 3), st.integers(1, 3), st.sampled_from(["valid", "same"])),
         ),
         min_size=1,
@@ -165,8 +196,12 @@ def test_summary_shapes_equal_what_the_ops_produce(h: int, w: int, ops: list[tup
         return
     for layer, row in zip(layers, summary.layers, strict=True):
         if isinstance(layer, Conv2d):
-            x = conv2d(x, np.ones((2, x.shape[2], *layer.kernel), np.float32), stride=layer.stride,  # type: ignore[misc]
-                       padding=layer.padding)
+            x = conv2d(
+                x,
+                np.ones((2, x.shape[2], *layer.kernel), np.float32),
+                stride=layer.stride,  # type: ignore[misc]
+                padding=layer.padding,
+            )
         else:
             assert isinstance(layer, Pool2d)
             x = pool2d(x, layer.size, stride=layer.stride, padding=layer.padding)

@@ -25,9 +25,9 @@ from rich.text import Text
 
 from ..batch import ApplyJob, ImageResult
 from ..kernels import Kernel
+from ..layers import GlobalPool2d, Pool2d
 from ..ops import separable
 from ..pipeline import MapInfo
-from ..layers import GlobalPool2d, Pool2d
 
 __all__ = ["apply_dict", "apply_view", "kernel_dict", "kernel_list", "kernel_show"]
 
@@ -80,12 +80,10 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         (info.path, "bold"),
         f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}\n",
         f"{'convolution (kernel flipped)' if job.conv.flip else 'cross-correlation'}, "
-        f"activation {job.act.name.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
+        f"activation {job.act.kind.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
     )
     out_dir = job.output.out_dir
-    table = Table(
-        header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False
-    )
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
     for column, justify in (
         ("kernel", "left"),
         ("size/stride", "right"),
@@ -170,7 +168,7 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
             "format": info.format,
             "channels": info.channels,
         },
-        "activation": job.act.name.value,
+        "activation": job.act.kind.value,
         "pool": _pool_text(job),
         "options_hash": result.options_hash,
         "maps": maps,
@@ -224,9 +222,7 @@ def kernel_show(kernel: Kernel) -> RenderableType:
         for row in plane:
             grid.add_row(*(_weight_text(float(v), digits) for v in row))
         parts.append(grid)
-    sep = (
-        "n/a (per-channel)" if data["separable"] is None else ("yes (rank 1)" if data["separable"] else "no")
-    )
+    sep = "n/a (per-channel)" if data["separable"] is None else ("yes (rank 1)" if data["separable"] else "no")
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()

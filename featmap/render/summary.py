@@ -102,18 +102,27 @@ def _totals_lines(summary: Summary) -> list[str]:
 
 def summary_view(summary: Summary, title: str | None = None) -> RenderableType:
     """A Rich table (blocks indented, container rows dimmed) followed by the totals and warnings."""
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False)
+    table = Table(
+        title=title,
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
     for column in _COLUMNS:
         right = column in ("params", "MACs", "memory", "#")
-        table.add_column(column, justify="right" if right else "left", no_wrap=column != "layer",
-                         overflow="ellipsis")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column != "layer", overflow="ellipsis")
     table.add_row("", "input", "", "", _shape(summary.input_shape), "", "", "1", "")
     for row in summary.layers:
         style = "dim" if row.container else ("yellow" if row.warnings else None)
         table.add_row(*_cells(row), style=style)
     footer = Text("\n".join(_totals_lines(summary)))
-    parts: list[RenderableType] = [table, footer, Text(f"RF: receptive field size and jump (input pixels); MACs: {MAC_CONVENTION}", style="dim")]
+    parts: list[RenderableType] = [
+        table,
+        footer,
+        Text(f"RF: receptive field size and jump (input pixels); MACs: {MAC_CONVENTION}", style="dim"),
+    ]
     for note in summary.warnings:
         parts.append(Text(f"warning: {note}", style="yellow"))
     return Group(*parts)
@@ -131,7 +140,9 @@ def summary_explain(summary: Summary) -> RenderableType:
         rf = row.receptive_field
         if rf is not None and not row.container:
             start = ", ".join(f"{s:g}" for s in rf.start)
-            lines.append(f"    receptive field {_same(rf.size)} px, jump {_same(rf.jump)}, first centred at ({start})\n")
+            lines.append(
+                f"    receptive field {_same(rf.size)} px, jump {_same(rf.jump)}, first centred at ({start})\n"
+            )
     return lines
 
 
