@@ -62,11 +62,11 @@ def human_bytes(n: int) -> str:
 
 
 def human_count(n: int) -> str:
-    """``1814073344`` → ``'1.81 G'``."""
+    """``1814073344`` → ``'1.81 G'``; the unit (or a space) is followed directly by ``MACs``/``FLOPs``."""
     for limit, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if n >= limit:
             return f"{n / limit:.2f} {unit}"
-    return str(n)
+    return f"{n} "
 
 
 def _cells(row: LayerInfo) -> list[str]:
@@ -74,7 +74,7 @@ def _cells(row: LayerInfo) -> list[str]:
     if row.non_trainable and not row.container:
         params += f" (+{row.non_trainable:,})"
     return [
-        row.path,
+        row.path + ("!" if row.warnings else ""),
         "  " * row.depth + row.name,
         row.kind + (f" {row.detail}" if row.detail else ""),
         _geometry(row),
@@ -123,8 +123,9 @@ def summary_view(summary: Summary, title: str | None = None) -> RenderableType:
         footer,
         Text(f"RF: receptive field size and jump (input pixels); MACs: {MAC_CONVENTION}", style="dim"),
     ]
-    for note in summary.warnings:
-        parts.append(Text(f"warning: {note}", style="yellow"))
+    if summary.warnings:
+        parts.append(Text(f"! {len(summary.warnings)} layer(s) with a stride that leaves input rows unused "
+                          "(floored, as in PyTorch and Keras)", style="yellow"))
     return Group(*parts)
 
 
