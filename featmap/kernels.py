@@ -6,7 +6,6 @@ A kernel file holds one kernel (a mapping with ``name``), a list of them, or a m
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .documents import read_document
 from .errors import KernelFileError
 from .generators import GENERATORS, generate, rotations
 
@@ -175,33 +175,6 @@ def parametric_kernel(text: str) -> Kernel:
     )
 
 
-def _read_document(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KernelFileError(str(path), "no such kernel file", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KernelFileError(str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file") from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise KernelFileError(
-                str(path),
-                f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                "fix the syntax",
-            ) from None
-    import yaml  # imported here: only kernel files need it
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise KernelFileError(str(path), f"invalid YAML{where}: {problem}", "fix the syntax") from None
-
-
 def _entries(doc: Any, where: str) -> list[Any]:
     if isinstance(doc, Mapping) and "kernels" in doc:
         doc = doc["kernels"]
@@ -353,7 +326,7 @@ def load_kernel_file(path: str | os.PathLike[str]) -> list[Kernel]:
     Raises `KernelFileError` naming the file, the kernel and the key on any problem.
     """
     p = Path(path)
-    doc = _read_document(p)
+    doc = read_document(p, KernelFileError, "check the path")
     kernels: list[Kernel] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(_entries(doc, str(p))):

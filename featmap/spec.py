@@ -19,13 +19,13 @@ Conv2d(filters=64, kernel=(3, 3), stride=(2, 2), padding='same', ...)
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .documents import read_document
 from .enums import Activation, PoolKind, parse_enum
 from .errors import FeatmapError, SpecError
 from .layers import (
@@ -474,35 +474,11 @@ def _walk(value: Any, args: Mapping[str, Any], missing: Any) -> Any:
     return value
 
 
-def _read(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(str(path), "no such spec file", "check the path, or see --list-models") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), f"cannot be read ({exc})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(str(path), f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SpecError(
-            str(path), f"invalid YAML{at}: {getattr(exc, 'problem', None) or exc}", "fix the syntax"
-        ) from None
-
-
 def parse_file(path: str | Path) -> Model:
     """Parse a YAML/JSON spec file: a list of layers, or a mapping with ``layers`` (and ``input``,
     ``blocks``, ``name``, ``description``, ``source``)."""
     p = Path(path)
-    doc = _read(p)
+    doc = read_document(p, SpecError, "check the path, or see --list-models")
     if isinstance(doc, list):
         doc = {"layers": doc}
     if not isinstance(doc, Mapping) or "layers" not in doc:

@@ -98,7 +98,7 @@ def test_json_syntax_error_has_line_and_column(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(KernelFileError, match="no such kernel file"):
+    with pytest.raises(KernelFileError, match="nope.yaml: no such file; check the path"):
         load_kernel_file(tmp_path / "nope.yaml")
 
 

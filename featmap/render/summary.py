@@ -124,8 +124,13 @@ def summary_view(summary: Summary, title: str | None = None) -> RenderableType:
         Text(f"RF: receptive field size and jump (input pixels); MACs: {MAC_CONVENTION}", style="dim"),
     ]
     if summary.warnings:
-        parts.append(Text(f"! {len(summary.warnings)} layer(s) with a stride that leaves input rows unused "
-                          "(floored, as in PyTorch and Keras)", style="yellow"))
+        parts.append(
+            Text(
+                f"! {len(summary.warnings)} layer(s) with a stride that leaves input rows unused "
+                "(floored, as in PyTorch and Keras)",
+                style="yellow",
+            )
+        )
     return Group(*parts)
 
 
