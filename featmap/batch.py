@@ -1,9 +1,9 @@
-"""Apply a kernel bank to image files and write the maps: loading, naming, safe writing, the manifest.
+"""Apply a kernel bank to image files: one file (`apply_image`) or a whole batch (`run_batch`).
 
-`apply_image` does one file: load → `pipeline.iter_feature_maps` → PNG (and raw) per map, each
-written atomically, then one manifest line per map in ``manifest.jsonl`` of the output folder.
-An existing output is replaced only when the manifest shows it came from the same input with the
-same options (a re-run), or with ``overwrite=True``.
+Per image: load → `pipeline.iter_feature_maps` → one PNG (and raw array) per map, each written
+atomically. A batch runs images on a pool of worker processes, reports progress through a callback,
+records every output and failure in the output folder's manifest, and on an interrupt stops the
+workers and removes whatever the unfinished images had written.
 """
 
 from __future__ import annotations
@@ -11,73 +11,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import string
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .enums import Combine, Normalize, parse_enum
-from .errors import OutputExistsError, SpecError
+from .discover import InputImage
+from .enums import Combine, parse_enum
+from .errors import FeatmapError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
 from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .ops import normalize
+from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, iter_feature_maps, stride_warnings
 
-__all__ = ["MANIFEST_NAME", "ApplyJob", "ImageResult", "OutputOptions", "WrittenMap", "apply_image"]
-
-MANIFEST_NAME = "manifest.jsonl"
-_FIELDS = {"stem", "kernel", "ext"}
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """Where and how maps are written.
-
-    ``name`` is a pattern relative to ``out_dir`` with ``{stem}`` (input name without suffix),
-    ``{ext}`` (input suffix without the dot) and ``{kernel}``; ``.png`` is added when absent.
-    """
-
-    out_dir: Path = Path("featmap-out")
-    name: str = "{stem}/{kernel}"
-    normalize: Normalize = Normalize.MINMAX
-    bit_depth: int = 8
-    raw: str | None = None
-    png_compress: int = 1
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        object.__setattr__(self, "normalize", parse_enum(Normalize, self.normalize, "normalize"))
-        pattern = self.name[:-4] if self.name.lower().endswith(".png") else self.name
-        try:
-            used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
-        except ValueError as exc:
-            raise SpecError("--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
-        if used - _FIELDS or "kernel" not in used:
-            raise SpecError(
-                "--name",
-                f"pattern {self.name!r} must use {{kernel}} and only {{stem}}, {{ext}}, {{kernel}}",
-                "e.g. '{stem}_{kernel}.png'",
-            )
-        object.__setattr__(self, "name", pattern)
-        if self.bit_depth not in (8, 16):
-            raise SpecError("--bit-depth", f"must be 8 or 16; got {self.bit_depth}")
-        if self.raw not in (None, "npy", "tiff"):
-            raise SpecError("--raw", f"unknown format {self.raw!r}", "use npy or tiff")
-
-    def target(self, source: Path, kernel: str) -> Path:
-        """The PNG path for ``kernel``'s map of ``source``; never outside ``out_dir``."""
-        rel = self.name.format(stem=source.stem, ext=source.suffix.lstrip("."), kernel=kernel) + ".png"
-        path = self.out_dir / rel
-        root = self.out_dir.resolve()
-        if Path(rel).is_absolute() or not path.resolve().is_relative_to(root):
-            raise SpecError(
-                "--name", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
-            )
-        return path
+__all__ = [
+    "MANIFEST_NAME",
+    "ApplyJob",
+    "BatchInterrupted",
+    "BatchReport",
+    "ImageResult",
+    "OutputOptions",
+    "Progress",
+    "WrittenMap",
+    "apply_image",
+    "process_image",
+    "run_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -142,69 +104,34 @@ class ImageResult:
     warnings: tuple[str, ...]
     options_hash: str
     seconds: float
-
-
-def _read_manifest(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """The latest manifest record for each output (keyed by the PNG path relative to ``out_dir``)."""
-    path = out_dir / MANIFEST_NAME
-    records: dict[str, dict[str, Any]] = {}
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash says nothing about the outputs
-            if isinstance(rec, dict) and isinstance(rec.get("png"), str):
-                records[rec["png"]] = rec
-    return records
-
-
-def _append_manifest(out_dir: Path, records: Sequence[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    fd = os.open(out_dir / MANIFEST_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _check_targets(paths: Sequence[Path], source: Path, job: ApplyJob, digest: str) -> None:
-    out = job.output
-    known = None
-    for path in paths:
-        if path.exists() and path.resolve() == source.resolve():
-            raise OutputExistsError(str(path), "is the input image itself", "choose another -o folder or --name")
-        if out.overwrite or not path.exists():
-            continue
-        known = _read_manifest(out.out_dir) if known is None else known
-        rec = known.get(path.relative_to(out.out_dir).as_posix())
-        if not rec or rec.get("input") != str(source.resolve()) or rec.get("options") != digest:
-            raise OutputExistsError(
-                str(path),
-                "exists and was not made from this input with these options",
-                "pass --overwrite to replace it, or choose another -o folder",
-            )
+    records: tuple[dict[str, Any], ...] = ()
 
 
 def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
-    """Load ``source``, run ``job``'s kernels and write one PNG (and raw array) per map.
+def map_names(job: ApplyJob) -> list[str]:
+    """The names of the maps a job writes: its kernels, then the combined map."""
+    return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
+
+
+def targets_for(item: InputImage, job: ApplyJob) -> dict[str, Path]:
+    """Every PNG an input will produce, by map name."""
+    return {name: job.output.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+
+
+def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
+    """Load one image, run the job's kernels and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
     """
     started = time.perf_counter()
-    path = Path(source)
+    path = item.path
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
     out = job.output
     digest = job.options_hash()
-    names = list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
-    targets = {name: out.target(path, name) for name in names}
-    _check_targets(list(targets.values()), path, job, digest)
+    targets = targets_for(item, job)
     in_hw = (image.info.height, image.info.width)
     notes: list[str] = []
     for kernel in job.bank:
@@ -243,5 +170,214 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
             }
         )
         del fmap
-    _append_manifest(out.out_dir, records)
-    return ImageResult(image.info, tuple(written), tuple(notes), digest, time.perf_counter() - started)
+    return ImageResult(image.info, tuple(written), tuple(notes), digest, time.perf_counter() - started, tuple(records))
+
+
+def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
+    """Apply ``job`` to one image file and record its outputs in the manifest.
+
+    Existing outputs are replaced only when the manifest shows this input and these options made
+    them (a re-run), or with ``overwrite``; the input itself is never written.
+    """
+    item = InputImage(Path(source), Path(), Path(source).stem)
+    manifest = Manifest(job.output.out_dir)
+    manifest.check(targets_for(item, job).values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
+    result = process_image(item, job)
+    manifest.append(result.records)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ batch
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a batch reports after each image (and once before the first)."""
+
+    done: int
+    total: int
+    failed: int
+    skipped: int
+    current: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """The outcome of a batch: what was processed, skipped (already done) and failed, and why."""
+
+    processed: tuple[ImageResult, ...]
+    skipped: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]
+    total: int
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        """Processed images per second of wall time."""
+        return len(self.processed) / self.seconds if self.seconds > 0 else 0.0
+
+
+class BatchInterrupted(Exception):
+    """Raised by `run_batch` after an interrupt, once the workers are stopped and partial outputs removed."""
+
+    def __init__(self, report: BatchReport, cause: BaseException) -> None:
+        super().__init__("interrupted")
+        self.report = report
+        self.cause = cause
+
+
+def _worker_init() -> None:
+    """Each worker: one thread for numpy's BLAS, and Ctrl-C is the parent's to handle."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | None, str | None]:
+    index, item, job = task
+    try:
+        return index, process_image(item, job), None
+    except FeatmapError as exc:
+        return index, None, f"{exc.problem}" + (f"; {exc.fix}" if exc.fix else "")
+    except (OSError, ValueError, MemoryError) as exc:
+        return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def _remove_partial(targets: dict[str, Path], before: set[Path], raw: str | None) -> None:
+    """Delete what an unfinished image wrote this run: new targets and stray temporary files."""
+    folders = set()
+    for path in targets.values():
+        folders.add(path.parent)
+        for file in (path, path.with_suffix("." + raw) if raw else None):
+            if file is not None and file not in before:
+                file.unlink(missing_ok=True)
+    for folder in folders:
+        if folder.is_dir():
+            for temp in folder.glob(".*.tmp"):
+                temp.unlink(missing_ok=True)
+            try:
+                folder.rmdir()  # only if it is now empty
+            except OSError:
+                pass
+
+
+def _stop_workers(executor: Any) -> None:
+    """Stop a process pool now: queued work cancelled, running workers terminated (their files are
+    removed by the caller)."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # no public handle before 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+
+
+def run_batch(
+    items: Sequence[InputImage],
+    job: ApplyJob,
+    *,
+    jobs: int = 1,
+    skip_existing: bool = False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BatchReport:
+    """Apply ``job`` to every item on ``jobs`` worker processes (in this process when 1).
+
+    A file that fails (corrupt, truncated, too large, an output that may not be replaced) is recorded
+    with its reason and the batch goes on. ``skip_existing`` skips inputs whose outputs the manifest
+    shows were made with the same options. Outputs are byte-identical whatever ``jobs`` is. On
+    KeyboardInterrupt (or any other exception) the workers are stopped, files written by unfinished
+    images are removed, and `BatchInterrupted` carries the report of what was done.
+    """
+    started = clock()
+    manifest = Manifest(job.output.out_dir)
+    digest = job.options_hash()
+    processed: list[ImageResult] = []
+    skipped: list[str] = []
+    failed: list[tuple[str, str]] = []
+    pending: dict[int, tuple[InputImage, dict[str, Path], set[Path]]] = {}
+    raw_ext = job.output.raw
+
+    def fail(item: InputImage, reason: str) -> None:
+        failed.append((str(item.path), reason))
+        manifest.append([{"input": str(item.path.resolve()), "options": digest, "status": "failed", "error": reason}])
+
+    def report(current: str | None = None) -> None:
+        done = len(processed) + len(failed) + len(skipped)
+        on_progress(Progress(done, len(items), len(failed), len(skipped), current))
+
+    for index, item in enumerate(items):
+        targets = targets_for(item, job)
+        if skip_existing and manifest.complete(list(targets.values()), item.path, digest):
+            skipped.append(str(item.path))
+            continue
+        try:
+            manifest.check(targets.values(), item.path, digest, overwrite=job.output.overwrite)
+        except FeatmapError as exc:
+            fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
+            continue
+        before = {p for p in targets.values() if p.exists()}
+        if raw_ext:
+            before |= {r for p in targets.values() if (r := p.with_suffix("." + raw_ext)).exists()}
+        pending[index] = (item, targets, before)
+    report()
+
+    def finish(index: int, result: ImageResult | None, error: str | None) -> None:
+        item, targets, before = pending.pop(index)
+        if result is None:
+            _remove_partial(targets, before, raw_ext)
+            fail(item, error or "failed")
+        else:
+            manifest.append(result.records)
+            processed.append(result)
+        report(str(item.path))
+
+    tasks = [(index, item, job) for index, (item, _, _) in pending.items()]
+    executor = None
+    try:
+        if jobs <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                report(str(task[1].path))
+                finish(*_work(task))
+        else:
+            import multiprocessing
+            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+            from concurrent.futures.process import BrokenProcessPool
+
+            executor = ProcessPoolExecutor(
+                min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            )
+            queue = list(reversed(tasks))
+            running: dict[Any, tuple[int, InputImage, ApplyJob]] = {}
+            while queue or running:
+                while queue and len(running) < 2 * jobs:  # a short queue: an interrupt has little to cancel
+                    task = queue.pop()
+                    running[executor.submit(_work, task)] = task
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    try:
+                        finish(*future.result())
+                    except BrokenProcessPool:
+                        finish(task[0], None, "a worker process died (out of memory?); retry with fewer --jobs")
+                        raise
+            executor.shutdown(wait=True)
+    except BaseException as exc:
+        if executor is not None:
+            _stop_workers(executor)
+        for index in list(pending):
+            item, targets, before = pending.pop(index)
+            _remove_partial(targets, before, raw_ext)
+            if not isinstance(exc, KeyboardInterrupt):
+                failed.append((str(item.path), f"not processed: {type(exc).__name__}: {exc}"))
+        if not isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, Exception) and type(exc).__name__ == "BrokenProcessPool":
+                return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)
+            raise
+        done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
+        raise BatchInterrupted(done, exc) from exc
+    processed.sort(key=lambda r: r.input.path)
+    return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
@@ -31,7 +32,8 @@ class ExitCode(IntEnum):
     ERROR = 1
     USAGE = 2  # Click's own
     PARTIAL = 3  # a batch finished with some files failed
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
 
 
 def _err(kind: str, message: str) -> None:
@@ -240,7 +242,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True)
 @click.option(
     "-k",
     "--kernel",
@@ -261,9 +263,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="Refuse larger images (decompression-bomb guard).",
 )
 @output_options
+@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders of folder inputs.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None, help="Worker processes  [default: all cores].")
+@click.option("--skip-existing", is_flag=True, help="Skip images whose outputs were made with the same options.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def apply(
-    images: tuple[Path, ...],
+    images: tuple[str, ...],
     kernel_specs: tuple[str, ...],
     kernel_dirs: tuple[Path, ...],
     as_json: bool,
@@ -327,17 +333,108 @@ def apply(
         opts["max_pixels"],
         output,
     )
-    results = []
-    for image in images:
-        result = apply_image(image, job)
+    single = len(images) == 1 and Path(images[0]).is_file()
+    if single and not opts["skip_existing"]:
+        result = apply_image(images[0], job)
         for note in result.warnings:
-            _err("warning", f"{image}: {note}; pass --strict to refuse")
+            _err("warning", f"{images[0]}: {note}; pass --strict to refuse")
         if as_json:
-            results.append(apply_dict(result, job))
+            click.echo(json.dumps(apply_dict(result, job), indent=2))
         else:
             _console().print(apply_view(result, job))
+        return
+    _apply_batch(images, job, opts, as_json)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that a batch can stop cleanly."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool) -> None:
+    import signal
+
+    from .batch import BatchInterrupted, run_batch
+    from .discover import discover
+    from .render import batch_dict, batch_view
+
+    items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[opts["out_dir"]])
+    if not items and problems:
+        raise FeatmapError(problems[0][0], problems[0][1], "check the path or pattern")
+    jobs = opts["jobs"] or os.cpu_count() or 1
+    show = sys.stderr.isatty() and not opts["quiet"]
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    code = ExitCode.OK
+    try:
+        with _progress(show) as on_progress:
+            report = run_batch(items, job, jobs=jobs, skip_existing=opts["skip_existing"], on_progress=on_progress)
+    except BatchInterrupted as stop:
+        report = stop.report
+        code = ExitCode.TERMINATED if isinstance(stop.cause, Terminated) else ExitCode.INTERRUPTED
+        _err(
+            "error",
+            f"interrupted after {len(report.processed)} of {report.total} images; "
+            "unfinished outputs were removed; run again with --skip-existing to resume",
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for path, reason in problems:
+        _err("error", f"{path}: {reason}")
+    for path, reason in report.failed:
+        _err("error", f"{path}: {reason}")
     if as_json:
-        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+        click.echo(json.dumps(batch_dict(report, problems, ignored), indent=2))
+    else:
+        _console().print(batch_view(report, problems, ignored, opts["out_dir"]))
+    if code == ExitCode.OK and (report.failed or problems):
+        code = ExitCode.PARTIAL
+    sys.exit(int(code))
+
+
+def _progress(show: bool) -> Any:
+    """A context manager yielding the batch's progress callback: a Rich bar on stderr, or nothing."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar() -> Any:
+        if not show:
+            yield lambda progress: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("[bold]featmap"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}", style="dim"),
+            console=_console(stderr=True),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("images", total=None, rate="", current="")
+            started = time.perf_counter()
+
+            def update(p: Any) -> None:
+                elapsed = time.perf_counter() - started
+                rate = f"{(p.done - p.skipped) / elapsed:.1f} img/s" if elapsed > 0 and p.done > p.skipped else ""
+                name = Path(p.current).name if p.current else ""
+                progress.update(task, total=p.total, completed=p.done, rate=rate, current=name)
+
+            yield update
+
+    return bar()
 
 
 @cli.group(cls=FeatmapGroup)

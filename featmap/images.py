@@ -20,7 +20,17 @@ from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, SpecError
 
-__all__ = ["ImageInfo", "LoadedImage", "atomic_write", "load_image", "parse_color", "save_png", "save_raw"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageInfo",
+    "LoadedImage",
+    "atomic_write",
+    "is_image",
+    "load_image",
+    "parse_color",
+    "save_png",
+    "save_raw",
+]
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_BT601 = (0.299, 0.587, 0.114)
@@ -242,3 +252,53 @@ def parse_color(text: str) -> tuple[float, float, float]:
         raise SpecError("--background", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
     r, g, b = values[:3]
     return (r / 255.0, g / 255.0, b / 255.0)
+
+
+#: Suffixes taken as images even when Pillow cannot identify the file (it is then reported as broken).
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".pcx",
+        ".sgi",
+        ".im",
+        ".dds",
+        ".psd",
+    }
+)
+
+
+def is_image(path: str | os.PathLike[str]) -> bool:
+    """True when Pillow recognises the file's content (only the header is read), or its suffix says image.
+
+    Examples
+    --------
+    >>> is_image(__file__)
+    False
+    """
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(p):
+                return True
+    except Exception:  # noqa: BLE001 - any failure to identify means "not an image"
+        return False

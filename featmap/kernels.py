@@ -426,9 +426,11 @@ class KernelLibrary:
         """
         text = spec.strip()
         head, colon, tail = text.partition(":")
+        if not colon and text in self._kernels:
+            return [self._kernels[text]]
+        if not colon and text in self.tags():
+            return [self._kernels[n] for n in self.tags()[text]]
         if head.lower() in GENERATORS and (not colon or "=" in tail or not tail):
-            if head in self._kernels and not colon:
-                return [self._kernels[head]]
             return [parametric_kernel(text)]
         path_part, name_part = text, ""
         for suffix in KERNEL_SUFFIXES:

@@ -154,6 +154,8 @@ def test_selection_forms(tmp_path: Path) -> None:
     assert [k.name for k in lib.select(f"{path}:b")] == ["b"]
     assert [k.name for k in lib.select("sobel")] == ["sobel_x", "sobel_y"]  # a tag
     assert len(lib.select("kirsch")) == 8
+    assert [k.name for k in lib.select("gabor")] == ["gabor_0", "gabor_45", "gabor_90", "gabor_135"]  # tag first
+    assert lib.select("gabor:size=7")[0].name == "gabor-size7"  # then the generator
     assert lib.select("gaussian:size=5,sigma=1.2")[0].name == "gaussian-size5-sigma1p2"
     with pytest.raises(KernelFileError, match="is not in the file"):
         lib.select(f"{path}:zzz")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from .apply import apply_dict, apply_view, kernel_dict, kernel_list, kernel_show
+from .apply import apply_dict, apply_view, batch_dict, batch_view, kernel_dict, kernel_list, kernel_show
 from .summary import summary_dict, summary_explain, summary_markdown, summary_view
 
 __all__ = [
     "apply_dict",
     "apply_view",
+    "batch_dict",
+    "batch_view",
     "kernel_dict",
     "kernel_list",
     "kernel_show",

@@ -13,7 +13,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import ApplyJob, ImageResult
+from ..batch import ApplyJob, BatchReport, ImageResult
 from ..kernels import Kernel
 from ..layers import GlobalPool2d, Pool2d
 from ..ops import separable
 from ..pipeline import MapInfo
 
-__all__ = ["apply_dict", "apply_view", "kernel_dict", "kernel_list", "kernel_show"]
+__all__ = ["apply_dict", "apply_view", "batch_dict", "batch_view", "kernel_dict", "kernel_list", "kernel_show"]
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -238,3 +238,53 @@ def kernel_show(kernel: Kernel) -> RenderableType:
         facts.add_row(key, value)
     parts.append(facts)
     return Group(*parts)
+
+
+def batch_view(report: BatchReport, problems: Sequence[tuple[str, str]], ignored: int, out_dir: Path) -> RenderableType:
+    """The end-of-batch summary: counts, time, throughput, and every failure with its reason."""
+    counts = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("processed", "skipped", "failed", "ignored", "time", "images/s"):
+        counts.add_column(column, justify="right")
+    counts.add_row(
+        str(len(report.processed)),
+        str(len(report.skipped)),
+        str(len(report.failed) + len(problems)),
+        str(ignored),
+        f"{report.seconds:.1f} s",
+        f"{report.images_per_second:.1f}",
+    )
+    status = "interrupted" if report.interrupted else "done"
+    parts: list[RenderableType] = [
+        Text(f"{status}: {report.total} images found; maps under {out_dir} (manifest: {out_dir}/manifest.jsonl)"),
+        counts,
+    ]
+    if report.failed or problems:
+        failures = Table(title="failed", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+        failures.add_column("file", no_wrap=True)
+        failures.add_column("reason", overflow="fold")
+        for path, reason in [*problems, *report.failed]:
+            failures.add_row(path, reason)
+        parts.append(failures)
+    return Group(*parts)
+
+
+def batch_dict(report: BatchReport, problems: Sequence[tuple[str, str]], ignored: int) -> dict[str, Any]:
+    """The batch outcome as JSON-ready data (per processed image: its maps' files, shapes and stats)."""
+    return {
+        "total": report.total,
+        "processed": [
+            {
+                "input": r.input.path,
+                "seconds": round(r.seconds, 4),
+                "maps": [{"name": m.info.name, "png": str(m.png), "shape": list(m.info.shape)} for m in r.maps],
+                "warnings": list(r.warnings),
+            }
+            for r in report.processed
+        ],
+        "skipped": list(report.skipped),
+        "failed": [{"input": p, "reason": why} for p, why in [*problems, *report.failed]],
+        "ignored": ignored,
+        "seconds": round(report.seconds, 3),
+        "images_per_second": round(report.images_per_second, 2),
+        "interrupted": report.interrupted,
+    }
