@@ -177,9 +177,13 @@ def test_usage_errors_exit_two(
     assert message in result.stderr
 
 
-def test_missing_image_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+def test_missing_image_is_an_error(runner: CliRunner, tmp_path: Path) -> None:
     result = invoke(runner, "apply", tmp_path / "nope.png", "-k", "sobel_x")
-    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"featmap: error: {tmp_path / 'nope.png'}: no such file, folder or matching pattern; check the path or pattern\n"
+    )
 
 
 def test_existing_outputs_need_overwrite(runner: CliRunner, gray_png: Path, tmp_path: Path) -> None:
