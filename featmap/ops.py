@@ -223,12 +223,17 @@ def conv2d(
     per_out = n_out // groups
     out = np.zeros((ho, wo, groups, per_out), dtype=arr.dtype)
     taps = np.ascontiguousarray(bank.reshape(groups, per_out, per_group, kh, kw).transpose(3, 4, 0, 2, 1))
+    # One scratch buffer for every tap: allocating a fresh temporary per tap costs a page fault per
+    # 4 KiB and is several times slower than the arithmetic on the machines we measured.
+    scratch = np.empty_like(out)
     for i, j, view in window_taps(padded, geometry):
         tap = taps[i, j]  # (groups, C/groups, N/groups)
         if per_group == 1:  # each output reads one input channel: a broadcast multiply
-            out += view[:, :, :, np.newaxis] * tap[:, 0, :]
+            np.multiply(view[:, :, :, np.newaxis], tap[:, 0, :], out=scratch)
+            out += scratch
         elif groups == 1:
-            out[:, :, 0, :] += view @ tap[0]
+            np.matmul(view, tap[0], out=scratch[:, :, 0, :])
+            out += scratch
         else:
             out += np.einsum("hwgc,gcn->hwgn", view.reshape(ho, wo, groups, per_group), tap)
     result = out.reshape(ho, wo, n_out)
