@@ -115,14 +115,9 @@ def stage_split(files: list[Path], out: Path) -> dict[str, float]:
 def png_levels(files: list[Path]) -> list[tuple[int, float, int]]:
     """(level, ms per 512² map, bytes) for a typical pooled edge map."""
     img = load_image(files[0]).pixels
-    m = np.uint8(
-        np.rint(
-            normalize(pool2d(activate(conv2d(img, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], padding="same"), "relu"), 2))[
-                ..., 0
-            ]
-            * 255
-        )
-    )
+    sobel = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+    pooled = pool2d(activate(conv2d(img, sobel, padding="same"), "relu"), 2)
+    m = np.uint8(np.rint(normalize(pooled)[..., 0] * 255))
     rows = []
     for level in (0, 1, 3, 6, 9):
         buf = io.BytesIO()

@@ -181,8 +181,8 @@ def test_missing_image_is_an_error(runner: CliRunner, tmp_path: Path) -> None:
     result = invoke(runner, "apply", tmp_path / "nope.png", "-k", "sobel_x")
     assert result.exit_code == 1
     assert (
-        result.stderr
-        == f"featmap: error: {tmp_path / 'nope.png'}: no such file, folder or matching pattern; check the path or pattern\n"
+        result.stderr == f"featmap: error: {tmp_path / 'nope.png'}: no such file, folder or matching pattern; "
+        "check the path or pattern\n"
     )
 
 
