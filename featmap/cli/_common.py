@@ -1,0 +1,221 @@
+"""Shared pieces of the command line: exit codes, the error-handling group, option types and groups."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..enums import Activation, Combine, Normalize, PaddingMode, PoolKind
+from ..errors import FeatmapError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ExitCode(IntEnum):
+    """Process exit codes."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # Click's own
+    PARTIAL = 3  # a batch finished with some files failed
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
+
+
+def _err(kind: str, message: str) -> None:
+    click.echo(f"featmap: {kind}: {message}", err=True)
+
+
+class FeatmapGroup(click.Group):
+    """A group that turns library errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeatmapError as exc:
+            if ctx.meta.get("featmap.debug"):
+                raise
+            _err("error", str(exc))
+            ctx.exit(ExitCode.ERROR)
+        except KeyboardInterrupt:
+            _err("error", "interrupted")
+            ctx.exit(ExitCode.INTERRUPTED)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(file=stream, width=width, soft_wrap=False)
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer Click
+    """``N``, ``N,M`` or ``NxM`` (and ``a,b,c,d`` where four are allowed) → int or tuple of ints."""
+
+    name = "ints"
+
+    def __init__(self, counts: Sequence[int] = (1, 2), minimum: int = 1, words: Sequence[str] = ()) -> None:
+        self.counts = tuple(counts)
+        self.minimum = minimum
+        self.words = tuple(words)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in self.words:
+            return text
+        parts = text.replace("x", ",").replace("×", ",").split(",")
+        try:
+            numbers = tuple(int(p) for p in parts)
+        except ValueError:
+            self.fail(f"{value!r} is not {self._describe()}", param, ctx)
+        if len(numbers) not in self.counts or any(n < self.minimum for n in numbers):
+            self.fail(f"{value!r} is not {self._describe()}", param, ctx)
+        return numbers[0] if len(numbers) == 1 else numbers
+
+    def _describe(self) -> str:
+        forms = {1: "N", 2: "N,M", 4: "T,B,L,R"}
+        text = " or ".join([*self.words, *(forms[c] for c in self.counts)])
+        return f"{text} (whole numbers >= {self.minimum})"
+
+
+def _choice(enum: type[Any], extra: Sequence[str] = ()) -> click.Choice[str]:
+    return click.Choice([m.value for m in enum] + list(extra), case_sensitive=False)
+
+
+class PadModeType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer Click
+    """A padding mode, canonical name or an unambiguous alias."""
+
+    name = "mode"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..enums import parse_enum
+
+        try:
+            return parse_enum(PaddingMode, value, "--pad-mode")
+        except FeatmapError as exc:
+            self.fail(f"{exc.problem}; {exc.fix}", param, ctx)
+
+
+# ----------------------------------------------------------------------------- shared options
+
+
+def kernel_options(func: F) -> F:
+    """``-k`` and ``--kernel-dir``."""
+    func = click.option(
+        "--kernel-dir",
+        "kernel_dirs",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="Extra folder (or file) of YAML/JSON kernels, searched before the built-ins. Repeatable; "
+        "FEATMAP_KERNEL_PATH works too.",
+    )(func)
+    return func
+
+
+def conv_options(func: F) -> F:
+    """Convolution, activation, pooling and combination flags (shared by every command that runs kernels)."""
+    options = [
+        click.option("--stride", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
+        click.option(
+            "--padding",
+            type=IntsType((1, 2, 4), 0, ("valid", "same", "full")),
+            default="valid",
+            show_default=True,
+            help="valid, same (Keras/TF, any stride), full, N, ROWS,COLS or TOP,BOTTOM,LEFT,RIGHT.",
+        ),
+        click.option(
+            "--pad-mode",
+            type=PadModeType(),
+            default="zeros",
+            show_default=True,
+            help="zeros, reflect, symmetric, replicate, circular (or an alias, see README).",
+        ),
+        click.option("--pad-value", type=float, default=0.0, show_default=True, help="Fill value for zeros padding."),
+        click.option("--dilation", type=IntsType(), default="1", show_default=True, help="N or ROWS,COLS."),
+        click.option(
+            "--flip",
+            is_flag=True,
+            help="True convolution (kernel rotated 180°) instead of cross-correlation.",
+        ),
+        click.option("--activation", type=_choice(Activation), default="none", show_default=True),
+        click.option("--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."),
+        click.option(
+            "--pool",
+            type=_choice(PoolKind, ("global-avg", "global-max", "global-min", "none")),
+            default="none",
+            show_default=True,
+            help="Pooling after the activation.",
+        ),
+        click.option("--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."),
+        click.option("--pool-stride", type=IntsType(), default=None, help="Defaults to the window size."),
+        click.option("--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True),
+        click.option(
+            "--combine",
+            type=_choice(Combine),
+            default=None,
+            help="Also write one map merging all kernels: magnitude (sqrt of sum of squares) or max.",
+        ),
+        click.option("--strict", is_flag=True, help="Refuse a stride that leaves input rows or columns unused."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def output_options(func: F) -> F:
+    """Where and how maps are written."""
+    options = [
+        click.option(
+            "-o",
+            "--out",
+            "out_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("featmap-out"),
+            show_default=True,
+            help="Output folder.",
+        ),
+        click.option(
+            "--name",
+            "name_pattern",
+            default="{stem}/{kernel}.png",
+            show_default=True,
+            help="Output path pattern inside the folder: {stem}, {ext}, {kernel}.",
+        ),
+        click.option(
+            "--normalize",
+            type=_choice(Normalize),
+            default="minmax",
+            show_default=True,
+            help="Float map to pixels: minmax, clip (to 0..1), abs, symmetric (0 at mid-gray).",
+        ),
+        click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True),
+        click.option(
+            "--raw",
+            type=click.Choice(["npy", "tiff"]),
+            default=None,
+            help="Also write the float32 map (.npy, or float TIFF for ImageJ/Fiji).",
+        ),
+        click.option(
+            "--png-compress",
+            type=click.IntRange(0, 9),
+            default=1,
+            show_default=True,
+            help="zlib level: 1 is fast, 9 smallest.",
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace outputs made by a different run."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

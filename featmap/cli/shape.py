@@ -1,0 +1,140 @@
+"""featmap shape: the layer-stack calculator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ._common import (
+    ExitCode,
+    _console,
+    _err,
+)
+
+
+@click.command()
+@click.argument("tokens", nargs=-1)
+@click.option("--input", "input_text", default=None, help="Input shape: HxWxC, LxC (1-D) or N features.")
+@click.option("--model", default=None, help="A built-in preset (see --list-models).")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML/JSON layer-spec file.",
+)
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size for MACs and memory.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--explain", is_flag=True, help="Also show each layer's formulas with the numbers put in.")
+@click.option("--list-models", is_flag=True, help="List the built-in presets and exit.")
+@click.pass_context
+def shape(
+    ctx: click.Context,
+    tokens: tuple[str, ...],
+    input_text: str | None,
+    model: str | None,
+    spec_file: Path | None,
+    batch: int,
+    fmt: str,
+    as_json: bool,
+    explain: bool,
+    list_models: bool,
+) -> None:
+    """Shapes, parameters, multiply-adds, receptive field and memory of a CNN layer stack.
+
+    \b
+    Examples:
+      featmap shape --input 32x32x1 conv:6@5x5 avgpool:2 conv:16@5x5 avgpool:2 flatten dense:120 dense:84 dense:10
+      featmap shape --model vgg16
+      featmap shape --spec my_net.yaml --input 224x224x3 --json
+    """
+    from ..errors import SpecError
+
+    try:
+        _shape_command(tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models)
+    except SpecError as exc:
+        if ctx.meta.get("featmap.debug"):
+            raise
+        _err("error", str(exc))
+        ctx.exit(ExitCode.USAGE)
+
+
+def _shape_command(
+    tokens: tuple[str, ...],
+    input_text: str | None,
+    model: str | None,
+    spec_file: Path | None,
+    batch: int,
+    fmt: str,
+    explain: bool,
+    list_models: bool,
+) -> None:
+    from ..errors import SpecError
+    from ..render import summary_dict, summary_explain, summary_markdown, summary_view
+    from ..spec import list_models as presets
+    from ..spec import load_model, parse_file, parse_shape, parse_tokens
+    from ..summary import summarize
+
+    if list_models:
+        rows = presets()
+        if fmt == "json":
+            click.echo(
+                json.dumps(
+                    [
+                        {
+                            "name": m.name,
+                            "input": list(m.input_shape or ()),
+                            "description": m.description,
+                            "source": m.source,
+                        }
+                        for m in rows
+                    ],
+                    indent=2,
+                )
+            )
+            return
+        from rich.table import Table
+
+        table = Table(header_style="bold")
+        for column in ("model", "input", "description"):
+            table.add_column(column, overflow="fold")
+        for m in rows:
+            table.add_row(m.name, "×".join(map(str, m.input_shape or ())), m.description)
+        _console().print(table)
+        return
+    sources = sum(bool(x) for x in (tokens, model, spec_file))
+    if sources != 1:
+        raise SpecError(
+            "featmap shape",
+            "give layer tokens, --model NAME or --spec FILE (exactly one)",
+            "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5",
+        )
+    name = None
+    default_input = None
+    if tokens:
+        layers = parse_tokens(tokens)
+    else:
+        found = load_model(model) if model else parse_file(spec_file)  # type: ignore[arg-type]
+        layers, default_input, name = found.layers, found.input_shape, found.name
+    if input_text is None and default_input is None:
+        raise SpecError("--input", "is needed to work out shapes", "e.g. --input 224x224x3 (HxWxC)")
+    input_shape = parse_shape(input_text) if input_text is not None else default_input
+    assert input_shape is not None  # for type checkers: one of the two branches above set it
+    result = summarize(layers, input_shape, batch=batch)
+    for note in result.warnings:
+        _err("warning", note)
+    if fmt == "json":
+        data = summary_dict(result, name)
+        if explain:
+            data["explain"] = {row.path: list(row.explain) for row in result.layers if row.explain}
+        click.echo(json.dumps(data, indent=2))
+    elif fmt == "markdown":
+        click.echo(summary_markdown(result, name), nl=False)
+    else:
+        console = _console()
+        console.print(summary_view(result, name))
+        if explain:
+            console.print(summary_explain(result))
