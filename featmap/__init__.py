@@ -1,10 +1,23 @@
-"""featmap: see what a convolutional layer does to a picture."""
+"""featmap: see what a convolutional layer does to a picture.
+
+The numeric functions are imported on first use, so that ``featmap --help`` does not load numpy.
+
+Examples
+--------
+>>> import featmap
+>>> featmap.conv2d([[1.0, 2.0], [3.0, 4.0]], [[1.0]]).shape
+(2, 2, 1)
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import FeatmapError, ImageReadError, KernelFileError, ShapeError, SpecError
-from .ops import activate, conv2d, pad
-from .pool import global_pool, pool2d
+
+if TYPE_CHECKING:
+    from .ops import activate, conv2d, pad
+    from .pool import global_pool, pool2d
 
 __version__ = "0.1.0"
 
@@ -21,3 +34,13 @@ __all__ = [
     "pad",
     "pool2d",
 ]
+
+_LAZY = {"activate": "ops", "conv2d": "ops", "pad": "ops", "global_pool": "pool", "pool2d": "pool"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'featmap' has no attribute {name!r}")
