@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .engine import correlate
 from .enums import Activation, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
 from .shapes import ConvGeometry, PaddingArg, as_pair, conv_geometry, resolve_padding
@@ -173,6 +174,7 @@ def conv2d(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     flip: bool = False,
+    method: str = "auto",
 ) -> NDArray[np.floating]:
     """Cross-correlate ``(H, W, C)`` with a filter bank, as ``torch.nn.functional.conv2d`` does.
 
@@ -199,6 +201,9 @@ def conv2d(
         Input and output channels split into this many independent groups.
     flip : bool
         Rotate the kernel 180° first: true convolution.
+    method : {"auto", "direct", "separable", "fft"}
+        How to compute it (see `featmap.engine`); ``auto`` picks per filter. All agree to float32
+        precision.
 
     Returns
     -------
@@ -219,24 +224,7 @@ def conv2d(
     border = parse_enum(PaddingMode, pad_mode, "pad_mode")
     geometry = conv_geometry((arr.shape[0], arr.shape[1]), (kh, kw), stride=stride, padding=padding, dilation=dilation)
     padded = _pad(arr, geometry.padding, border, pad_value)
-    ho, wo = geometry.out_hw
-    per_out = n_out // groups
-    out = np.zeros((ho, wo, groups, per_out), dtype=arr.dtype)
-    taps = np.ascontiguousarray(bank.reshape(groups, per_out, per_group, kh, kw).transpose(3, 4, 0, 2, 1))
-    # One scratch buffer for every tap: allocating a fresh temporary per tap costs a page fault per
-    # 4 KiB and is several times slower than the arithmetic on the machines we measured.
-    scratch = np.empty_like(out)
-    for i, j, view in window_taps(padded, geometry):
-        tap = taps[i, j]  # (groups, C/groups, N/groups)
-        if per_group == 1:  # each output reads one input channel: a broadcast multiply
-            np.multiply(view[:, :, :, np.newaxis], tap[:, 0, :], out=scratch)
-            out += scratch
-        elif groups == 1:
-            np.matmul(view, tap[0], out=scratch[:, :, 0, :])
-            out += scratch
-        else:
-            out += np.einsum("hwgc,gcn->hwgn", view.reshape(ho, wo, groups, per_group), tap)
-    result = out.reshape(ho, wo, n_out)
+    result = correlate(padded, bank, geometry, groups, method)
     if bias is not None:
         b = np.asarray(bias, dtype=arr.dtype)
         if b.ndim > 1 or (b.ndim == 1 and b.shape[0] not in (1, n_out)):
