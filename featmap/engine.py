@@ -15,16 +15,38 @@ fft           scipy.signal.fftconvolve in float64 on the whole plane, then slice
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import SpecError
 from .shapes import ConvGeometry
 
-__all__ = ["METHODS", "correlate"]
+__all__ = ["METHODS", "correlate", "window_taps"]
 
 METHODS = ("auto", "direct", "separable", "fft")
 _FFT_MIN_WORK = 64  # kernel taps per kept output above which the FFT wins (measured: bench/conv_bench.py)
+
+
+def window_taps(
+    padded: NDArray[np.floating], geometry: ConvGeometry
+) -> Iterator[tuple[int, int, NDArray[np.floating]]]:
+    """Yield ``(i, j, view)`` for every kernel tap: the strided view of the padded input it multiplies.
+
+    Each view has the output's shape ``(H_out, W_out, C)`` and is a view, not a copy, so a
+    convolution or pooling costs one pass over the output per tap and never materialises the
+    windows (no im2col).
+    """
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_hw, geometry.stride, geometry.dilation
+    ho, wo = geometry.out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield (
+                i,
+                j,
+                padded[i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw],
+            )
 
 
 def _rank1(kernel: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
@@ -59,16 +81,10 @@ def _direct_plane(
     out: NDArray[np.floating],
     scratch: NDArray[np.floating],
 ) -> None:
-    (kh, kw), (sh, sw), (dh, dw) = g.kernel_hw, g.stride, g.dilation
-    ho, wo = g.out_hw
     out[...] = 0
-    for i in range(kh):
-        for j in range(kw):
-            weight = kernel[i, j]
-            if weight == 0:
-                continue
-            view = plane[i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
-            np.multiply(view, weight, out=scratch)
+    for i, j, view in window_taps(plane, g):
+        if kernel[i, j] != 0:
+            np.multiply(view, kernel[i, j], out=scratch)
             out += scratch
 
 
@@ -147,14 +163,11 @@ def correlate(
     out = np.zeros((ho, wo, groups, per_out), dtype=padded.dtype)
     taps = np.ascontiguousarray(bank.reshape(groups, per_out, per_group, kh, kw).transpose(3, 4, 0, 2, 1))
     scratch4 = np.empty_like(out)
-    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
-    for i in range(kh):
-        for j in range(kw):
-            view = padded[i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
-            tap = taps[i, j]  # (groups, C/groups, N/groups)
-            if groups == 1:
-                np.matmul(view, tap[0], out=scratch4[:, :, 0, :])
-                out += scratch4
-            else:
-                out += np.einsum("hwgc,gcn->hwgn", view.reshape(ho, wo, groups, per_group), tap)
+    for i, j, view in window_taps(padded, geometry):
+        tap = taps[i, j]  # (groups, C/groups, N/groups)
+        if groups == 1:
+            np.matmul(view, tap[0], out=scratch4[:, :, 0, :])
+            out += scratch4
+        else:
+            out += np.einsum("hwgc,gcn->hwgn", view.reshape(ho, wo, groups, per_group), tap)
     return out.reshape(ho, wo, n_out)

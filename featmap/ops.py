@@ -6,16 +6,16 @@ Pure numpy: no files, no printing. Geometry comes from `featmap.shapes`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .engine import correlate
+from .engine import correlate, window_taps
 from .enums import Activation, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
-from .shapes import ConvGeometry, PaddingArg, as_pair, conv_geometry, resolve_padding
+from .shapes import PaddingArg, as_pair, conv_geometry, resolve_padding
 
 __all__ = ["activate", "as_float_image", "conv2d", "normalize", "pad", "separable", "window_taps"]
 
@@ -100,26 +100,6 @@ def _pad(
             "use pad mode symmetric, replicate or zeros, or less padding",
         )
     return np.pad(arr, widths, mode=_NUMPY_MODE[mode])  # type: ignore[call-overload]  # mode is a valid literal
-
-
-def window_taps(
-    padded: NDArray[np.floating], geometry: ConvGeometry
-) -> Iterator[tuple[int, int, NDArray[np.floating]]]:
-    """Yield ``(i, j, view)`` for every kernel tap: the strided view of the padded input it multiplies.
-
-    Each view has the output's shape ``(H_out, W_out, C)`` and is a view, not a copy, so a
-    convolution or pooling costs one pass over the output per tap and never materialises the
-    windows (no im2col).
-    """
-    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_hw, geometry.stride, geometry.dilation
-    ho, wo = geometry.out_hw
-    for i in range(kh):
-        for j in range(kw):
-            yield (
-                i,
-                j,
-                padded[i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw],
-            )
 
 
 def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]) -> tuple[NDArray[np.floating], int]:

@@ -1,6 +1,6 @@
 """Max, average and min pooling over windows of an ``(H, W, C)`` array, and global pooling.
 
-Pooling walks the window taps as strided views (see `featmap.ops.window_taps`), so the work is
+Pooling walks the window taps as strided views (see `featmap.engine.window_taps`), so the work is
 one pass over the output per window cell and no window copy is made.
 """
 
@@ -11,9 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .engine import window_taps
 from .enums import PoolKind, parse_enum
 from .errors import ShapeError
-from .ops import as_float_image, window_taps
+from .ops import as_float_image
 from .shapes import PaddingArg, pool_geometry
 
 __all__ = ["global_pool", "pool2d"]
