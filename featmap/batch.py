@@ -25,7 +25,7 @@ from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .ops import normalize
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
-from .pipeline import MapInfo, iter_feature_maps, stride_warnings
+from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 
 __all__ = [
     "MANIFEST_NAME",
@@ -132,12 +132,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     out = job.output
     digest = job.options_hash()
     targets = targets_for(item, job)
-    in_hw = (image.info.height, image.info.width)
-    notes: list[str] = []
-    for kernel in job.bank:
-        for what, problem in stride_warnings(in_hw, kernel.size, job.conv, job.pool):
-            if f"{what}: {problem}" not in notes:
-                notes.append(f"{what}: {problem}")
+    notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool)
     written: list[WrittenMap] = []
     records: list[dict[str, Any]] = []
     maps = iter_feature_maps(
@@ -170,7 +165,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
             }
         )
         del fmap
-    return ImageResult(image.info, tuple(written), tuple(notes), digest, time.perf_counter() - started, tuple(records))
+    return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
 
 
 def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .engine import correlate, window_taps
-from .enums import Activation, PaddingMode, parse_enum
+from .engine import correlate, rank1_factors
+from .enums import Activation, Normalize, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
 from .shapes import PaddingArg, as_pair, conv_geometry, resolve_padding
 
-__all__ = ["activate", "as_float_image", "conv2d", "normalize", "pad", "separable", "window_taps"]
+__all__ = ["activate", "as_float_image", "conv2d", "normalize", "pad", "separable"]
 
 _NUMPY_MODE = {
     PaddingMode.REFLECT: "reflect",
@@ -267,8 +267,6 @@ def normalize(x: ArrayLike, mode: str = "minmax") -> NDArray[np.floating]:
     >>> normalize(np.array([1.0, 3.0]), "minmax").tolist()
     [0.0, 1.0]
     """
-    from .enums import Normalize
-
     kind = parse_enum(Normalize, mode, "normalize")
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
@@ -286,8 +284,8 @@ def normalize(x: ArrayLike, mode: str = "minmax") -> NDArray[np.floating]:
     return 0.5 + arr / (2 * peak) if peak > 0 else np.full_like(arr, 0.5)
 
 
-def separable(kernel: ArrayLike, *, rtol: float = 1e-6) -> bool:
-    """True when a 2-D kernel is an outer product of a column and a row (matrix rank 1, by SVD).
+def separable(kernel: ArrayLike) -> bool:
+    """True when a 2-D kernel is an outer product of a column and a row (rank 1), as the engine decides.
 
     Examples
     --------
@@ -297,7 +295,4 @@ def separable(kernel: ArrayLike, *, rtol: float = 1e-6) -> bool:
     False
     """
     arr = np.asarray(kernel, dtype=np.float64)
-    if arr.ndim != 2:
-        return False
-    singular = np.linalg.svd(arr, compute_uv=False)
-    return bool(singular[0] > 0 and (len(singular) == 1 or singular[1] <= rtol * singular[0]))
+    return arr.ndim == 2 and rank1_factors(arr) is not None

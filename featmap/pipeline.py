@@ -30,7 +30,16 @@ from .ops import activate, conv2d
 from .pool import global_pool, pool2d
 from .shapes import ConvGeometry, conv_geometry, conv_params, pool_geometry
 
-__all__ = ["FeatureMap", "FeatureMaps", "MapInfo", "MapStats", "iter_feature_maps", "run", "stride_warnings"]
+__all__ = [
+    "FeatureMap",
+    "FeatureMaps",
+    "MapInfo",
+    "MapStats",
+    "geometry_notes",
+    "iter_feature_maps",
+    "run",
+    "stride_warnings",
+]
 
 Shape3 = tuple[int, int, int]
 _NO_CONV_OPTIONS = Conv2d()  # frozen, so safe to share as a default
@@ -114,21 +123,12 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _pair_text(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
-
-
 def _dropped_text(geometry: ConvGeometry, what: str) -> tuple[str, str] | None:
-    rows, cols = geometry.dropped_hw
-    if not rows and not cols:
+    text = geometry.dropped_text()
+    if text is None:
         return None
-    parts = [p for p in (_plural(rows, "row") if rows else "", _plural(cols, "column") if cols else "") if p]
     ph, pw = geometry.padded_hw
-    return (
-        what,
-        f"stride {_pair_text(geometry.stride)} leaves the last {' and '.join(parts)} "
-        f"of the padded {ph}x{pw} input unused (floored, as PyTorch and Keras do)",
-    )
+    return what, f"{text} of the padded {ph}x{pw} input unused (floored, as PyTorch and Keras do)"
 
 
 def stride_warnings(
@@ -141,6 +141,17 @@ def stride_warnings(
         pooled = pool_geometry(geometry.out_hw, pool.size, stride=pool.stride, padding=pool.padding)
         notes.append(_dropped_text(pooled, f"{pool.kind.value} pool {pool.size[0]}x{pool.size[1]}"))
     return [n for n in notes if n]
+
+
+def geometry_notes(
+    in_hw: tuple[int, int], bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None
+) -> tuple[str, ...]:
+    """Every distinct stride warning of a run, as ``"what: problem"`` lines."""
+    notes: dict[str, None] = {}
+    for kernel in bank:
+        for what, problem in stride_warnings(in_hw, kernel.size, conv, pool):
+            notes[f"{what}: {problem}"] = None
+    return tuple(notes)
 
 
 def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], int]:
@@ -278,10 +289,5 @@ def run(
 ) -> FeatureMaps:
     """Run every kernel and return all maps at once (see `iter_feature_maps`)."""
     maps = tuple(iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict))
-    notes: list[str] = []
-    for kernel in bank:
-        for what, problem in stride_warnings((int(image.shape[0]), int(image.shape[1])), kernel.size, conv, pool):
-            note = f"{what}: {problem}"
-            if note not in notes:
-                notes.append(note)
-    return FeatureMaps(_shape3(image), maps, tuple(notes))
+    notes = geometry_notes((int(image.shape[0]), int(image.shape[1])), bank, conv, pool)
+    return FeatureMaps(_shape3(image), maps, notes)

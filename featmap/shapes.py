@@ -208,6 +208,22 @@ class ConvGeometry:
         """True when the stride uses every padded row and column."""
         return self.dropped_hw == (0, 0)
 
+    def dropped_text(self, axes: int = 2) -> str | None:
+        """What the stride leaves unused, or None when it fits; ``axes=1`` for a 1-D input laid out as a column.
+
+        Examples
+        --------
+        >>> conv_geometry((7, 7), 3, stride=3).dropped_text()
+        'stride 3 leaves the last 1 row and 1 column'
+        """
+        names = ("row", "column") if axes == 2 else ("sample",)
+        parts = [f"{d} {names[a]}{'' if d == 1 else 's'}" for a, d in enumerate(self.dropped_hw[:axes]) if d]
+        if not parts:
+            return None
+        stride = self.stride[:axes]
+        text = str(stride[0]) if len(set(stride)) == 1 else "×".join(map(str, stride))
+        return f"stride {text} leaves the last {' and '.join(parts)}"
+
 
 def conv_geometry(
     in_hw: Pair,

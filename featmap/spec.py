@@ -312,7 +312,7 @@ class _FileParser:
         return tuple(out)
 
     def layer(self, item: Any, where: str, args: Mapping[str, Any], depth: int) -> LayerSpec:
-        item = _substitute(item, args, lambda key: self.err(where, f"uses ${key}, which the block is not given"))
+        item = _walk(item, args, lambda key: self.err(where, f"uses ${key}, which the block is not given"))
         if isinstance(item, str):
             try:
                 return parse_token(item)
@@ -444,16 +444,8 @@ def _named(spec: LayerSpec, name: str | None) -> LayerSpec:
     return replace(spec, name=name)
 
 
-def _substitute(value: Any, args: Mapping[str, Any], missing: Any) -> Any:
-    """Replace ``$param`` in block bodies: a whole-string reference keeps the argument's type."""
-    if not args and not (isinstance(value, str) and "$" in value):
-        if isinstance(value, (list, dict)):
-            return _walk(value, args, missing)
-        return value
-    return _walk(value, args, missing)
-
-
 def _walk(value: Any, args: Mapping[str, Any], missing: Any) -> Any:
+    """Replace ``$param`` in block bodies: a whole-string reference keeps the argument's type."""
     if isinstance(value, list):
         return [_walk(v, args, missing) for v in value]
     if isinstance(value, dict):

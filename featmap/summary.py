@@ -294,16 +294,8 @@ class _Walker:
         return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
     def spatial_notes(self, g: ConvGeometry, n: int, what: str) -> tuple[str, ...]:
-        dropped = g.dropped_hw[:n]
-        if not any(dropped):
-            return ()
-        names = ("row", "column") if n == 2 else ("sample",)
-        parts = [f"{d} {names[a]}{'' if d == 1 else 's'}" for a, d in enumerate(dropped) if d]
-        stride = g.stride[:n]
-        return (
-            f"{what}: stride {stride[0] if len(set(stride)) == 1 else '×'.join(map(str, stride))} "
-            f"leaves the last {' and '.join(parts)} unused",
-        )
+        text = g.dropped_text(n)
+        return () if text is None else (f"{what}: {text} unused",)
 
     def explain_axes(self, g: ConvGeometry, n: int) -> list[str]:
         lines: list[str] = []

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from featmap import conv2d
-from featmap.engine import _pick, _rank1
+from featmap.engine import _pick, rank1_factors
 from featmap.errors import SpecError
 from featmap.generators import gaussian
 from featmap.shapes import conv_geometry
@@ -40,7 +40,7 @@ def test_large_kernel_fft_matches_scipy_in_float64() -> None:
 
 def test_integer_kernels_factor_exactly() -> None:
     sobel = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
-    column, row = _rank1(sobel)  # type: ignore[misc]
+    column, row = rank1_factors(sobel)  # type: ignore[misc]
     assert sorted(map(abs, column.tolist())) == [1.0, 1.0, 2.0] and sorted(map(abs, row.tolist())) == [0.0, 1.0, 1.0]
     np.testing.assert_array_equal(np.outer(column, row), sobel)
     x = np.arange(64.0).reshape(8, 8)
