@@ -1,16 +1,21 @@
-"""How `featmap.ops.conv2d` computes a cross-correlation on an already padded input: the strategies
-and the rule that picks one. Pure numpy/scipy.
+"""How `featmap.ops.conv2d` computes a cross-correlation: padding, the strategies, and the rule that
+picks one.
 
-Every strategy computes only the kept (strided) outputs, except ``fft``, which is chosen only where a
-large kernel makes the full transform cheaper even after discarding the strided-out positions.
+Filters that read one input channel each (a gray image, depthwise RGB) go to OpenCV when it is
+importable (`featmap.cvfilter`), else to the numpy reference strategies; filters that sum over several
+channels (a true RGB convolution, a bank of them) go to ``im2col``. Every strategy computes only the
+kept (strided) outputs, except ``fft``, chosen only where a large kernel makes the full transform
+cheaper even after discarding the strided-out positions.
 
-============  =================================================================  ==================
+============  =================================================================  ========================
 method        how                                                                 when ``auto``
-============  =================================================================  ==================
-direct        one pass per kernel tap over strided views, multiply-accumulate    small kernels, banks
-separable     a rank-1 kernel as a column pass then a row pass (kh + kw passes)  rank 1, kh, kw > 1
+============  =================================================================  ========================
+opencv        filter2D / sepFilter2D, stride by row phases (`featmap.cvfilter`)   one channel per filter
+direct        one pass per kernel tap over strided views, multiply-accumulate    (numpy reference)
+separable     a rank-1 kernel as a column pass then a row pass (kh + kw passes)  rank 1, no OpenCV
 fft           scipy.signal.fftconvolve in float64 on the whole plane, then slice kh·kw / stride² ≥ 100
-============  =================================================================  ==================
+im2col        row bands of windows (cache-sized) times the bank, one BLAS call    several channels/filter
+============  =================================================================  ========================
 """
 
 from __future__ import annotations
@@ -20,12 +25,49 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import SpecError
+from . import cvfilter
+from .enums import PaddingMode
+from .errors import ShapeError, SpecError
 from .shapes import ConvGeometry
 
-__all__ = ["METHODS", "correlate", "rank1_factors", "window_taps"]
+__all__ = ["METHODS", "check_padding", "correlate", "pad_input", "rank1_factors", "window_taps"]
 
-METHODS = ("auto", "direct", "separable", "fft")
+METHODS = ("auto", "direct", "separable", "fft", "opencv", "im2col")
+# Output pixels per im2col band: 27 taps x 8192 pixels x 4 bytes stays in a core's L2 cache.
+_BAND_PIXELS = 8192
+_NUMPY_MODE = {
+    PaddingMode.REFLECT: "reflect",
+    PaddingMode.SYMMETRIC: "symmetric",
+    PaddingMode.REPLICATE: "edge",
+    PaddingMode.CIRCULAR: "wrap",
+}
+
+
+def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], mode: PaddingMode) -> None:
+    """Refuse ``reflect`` padding as large as the input, as PyTorch does."""
+    top, bottom, left, right = quad
+    if mode is PaddingMode.REFLECT and (max(top, bottom) >= hw[0] or max(left, right) >= hw[1]):
+        raise ShapeError(
+            "`padding`",
+            f"reflect padding {quad} needs an input larger than the pad; got {hw[0]}x{hw[1]}",
+            "use pad mode symmetric, replicate or zeros, or less padding",
+        )
+
+
+def pad_input(
+    arr: NDArray[np.floating], quad: tuple[int, int, int, int], mode: PaddingMode, value: float = 0.0
+) -> NDArray[np.floating]:
+    """Pad the rows and columns of ``(H, W, C)`` by ``(top, bottom, left, right)`` (numpy reference)."""
+    check_padding((arr.shape[0], arr.shape[1]), quad, mode)
+    top, bottom, left, right = quad
+    if not any(quad):
+        return arr
+    widths = ((top, bottom), (left, right), (0, 0))
+    if mode is PaddingMode.ZEROS:
+        return np.pad(arr, widths, mode="constant", constant_values=value)
+    return np.pad(arr, widths, mode=_NUMPY_MODE[mode])  # type: ignore[call-overload]  # mode is a valid literal
+
+
 # Taps per kept output from which the FFT wins; measured on 1024²: 9×9 direct 57 ms vs FFT 61 ms, 11×11 135 vs 47.
 _FFT_MIN_WORK = 100
 
@@ -132,43 +174,115 @@ def _fft_plane(
 _PLANE = {"direct": _direct_plane, "separable": _separable_plane, "fft": _fft_plane}
 
 
-def correlate(
-    padded: NDArray[np.floating], bank: NDArray[np.floating], geometry: ConvGeometry, groups: int, method: str = "auto"
+def _walk_bank(
+    padded: NDArray[np.floating], bank: NDArray[np.floating], g: ConvGeometry, groups: int
 ) -> NDArray[np.floating]:
-    """Cross-correlate a padded ``(Hp, Wp, C)`` input with ``(N, C/groups, kh, kw)``; result ``(H', W', N)``.
-
-    ``method`` forces a strategy for filters that read one input channel each (gray images, depthwise);
-    banks whose filters sum over several channels always use the direct tap walk with a matrix product.
-    """
-    if method not in METHODS:
-        raise SpecError("`method`", f"unknown method {method!r}", f"use one of: {', '.join(METHODS)}")
+    """The reference for filters over several channels: per tap, one matrix product over all pixels."""
     n_out, per_group, kh, kw = bank.shape
-    ho, wo = geometry.out_hw
+    ho, wo = g.out_hw
     per_out = n_out // groups
-    if per_group == 1:
-        result = np.empty((ho, wo, n_out), dtype=padded.dtype)
-        plane_out = np.empty((ho, wo), dtype=padded.dtype)
-        scratch = np.empty((ho, wo), dtype=padded.dtype)
-        channel, plane = -1, padded[:, :, 0]
-        for n in range(n_out):
-            if n // per_out != channel:  # one contiguous channel at a time in memory
-                channel = n // per_out
-                plane = np.ascontiguousarray(padded[:, :, channel])
-            kernel = bank[n, 0]
-            how = _pick(kernel, geometry) if method == "auto" else method
-            if how == "separable" and rank1_factors(kernel) is None:
-                how = "direct"
-            _PLANE[how](plane, kernel, geometry, plane_out, scratch)
-            result[:, :, n] = plane_out
-        return result
     out = np.zeros((ho, wo, groups, per_out), dtype=padded.dtype)
     taps = np.ascontiguousarray(bank.reshape(groups, per_out, per_group, kh, kw).transpose(3, 4, 0, 2, 1))
-    scratch4 = np.empty_like(out)
-    for i, j, view in window_taps(padded, geometry):
+    scratch = np.empty_like(out)
+    for i, j, view in window_taps(padded, g):
         tap = taps[i, j]  # (groups, C/groups, N/groups)
         if groups == 1:
-            np.matmul(view, tap[0], out=scratch4[:, :, 0, :])
-            out += scratch4
+            np.matmul(view, tap[0], out=scratch[:, :, 0, :])
+            out += scratch
         else:
             out += np.einsum("hwgc,gcn->hwgn", view.reshape(ho, wo, groups, per_group), tap)
     return out.reshape(ho, wo, n_out)
+
+
+def _im2col(
+    padded: NDArray[np.floating], bank: NDArray[np.floating], g: ConvGeometry, groups: int
+) -> NDArray[np.floating]:
+    """Filters over several channels: copy a band of output rows' windows (taps × pixels, cache-sized), then one
+    matrix product with the bank per band. Result channel-first in memory, returned as ``(H', W', N)``."""
+    n_out, per_group, kh, kw = bank.shape
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    ho, wo = g.out_hw
+    per_out, taps = n_out // groups, per_group * kh * kw
+    planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
+    result = np.empty((n_out, ho * wo), dtype=padded.dtype)
+    band = max(1, _BAND_PIXELS // wo)
+    windows = np.empty((taps, band * wo), dtype=padded.dtype)
+    for group in range(groups):
+        weights = bank[group * per_out : (group + 1) * per_out].reshape(per_out, taps)
+        channels = planes[group * per_group : (group + 1) * per_group]
+        for r0 in range(0, ho, band):
+            rows = min(band, ho - r0)
+            t = 0
+            for c in range(per_group):
+                for i in range(kh):
+                    top = r0 * sh + i * dh
+                    source_rows = channels[c, top : top + (rows - 1) * sh + 1 : sh]
+                    for j in range(kw):
+                        windows[t, : rows * wo].reshape(rows, wo)[...] = source_rows[
+                            :, j * dw : j * dw + (wo - 1) * sw + 1 : sw
+                        ]
+                        t += 1
+            np.matmul(
+                weights,
+                windows[:, : rows * wo],
+                out=result[group * per_out : (group + 1) * per_out, r0 * wo : (r0 + rows) * wo],
+            )
+    return result.reshape(n_out, ho, wo).transpose(1, 2, 0)
+
+
+def _shared_kernel(bank: NDArray[np.floating], channels: int) -> bool:
+    """True for one 2-D kernel on every channel of a small image (depthwise): one OpenCV call does all."""
+    return 1 < bank.shape[0] == channels <= cvfilter.MAX_CHANNELS and bool(np.all(bank == bank[0]))
+
+
+def correlate(
+    arr: NDArray[np.floating],
+    bank: NDArray[np.floating],
+    geometry: ConvGeometry,
+    groups: int,
+    mode: PaddingMode = PaddingMode.ZEROS,
+    pad_value: float = 0.0,
+    method: str = "auto",
+) -> NDArray[np.floating]:
+    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``mode`` say, with ``(N, C/groups, kh, kw)``.
+
+    Returns ``(H', W', N)``, possibly a view whose maps ``[..., n]`` are each contiguous. ``method``
+    forces a strategy (table above): ``opencv``, ``direct``, ``separable`` and ``fft`` for filters that
+    read one channel, ``im2col`` or ``direct`` for filters over several channels.
+    """
+    if method not in METHODS:
+        raise SpecError("`method`", f"unknown method {method!r}", f"use one of: {', '.join(METHODS)}")
+    if method == "opencv" and cvfilter.opencv() is None:
+        raise SpecError(
+            "`method`", "opencv was asked for but cv2 does not import", "pip install opencv-python-headless"
+        )
+    check_padding((arr.shape[0], arr.shape[1]), geometry.padding, mode)
+    n_out, per_group, kh, kw = bank.shape
+    if per_group > 1 or method == "im2col":
+        padded = pad_input(arr, geometry.padding, mode, pad_value)
+        return _walk_bank(padded, bank, geometry, groups) if method == "direct" else _im2col(padded, bank, geometry, groups)
+    use_opencv = method in ("auto", "opencv") and cvfilter.opencv() is not None
+    channels = arr.shape[2]
+    if use_opencv and (channels == n_out == 1 or _shared_kernel(bank, channels)):
+        source = arr[:, :, 0] if channels == 1 else arr
+        out = cvfilter.correlate(source, bank[0, 0], geometry, mode, pad_value)
+        return out.reshape(out.shape[0], out.shape[1], n_out)
+    ho, wo = geometry.out_hw
+    per_out = n_out // groups
+    result = np.empty((n_out, ho, wo), dtype=arr.dtype)
+    padded = arr if use_opencv else pad_input(arr, geometry.padding, mode, pad_value)
+    scratch = np.empty((ho, wo), dtype=arr.dtype)
+    channel, plane = -1, padded[:, :, 0]
+    for n in range(n_out):
+        if n // per_out != channel:  # one contiguous channel at a time in memory
+            channel = n // per_out
+            plane = np.ascontiguousarray(padded[:, :, channel])
+        kernel = bank[n, 0]
+        if use_opencv:
+            result[n] = cvfilter.correlate(plane, kernel, geometry, mode, pad_value)
+            continue
+        how = _pick(kernel, geometry) if method == "auto" else method
+        if how == "separable" and rank1_factors(kernel) is None:
+            how = "direct"
+        _PLANE[how](plane, kernel, geometry, result[n], scratch)
+    return result.transpose(1, 2, 0)

@@ -12,19 +12,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .engine import correlate, rank1_factors
+from .engine import correlate, pad_input, rank1_factors
 from .enums import Activation, Normalize, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
 from .shapes import PaddingArg, as_pair, conv_geometry, resolve_padding
 
 __all__ = ["activate", "as_float_image", "conv2d", "normalize", "pad", "separable"]
-
-_NUMPY_MODE = {
-    PaddingMode.REFLECT: "reflect",
-    PaddingMode.SYMMETRIC: "symmetric",
-    PaddingMode.REPLICATE: "edge",
-    PaddingMode.CIRCULAR: "wrap",
-}
 
 
 def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
@@ -81,25 +74,7 @@ def pad(
         stride=as_pair(stride, "stride"),
         dilation=as_pair(dilation, "dilation"),
     )
-    return _pad(arr, quad, border, value)
-
-
-def _pad(
-    arr: NDArray[np.floating], quad: tuple[int, int, int, int], mode: PaddingMode, value: float
-) -> NDArray[np.floating]:
-    top, bottom, left, right = quad
-    if not any(quad):
-        return arr
-    widths = ((top, bottom), (left, right), (0, 0))
-    if mode is PaddingMode.ZEROS:
-        return np.pad(arr, widths, mode="constant", constant_values=value)
-    if mode is PaddingMode.REFLECT and (max(top, bottom) >= arr.shape[0] or max(left, right) >= arr.shape[1]):
-        raise ShapeError(
-            "`padding`",
-            f"reflect padding {quad} needs an input larger than the pad; got {arr.shape[0]}x{arr.shape[1]}",
-            "use pad mode symmetric, replicate or zeros, or less padding",
-        )
-    return np.pad(arr, widths, mode=_NUMPY_MODE[mode])  # type: ignore[call-overload]  # mode is a valid literal
+    return pad_input(arr, quad, border, value)
 
 
 def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]) -> tuple[NDArray[np.floating], int]:
@@ -181,9 +156,10 @@ def conv2d(
         Input and output channels split into this many independent groups.
     flip : bool
         Rotate the kernel 180° first: true convolution.
-    method : {"auto", "direct", "separable", "fft"}
-        How to compute it (see `featmap.engine`); ``auto`` picks per filter. All agree to float32
-        precision.
+    method : {"auto", "opencv", "direct", "separable", "fft", "im2col"}
+        How to compute it (see `featmap.engine`); ``auto`` picks per filter: OpenCV where it is
+        installed for filters that read one channel, im2col + BLAS for filters over several. All
+        agree to float32 precision.
 
     Returns
     -------
@@ -203,8 +179,7 @@ def conv2d(
         bank = bank[:, :, ::-1, ::-1]
     border = parse_enum(PaddingMode, pad_mode, "pad_mode")
     geometry = conv_geometry((arr.shape[0], arr.shape[1]), (kh, kw), stride=stride, padding=padding, dilation=dilation)
-    padded = _pad(arr, geometry.padding, border, pad_value)
-    result = correlate(padded, bank, geometry, groups, method)
+    result = correlate(arr, bank, geometry, groups, border, pad_value, method)
     if bias is not None:
         b = np.asarray(bias, dtype=arr.dtype)
         if b.ndim > 1 or (b.ndim == 1 and b.shape[0] not in (1, n_out)):

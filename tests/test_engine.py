@@ -1,4 +1,5 @@
-"""featmap.engine: every strategy equals the direct tap walk, on every padding mode, stride and dilation."""
+"""featmap.engine: every strategy (OpenCV, im2col, separable, FFT) equals the numpy direct tap walk, the
+reference, to 1e-5 of the largest output on every padding mode, padding form, stride and dilation."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import pytest
 from scipy import ndimage
 
 from featmap import conv2d
+from featmap.cvfilter import opencv
 from featmap.engine import _pick, rank1_factors
-from featmap.errors import SpecError
+from featmap.errors import ShapeError, SpecError
 from featmap.generators import gaussian
 from featmap.shapes import conv_geometry
 
 MODES = ["zeros", "reflect", "symmetric", "replicate", "circular"]
+needs_opencv = pytest.mark.skipif(opencv() is None, reason="OpenCV (opencv-python-headless) not importable")
+
+
+def assert_agree(got: np.ndarray, ref: np.ndarray) -> None:
+    """Equal to 1e-5 relative to the largest output, the issue's agreement contract."""
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * max(float(np.abs(ref).max()), 1e-30))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -65,3 +74,104 @@ def test_forcing_separable_on_a_full_rank_kernel_falls_back() -> None:
 def test_unknown_method() -> None:
     with pytest.raises(SpecError, match="unknown method 'winograd'"):
         conv2d(np.ones((5, 5)), np.ones((3, 3)), method="winograd")
+
+
+# Kernels that take every OpenCV route: filter2D (full rank, odd and even sizes), sepFilter2D (rank 1),
+# a single row, and a 13×13 that filter2D computes with its DFT.
+_RNG = np.random.default_rng(5)
+KERNELS = {
+    "3x3": _RNG.standard_normal((3, 3)),
+    "2x4": _RNG.standard_normal((2, 4)),
+    "rank1_5x3": np.outer(_RNG.standard_normal(5), _RNG.standard_normal(3)),
+    "1x3": _RNG.standard_normal((1, 3)),
+    "13x13": _RNG.standard_normal((13, 13)),
+}
+PADDINGS = ["same", "valid", "full", (1, 0, 2, 3), 4]
+
+
+@needs_opencv
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("stride", [1, 2, (3, 1), (1, 2)])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("kernel", list(KERNELS))
+def test_opencv_agrees_with_direct(mode: str, stride: object, dilation: int, kernel: str) -> None:
+    rng = np.random.default_rng(hash((mode, str(stride), dilation, kernel)) % 2**32)
+    x = rng.standard_normal((37, 41)).astype(np.float32)
+    k = KERNELS[kernel].astype(np.float32)
+    for padding in PADDINGS:
+        kwargs = {"stride": stride, "dilation": dilation, "padding": padding, "pad_mode": mode}
+        try:
+            ref = conv2d(x, k, method="direct", **kwargs)  # type: ignore[arg-type]
+        except ShapeError:  # reflect padding as large as the input: refused by both
+            with pytest.raises(ShapeError):
+                conv2d(x, k, method="opencv", **kwargs)  # type: ignore[arg-type]
+            continue
+        assert_agree(conv2d(x, k, method="opencv", **kwargs), ref)  # type: ignore[arg-type]
+
+
+@needs_opencv
+@pytest.mark.parametrize("mode", MODES)
+def test_opencv_channels_pad_value_and_float64(mode: str) -> None:
+    rng = np.random.default_rng(8)
+    rgb = rng.random((19, 22, 3), dtype=np.float32)
+    k = rng.standard_normal((3, 3)).astype(np.float32)
+    # one kernel on every channel (one OpenCV call), a different kernel per channel, a pad value
+    for weights in (k, rng.standard_normal((3, 1, 3, 3)).astype(np.float32)):
+        for kwargs in ({"padding": "same"}, {"padding": 2, "pad_value": 0.7}, {"padding": "same", "stride": 2}):
+            ref = conv2d(rgb, weights, method="direct", pad_mode=mode, groups=3, **kwargs)  # type: ignore[arg-type]
+            assert_agree(conv2d(rgb, weights, method="opencv", pad_mode=mode, groups=3, **kwargs), ref)  # type: ignore[arg-type]
+    x64 = rng.random((15, 16))
+    got = conv2d(x64, k.astype(np.float64), method="opencv", padding="same", pad_mode=mode, stride=2)
+    np.testing.assert_allclose(
+        got,
+        conv2d(x64, k.astype(np.float64), method="direct", padding="same", pad_mode=mode, stride=2),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+@needs_opencv
+def test_opencv_large_kernel_and_reference_scipy() -> None:
+    rng = np.random.default_rng(31)
+    x = rng.random((300, 280), dtype=np.float32)
+    k = rng.standard_normal((31, 31)).astype(np.float32)
+    got = conv2d(x, k, padding="same", pad_mode="symmetric", method="opencv")[..., 0]
+    ref = ndimage.correlate(x.astype(np.float64), k.astype(np.float64), mode="reflect")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("stride", [1, 2, (1, 3)])
+@pytest.mark.parametrize("dilation", [1, (2, 1)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_im2col_agrees_with_the_tap_walk(mode: str, stride: object, dilation: object, groups: int) -> None:
+    rng = np.random.default_rng(groups)
+    x = rng.random((45, 200, 4), dtype=np.float32)  # 200 columns: several bands, the last one short
+    bank = rng.standard_normal((6, 4 // groups, 3, 2)).astype(np.float32)
+    kwargs = {"stride": stride, "dilation": dilation, "padding": "same", "pad_mode": mode, "groups": groups}
+    ref = conv2d(x, bank, method="direct", **kwargs)  # type: ignore[arg-type]
+    assert_agree(conv2d(x, bank, method="im2col", **kwargs), ref)  # type: ignore[arg-type]
+    assert_agree(conv2d(x, bank, **kwargs), ref)  # type: ignore[arg-type]  # auto: im2col
+
+
+def test_im2col_on_depthwise_and_each_map_contiguous() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.random((30, 31, 3), dtype=np.float32)
+    k = rng.standard_normal((5, 5)).astype(np.float32)
+    got = conv2d(x, k, method="im2col", padding="same", stride=2)
+    assert_agree(got, conv2d(x, k, method="direct", padding="same", stride=2))
+    assert got[..., 1].flags.c_contiguous  # maps are stored channel-first
+
+
+def test_opencv_disabled_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEATMAP_NO_OPENCV", "1")
+    opencv.cache_clear()
+    try:
+        assert opencv() is None
+        x = np.arange(36.0, dtype=np.float32).reshape(6, 6)
+        out = conv2d(x, np.ones((3, 3)), padding="same", pad_mode="replicate")[..., 0]
+        assert out[0, 0] == 0 + 0 + 1 + 0 + 0 + 1 + 6 + 6 + 7  # replicate: rows -1 and 0 are row 0
+        with pytest.raises(SpecError, match="opencv was asked for"):
+            conv2d(x, np.ones((3, 3)), method="opencv")
+    finally:
+        opencv.cache_clear()

@@ -1,0 +1,149 @@
+"""The OpenCV fast path: 2-D cross-correlation with `cv2.filter2D`/`cv2.sepFilter2D` and PNG encoding.
+
+OpenCV (``opencv-python-headless``) is a dependency, but everything here is optional at run time:
+`opencv` returns None when cv2 does not import or ``FEATMAP_NO_OPENCV=1`` is set, and the callers
+(`featmap.engine`, `featmap.images`) then use the numpy reference. Both are tested to agree to 1e-5
+(relative to the largest output) on every padding mode, stride and dilation.
+
+How PyTorch's "pad, then valid correlation" maps onto OpenCV:
+
+- ``filter2D`` reads outside the image through a border rule and puts the kernel's ``anchor`` on each
+  output pixel, so an anchor of ``(left, top)`` makes its output start where the padded correlation
+  does: stride 1 with ``zeros`` (value 0), ``reflect``, ``symmetric`` or ``replicate`` padding needs no
+  padded copy. ``circular`` (filter2D has no wrap rule) and a non-zero pad value pad first.
+- Dilation spreads the kernel with zeros, which filter2D skips (it keeps only non-zero taps).
+- A stride (sh, sw) splits the padded rows into sh phases, ``rows[p::sh]``, each correlated with the
+  kernel rows ``[p::sh]``; the sum is the output on kept rows only, and kept columns are sliced out.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .enums import PaddingMode
+from .shapes import ConvGeometry
+
+__all__ = ["MAX_CHANNELS", "correlate", "encode_png", "opencv", "set_threads"]
+
+# One filter2D call filters up to this many interleaved channels with the same kernel; copyMakeBorder's
+# fill value has four entries.
+MAX_CHANNELS = 4
+
+
+@cache
+def opencv() -> ModuleType | None:
+    """The cv2 module, or None when it is not importable or ``FEATMAP_NO_OPENCV`` is set to 1."""
+    if os.environ.get("FEATMAP_NO_OPENCV") == "1":
+        return None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def set_threads(count: int) -> None:
+    """Limit OpenCV's own thread pool (worker processes use 1); a no-op without OpenCV."""
+    cv2 = opencv()
+    if cv2 is not None:
+        cv2.setNumThreads(count)
+
+
+def _border(cv2: Any, mode: PaddingMode) -> int:
+    return {
+        PaddingMode.ZEROS: cv2.BORDER_CONSTANT,
+        PaddingMode.REFLECT: cv2.BORDER_REFLECT_101,
+        PaddingMode.SYMMETRIC: cv2.BORDER_REFLECT,
+        PaddingMode.REPLICATE: cv2.BORDER_REPLICATE,
+        PaddingMode.CIRCULAR: cv2.BORDER_WRAP,
+    }[mode]
+
+
+def _filter(
+    cv2: Any, src: NDArray[np.floating], kernel: NDArray[np.floating], anchor: tuple[int, int], border: int
+) -> NDArray[np.floating]:
+    """filter2D, or sepFilter2D when the kernel is an outer product of a column and a row."""
+    from .engine import rank1_factors  # engine imports this module
+
+    factors = rank1_factors(kernel) if min(kernel.shape) > 1 else None
+    if factors is not None:
+        column, row = factors
+        out = cv2.sepFilter2D(src, -1, row, column, anchor=anchor, borderType=border)
+    else:
+        out = cv2.filter2D(src, -1, kernel, anchor=anchor, borderType=border)
+    return out.reshape(out.shape[:2] + src.shape[2:])  # cv2 drops a trailing channel axis of 1
+
+
+def correlate(
+    src: NDArray[np.floating],
+    kernel: NDArray[np.floating],
+    geometry: ConvGeometry,
+    mode: PaddingMode,
+    pad_value: float = 0.0,
+) -> NDArray[np.floating]:
+    """Cross-correlate ``(H, W)`` or ``(H, W, C ≤ 4)`` with one 2-D kernel, each channel on its own.
+
+    The caller checks the padding (`featmap.engine.check_padding`) and that OpenCV is available.
+    Returns ``(H_out, W_out)`` or ``(H_out, W_out, C)``, possibly a view.
+    """
+    cv2 = opencv()
+    assert cv2 is not None, "caller checks featmap.cvfilter.opencv()"
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_hw, geometry.stride, geometry.dilation
+    top, bottom, left, right = geometry.padding
+    ho, wo = geometry.out_hw
+    spread = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=src.dtype)
+    spread[::dh, ::dw] = kernel
+    span_h, span_w = spread.shape
+    border = _border(cv2, mode)
+    no_copy = (
+        (sh, sw) == (1, 1)
+        and mode is not PaddingMode.CIRCULAR
+        and (mode is not PaddingMode.ZEROS or pad_value == 0)
+        and top < span_h
+        and left < span_w
+        and ho <= src.shape[0]
+        and wo <= src.shape[1]
+    )
+    if no_copy:
+        return _filter(cv2, src, spread, (left, top), border)[:ho, :wo]
+    padded = src
+    if any(geometry.padding):
+        fill = (pad_value,) * 4 if mode is PaddingMode.ZEROS else 0
+        padded = cv2.copyMakeBorder(src, top, bottom, left, right, border, value=fill)
+        padded = padded.reshape(padded.shape[:2] + src.shape[2:])
+    width = (wo - 1) * sw + span_w
+    out: NDArray[np.floating] | None = None
+    for phase in range(min(sh, span_h)):
+        rows = spread[phase::sh]
+        if not rows.any():
+            continue
+        part = _filter(cv2, padded[phase::sh][: ho + len(rows) - 1, :width], rows, (0, 0), cv2.BORDER_CONSTANT)[:ho]
+        if out is None:
+            out = part
+        else:
+            out += part
+    if out is None:  # an all-zero kernel
+        return np.zeros((ho, wo) + src.shape[2:], dtype=src.dtype)
+    return out[:, : (wo - 1) * sw + 1 : sw]
+
+
+def encode_png(pixels: NDArray[np.integer], compress_level: int) -> bytes | None:
+    """PNG bytes of a uint8/uint16 ``(H, W)`` or RGB ``(H, W, 3)`` array via `cv2.imencode`; None without OpenCV.
+
+    zlib level ``compress_level`` (0-9), with OpenCV's default filtering and strategy.
+    """
+    cv2 = opencv()
+    if cv2 is None:
+        return None
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, ::-1]  # OpenCV stores BGR
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+    if not ok:  # pragma: no cover - imencode fails only on types we never pass
+        return None
+    return bytes(buffer)
