@@ -9,11 +9,13 @@ How PyTorch's "pad, then valid correlation" maps onto OpenCV:
 
 - ``filter2D`` reads outside the image through a border rule and puts the kernel's ``anchor`` on each
   output pixel, so an anchor of ``(left, top)`` makes its output start where the padded correlation
-  does: stride 1 with ``zeros`` (value 0), ``reflect``, ``symmetric`` or ``replicate`` padding needs no
-  padded copy. ``circular`` (filter2D has no wrap rule) and a non-zero pad value pad first.
+  does: ``zeros`` (value 0), ``reflect``, ``symmetric`` or ``replicate`` padding needs no padded copy.
+  ``circular`` (filter2D has no wrap rule) and a non-zero pad value pad first (``copyMakeBorder``).
 - Dilation spreads the kernel with zeros, which filter2D skips (it keeps only non-zero taps).
-- A stride (sh, sw) splits the padded rows into sh phases, ``rows[p::sh]``, each correlated with the
-  kernel rows ``[p::sh]``; the sum is the output on kept rows only, and kept columns are sliced out.
+- A row stride sh splits the padded rows into sh phases, ``rows[p::sh]`` (views: no copy), each
+  correlated with the kernel rows ``[p::sh]``; their sum is the output on kept rows only. OpenCV has no
+  column stride, so kept columns are sliced from full rows. Zero padding survives the split (the border
+  of a phase is zeros too); the other modes pad first.
 """
 
 from __future__ import annotations
@@ -80,6 +82,41 @@ def _filter(
     return out.reshape(out.shape[:2] + src.shape[2:])  # cv2 drops a trailing channel axis of 1
 
 
+def _by_row_phases(
+    cv2: Any,
+    src: NDArray[np.floating],
+    spread: NDArray[np.floating],
+    geometry: ConvGeometry,
+    border: int,
+    top: int,
+    left: int,
+) -> NDArray[np.floating] | None:
+    """Correlate on kept rows only: for each phase p of the stride, input rows ``p - top :: sh`` with kernel
+    rows ``p :: sh``, the missing top rows supplied by filter2D's border through the anchor. None when an
+    anchor or the output would fall outside what filter2D can place."""
+    (sh, sw), (ho, wo) = geometry.stride, geometry.out_hw
+    if left >= spread.shape[1] or (wo - 1) * sw + 1 > src.shape[1]:
+        return None
+    out: NDArray[np.floating] | None = None
+    for phase in range(min(sh, spread.shape[0])):
+        rows = spread[phase::sh]
+        if not rows.any():
+            continue
+        first = phase - top  # the input row of this phase's first padded row
+        lead = max(0, -(first // sh))  # phase rows above the input: the border's
+        view = src[first + lead * sh :: sh]
+        if lead >= len(rows) or len(view) < ho:
+            return None
+        part = _filter(cv2, view, rows, (left, lead), border)[:ho]
+        if out is None:
+            out = part
+        else:
+            out += part
+    if out is None:  # an all-zero kernel
+        return np.zeros((ho, wo) + src.shape[2:], dtype=src.dtype)
+    return out[:, : (wo - 1) * sw + 1 : sw]
+
+
 def correlate(
     src: NDArray[np.floating],
     kernel: NDArray[np.floating],
@@ -94,56 +131,44 @@ def correlate(
     """
     cv2 = opencv()
     assert cv2 is not None, "caller checks featmap.cvfilter.opencv()"
-    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_hw, geometry.stride, geometry.dilation
+    (kh, kw), sh, (dh, dw) = geometry.kernel_hw, geometry.stride[0], geometry.dilation
     top, bottom, left, right = geometry.padding
-    ho, wo = geometry.out_hw
     spread = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=src.dtype)
     spread[::dh, ::dw] = kernel
-    span_h, span_w = spread.shape
     border = _border(cv2, mode)
-    no_copy = (
-        (sh, sw) == (1, 1)
-        and mode is not PaddingMode.CIRCULAR
-        and (mode is not PaddingMode.ZEROS or pad_value == 0)
-        and top < span_h
-        and left < span_w
-        and ho <= src.shape[0]
-        and wo <= src.shape[1]
-    )
-    if no_copy:
-        return _filter(cv2, src, spread, (left, top), border)[:ho, :wo]
+    # filter2D's own border rule stands in for the padding when it has the mode (no wrap, fill 0) and, with a
+    # row stride, when every sh-th row of the padded input is the border's too: only zeros are.
+    if mode is not PaddingMode.CIRCULAR and pad_value == 0 and (sh == 1 or mode is PaddingMode.ZEROS):
+        out = _by_row_phases(cv2, src, spread, geometry, border, top, left)
+        if out is not None:
+            return out
     padded = src
     if any(geometry.padding):
-        fill = (pad_value,) * 4 if mode is PaddingMode.ZEROS else 0
+        fill = (pad_value,) * MAX_CHANNELS if mode is PaddingMode.ZEROS else 0
         padded = cv2.copyMakeBorder(src, top, bottom, left, right, border, value=fill)
         padded = padded.reshape(padded.shape[:2] + src.shape[2:])
-    width = (wo - 1) * sw + span_w
-    out: NDArray[np.floating] | None = None
-    for phase in range(min(sh, span_h)):
-        rows = spread[phase::sh]
-        if not rows.any():
-            continue
-        part = _filter(cv2, padded[phase::sh][: ho + len(rows) - 1, :width], rows, (0, 0), cv2.BORDER_CONSTANT)[:ho]
-        if out is None:
-            out = part
-        else:
-            out += part
-    if out is None:  # an all-zero kernel
-        return np.zeros((ho, wo) + src.shape[2:], dtype=src.dtype)
-    return out[:, : (wo - 1) * sw + 1 : sw]
+    out = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)
+    assert out is not None, "a padded input always fits"
+    return out
 
 
 def encode_png(pixels: NDArray[np.integer], compress_level: int) -> bytes | None:
     """PNG bytes of a uint8/uint16 ``(H, W)`` or RGB ``(H, W, 3)`` array via `cv2.imencode`; None without OpenCV.
 
-    zlib level ``compress_level`` (0-9), with OpenCV's default filtering and strategy.
+    zlib level ``compress_level`` (0-9) with the run-length strategy and the Paeth row filter: on
+    2048² feature maps that is 1.4-1.6x faster than zlib's defaults at level 1 and 20-30 % smaller
+    (Sobel+ReLU map: 30 ms, 492 KB vs 47 ms, 687 KB; bench/conv_bench.py measures it).
     """
     cv2 = opencv()
     if cv2 is None:
         return None
     if pixels.ndim == 3:
         pixels = pixels[:, :, ::-1]  # OpenCV stores BGR
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level]
+    if compress_level > 0 and hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.7
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(pixels), params)
     if not ok:  # pragma: no cover - imencode fails only on types we never pass
         return None
     return bytes(buffer)

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
+from .cvfilter import encode_png
 from .errors import ImageReadError, SpecError
 
 __all__ = [
@@ -210,6 +211,9 @@ def save_png(
     if arr.ndim == 3 and arr.shape[2] != 3:
         raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
     pixels = _quantize(arr, bit_depth)
+    encoded = encode_png(pixels, compress_level)  # OpenCV's encoder: 2-3x Pillow's at the same level
+    if encoded is not None:
+        return atomic_write(path, lambda fh: fh.write(encoded))
     image = Image.fromarray(pixels)  # uint8 -> L/RGB, uint16 -> I;16
     return atomic_write(path, lambda fh: image.save(fh, format="PNG", compress_level=compress_level))
 

@@ -154,13 +154,15 @@ def test_im2col_agrees_with_the_tap_walk(mode: str, stride: object, dilation: ob
     assert_agree(conv2d(x, bank, **kwargs), ref)  # type: ignore[arg-type]  # auto: im2col
 
 
-def test_im2col_on_depthwise_and_each_map_contiguous() -> None:
+def test_im2col_on_depthwise_and_on_a_gray_bank() -> None:
     rng = np.random.default_rng(4)
     x = rng.random((30, 31, 3), dtype=np.float32)
     k = rng.standard_normal((5, 5)).astype(np.float32)
     got = conv2d(x, k, method="im2col", padding="same", stride=2)
     assert_agree(got, conv2d(x, k, method="direct", padding="same", stride=2))
-    assert got[..., 1].flags.c_contiguous  # maps are stored channel-first
+    gray = x[..., 0]
+    bank = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)  # 16 >= 12 filters: auto takes im2col
+    assert_agree(conv2d(gray, bank, padding="same"), conv2d(gray, bank, padding="same", method="direct"))
 
 
 def test_opencv_disabled_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,3 +177,10 @@ def test_opencv_disabled_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) ->
             conv2d(x, np.ones((3, 3)), method="opencv")
     finally:
         opencv.cache_clear()
+
+
+def test_float32_gaussian_counts_as_rank_one() -> None:
+    g64 = gaussian(size=15, sigma=2.5)
+    assert rank1_factors(g64) is not None and rank1_factors(g64.astype(np.float32)) is not None
+    noisy = g64 + 1e-4 * np.random.default_rng(0).standard_normal(g64.shape)
+    assert rank1_factors(noisy.astype(np.float32)) is None  # rank 2 well above float32 rounding
