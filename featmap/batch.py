@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,13 +223,34 @@ class BatchInterrupted(Exception):
         self.cause = cause
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _worker_init() -> None:
-    """Each worker: one thread for numpy's BLAS, and Ctrl-C is the parent's to handle."""
+    """Each worker: one OpenCV thread (BLAS got one from the environment it was started with), and
+    Ctrl-C is the parent's to handle."""
     import signal
 
+    from .cvfilter import set_threads
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+    set_threads(1)
+
+
+@contextmanager
+def _one_thread_per_worker() -> Iterator[None]:
+    """Workers start with BLAS limited to one thread: the variables must be set before numpy loads in
+    them, so they are set here, in the parent's environment, while the pool starts its processes."""
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | None, str | None]:
@@ -350,7 +372,8 @@ def run_batch(
             while queue or running:
                 while queue and len(running) < 2 * jobs:  # a short queue: an interrupt has little to cancel
                     task = queue.pop()
-                    running[executor.submit(_work, task)] = task
+                    with _one_thread_per_worker():  # the pool starts a worker on submit, while one is wanted
+                        running[executor.submit(_work, task)] = task
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)

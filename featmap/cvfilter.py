@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from .enums import PaddingMode
 from .shapes import ConvGeometry
 
-__all__ = ["MAX_CHANNELS", "correlate", "encode_png", "opencv", "set_threads"]
+__all__ = ["MAX_CHANNELS", "correlate", "encode_png", "opencv", "set_threads", "threads"]
 
 # One filter2D call filters up to this many interleaved channels with the same kernel; copyMakeBorder's
 # fill value has four entries.
@@ -55,6 +55,12 @@ def set_threads(count: int) -> None:
     cv2 = opencv()
     if cv2 is not None:
         cv2.setNumThreads(count)
+
+
+def threads() -> int:
+    """OpenCV's thread count (0 without OpenCV)."""
+    cv2 = opencv()
+    return 0 if cv2 is None else int(cv2.getNumThreads())
 
 
 def _border(cv2: Any, mode: PaddingMode) -> int:

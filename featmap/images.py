@@ -157,7 +157,7 @@ def load_image(
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file through ``write(handle)`` into a temporary sibling, then rename it into place.
 
     The temporary file is removed if ``write`` fails or is interrupted, so ``path`` either keeps its

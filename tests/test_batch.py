@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,21 @@ def test_no_temporary_files_left(gray_png: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     apply_image(gray_png, job(out, "edges", raw="tiff"))
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_workers_run_one_thread_each_and_the_parent_environment_is_restored() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from featmap.batch import _one_thread_per_worker, _worker_init
+    from featmap.cvfilter import opencv, threads
+
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init) as pool:
+        with _one_thread_per_worker():
+            blas = pool.submit(os.getenv, "OPENBLAS_NUM_THREADS")
+        assert blas.result() == "1"
+        if opencv() is not None:
+            assert pool.submit(threads).result() == 1
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == before
