@@ -71,6 +71,9 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
 def _to_float(im: Image.Image, background: Sequence[float]) -> NDArray[np.float32]:
     """Decode any Pillow mode to float32 (H, W, 1 or 3) in [0, 1], alpha composited onto ``background``."""
     mode = im.mode
@@ -128,7 +131,8 @@ def load_image(
             fmt = opened.format or "?"
             original_mode = opened.mode
             opened.load()
-            im = ImageOps.exif_transpose(opened)
+            turned = opened.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1)
+            im = ImageOps.exif_transpose(opened) if turned else opened  # the transpose copies: only when needed
             data = _to_float(im, background)
     except FileNotFoundError:
         raise ImageReadError(where, "no such file", "check the path") from None
@@ -149,10 +153,10 @@ def load_image(
         raise ImageReadError(
             where, f"is corrupt or truncated ({reason})", "re-export or re-download the file"
         ) from None
-    if not np.all(np.isfinite(data)):
+    if original_mode.startswith("F") and not np.all(np.isfinite(data)):  # only float samples can be NaN
         raise ImageReadError(where, "holds NaN or infinite samples", "give an image with finite values")
     if not color and data.shape[2] == 3:
-        data = np.tensordot(data, np.asarray(LUMA_BT601, dtype=np.float32), axes=([2], [0]))[:, :, np.newaxis]
+        data = np.matmul(data, np.asarray(LUMA_BT601, dtype=np.float32))[:, :, np.newaxis]
     info = ImageInfo(where, data.shape[1], data.shape[0], original_mode, fmt, data.shape[2])
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .enums import Combine, parse_enum
+from .enums import Activation, Combine, PoolKind, parse_enum
 from .errors import ShapeError
 from .kernels import Kernel, KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
@@ -169,20 +169,40 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
-    out = activate(values, act.kind, **dict(act.params))
+# Non-decreasing activations: max and min pooling commute with them exactly (they only pick values).
+_MONOTONE = frozenset({Activation.NONE, Activation.RELU, Activation.RELU6, Activation.SIGMOID, Activation.TANH})
+
+
+def _commutes(act: Act, pool: Pool2d | GlobalPool2d | None) -> bool:
+    """True when pooling before the activation gives the same map: then only the pooled pixels are activated."""
+    if pool is None or parse_enum(PoolKind, pool.kind, "pool mode") is PoolKind.AVG:
+        return False
+    if act.kind is Activation.LEAKY_RELU:
+        return float(dict(act.params).get("slope", 0.01)) >= 0
+    return act.kind in _MONOTONE
+
+
+def _pool(values: NDArray[np.floating], pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
     if isinstance(pool, Pool2d):
-        out = pool2d(
-            out,
+        return pool2d(
+            values,
             pool.size,
             stride=pool.stride,
             padding=pool.padding,
             mode=pool.kind,
             count_include_pad=pool.count_include_pad,
+            ceil_mode=pool.ceil_mode,
         )
-    elif isinstance(pool, GlobalPool2d):
-        out = global_pool(out, pool.kind)
-    return out
+    if isinstance(pool, GlobalPool2d):
+        return global_pool(values, pool.kind)
+    return values
+
+
+def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
+    """Activate, then pool; max/min pooling goes first where it commutes (a 2×2 pool: a quarter of the work)."""
+    if _commutes(act, pool):
+        return activate(_pool(values, pool), act.kind, **dict(act.params))
+    return _pool(activate(values, act.kind, **dict(act.params)), pool)
 
 
 def _shape3(arr: NDArray[np.floating]) -> Shape3:

@@ -158,6 +158,16 @@ def test_decompression_bomb_guard(make_image: Maker) -> None:
     assert load_image(path, max_pixels=10_000).pixels.shape == (100, 100, 1)
 
 
+def test_float_tiff_with_nan_is_refused(tmp_path: Path) -> None:
+    values = np.array([[0.5, np.nan], [0.25, 1.0]], dtype=np.float32)
+    path = tmp_path / "nan.tiff"
+    Image.fromarray(values, mode="F").save(path)
+    with pytest.raises(ImageReadError, match="NaN or infinite"):
+        load_image(path)
+    Image.fromarray(np.nan_to_num(values), mode="F").save(path)
+    np.testing.assert_array_equal(load_image(path).pixels[..., 0], [[0.5, 0.0], [0.25, 1.0]])
+
+
 def test_missing_and_folder(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="no such file"):
         load_image(tmp_path / "nope.png")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featmap import conv2d, pool2d
+from featmap import activate, conv2d, pool2d
 from featmap.errors import ShapeError
 from featmap.kernels import Kernel, KernelBank, KernelLibrary
 from featmap.layers import Act, Conv2d, GlobalPool2d, Pool2d
 from featmap.pipeline import iter_feature_maps, run
+from featmap.pool import global_pool
 
 LIB = KernelLibrary(use_env=False)
 
@@ -30,6 +31,36 @@ def test_each_stage_equals_the_ops(rng: np.random.Generator) -> None:
         "max pool 2x2: stride 2 leaves the last 1 column of the padded 10x9 input unused "
         "(floored, as PyTorch and Keras do)",
     )
+
+
+@pytest.mark.parametrize("pool_kind", ["max", "min", "avg"])
+@pytest.mark.parametrize(
+    "act",
+    [
+        Act("none"),
+        Act("relu"),
+        Act("relu6"),
+        Act("abs"),
+        Act("sigmoid"),
+        Act("tanh"),
+        Act("leaky_relu", (("slope", 0.2),)),
+        Act("leaky_relu", (("slope", -0.5),)),
+    ],
+    ids=lambda a: f"{a.kind.value}{dict(a.params).get('slope', '')}",
+)
+def test_pooling_order_never_changes_a_map(pool_kind: str, act: Act, rng: np.random.Generator) -> None:
+    # max/min pooling runs before a non-decreasing activation (fewer pixels to activate); the map must be
+    # exactly what activate-then-pool gives, and for abs, avg and a negative slope that order is kept.
+    x = rng.standard_normal((23, 17, 1)).astype(np.float32) * 4
+    bank = LIB.bank(["laplacian_4"])
+    for pool in (Pool2d(pool_kind, 3, stride=2, padding="same"), GlobalPool2d(pool_kind)):
+        got = run(x, bank, Conv2d(padding="same"), act, pool).maps[0].values
+        activated = activate(conv2d(x, LIB["laplacian_4"].weights, padding="same"), act.kind, **dict(act.params))
+        if isinstance(pool, Pool2d):
+            ref = pool2d(activated, 3, stride=2, padding="same", mode=pool_kind)
+        else:
+            ref = global_pool(activated, pool_kind)
+        np.testing.assert_array_equal(got, ref)
 
 
 def test_magnitude_of_sobel_pair(rng: np.random.Generator) -> None:
