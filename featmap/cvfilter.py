@@ -1,8 +1,8 @@
-"""The OpenCV fast path: 2-D cross-correlation with `cv2.filter2D`/`cv2.sepFilter2D` and PNG encoding.
+"""The OpenCV fast path: 2-D cross-correlation with `cv2.filter2D`/`cv2.sepFilter2D`.
 
 OpenCV (``opencv-python-headless``) is a dependency, but everything here is optional at run time:
-`opencv` returns None when cv2 does not import or ``FEATMAP_NO_OPENCV=1`` is set, and the callers
-(`featmap.engine`, `featmap.images`) then use the numpy reference. Both are tested to agree to 1e-5
+`opencv` returns None when cv2 does not import or ``FEATMAP_NO_OPENCV=1`` is set, and
+`featmap.engine` then uses the numpy reference. Both are tested to agree to 1e-5
 (relative to the largest output) on every padding mode, stride and dilation.
 
 How PyTorch's "pad, then valid correlation" maps onto OpenCV:
@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from .enums import PaddingMode
 from .shapes import ConvGeometry
 
-__all__ = ["MAX_CHANNELS", "correlate", "encode_png", "opencv", "set_threads", "threads"]
+__all__ = ["MAX_CHANNELS", "correlate", "opencv", "set_threads", "threads"]
 
 # One filter2D call filters up to this many interleaved channels with the same kernel; copyMakeBorder's
 # fill value has four entries.
@@ -156,31 +156,3 @@ def correlate(
     out = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)
     assert out is not None, "a padded input always fits"
     return out
-
-
-# --png-compress 1, the default: run-length deflate after the Paeth row filter. On feature maps it is faster
-# and smaller than zlib's standard strategy at levels 1-6 (2048² Sobel+ReLU map: 30 ms, 492 KB; standard
-# level 1: 47 ms, 687 KB; level 6: 170 ms, 526 KB; level 9: 1.5 s, 484 KB). Other levels keep zlib's
-# standard strategy, so 9 still buys the smallest file and 0 stores.
-FAST_LEVEL = 1
-
-
-def encode_png(pixels: NDArray[np.integer], compress_level: int) -> bytes | None:
-    """PNG bytes of a uint8/uint16 ``(H, W)`` or RGB ``(H, W, 3)`` array via `cv2.imencode`; None without OpenCV.
-
-    ``compress_level`` 0-9 is zlib's level; 1 (`FAST_LEVEL`) uses the run-length strategy with the
-    Paeth filter instead (see above).
-    """
-    cv2 = opencv()
-    if cv2 is None:
-        return None
-    if pixels.ndim == 3:
-        pixels = pixels[:, :, ::-1]  # OpenCV stores BGR
-    params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level]
-    if compress_level == FAST_LEVEL and hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.7
-        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(pixels), params)
-    if not ok:  # pragma: no cover - imencode fails only on types we never pass
-        return None
-    return bytes(buffer)

@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from .cvfilter import encode_png
 from .errors import ImageReadError, SpecError
+from .png import encode_png
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -195,9 +195,8 @@ def save_png(
 ) -> Path:
     """Write values in [0, 1] (``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``) as an 8- or 16-bit PNG.
 
-    Values outside [0, 1] are clipped: normalise first (`featmap.ops.normalize`). 16-bit output is
-    gray only (Pillow writes no 16-bit RGB PNG). ``compress_level`` is zlib's 0-9; 1 is several times
-    faster than Pillow's default 6 for files a few percent larger.
+    Values outside [0, 1] are clipped: normalise first (`featmap.ops.normalize`). ``compress_level``
+    is zlib's 0-9 (see `featmap.png`: 1, the default, is a fast run-length mode).
     """
     if bit_depth not in (8, 16):
         raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
@@ -206,20 +205,11 @@ def save_png(
     arr = np.asarray(values)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim == 3 and bit_depth == 16:
-        raise SpecError(
-            "`bit_depth`",
-            "16-bit PNGs are gray only",
-            "use --bit-depth 8 for colour maps, or --raw tiff for full precision",
-        )
     if arr.ndim == 3 and arr.shape[2] != 3:
         raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
     pixels = _quantize(arr, bit_depth)
-    encoded = encode_png(pixels, compress_level)  # OpenCV's encoder: 2-3x Pillow's at the same level
-    if encoded is not None:
-        return atomic_write(path, lambda fh: fh.write(encoded))
-    image = Image.fromarray(pixels)  # uint8 -> L/RGB, uint16 -> I;16
-    return atomic_write(path, lambda fh: image.save(fh, format="PNG", compress_level=compress_level))
+    encoded = encode_png(pixels, compress_level)  # featmap.png: several times faster than Pillow's writer
+    return atomic_write(path, lambda fh: fh.write(encoded))
 
 
 def save_raw(path: str | os.PathLike[str], values: NDArray[np.floating], fmt: str = "npy") -> Path:

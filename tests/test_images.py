@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from featmap.cvfilter import opencv
 from featmap.errors import ImageReadError, SpecError
 from featmap.images import LUMA_BT601, atomic_write, load_image, parse_color, save_png, save_raw
 
@@ -175,19 +175,7 @@ def test_missing_and_folder(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
-@pytest.fixture(params=["opencv", "pillow"])
-def png_encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Run a test with OpenCV's PNG encoder and again with Pillow's (the fallback without OpenCV)."""
-    if request.param == "pillow":
-        monkeypatch.setenv("FEATMAP_NO_OPENCV", "1")
-    elif opencv() is None:
-        pytest.skip("OpenCV not importable")
-    opencv.cache_clear()
-    yield request.param
-    opencv.cache_clear()
-
-
-def test_png_writer_quantises_and_round_trips(tmp_path: Path, png_encoder: str) -> None:
+def test_png_writer_quantises_and_round_trips(tmp_path: Path) -> None:
     values = np.array([[0.0, 0.5, 1.0, 1.7, -0.2]])
     eight = np.asarray(Image.open(save_png(tmp_path / "a.png", values)))
     np.testing.assert_array_equal(eight, [[0, 128, 255, 255, 0]])
@@ -196,23 +184,8 @@ def test_png_writer_quantises_and_round_trips(tmp_path: Path, png_encoder: str) 
     np.testing.assert_array_equal(np.asarray(sixteen), [[0, 32768, 65535, 65535, 0]])
     colour = np.asarray(Image.open(save_png(tmp_path / "c.png", np.ones((2, 2, 3)) * [1, 0, 0.5])))
     np.testing.assert_array_equal(colour[0, 0], [255, 0, 128])
-    with pytest.raises(SpecError, match="16-bit PNGs are gray only"):
-        save_png(tmp_path / "d.png", np.ones((2, 2, 3)), bit_depth=16)
-
-
-def test_png_encoders_lossless_and_levels(tmp_path: Path, rng: np.random.Generator, png_encoder: str) -> None:
-    smooth = np.cumsum(rng.random((64, 80)), axis=1)
-    values = smooth / smooth.max()
-    expected = np.rint(values * 255).astype(np.uint8)
-    sizes = {}
-    for level in (0, 1, 9):
-        path = save_png(tmp_path / f"l{level}.png", values, compress_level=level)
-        np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)
-        sizes[level] = path.stat().st_size
-    assert sizes[0] > max(sizes[1], sizes[9])  # level 0 stores
-    colour = rng.random((9, 7, 3))
-    decoded = np.asarray(Image.open(save_png(tmp_path / "rgb.png", colour)))
-    np.testing.assert_array_equal(decoded, np.rint(colour * 255).astype(np.uint8))  # RGB order kept
+    deep = cv2.imread(str(save_png(tmp_path / "d.png", np.ones((2, 2, 3)) * [1, 0, 0.5], bit_depth=16)), -1)
+    np.testing.assert_array_equal(deep[0, 0], [32768, 0, 65535])  # OpenCV reads 16-bit colour, as BGR
 
 
 def test_raw_writers(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -1,0 +1,63 @@
+"""featmap.png: every depth and colour type decodes (Pillow, OpenCV) to exactly the pixels written."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from featmap.png import PNG_SIGNATURE, encode_png
+
+
+def smooth(rng: np.random.Generator, shape: tuple[int, ...], top: int) -> np.ndarray:
+    """A feature-map-like image: runs and ramps rather than noise."""
+    ramp = np.cumsum(rng.random(shape), axis=1)
+    return np.rint(ramp / ramp.max() * top)
+
+
+@pytest.mark.parametrize("level", range(10))
+@pytest.mark.parametrize("shape", [(1, 1), (5, 1), (1, 7), (37, 53)])
+def test_gray_8bit_decodes_exactly(level: int, shape: tuple[int, int], rng: np.random.Generator) -> None:
+    pixels = smooth(rng, shape, 255).astype(np.uint8)
+    data = encode_png(pixels, level)
+    assert data.startswith(PNG_SIGNATURE)
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.mode == "L" and decoded.size == (shape[1], shape[0])
+    np.testing.assert_array_equal(np.asarray(decoded), pixels)
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_16bit_and_colour_decode_exactly(level: int, rng: np.random.Generator) -> None:
+    gray16 = smooth(rng, (23, 31), 65535).astype(np.uint16)
+    gray16[0, :3] = [0, 1, 65535]  # both bytes of a sample, in PNG's big-endian order
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(gray16, level)))), gray16)
+    rgb8 = smooth(rng, (19, 17, 3), 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb8, level)))), rgb8)
+    rgb16 = smooth(rng, (19, 17, 3), 65535).astype(np.uint16)
+    decoded = cv2.imdecode(np.frombuffer(encode_png(rgb16, level), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded[:, :, ::-1], rgb16)
+
+
+def test_levels_trade_size() -> None:
+    blocks = np.add.outer(np.arange(128) // 16, np.arange(128) // 16)  # flat regions, as a pooled map has
+    pixels = (blocks * 17).astype(np.uint8)
+    sizes = {level: len(encode_png(pixels, level)) for level in (0, 1, 9)}
+    assert sizes[0] > pixels.size  # stored: every byte plus a filter byte per row
+    assert sizes[1] < sizes[0] / 2 and sizes[9] < sizes[0] / 2
+
+
+@pytest.mark.parametrize(
+    ("pixels", "level", "message"),
+    [
+        (np.zeros((2, 2), np.float32), 1, "uint8/uint16"),
+        (np.zeros((2, 2, 4), np.uint8), 1, "3 channels"),
+        (np.zeros((0, 2), np.uint8), 1, "non-empty"),
+        (np.zeros((2, 2), np.uint8), 10, "0-9"),
+    ],
+)
+def test_refuses_what_png_cannot_hold(pixels: np.ndarray, level: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_png(pixels, level)
