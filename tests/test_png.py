@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featmap import png
 from featmap.png import PNG_SIGNATURE, encode_png
+
+
+@pytest.fixture(params=["isal", "zlib"])
+def deflate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with ISA-L's deflate (when installed) and with zlib's."""
+    if request.param == "zlib":
+        monkeypatch.setattr(png, "isal_zlib", lambda: None)
+    elif png.isal_zlib() is None:
+        pytest.skip("isal not installed")
+    return str(request.param)
 
 
 def smooth(rng: np.random.Generator, shape: tuple[int, ...], top: int) -> np.ndarray:
@@ -20,7 +31,7 @@ def smooth(rng: np.random.Generator, shape: tuple[int, ...], top: int) -> np.nda
 
 @pytest.mark.parametrize("level", range(10))
 @pytest.mark.parametrize("shape", [(1, 1), (5, 1), (1, 7), (37, 53)])
-def test_gray_8bit_decodes_exactly(level: int, shape: tuple[int, int], rng: np.random.Generator) -> None:
+def test_gray_8bit_decodes_exactly(level: int, shape: tuple[int, int], rng: np.random.Generator, deflate: str) -> None:
     pixels = smooth(rng, shape, 255).astype(np.uint8)
     data = encode_png(pixels, level)
     assert data.startswith(PNG_SIGNATURE)
@@ -30,7 +41,7 @@ def test_gray_8bit_decodes_exactly(level: int, shape: tuple[int, int], rng: np.r
 
 
 @pytest.mark.parametrize("level", [0, 1, 9])
-def test_16bit_and_colour_decode_exactly(level: int, rng: np.random.Generator) -> None:
+def test_16bit_and_colour_decode_exactly(level: int, rng: np.random.Generator, deflate: str) -> None:
     gray16 = smooth(rng, (23, 31), 65535).astype(np.uint16)
     gray16[0, :3] = [0, 1, 65535]  # both bytes of a sample, in PNG's big-endian order
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(gray16, level)))), gray16)
@@ -41,7 +52,7 @@ def test_16bit_and_colour_decode_exactly(level: int, rng: np.random.Generator) -
     np.testing.assert_array_equal(decoded[:, :, ::-1], rgb16)
 
 
-def test_levels_trade_size() -> None:
+def test_levels_trade_size(deflate: str) -> None:
     blocks = np.add.outer(np.arange(128) // 16, np.arange(128) // 16)  # flat regions, as a pooled map has
     pixels = (blocks * 17).astype(np.uint8)
     sizes = {level: len(encode_png(pixels, level)) for level in (0, 1, 9)}
