@@ -25,7 +25,7 @@ from .errors import FeatmapError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
 from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .ops import normalize
+from .ops import to_pixels
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 
@@ -143,7 +143,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     for fmap in maps:
         png = save_png(
             targets[fmap.info.name],
-            normalize(fmap.values, out.normalize),
+            to_pixels(fmap.values, out.normalize, out.bit_depth),
             bit_depth=out.bit_depth,
             compress_level=out.png_compress,
         )

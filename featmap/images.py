@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, SpecError
+from .ops import quantize, row_bands
 from .png import encode_png
 
 __all__ = [
@@ -74,8 +75,9 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
 _EXIF_ORIENTATION = 0x0112
 
 
-def _to_float(im: Image.Image, background: Sequence[float]) -> NDArray[np.float32]:
-    """Decode any Pillow mode to float32 (H, W, 1 or 3) in [0, 1], alpha composited onto ``background``."""
+def _to_float(im: Image.Image, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
+    """Decode any Pillow mode to float32 (H, W, 1 or 3) in [0, 1], alpha composited onto ``background``,
+    RGB turned to luma if ``gray``; a band of rows at a time, so no float copy of a colour image is made."""
     mode = im.mode
     if mode == "1":
         im, mode = im.convert("L"), "L"
@@ -89,20 +91,30 @@ def _to_float(im: Image.Image, background: Sequence[float]) -> NDArray[np.float3
     elif mode == "RGBa":
         im, mode = im.convert("RGBA"), "RGBA"
     arr = np.asarray(im)
+    if arr.ndim == 2:
+        arr = arr[:, :, np.newaxis]
+    colours = arr.shape[2] - (1 if mode in ("LA", "RGBA") else 0)
+    out = np.empty((arr.shape[0], arr.shape[1], 1 if gray else colours), dtype=np.float32)
+    for rows in row_bands(arr):
+        out[rows] = _float_band(arr[rows], mode, background, gray)
+    return out
+
+
+def _float_band(arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
     if mode.startswith("I;16") or mode == "I":
         data = np.multiply(arr, np.float32(1 / 65535), dtype=np.float32)
     elif mode == "F":
         data = arr.astype(np.float32)
     else:
         data = np.multiply(arr, np.float32(1 / 255), dtype=np.float32)
-    if data.ndim == 2:
-        data = data[:, :, np.newaxis]
     if mode in ("LA", "RGBA"):
         colour, alpha = data[:, :, :-1], data[:, :, -1:]
         bg_rgb = np.asarray(background, dtype=np.float32)
         bg = bg_rgb if colour.shape[2] == 3 else np.float32(np.dot(bg_rgb, LUMA_BT601))
         data = colour * alpha + bg * (1.0 - alpha)
-    return np.ascontiguousarray(data, dtype=np.float32)
+    if gray and data.shape[2] == 3:
+        data = np.matmul(data, np.asarray(LUMA_BT601, dtype=np.float32))[:, :, np.newaxis]
+    return data
 
 
 def load_image(
@@ -133,7 +145,7 @@ def load_image(
             opened.load()
             turned = opened.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1)
             im = ImageOps.exif_transpose(opened) if turned else opened  # the transpose copies: only when needed
-            data = _to_float(im, background)
+            data = _to_float(im, background, gray=not color)
     except FileNotFoundError:
         raise ImageReadError(where, "no such file", "check the path") from None
     except PermissionError:
@@ -155,8 +167,6 @@ def load_image(
         ) from None
     if original_mode.startswith("F") and not np.all(np.isfinite(data)):  # only float samples can be NaN
         raise ImageReadError(where, "holds NaN or infinite samples", "give an image with finite values")
-    if not color and data.shape[2] == 3:
-        data = np.matmul(data, np.asarray(LUMA_BT601, dtype=np.float32))[:, :, np.newaxis]
     info = ImageInfo(where, data.shape[1], data.shape[0], original_mode, fmt, data.shape[2])
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 
@@ -180,23 +190,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     return target
 
 
-def _quantize(values: NDArray[np.floating], bit_depth: int) -> NDArray[np.unsignedinteger]:
-    top = 255 if bit_depth == 8 else 65535
-    scaled = np.rint(np.clip(values, 0.0, 1.0) * top)
-    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
 def save_png(
     path: str | os.PathLike[str],
-    values: NDArray[np.floating],
+    values: NDArray[np.floating] | NDArray[np.unsignedinteger],
     *,
     bit_depth: int = 8,
     compress_level: int = 1,
 ) -> Path:
     """Write values in [0, 1] (``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``) as an 8- or 16-bit PNG.
 
-    Values outside [0, 1] are clipped: normalise first (`featmap.ops.normalize`). ``compress_level``
-    is zlib's 0-9 (see `featmap.png`: 1, the default, is a fast run-length mode).
+    Float values outside [0, 1] are clipped: normalise first (`featmap.ops.normalize`), or pass the
+    uint8/uint16 pixels `featmap.ops.to_pixels` makes, which are written as they are. ``compress_level``
+    is zlib's 0-9 (see `featmap.png`: 1, the default, is the fast one).
     """
     if bit_depth not in (8, 16):
         raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
@@ -207,7 +212,12 @@ def save_png(
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] != 3:
         raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
-    pixels = _quantize(arr, bit_depth)
+    if arr.dtype in (np.uint8, np.uint16):
+        if arr.dtype.itemsize * 8 != bit_depth:
+            raise SpecError("`bit_depth`", f"is {bit_depth} but the pixels are {arr.dtype}", "pass float values")
+        pixels = arr
+    else:
+        pixels = quantize(arr, bit_depth)
     encoded = encode_png(pixels, compress_level)  # featmap.png: several times faster than Pillow's writer
     return atomic_write(path, lambda fh: fh.write(encoded))
 

@@ -6,7 +6,7 @@ Pure numpy: no files, no printing. Geometry comes from `featmap.shapes`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,17 @@ from .enums import Activation, Normalize, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
 from .shapes import PaddingArg, as_pair, conv_geometry, resolve_padding
 
-__all__ = ["activate", "as_float_image", "conv2d", "normalize", "pad", "separable"]
+__all__ = [
+    "activate",
+    "as_float_image",
+    "conv2d",
+    "normalize",
+    "pad",
+    "quantize",
+    "row_bands",
+    "separable",
+    "to_pixels",
+]
 
 
 def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
@@ -228,7 +238,46 @@ def activate(x: ArrayLike, name: str | Activation = "none", **params: float) -> 
     return np.tanh(arr)
 
 
-def normalize(x: ArrayLike, mode: str = "minmax") -> NDArray[np.floating]:
+# Rows per band for whole-map passes, so temporaries stay near a million values whatever the map's size.
+_BAND_VALUES = 1 << 20
+
+
+def row_bands(arr: NDArray[Any]) -> Iterator[slice]:
+    """Slices of ``arr``'s first axis holding about a million values each.
+
+    Examples
+    --------
+    >>> [(b.start, b.stop) for b in row_bands(np.zeros((3_000, 1_000)))]
+    [(0, 1048), (1048, 2096), (2096, 3000)]
+    """
+    per_row = max(1, arr.size // max(1, arr.shape[0]))
+    step = max(1, _BAND_VALUES // per_row)
+    for start in range(0, arr.shape[0], step):
+        yield slice(start, min(start + step, arr.shape[0]))
+
+
+def _display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]:
+    """``(low, span)`` of the map for ``kind``: display value = (x - low) / span (of |x| for ``abs``)."""
+    if kind is Normalize.CLIP:
+        return None, None
+    if kind is Normalize.MINMAX:
+        low, high = arr.min(), arr.max()
+        return (low, high - low) if high - low > 0 else (None, None)
+    peak = max(abs(arr.min()), abs(arr.max()))  # max |x| without an |x| temporary
+    return None, peak
+
+
+def _to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
+    if kind is Normalize.MINMAX:
+        return np.clip(band, 0, 1) if span is None else (band - low) / span
+    if kind is Normalize.CLIP:
+        return np.clip(band, 0, 1)
+    if kind is Normalize.ABS:
+        return np.abs(band) / span if span > 0 else np.zeros_like(band)
+    return 0.5 + band / (2 * span) if span > 0 else np.full_like(band, 0.5)
+
+
+def normalize(x: ArrayLike, mode: str | Normalize = "minmax") -> NDArray[np.floating]:
     """Map a feature map to [0, 1] for display; one scale for all its channels.
 
     ``minmax`` stretches min..max (a constant map keeps its value, clipped); ``clip`` keeps values
@@ -246,17 +295,43 @@ def normalize(x: ArrayLike, mode: str = "minmax") -> NDArray[np.floating]:
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
-    if kind is Normalize.CLIP:
-        return np.clip(arr, 0, 1)
-    if kind is Normalize.MINMAX:
-        low, high = arr.min(), arr.max()
-        if high - low <= 0:
-            return np.clip(arr, 0, 1)
-        return (arr - low) / (high - low)
-    peak = np.abs(arr).max()
-    if kind is Normalize.ABS:
-        return np.abs(arr) / peak if peak > 0 else np.zeros_like(arr)
-    return 0.5 + arr / (2 * peak) if peak > 0 else np.full_like(arr, 0.5)
+    return _to_display(arr, kind, *_display_scale(arr, kind))
+
+
+def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """Display values in [0, 1] (clipped) to the nearest 8- or 16-bit level.
+
+    Examples
+    --------
+    >>> quantize(np.array([0.0, 0.5, 1.2])).tolist()
+    [0, 128, 255]
+    """
+    if bit_depth not in (8, 16):
+        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
+    top = 255 if bit_depth == 8 else 65535
+    scaled = np.clip(values, 0.0, 1.0)
+    np.multiply(scaled, top, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def to_pixels(x: ArrayLike, mode: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """``quantize(normalize(x, mode), bit_depth)``, exactly, a band of rows at a time: no full-size float copy.
+
+    Examples
+    --------
+    >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
+    [[0, 64, 255]]
+    """
+    kind = parse_enum(Normalize, mode, "normalize")
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    low, span = _display_scale(arr, kind)
+    out = np.empty(arr.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    for rows in row_bands(arr):
+        out[rows] = quantize(_to_display(arr[rows], kind, low, span), bit_depth)
+    return out
 
 
 def separable(kernel: ArrayLike) -> bool:

@@ -26,7 +26,7 @@ from .enums import Activation, Combine, PoolKind, parse_enum
 from .errors import ShapeError
 from .kernels import Kernel, KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .ops import activate, conv2d
+from .ops import activate, conv2d, row_bands
 from .pool import global_pool, pool2d
 from .shapes import ConvGeometry, conv_geometry, conv_params, pool_geometry
 
@@ -57,13 +57,15 @@ class MapStats:
 
     @classmethod
     def of(cls, values: NDArray[np.floating]) -> MapStats:
-        """Compute the statistics of ``values`` (in float64 for a stable mean)."""
-        return cls(
-            float(values.min()),
-            float(values.max()),
-            float(values.mean(dtype=np.float64)),
-            float(values.std(dtype=np.float64)),
-        )
+        """Compute the statistics of ``values`` in float64, a band of rows at a time (``np.std`` would
+        make two float64 copies of the whole map)."""
+        mean = float(values.mean(dtype=np.float64))
+        squares = 0.0
+        for rows in row_bands(values):
+            deviation = values[rows].astype(np.float64).ravel()
+            deviation -= mean
+            squares += float(np.dot(deviation, deviation))
+        return cls(float(values.min()), float(values.max()), mean, float(np.sqrt(squares / values.size)))
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ def _pool(values: NDArray[np.floating], pool: Pool2d | GlobalPool2d | None) -> N
 
 def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
     """Activate, then pool; max/min pooling goes first where it commutes (a 2×2 pool: a quarter of the work)."""
+    if act.kind is Activation.NONE:
+        return _pool(values, pool)  # no copy of a large map for nothing
     if _commutes(act, pool):
         return activate(_pool(values, pool), act.kind, **dict(act.params))
     return _pool(activate(values, act.kind, **dict(act.params)), pool)

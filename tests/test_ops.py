@@ -267,3 +267,25 @@ def test_seven_by_seven_strides() -> None:
     out = conv2d(x, k, stride=3)[..., 0]
     assert out.shape == (2, 2)
     assert out[1, 1] == x[3:6, 3:6].sum()
+
+
+@pytest.mark.parametrize("mode", ["minmax", "clip", "abs", "symmetric"])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_to_pixels_is_quantize_of_normalize_band_by_band(
+    mode: str, bit_depth: int, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
+    import featmap.ops as ops
+
+    monkeypatch.setattr(ops, "_BAND_VALUES", 100)  # many bands, the last one short
+    maps = [
+        rng.standard_normal((57, 13, 1)).astype(np.float32) * 3,
+        rng.standard_normal((3, 41, 29)).astype(np.float32).transpose(1, 2, 0),  # a strided view, as banks return
+        np.full((20, 9, 1), 0.25, dtype=np.float32),  # constant: minmax keeps the value
+        np.zeros((7, 7, 1), dtype=np.float32),  # all zero: abs/symmetric have no peak
+    ]
+    for values in maps:
+        expected = ops.quantize(ops.normalize(values, mode), bit_depth)
+        got = ops.to_pixels(values, mode, bit_depth)
+        assert got.dtype == (np.uint8 if bit_depth == 8 else np.uint16)
+        np.testing.assert_array_equal(got, expected)
+    assert ops.to_pixels(np.array([[-1.0, 0.0, 1.0]]), "symmetric").tolist() == [[0, 128, 255]]

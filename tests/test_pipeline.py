@@ -112,3 +112,19 @@ def test_global_pool_and_strict() -> None:
 def test_combine_refuses_maps_of_different_shapes() -> None:
     with pytest.raises(ShapeError, match="--padding same"):
         list(iter_feature_maps(np.ones((9, 9, 1), np.float32), LIB.bank(["box_3", "box_5"]), combine="max"))
+
+
+def test_map_stats_match_numpy_over_many_bands(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    import featmap.ops as ops
+    from featmap.pipeline import MapStats
+
+    monkeypatch.setattr(ops, "_BAND_VALUES", 64)
+    for values in (
+        rng.standard_normal((41, 23, 1)).astype(np.float32) * 5 + 100,  # a large mean: cancellation would show
+        rng.random((3, 17, 11)).astype(np.float32).transpose(1, 2, 0),
+    ):
+        stats = MapStats.of(values)
+        reference = values.astype(np.float64)
+        assert (stats.min, stats.max) == (float(values.min()), float(values.max()))
+        assert stats.mean == pytest.approx(reference.mean(), rel=1e-12)
+        assert stats.std == pytest.approx(reference.std(), rel=1e-9)
