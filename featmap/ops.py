@@ -198,10 +198,13 @@ def conv2d(
     return result
 
 
-def activate(x: ArrayLike, name: str | Activation = "none", **params: float) -> NDArray[np.floating]:
-    """Apply an element-wise activation; returns a new array of the same dtype.
+def activate(
+    x: ArrayLike, name: str | Activation = "none", *, out: NDArray[np.floating] | None = None, **params: float
+) -> NDArray[np.floating]:
+    """Apply an element-wise activation; returns a new array of the same dtype, or ``out``.
 
-    ``leaky_relu`` takes ``slope`` (default 0.01).
+    ``leaky_relu`` takes ``slope`` (default 0.01). ``out=x`` activates a float array in place (the
+    pipeline does, to keep one copy of a large map).
 
     Examples
     --------
@@ -222,20 +225,26 @@ def activate(x: ArrayLike, name: str | Activation = "none", **params: float) -> 
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
+    result = np.empty_like(arr) if out is None else out
     if kind is Activation.NONE:
-        return arr.copy()
-    if kind is Activation.RELU:
-        return np.maximum(arr, 0)
-    if kind is Activation.LEAKY_RELU:
-        slope = arr.dtype.type(params.get("slope", 0.01))
-        return np.where(arr >= 0, arr, arr * slope)
-    if kind is Activation.RELU6:
-        return np.clip(arr, 0, 6)
-    if kind is Activation.ABS:
-        return np.abs(arr)
-    if kind is Activation.SIGMOID:
-        return 0.5 * (1.0 + np.tanh(0.5 * arr))  # the logistic function, without overflow
-    return np.tanh(arr)
+        np.copyto(result, arr)
+    elif kind is Activation.RELU:
+        np.maximum(arr, 0, out=result)
+    elif kind is Activation.LEAKY_RELU:
+        np.copyto(result, arr)
+        np.multiply(arr, arr.dtype.type(params.get("slope", 0.01)), out=result, where=arr < 0)
+    elif kind is Activation.RELU6:
+        np.clip(arr, 0, 6, out=result)
+    elif kind is Activation.ABS:
+        np.abs(arr, out=result)
+    elif kind is Activation.SIGMOID:  # the logistic function as 0.5 (1 + tanh(x / 2)): no overflow
+        np.multiply(arr, 0.5, out=result)
+        np.tanh(result, out=result)
+        result += 1.0
+        result *= 0.5
+    else:
+        np.tanh(arr, out=result)
+    return result
 
 
 # Rows per band for whole-map passes, so temporaries stay near a million values whatever the map's size.

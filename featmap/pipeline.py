@@ -201,12 +201,16 @@ def _pool(values: NDArray[np.floating], pool: Pool2d | GlobalPool2d | None) -> N
 
 
 def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
-    """Activate, then pool; max/min pooling goes first where it commutes (a 2×2 pool: a quarter of the work)."""
+    """Activate, then pool; max/min pooling goes first where it commutes (a 2×2 pool: a quarter of the work).
+
+    ``values`` is the caller's to give up: it is activated in place, so a large map exists once.
+    """
     if act.kind is Activation.NONE:
-        return _pool(values, pool)  # no copy of a large map for nothing
+        return _pool(values, pool)
     if _commutes(act, pool):
-        return activate(_pool(values, pool), act.kind, **dict(act.params))
-    return _pool(activate(values, act.kind, **dict(act.params)), pool)
+        pooled = _pool(values, pool)
+        return activate(pooled, act.kind, out=pooled, **dict(act.params))
+    return _pool(activate(values, act.kind, out=values, **dict(act.params)), pool)
 
 
 def _shape3(arr: NDArray[np.floating]) -> Shape3:
@@ -266,10 +270,13 @@ def iter_feature_maps(
                     f"maps differ in shape ({_shape3(acc)} vs {_shape3(response)} from {kernel.name!r})",
                     "use --padding same, or combine kernels of one size",
                 )
-            if how is Combine.MAGNITUDE:
-                acc = response**2 if acc is None else acc + response**2
+            if acc is None:
+                acc = np.square(response) if how is Combine.MAGNITUDE else response.copy()
+            elif how is Combine.MAGNITUDE:
+                for rows in row_bands(acc):  # no full-size temporary for the square
+                    acc[rows] += np.square(response[rows])
             else:
-                acc = response.copy() if acc is None else np.maximum(acc, response)
+                np.maximum(acc, response, out=acc)
         final = _finish(response, act, pool)
         params = conv_params(kernel.size, channels, n_out, groups=groups, bias=kernel.bias is not None)
         info = MapInfo(
@@ -285,7 +292,7 @@ def iter_feature_maps(
         first = first or info
         yield FeatureMap(final, info)
     if how is not None and acc is not None and first is not None:
-        merged = np.sqrt(acc) if how is Combine.MAGNITUDE else acc
+        merged = np.sqrt(acc, out=acc) if how is Combine.MAGNITUDE else acc
         final = _finish(merged, act, pool)
         info = MapInfo(
             how.value,
