@@ -1,20 +1,30 @@
-"""Rendering: Rich renderables, JSON-ready dicts and Markdown from result objects; nothing here prints."""
+"""Rendering: Rich renderables, JSON-ready dicts and Markdown from result objects; nothing here prints.
+
+Names load on first use, so ``featmap kernels`` does not pay for the batch and summary modules.
+"""
 
 from __future__ import annotations
 
-from .apply import apply_dict, apply_view, batch_dict, batch_view, kernel_dict, kernel_list, kernel_show
-from .summary import summary_dict, summary_explain, summary_markdown, summary_view
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "apply_dict",
-    "apply_view",
-    "batch_dict",
-    "batch_view",
-    "kernel_dict",
-    "kernel_list",
-    "kernel_show",
-    "summary_dict",
-    "summary_explain",
-    "summary_markdown",
-    "summary_view",
-]
+_HOME = {
+    "apply_dict": "apply",
+    "apply_view": "apply",
+    "batch_dict": "apply",
+    "batch_view": "apply",
+    "kernel_dict": "kernels",
+    "kernel_list": "kernels",
+    "kernel_show": "kernels",
+    "summary_dict": "summary",
+    "summary_explain": "summary",
+    "summary_markdown": "summary",
+    "summary_view": "summary",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_HOME[name]}", __name__), name)

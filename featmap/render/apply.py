@@ -1,19 +1,8 @@
-"""Rich views and dicts for `featmap apply` and `featmap kernels`.
-
-Examples
---------
->>> import io
->>> from rich.console import Console
->>> from featmap.kernels import parametric_kernel
->>> console = Console(file=io.StringIO(), width=60, color_system=None, record=True)
->>> console.print(kernel_show(parametric_kernel("box:size=2")))
->>> "separable" in console.export_text()
-True
-"""
+"""Rich views and dicts for `featmap apply`: one image's maps, and a batch's summary."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,16 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..batch import ApplyJob, BatchReport, ImageResult
-from ..kernels import Kernel
 from ..layers import GlobalPool2d, Pool2d
-from ..ops import separable
 from ..pipeline import MapInfo
+from .kernels import shape_text
 
-__all__ = ["apply_dict", "apply_view", "batch_dict", "batch_view", "kernel_dict", "kernel_list", "kernel_show"]
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "×".join(str(v) for v in shape)
+__all__ = ["apply_dict", "apply_view", "batch_dict", "batch_view"]
 
 
 def _pair(pair: tuple[int, int]) -> str:
@@ -108,15 +92,15 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
     for written in result.maps:
         m = written.info
         name = m.name if not m.combined_from else f"{m.name} of {len(m.combined_from)} maps"
-        geometry = f"{_shape(m.kernel_size)} s{_pair(m.geometry.stride)}"
+        geometry = f"{shape_text(m.kernel_size)} s{_pair(m.geometry.stride)}"
         if m.geometry.dilation != (1, 1):
             geometry += f" d{_pair(m.geometry.dilation)}"
         cells = [
             name,
             geometry,
             _padding_text(m, job),
-            _shape(m.conv_shape),
-            *([_shape(m.shape)] if m.pooled else []),
+            shape_text(m.conv_shape),
+            *([shape_text(m.shape)] if m.pooled else []),
             f"{m.params:,}" if not m.combined_from else "-",
             _num(m.stats.min),
             _num(m.stats.max),
@@ -175,69 +159,6 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "seconds": round(result.seconds, 4),
     }
-
-
-def kernel_dict(kernel: Kernel) -> dict[str, Any]:
-    """A kernel as JSON-ready data."""
-    return {
-        "name": kernel.name,
-        "size": list(kernel.size),
-        "channels": kernel.weights.shape[0] if kernel.per_channel else None,
-        "weights": kernel.weights.tolist(),
-        "bias": kernel.bias,
-        "sum": float(kernel.weights.sum(dtype="float64")),
-        "separable": None if kernel.per_channel else separable(kernel.weights),
-        "tags": list(kernel.tags),
-        "description": kernel.description,
-        "source": kernel.source,
-        "origin": kernel.origin,
-    }
-
-
-def kernel_list(kernels: Iterable[Kernel]) -> Table:
-    """The kernel library as a table: name, size, tags, description and source."""
-    table = Table(header_style="bold")
-    for column in ("name", "size", "tags", "description", "source"):
-        table.add_column(column, overflow="fold")
-    for k in kernels:
-        size = _shape(k.size) if not k.per_channel else f"{k.weights.shape[0]}×{_shape(k.size)}"
-        table.add_row(k.name, size, ", ".join(k.tags), k.description, k.source)
-    return table
-
-
-def _weight_text(value: float, digits: int = 6) -> str:
-    return f"{value:.{digits}g}"
-
-
-def kernel_show(kernel: Kernel) -> RenderableType:
-    """A kernel's weights as a grid plus its facts (sum, separability, bias, source)."""
-    data = kernel_dict(kernel)
-    slices = [kernel.weights] if not kernel.per_channel else list(kernel.weights)
-    parts: list[RenderableType] = [Text.assemble((kernel.name, "bold"), f"  {kernel.description}")]
-    for index, plane in enumerate(slices):
-        grid = Table(show_header=False, title=f"channel {index}" if kernel.per_channel else None)
-        for _ in range(plane.shape[1]):
-            grid.add_column(justify="right")
-        digits = 6 if plane.shape[1] <= 7 else 3  # keep a 15x15 Gabor within a terminal
-        for row in plane:
-            grid.add_row(*(_weight_text(float(v), digits) for v in row))
-        parts.append(grid)
-    sep = "n/a (per-channel)" if data["separable"] is None else ("yes (rank 1)" if data["separable"] else "no")
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    for key, value in (
-        ("size", _shape(kernel.size)),
-        ("sum", _weight_text(data["sum"])),
-        ("separable", sep),
-        ("bias", "none" if kernel.bias is None else _weight_text(kernel.bias)),
-        ("tags", ", ".join(kernel.tags) or "-"),
-        ("source", kernel.source or "-"),
-        ("file", kernel.origin or "-"),
-    ):
-        facts.add_row(key, value)
-    parts.append(facts)
-    return Group(*parts)
 
 
 def batch_view(report: BatchReport, problems: Sequence[tuple[str, str]], ignored: int, out_dir: Path) -> RenderableType:
