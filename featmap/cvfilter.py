@@ -74,17 +74,25 @@ def _border(cv2: Any, mode: PaddingMode) -> int:
 
 
 def _filter(
-    cv2: Any, src: NDArray[np.floating], kernel: NDArray[np.floating], anchor: tuple[int, int], border: int
+    cv2: Any,
+    src: NDArray[np.floating],
+    kernel: NDArray[np.floating],
+    anchor: tuple[int, int],
+    border: int,
+    dst: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]:
-    """filter2D, or sepFilter2D when the kernel is an outer product of a column and a row."""
+    """filter2D, or sepFilter2D when the kernel is an outer product of a column and a row; into ``dst``
+    when it is given and has the source's shape."""
     from .engine import rank1_factors  # engine imports this module
 
+    if dst is None or dst.shape != src.shape or not dst.flags.c_contiguous:
+        dst = None
     factors = rank1_factors(kernel) if min(kernel.shape) > 1 else None
     if factors is not None:
         column, row = factors
-        out = cv2.sepFilter2D(src, -1, row, column, anchor=anchor, borderType=border)
+        out = cv2.sepFilter2D(src, -1, row, column, dst=dst, anchor=anchor, borderType=border)
     else:
-        out = cv2.filter2D(src, -1, kernel, anchor=anchor, borderType=border)
+        out = cv2.filter2D(src, -1, kernel, dst=dst, anchor=anchor, borderType=border)
     return out.reshape(out.shape[:2] + src.shape[2:])  # cv2 drops a trailing channel axis of 1
 
 
@@ -96,6 +104,7 @@ def _by_row_phases(
     border: int,
     top: int,
     left: int,
+    dst: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating] | None:
     """Correlate on kept rows only: for each phase p of the stride, input rows ``p - top :: sh`` with kernel
     rows ``p :: sh``, the missing top rows supplied by filter2D's border through the anchor. None when an
@@ -113,7 +122,7 @@ def _by_row_phases(
         view = src[first + lead * sh :: sh]
         if lead >= len(rows) or len(view) < ho:
             return None
-        part = _filter(cv2, view, rows, (left, lead), border)[:ho]
+        part = _filter(cv2, view, rows, (left, lead), border, dst if sh == 1 else None)[:ho]
         if out is None:
             out = part
         else:
@@ -129,11 +138,13 @@ def correlate(
     geometry: ConvGeometry,
     mode: PaddingMode,
     pad_value: float = 0.0,
+    out: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]:
     """Cross-correlate ``(H, W)`` or ``(H, W, C ≤ 4)`` with one 2-D kernel, each channel on its own.
 
     The caller checks the padding (`featmap.engine.check_padding`) and that OpenCV is available.
-    Returns ``(H_out, W_out)`` or ``(H_out, W_out, C)``, possibly a view.
+    Returns ``(H_out, W_out)`` or ``(H_out, W_out, C)``, possibly a view; written into ``out``
+    (and ``out`` returned) where OpenCV can write there directly, which saves a copy.
     """
     cv2 = opencv()
     assert cv2 is not None, "caller checks featmap.cvfilter.opencv()"
@@ -145,14 +156,14 @@ def correlate(
     # filter2D's own border rule stands in for the padding when it has the mode (no wrap, fill 0) and, with a
     # row stride, when every sh-th row of the padded input is the border's too: only zeros are.
     if mode is not PaddingMode.CIRCULAR and pad_value == 0 and (sh == 1 or mode is PaddingMode.ZEROS):
-        out = _by_row_phases(cv2, src, spread, geometry, border, top, left)
-        if out is not None:
-            return out
+        result = _by_row_phases(cv2, src, spread, geometry, border, top, left, out)
+        if result is not None:
+            return result
     padded = src
     if any(geometry.padding):
         fill = (pad_value,) * MAX_CHANNELS if mode is PaddingMode.ZEROS else 0
         padded = cv2.copyMakeBorder(src, top, bottom, left, right, border, value=fill)
         padded = padded.reshape(padded.shape[:2] + src.shape[2:])
-    out = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)
-    assert out is not None, "a padded input always fits"
-    return out
+    result = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)
+    assert result is not None, "a padded input always fits"
+    return result

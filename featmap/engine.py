@@ -293,7 +293,9 @@ def correlate(
             plane = np.ascontiguousarray(padded[:, :, channel])
         kernel = bank[n, 0]
         if use_opencv:
-            result[n] = cvfilter.correlate(plane, kernel, geometry, mode, pad_value)
+            written = cvfilter.correlate(plane, kernel, geometry, mode, pad_value, out=result[n])
+            if not np.may_share_memory(written, result):  # OpenCV could not write in place
+                result[n] = written
             continue
         how = _pick(kernel, geometry) if method == "auto" else method
         if how == "separable" and rank1_factors(kernel) is None:

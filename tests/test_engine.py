@@ -131,6 +131,24 @@ def test_opencv_channels_pad_value_and_float64(mode: str) -> None:
 
 
 @needs_opencv
+@pytest.mark.parametrize("mode", MODES)
+def test_opencv_gray_bank_written_in_place(mode: str) -> None:
+    rng = np.random.default_rng(12)
+    gray = rng.random((26, 33), dtype=np.float32)
+    bank = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)  # under 12 filters: one OpenCV call per map
+    for padding in PADDINGS:
+        for stride in (1, 2):
+            kwargs = {"padding": padding, "stride": stride, "pad_mode": mode}
+            try:
+                ref = conv2d(gray, bank, method="direct", **kwargs)  # type: ignore[arg-type]
+            except ShapeError:
+                continue
+            got = conv2d(gray, bank, **kwargs)  # type: ignore[arg-type]
+            assert_agree(got, ref)
+            assert got[..., 2].flags.c_contiguous  # maps stored one after another
+
+
+@needs_opencv
 def test_opencv_large_kernel_and_reference_scipy() -> None:
     rng = np.random.default_rng(31)
     x = rng.random((300, 280), dtype=np.float32)
