@@ -92,7 +92,7 @@ def single_kernel_rows(gray: np.ndarray, rgb: np.ndarray, rng: np.random.Generat
                     peers["opencv"] = lambda image=image, k=k: cv2.filter2D(
                         image, -1, k, borderType=cv2.BORDER_CONSTANT
                     )
-            if torch is not None:
+            if torch is not None and (image.ndim == 2 or k.shape[0] <= 5 or n <= 1024):  # grouped large: minutes
                 channels = 1 if image.ndim == 2 else 3
                 xt = torch.from_numpy(np.ascontiguousarray(image.reshape(n, n, channels).transpose(2, 0, 1)))[None]
                 wt = torch.from_numpy(np.repeat(k[None, None], channels, axis=0))
