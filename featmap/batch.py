@@ -12,13 +12,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cvfilter import set_threads, threads
 from .discover import InputImage
 from .enums import Combine, parse_enum
 from .errors import FeatmapError, SpecError
@@ -28,6 +26,7 @@ from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .ops import to_pixels
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
+from .workers import Helpers, one_opencv_thread
 
 __all__ = [
     "MANIFEST_NAME",
@@ -224,34 +223,6 @@ class BatchInterrupted(Exception):
         self.cause = cause
 
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _worker_init() -> None:
-    """Each worker: one OpenCV thread (BLAS got one from the environment it was started with), and
-    Ctrl-C is the parent's to handle."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_threads(1)
-
-
-@contextmanager
-def _one_thread_per_worker() -> Iterator[None]:
-    """Workers start with BLAS limited to one thread: the variables must be set before numpy loads in
-    them, so they are set here, in the parent's environment, while the pool starts its processes."""
-    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | None, str | None]:
     index, item, job = task
     try:
@@ -278,17 +249,6 @@ def _remove_partial(targets: dict[str, Path], before: set[Path], raw: str | None
                 folder.rmdir()  # only if it is now empty
             except OSError:
                 pass
-
-
-def _stop_workers(executor: Any) -> None:
-    """Stop a process pool now: queued work cancelled, running workers terminated (their files are
-    removed by the caller)."""
-    processes = list((getattr(executor, "_processes", None) or {}).values())  # no public handle before 3.14
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(timeout=5)
 
 
 def run_batch(
@@ -352,33 +312,26 @@ def run_batch(
         report(str(item.path))
 
     tasks = [(index, item, job) for index, (item, _, _) in pending.items()]
-    executor = None
+    helpers: Helpers | None = None
     try:
         if jobs <= 1 or len(tasks) <= 1:
             for task in tasks:
                 report(str(task[1].path))
                 finish(*_work(task))
         else:
-            import multiprocessing
-            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+            from concurrent.futures import FIRST_COMPLETED, wait
             from concurrent.futures.process import BrokenProcessPool
 
             # The parent is the last of the `jobs` workers: it takes images itself between handing them out, so
-            # work starts at once rather than after the helpers' start-up (~0.3 s of imports each).
-            helpers = min(jobs, len(tasks)) - 1
-            executor = ProcessPoolExecutor(
-                helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-            )
+            # work starts at once rather than after the helpers' start-up.
+            helpers = Helpers(min(jobs, len(tasks)) - 1)
             queue = list(reversed(tasks))
             running: dict[Any, tuple[int, InputImage, ApplyJob]] = {}
-            parent_threads = threads()
-            set_threads(1)  # like each helper: one OpenCV thread per process
-            try:
+            with one_opencv_thread():  # like each helper
                 while queue or running:
-                    while queue and len(running) < 2 * helpers:  # a short queue: an interrupt has little to cancel
+                    while queue and len(running) < 2 * (jobs - 1):  # a short queue: an interrupt has little to cancel
                         task = queue.pop()
-                        with _one_thread_per_worker():  # the pool starts a helper on submit, while one is wanted
-                            running[executor.submit(_work, task)] = task
+                        running[helpers.submit(_work, task)] = task
                     if queue:
                         task = queue.pop()
                         report(str(task[1].path))
@@ -393,12 +346,10 @@ def run_batch(
                         except BrokenProcessPool:
                             finish(task[0], None, "a worker process died (out of memory?); retry with fewer --jobs")
                             raise
-            finally:
-                set_threads(parent_threads)
-            executor.shutdown(wait=True)
+            helpers.close()
     except BaseException as exc:
-        if executor is not None:
-            _stop_workers(executor)
+        if helpers is not None:
+            helpers.stop()
         for index in list(pending):
             item, targets, before = pending.pop(index)
             _remove_partial(targets, before, raw_ext)

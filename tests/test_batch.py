@@ -100,19 +100,21 @@ def test_no_temporary_files_left(gray_png: Path, tmp_path: Path) -> None:
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_workers_run_one_thread_each_and_the_parent_environment_is_restored() -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from featmap.batch import _one_thread_per_worker, _worker_init
+def test_helpers_run_one_thread_each_and_the_parent_environment_is_restored() -> None:
     from featmap.cvfilter import opencv, threads
+    from featmap.workers import Helpers, one_opencv_thread
 
     before = os.environ.get("OPENBLAS_NUM_THREADS")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init) as pool:
-        with _one_thread_per_worker():
-            blas = pool.submit(os.getenv, "OPENBLAS_NUM_THREADS")
-        assert blas.result() == "1"
+    helpers = Helpers(1)
+    try:
+        assert helpers.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
         if opencv() is not None:
-            assert pool.submit(threads).result() == 1
+            assert helpers.submit(threads).result() == 1
+    finally:
+        helpers.close()
     assert os.environ.get("OPENBLAS_NUM_THREADS") == before
+    if opencv() is not None:
+        mine = threads()
+        with one_opencv_thread():
+            assert threads() == 1
+        assert threads() == mine
