@@ -19,10 +19,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per micro-benchmark cell (median)")
     parser.add_argument("--count", type=int, default=64, help="JPEGs in the end-to-end batch")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the quick batch runs")
     args = parser.parse_args()
     conv_bench.run(args.size, args.repeat)
     print()
-    batch_bench.run(args.count, args.jobs)
+    batch_bench.run(args.count, args.jobs, args.rounds)
 
 
 if __name__ == "__main__":
