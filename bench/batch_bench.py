@@ -38,6 +38,7 @@ from featmap.kernels import KernelLibrary
 from featmap.layers import Act, Conv2d, Pool2d
 from featmap.ops import activate, conv2d, normalize
 from featmap.pool import pool2d
+from featmap.workers import keep_freed_memory
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KERNELS = ["sobel_x", "sobel_y", "laplacian_4", "gaussian_5"]
@@ -144,6 +145,7 @@ def featmap_batch(folder: Path, out: Path, jobs: int) -> float:
         output=OutputOptions(out, png_compress=1),
     )
     items, _, _ = discover([folder])
+    keep_freed_memory()  # as `featmap apply` does for a batch
     start = time.perf_counter()
     report = run_batch(items, job, jobs=jobs)
     assert not report.failed, report.failed

@@ -21,6 +21,7 @@ im2col        row bands of windows (cache-sized) times the bank, one BLAS call  
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -100,7 +101,17 @@ def rank1_factors(kernel: NDArray[np.floating]) -> tuple[NDArray[np.float64], ND
     """``(column, row)`` with ``outer(column, row) == kernel`` if the kernel has rank 1, else None.
 
     "Equal" to the kernel's own precision: a float32 Gaussian, rounded element by element, still counts.
+    Remembered per kernel (a batch asks for the same few kernels on every image).
     """
+    arr = np.ascontiguousarray(kernel)
+    return _rank1_factors(arr.tobytes(), arr.shape, arr.dtype.str)
+
+
+@lru_cache(maxsize=256)
+def _rank1_factors(
+    data: bytes, shape: tuple[int, ...], dtype: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    kernel = np.frombuffer(data, dtype=dtype).reshape(shape)
     k64 = kernel.astype(np.float64)
     precision = 16 * float(np.finfo(kernel.dtype).eps) if kernel.dtype.kind == "f" else 0.0
     tolerance = max(1e-9, precision)
@@ -110,9 +121,11 @@ def rank1_factors(kernel: NDArray[np.floating]) -> tuple[NDArray[np.float64], ND
     # Factor through the largest weight rather than the singular vectors: integer kernels (Sobel, box)
     # then factor exactly, e.g. [1, 2, 1] and [-1, 0, 1].
     p, q = np.unravel_index(np.argmax(np.abs(k64)), k64.shape)
-    column, row = k64[:, q], k64[p, :] / k64[p, q]
+    column, row = k64[:, q].copy(), k64[p, :] / k64[p, q]
     if not np.allclose(np.outer(column, row), k64, rtol=tolerance, atol=tolerance * np.abs(k64).max()):
         return None
+    column.setflags(write=False)  # shared by every caller through the cache
+    row.setflags(write=False)
     return column, row
 
 

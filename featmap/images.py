@@ -113,7 +113,8 @@ def _float_band(arr: NDArray[Any], mode: str, background: Sequence[float], gray:
         bg = bg_rgb if colour.shape[2] == 3 else np.float32(np.dot(bg_rgb, LUMA_BT601))
         data = colour * alpha + bg * (1.0 - alpha)
     if gray and data.shape[2] == 3:
-        data = np.matmul(data, np.asarray(LUMA_BT601, dtype=np.float32))[:, :, np.newaxis]
+        # einsum, not matmul: a BLAS call here leaves OpenBLAS's threads spinning on the other core.
+        data = np.einsum("hwc,c->hw", data, np.asarray(LUMA_BT601, dtype=np.float32))[:, :, np.newaxis]
     return data
 
 

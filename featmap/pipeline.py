@@ -62,9 +62,9 @@ class MapStats:
         mean = float(values.mean(dtype=np.float64))
         squares = 0.0
         for rows in row_bands(values):
-            deviation = values[rows].astype(np.float64).ravel()
+            deviation = values[rows].astype(np.float64)
             deviation -= mean
-            squares += float(np.dot(deviation, deviation))
+            squares += float(np.square(deviation, out=deviation).sum())  # no BLAS: its threads would spin
         return cls(float(values.min()), float(values.max()), mean, float(np.sqrt(squares / values.size)))
 
 

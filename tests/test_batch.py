@@ -108,13 +108,23 @@ def test_helpers_run_one_thread_each_and_the_parent_environment_is_restored() ->
     helpers = Helpers(1)
     try:
         assert helpers.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
+        assert helpers.submit(os.getenv, "MALLOC_TRIM_THRESHOLD_").result() == str(256 << 20)
         if opencv() is not None:
             assert helpers.submit(threads).result() == 1
     finally:
         helpers.close()
     assert os.environ.get("OPENBLAS_NUM_THREADS") == before
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
     if opencv() is not None:
         mine = threads()
         with one_opencv_thread():
             assert threads() == 1
         assert threads() == mine
+
+
+def test_keep_freed_memory_on_glibc() -> None:
+    import platform
+
+    from featmap.workers import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")

@@ -142,6 +142,9 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
     from ..batch import BatchInterrupted, run_batch
     from ..discover import discover
     from ..render import batch_dict, batch_view
+    from ..workers import keep_freed_memory
+
+    keep_freed_memory()  # this process runs image after image: reuse freed pages (see featmap.workers)
 
     items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[opts["out_dir"]])
     if not items and problems:
