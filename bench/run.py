@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 
 import batch_bench
 import conv_bench
@@ -22,8 +24,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the quick batch runs")
     args = parser.parse_args()
     conv_bench.run(args.size, args.repeat)
-    print()
-    batch_bench.run(args.count, args.jobs, args.rounds)
+    print(flush=True)
+    # The batch in a fresh process: the micro-benchmarks leave PyTorch's and OpenBLAS's thread pools behind.
+    command = [sys.executable, batch_bench.__file__, "--count", str(args.count), "--jobs", str(args.jobs)]
+    subprocess.run([*command, "--rounds", str(args.rounds)], check=True)
 
 
 if __name__ == "__main__":
