@@ -298,7 +298,7 @@ def correlate(
     per_out = n_out // groups
     result = np.empty((n_out, ho, wo), dtype=arr.dtype)
     padded = arr if use_opencv else pad_input(arr, geometry.padding, mode, pad_value)
-    scratch = np.empty((ho, wo), dtype=arr.dtype)
+    scratch = result[0] if use_opencv else np.empty((ho, wo), dtype=arr.dtype)  # the numpy strategies' temporary
     channel, plane = -1, padded[:, :, 0]
     for n in range(n_out):
         if n // per_out != channel:  # one contiguous channel at a time in memory
