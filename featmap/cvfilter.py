@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from .enums import PaddingMode
 from .shapes import ConvGeometry
 
-__all__ = ["MAX_CHANNELS", "correlate", "opencv", "set_threads", "threads"]
+__all__ = ["MAX_CHANNELS", "correlate", "mix_channels", "opencv", "set_threads", "threads"]
 
 # One filter2D call filters up to this many interleaved channels with the same kernel; copyMakeBorder's
 # fill value has four entries.
@@ -61,6 +61,15 @@ def threads() -> int:
     """OpenCV's thread count (0 without OpenCV)."""
     cv2 = opencv()
     return 0 if cv2 is None else int(cv2.getNumThreads())
+
+
+def mix_channels(data: NDArray[np.float32], weights: NDArray[np.float32]) -> NDArray[np.float32] | None:
+    """``sum_c data[..., c] * weights[c]`` for ``(H, W, C ≤ 4)`` float32 (`cv2.transform`), or None without
+    OpenCV. Luma in one pass: 4x numpy's einsum, and no BLAS (whose threads would spin on the other core)."""
+    cv2 = opencv()
+    if cv2 is None or data.shape[2] > MAX_CHANNELS:
+        return None
+    return cv2.transform(data, weights.reshape(1, -1)).reshape(data.shape[:2])
 
 
 def _border(cv2: Any, mode: PaddingMode) -> int:

@@ -59,6 +59,17 @@ def test_lossless_rgb_formats_give_bt601_luma(
     np.testing.assert_allclose(colour.pixels, rgb / 255, atol=1e-7)
 
 
+def test_luma_without_opencv_matches(make_image: Maker, rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_image("c.png", rgb)
+    with_opencv = load_image(path).pixels
+    import featmap.images
+
+    monkeypatch.setattr(featmap.images, "mix_channels", lambda data, weights: None)  # the numpy fallback
+    without = load_image(path).pixels
+    np.testing.assert_allclose(without[..., 0], luma(rgb), atol=1e-6)
+    np.testing.assert_allclose(without, with_opencv, rtol=0, atol=2e-7)  # a float32 rounding apart at most
+
+
 def test_jpeg_is_close(make_image: Maker) -> None:
     smooth = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
     loaded = load_image(make_image("s.jpg", np.stack([smooth] * 3, axis=2), quality=95))
@@ -219,3 +230,67 @@ def test_parse_color() -> None:
         parse_color("blurple")
     with pytest.raises(SpecError, match="unknown colour"):
         parse_color("1,2,300")
+
+
+def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+    """The image through OpenCV's JPEG path and through Pillow's."""
+    import featmap.images
+
+    fast = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
+    with monkeypatch.context() as patch:
+        patch.setattr(featmap.images, "_fast_jpeg", lambda path, opened: None)
+        slow = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
+    return fast, slow
+
+
+@pytest.mark.parametrize(
+    "save",
+    [{"quality": 90}, {"quality": 75, "subsampling": 0}, {"quality": 95, "progressive": True}],
+    ids=["420", "444", "progressive"],
+)
+def test_fast_jpeg_path_gives_pillows_pixels(
+    tmp_path: Path, save: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featmap.images import _fast_jpeg
+
+    rng = np.random.default_rng(5)
+    smooth = np.cumsum(rng.integers(0, 9, (48, 40, 3)), axis=1).astype(np.uint8)
+    for mode, pixels in (("RGB", smooth), ("L", smooth[..., 0])):
+        path = tmp_path / f"{mode}.jpg"
+        Image.fromarray(pixels, mode).save(path, **save)
+        with Image.open(path) as opened:
+            assert _fast_jpeg(path, opened) is not None  # the fast path is taken
+        for color in (False, True):
+            fast, slow = _both_decoders(path, monkeypatch, color=color)
+            np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_jpeg_path_applies_exif_orientation(
+    tmp_path: Path, orientation: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixels = np.zeros((30, 50, 3), dtype=np.uint8)
+    pixels[:5, :10] = 255  # a bright corner shows where the top-left went
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    fast, slow = _both_decoders(path, monkeypatch, color=True)
+    assert fast.shape == slow.shape == ((50, 30, 3) if orientation >= 5 else (30, 50, 3))
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
+    from featmap.images import _fast_jpeg
+
+    rng = np.random.default_rng(6)
+    path = tmp_path / "a.jpg"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path, quality=90)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(ImageReadError, match="corrupt or truncated"):
+        load_image(path)
+    path.write_bytes(whole + b"\\0" * 16)  # bytes after the end marker: Pillow reads it, OpenCV is not asked
+    with Image.open(path) as opened:
+        assert _fast_jpeg(path, opened) is None
+    assert load_image(path).pixels.shape == (64, 64, 1)
