@@ -127,7 +127,7 @@ def _fast_jpeg(path: Path, opened: Image.Image) -> NDArray[np.uint8] | None:
         width, height = height, width
     if pixels is None or pixels.shape[:2] != (height, width):
         return None
-    return pixels if pixels.ndim == 2 else pixels[:, :, ::-1]  # OpenCV gives BGR
+    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # contiguous, so fast to convert
 
 
 def _float_band(arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
