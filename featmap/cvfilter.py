@@ -157,10 +157,11 @@ def correlate(
     """
     cv2 = opencv()
     assert cv2 is not None, "caller checks featmap.cvfilter.opencv()"
-    (kh, kw), sh, (dh, dw) = geometry.kernel_hw, geometry.stride[0], geometry.dilation
+    sh = geometry.stride[0]
     top, bottom, left, right = geometry.padding
-    spread = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=src.dtype)
-    spread[::dh, ::dw] = kernel
+    from .engine import spread_kernel  # engine imports this module
+
+    spread = spread_kernel(kernel, geometry.dilation, src.dtype)
     border = _border(cv2, mode)
     # filter2D's own border rule stands in for the padding when it has the mode (no wrap, fill 0) and, with a
     # row stride, when every sh-th row of the padded input is the border's too: only zeros are.
