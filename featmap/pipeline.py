@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,17 +25,18 @@ from numpy.typing import NDArray
 from .enums import Activation, Combine, PoolKind, parse_enum
 from .errors import ShapeError
 from .kernels import Kernel, KernelBank
-from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .ops import activate, conv2d, row_bands
-from .pool import global_pool, pool2d
-from .shapes import ConvGeometry, conv_geometry, conv_params, pool_geometry
+from .layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
+from .ops import activate, row_bands
+from .shapes import ConvGeometry
 
 __all__ = [
     "FeatureMap",
     "FeatureMaps",
+    "KernelPlan",
     "MapInfo",
     "MapStats",
     "geometry_notes",
+    "plan_kernels",
     "iter_feature_maps",
     "run",
     "stride_warnings",
@@ -133,25 +134,67 @@ def _dropped_text(geometry: ConvGeometry, what: str) -> tuple[str, str] | None:
     return what, f"{text} of the padded {ph}x{pw} input unused (floored, as PyTorch and Keras do)"
 
 
+@dataclass(frozen=True)
+class KernelPlan:
+    """One kernel of a run as a conv layer (and its pooling), planned once on the image's shape."""
+
+    kernel: Kernel
+    conv: Conv2d
+    conv_plan: LayerPlan
+    pool: Pool2d | GlobalPool2d | None
+    pool_plan: LayerPlan | None
+    weights: dict[str, NDArray[np.floating]]
+
+    def notes(self) -> list[tuple[str, str]]:
+        """``(what, problem)`` for each stride that does not fit evenly: the conv's, then the pool's."""
+        kh, kw = self.kernel.size
+        assert self.conv_plan.geometry is not None  # a conv plan always has one
+        found = [_dropped_text(self.conv_plan.geometry, f"conv {kh}x{kw}")]
+        pool = self.pool
+        if isinstance(pool, Pool2d) and not pool.ceil_mode and self.pool_plan and self.pool_plan.geometry:
+            found.append(
+                _dropped_text(self.pool_plan.geometry, f"{pool.kind.value} pool {pool.size[0]}x{pool.size[1]}")
+            )
+        return [n for n in found if n]
+
+
+def plan_kernels(shape: Shape3, bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None) -> list[KernelPlan]:
+    """Each kernel of ``bank`` as a conv layer with ``conv``'s options on an image of ``shape``, planned once."""
+    channels = shape[2]
+    plans = []
+    for kernel in bank:
+        weights, groups = _weights_for(kernel, channels)
+        layer = replace(
+            conv, filters=weights.shape[0], kernel=kernel.size, groups=groups, bias=kernel.bias is not None, bank=None
+        )
+        conv_plan = layer.plan(shape)
+        tensors = {"weight": weights}
+        if kernel.bias is not None:
+            tensors["bias"] = np.full(weights.shape[0], kernel.bias, dtype=np.float32)
+        pool_plan = None if pool is None else pool.plan(conv_plan.out_shape)
+        plans.append(KernelPlan(kernel, layer, conv_plan, pool, pool_plan, tensors))
+    return plans
+
+
 def stride_warnings(
     in_hw: tuple[int, int], kernel_size: tuple[int, int], conv: Conv2d, pool: Pool2d | GlobalPool2d | None
 ) -> list[tuple[str, str]]:
     """``(what, problem)`` for each stride that does not fit evenly: the conv's, then the pool's."""
-    geometry = conv_geometry(in_hw, kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
-    notes = [_dropped_text(geometry, f"conv {kernel_size[0]}x{kernel_size[1]}")]
-    if isinstance(pool, Pool2d):
-        pooled = pool_geometry(geometry.out_hw, pool.size, stride=pool.stride, padding=pool.padding)
-        notes.append(_dropped_text(pooled, f"{pool.kind.value} pool {pool.size[0]}x{pool.size[1]}"))
-    return [n for n in notes if n]
+    kernel = Kernel("k", np.zeros(kernel_size, np.float32))
+    return plan_kernels((in_hw[0], in_hw[1], 1), KernelBank((kernel,)), conv, pool)[0].notes()
 
 
 def geometry_notes(
     in_hw: tuple[int, int], bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None
 ) -> tuple[str, ...]:
     """Every distinct stride warning of a run, as ``"what: problem"`` lines."""
+    return _notes(plan_kernels((in_hw[0], in_hw[1], 1), bank, conv, pool))
+
+
+def _notes(plans: list[KernelPlan]) -> tuple[str, ...]:
     notes: dict[str, None] = {}
-    for kernel in bank:
-        for what, problem in stride_warnings(in_hw, kernel.size, conv, pool):
+    for plan in plans:
+        for what, problem in plan.notes():
             notes[f"{what}: {problem}"] = None
     return tuple(notes)
 
@@ -184,33 +227,23 @@ def _commutes(act: Act, pool: Pool2d | GlobalPool2d | None) -> bool:
     return act.kind in _MONOTONE
 
 
-def _pool(values: NDArray[np.floating], pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
-    if isinstance(pool, Pool2d):
-        return pool2d(
-            values,
-            pool.size,
-            stride=pool.stride,
-            padding=pool.padding,
-            mode=pool.kind,
-            count_include_pad=pool.count_include_pad,
-            ceil_mode=pool.ceil_mode,
-        )
-    if isinstance(pool, GlobalPool2d):
-        return global_pool(values, pool.kind)
-    return values
+def _pool(values: NDArray[np.floating], plan: KernelPlan) -> NDArray[np.floating]:
+    if plan.pool is None or plan.pool_plan is None:
+        return values
+    return plan.pool.forward(values, plan.pool_plan, {})
 
 
-def _finish(values: NDArray[np.floating], act: Act, pool: Pool2d | GlobalPool2d | None) -> NDArray[np.floating]:
+def _finish(values: NDArray[np.floating], act: Act, plan: KernelPlan) -> NDArray[np.floating]:
     """Activate, then pool; max/min pooling goes first where it commutes (a 2×2 pool: a quarter of the work).
 
     ``values`` is the caller's to give up: it is activated in place, so a large map exists once.
     """
     if act.kind is Activation.NONE:
-        return _pool(values, pool)
-    if _commutes(act, pool):
-        pooled = _pool(values, pool)
+        return _pool(values, plan)
+    if _commutes(act, plan.pool):
+        pooled = _pool(values, plan)
         return activate(pooled, act.kind, out=pooled, **dict(act.params))
-    return _pool(activate(values, act.kind, out=values, **dict(act.params)), pool)
+    return _pool(activate(values, act.kind, out=values, **dict(act.params)), plan)
 
 
 def _shape3(arr: NDArray[np.floating]) -> Shape3:
@@ -238,31 +271,16 @@ def iter_feature_maps(
     if image.ndim != 3:
         raise ShapeError("image", f"must be (H, W, C); got shape {image.shape}")
     how = None if combine is None else parse_enum(Combine, combine, "combine")
-    in_hw = (int(image.shape[0]), int(image.shape[1]))
+    plans = plan_kernels(_shape3(image), bank, conv, pool)
     if strict:
-        for kernel in bank:
-            for what, problem in stride_warnings(in_hw, kernel.size, conv, pool):
+        for plan in plans:
+            for what, problem in plan.notes():
                 raise ShapeError(what, problem, "change the stride or padding, or drop --strict")
-    channels = int(image.shape[2])
     acc: NDArray[np.floating] | None = None
-    first: MapInfo | None = None
-    for kernel in bank:
-        weights, groups = _weights_for(kernel, channels)
-        n_out = weights.shape[0]
-        bias = None if kernel.bias is None else np.full(n_out, kernel.bias, dtype=np.float32)
-        response = conv2d(
-            image,
-            weights,
-            bias,
-            stride=conv.stride,
-            padding=conv.padding,
-            pad_mode=conv.pad_mode,
-            pad_value=conv.pad_value,
-            dilation=conv.dilation,
-            groups=groups,
-            flip=conv.flip,
-        )
-        geometry = conv_geometry(in_hw, kernel.size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    first: tuple[MapInfo, KernelPlan] | None = None
+    for plan in plans:
+        kernel = plan.kernel
+        response = plan.conv.forward(image, plan.conv_plan, plan.weights)
         if how is not None:
             if acc is not None and acc.shape != response.shape:
                 raise ShapeError(
@@ -277,27 +295,27 @@ def iter_feature_maps(
                     acc[rows] += np.square(response[rows])
             else:
                 np.maximum(acc, response, out=acc)
-        final = _finish(response, act, pool)
-        params = conv_params(kernel.size, channels, n_out, groups=groups, bias=kernel.bias is not None)
+        final = _finish(response, act, plan)
+        assert plan.conv_plan.geometry is not None  # a conv plan always has one
         info = MapInfo(
             kernel.name,
             kernel.size,
-            geometry,
+            plan.conv_plan.geometry,
             _shape3(response),
             _shape3(final),
             pool is not None,
-            params,
+            plan.conv_plan.params,
             MapStats.of(final),
         )
-        first = first or info
+        first = first or (info, plan)
         yield FeatureMap(final, info)
     if how is not None and acc is not None and first is not None:
         merged = np.sqrt(acc, out=acc) if how is Combine.MAGNITUDE else acc
-        final = _finish(merged, act, pool)
+        final = _finish(merged, act, first[1])
         info = MapInfo(
             how.value,
-            first.kernel_size,
-            first.geometry,
+            first[0].kernel_size,
+            first[0].geometry,
             _shape3(merged),
             _shape3(final),
             pool is not None,
@@ -320,5 +338,5 @@ def run(
 ) -> FeatureMaps:
     """Run every kernel and return all maps at once (see `iter_feature_maps`)."""
     maps = tuple(iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict))
-    notes = geometry_notes((int(image.shape[0]), int(image.shape[1])), bank, conv, pool)
+    notes = _notes(plan_kernels(_shape3(image), bank, conv, pool))
     return FeatureMaps(_shape3(image), maps, notes)

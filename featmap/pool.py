@@ -15,9 +15,9 @@ from .engine import window_taps
 from .enums import PoolKind, parse_enum
 from .errors import ShapeError
 from .ops import as_float_image
-from .shapes import PaddingArg, pool_geometry
+from .shapes import ConvGeometry, PaddingArg, pool_geometry
 
-__all__ = ["global_pool", "pool2d"]
+__all__ = ["check_pool_padding", "global_pool", "pool2d", "pool_windows"]
 
 
 def _cells_per_window(size: int, window: int, stride: int, before: int, out: int) -> NDArray[np.int64]:
@@ -56,14 +56,33 @@ def pool2d(
     kind = parse_enum(PoolKind, mode, "pool mode")
     declared = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding)
     geometry = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding, ceil_mode=ceil_mode)
-    top, bottom, left, right = geometry.padding
-    (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
+    check_pool_padding(declared)
+    return pool_windows(arr, geometry, declared.padding, kind, count_include_pad=count_include_pad)
+
+
+def check_pool_padding(declared: ConvGeometry) -> None:
+    """Refuse pooling pads larger than half the window (a window could then hold no pixel), as PyTorch does."""
+    kh, kw = declared.kernel_hw
     if max(declared.padding) and (max(declared.padding[:2]) > kh // 2 or max(declared.padding[2:]) > kw // 2):
         raise ShapeError(
             "`padding`",
             f"pooling pads of {declared.padding} exceed half the {kh}x{kw} window, so a window could hold no pixel",
             "pad at most half the window, or use `same`",
         )
+
+
+def pool_windows(
+    arr: NDArray[np.floating],
+    geometry: ConvGeometry,
+    declared_padding: tuple[int, int, int, int],
+    kind: PoolKind,
+    *,
+    count_include_pad: bool = False,
+) -> NDArray[np.floating]:
+    """Pool ``(H, W, C)`` on a worked-out ``geometry`` (padding already including any ``ceil_mode`` reach);
+    ``declared_padding`` is the padding asked for, which ``count_include_pad`` counts."""
+    top, bottom, left, right = geometry.padding
+    (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
     fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]
     padded = arr
     if any(geometry.padding):
@@ -76,7 +95,7 @@ def pool2d(
         reduce(out, view, out=out)
     if kind is PoolKind.AVG:
         ho, wo = geometry.out_hw
-        (sh, sw), (dt, db, dl, dr) = geometry.stride, declared.padding
+        (sh, sw), (dt, db, dl, dr) = geometry.stride, declared_padding
         if count_include_pad:  # PyTorch: declared padding counts, cells past it (ceil_mode) do not
             rows = _cells_per_window(h + dt + db, kh, sh, 0, ho)
             cols = _cells_per_window(w + dl + dr, kw, sw, 0, wo)

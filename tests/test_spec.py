@@ -128,9 +128,9 @@ layers:
     assert isinstance(down, Sequential) and down.name == "down"
     assert isinstance(rep0, Sequential) and (rep0.name, rep1.name) == ("unit.0", "unit.1")  # type: ignore[union-attr]
     residual = down.layers[0]
-    assert isinstance(residual, Parallel) and residual.merge == "add"
+    assert isinstance(residual, Parallel) and residual.merge_mode == "add"
     assert residual.branches[0].layers[0] == Conv2d(16, 3, stride=2, padding=1, bias=False)
-    assert isinstance(merge, Parallel) and merge.merge == "concat"
+    assert isinstance(merge, Parallel) and merge.merge_mode == "concat"
     s = summarize(model.layers, (16, 16, 3))
     top = {r.name: r.out_shape for r in s.layers if r.depth == 0}
     assert top["down"] == (8, 8, 16) and top["parallel"] == (8, 8, 6) and top["dense"] == (10,)

@@ -1,20 +1,6 @@
-"""The layer-spec language: inline tokens and YAML/JSON files → `featmap.layers` objects.
-
-One parser feeds both ``featmap shape`` and the pipeline. Tokens (see README for the full grammar)::
-
-    conv:64@3x3/s2/same   conv:6@5x5/p2/nobias   dwconv:3x3/s2/p1   conv1d:16@5/same
-    maxpool:3/s2/p1/ceil  avgpool:2   gap   gmp   adaptiveavgpool:7x7
-    flatten   dense:10   bn   relu   act:leaky_relu,slope=0.2   dropout:0.5
-
-Files add composition: ``repeat``, ``residual`` (``add``), ``parallel`` (``add``/``concat``) and named,
-parameterised ``blocks``.
-
-Examples
---------
->>> parse_token("conv:64@3x3/s2/same")
-Conv2d(filters=64, kernel=(3, 3), stride=(2, 2), padding='same', ...)
->>> parse_shape("224x224x3")
-(224, 224, 3)
+"""Spec files (YAML/JSON) → `featmap.layers` objects: composition (``repeat``, ``residual``, ``parallel``,
+named and parameterised ``blocks``), conv layers whose weights are named kernels, and the presets shipped in
+``featmap/models``.
 """
 
 from __future__ import annotations
@@ -25,249 +11,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .documents import read_document
-from .enums import Activation, PoolKind, parse_enum
-from .errors import FeatmapError, SpecError
-from .layers import (
-    Act,
+from ..documents import read_document
+from ..errors import FeatmapError, SpecError
+from ..layers import (
     AdaptiveAvgPool2d,
     BatchNorm,
     Conv1d,
     Conv2d,
     Dense,
     Dropout,
-    Flatten,
-    GlobalPool2d,
     LayerSpec,
     Parallel,
     Pool2d,
     Sequential,
 )
+from .tokens import ALIASES, GRAMMAR_HINT, parse_shape, parse_token
 
-__all__ = [
-    "MODEL_DIR",
-    "Model",
-    "list_models",
-    "load_model",
-    "parse_file",
-    "parse_shape",
-    "parse_token",
-    "parse_tokens",
-]
+__all__ = ["MODEL_DIR", "Model", "list_models", "load_model", "parse_file"]
 
-MODEL_DIR = Path(__file__).resolve().parent / "models"
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 Shape = tuple[int, ...]
 
-_INT = r"\d+"
-_PAIR = rf"{_INT}(?:[x×,]{_INT})?"
-_CONV = re.compile(rf"^(?P<filters>{_INT})@(?P<kernel>{_PAIR})$")
-_CONV1D = re.compile(rf"^(?P<filters>{_INT})@(?P<kernel>{_INT})$")
-_ALIASES = {
-    "conv2d": "conv",
-    "dwconv": "dwconv",
-    "depthwise": "dwconv",
-    "maxpool": "maxpool",
-    "max_pool": "maxpool",
-    "avgpool": "avgpool",
-    "avg_pool": "avgpool",
-    "minpool": "minpool",
-    "gap": "gap",
-    "globalavgpool": "gap",
-    "global_avg_pool": "gap",
-    "gmp": "gmp",
-    "globalmaxpool": "gmp",
-    "global_max_pool": "gmp",
-    "adaptiveavgpool": "adaptiveavgpool",
-    "adaptive_avg_pool": "adaptiveavgpool",
-    "adaptivepool": "adaptiveavgpool",
-    "flatten": "flatten",
-    "dense": "dense",
-    "fc": "dense",
-    "linear": "dense",
-    "bn": "bn",
-    "batchnorm": "bn",
-    "dropout": "dropout",
-    "act": "act",
-    "activation": "act",
-    "conv": "conv",
-    "conv1d": "conv1d",
-}
-_KINDS = sorted(set(_ALIASES) | {a.value for a in Activation})
-_GRAMMAR_HINT = "e.g. conv:64@3x3/s2/same, maxpool:2, dense:10 (see README, 'layer-spec language')"
-
-
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in re.split(r"[x×,]", text))
-    except ValueError:
-        raise SpecError(what, f"{text!r} is not a number or NxM") from None
-
-
-def parse_shape(text: str | Sequence[int]) -> Shape:
-    """An input shape: ``HxWxC`` (image), ``LxC`` (1-D signal) or ``N`` (flat features).
-
-    Examples
-    --------
-    >>> parse_shape("32x32x1"), parse_shape("100x16"), parse_shape("784")
-    ((32, 32, 1), (100, 16), (784,))
-    """
-    values = tuple(text) if not isinstance(text, str) else _ints(text.strip().lower(), "--input")
-    if not 1 <= len(values) <= 3 or any(not isinstance(v, int) or v < 1 for v in values):
-        raise SpecError(
-            "--input", f"{text!r} is not a shape", "write HxWxC (e.g. 224x224x3), LxC for 1-D, or N features"
-        )
-    return tuple(int(v) for v in values)
-
-
-def _options(parts: Sequence[str], what: str) -> dict[str, Any]:
-    """Parse the ``/``-separated options shared by conv and pool tokens."""
-    opts: dict[str, Any] = {}
-    for part in parts:
-        word = part.strip().lower()
-        if word in ("same", "valid", "full"):
-            opts["padding"] = word
-        elif word in ("nobias", "no_bias"):
-            opts["bias"] = False
-        elif word == "bias":
-            opts["bias"] = True
-        elif word == "ceil":
-            opts["ceil_mode"] = True
-        elif word == "dw":
-            opts["depthwise"] = True
-        elif re.fullmatch(rf"s{_PAIR}", word):
-            opts["stride"] = _single(_ints(word[1:], what))
-        elif re.fullmatch(rf"d{_PAIR}", word):
-            opts["dilation"] = _single(_ints(word[1:], what))
-        elif re.fullmatch(rf"g{_INT}", word):
-            opts["groups"] = int(word[1:])
-        elif re.fullmatch(r"p\d+(?:,\d+){0,3}", word):
-            values = _ints(word[1:], what)
-            if len(values) == 3:
-                raise SpecError(what, f"padding {word!r} takes 1, 2 or 4 numbers")
-            opts["padding"] = values[0] if len(values) == 1 else values
-        else:
-            raise SpecError(
-                what,
-                f"unknown option {part!r}",
-                "use sN (stride), pN / same / valid / full (padding), dN (dilation), gN (groups), nobias, ceil",
-            )
-    return opts
-
-
-def _single(values: tuple[int, ...]) -> int | tuple[int, ...]:
-    return values[0] if len(values) == 1 else values
-
-
-def parse_token(token: str, *, where: str = "") -> LayerSpec:
-    """Parse one inline layer token (``conv:6@5x5``, ``maxpool:2``, ``dense:10``, ``relu``…).
-
-    Raises `SpecError` naming ``where`` (e.g. ``layer 3``) and the token, with the fix.
-    """
-    text = token.strip()
-    what = f"{where} ({text!r})" if where else repr(text)
-    head, _, rest = text.partition(":")
-    kind_word = head.strip().lower()
-    if kind_word in {a.value for a in Activation}:
-        if rest:
-            raise SpecError(what, f"{kind_word} takes no arguments", f"use act:{kind_word},slope=0.1 for parameters")
-        return Act(parse_enum(Activation, kind_word, "activation"))
-    kind = _ALIASES.get(kind_word)
-    if kind is None:
-        raise SpecError(what, f"unknown layer type {head!r}", f"use one of: {', '.join(_KINDS)}")
-    main, *opt_parts = rest.split("/") if rest else [""]
-    try:
-        return _build(kind, main.strip(), opt_parts, what)
-    except SpecError as exc:
-        if exc.what == what:
-            raise
-        raise SpecError(what, f"{exc.what.strip('`')} {exc.problem}".strip(), exc.fix or _GRAMMAR_HINT) from None
-
-
-def _need_no_args(kind: str, main: str, opts: Sequence[str], what: str) -> None:
-    if main or opts:
-        raise SpecError(what, f"{kind} takes no arguments", f"write just `{kind}`")
-
-
-def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSpec:
-    if kind in ("conv", "dwconv"):
-        if kind == "dwconv":
-            opts = _options(opt_parts, what)
-            return Conv2d(filters=None, kernel=_single(_ints(main, what)), depthwise=True, **opts)  # type: ignore[arg-type]
-        match = _CONV.match(main.replace(" ", ""))
-        if not match:
-            raise SpecError(what, "a conv is FILTERS@KxK", "e.g. conv:64@3x3/s2/same")
-        opts = _options(opt_parts, what)
-        return Conv2d(int(match["filters"]), _single(_ints(match["kernel"], what)), **opts)  # type: ignore[arg-type]
-    if kind == "conv1d":
-        match = _CONV1D.match(main.replace(" ", ""))
-        if not match:
-            raise SpecError(what, "a conv1d is FILTERS@K", "e.g. conv1d:16@5/s2/same")
-        opts = _options(opt_parts, what)
-        for key in ("stride", "dilation"):
-            if isinstance(opts.get(key), tuple):
-                raise SpecError(what, f"a 1-D {key} is one number")
-        return Conv1d(int(match["filters"]), int(match["kernel"]), **opts)
-    if kind in ("maxpool", "avgpool", "minpool"):
-        if not main:
-            raise SpecError(what, "a pool needs a window size", f"e.g. {kind}:2 or {kind}:3/s2")
-        opts = _options(opt_parts, what)
-        extra = set(opts) - {"stride", "padding", "ceil_mode"}
-        if extra:
-            raise SpecError(what, f"a pool takes no {sorted(extra)[0]}", "use sN, pN / same / valid, ceil")
-        stride = opts.pop("stride", None)
-        return Pool2d(kind[:3], _single(_ints(main, what)), stride, **opts)  # type: ignore[arg-type]
-    if kind in ("gap", "gmp"):
-        _need_no_args(kind, main, opt_parts, what)
-        return GlobalPool2d(PoolKind.AVG if kind == "gap" else PoolKind.MAX)
-    if kind == "adaptiveavgpool":
-        return AdaptiveAvgPool2d(_single(_ints(main or "1", what)))  # type: ignore[arg-type]
-    if kind == "flatten":
-        _need_no_args(kind, main, opt_parts, what)
-        return Flatten()
-    if kind == "dense":
-        if not main.isdigit():
-            raise SpecError(what, "a dense layer is dense:UNITS", "e.g. dense:10 or dense:10/nobias")
-        opts = _options(opt_parts, what)
-        if set(opts) - {"bias"}:
-            raise SpecError(what, "a dense layer takes only /nobias")
-        return Dense(int(main), **opts)
-    if kind == "bn":
-        _need_no_args(kind, main, opt_parts, what)
-        return BatchNorm()
-    if kind == "dropout":
-        try:
-            rate = float(main) if main else 0.5
-        except ValueError:
-            raise SpecError(what, f"rate {main!r} is not a number", "e.g. dropout:0.5") from None
-        return Dropout(rate)
-    # act:NAME[,slope=0.1]
-    name, *params = [p.strip() for p in main.split(",")]
-    values: dict[str, float] = {}
-    for item in params:
-        key, eq, value = item.partition("=")
-        try:
-            values[key] = float(value)
-        except ValueError:
-            raise SpecError(what, f"activation parameter {item!r} is not key=number") from None
-    return Act(parse_enum(Activation, name, "activation"), tuple(values.items()))
-
-
-def parse_tokens(tokens: Sequence[str]) -> tuple[LayerSpec, ...]:
-    """Parse inline tokens in order; errors name the layer's index (1-based) and token.
-
-    Examples
-    --------
-    >>> [type(layer).__name__ for layer in parse_tokens(["conv:6@5x5", "avgpool:2", "flatten", "dense:10"])]
-    ['Conv2d', 'Pool2d', 'Flatten', 'Dense']
-    """
-    return tuple(parse_token(t, where=f"layer {i}") for i, t in enumerate(tokens, start=1))
-
-
-# ----------------------------------------------------------------------------------------- files
-
 _FIELDS: dict[str, tuple[type[Any], set[str]]] = {
-    "conv": (Conv2d, {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias", "depthwise"}),
-    "dwconv": (Conv2d, {"filters", "kernel", "stride", "padding", "dilation", "bias"}),
+    "conv": (
+        Conv2d,
+        {"filters", "kernel", "stride", "padding", "pad_mode", "dilation", "groups", "bias", "depthwise", "kernels"},
+    ),
+    "dwconv": (Conv2d, {"filters", "kernel", "stride", "padding", "pad_mode", "dilation", "bias", "kernels"}),
     "conv1d": (Conv1d, {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias"}),
     "maxpool": (Pool2d, {"size", "stride", "padding", "ceil_mode"}),
     "avgpool": (Pool2d, {"size", "stride", "padding", "ceil_mode", "count_include_pad"}),
@@ -275,24 +45,42 @@ _FIELDS: dict[str, tuple[type[Any], set[str]]] = {
     "adaptiveavgpool": (AdaptiveAvgPool2d, {"output"}),
     "dense": (Dense, {"units", "bias"}),
     "dropout": (Dropout, {"rate"}),
+    "bn": (BatchNorm, {"eps"}),
 }
 
 
 @dataclass(frozen=True)
 class Model:
-    """A parsed spec file: its layers, default input shape and description."""
+    """A parsed spec file: its layers, default input shape and description; a trained model also names its
+    weights file (beside the spec) and its class labels."""
 
     name: str
     layers: tuple[LayerSpec, ...]
     input_shape: Shape | None = None
     description: str = ""
     source: str = ""
+    weights: Path | None = None
+    labels: tuple[str, ...] = ()
 
 
 class _FileParser:
-    def __init__(self, path: str, blocks: Mapping[str, Any]) -> None:
+    def __init__(self, path: str, blocks: Mapping[str, Any], kernel_dirs: Sequence[str | Path] = ()) -> None:
         self.path = path
         self.blocks = blocks
+        self.kernel_dirs = tuple(kernel_dirs)
+
+    def bank(self, names: Any, where: str) -> Any:
+        """The kernels a conv layer names (anything ``-k`` takes), as a `KernelBank`."""
+        from ..kernels import KernelLibrary
+
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise self.err(where, f"must be a list of kernel names or specs; got {names!r}", "e.g. [sobel_x, sobel_y]")
+        try:
+            return KernelLibrary(self.kernel_dirs).bank(names)
+        except FeatmapError as exc:
+            raise self.err(where, str(exc)) from None
 
     def err(self, where: str, problem: str, fix: str | None = None) -> SpecError:
         return SpecError(f"{self.path}: {where}", problem, fix)
@@ -319,7 +107,7 @@ class _FileParser:
             except SpecError as exc:
                 raise self.err(where, f"{item!r}: {exc.problem}", exc.fix) from None
         if not isinstance(item, Mapping) or not item:
-            raise self.err(where, f"must be a token string or a mapping; got {item!r}", _GRAMMAR_HINT)
+            raise self.err(where, f"must be a token string or a mapping; got {item!r}", GRAMMAR_HINT)
         name = item.get("name")
         if name is not None and not isinstance(name, str):
             raise self.err(f"{where}.name", f"must be text; got {name!r}")
@@ -339,7 +127,7 @@ class _FileParser:
             return self.residual(value, f"{where}.residual", args, depth, name)
         if kind == "parallel":
             return self.parallel(value, f"{where}.parallel", args, depth, name)
-        canonical = _ALIASES.get(kind, kind)
+        canonical = ALIASES.get(kind, kind)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool) or value is None:
             token = kind if value is None or value == "" else f"{kind}:{value}"
             try:
@@ -348,7 +136,7 @@ class _FileParser:
                 raise self.err(f"{where}.{key}", f"{token!r}: {exc.problem}", exc.fix) from None
             return _named(spec, name)
         if canonical not in _FIELDS or not isinstance(value, Mapping):
-            raise self.err(f"{where}.{key}", f"unknown layer type or options {key!r}: {value!r}", _GRAMMAR_HINT)
+            raise self.err(f"{where}.{key}", f"unknown layer type or options {key!r}: {value!r}", GRAMMAR_HINT)
         cls, allowed = _FIELDS[canonical]
         unknown = set(value) - allowed
         if unknown:
@@ -357,7 +145,9 @@ class _FileParser:
                 f"unknown option {sorted(unknown)[0]!r}",
                 f"use: {', '.join(sorted(allowed))}",
             )
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        fields = {k: tuple(v) if isinstance(v, list) and k != "kernels" else v for k, v in value.items()}
+        if "kernels" in fields:
+            fields["bank"] = self.bank(fields.pop("kernels"), f"{where}.{key}.kernels")
         if canonical in ("maxpool", "avgpool", "minpool"):
             fields["kind"] = canonical[:3]
         if canonical == "dwconv":
@@ -365,7 +155,7 @@ class _FileParser:
         try:
             return cls(**fields, name=name)  # type: ignore[no-any-return]
         except TypeError as exc:
-            raise self.err(f"{where}.{key}", f"missing or bad options ({exc})", _GRAMMAR_HINT) from None
+            raise self.err(f"{where}.{key}", f"missing or bad options ({exc})", GRAMMAR_HINT) from None
         except FeatmapError as exc:
             raise self.err(f"{where}.{key}", str(exc)) from None
 
@@ -466,26 +256,30 @@ def _walk(value: Any, args: Mapping[str, Any], missing: Any) -> Any:
     return value
 
 
-def parse_file(path: str | Path) -> Model:
+_SPEC_KEYS = ("name", "description", "source", "input", "blocks", "layers", "weights", "labels")
+
+
+def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> Model:
     """Parse a YAML/JSON spec file: a list of layers, or a mapping with ``layers`` (and ``input``,
-    ``blocks``, ``name``, ``description``, ``source``)."""
+    ``blocks``, ``name``, ``description``, ``source``, ``weights``, ``labels``).
+
+    ``weights`` names a weights file relative to the spec; ``labels`` lists the class names of the last
+    layer's outputs. Kernels named by conv layers (``kernels: [sobel_x, sobel_y]``) are looked up in
+    ``kernel_dirs`` before the built-in library.
+    """
     p = Path(path)
     doc = read_document(p, SpecError, "check the path, or see --list-models")
     if isinstance(doc, list):
         doc = {"layers": doc}
     if not isinstance(doc, Mapping) or "layers" not in doc:
         raise SpecError(str(p), "is not a layer list or a mapping with `layers:`", "see README, 'spec files'")
-    unknown = set(doc) - {"name", "description", "source", "input", "blocks", "layers"}
+    unknown = set(doc) - set(_SPEC_KEYS)
     if unknown:
-        raise SpecError(
-            f"{p}: `{sorted(unknown)[0]}`",
-            "is not a spec key",
-            "use name, description, source, input, blocks, layers",
-        )
+        raise SpecError(f"{p}: `{sorted(map(str, unknown))[0]}`", "is not a spec key", f"use {', '.join(_SPEC_KEYS)}")
     blocks = doc.get("blocks") or {}
     if not isinstance(blocks, Mapping):
         raise SpecError(f"{p}: blocks", "must map block names to layer lists")
-    parser = _FileParser(str(p), blocks)
+    parser = _FileParser(str(p), blocks, kernel_dirs)
     layers = parser.layers(doc["layers"], "layers", {})
     shape = None
     if doc.get("input") is not None:
@@ -493,12 +287,20 @@ def parse_file(path: str | Path) -> Model:
             shape = parse_shape(str(doc["input"]))
         except SpecError as exc:
             raise SpecError(f"{p}: input", exc.problem, exc.fix) from None
+    weights = doc.get("weights")
+    if weights is not None and (not isinstance(weights, str) or not weights.strip()):
+        raise SpecError(f"{p}: weights", f"must be a file name; got {weights!r}", "e.g. weights: my_net.npz")
+    labels = doc.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, (str, int)) for x in labels):
+        raise SpecError(f"{p}: labels", "must be a list of class names", "e.g. labels: [cat, dog]")
     return Model(
         str(doc.get("name") or p.stem),
         layers,
         shape,
         str(doc.get("description") or ""),
         str(doc.get("source") or ""),
+        None if weights is None else p.resolve().parent / weights,
+        tuple(str(x) for x in labels),
     )
 
 
