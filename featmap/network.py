@@ -1,0 +1,263 @@
+"""Run a whole layer stack on an image: every layer's output, in order, from the same plans that
+``featmap shape`` prints.
+
+No files: arrays in, `LayerOutput` records out, one at a time (`iter_network`), so that a caller can write
+each layer's maps and let them go. Weights come from a `WeightSource`: kernels named in the spec, tensors
+from a weights file (`featmap.weights`), or seeded random initialisation, in that order of precedence.
+
+Examples
+--------
+>>> import numpy as np
+>>> from featmap.spec import parse_tokens
+>>> layers = parse_tokens(["conv:4@3x3/same", "relu", "maxpool:2", "flatten", "dense:3"])
+>>> result = run_network(layers, np.ones((8, 8, 1), np.float32), WeightSource(init="kaiming", seed=0))
+>>> [out.values.shape for out in result.outputs]
+[(8, 8, 4), (8, 8, 4), (4, 4, 4), (64,), (3,)]
+>>> [row.out_shape for row in result.summary.layers]
+[(8, 8, 4), (8, 8, 4), (4, 4, 4), (64,), (3,)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import FeatmapError, ShapeError, SpecError
+from .layers import Conv2d, LayerSpec, RunContext
+from .pipeline import MapStats
+from .plan import PlanNode, iter_leaves, plan_layers
+from .summary import Summary, summarize_plan
+
+__all__ = ["LayerOutput", "NetworkResult", "WeightSource", "iter_network", "run_network", "top_classes"]
+
+Array = NDArray[np.floating]
+INIT_METHODS = ("kaiming", "glorot")
+
+
+@dataclass
+class WeightSource:
+    """Where a run's weights come from, per layer: a conv layer's own kernels (``kernels:`` in the spec), then
+    ``tensors`` (e.g. `featmap.weights.load_weights`) under the layer's key (``C1.weight``), then seeded random
+    ``init`` (``kaiming``: PyTorch's default; ``glorot``: Keras'), else an error naming the missing tensor.
+
+    ``layout="keras"`` declares ``tensors`` in Keras' layout (conv ``(kh, kw, I, O)``, dense ``(in, out)``).
+    """
+
+    tensors: Mapping[str, Array] = field(default_factory=dict)
+    init: str | None = None
+    seed: int = 0
+    layout: str = "torch"
+    used: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.init is not None and self.init not in INIT_METHODS:
+            raise SpecError("`init`", f"unknown method {self.init!r}", f"use one of: {', '.join(INIT_METHODS)}")
+        if self.layout not in ("torch", "keras"):
+            raise SpecError("`layout`", f"must be torch or keras; got {self.layout!r}")
+
+    def for_node(self, node: PlanNode) -> dict[str, Array]:
+        """The tensors ``node``'s forward pass needs, by name (``weight``, ``bias``, …), in PyTorch's layout."""
+        expected = node.plan.weight_shapes
+        if not expected:
+            return {}
+        layer = node.layer
+        if isinstance(layer, Conv2d) and layer.bank is not None:
+            return layer.bank_weights(node.plan.in_shape[-1])
+        names = {name: f"{node.key}.{name}" for name in expected}
+        if all(full in self.tensors for full in names.values()) or self.init is None:
+            return self._from_tensors(node, expected, names)
+        return self._initial(node, expected, names)
+
+    def _from_tensors(
+        self, node: PlanNode, expected: Mapping[str, tuple[int, ...]], names: Mapping[str, str]
+    ) -> dict[str, Array]:
+        from .weights import match_weights, to_torch_layout
+
+        found = {}
+        for full in names.values():
+            if full in self.tensors:
+                tensor = self.tensors[full]
+                if self.layout == "keras":
+                    tensor = to_torch_layout(tensor, _kind(node), "keras")
+                found[full] = tensor
+        wanted = {full: expected[name] for name, full in names.items()}
+        matched, _ = match_weights(wanted, found)
+        self.used.update(names.values())
+        return {name: matched[full] for name, full in names.items()}
+
+    def _initial(
+        self, node: PlanNode, expected: Mapping[str, tuple[int, ...]], names: Mapping[str, str]
+    ) -> dict[str, Array]:
+        from .weights import init_weights
+
+        assert self.init is not None
+        wanted = {full: expected[name] for name, full in names.items()}
+        kinds = {full: _kind(node) for full in wanted}
+        made = init_weights(wanted, kinds, self.init, self.seed)
+        return {name: made[full] for name, full in names.items()}
+
+    def unused(self) -> list[str]:
+        """Tensors of ``tensors`` that no layer took (named in a warning)."""
+        return sorted(set(self.tensors) - self.used)
+
+
+def _kind(node: PlanNode) -> str:
+    """``conv``, ``dense`` or ``bn``: how a layer's tensors are laid out and initialised."""
+    kind = node.plan.kind
+    if kind == "Dense":
+        return "dense"
+    if kind == "BatchNorm":
+        return "bn"
+    return "conv"
+
+
+@dataclass(frozen=True)
+class LayerOutput:
+    """One layer's output (a leaf layer, or a merge of branches) with its plan node and statistics."""
+
+    node: PlanNode
+    values: Array
+    stats: MapStats
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """Every layer's output of one run, the summary of the same plans, and the warnings."""
+
+    input_shape: tuple[int, ...]
+    outputs: tuple[LayerOutput, ...]
+    summary: Summary
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def logits(self) -> Array:
+        """The last output."""
+        return self.outputs[-1].values
+
+
+class _Stop(Exception):
+    """Raised inside the walk once the ``upto`` layer has run."""
+
+
+def _first_bad(values: Array) -> str:
+    index = np.unravel_index(int(np.argmax(~np.isfinite(values))), values.shape)
+    return f"{values[index]} at {tuple(int(i) for i in index)}"
+
+
+class _Runner:
+    def __init__(self, weights: WeightSource, context: RunContext, upto: str | None) -> None:
+        self.weights = weights
+        self.context = context
+        self.upto = upto
+
+    def output(self, node: PlanNode, values: Array) -> LayerOutput:
+        if not np.all(np.isfinite(values)):
+            raise ShapeError(
+                f"layer {node.path} ({node.plan.name})",
+                f"produced a non-finite value ({_first_bad(values)})",
+                "check the weights and the input scale; nothing was written for this layer",
+            )
+        return LayerOutput(node, values, MapStats.of(values))
+
+    def walk(self, nodes: Sequence[PlanNode], x: Array) -> Generator[LayerOutput, None, Array]:
+        """Yield each output of ``nodes`` in order; return the final array (for ``yield from``)."""
+        for node in nodes:
+            if node.role == "layer":
+                try:
+                    x = node.layer.forward(x, node.plan, self.weights.for_node(node), self.context)  # type: ignore[union-attr]
+                except FeatmapError as exc:
+                    if exc.what.startswith("layer "):
+                        raise
+                    raise SpecError(f"layer {node.path} ({node.plan.name})", str(exc)) from None
+                yield self.output(node, x)
+            elif node.role == "block":
+                x = yield from self.walk(node.children, x)
+            else:
+                branches = []
+                for branch in node.children:
+                    branches.append((yield from self.walk(branch.children, x)))
+                x = node.layer.merge(branches)  # type: ignore[union-attr]  # role "merge" is a Parallel
+                yield self.output(node, x)
+            if self.upto is not None and self.upto in (node.path, node.key, node.plan.name):
+                raise _Stop
+        return x
+
+
+def iter_network(
+    nodes: Sequence[PlanNode],
+    image: Array,
+    weights: WeightSource,
+    *,
+    context: RunContext | None = None,
+    upto: str | None = None,
+) -> Iterator[LayerOutput]:
+    """Run planned ``nodes`` on ``image`` and yield every leaf layer's and every merge's output in order.
+
+    ``upto`` stops after the layer with that path (``5``), key (``C3``) or name. A layer whose output holds a
+    NaN or an infinity stops the run with an error naming it.
+    """
+    _check_input(nodes, image)
+    layout = weights.layout if context is None else context.layout
+    runner = _Runner(weights, context or RunContext(layout), upto)
+    try:
+        yield from runner.walk(nodes, np.asarray(image))
+    except _Stop:
+        return
+
+
+def _check_input(nodes: Sequence[PlanNode], image: Array) -> None:
+    if nodes and tuple(image.shape) != nodes[0].plan.in_shape:
+        raise ShapeError(
+            "input",
+            f"has shape {'×'.join(map(str, image.shape))} but the network was planned for "
+            f"{'×'.join(map(str, nodes[0].plan.in_shape))}",
+            "plan the layers on the image's shape",
+        )
+    if image.dtype.kind != "f":
+        raise SpecError("input", f"must be a float array; got dtype {image.dtype}", "scale it to [0, 1] floats")
+
+
+def run_network(
+    layers: Sequence[LayerSpec],
+    image: Array,
+    weights: WeightSource,
+    *,
+    upto: str | None = None,
+) -> NetworkResult:
+    """Plan ``layers`` on ``image``'s shape once and run them; every output is kept (see `iter_network` to
+    handle one layer at a time)."""
+    nodes = plan_layers(layers, image.shape)
+    outputs = tuple(iter_network(nodes, image, weights, upto=upto))
+    summary = summarize_plan(nodes, tuple(image.shape))
+    notes = list(summary.warnings)
+    extra = weights.unused()
+    if extra:
+        notes.append(f"weights not used by any layer: {', '.join(extra[:10])}{' …' if len(extra) > 10 else ''}")
+    return NetworkResult(tuple(image.shape), outputs, summary, tuple(notes))
+
+
+def top_classes(logits: Array, k: int = 5, labels: Sequence[str] = ()) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable classes of a 1-D output as ``(index, label, probability)``, probabilities by a
+    softmax of the logits (already probabilities if they sum to 1 and are >= 0).
+
+    Examples
+    --------
+    >>> [(i, round(p, 3)) for i, _, p in top_classes(np.array([0.0, 2.0, 1.0]), 2)]
+    [(1, 0.665), (2, 0.245)]
+    """
+    values = np.asarray(logits, dtype=np.float64).ravel()
+    if np.all(values >= 0) and abs(values.sum() - 1) < 1e-6:
+        probs = values
+    else:
+        shifted = np.exp(values - values.max())
+        probs = shifted / shifted.sum()
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), labels[i] if i < len(labels) else str(int(i)), float(probs[i])) for i in order]
+
+
+def leaf_count(nodes: Sequence[PlanNode]) -> int:
+    """How many layers run on arrays."""
+    return sum(1 for _ in iter_leaves(nodes))
