@@ -1,41 +1,164 @@
-"""Reading the YAML and JSON files featmap takes (kernel files, layer-spec files), with one-line errors."""
+"""Reading the YAML and JSON files featmap takes (kernel files, layer-spec files), safely, with one-line errors.
+
+Before a document is built, its size, nesting depth and YAML alias expansion are checked against
+`featmap.limits` (a billion-laughs file or 100,000 nested brackets is refused, not expanded or
+recursed into). Numbers are read as a user writes them: YAML 1.1 takes ``1e-3`` for a string (its
+float rule wants a dot), here it is the float 0.001, as in YAML 1.2 and JSON.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import FeatmapError
+from .errors import FeatmapError, LimitError
+from .limits import DEPTH, FILE_SIZE, YAML_ALIAS_NODES
 
-__all__ = ["read_document"]
+__all__ = ["check_depth", "parse_yaml", "read_document"]
+
+# YAML 1.2 core schema floats that YAML 1.1 misses: an exponent without a dot (1e-3, 2E+5, -3e2).
+_FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
 
 
 def read_document(path: Path, error: type[FeatmapError], missing_fix: str) -> Any:
     """Parse ``path`` as JSON (``.json``) or YAML (safe loader, anything else).
 
-    Every failure raises ``error`` naming the file; syntax errors give the line and column.
+    Every failure raises ``error`` naming the file; syntax errors give the line and column; a file
+    over a limit raises `LimitError`.
     """
     try:
+        size = path.stat().st_size
+        FILE_SIZE.check(size, str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(str(path), "no such file", missing_fix) from None
+    except IsADirectoryError:
+        raise error(str(path), "is a folder, not a file", missing_fix) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file") from None
+    FILE_SIZE.check(len(text.encode("utf-8")), str(path))  # a special file (a pipe) has no size up front
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise error(
                 str(path), f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", "fix the syntax"
             ) from None
-    import yaml  # imported here so that `featmap --help` stays fast
+        except RecursionError:
+            DEPTH.check(DEPTH.value() + 1, f"{path}: nesting")
+            raise  # not reached: the check above raises
+        check_depth(doc, str(path))
+        return doc
+    return parse_yaml(text, str(path), error)
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader is ~10x faster
+
+def check_depth(doc: Any, where: str) -> None:
+    """Raise `LimitError` when lists and mappings in ``doc`` nest deeper than the depth limit.
+
+    Iterative, so a deep document cannot exhaust the stack. Shared values (YAML aliases) are
+    visited once.
+
+    Examples
+    --------
+    >>> check_depth({"a": [[1, 2], {"b": 3}]}, "x.yaml")
+    >>> deep = []
+    >>> for _ in range(100):
+    ...     deep = [deep]
+    >>> check_depth(deep, "x.yaml")
+    Traceback (most recent call last):
+    ...
+    featmap.errors.LimitError: x.yaml: nesting: 65 exceeds the nesting depth limit of 64 (levels); ...
+    """
+    limit = DEPTH.value()
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, (list, dict)) or id(value) in seen:
+            continue
+        if depth > limit:
+            DEPTH.check(depth, f"{where}: nesting")
+        seen.add(id(value))
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children)
+
+
+@lru_cache(maxsize=1)
+def _loader() -> Any:
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader is ~10x faster
+
+    class Loader(base):  # type: ignore[misc,valid-type]  # a runtime-chosen base
+        """The safe loader, with YAML 1.2's exponent floats."""
+
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789"))
+    return Loader
+
+
+def _scan(text: str, where: str, loader: Any) -> None:
+    """Walk the parser's events (no recursion, nothing built) to enforce depth and alias-expansion limits.
+
+    Each node counts 1; an alias counts the size of what its anchor holds, as if expanded.
+    """
+    import yaml
+
+    depth_limit, alias_limit = DEPTH.value(), YAML_ALIAS_NODES.value()
+    sizes: dict[str, int] = {}
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, size so far) of each open collection
+    added = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            open_nodes.append((event.anchor, 1))
+            if len(open_nodes) > depth_limit:
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                DEPTH.check(len(open_nodes), f"{where}: line {line}: nesting")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, size = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            if open_nodes:
+                parent_anchor, parent_size = open_nodes[-1]
+                open_nodes[-1] = (parent_anchor, parent_size + size)
+        elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+            size = 1
+            if isinstance(event, yaml.AliasEvent):
+                size = sizes.get(event.anchor or "", 1)
+                added += size
+                if added > alias_limit:
+                    line = event.start_mark.line + 1 if event.start_mark else 0
+                    YAML_ALIAS_NODES.check(added, f"{where}: line {line}: alias *{event.anchor}")
+            elif event.anchor is not None:
+                sizes[event.anchor] = 1
+            if open_nodes:
+                parent_anchor, parent_size = open_nodes[-1]
+                open_nodes[-1] = (parent_anchor, parent_size + size)
+
+
+def parse_yaml(text: str, where: str, error: type[FeatmapError]) -> Any:
+    """Parse YAML ``text`` safely (limits first, then the safe loader); errors name ``where``.
+
+    Examples
+    --------
+    >>> parse_yaml("scale: 1e-3\\nsize: 5", "k.yaml", FeatmapError)
+    {'scale': 0.001, 'size': 5}
+    """
+    import yaml
+
+    loader = _loader()
     try:
+        _scan(text, where, loader)
         return yaml.load(text, Loader=loader)  # a safe loader either way
+    except LimitError:
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(str(path), f"invalid YAML{at}: {problem}", "fix the syntax") from None
+        raise error(where, f"invalid YAML{at}: {str(problem)[:200]}", "fix the syntax") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor's own error: a bad date, a huge base-60
+        raise error(where, f"invalid YAML value ({str(exc)[:200]})", "fix the value") from None

@@ -6,9 +6,11 @@ __all__ = [
     "FeatmapError",
     "ImageReadError",
     "KernelFileError",
+    "LimitError",
     "OutputExistsError",
     "ShapeError",
     "SpecError",
+    "brief",
 ]
 
 
@@ -49,3 +51,46 @@ class ShapeError(FeatmapError):
 
 class OutputExistsError(FeatmapError):
     """An output file exists and was made by a different run."""
+
+
+class LimitError(FeatmapError):
+    """A size, count, depth or allocation exceeds one of featmap's resource limits (see `featmap.limits`)."""
+
+
+def brief(value: object, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters, so that an error message stays one short line.
+
+    Examples
+    --------
+    >>> brief("x" * 100, 12)
+    "'xxxxxxx…"
+    """
+    try:
+        text = repr(value) if not isinstance(value, (list, dict, tuple, set)) else _brief_container(value, width)
+    except (RecursionError, ValueError):  # a deep or huge value; ValueError: int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= width else text[: width - 4] + "…"
+
+
+def _brief_container(value: object, width: int) -> str:
+    """A container's repr built item by item until ``width`` characters (never the whole of a huge one)."""
+    if isinstance(value, dict):
+        items = iter(value.items())
+        open_, close = "{", "}"
+    else:
+        items = iter(value)  # type: ignore[call-overload]  # list, tuple or set
+        open_, close = ("[", "]") if isinstance(value, list) else ("(", ")") if isinstance(value, tuple) else ("{", "}")
+    parts: list[str] = []
+    length = 0
+    for item in items:
+        if length > width:
+            parts.append("…")
+            break
+        if isinstance(item, tuple) and isinstance(value, dict):
+            key, inner = item
+            part = f"{brief(key, width)}: {brief(inner, width)}"
+        else:
+            part = brief(item, width)
+        parts.append(part)
+        length += len(part) + 2
+    return open_ + ", ".join(parts) + close
