@@ -13,17 +13,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import KernelFileError
+from .limits import KERNEL_SIZE
 
 __all__ = ["GENERATORS", "generate", "rotate45", "rotations"]
 
 Array = NDArray[np.float64]
 
 
-def _odd_size(size: float | None, sigma: float, what: str) -> int:
+def _odd_size(size: float | None, sigma: float, what: str, key: str = "size") -> int:
+    """The kernel's side: ``size``, or ``2*ceil(3*sigma)+1`` from ``sigma``; bounded by the kernel-size limit."""
     if size is None:
-        return 2 * math.ceil(3 * sigma) + 1
-    if size != int(size) or size < 1:
-        raise KernelFileError(what, f"`size` must be a whole number >= 1; got {size}")
+        derived = 2 * math.ceil(3 * sigma) + 1 if 3 * sigma < 1e18 else float("inf")
+        KERNEL_SIZE.check(derived, f"{what}: the size 2*ceil(3*sigma)+1 from `sigma` {sigma:g}")
+        return int(derived)
+    if not math.isfinite(size) or size != int(size) or size < 1:
+        raise KernelFileError(what, f"`{key}` must be a whole number >= 1; got {size:g}")
+    KERNEL_SIZE.check(size, f"{what}: `{key}`")
     return int(size)
 
 
@@ -35,8 +40,8 @@ def _grid(size_h: int, size_w: int) -> tuple[Array, Array]:
 
 
 def _positive(value: float, name: str, what: str) -> float:
-    if not value > 0:
-        raise KernelFileError(what, f"`{name}` must be > 0; got {value}")
+    if not value > 0 or not math.isfinite(value):
+        raise KernelFileError(what, f"`{name}` must be a finite number > 0; got {value:g}")
     return float(value)
 
 
@@ -69,7 +74,7 @@ def box(size: float = 3, height: float | None = None) -> Array:
     [[0.25, 0.25], [0.25, 0.25]]
     """
     kw = _odd_size(size, 1, "box")
-    kh = kw if height is None else _odd_size(height, 1, "box")
+    kh = kw if height is None else _odd_size(height, 1, "box", "height")
     return np.full((kh, kw), 1.0 / (kh * kw))
 
 
@@ -146,8 +151,9 @@ def motion(length: float = 9, angle: float = 0.0) -> Array:
     >>> motion(length=3, angle=0).tolist()
     [[0.0, 0.0, 0.0], [0.333..., 0.333..., 0.333...], [0.0, 0.0, 0.0]]
     """
-    if length != int(length) or length < 1:
-        raise KernelFileError("motion", f"`length` must be a whole number >= 1; got {length}")
+    if not math.isfinite(length) or length != int(length) or length < 1:
+        raise KernelFileError("motion", f"`length` must be a whole number >= 1; got {length:g}")
+    KERNEL_SIZE.check(length, "motion: `length`")
     n = int(length) | 1  # odd, so the line has a centre pixel
     centre = (n - 1) / 2
     samples = 16 * int(length)
@@ -181,18 +187,29 @@ def generate(name: str, **params: float) -> Array:
     try:
         func = GENERATORS[name]
     except KeyError:
-        raise KernelFileError(name, "is not a parametric kernel", f"use one of: {', '.join(GENERATORS)}") from None
-    try:
-        return func(**params)
-    except TypeError:
-        import inspect
+        raise KernelFileError(name[:40], "is not a parametric kernel", f"use one of: {', '.join(GENERATORS)}") from None
+    import inspect
 
-        accepted = ", ".join(inspect.signature(func).parameters)
+    accepted = list(inspect.signature(func).parameters)
+    unknown = [key for key in params if key not in accepted]
+    if unknown:
         raise KernelFileError(
             name,
-            f"takes only {accepted}; got {', '.join(sorted(params))}",
-            f"e.g. {name}:{accepted.split(', ')[0]}=5",
-        ) from None
+            f"takes only {', '.join(accepted)}; got {unknown[0][:40]!r}",
+            f"e.g. {name}:{accepted[0]}=5",
+        )
+    for key, value in params.items():
+        if not math.isfinite(value):
+            raise KernelFileError(name, f"`{key}` must be a finite number; got {value:g}")
+    with np.errstate(all="ignore"):  # an extreme argument shows as non-finite weights, checked below
+        weights = func(**params)
+    if not np.isfinite(weights).all():
+        raise KernelFileError(
+            name,
+            f"these arguments ({', '.join(f'{k}={v:g}' for k, v in params.items())}) give weights that are not numbers",
+            "use a sigma, lambd or gamma nearer 1 (a tiny sigma or a huge one underflows)",
+        )
+    return weights
 
 
 # The 3x3 outer ring in clockwise order from the top-left corner.

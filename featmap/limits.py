@@ -124,7 +124,7 @@ class Limit:
         limit = self.value()
         if number <= limit:
             return
-        shown = self.show(int(number)) if number < 1e30 else f"{number:.3g}"
+        shown = self.show(int(number)) if number < 1e18 else f"{number:.3g}"
         raise LimitError(
             what,
             f"{shown} exceeds the {self.name} limit of {self.show(limit)}"
@@ -134,9 +134,9 @@ class Limit:
 
     def how_to_raise(self, number: int | float) -> str:
         """The fix in an error: the variable (and option) to set, with a value that would allow ``number``."""
-        need = str(int(number)) if number < 1e30 else "a larger value"
-        if self.is_bytes and number < 1e30:
-            need = f"{-(-int(number) // (1 << 20))}M"
+        if number >= 1e18:
+            return "use a smaller value (no honest use needs one this large)"
+        need = f"{-(-int(number) // (1 << 20))}M" if self.is_bytes else str(int(number))
         text = f"set {self.env}={need} (or more) to allow it"
         if self.option:
             text += f", or pass {self.option}"
@@ -176,9 +176,7 @@ DEPTH = Limit(
 )
 REPEAT = Limit("repeat count", "FEATMAP_MAX_REPEAT", 1000, "repeats", "`repeat:` of one block in a spec")
 LAYERS = Limit("layer count", "FEATMAP_MAX_LAYERS", 10_000, "layers", "layers of a spec once repeats are expanded")
-FILE_SIZE = Limit(
-    "file size", "FEATMAP_MAX_FILE_SIZE", 16 << 20, "bytes", "a kernel file or spec file (YAML or JSON)"
-)
+FILE_SIZE = Limit("file size", "FEATMAP_MAX_FILE_SIZE", 16 << 20, "bytes", "a kernel file or spec file (YAML or JSON)")
 YAML_ALIAS_NODES = Limit(
     "YAML alias expansion",
     "FEATMAP_MAX_YAML_ALIAS_NODES",
