@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .discover import InputImage
 from .enums import Combine, parse_enum
@@ -23,9 +26,10 @@ from .errors import FeatmapError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
 from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
+from .limits import check_image_plan
 from .ops import to_pixels
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
-from .pipeline import MapInfo, geometry_notes, iter_feature_maps
+from .pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
 
 __all__ = [
@@ -59,6 +63,10 @@ class ApplyJob:
     output: OutputOptions = field(default_factory=OutputOptions)
 
     def __post_init__(self) -> None:
+        self.check_plan()  # the sizes, before any image is read
+        for what, value in (("pad_value", self.conv.pad_value), *self.act.params):
+            if not math.isfinite(value):
+                raise SpecError(f"`{what}`", f"must be a finite number; got {value}", "give a finite number")
         if self.combine is not None:
             object.__setattr__(self, "combine", parse_enum(Combine, self.combine, "combine"))
         if self.combine is not None and len(self.bank) < 2:
@@ -67,6 +75,20 @@ class ApplyJob:
                 f"needs two or more kernels; got {len(self.bank)}",
                 "add -k for each map to combine",
             )
+
+    def check_plan(self, in_hw: tuple[int, int] = (1, 1), channels: int = 1, what: str = "") -> int:
+        """Check the job's sizes, and its memory on an ``in_hw`` image, against `featmap.limits`."""
+        pool = self.pool
+        return check_image_plan(
+            in_hw,
+            channels,
+            [k.size for k in self.bank],
+            stride=self.conv.stride,
+            padding=self.conv.padding,
+            dilation=self.conv.dilation,
+            pool=(pool.size, pool.stride, pool.padding) if isinstance(pool, Pool2d) else None,
+            what=what,
+        )
 
     def options_hash(self) -> str:
         """A digest of every setting that changes an output's pixels (kernels' weights included)."""
@@ -130,6 +152,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     started = time.perf_counter()
     path = item.path
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
+    job.check_plan((image.info.height, image.info.width), image.pixels.shape[-1], str(path))
     out = job.output
     digest = job.options_hash()
     targets = targets_for(item, job)
@@ -139,7 +162,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     maps = iter_feature_maps(
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
-    for fmap in maps:
+    for fmap in _finite_maps(maps, str(path)):
         png = save_png(
             targets[fmap.info.name],
             to_pixels(fmap.values, out.normalize, out.bit_depth),
@@ -173,14 +196,58 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     """Apply ``job`` to one image file and record its outputs in the manifest.
 
     Existing outputs are replaced only when the manifest shows this input and these options made
-    them (a re-run), or with ``overwrite``; the input itself is never written.
+    them (a re-run), or with ``overwrite``; the input itself is never written. A run that fails or is
+    interrupted part-way removes the maps it had written, so that nothing of it is left behind.
     """
     item = InputImage(Path(source), Path(), Path(source).stem)
     manifest = Manifest(job.output.out_dir)
-    manifest.check(targets_for(item, job).values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
-    result = process_image(item, job)
-    manifest.append(result.records)
+    targets = targets_for(item, job)
+    manifest.check(targets.values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
+    before = _existing(targets, job.output.raw)
+    made_folder = not job.output.out_dir.exists()
+    try:
+        result = process_image(item, job)
+        manifest.append(result.records)
+    except BaseException:
+        _remove_partial(targets, before, job.output.raw)
+        if made_folder:
+            try:
+                job.output.out_dir.rmdir()  # only if it is empty: the folder this run made
+            except OSError:
+                pass
+        raise
     return result
+
+
+def _existing(targets: dict[str, Path], raw: str | None) -> set[Path]:
+    """The targets (and raw arrays) already on disk: what a failed run must not remove."""
+    before = {p for p in targets.values() if p.exists()}
+    if raw:
+        before |= {r for p in targets.values() if (r := p.with_suffix("." + raw)).exists()}
+    return before
+
+
+def _finite_maps(maps: Iterable[FeatureMap], where: str) -> Iterator[FeatureMap]:
+    """Pass maps through, refusing (before anything of it is written) one holding inf or nan."""
+    with np.errstate(all="ignore"):  # overflow shows as a non-finite map, refused here with its position
+        for fmap in maps:
+            stats = fmap.info.stats
+            if not all(math.isfinite(v) for v in (stats.min, stats.max, stats.mean, stats.std)):
+                bad = np.argwhere(~np.isfinite(fmap.values))
+                if len(bad):
+                    row, col, channel = (int(v) for v in bad[0])
+                    value = float(fmap.values[row, col, channel])
+                    at = f"{value} first at row {row}, column {col}" + (
+                        f", channel {channel}" if fmap.values.shape[-1] > 1 else ""
+                    )
+                else:  # every value finite, but their sum of squares overflowed float64
+                    at = "values too large for their statistics"
+                raise FeatmapError(
+                    f"{where}: kernel {fmap.info.name!r}",
+                    f"the map is not finite ({at}): weights or values too large for float32; no map of it is written",
+                    "scale the kernel down (`scale:` in its file) or use a smaller --pad-value",
+                )
+            yield fmap
 
 
 # ------------------------------------------------------------------------------------------ batch

@@ -41,7 +41,7 @@ def _grid(size_h: int, size_w: int) -> tuple[Array, Array]:
 
 def _positive(value: float, name: str, what: str) -> float:
     if not value > 0 or not math.isfinite(value):
-        raise KernelFileError(what, f"`{name}` must be a finite number > 0; got {value:g}")
+        raise KernelFileError(what, f"`{name}` must be > 0 and finite; got {value:g}")
     return float(value)
 
 

@@ -28,6 +28,9 @@ __all__ = ["ExitCode", "cli", "main"]
 def cli(ctx: click.Context, debug: bool) -> None:
     """See what a convolutional layer does to a picture."""
     ctx.meta["featmap.debug"] = debug
+    from ..limits import check_environment  # a FEATMAP_MAX_* typo is reported before any work
+
+    check_environment()
 
 
 cli.add_command(apply)

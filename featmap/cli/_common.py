@@ -18,12 +18,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ExitCode(IntEnum):
-    """Process exit codes."""
+    """Process exit codes (README lists them)."""
 
     OK = 0
-    ERROR = 1
+    ERROR = 1  # a featmap error: one line on stderr
     USAGE = 2  # Click's own
     PARTIAL = 3  # a batch finished with some files failed
+    NOTHING_TO_DO = 4  # no input image found (an empty folder, every file ignored, only the output folder)
+    BUSY = 5  # another featmap run holds the output folder (its lock file names the process)
+    BUG = 70  # an unexpected exception: a bug in featmap (EX_SOFTWARE); --debug shows the traceback
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
 
@@ -32,20 +35,65 @@ def _err(kind: str, message: str) -> None:
     click.echo(f"featmap: {kind}: {message}", err=True)
 
 
+def _one_line(text: str, width: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 class FeatmapGroup(click.Group):
-    """A group that turns library errors into one-line messages and exit code 1."""
+    """A group with the one error path of the command line.
+
+    A `FeatmapError` (anything the user can cause) → one line, exit 1 (5 when the output folder is
+    held by another run); running out of memory → one line, exit 1; any other exception is a bug →
+    one short line asking for ``--debug``, exit 70. ``--debug`` re-raises, with the traceback.
+    Python warnings raised during a command (Pillow's, numpy's) are collected and printed once each,
+    as ``featmap: warning:`` lines after the command's output, never in the middle of a progress bar.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except FeatmapError as exc:
-            if ctx.meta.get("featmap.debug"):
+        import warnings
+
+        debug = bool(ctx.meta.get("featmap.debug"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
                 raise
-            _err("error", str(exc))
-            ctx.exit(ExitCode.ERROR)
-        except KeyboardInterrupt:
-            _err("error", "interrupted")
-            ctx.exit(ExitCode.INTERRUPTED)
+            except FeatmapError as exc:
+                if debug:
+                    raise
+                _err("error", _one_line(str(exc)))
+                ctx.exit(ExitCode.BUSY if type(exc).__name__ == "OutputBusyError" else ExitCode.ERROR)
+            except KeyboardInterrupt:
+                _err("error", "interrupted")
+                ctx.exit(ExitCode.INTERRUPTED)
+            except MemoryError:
+                if debug:
+                    raise
+                _err("error", "out of memory; use a smaller image, fewer kernels or fewer --jobs")
+                ctx.exit(ExitCode.ERROR)
+            except Exception as exc:
+                if debug:
+                    raise
+                where = ""
+                tb = exc.__traceback__
+                while tb is not None:
+                    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+                    tb = tb.tb_next
+                _err(
+                    "error",
+                    _one_line(f"internal error ({type(exc).__name__}: {exc}{where})", 200)
+                    + "; this is a bug in featmap: rerun with `featmap --debug ...` for the traceback and report it",
+                )
+                ctx.exit(ExitCode.BUG)
+            finally:
+                seen: set[str] = set()
+                for warning in caught:
+                    text = _one_line(f"{warning.category.__name__}: {warning.message}")
+                    if text not in seen:
+                        seen.add(text)
+                        _err("warning", text)
 
 
 def _console(stderr: bool = False) -> Any:

@@ -18,6 +18,10 @@ __all__ = ["KERNEL_PATH_ENV", "KernelLibrary", "builtin_kernel_dir"]
 KERNEL_PATH_ENV = "FEATMAP_KERNEL_PATH"
 
 
+def _cut(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def builtin_kernel_dir() -> Path:
     """The folder of kernels shipped with featmap.
 
@@ -122,7 +126,7 @@ class KernelLibrary:
             chosen = [k for k in kernels if k.name == name_part or name_part in k.tags]
             if not chosen:
                 raise KernelFileError(
-                    f"{brief(path_part)}: kernel {brief(name_part)}",
+                    f"{_cut(path_part)}: kernel {brief(name_part)}",
                     "is not in the file",
                     f"use one of: {', '.join(k.name for k in kernels)}",
                 )
@@ -133,7 +137,7 @@ class KernelLibrary:
         if tagged:
             return [self._kernels[n] for n in tagged]
         raise KernelFileError(
-            brief(text),
+            _cut(text),
             "is not a kernel, tag, kernel file or parametric kernel",
             f"see `featmap kernels list`, or write e.g. gaussian:size=5,sigma=1.2 ({', '.join(GENERATORS)})",
         )

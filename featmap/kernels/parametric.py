@@ -11,6 +11,10 @@ from .records import Kernel
 __all__ = ["parametric_kernel"]
 
 
+def _cut(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _fmt_number(value: float) -> str:
     return f"{value:g}".replace("-", "m").replace(".", "p").replace("+", "")
 
@@ -34,14 +38,14 @@ def parametric_kernel(text: str) -> Kernel:
         key, eq, value = item.partition("=")
         if not eq:
             raise KernelFileError(
-                brief(text), f"argument {brief(item)} has no value", f"write it as key=value, e.g. {gen}:size=5"
+                _cut(text), f"argument {brief(item)} has no value", f"write it as key=value, e.g. {gen}:size=5"
             )
         try:
             number = float(value)
         except ValueError:
-            raise KernelFileError(brief(text), f"`{key.strip()}` must be a number; got {brief(value)}") from None
+            raise KernelFileError(_cut(text), f"`{key.strip()}` must be a number; got {brief(value)}") from None
         if not math.isfinite(number):
-            raise KernelFileError(brief(text), f"`{key.strip()}` must be a finite number; got {brief(value)}")
+            raise KernelFileError(_cut(text), f"`{key.strip()}` must be a finite number; got {brief(value)}")
         params[key.strip()] = number
     weights = generate(gen, **params)
     name = "-".join([gen] + [f"{k}{_fmt_number(v)}" for k, v in params.items()])
