@@ -208,16 +208,33 @@ class ConvGeometry:
         """True when the stride uses every padded row and column."""
         return self.dropped_hw == (0, 0)
 
+    @property
+    def lost_hw(self) -> Pair:
+        """Input rows and columns (not padding) that the stride leaves unused: the dropped ones beyond the
+        bottom/right padding. ResNet's 7×7/s2/p3 stem on 224 drops one row, but it is padding: nothing lost.
+
+        Examples
+        --------
+        >>> conv_geometry((224, 224), 7, stride=2, padding=3).lost_hw
+        (0, 0)
+        >>> conv_geometry((7, 7), 3, stride=3).lost_hw
+        (1, 1)
+        """
+        return (max(self.dropped_hw[0] - self.padding[1], 0), max(self.dropped_hw[1] - self.padding[3], 0))
+
     def dropped_text(self, axes: int = 2) -> str | None:
-        """What the stride leaves unused, or None when it fits; ``axes=1`` for a 1-D input laid out as a column.
+        """What the stride leaves unused of the input (padding aside), or None when every input row and
+        column is used; ``axes=1`` for a 1-D input laid out as a column.
 
         Examples
         --------
         >>> conv_geometry((7, 7), 3, stride=3).dropped_text()
         'stride 3 leaves the last 1 row and 1 column'
+        >>> conv_geometry((224, 224), 7, stride=2, padding=3).dropped_text() is None
+        True
         """
         names = ("row", "column") if axes == 2 else ("sample",)
-        parts = [f"{d} {names[a]}{'' if d == 1 else 's'}" for a, d in enumerate(self.dropped_hw[:axes]) if d]
+        parts = [f"{d} {names[a]}{'' if d == 1 else 's'}" for a, d in enumerate(self.lost_hw[:axes]) if d]
         if not parts:
             return None
         stride = self.stride[:axes]
@@ -278,7 +295,14 @@ def pool_geometry(
     >>> g.out_hw, g.padding
     ((56, 56), (0, 1, 0, 1))
     """
-    floor = conv_geometry(in_hw, size, stride=size if stride is None else stride, padding=padding)
+    try:
+        floor = conv_geometry(in_hw, size, stride=size if stride is None else stride, padding=padding)
+    except ShapeError as exc:  # worded for a kernel: say window
+        if exc.what != "kernel":
+            raise
+        raise ShapeError(
+            "pool window", exc.problem.replace(" (dilated)", ""), "use a smaller pool size, or `same` padding"
+        ) from None
     if not ceil_mode or floor.fits:
         return floor
     pads = list(floor.padding)

@@ -129,7 +129,7 @@ def test_composition_and_batch() -> None:
         (
             ["maxpool:4", "maxpool:4"],
             (8, 8, 3),
-            r"layer 2 \(pool2d\): kernel: 4 is larger than the padded input 2",
+            r"layer 2 \(pool2d\): pool window: 4 is larger than the padded input 2",
         ),
     ],
 )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..documents import read_document
-from ..errors import FeatmapError, SpecError
+from ..errors import FeatmapError, SpecError, brief
 from ..layers import (
     AdaptiveAvgPool2d,
     BatchNorm,
@@ -25,6 +25,7 @@ from ..layers import (
     Pool2d,
     Sequential,
 )
+from ..limits import LAYERS, REPEAT
 from .tokens import ALIASES, GRAMMAR_HINT, parse_shape, parse_token
 
 __all__ = ["MODEL_DIR", "Model", "list_models", "load_model", "parse_file"]
@@ -76,7 +77,9 @@ class _FileParser:
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise self.err(where, f"must be a list of kernel names or specs; got {names!r}", "e.g. [sobel_x, sobel_y]")
+            raise self.err(
+                where, f"must be a list of kernel names or specs; got {brief(names)}", "e.g. [sobel_x, sobel_y]"
+            )
         try:
             return KernelLibrary(self.kernel_dirs).bank(names)
         except FeatmapError as exc:
@@ -91,8 +94,11 @@ class _FileParser:
         if not isinstance(items, list):
             raise self.err(where, f"must be a list of layers; got {type(items).__name__}")
         out: list[LayerSpec] = []
+        count = 0
         for i, item in enumerate(items):
             spec = self.layer(item, f"{where}[{i}]", args, depth)
+            count += _count(spec)
+            LAYERS.check(count, f"{self.path}: {where}[{i}]: layers so far")  # blocks of blocks grow fast
             if isinstance(spec, Sequential) and spec.name is None:
                 out.extend(spec.layers)  # an unnamed repeat: its copies join this list
             else:
@@ -105,12 +111,12 @@ class _FileParser:
             try:
                 return parse_token(item)
             except SpecError as exc:
-                raise self.err(where, f"{item!r}: {exc.problem}", exc.fix) from None
+                raise self.err(where, f"{brief(item)}: {exc.problem}", exc.fix) from None
         if not isinstance(item, Mapping) or not item:
-            raise self.err(where, f"must be a token string or a mapping; got {item!r}", GRAMMAR_HINT)
+            raise self.err(where, f"must be a token string or a mapping; got {brief(item)}", GRAMMAR_HINT)
         name = item.get("name")
         if name is not None and not isinstance(name, str):
-            raise self.err(f"{where}.name", f"must be text; got {name!r}")
+            raise self.err(f"{where}.name", f"must be text; got {brief(name)}")
         keys = set(item) - {"name"}
         if "repeat" in item:
             return self.repeat(item, where, args, depth, name)
@@ -136,13 +142,15 @@ class _FileParser:
                 raise self.err(f"{where}.{key}", f"{token!r}: {exc.problem}", exc.fix) from None
             return _named(spec, name)
         if canonical not in _FIELDS or not isinstance(value, Mapping):
-            raise self.err(f"{where}.{key}", f"unknown layer type or options {key!r}: {value!r}", GRAMMAR_HINT)
+            raise self.err(
+                f"{where}.{key}", f"unknown layer type or options {brief(key)}: {brief(value)}", GRAMMAR_HINT
+            )
         cls, allowed = _FIELDS[canonical]
         unknown = set(value) - allowed
         if unknown:
             raise self.err(
                 f"{where}.{key}",
-                f"unknown option {sorted(unknown)[0]!r}",
+                f"unknown option {sorted(map(str, unknown))[0]!r}",
                 f"use: {', '.join(sorted(allowed))}",
             )
         fields = {k: tuple(v) if isinstance(v, list) and k != "kernels" else v for k, v in value.items()}
@@ -164,7 +172,8 @@ class _FileParser:
     ) -> LayerSpec:
         times = item["repeat"]
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise self.err(f"{where}.repeat", f"must be a whole number >= 1; got {times!r}")
+            raise self.err(f"{where}.repeat", f"must be a whole number >= 1; got {brief(times)}")
+        REPEAT.check(times, f"{self.path}: {where}.repeat")
         body = {k: v for k, v in item.items() if k not in ("repeat", "name")}
         if set(body) == {"layers"}:
             one: LayerSpec = Sequential(self.layers(body["layers"], f"{where}.layers", args, depth + 1))
@@ -172,6 +181,7 @@ class _FileParser:
             one = self.block(body, where, depth, None)
         else:
             raise self.err(where, "a repeat needs `layers: [...]` or `block: NAME`")
+        LAYERS.check(_count(one) * times, f"{self.path}: {where}: {times} repeats of {_count(one)} layers")
         base = name or (one.name if isinstance(one, Sequential) and one.name else "repeat")
         copies = tuple(_named(one, f"{base}.{i}") for i in range(times))
         return Sequential(copies, name)  # unnamed: spliced into the enclosing list
@@ -183,21 +193,27 @@ class _FileParser:
             call_args, ref = ref.get("args", {}), ref.get("name")
         if not isinstance(ref, str) or ref not in self.blocks:
             known = ", ".join(self.blocks) or "none defined"
-            raise self.err(f"{where}.block", f"unknown block {ref!r}", f"define it under `blocks:` ({known})")
+            raise self.err(f"{where}.block", f"unknown block {brief(ref)}", f"define it under `blocks:` ({known})")
         if not isinstance(call_args, Mapping):
-            raise self.err(f"{where}.args", f"must be a mapping; got {call_args!r}")
+            raise self.err(f"{where}.args", f"must be a mapping; got {brief(call_args)}")
         definition = self.blocks[ref]
+        if not isinstance(definition, (list, Mapping)):
+            raise self.err(
+                f"blocks.{ref}", f"must be a layer list or a mapping with `layers:`; got {brief(definition)}"
+            )
         body, params = (
             (definition, [])
             if isinstance(definition, list)
             else (definition.get("layers"), definition.get("params", []))
         )
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            raise self.err(f"blocks.{ref}.params", f"must be a list of names; got {brief(params)}", "e.g. params: [c]")
         missing = [p for p in params if p not in call_args]
         extra = [a for a in call_args if a not in params]
         if missing or extra:
             raise self.err(
                 f"{where}.block",
-                f"block {ref!r} takes {params}; got {sorted(call_args)}",
+                f"block {ref!r} takes {params}; got {sorted(map(str, call_args))}",
                 "give exactly its params",
             )
         return Sequential(self.layers(body, f"blocks.{ref}", call_args, depth + 1), name or ref)
@@ -224,6 +240,15 @@ class _FileParser:
             return Parallel(branches, value.get("merge", "concat"), name or "parallel")
         except SpecError as exc:
             raise self.err(where, f"{exc.what} {exc.problem}") from None
+
+
+def _count(spec: LayerSpec) -> int:
+    """The layers ``spec`` holds once containers are opened (a container counts as none)."""
+    if isinstance(spec, Sequential):
+        return sum(_count(child) for child in spec.layers)
+    if isinstance(spec, Parallel):
+        return sum(_count(branch) for branch in spec.branches)
+    return 1
 
 
 def _named(spec: LayerSpec, name: str | None) -> LayerSpec:
@@ -289,7 +314,7 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
             raise SpecError(f"{p}: input", exc.problem, exc.fix) from None
     weights = doc.get("weights")
     if weights is not None and (not isinstance(weights, str) or not weights.strip()):
-        raise SpecError(f"{p}: weights", f"must be a file name; got {weights!r}", "e.g. weights: my_net.npz")
+        raise SpecError(f"{p}: weights", f"must be a file name; got {brief(weights)}", "e.g. weights: my_net.npz")
     labels = doc.get("labels") or []
     if not isinstance(labels, list) or not all(isinstance(x, (str, int)) for x in labels):
         raise SpecError(f"{p}: labels", "must be a list of class names", "e.g. labels: [cat, dog]")

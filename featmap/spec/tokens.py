@@ -168,21 +168,33 @@ def _need_no_args(kind: str, main: str, opts: Sequence[str], what: str) -> None:
         raise SpecError(what, f"{kind} takes no arguments", f"write just `{kind}`")
 
 
+_CONV_OPTIONS = {"stride", "padding", "dilation", "groups", "bias", "depthwise"}
+
+
+def _only(opts: dict[str, Any], allowed: set[str], what: str, kind: str) -> dict[str, Any]:
+    """``opts`` when each is one ``kind`` takes; else a `SpecError` naming the first that is not."""
+    extra = sorted(set(opts) - allowed)
+    if extra:
+        word = {"ceil_mode": "ceil", "depthwise": "dw", "bias": "bias/nobias"}.get(extra[0], extra[0])
+        raise SpecError(what, f"a {kind} takes no `{word}` option", "use sN, pN / same / valid / full, dN, gN, nobias")
+    return opts
+
+
 def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSpec:
     if kind in ("conv", "dwconv"):
         if kind == "dwconv":
-            opts = _options(opt_parts, what)
+            opts = _only(_options(opt_parts, what), _CONV_OPTIONS - {"groups", "depthwise"}, what, kind)
             return Conv2d(filters=None, kernel=_single(_ints(main, what)), depthwise=True, **opts)  # type: ignore[arg-type]
         match = _CONV.match(main.replace(" ", ""))
         if not match:
             raise SpecError(what, "a conv is FILTERS@KxK", "e.g. conv:64@3x3/s2/same")
-        opts = _options(opt_parts, what)
+        opts = _only(_options(opt_parts, what), _CONV_OPTIONS, what, kind)
         return Conv2d(int(match["filters"]), _single(_ints(match["kernel"], what)), **opts)  # type: ignore[arg-type]
     if kind == "conv1d":
         match = _CONV1D.match(main.replace(" ", ""))
         if not match:
             raise SpecError(what, "a conv1d is FILTERS@K", "e.g. conv1d:16@5/s2/same")
-        opts = _options(opt_parts, what)
+        opts = _only(_options(opt_parts, what), _CONV_OPTIONS - {"depthwise"}, what, kind)
         for key in ("stride", "dilation"):
             if isinstance(opts.get(key), tuple):
                 raise SpecError(what, f"a 1-D {key} is one number")
