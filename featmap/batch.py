@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .limits import check_image_plan
 from .ops import to_pixels
-from .outputs import MANIFEST_NAME, Manifest, OutputOptions
+from .outputs import MANIFEST_NAME, Manifest, OutputLock, OutputOptions, safe_stem
 from .pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
-from .workers import Helpers, one_opencv_thread
+from .workers import Helpers, one_opencv_thread, signals_deferred
 
 __all__ = [
     "MANIFEST_NAME",
@@ -199,23 +199,33 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     them (a re-run), or with ``overwrite``; the input itself is never written. A run that fails or is
     interrupted part-way removes the maps it had written, so that nothing of it is left behind.
     """
-    item = InputImage(Path(source), Path(), Path(source).stem)
-    manifest = Manifest(job.output.out_dir)
+    item = InputImage(Path(source), Path(), safe_stem(Path(source).name))
     targets = targets_for(item, job)
-    manifest.check(targets.values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
-    before = _existing(targets, job.output.raw)
     made_folder = not job.output.out_dir.exists()
+    lock = OutputLock(job.output.out_dir).acquire()
+    before: set[Path] | None = None  # set once the outputs may be written
     try:
+        manifest = Manifest(job.output.out_dir)
+        digest = job.options_hash()
+        manifest.check(targets.values(), item.path, digest, overwrite=job.output.overwrite)
+        before = _existing(targets, job.output.raw)
+        manifest.begin(targets.values(), item.path, digest)
         result = process_image(item, job)
-        manifest.append(result.records)
+        with signals_deferred():
+            manifest.append(result.records)
     except BaseException:
-        _remove_partial(targets, before, job.output.raw)
+        if before is not None:
+            _remove_partial(targets, before, job.output.raw)
+        _settle(job.output.out_dir)
+        lock.release()
         if made_folder:
             try:
                 job.output.out_dir.rmdir()  # only if it is empty: the folder this run made
             except OSError:
                 pass
         raise
+    _settle(job.output.out_dir)
+    lock.release()
     return result
 
 
@@ -274,6 +284,7 @@ class BatchReport:
     total: int
     seconds: float
     interrupted: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def images_per_second(self) -> float:
@@ -291,12 +302,29 @@ class BatchInterrupted(Exception):
 
 
 def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | None, str | None]:
+    """Process one image; a failure becomes its reason. Python warnings (Pillow's, numpy's) join the
+    result's warnings instead of reaching stderr in the middle of a progress bar."""
+    import warnings
+
     index, item, job = task
     try:
-        return index, process_image(item, job), None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = process_image(item, job)
+        if caught:
+            said = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+            result = replace(result, warnings=result.warnings + said)
+        return index, result, None
     except FeatmapError as exc:
         return index, None, f"{exc.problem}" + (f"; {exc.fix}" if exc.fix else "")
-    except (OSError, ValueError, MemoryError) as exc:
+    except (FileExistsError, NotADirectoryError) as exc:
+        return index, None, f"{exc.filename} is a file where an output folder should be; move it or choose another -o"
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return index, None, f"cannot write{where}: {exc.strerror or exc}; check the output folder"
+    except MemoryError:
+        return index, None, "out of memory; use fewer --jobs or a smaller image"
+    except (ValueError, ArithmeticError) as exc:
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
@@ -307,18 +335,57 @@ def _remove_partial(targets: dict[str, Path], before: set[Path], raw: str | None
         folders.add(path.parent)
         for file in (path, path.with_suffix("." + raw) if raw else None):
             if file is not None and file not in before:
-                file.unlink(missing_ok=True)
+                try:
+                    file.unlink(missing_ok=True)
+                except OSError:  # the folder is a file, or not ours to change: nothing of this run is there
+                    pass
     for folder in folders:
-        if folder.is_dir():
-            for temp in folder.glob(".*.tmp"):
-                temp.unlink(missing_ok=True)
-            try:
+        try:
+            if folder.is_dir():
+                for temp in folder.glob(".*.tmp"):
+                    temp.unlink(missing_ok=True)
                 folder.rmdir()  # only if it is now empty
-            except OSError:
-                pass
+        except OSError:
+            pass
 
 
 def run_batch(
+    items: Sequence[InputImage],
+    job: ApplyJob,
+    *,
+    jobs: int = 1,
+    skip_existing: bool = False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BatchReport:
+    """Apply ``job`` to every item on ``jobs`` processes: this one and ``jobs - 1`` helpers.
+
+    The output folder is locked for the run (`OutputLock`: another run writing there raises
+    `OutputBusyError`); what a killed run left (its lock, its temporary files) is cleared and said in
+    the report's ``notes``. See `_run_batch` for the rest.
+    """
+    lock = OutputLock(job.output.out_dir).acquire()
+    notes = tuple(f"cleared {what}" for what in lock.cleared)
+    try:
+        report = _run_batch(items, job, jobs=jobs, skip_existing=skip_existing, on_progress=on_progress, clock=clock)
+    except BatchInterrupted as stop:
+        stop.report = replace(stop.report, notes=notes)
+        raise
+    finally:
+        _settle(job.output.out_dir)
+        lock.release()
+    return replace(report, notes=notes)
+
+
+def _settle(out_dir: Path) -> None:
+    """Trim the manifest's journal at the end of a run (see `Manifest.settle`); a failure to is harmless."""
+    try:
+        Manifest(out_dir).settle()
+    except OSError:
+        pass
+
+
+def _run_batch(
     items: Sequence[InputImage],
     job: ApplyJob,
     *,
@@ -353,7 +420,11 @@ def run_batch(
         on_progress(Progress(done, len(items), len(failed), len(skipped), current))
 
     for index, item in enumerate(items):
-        targets = targets_for(item, job)
+        try:
+            targets = targets_for(item, job)
+        except FeatmapError as exc:  # a name that cannot be an output (the --name pattern and this file)
+            fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
+            continue
         if skip_existing and manifest.complete(list(targets.values()), item.path, digest):
             skipped.append(str(item.path))
             continue
@@ -362,20 +433,19 @@ def run_batch(
         except FeatmapError as exc:
             fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
             continue
-        before = {p for p in targets.values() if p.exists()}
-        if raw_ext:
-            before |= {r for p in targets.values() if (r := p.with_suffix("." + raw_ext)).exists()}
-        pending[index] = (item, targets, before)
+        pending[index] = (item, targets, _existing(targets, raw_ext))
+        manifest.begin(targets.values(), item.path, digest)  # after a kill -9, these are known as this run's
     report()
 
     def finish(index: int, result: ImageResult | None, error: str | None) -> None:
-        item, targets, before = pending.pop(index)
-        if result is None:
-            _remove_partial(targets, before, raw_ext)
-            fail(item, error or "failed")
-        else:
-            manifest.append(result.records)
-            processed.append(result)
+        with signals_deferred():  # an interrupt between the last write and its manifest line would orphan it
+            item, targets, before = pending.pop(index)
+            if result is None:
+                _remove_partial(targets, before, raw_ext)
+                fail(item, error or "failed")
+            else:
+                manifest.append(result.records)
+                processed.append(result)
         report(str(item.path))
 
     tasks = [(index, item, job) for index, (item, _, _) in pending.items()]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .images import is_image
+from .outputs import safe_stem
 
 __all__ = ["InputImage", "discover"]
 
@@ -36,8 +37,13 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _walk(root: Path, recursive: bool, exclude: set[Path]) -> Iterable[Path]:
-    """Files under ``root`` in sorted order; hidden entries and ``exclude`` skipped; symlink loops cut."""
+def _walk(
+    root: Path, recursive: bool, exclude: set[Path], problems: list[tuple[str, str]] | None = None
+) -> Iterable[Path]:
+    """Files under ``root`` in sorted order; hidden entries and ``exclude`` skipped; symlink loops cut.
+
+    An entry that cannot be followed (a symlink pointing at itself or at a missing file) is added to
+    ``problems`` and the walk goes on."""
     seen: set[Path] = set()
     stack = [root]
     while stack:
@@ -55,10 +61,19 @@ def _walk(root: Path, recursive: bool, exclude: set[Path]) -> Iterable[Path]:
             if _hidden(entry.name):
                 continue
             path = Path(entry.path)
-            if entry.is_dir():  # follows symlinks; `seen` stops loops
+            try:
+                is_dir = entry.is_dir()  # follows symlinks; `seen` stops loops between folders
+                is_file = not is_dir and entry.is_file()
+                if not is_dir and not is_file and entry.is_symlink():
+                    os.stat(entry.path)  # raises for a loop or a dangling link
+            except OSError as exc:
+                if problems is not None:
+                    problems.append((str(path), f"cannot be followed ({exc.strerror}); skipped"))
+                continue
+            if is_dir:
                 if recursive:
                     subdirs.append(path)
-            elif entry.is_file():
+            elif is_file:
                 yield path
         stack.extend(reversed(subdirs))
 
@@ -107,11 +122,15 @@ def discover(
     seen: set[Path] = set()
 
     def add(path: Path, rel_dir: Path) -> None:
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+            problems.append((str(path), f"cannot be followed ({exc}); skipped"))
+            return
         if real in seen or any(real.is_relative_to(e) for e in excluded):
             return
         seen.add(real)
-        found.append(InputImage(path, rel_dir, path.stem))
+        found.append(InputImage(path, rel_dir, safe_stem(path.name)))
 
     for spec in specs:
         text = os.fspath(spec)
@@ -126,8 +145,16 @@ def discover(
             problems.append((text, "no such file, folder or matching pattern"))
             continue
         for match in matches:
+            if match.is_dir() and any(match.resolve().is_relative_to(e) for e in excluded):
+                problems.append(
+                    (
+                        text,
+                        "is the output folder (or inside it), whose files are never taken as inputs",
+                    )
+                )
+                continue
             if match.is_dir():
-                for file in _walk(match, recursive, excluded):
+                for file in _walk(match, recursive, excluded, problems):
                     if is_image(file):
                         add(file, file.parent.relative_to(match))
                     else:

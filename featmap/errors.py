@@ -7,6 +7,8 @@ __all__ = [
     "ImageReadError",
     "KernelFileError",
     "LimitError",
+    "NothingToDoError",
+    "OutputBusyError",
     "OutputExistsError",
     "ShapeError",
     "SpecError",
@@ -22,6 +24,9 @@ class FeatmapError(ValueError):
     >>> str(FeatmapError("stride", "must be >= 1; got 0", "use a stride of 1 or more"))
     'stride: must be >= 1; got 0; use a stride of 1 or more'
     """
+
+    #: The command line's exit code for this kind of error.
+    exit_code = 1
 
     def __init__(self, what: str, problem: str, fix: str | None = None) -> None:
         self.what = what
@@ -51,6 +56,18 @@ class ShapeError(FeatmapError):
 
 class OutputExistsError(FeatmapError):
     """An output file exists and was made by a different run."""
+
+
+class OutputBusyError(FeatmapError):
+    """Another featmap run is writing into the output folder (its lock is live)."""
+
+    exit_code = 5
+
+
+class NothingToDoError(FeatmapError):
+    """The inputs hold no image to process (an empty folder, only ignored files)."""
+
+    exit_code = 4
 
 
 class LimitError(FeatmapError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from .cvfilter import set_threads, threads
 
-__all__ = ["Helpers", "keep_freed_memory", "one_opencv_thread"]
+__all__ = ["Helpers", "keep_freed_memory", "one_opencv_thread", "signals_deferred"]
 
 # glibc's malloc: allocations under 32 MiB come from the heap and freed memory is kept, so the next image's
 # arrays reuse pages already mapped instead of faulting in fresh ones. Measured on 1024² JPEGs with four
@@ -45,12 +45,42 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, _TRIM_THRESHOLD))
 
 
-def _helper_init() -> None:
-    """In each helper: one OpenCV thread (BLAS got one from its starting environment); Ctrl-C ignored."""
+def _helper_init(parent: int) -> None:
+    """In each helper: one OpenCV thread (BLAS got one from its starting environment); Ctrl-C ignored;
+    a watcher that ends the helper as soon as its parent is gone (``kill -9`` of the parent leaves no helper,
+    and so no resource tracker either, holding the parent's pipes)."""
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)  # the parent died: its results have nowhere to go
+
+    threading.Thread(target=watch, name="featmap-parent-watch", daemon=True).start()
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for a few statements (a step that must not be cut in two), then
+    delivered. Only in the main thread of a POSIX process; elsewhere a plain block."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
@@ -89,7 +119,7 @@ class Helpers:
         from concurrent.futures import ProcessPoolExecutor
 
         self._pool = ProcessPoolExecutor(
-            count, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_init
+            count, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_init, initargs=(os.getpid(),)
         )
 
     def submit(self, func: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -53,7 +53,9 @@ class FeatmapGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         import warnings
 
-        debug = bool(ctx.meta.get("featmap.debug"))
+        def debug() -> bool:  # set by the group's callback, which runs inside super().invoke
+            return bool(ctx.meta.get("featmap.debug"))
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
             try:
@@ -61,20 +63,20 @@ class FeatmapGroup(click.Group):
             except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
                 raise
             except FeatmapError as exc:
-                if debug:
+                if debug():
                     raise
                 _err("error", _one_line(str(exc)))
-                ctx.exit(ExitCode.BUSY if type(exc).__name__ == "OutputBusyError" else ExitCode.ERROR)
+                ctx.exit(exc.exit_code)
             except KeyboardInterrupt:
                 _err("error", "interrupted")
                 ctx.exit(ExitCode.INTERRUPTED)
             except MemoryError:
-                if debug:
+                if debug():
                     raise
                 _err("error", "out of memory; use a smaller image, fewer kernels or fewer --jobs")
                 ctx.exit(ExitCode.ERROR)
             except Exception as exc:
-                if debug:
+                if debug():
                     raise
                 where = ""
                 tb = exc.__traceback__

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..errors import FeatmapError
+from ..errors import FeatmapError, NothingToDoError
 from ._common import (
     ExitCode,
     _console,
@@ -121,7 +121,7 @@ def apply(
         for note in result.warnings:
             _err("warning", f"{images[0]}: {note}; pass --strict to refuse")
         if as_json:
-            click.echo(json.dumps(apply_dict(result, job), indent=2))
+            click.echo(json.dumps(apply_dict(result, job), indent=2, allow_nan=False))
         else:
             _console().print(apply_view(result, job))
         return
@@ -148,7 +148,16 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
 
     items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[opts["out_dir"]])
     if not items and problems:
-        raise FeatmapError(problems[0][0], problems[0][1], "check the path or pattern")
+        output = "output folder" in problems[0][1]
+        raise FeatmapError(
+            problems[0][0], problems[0][1], "choose another -o folder" if output else "check the path or pattern"
+        )
+    if not items:
+        raise NothingToDoError(
+            " ".join(images)[:200],
+            f"holds no image ({ignored} file{'' if ignored == 1 else 's'} ignored: not images, or hidden)",
+            "nothing to do; check the folder, or pass -r to descend into sub-folders",
+        )
     jobs = opts["jobs"] or os.cpu_count() or 1
     show = sys.stderr.isatty() and not opts["quiet"]
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -166,12 +175,14 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+    for note in report.notes:
+        _err("note", note)
     for path, reason in problems:
         _err("error", f"{path}: {reason}")
     for path, reason in report.failed:
         _err("error", f"{path}: {reason}")
     if as_json:
-        click.echo(json.dumps(batch_dict(report, problems, ignored), indent=2))
+        click.echo(json.dumps(batch_dict(report, problems, ignored), indent=2, allow_nan=False))
     else:
         _console().print(batch_view(report, problems, ignored, opts["out_dir"]))
     if code == ExitCode.OK and (report.failed or problems):

@@ -33,7 +33,7 @@ def kernels_list(kernel_dirs: tuple[Path, ...], tag: str | None, as_json: bool) 
     if tag is not None and not chosen:
         raise FeatmapError("--tag", f"no kernel has tag {tag!r}", "see `featmap kernels list` for the tags")
     if as_json:
-        click.echo(json.dumps([kernel_dict(k) for k in chosen], indent=2))
+        click.echo(json.dumps([kernel_dict(k) for k in chosen], indent=2, allow_nan=False))
     else:
         _console().print(kernel_list(chosen))
 
@@ -50,7 +50,7 @@ def kernels_show(spec: str, kernel_dirs: tuple[Path, ...], as_json: bool) -> Non
     chosen = KernelLibrary(kernel_dirs).select(spec)
     if as_json:
         data = [kernel_dict(k) for k in chosen]
-        click.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+        click.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2, allow_nan=False))
         return
     console = _console()
     for k in chosen:

@@ -130,7 +130,7 @@ def _shape_command(
         data = summary_dict(result, name)
         if explain:
             data["explain"] = {row.path: list(row.explain) for row in result.layers if row.explain}
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2, allow_nan=False))
     elif fmt == "markdown":
         click.echo(summary_markdown(result, name), nl=False)
     else:
