@@ -201,8 +201,15 @@ def generate(name: str, **params: float) -> Array:
     for key, value in params.items():
         if not math.isfinite(value):
             raise KernelFileError(name, f"`{key}` must be a finite number; got {value:g}")
-    with np.errstate(all="ignore"):  # an extreme argument shows as non-finite weights, checked below
-        weights = func(**params)
+    try:
+        with np.errstate(all="ignore"):  # an extreme argument shows as non-finite weights, checked below
+            weights = func(**params)
+    except (OverflowError, ZeroDivisionError) as exc:  # Python float arithmetic on an extreme argument
+        raise KernelFileError(
+            name,
+            f"these arguments ({', '.join(f'{k}={v:g}' for k, v in params.items())}) overflow ({exc})",
+            "use values nearer 1",
+        ) from None
     if not np.isfinite(weights).all():
         raise KernelFileError(
             name,

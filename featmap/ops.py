@@ -352,6 +352,13 @@ def separable(kernel: ArrayLike) -> bool:
     True
     >>> separable([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
     False
+    >>> from featmap.kernels import parametric_kernel
+    >>> separable(parametric_kernel("gaussian:size=5,sigma=1.2").weights)
+    True
     """
-    arr = np.asarray(kernel, dtype=np.float64)
+    arr = np.asarray(kernel)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    # Keep a float32 kernel float32: the rank test's tolerance is the kernel's own precision (a float32
+    # Gaussian's second singular value is ~1e-8 of the first, rounding, not a second component).
     return arr.ndim == 2 and rank1_factors(arr) is not None

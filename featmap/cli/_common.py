@@ -103,6 +103,8 @@ def _console(stderr: bool = False) -> Any:
 
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: Rich drops colour but keeps bold; drop all styling
+        return Console(file=stream, width=width, soft_wrap=False, color_system=None)
     return Console(file=stream, width=width, soft_wrap=False)
 
 

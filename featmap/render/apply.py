@@ -15,6 +15,7 @@ from rich.text import Text
 from ..batch import ApplyJob, BatchReport, ImageResult
 from ..layers import GlobalPool2d, Pool2d
 from ..pipeline import MapInfo
+from .fit import FittedTable
 from .kernels import shape_text
 
 __all__ = ["apply_dict", "apply_view", "batch_dict", "batch_view"]
@@ -67,48 +68,48 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         f"activation {job.act.kind.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
     )
     out_dir = job.output.out_dir
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
-    for column, justify in (
-        ("kernel", "left"),
-        ("size/stride", "right"),
-        ("pad t,b,l,r", "left"),
-        ("conv out", "right"),
-        ("pooled", "right"),
-        ("params", "right"),
-        ("min", "right"),
-        ("max", "right"),
-        ("mean", "right"),
-        ("file", "left"),
-    ):
-        if column == "pooled" and job.pool is None:
-            continue
-        table.add_column(
-            column,
-            justify=justify,  # type: ignore[arg-type]
-            no_wrap=column not in ("kernel", "file"),
-            overflow="fold" if column in ("kernel", "file") else "ellipsis",
-            min_width=12 if column == "file" else None,
-        )
+    justify = {"kernel": "left", "pad t,b,l,r": "left", "file": "left"}
+    columns = ["kernel", "size/stride", "pad t,b,l,r", "conv out", "pooled", "params", "min", "max", "mean", "file"]
+    if job.pool is None:
+        columns.remove("pooled")
+    rows = []
     for written in result.maps:
         m = written.info
         name = m.name if not m.combined_from else f"{m.name} of {len(m.combined_from)} maps"
         geometry = f"{shape_text(m.kernel_size)} s{_pair(m.geometry.stride)}"
         if m.geometry.dilation != (1, 1):
             geometry += f" d{_pair(m.geometry.dilation)}"
-        cells = [
-            name,
-            geometry,
-            _padding_text(m, job),
-            shape_text(m.conv_shape),
-            *([shape_text(m.shape)] if m.pooled else []),
-            f"{m.params:,}" if not m.combined_from else "-",
-            _num(m.stats.min),
-            _num(m.stats.max),
-            _num(m.stats.mean),
-            _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
-        ]
-        table.add_row(*cells)
-    return Group(header, table)
+        cells = {
+            "kernel": name,
+            "size/stride": geometry,
+            "pad t,b,l,r": _padding_text(m, job),
+            "conv out": shape_text(m.conv_shape),
+            "pooled": shape_text(m.shape),
+            "params": f"{m.params:,}" if not m.combined_from else "-",
+            "min": _num(m.stats.min),
+            "max": _num(m.stats.max),
+            "mean": _num(m.stats.mean),
+            "file": _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
+        }
+        rows.append(cells)
+
+    def make(kept: Sequence[str]) -> Table:
+        table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+        for column in kept:
+            table.add_column(
+                column,
+                justify=justify.get(column, "right"),  # type: ignore[arg-type]
+                no_wrap=column != "file",
+                overflow="fold" if column in ("kernel", "file") else "ellipsis",
+                min_width=12 if column == "file" else None,
+            )
+        for cells in rows:
+            table.add_row(*(cells[column] for column in kept))
+        return table
+
+    # At 80 columns and below, the least telling columns go first (the header names the output folder).
+    drop = ["file", "pad t,b,l,r", "params", "conv out", "mean", "size/stride"]
+    return Group(header, FittedTable(make, columns, drop))
 
 
 def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:

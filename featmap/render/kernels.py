@@ -15,7 +15,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -24,6 +24,7 @@ from rich.text import Text
 
 from ..kernels import Kernel
 from ..ops import separable
+from .fit import FittedTable
 
 __all__ = ["kernel_dict", "kernel_list", "kernel_show", "shape_text"]
 
@@ -50,15 +51,24 @@ def kernel_dict(kernel: Kernel) -> dict[str, Any]:
     }
 
 
-def kernel_list(kernels: Iterable[Kernel]) -> Table:
-    """The kernel library as a table: name, size, tags, description and source."""
-    table = Table(header_style="bold")
-    for column in ("name", "size", "tags", "description", "source"):
-        table.add_column(column, overflow="fold")
+def kernel_list(kernels: Iterable[Kernel]) -> RenderableType:
+    """The kernel library as a table: name, size, tags, description and source (the last ones dropped on a
+    narrow terminal, so that names and sizes are never squashed)."""
+    rows = []
     for k in kernels:
         size = shape_text(k.size) if not k.per_channel else f"{k.weights.shape[0]}×{shape_text(k.size)}"
-        table.add_row(k.name, size, ", ".join(k.tags), k.description, k.source)
-    return table
+        rows.append({"name": k.name, "size": size, "tags": ", ".join(k.tags), "description": k.description,
+                     "source": k.source})  # fmt: skip
+
+    def make(kept: Sequence[str]) -> Table:
+        table = Table(header_style="bold")
+        for column in kept:
+            table.add_column(column, overflow="fold", no_wrap=column in ("name", "size"), min_width=8)
+        for cells in rows:
+            table.add_row(*(cells[column] for column in kept))
+        return table
+
+    return FittedTable(make, ["name", "size", "tags", "description", "source"], ["source", "tags", "description"])
 
 
 def _weight_text(value: float, digits: int = 6) -> str:

@@ -11,6 +11,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -20,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..summary import LayerInfo, ReceptiveField, Summary
+from .fit import FittedTable
 
 __all__ = ["summary_dict", "summary_explain", "summary_markdown", "summary_view"]
 
@@ -102,21 +104,31 @@ def _totals_lines(summary: Summary) -> list[str]:
 
 def summary_view(summary: Summary, title: str | None = None) -> RenderableType:
     """A Rich table (blocks indented, container rows dimmed) followed by the totals and warnings."""
-    table = Table(
-        title=title,
-        title_justify="left",
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-    )
-    for column in _COLUMNS:
-        right = column in ("params", "MACs", "memory", "#")
-        table.add_column(column, justify="right" if right else "left", no_wrap=column != "layer", overflow="ellipsis")
-    table.add_row("", "input", "", "", _shape(summary.input_shape), "", "", "1", "")
+    rows: list[tuple[dict[str, str], str | None]] = [
+        (dict(zip(_COLUMNS, ["", "input", "", "", _shape(summary.input_shape), "", "", "1", ""], strict=True)), None)
+    ]
     for row in summary.layers:
         style = "dim" if row.container else ("yellow" if row.warnings else None)
-        table.add_row(*_cells(row), style=style)
+        rows.append((dict(zip(_COLUMNS, _cells(row), strict=True)), style))
+
+    def make(kept: Sequence[str]) -> Table:
+        table = Table(
+            title=title,
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+        )
+        for column in kept:
+            right = column in ("params", "MACs", "memory", "#")
+            table.add_column(column, justify="right" if right else "left", no_wrap=True, overflow="ellipsis")
+        for cells, style in rows:
+            table.add_row(*(cells[column] for column in kept), style=style)
+        return table
+
+    # On a narrow terminal the least telling columns go first; `--json` and `--format markdown` keep them all.
+    table = FittedTable(make, _COLUMNS, ["memory", "RF", "type", "MACs", "kernel"])
     footer = Text("\n".join(_totals_lines(summary)))
     parts: list[RenderableType] = [
         table,
