@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ def read_document(path: Path, error: type[FeatmapError], missing_fix: str) -> An
     over a limit raises `LimitError`.
     """
     try:
-        size = path.stat().st_size
-        FILE_SIZE.check(size, str(path))
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # a pipe would be read forever
+            raise error(str(path), "is not a regular file (a pipe or a device)", "give a YAML or JSON file")
+        FILE_SIZE.check(info.st_size, str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(str(path), "no such file", missing_fix) from None

@@ -177,6 +177,12 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
         signal.signal(signal.SIGTERM, previous)
     for note in report.notes:
         _err("note", note)
+    said: dict[str, int] = {}
+    for result in report.processed:  # once each, after the progress bar
+        for warning in result.warnings:
+            said[warning] = said.get(warning, 0) + 1
+    for warning, count in said.items():
+        _err("warning", f"{warning} ({count} image{'' if count == 1 else 's'})")
     for path, reason in problems:
         _err("error", f"{path}: {reason}")
     for path, reason in report.failed:
