@@ -374,7 +374,7 @@ def run_batch(
     finally:
         _settle(job.output.out_dir)
         lock.release()
-    return replace(report, notes=notes)
+    return replace(report, notes=notes + report.notes)
 
 
 def _settle(out_dir: Path) -> None:
@@ -450,25 +450,35 @@ def _run_batch(
 
     tasks = [(index, item, job) for index, (item, _, _) in pending.items()]
     helpers: Helpers | None = None
+    notes: list[str] = []
     try:
         if jobs <= 1 or len(tasks) <= 1:
             for task in tasks:
                 report(str(task[1].path))
                 finish(*_work(task))
         else:
-            from concurrent.futures import FIRST_COMPLETED, wait
+            from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
             from concurrent.futures.process import BrokenProcessPool
 
             # The parent is the last of the `jobs` workers: it takes images itself between handing them out, so
             # work starts at once rather than after the helpers' start-up.
-            helpers = Helpers(min(jobs, len(tasks)) - 1)
             queue = list(reversed(tasks))
             running: dict[Any, tuple[int, InputImage, ApplyJob]] = {}
+            try:
+                helpers = Helpers(min(jobs, len(tasks)) - 1)
+            except OSError as exc:  # no semaphores, no process slots...: this process does it all
+                notes.append(f"helper processes could not start ({exc}); every image ran in this process")
             with one_opencv_thread():  # like each helper
                 while queue or running:
-                    while queue and len(running) < 2 * (jobs - 1):  # a short queue: an interrupt has little to cancel
+                    while helpers is not None and queue and len(running) < 2 * (jobs - 1):  # short: little to cancel
                         task = queue.pop()
-                        running[helpers.submit(_work, task)] = task
+                        try:
+                            running[helpers.submit(_work, task)] = task
+                        except (OSError, BrokenProcessPool) as exc:  # a helper cannot start
+                            queue.append(task)
+                            helpers.stop()
+                            helpers = None
+                            notes.append(f"helper processes could not start ({exc}); the rest ran in this process")
                     if queue:
                         task = queue.pop()
                         report(str(task[1].path))
@@ -480,10 +490,16 @@ def _run_batch(
                         task = running.pop(future)
                         try:
                             finish(*future.result())
-                        except BrokenProcessPool:
-                            finish(task[0], None, "a worker process died (out of memory?); retry with fewer --jobs")
-                            raise
-            helpers.close()
+                        except CancelledError:  # never started (the helpers were stopped): it runs here
+                            queue.append(task)
+                        except BrokenProcessPool:  # a helper died: its images fail, the rest run here
+                            finish(task[0], None, "its helper process died (out of memory?); retry with fewer --jobs")
+                            if helpers is not None:
+                                helpers.stop()
+                                helpers = None
+                                notes.append("a helper process died; the remaining images ran in this process")
+            if helpers is not None:
+                helpers.close()
     except BaseException as exc:
         if helpers is not None:
             helpers.stop()
@@ -493,10 +509,10 @@ def _run_batch(
             if not isinstance(exc, KeyboardInterrupt):
                 failed.append((str(item.path), f"not processed: {type(exc).__name__}: {exc}"))
         if not isinstance(exc, KeyboardInterrupt):
-            if isinstance(exc, Exception) and type(exc).__name__ == "BrokenProcessPool":
-                return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)
             raise
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
     processed.sort(key=lambda r: r.input.path)
-    return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)
+    return BatchReport(
+        tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, notes=tuple(notes)
+    )

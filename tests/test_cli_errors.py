@@ -232,3 +232,49 @@ def test_presets_do_not_warn_when_only_padding_is_unused(runner: CliRunner, mode
 def test_a_float_gaussian_is_separable(runner: CliRunner) -> None:
     result = invoke(runner, "kernels", "show", "gaussian:size=5,sigma=1.2", "--json")
     assert json.loads(result.stdout)[0 if isinstance(json.loads(result.stdout), list) else "separable"] is True
+
+
+# ------------------------------------------------------------------------------------ helper processes
+
+
+class _NoHelpers:
+    def __init__(self, count: int) -> None:
+        raise OSError(38, "Function not implemented")
+
+
+class _DyingHelpers:
+    """Helpers whose processes die on their first image (as the out-of-memory killer would make them)."""
+
+    def __init__(self, count: int) -> None:
+        from concurrent.futures import Future
+
+        self._future: type[Future[Any]] = Future
+
+    def submit(self, func: Any, *args: Any) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        future = self._future()
+        future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+        return future
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("helpers", "failed"), [(_NoHelpers, 0), (_DyingHelpers, 2)])  # two were handed out
+def test_helpers_that_cannot_start_or_die_are_said_and_the_batch_goes_on(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: type, failed: int
+) -> None:
+    monkeypatch.setattr("featmap.batch.Helpers", helpers)
+    for i in range(4):
+        _png(tmp_path / "in" / f"a{i}.png", i)
+    result = invoke(runner, "apply", tmp_path / "in", "-k", "sobel_x", "-o", tmp_path / "out", "-j", "2", "--json")
+    assert result.exit_code == (3 if failed else 0), result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["processed"]) == 4 - failed and len(data["failed"]) == failed
+    assert "featmap: note: " in result.stderr and "ran in this process" in result.stderr
+    if failed:
+        assert "its helper process died (out of memory?)" in data["failed"][0]["reason"]
