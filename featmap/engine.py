@@ -38,6 +38,9 @@ METHODS = ("auto", "direct", "separable", "fft", "opencv", "im2col")
 # Output pixels per im2col band. Measured on 2048² RGB, 32 filters: 4096 px 268 ms, 16384 203, 32768 ~200,
 # 65536 285 (fewer, longer copies win until the windows, 27 taps x 32768 x 4 B = 3.5 MB, leave the cache).
 _BAND_PIXELS = 32768
+# ...and at most this many bytes of windows per band, so that a conv over many channels (512 × 3×3 = 4,608 taps
+# per pixel, deep in a ResNet) copies cache-sized bands too: measured on 4×4×512, 3×3 → 512, 4.4 s → 0.02 s.
+_BAND_BYTES = 27 * _BAND_PIXELS * 4
 # A bank of this many single-channel filters (a gray image) is one im2col product rather than a filter per map;
 # measured on 2048² gray, 3×3: 8 filters OpenCV 33-57 ms vs im2col 46-85; 32 filters 118-215 vs 78-91.
 _IM2COL_MIN_FILTERS = 12
@@ -241,7 +244,8 @@ def _im2col(
     per_out, taps = n_out // groups, per_group * kh * kw
     planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
     result = np.empty((ho * wo, n_out), dtype=padded.dtype)
-    band = max(1, _BAND_PIXELS // wo)
+    pixels = min(_BAND_PIXELS, _BAND_BYTES // (taps * padded.dtype.itemsize))
+    band = max(1, min(ho, pixels // wo))
     windows = np.empty((taps, band * wo), dtype=padded.dtype)
     for group in range(groups):
         weights = bank[group * per_out : (group + 1) * per_out].reshape(per_out, taps).T
