@@ -4,7 +4,8 @@ read the resulting tree; neither works geometry out again.
 
 Each `PlanNode` has two names: ``path``, the 1-based position the table prints (``3.1.2``), and ``key``, the
 name its weights go by — the layer's own ``name`` where the spec gives one that no sibling shares, else its
-0-based index in its parent list, dotted: exactly what ``torch.nn.Sequential``'s ``state_dict`` gives an unnamed stack (``0.weight``).
+0-based index in its parent list, dotted: exactly what ``torch.nn.Sequential``'s ``state_dict`` gives an
+unnamed stack (``0.weight``).
 
 Examples
 --------
