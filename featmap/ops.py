@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .engine import correlate, pad_input, rank1_factors
+from .engine import correlate, pad_input
 from .enums import Activation, Normalize, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
+from .kernelmath import rank1_factors
 from .shapes import PaddingArg, as_pair, conv_geometry, resolve_padding
 
 __all__ = [
