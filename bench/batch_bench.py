@@ -33,7 +33,8 @@ from scipy import ndimage
 
 from featmap.batch import ApplyJob, OutputOptions, run_batch
 from featmap.discover import discover
-from featmap.images import load_image, save_png
+from featmap.images import load_image
+from featmap.writers.png import save_png
 from featmap.kernels import KernelLibrary
 from featmap.layers import Act, Conv2d, Pool2d
 from featmap.ops import activate, conv2d, normalize

@@ -20,13 +20,13 @@ from typing import Any
 from .discover import InputImage
 from .enums import Combine, parse_enum
 from .errors import FeatmapError, SpecError
-from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
+from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image
 from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .ops import to_pixels
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
+from .writers import Writer, open_writers
 
 __all__ = [
     "MANIFEST_NAME",
@@ -139,16 +139,11 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     maps = iter_feature_maps(
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
+    writers = open_writers(out)
     for fmap in maps:
-        png = save_png(
-            targets[fmap.info.name],
-            to_pixels(fmap.values, out.normalize, out.bit_depth),
-            bit_depth=out.bit_depth,
-            compress_level=out.png_compress,
-        )
-        raw = None
-        if out.raw is not None:
-            raw = save_raw(png.with_suffix("." + out.raw), fmap.values, out.raw)
+        files = {w.manifest_key: w.add(targets[fmap.info.name], fmap) for w in writers if w.per_map}
+        png, raw = files.pop("png"), files.pop("raw", None)
+        assert png is not None, "the png writer returns its file"
         written.append(WrittenMap(fmap.info, png, raw))
         records.append(
             {
@@ -156,6 +151,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
                 "kernel": fmap.info.name,
                 "png": _rel(png, out.out_dir),
                 "raw": None if raw is None else _rel(raw, out.out_dir),
+                **{key: None if file is None else _rel(file, out.out_dir) for key, file in files.items() if key},
                 "options": digest,
                 "input_shape": [image.info.height, image.info.width, image.info.channels],
                 "conv_shape": list(fmap.info.conv_shape),
@@ -166,6 +162,8 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
             }
         )
         del fmap
+    for writer in writers:
+        writer.finish(targets)
     return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
 
 
@@ -233,14 +231,17 @@ def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | No
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _remove_partial(targets: dict[str, Path], before: set[Path], raw: str | None) -> None:
-    """Delete what an unfinished image wrote this run: new targets and stray temporary files."""
-    folders = set()
-    for path in targets.values():
-        folders.add(path.parent)
-        for file in (path, path.with_suffix("." + raw) if raw else None):
-            if file is not None and file not in before:
-                file.unlink(missing_ok=True)
+def _planned(targets: dict[str, Path], writers: list[Writer]) -> list[Path]:
+    """Every file the job's writers may create for an image whose maps go to ``targets``."""
+    return [path for writer in writers for path in writer.planned_paths(targets)]
+
+
+def _remove_partial(targets: dict[str, Path], before: set[Path], writers: list[Writer]) -> None:
+    """Delete what an unfinished image wrote this run: new files and stray temporary files."""
+    folders = {path.parent for path in targets.values()}
+    for file in _planned(targets, writers):
+        if file not in before:
+            file.unlink(missing_ok=True)
     for folder in folders:
         if folder.is_dir():
             for temp in folder.glob(".*.tmp"):
@@ -275,7 +276,7 @@ def run_batch(
     skipped: list[str] = []
     failed: list[tuple[str, str]] = []
     pending: dict[int, tuple[InputImage, dict[str, Path], set[Path]]] = {}
-    raw_ext = job.output.raw
+    writers = open_writers(job.output)  # only asked where their files go
 
     def fail(item: InputImage, reason: str) -> None:
         failed.append((str(item.path), reason))
@@ -295,16 +296,14 @@ def run_batch(
         except FeatmapError as exc:
             fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
             continue
-        before = {p for p in targets.values() if p.exists()}
-        if raw_ext:
-            before |= {r for p in targets.values() if (r := p.with_suffix("." + raw_ext)).exists()}
+        before = {p for p in _planned(targets, writers) if p.exists()}
         pending[index] = (item, targets, before)
     report()
 
     def finish(index: int, result: ImageResult | None, error: str | None) -> None:
         item, targets, before = pending.pop(index)
         if result is None:
-            _remove_partial(targets, before, raw_ext)
+            _remove_partial(targets, before, writers)
             fail(item, error or "failed")
         else:
             manifest.append(result.records)
@@ -352,7 +351,7 @@ def run_batch(
             helpers.stop()
         for index in list(pending):
             item, targets, before = pending.pop(index)
-            _remove_partial(targets, before, raw_ext)
+            _remove_partial(targets, before, writers)
             if not isinstance(exc, KeyboardInterrupt):
                 failed.append((str(item.path), f"not processed: {type(exc).__name__}: {exc}"))
         if not isinstance(exc, KeyboardInterrupt):

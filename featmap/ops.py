@@ -22,12 +22,12 @@ __all__ = [
     "activate",
     "as_float_image",
     "conv2d",
+    "display_scale",
     "normalize",
     "pad",
-    "quantize",
     "row_bands",
     "separable",
-    "to_pixels",
+    "to_display",
 ]
 
 
@@ -266,7 +266,7 @@ def row_bands(arr: NDArray[Any]) -> Iterator[slice]:
         yield slice(start, min(start + step, arr.shape[0]))
 
 
-def _display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]:
+def display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]:
     """``(low, span)`` of the map for ``kind``: display value = (x - low) / span (of |x| for ``abs``)."""
     if kind is Normalize.CLIP:
         return None, None
@@ -277,7 +277,7 @@ def _display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any
     return None, peak
 
 
-def _to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
+def to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
     if kind is Normalize.MINMAX:
         return np.clip(band, 0, 1) if span is None else (band - low) / span
     if kind is Normalize.CLIP:
@@ -305,43 +305,7 @@ def normalize(x: ArrayLike, mode: str | Normalize = "minmax") -> NDArray[np.floa
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
-    return _to_display(arr, kind, *_display_scale(arr, kind))
-
-
-def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """Display values in [0, 1] (clipped) to the nearest 8- or 16-bit level.
-
-    Examples
-    --------
-    >>> quantize(np.array([0.0, 0.5, 1.2])).tolist()
-    [0, 128, 255]
-    """
-    if bit_depth not in (8, 16):
-        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
-    top = 255 if bit_depth == 8 else 65535
-    scaled = np.clip(values, 0.0, 1.0)
-    np.multiply(scaled, top, out=scaled)
-    np.rint(scaled, out=scaled)
-    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
-def to_pixels(x: ArrayLike, mode: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """``quantize(normalize(x, mode), bit_depth)``, exactly, a band of rows at a time: no full-size float copy.
-
-    Examples
-    --------
-    >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
-    [[0, 64, 255]]
-    """
-    kind = parse_enum(Normalize, mode, "normalize")
-    arr = np.asarray(x)
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float32)
-    low, span = _display_scale(arr, kind)
-    out = np.empty(arr.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
-    for rows in row_bands(arr):
-        out[rows] = quantize(_to_display(arr[rows], kind, low, span), bit_depth)
-    return out
+    return to_display(arr, kind, *display_scale(arr, kind))
 
 
 def separable(kernel: ArrayLike) -> bool:

@@ -61,6 +61,11 @@ class OutputOptions:
         if self.raw not in (None, "npy", "tiff"):
             raise SpecError("--raw", f"unknown format {self.raw!r}", "use npy or tiff")
 
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The writers (`featmap.writers`) each image's maps go to: ``png``, then the raw format if any."""
+        return ("png",) if self.raw is None else ("png", self.raw)
+
     def target(self, source: Path, kernel: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
         """The PNG path for ``kernel``'s map of ``source``, under ``rel_dir``; never outside ``out_dir``.
 
