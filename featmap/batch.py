@@ -8,21 +8,17 @@ workers and removes whatever the unfinished images had written.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .discover import InputImage
-from .enums import Combine, parse_enum
-from .errors import FeatmapError, SpecError
-from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image
-from .kernels import KernelBank
-from .layers import Act, Conv2d, GlobalPool2d, Pool2d
+from .errors import FeatmapError
+from .images import ImageInfo, load_image
+from .jobs import ApplyJob
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
@@ -41,50 +37,6 @@ __all__ = [
     "process_image",
     "run_batch",
 ]
-
-
-@dataclass(frozen=True)
-class ApplyJob:
-    """Everything `apply_image` needs besides the input path."""
-
-    bank: KernelBank
-    conv: Conv2d = Conv2d()
-    act: Act = Act()
-    pool: Pool2d | GlobalPool2d | None = None
-    combine: Combine | None = None
-    strict: bool = False
-    color: bool = False
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    output: OutputOptions = field(default_factory=OutputOptions)
-
-    def __post_init__(self) -> None:
-        if self.combine is not None:
-            object.__setattr__(self, "combine", parse_enum(Combine, self.combine, "combine"))
-        if self.combine is not None and len(self.bank) < 2:
-            raise SpecError(
-                "--combine",
-                f"needs two or more kernels; got {len(self.bank)}",
-                "add -k for each map to combine",
-            )
-
-    def options_hash(self) -> str:
-        """A digest of every setting that changes an output's pixels (kernels' weights included)."""
-        out = self.output
-        recipe: dict[str, Any] = {
-            "conv": asdict(self.conv),
-            "act": asdict(self.act),
-            "pool": None if self.pool is None else {"type": type(self.pool).__name__, **asdict(self.pool)},
-            "combine": self.combine,
-            "color": self.color,
-            "background": self.background,
-            "normalize": out.normalize,
-            "bit_depth": out.bit_depth,
-            "raw": out.raw,
-            "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
-        }
-        text = json.dumps(recipe, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

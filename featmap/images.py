@@ -246,7 +246,7 @@ def parse_color(text: str) -> tuple[float, float, float]:
         else:
             values = ImageColor.getrgb(text)[:3]
     except ValueError:
-        raise SpecError("--background", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
+        raise SpecError("`background`", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
     r, g, b = values[:3]
     return (r / 255.0, g / 255.0, b / 255.0)
 

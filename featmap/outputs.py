@@ -48,18 +48,18 @@ class OutputOptions:
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
         except ValueError as exc:
-            raise SpecError("--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
+            raise SpecError("`name_pattern`", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
         if used - _FIELDS or "kernel" not in used:
             raise SpecError(
-                "--name",
+                "`name_pattern`",
                 f"pattern {self.name!r} must use {{kernel}} and only {{stem}}, {{ext}}, {{kernel}}",
                 "e.g. '{stem}_{kernel}.png'",
             )
         object.__setattr__(self, "name", pattern)
         if self.bit_depth not in (8, 16):
-            raise SpecError("--bit-depth", f"must be 8 or 16; got {self.bit_depth}")
+            raise SpecError("`bit_depth`", f"must be 8 or 16; got {self.bit_depth}")
         if self.raw not in (None, "npy", "tiff"):
-            raise SpecError("--raw", f"unknown format {self.raw!r}", "use npy or tiff")
+            raise SpecError("`raw`", f"unknown format {self.raw!r}", "use npy or tiff")
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ class OutputOptions:
         root = self.out_dir.resolve()
         if Path(rel).is_absolute() or not path.resolve().is_relative_to(root):
             raise SpecError(
-                "--name", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
+                "`name_pattern`", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
             )
         return path
 

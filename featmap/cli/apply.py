@@ -15,6 +15,7 @@ import click
 from ..errors import FeatmapError
 from ._common import (
     ExitCode,
+    FeatmapCommand,
     _console,
     _err,
     conv_options,
@@ -22,8 +23,14 @@ from ._common import (
     output_options,
 )
 
+# Options that `featmap.jobs.make_job` takes under the same name.
+_JOB_OPTIONS = (
+    "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
+    "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite"
+).split()
 
-@click.command()
+
+@click.command(cls=FeatmapCommand)
 @click.argument("images", nargs=-1, required=True)
 @click.option(
     "-k",
@@ -64,57 +71,11 @@ def apply(
       featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """
-    from ..batch import ApplyJob, OutputOptions, apply_image
-    from ..images import parse_color
-    from ..kernels import KernelLibrary
-    from ..layers import Act, Conv2d, GlobalPool2d, Pool2d
+    from ..batch import apply_image
+    from ..jobs import make_job
     from ..render import apply_dict, apply_view
-    from ..shapes import as_pair
 
-    bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
-    conv = Conv2d(
-        stride=opts["stride"],
-        padding=opts["padding"],
-        pad_mode=opts["pad_mode"],
-        pad_value=opts["pad_value"],
-        dilation=opts["dilation"],
-        flip=opts["flip"],
-    )
-    act = Act(opts["activation"], (("slope", opts["slope"]),) if opts["activation"] == "leaky_relu" else ())
-    pool_word = opts["pool"].lower()
-    pool: Pool2d | GlobalPool2d | None = None
-    if pool_word not in ("max", "avg", "min") and (opts["pool_size"] or opts["pool_stride"]):
-        raise click.UsageError("--pool-size and --pool-stride need --pool max, avg or min")
-    if pool_word.startswith("global-"):
-        pool = GlobalPool2d(pool_word.split("-", 1)[1])
-    elif pool_word != "none":
-        pool = Pool2d(
-            pool_word,
-            as_pair(opts["pool_size"] or 2, "--pool-size"),
-            opts["pool_stride"],
-            opts["pool_padding"],
-        )
-    output = OutputOptions(
-        opts["out_dir"],
-        opts["name_pattern"],
-        opts["normalize"],
-        int(opts["bit_depth"]),
-        opts["raw"],
-        opts["png_compress"],
-        opts["overwrite"],
-    )
-    job = ApplyJob(
-        bank,
-        conv,
-        act,
-        pool,
-        opts["combine"],
-        opts["strict"],
-        opts["color"],
-        parse_color(opts["background"]),
-        opts["max_pixels"],
-        output,
-    )
+    job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{name: opts[name] for name in _JOB_OPTIONS})
     single = len(images) == 1 and Path(images[0]).is_file()
     if single and not opts["skip_existing"]:
         result = apply_image(images[0], job)
