@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,5 +211,24 @@ def test_golden_files_exist_for_presets() -> None:
     assert {p.stem for p in GOLDEN.glob("shape_*.json")} == {f"shape_{n}" for n in PUBLISHED}
 
 
-def test_golden_dir_is_next_to_tests() -> None:
-    assert GOLDEN.parent == Path(__file__).resolve().parent
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_golden_columns_add_up_to_their_totals(name: str) -> None:
+    """A golden file checks itself (as torchinfo's verifier does): the leaf layers' params and MACs add up to
+    the stored totals, each container's to its own, and FLOPs are twice the MACs; a bad golden cannot pass."""
+    data = json.loads((GOLDEN / f"shape_{name}.json").read_text())
+    rows = {row[0]: row for row in data["layers"]}
+
+    def leaves_under(path: str) -> list[list[object]]:
+        return [r for p, r in rows.items() if p.startswith(path + ".") and not any(q.startswith(p + ".") for q in rows)]
+
+    leaves = [r for p, r in rows.items() if not any(q.startswith(p + ".") for q in rows)]
+    totals = data["totals"]
+    assert sum(r[4] for r in leaves) == totals["trainable"]  # a row's params are its trainable ones
+    assert totals["params"] == totals["trainable"] + totals["non_trainable"]
+    assert sum(r[5] for r in leaves) == totals["non_trainable"]
+    assert sum(r[6] for r in leaves) == totals["macs"] and totals["flops"] == 2 * totals["macs"]
+    assert totals["param_bytes"] == 4 * totals["params"]
+    for path, row in rows.items():
+        inside = leaves_under(path)
+        if inside:
+            assert row[4:7] == [sum(r[4] for r in inside), sum(r[5] for r in inside), sum(r[6] for r in inside)], path
