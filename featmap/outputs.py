@@ -48,7 +48,9 @@ class OutputOptions:
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
         except ValueError as exc:
-            raise SpecError("`name_pattern`", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
+            raise SpecError(
+                "`name_pattern`", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'"
+            ) from None
         if used - _FIELDS or "kernel" not in used:
             raise SpecError(
                 "`name_pattern`",
