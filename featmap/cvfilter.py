@@ -73,14 +73,14 @@ def mix_channels(data: NDArray[np.float32], weights: NDArray[np.float32]) -> NDA
     return cv2.transform(data, weights.reshape(1, -1)).reshape(data.shape[:2])
 
 
-def _border(cv2: Any, mode: PaddingMode) -> int:
+def _border(cv2: Any, pad_mode: PaddingMode) -> int:
     return {
         PaddingMode.ZEROS: cv2.BORDER_CONSTANT,
         PaddingMode.REFLECT: cv2.BORDER_REFLECT_101,
         PaddingMode.SYMMETRIC: cv2.BORDER_REFLECT,
         PaddingMode.REPLICATE: cv2.BORDER_REPLICATE,
         PaddingMode.CIRCULAR: cv2.BORDER_WRAP,
-    }[mode]
+    }[pad_mode]
 
 
 def _filter(
@@ -145,7 +145,7 @@ def correlate(
     src: NDArray[np.floating],
     kernel: NDArray[np.floating],
     geometry: ConvGeometry,
-    mode: PaddingMode,
+    pad_mode: PaddingMode,
     pad_value: float = 0.0,
     out: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]:
@@ -160,16 +160,16 @@ def correlate(
     sh = geometry.stride[0]
     top, bottom, left, right = geometry.padding
     spread = spread_kernel(kernel, geometry.dilation, src.dtype)
-    border = _border(cv2, mode)
+    border = _border(cv2, pad_mode)
     # filter2D's own border rule stands in for the padding when it has the mode (no wrap, fill 0) and, with a
     # row stride, when every sh-th row of the padded input is the border's too: only zeros are.
-    if mode is not PaddingMode.CIRCULAR and pad_value == 0 and (sh == 1 or mode is PaddingMode.ZEROS):
+    if pad_mode is not PaddingMode.CIRCULAR and pad_value == 0 and (sh == 1 or pad_mode is PaddingMode.ZEROS):
         result = _by_row_phases(cv2, src, spread, geometry, border, top, left, out)
         if result is not None:
             return result
     padded = src
     if any(geometry.padding):
-        fill = (pad_value,) * MAX_CHANNELS if mode is PaddingMode.ZEROS else 0
+        fill = (pad_value,) * MAX_CHANNELS if pad_mode is PaddingMode.ZEROS else 0
         padded = cv2.copyMakeBorder(src, top, bottom, left, right, border, value=fill)
         padded = padded.reshape(padded.shape[:2] + src.shape[2:])
     result = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)

@@ -51,10 +51,10 @@ _NUMPY_MODE = {
 }
 
 
-def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], mode: PaddingMode) -> None:
+def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], pad_mode: PaddingMode) -> None:
     """Refuse ``reflect`` padding as large as the input, as PyTorch does."""
     top, bottom, left, right = quad
-    if mode is PaddingMode.REFLECT and (max(top, bottom) >= hw[0] or max(left, right) >= hw[1]):
+    if pad_mode is PaddingMode.REFLECT and (max(top, bottom) >= hw[0] or max(left, right) >= hw[1]):
         raise ShapeError(
             "`padding`",
             f"reflect padding {quad} needs an input larger than the pad; got {hw[0]}x{hw[1]}",
@@ -63,17 +63,17 @@ def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], mode: Pa
 
 
 def pad_input(
-    arr: NDArray[np.floating], quad: tuple[int, int, int, int], mode: PaddingMode, value: float = 0.0
+    arr: NDArray[np.floating], quad: tuple[int, int, int, int], pad_mode: PaddingMode, pad_value: float = 0.0
 ) -> NDArray[np.floating]:
     """Pad the rows and columns of ``(H, W, C)`` by ``(top, bottom, left, right)`` (numpy reference)."""
-    check_padding((arr.shape[0], arr.shape[1]), quad, mode)
+    check_padding((arr.shape[0], arr.shape[1]), quad, pad_mode)
     top, bottom, left, right = quad
     if not any(quad):
         return arr
     widths = ((top, bottom), (left, right), (0, 0))
-    if mode is PaddingMode.ZEROS:
-        return np.pad(arr, widths, mode="constant", constant_values=value)
-    return np.pad(arr, widths, mode=_NUMPY_MODE[mode])  # type: ignore[call-overload]  # mode is a valid literal
+    if pad_mode is PaddingMode.ZEROS:
+        return np.pad(arr, widths, mode="constant", constant_values=pad_value)
+    return np.pad(arr, widths, mode=_NUMPY_MODE[pad_mode])  # type: ignore[call-overload]  # mode is a valid literal
 
 
 # Taps per kept output from which the FFT wins; measured on 1024²: 9×9 direct 57 ms vs FFT 61 ms, 11×11 135 vs 47.
@@ -223,11 +223,11 @@ def correlate(
     bank: NDArray[np.floating],
     geometry: ConvGeometry,
     groups: int,
-    mode: PaddingMode = PaddingMode.ZEROS,
+    pad_mode: PaddingMode = PaddingMode.ZEROS,
     pad_value: float = 0.0,
     method: str = "auto",
 ) -> NDArray[np.floating]:
-    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``mode`` say, with ``(N, C/groups, kh, kw)``.
+    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``pad_mode`` say, with ``(N, C/groups, kh, kw)``.
 
     Returns ``(H', W', N)``, possibly a view (per-channel filters store each map contiguously). ``method``
     forces a strategy (table above): ``opencv``, ``direct``, ``separable`` and ``fft`` for filters that
@@ -239,11 +239,11 @@ def correlate(
         raise SpecError(
             "`method`", "opencv was asked for but cv2 does not import", "pip install opencv-python-headless"
         )
-    check_padding((arr.shape[0], arr.shape[1]), geometry.padding, mode)
+    check_padding((arr.shape[0], arr.shape[1]), geometry.padding, pad_mode)
     n_out, per_group, kh, kw = bank.shape
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
-        padded = pad_input(arr, geometry.padding, mode, pad_value)
+        padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
         return (
             _walk_bank(padded, bank, geometry, groups)
             if method == "direct"
@@ -253,12 +253,12 @@ def correlate(
     channels = arr.shape[2]
     if use_opencv and (channels == n_out == 1 or _shared_kernel(bank, channels)):
         source = arr[:, :, 0] if channels == 1 else arr
-        out = cvfilter.correlate(source, bank[0, 0], geometry, mode, pad_value)
+        out = cvfilter.correlate(source, bank[0, 0], geometry, pad_mode, pad_value)
         return out.reshape(out.shape[0], out.shape[1], n_out)
     ho, wo = geometry.out_hw
     per_out = n_out // groups
     result = np.empty((n_out, ho, wo), dtype=arr.dtype)
-    padded = arr if use_opencv else pad_input(arr, geometry.padding, mode, pad_value)
+    padded = arr if use_opencv else pad_input(arr, geometry.padding, pad_mode, pad_value)
     scratch = result[0] if use_opencv else np.empty((ho, wo), dtype=arr.dtype)  # the numpy strategies' temporary
     channel, plane = -1, padded[:, :, 0]
     for n in range(n_out):
@@ -267,7 +267,7 @@ def correlate(
             plane = np.ascontiguousarray(padded[:, :, channel])
         kernel = bank[n, 0]
         if use_opencv:
-            written = cvfilter.correlate(plane, kernel, geometry, mode, pad_value, out=result[n])
+            written = cvfilter.correlate(plane, kernel, geometry, pad_mode, pad_value, out=result[n])
             if not np.may_share_memory(written, result):  # OpenCV could not write in place
                 result[n] = written
             continue

@@ -57,9 +57,9 @@ def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
 def pad(
     x: ArrayLike,
     padding: PaddingArg,
-    mode: str | PaddingMode = "zeros",
+    pad_mode: str | PaddingMode = "zeros",
     *,
-    value: float = 0.0,
+    pad_value: float = 0.0,
     kernel_hw: int | Sequence[int] = 1,
     stride: int | Sequence[int] = 1,
     dilation: int | Sequence[int] = 1,
@@ -67,7 +67,8 @@ def pad(
     """Pad the rows and columns of an ``(H, W, C)`` array.
 
     ``padding`` takes every form `featmap.shapes.resolve_padding` does; ``"same"`` and ``"full"``
-    need ``kernel_hw`` (and ``stride``, ``dilation``). ``mode`` is a `PaddingMode` or an alias.
+    need ``kernel_hw`` (and ``stride``, ``dilation``). ``pad_mode`` is a `PaddingMode` or an alias, and
+    ``pad_value`` the fill of ``zeros`` padding: the names `conv2d` uses.
 
     Examples
     --------
@@ -77,7 +78,7 @@ def pad(
     [2.0, 1.0, 1.0, 2.0, 3.0, 3.0, 2.0]
     """
     arr = as_float_image(x)
-    border = parse_enum(PaddingMode, mode, "pad_mode")
+    border = parse_enum(PaddingMode, pad_mode, "pad_mode")
     quad = resolve_padding(
         padding,
         (arr.shape[0], arr.shape[1]),
@@ -85,7 +86,7 @@ def pad(
         stride=as_pair(stride, "stride"),
         dilation=as_pair(dilation, "dilation"),
     )
-    return pad_input(arr, quad, border, value)
+    return pad_input(arr, quad, border, pad_value)
 
 
 def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]) -> tuple[NDArray[np.floating], int]:

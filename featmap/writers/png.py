@@ -39,15 +39,16 @@ def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.uns
     return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)  # type: ignore[no-any-return]  # numpy stubs
 
 
-def to_pixels(x: ArrayLike, mode: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """``quantize(normalize(x, mode), bit_depth)``, exactly, a band of rows at a time: no full-size float copy.
+def to_pixels(x: ArrayLike, normalize: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """``quantize(featmap.ops.normalize(x, normalize), bit_depth)``, exactly, a band of rows at a time: no
+    full-size float copy.
 
     Examples
     --------
     >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
     [[0, 64, 255]]
     """
-    kind = parse_enum(Normalize, mode, "normalize")
+    kind = parse_enum(Normalize, normalize, "normalize")
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
