@@ -128,7 +128,7 @@ class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         text = value.strip().lower()
         if text in self.words:
             return text
-        from ..spec import _ints  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
+        from ..spec.tokens import _ints  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
 
         try:
             numbers = _ints(text, self.name)
