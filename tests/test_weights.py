@@ -45,8 +45,10 @@ def _npz_member(path: Path, name: str, header: dict[str, object], data: bytes) -
 def test_npz_round_trip_keeps_order_and_converts_dtypes(tmp_path: Path) -> None:
     w = RNG.standard_normal((6, 1, 5, 5)).astype(np.float32)
     d = RNG.standard_normal(3)
-    path = _npz(tmp_path / "w.npz", **{"C1.weight": w, "C1.bias": np.arange(6, dtype=np.int64), "x": d,
-                                       "h": np.ones(2, np.float16)})
+    path = _npz(
+        tmp_path / "w.npz",
+        **{"C1.weight": w, "C1.bias": np.arange(6, dtype=np.int64), "x": d, "h": np.ones(2, np.float16)},
+    )
     got = load_weights(path)
     assert list(got) == ["C1.weight", "C1.bias", "x", "h"]
     np.testing.assert_array_equal(got["C1.weight"], w)
@@ -336,8 +338,9 @@ def test_kaiming_bounds_and_moments() -> None:
 
 def test_glorot_bounds_moments_and_zero_bias() -> None:
     shape = (64, 32, 5, 5)  # fan_in 800, fan_out 1600
-    w = init_weights({"c.weight": shape, "c.bias": (64,), "d.weight": (300, 700)}, {"c": "conv", "d": "dense"},
-                     "glorot")
+    w = init_weights(
+        {"c.weight": shape, "c.bias": (64,), "d.weight": (300, 700)}, {"c": "conv", "d": "dense"}, "glorot"
+    )
     limit = np.sqrt(6 / (800 + 1600))
     x = w["c.weight"].astype(np.float64)
     assert np.abs(x).max() <= limit and np.abs(x).max() > 0.999 * limit
@@ -347,8 +350,7 @@ def test_glorot_bounds_moments_and_zero_bias() -> None:
 
 
 def test_grouped_and_dense_fans() -> None:
-    w = init_weights({"g.weight": (8, 2, 3, 3), "d.weight": (10, 50), "d.bias": (10,)},
-                     {"g": "conv", "d": "dense"})
+    w = init_weights({"g.weight": (8, 2, 3, 3), "d.weight": (10, 50), "d.bias": (10,)}, {"g": "conv", "d": "dense"})
     assert np.abs(w["g.weight"]).max() <= 1 / np.sqrt(18) < np.abs(w["g.weight"]).max() / 0.9
     assert np.abs(w["d.bias"]).max() <= 1 / np.sqrt(50)
 
@@ -398,8 +400,16 @@ def test_state_dict_names_and_init_statistics_match_torch() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU(), nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(64 * 4, 500))
     state = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    assert list(state) == ["0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var",
-                           "4.weight", "4.bias"]
+    assert list(state) == [
+        "0.weight",
+        "0.bias",
+        "2.weight",
+        "2.bias",
+        "2.running_mean",
+        "2.running_var",
+        "4.weight",
+        "4.bias",
+    ]
     ours = init_weights(state, {"0": "conv", "2": "bn", "4": "dense"}, "kaiming", seed=1)
     matched, _ = match_weights(state, ours)
     assert list(matched) == list(state)
