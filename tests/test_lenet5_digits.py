@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from featmap.images import load_image
 from featmap.spec import load_model
@@ -100,9 +99,8 @@ def test_sample_pngs_are_held_out_digits_read_as_trained() -> None:
         assert labels[int(index[digit])] == digit
 
 
-def test_pending_preset_file() -> None:
-    doc = yaml.safe_load((MODELS / "lenet5-digits.yaml.pending").read_text())
-    base = yaml.safe_load((MODELS / "lenet5.yaml").read_text())
-    assert doc["layers"] == base["layers"] and doc["input"] == base["input"] == "32x32x1"
-    assert (MODELS / doc["weights"]).is_file()
-    assert doc["labels"] == [str(d) for d in range(10)]
+def test_preset_file() -> None:
+    model, base = load_model("lenet5-digits"), load_model("lenet5")
+    assert model.layers == base.layers and model.input_shape == base.input_shape == (32, 32, 1)
+    assert model.weights == (MODELS / "lenet5-digits.npz").resolve()
+    assert model.labels == tuple(str(d) for d in range(10))

@@ -22,8 +22,7 @@ learning rate peaking at 3e-3, batch 32, 60 epochs, cross-entropy, every image s
 Writes (paths relative to the repository root):
 
 - ``featmap/models/lenet5-digits.npz``: float32 weights, ``state_dict`` names and layout;
-- ``featmap/models/lenet5-digits.yaml.pending``: the preset (layers, ``weights``, ``labels``; renamed to
-  ``.yaml`` once featmap's spec parser knows those keys);
+- ``featmap/models/lenet5-digits.yaml``: the preset (the lenet5 layers, ``weights``, ``labels``);
 - ``tests/data/digits_heldout.npz``: the held-out digits (``images`` uint8 (N, 32, 32), ``labels`` uint8,
   ``index`` into ``load_digits``);
 - ``samples/digits/digit_<d>.png``: the first held-out digit of each class, 32×32 8-bit gray;
@@ -55,9 +54,7 @@ BATCH = 32
 LR = 3e-3
 WEIGHT_DECAY = 1e-4
 SHIFT = 2
-# Renamed to lenet5-digits.yaml when featmap.spec accepts `weights` and `labels` (the preset list
-# parses every models/*.yaml, and today's parser rejects those keys).
-YAML_NAME = "lenet5-digits.yaml.pending"
+YAML_NAME = "lenet5-digits.yaml"
 
 
 def digit_to_pixels(digit: NDArray[np.floating]) -> NDArray[np.uint8]:
