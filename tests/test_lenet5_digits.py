@@ -6,8 +6,10 @@ checked against the same files in the network tests).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,3 +106,62 @@ def test_preset_file() -> None:
     assert model.layers == base.layers and model.input_shape == base.input_shape == (32, 32, 1)
     assert model.weights == (MODELS / "lenet5-digits.npz").resolve()
     assert model.labels == tuple(str(d) for d in range(10))
+
+
+@functools.cache
+def _featmap_network() -> tuple[tuple[Any, ...], dict[str, np.ndarray]]:
+    """The preset planned once on 32×32×1 and its weights file, read once."""
+    from featmap.plan import plan_layers
+
+    model = load_model("lenet5-digits")
+    assert model.weights is not None
+    return plan_layers(model.layers, (32, 32, 1)), load_weights(model.weights)
+
+
+def _featmap_outputs(image: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output from featmap's executor, by weights key."""
+    from featmap.network import WeightSource, iter_network
+
+    nodes, tensors = _featmap_network()
+    return {out.node.key: out.values for out in iter_network(nodes, image, WeightSource(tensors=tensors))}
+
+
+def test_featmap_executor_accuracy_on_held_out_digits() -> None:
+    with np.load(DATA / "digits_heldout.npz", allow_pickle=False) as held:
+        images, labels = held["images"], held["labels"]
+    x = np.multiply(images, np.float32(1 / 255), dtype=np.float32)[..., None]
+    predicted = np.array([_featmap_outputs(image)["output"].argmax() for image in x])
+    assert np.mean(predicted == labels) >= 0.97
+
+
+def test_featmap_executor_matches_stored_torch_outputs() -> None:
+    """Every layer against torch's outputs stored at training time (see tests/data/README.md)."""
+    with np.load(DATA / "lenet5_digits_reference.npz", allow_pickle=False) as ref:
+        stored = {k: ref[k] for k in ref.files}
+    for digit in range(10):
+        ours = _featmap_outputs(stored["input"][digit])
+        assert list(ours) == [key for key, _ in REF.LAYERS]
+        for key, values in ours.items():
+            want = stored[key][digit]
+            np.testing.assert_allclose(values, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+
+
+def test_featmap_executor_matches_live_torch() -> None:
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
+    )  # fmt: skip
+    tensors = load_weights(MODELS / "lenet5-digits.npz")
+    index_of = {"C1": 0, "C3": 3, "C5": 6, "F6": 9, "output": 11}  # the same stack, unnamed
+    state = {f"{index_of[k.split('.')[0]]}.{k.split('.')[1]}": torch.from_numpy(v) for k, v in tensors.items()}
+    model.load_state_dict(state)
+    for digit in range(10):
+        image = load_image(ROOT / "samples" / "digits" / f"digit_{digit}.png").pixels
+        with torch.no_grad():
+            logits = model(torch.from_numpy(image.transpose(2, 0, 1).copy())[None])[0].numpy()
+        ours = _featmap_outputs(image)["output"]
+        np.testing.assert_allclose(ours, logits, rtol=0, atol=1e-5 * max(1.0, float(np.abs(logits).max())))
+        assert ours.argmax() == digit
