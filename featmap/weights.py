@@ -151,10 +151,14 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
 
 
 def _checked(p: Path, name: str, array: NDArray[Any]) -> NDArray[np.floating[Any]]:
+    """float32 (float64 kept), finite: checked in blocks of 4M elements, so no tensor-sized mask is made."""
     out = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
-    finite = np.isfinite(out)
-    if not finite.all():
-        index = tuple(int(i) for i in np.argwhere(~finite)[0])
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, 1 << 22):
+        bad = np.flatnonzero(~np.isfinite(flat[start : start + (1 << 22)]))
+        if not bad.size:
+            continue
+        index = tuple(int(i) for i in np.unravel_index(start + int(bad[0]), out.shape))
         value = out[index]
         raise SpecError(
             f"{p}: tensor `{name}`",

@@ -172,6 +172,23 @@ def test_safetensors_nan(tmp_path: Path) -> None:
         load_weights(tmp_path / "w.safetensors")
 
 
+def test_non_finite_scalar_and_late_block(tmp_path: Path) -> None:
+    late = np.zeros(5_000_000, np.float32)
+    late[4_999_999] = -np.inf
+    with pytest.raises(SpecError, match=r"tensor `late`: holds -inf at index \(4999999,\)"):
+        load_weights(_npz(tmp_path / "a.npz", late=late))
+    with pytest.raises(SpecError, match=r"tensor `s`: holds nan at index \(\)"):
+        load_weights(_npz(tmp_path / "b.npz", s=np.array(np.nan)))
+
+
+def test_bfloat16_safetensors_says_how_to_convert(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    st.save_file({"w": torch.ones(3, dtype=torch.bfloat16)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(SpecError, match="tensor `w`: has dtype BF16, which numpy cannot hold; save float32"):
+        load_weights(tmp_path / "w.safetensors")
+
+
 def test_file_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _npz(tmp_path / "w.npz", a=np.ones(1000, np.float32))
     monkeypatch.setenv(BYTES_ENV, "1K")
