@@ -35,7 +35,9 @@ torch's logits and prints both held-out accuracies.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -70,6 +72,19 @@ def digit_to_pixels(digit: NDArray[np.floating]) -> NDArray[np.uint8]:
 def pixels_to_input(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     """uint8 pixels → float32 in [0, 1] exactly as ``featmap.images.load_image`` reads an 8-bit PNG."""
     return np.multiply(pixels, np.float32(1 / 255), dtype=np.float32)
+
+
+def save_npz(path: Path, **arrays: NDArray[np.generic]) -> None:
+    """``numpy.savez_compressed`` with fixed member dates, so a re-run writes byte-identical files."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            zf.writestr(
+                zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                buffer.getvalue(),
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
 
 
 def build_model():  # type: ignore[no-untyped-def]
@@ -189,7 +204,7 @@ def main() -> int:
     models = ROOT / "featmap" / "models"
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     weights_path = models / "lenet5-digits.npz"
-    np.savez_compressed(weights_path, **weights)
+    save_npz(weights_path, **weights)
     write_yaml(models / YAML_NAME, weights_path.name)
     print(
         f"weights: {weights_path.relative_to(ROOT)}, {weights_path.stat().st_size:,} bytes, "
@@ -198,7 +213,7 @@ def main() -> int:
 
     data = ROOT / "tests" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
+    save_npz(
         data / "digits_heldout.npz",
         images=pixels[held_idx],
         labels=labels[held_idx].astype(np.uint8),
@@ -213,7 +228,7 @@ def main() -> int:
         Image.fromarray(pixels[i], mode="L").save(sample_dir / f"digit_{d}.png", optimize=True)
     x_samples = pixels_to_input(pixels[first])[..., None]
     reference = torch_outputs(model, x_samples)
-    np.savez_compressed(
+    save_npz(
         data / "lenet5_digits_reference.npz",
         input=x_samples,
         labels=np.arange(10, dtype=np.uint8),
