@@ -20,6 +20,7 @@ from .conftest import GOLDEN
 # Trainable-parameter totals as torchvision (or the paper, for LeNet-5 and Tiny VGG) reports them.
 PUBLISHED = {
     "lenet5": 61_706,
+    "lenet5-digits": 61_706,  # lenet5 with trained weights (tools/train_lenet5_digits.py)
     "alexnet": 61_100_840,
     "vgg11": 132_863_336,
     "vgg16": 138_357_544,
@@ -57,7 +58,7 @@ def test_preset_matches_published_total(name: str, total: int) -> None:
     assert top[0].in_shape == s.input_shape
     for before, after in zip(top, top[1:], strict=False):
         assert before.out_shape == after.in_shape
-    assert top[-1].out_shape == ((10,) if name in ("lenet5", "tinyvgg") else (1000,))
+    assert top[-1].out_shape == ((10,) if name in ("lenet5", "lenet5-digits", "tinyvgg") else (1000,))
 
 
 def test_batchnorm_statistics_are_non_trainable() -> None:
