@@ -19,6 +19,7 @@ from .discover import InputImage
 from .errors import FeatmapError
 from .images import ImageInfo, load_image
 from .jobs import ApplyJob
+from .netjob import NetworkJob, network_targets, process_network_image
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
@@ -69,16 +70,20 @@ def map_names(job: ApplyJob) -> list[str]:
     return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
 
 
-def targets_for(item: InputImage, job: ApplyJob) -> dict[str, Path]:
+def targets_for(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path]:
     """Every PNG an input will produce, by map name."""
+    if isinstance(job, NetworkJob):
+        return network_targets(item, job)
     return {name: job.output.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
 
 
-def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
-    """Load one image, run the job's kernels and write its maps; the manifest is left to the caller.
+def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
+    """Load one image, run the job's kernels (or network) and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
     """
+    if isinstance(job, NetworkJob):
+        return process_network_image(item, job)  # type: ignore[return-value]  # the batch reads the shared fields
     started = time.perf_counter()
     path = item.path
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)

@@ -209,6 +209,27 @@ def load_image(
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 
 
+def resize_pixels(pixels: NDArray[np.float32], size_hw: tuple[int, int]) -> NDArray[np.float32]:
+    """Resize float ``(H, W, C)`` pixels to ``size_hw`` with Pillow's bilinear filter (antialiased when
+    shrinking), channel by channel in float32: what a network's fixed input size needs.
+
+    Examples
+    --------
+    >>> resize_pixels(np.ones((8, 6, 1), np.float32), (4, 3)).shape
+    (4, 3, 1)
+    """
+    h, w = size_hw
+    planes = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(pixels[:, :, c], dtype=np.float32), mode="F").resize(
+                (w, h), Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(pixels.shape[2])
+    ]
+    return np.stack(planes, axis=2).astype(np.float32)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file through ``write(handle)`` into a temporary sibling, then rename it into place.
 

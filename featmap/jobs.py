@@ -33,7 +33,7 @@ from .layers import Act, Conv2d, GlobalPool2d, Pool2d
 from .outputs import OutputOptions
 from .shapes import PaddingArg, as_pair
 
-__all__ = ["ApplyJob", "KernelsArg", "make_bank", "make_job", "make_layers"]
+__all__ = ["ApplyJob", "KernelsArg", "make_bank", "make_job", "make_layers", "make_output"]
 
 #: Kernel names, tags, files or parametric specs (``"gaussian:size=5"``), `Kernel` objects, or a `KernelBank`.
 KernelsArg = str | Kernel | KernelBank | Sequence[str | Kernel]
@@ -228,8 +228,15 @@ def make_job(
         pool_stride=pool_stride,
         pool_padding=pool_padding,
     )
-    how = parse_enum(Normalize, normalize, "normalize")
-    output = OutputOptions(Path(out_dir), name_pattern, how, int(bit_depth), raw, png_compress, overwrite)
+    output = make_output(
+        out_dir=out_dir,
+        name_pattern=name_pattern,
+        normalize=normalize,
+        bit_depth=bit_depth,
+        raw=raw,
+        png_compress=png_compress,
+        overwrite=overwrite,
+    )
     return ApplyJob(
         make_bank(kernels, kernel_dirs=kernel_dirs),
         conv,
@@ -242,3 +249,24 @@ def make_job(
         max_pixels,
         output,
     )
+
+
+def make_output(
+    *,
+    out_dir: str | os.PathLike[str] = "featmap-out",
+    name_pattern: str = "{stem}/{kernel}.png",
+    normalize: str | Normalize = "minmax",
+    bit_depth: int = 8,
+    raw: str | None = None,
+    png_compress: int = 1,
+    overwrite: bool = False,
+) -> OutputOptions:
+    """`OutputOptions` from named options (shared by kernel and network jobs).
+
+    Examples
+    --------
+    >>> make_output(out_dir="maps", bit_depth=16).bit_depth
+    16
+    """
+    how = parse_enum(Normalize, normalize, "normalize")
+    return OutputOptions(Path(out_dir), name_pattern, how, int(bit_depth), raw, png_compress, overwrite)
