@@ -8,29 +8,25 @@ workers and removes whatever the unfinished images had written.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .discover import InputImage
-from .enums import Combine, parse_enum
-from .errors import FeatmapError, SpecError
-from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
-from .kernels import KernelBank
-from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .limits import check_image_plan
-from .ops import to_pixels
+from .errors import FeatmapError
+from .images import ImageInfo, load_image
+from .jobs import ApplyJob
+from .netjob import NetworkJob, network_targets, process_network_image
 from .outputs import MANIFEST_NAME, Manifest, OutputLock, OutputOptions, safe_stem
 from .pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread, signals_deferred
+from .writers import Writer, open_writers
 
 __all__ = [
     "MANIFEST_NAME",
@@ -45,68 +41,6 @@ __all__ = [
     "process_image",
     "run_batch",
 ]
-
-
-@dataclass(frozen=True)
-class ApplyJob:
-    """Everything `apply_image` needs besides the input path."""
-
-    bank: KernelBank
-    conv: Conv2d = Conv2d()
-    act: Act = Act()
-    pool: Pool2d | GlobalPool2d | None = None
-    combine: Combine | None = None
-    strict: bool = False
-    color: bool = False
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    output: OutputOptions = field(default_factory=OutputOptions)
-
-    def __post_init__(self) -> None:
-        self.check_plan()  # the sizes, before any image is read
-        for what, value in (("pad_value", self.conv.pad_value), *self.act.params):
-            if not math.isfinite(value):
-                raise SpecError(f"`{what}`", f"must be a finite number; got {value}", "give a finite number")
-        if self.combine is not None:
-            object.__setattr__(self, "combine", parse_enum(Combine, self.combine, "combine"))
-        if self.combine is not None and len(self.bank) < 2:
-            raise SpecError(
-                "--combine",
-                f"needs two or more kernels; got {len(self.bank)}",
-                "add -k for each map to combine",
-            )
-
-    def check_plan(self, in_hw: tuple[int, int] = (1, 1), channels: int = 1, what: str = "") -> int:
-        """Check the job's sizes, and its memory on an ``in_hw`` image, against `featmap.limits`."""
-        pool = self.pool
-        return check_image_plan(
-            in_hw,
-            channels,
-            [k.size for k in self.bank],
-            stride=self.conv.stride,
-            padding=self.conv.padding,
-            dilation=self.conv.dilation,
-            pool=(pool.size, pool.stride, pool.padding) if isinstance(pool, Pool2d) else None,
-            what=what,
-        )
-
-    def options_hash(self) -> str:
-        """A digest of every setting that changes an output's pixels (kernels' weights included)."""
-        out = self.output
-        recipe: dict[str, Any] = {
-            "conv": asdict(self.conv),
-            "act": asdict(self.act),
-            "pool": None if self.pool is None else {"type": type(self.pool).__name__, **asdict(self.pool)},
-            "combine": self.combine,
-            "color": self.color,
-            "background": self.background,
-            "normalize": out.normalize,
-            "bit_depth": out.bit_depth,
-            "raw": out.raw,
-            "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
-        }
-        text = json.dumps(recipe, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -139,16 +73,20 @@ def map_names(job: ApplyJob) -> list[str]:
     return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
 
 
-def targets_for(item: InputImage, job: ApplyJob) -> dict[str, Path]:
+def targets_for(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path]:
     """Every PNG an input will produce, by map name."""
+    if isinstance(job, NetworkJob):
+        return network_targets(item, job)
     return {name: job.output.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
 
 
-def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
-    """Load one image, run the job's kernels and write its maps; the manifest is left to the caller.
+def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
+    """Load one image, run the job's kernels (or network) and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
     """
+    if isinstance(job, NetworkJob):
+        return process_network_image(item, job)  # type: ignore[return-value]  # the batch reads the shared fields
     started = time.perf_counter()
     path = item.path
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
@@ -162,16 +100,11 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     maps = iter_feature_maps(
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
+    writers = open_writers(out)
     for fmap in _finite_maps(maps, str(path)):
-        png = save_png(
-            targets[fmap.info.name],
-            to_pixels(fmap.values, out.normalize, out.bit_depth),
-            bit_depth=out.bit_depth,
-            compress_level=out.png_compress,
-        )
-        raw = None
-        if out.raw is not None:
-            raw = save_raw(png.with_suffix("." + out.raw), fmap.values, out.raw)
+        files = {w.manifest_key: w.add(targets[fmap.info.name], fmap) for w in writers if w.per_map}
+        png, raw = files.pop("png"), files.pop("raw", None)
+        assert png is not None, "the png writer returns its file"
         written.append(WrittenMap(fmap.info, png, raw))
         records.append(
             {
@@ -179,6 +112,7 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
                 "kernel": fmap.info.name,
                 "png": _rel(png, out.out_dir),
                 "raw": None if raw is None else _rel(raw, out.out_dir),
+                **{key: None if file is None else _rel(file, out.out_dir) for key, file in files.items() if key},
                 "options": digest,
                 "input_shape": [image.info.height, image.info.width, image.info.channels],
                 "conv_shape": list(fmap.info.conv_shape),
@@ -189,6 +123,8 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
             }
         )
         del fmap
+    for writer in writers:
+        writer.finish(targets)
     return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
 
 
@@ -196,11 +132,13 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     """Apply ``job`` to one image file and record its outputs in the manifest.
 
     Existing outputs are replaced only when the manifest shows this input and these options made
-    them (a re-run), or with ``overwrite``; the input itself is never written. A run that fails or is
-    interrupted part-way removes the maps it had written, so that nothing of it is left behind.
+    them (a re-run), or with ``overwrite``; the input itself is never written. The output folder is
+    locked meanwhile (`OutputLock`). A run that fails or is interrupted part-way removes the maps it had
+    written, so that nothing of it is left behind (and the fix its error suggests needs no ``--overwrite``).
     """
     item = InputImage(Path(source), Path(), safe_stem(Path(source).name))
     targets = targets_for(item, job)
+    writers = open_writers(job.output)  # only asked where their files go
     made_folder = not job.output.out_dir.exists()
     lock = OutputLock(job.output.out_dir).acquire()
     before: set[Path] | None = None  # set once the outputs may be written
@@ -208,14 +146,14 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
         manifest = Manifest(job.output.out_dir)
         digest = job.options_hash()
         manifest.check(targets.values(), item.path, digest, overwrite=job.output.overwrite)
-        before = _existing(targets, job.output.raw)
+        before = _existing(targets, writers)
         manifest.begin(targets.values(), item.path, digest)
         result = process_image(item, job)
         with signals_deferred():
             manifest.append(result.records)
     except BaseException:
         if before is not None:
-            _remove_partial(targets, before, job.output.raw)
+            _remove_partial(targets, before, writers)
         _settle(job.output.out_dir)
         lock.release()
         if made_folder:
@@ -229,12 +167,17 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     return result
 
 
-def _existing(targets: dict[str, Path], raw: str | None) -> set[Path]:
-    """The targets (and raw arrays) already on disk: what a failed run must not remove."""
-    before = {p for p in targets.values() if p.exists()}
-    if raw:
-        before |= {r for p in targets.values() if (r := p.with_suffix("." + raw)).exists()}
-    return before
+def _existing(targets: dict[str, Path], writers: list[Writer]) -> set[Path]:
+    """The files an image may get that are already on disk: what a failed run must not remove."""
+    return {p for p in _planned(targets, writers) if p.exists()}
+
+
+def _settle(out_dir: Path) -> None:
+    """Trim the manifest's journal at the end of a run (see `Manifest.settle`); a failure to is harmless."""
+    try:
+        Manifest(out_dir).settle()
+    except OSError:
+        pass
 
 
 def _finite_maps(maps: Iterable[FeatureMap], where: str) -> Iterator[FeatureMap]:
@@ -247,9 +190,9 @@ def _finite_maps(maps: Iterable[FeatureMap], where: str) -> Iterator[FeatureMap]
                 if len(bad):
                     row, col, channel = (int(v) for v in bad[0])
                     value = float(fmap.values[row, col, channel])
-                    at = f"{value} first at row {row}, column {col}" + (
-                        f", channel {channel}" if fmap.values.shape[-1] > 1 else ""
-                    )
+                    at = f"{value} first at row {row}, column {col}"
+                    if fmap.values.shape[-1] > 1:
+                        at += f", channel {channel}"
                 else:  # every value finite, but their sum of squares overflowed float64
                     at = "values too large for their statistics"
                 raise FeatmapError(
@@ -328,17 +271,20 @@ def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | No
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _remove_partial(targets: dict[str, Path], before: set[Path], raw: str | None) -> None:
-    """Delete what an unfinished image wrote this run: new targets and stray temporary files."""
-    folders = set()
-    for path in targets.values():
-        folders.add(path.parent)
-        for file in (path, path.with_suffix("." + raw) if raw else None):
-            if file is not None and file not in before:
-                try:
-                    file.unlink(missing_ok=True)
-                except OSError:  # the folder is a file, or not ours to change: nothing of this run is there
-                    pass
+def _planned(targets: dict[str, Path], writers: list[Writer]) -> list[Path]:
+    """Every file the job's writers may create for an image whose maps go to ``targets``."""
+    return [path for writer in writers for path in writer.planned_paths(targets)]
+
+
+def _remove_partial(targets: dict[str, Path], before: set[Path], writers: list[Writer]) -> None:
+    """Delete what an unfinished image wrote this run: new files and stray temporary files."""
+    folders = {path.parent for path in targets.values()}
+    for file in _planned(targets, writers):
+        if file not in before:
+            try:
+                file.unlink(missing_ok=True)
+            except OSError:  # the folder is a file, or not ours to change: nothing of this run is there
+                pass
     for folder in folders:
         try:
             if folder.is_dir():
@@ -377,14 +323,6 @@ def run_batch(
     return replace(report, notes=notes + report.notes)
 
 
-def _settle(out_dir: Path) -> None:
-    """Trim the manifest's journal at the end of a run (see `Manifest.settle`); a failure to is harmless."""
-    try:
-        Manifest(out_dir).settle()
-    except OSError:
-        pass
-
-
 def _run_batch(
     items: Sequence[InputImage],
     job: ApplyJob,
@@ -409,7 +347,7 @@ def _run_batch(
     skipped: list[str] = []
     failed: list[tuple[str, str]] = []
     pending: dict[int, tuple[InputImage, dict[str, Path], set[Path]]] = {}
-    raw_ext = job.output.raw
+    writers = open_writers(job.output)  # only asked where their files go
 
     def fail(item: InputImage, reason: str) -> None:
         failed.append((str(item.path), reason))
@@ -433,7 +371,7 @@ def _run_batch(
         except FeatmapError as exc:
             fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
             continue
-        pending[index] = (item, targets, _existing(targets, raw_ext))
+        pending[index] = (item, targets, _existing(targets, writers))
         manifest.begin(targets.values(), item.path, digest)  # after a kill -9, these are known as this run's
     report()
 
@@ -441,7 +379,7 @@ def _run_batch(
         with signals_deferred():  # an interrupt between the last write and its manifest line would orphan it
             item, targets, before = pending.pop(index)
             if result is None:
-                _remove_partial(targets, before, raw_ext)
+                _remove_partial(targets, before, writers)
                 fail(item, error or "failed")
             else:
                 manifest.append(result.records)
@@ -505,7 +443,7 @@ def _run_batch(
             helpers.stop()
         for index in list(pending):
             item, targets, before = pending.pop(index)
-            _remove_partial(targets, before, raw_ext)
+            _remove_partial(targets, before, writers)
             if not isinstance(exc, KeyboardInterrupt):
                 failed.append((str(item.path), f"not processed: {type(exc).__name__}: {exc}"))
         if not isinstance(exc, KeyboardInterrupt):

@@ -8,6 +8,7 @@ __all__ = [
     "KernelFileError",
     "LimitError",
     "NothingToDoError",
+    "OptionError",
     "OutputBusyError",
     "OutputExistsError",
     "ShapeError",
@@ -48,6 +49,10 @@ class ImageReadError(FeatmapError):
 
 class SpecError(FeatmapError):
     """A layer specification or option value is malformed."""
+
+
+class OptionError(SpecError):
+    """Options that cannot go together (e.g. ``pool_size`` without ``pool``): a usage error on the command line."""
 
 
 class ShapeError(FeatmapError):

@@ -3,8 +3,9 @@ on the shape it receives. The shape calculator (`featmap.summary`) and the execu
 read the resulting tree; neither works geometry out again.
 
 Each `PlanNode` has two names: ``path``, the 1-based position the table prints (``3.1.2``), and ``key``, the
-name its weights go by — the layer's own ``name`` where the spec gives one, else its 0-based index in its
-parent list, dotted: exactly what ``torch.nn.Sequential``'s ``state_dict`` gives an unnamed stack (``0.weight``).
+name its weights go by — the layer's own ``name`` where the spec gives one that no sibling shares, else its
+0-based index in its parent list, dotted: exactly what ``torch.nn.Sequential``'s ``state_dict`` gives an
+unnamed stack (``0.weight``).
 
 Examples
 --------
@@ -56,8 +57,10 @@ class _Planner:
         self, layers: Sequence[LayerSpec], shape: Shape, depth: int, path: str, key: str
     ) -> tuple[tuple[PlanNode, ...], Shape]:
         nodes: list[PlanNode] = []
+        names = [getattr(layer, "name", None) for layer in layers]
         for index, layer in enumerate(layers):
-            part = getattr(layer, "name", None) or str(index)
+            name = names[index]
+            part = name if name and names.count(name) == 1 else str(index)  # a repeated name cannot be a key
             node = self.layer(layer, shape, depth, f"{path}{index + 1}", f"{key}{part}")
             nodes.append(node)
             shape = node.plan.out_shape

@@ -178,7 +178,7 @@ def test_max_pixels_error_names_the_limit_given(runner: CliRunner, gray_png: Pat
     for limit in ("100", "500"):  # 24x32 = 768 pixels: Pillow errors above 2x its limit, warns between
         result = invoke(runner, "apply", gray_png, "-k", "sobel_x", "--max-pixels", limit, "-o", tmp_path / "o")
         assert result.exit_code == 1
-        assert f"has 768 pixels, over the --max-pixels limit of {limit}" in result.stderr
+        assert f"is too large: 768 pixels, over the --max-pixels limit of {limit}" in result.stderr
 
 
 # ------------------------------------------------------------------------------------ specs and kernels

@@ -29,9 +29,9 @@ from featmap.layers.pooling import adaptive_bounds
 RNG = np.random.default_rng(7)
 
 
-def _run(layer, x, weights=None, context=RunContext()):
+def _run(layer, x, weights=None, context=None):
     plan = layer.plan(x.shape)
-    out = layer.forward(x, plan, weights or {}, context)
+    out = layer.forward(x, plan, weights or {}, context or RunContext())
     assert out.shape == plan.out_shape  # the plan states what the forward pass makes
     return out
 

@@ -21,9 +21,17 @@ def test_named_layers_and_blocks_give_dotted_keys():
     nodes = plan_layers(model.layers, model.input_shape)
     keys = [n.key for n in iter_leaves(nodes) if n.plan.weights]
     assert keys[:2] == ["conv1", "bn1"]
-    # layer1 → its first block (index 0, named after the block) → the residual → main branch → first conv
+    # layer1 → its first block (named after the block) → the residual → main branch → first conv
     assert keys[2] == "layer1.basic.residual.main.0"
     assert "layer2.basic_down.residual.shortcut.0" in keys
+    assert len(keys) == len(set(keys))
+
+
+def test_repeated_sibling_names_fall_back_to_indices():
+    model = load_model("vgg11")
+    nodes = plan_layers(model.layers, (32, 32, 3))
+    # three siblings: a block named conv3, an unnamed max pool, a second block named conv3
+    assert [c.key for c in nodes[0].children[:3]] == ["features.0", "features.1", "features.2"]
 
 
 def test_parallel_children_are_branches_holding_layers():

@@ -28,9 +28,16 @@ __all__ = ["ExitCode", "cli", "main"]
 def cli(ctx: click.Context, debug: bool) -> None:
     """See what a convolutional layer does to a picture."""
     ctx.meta["featmap.debug"] = debug
-    from ..limits import check_environment  # a FEATMAP_MAX_* typo is reported before any work
+    from ..errors import LimitError
+    from ..limits import check_environment
 
-    check_environment()
+    try:
+        check_environment()  # a FEATMAP_MAX_* typo is reported before any work
+    except LimitError as exc:
+        if debug:
+            raise
+        click.echo(f"featmap: error: {exc}", err=True)
+        ctx.exit(1)
 
 
 cli.add_command(apply)

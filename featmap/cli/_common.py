@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from ..enums import Activation, Combine, Normalize, PaddingMode, PoolKind
-from ..errors import FeatmapError
+from ..errors import FeatmapError, OptionError, SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,15 +24,11 @@ class ExitCode(IntEnum):
     ERROR = 1  # a featmap error: one line on stderr
     USAGE = 2  # Click's own
     PARTIAL = 3  # a batch finished with some files failed
-    NOTHING_TO_DO = 4  # no input image found (an empty folder, every file ignored, only the output folder)
+    NOTHING_TO_DO = 4  # no input image found (an empty folder, every file ignored)
     BUSY = 5  # another featmap run holds the output folder (its lock file names the process)
     BUG = 70  # an unexpected exception: a bug in featmap (EX_SOFTWARE); --debug shows the traceback
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
-
-
-def _err(kind: str, message: str) -> None:
-    click.echo(f"featmap: {kind}: {message}", err=True)
 
 
 def _one_line(text: str, width: int = 300) -> str:
@@ -40,22 +36,64 @@ def _one_line(text: str, width: int = 300) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-class FeatmapGroup(click.Group):
-    """A group with the one error path of the command line.
+def _err(kind: str, message: str) -> None:
+    click.echo(f"featmap: {kind}: {message}", err=True)
 
-    A `FeatmapError` (anything the user can cause) → one line, exit 1 (5 when the output folder is
-    held by another run); running out of memory → one line, exit 1; any other exception is a bug →
-    one short line asking for ``--debug``, exit 70. ``--debug`` re-raises, with the traceback.
-    Python warnings raised during a command (Pillow's, numpy's) are collected and printed once each,
-    as ``featmap: warning:`` lines after the command's output, never in the middle of a progress bar.
+
+# ----------------------------------------------------------------------------- library errors -> the command line
+
+#: Library parameter names (as errors write them, in backticks) -> the flags that set them. Only names whose
+#: flag the messages have always shown are mapped, so every message reads as it did.
+PARAM_FLAGS = {
+    "pool_size": "--pool-size",
+    "pool_stride": "--pool-stride",
+    "pool": "--pool",
+    "combine": "--combine",
+    "input": "--input",
+    "background": "--background",
+    "name_pattern": "--name",
+    "bit_depth": "--bit-depth",
+    "raw": "--raw",
+    "kernels": "-k",
+}
+
+
+def flag_words(text: str) -> str:
+    """A library message with its parameter names put as the command line's flags.
+
+    Examples
+    --------
+    >>> flag_words("`pool_size` and `pool_stride` need `pool` max, avg or min; `sigma` must be > 0")
+    '--pool-size and --pool-stride need --pool max, avg or min; `sigma` must be > 0'
+    """
+    for name, flag in PARAM_FLAGS.items():
+        text = text.replace(f"`{name}`", flag)
+    return text
+
+
+def exit_code_for(exc: FeatmapError, command: str) -> ExitCode:
+    """The one rule from library errors to exit codes: options that cannot go together (`OptionError`) and,
+    for ``featmap shape``, a malformed token, file or shape (`SpecError`) are usage errors (2); the rest,
+    an impossible geometry included, are failures (1)."""
+    if isinstance(exc, OptionError) or (command == "shape" and isinstance(exc, SpecError)):
+        return ExitCode.USAGE
+    return ExitCode(exc.exit_code)  # 1, or the class's own: 4 nothing to do, 5 output folder busy
+
+
+class FeatmapCommand(click.Command):
+    """A command whose library errors become one line on stderr (or Click's usage message) and an exit code:
+    the one place where errors meet the command line (`flag_words`, `exit_code_for`).
+
+    Running out of memory is one line too (exit 1); any other exception is a bug: one short line asking
+    for ``--debug`` (exit 70). ``featmap --debug`` lets every error through with its traceback. Python
+    warnings raised meanwhile (Pillow's, numpy's) are said once each, as ``featmap: warning:`` lines after
+    the command's output, never in the middle of a progress bar.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         import warnings
 
-        def debug() -> bool:  # set by the group's callback, which runs inside super().invoke
-            return bool(ctx.meta.get("featmap.debug"))
-
+        debug = bool(ctx.meta.get("featmap.debug"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
             try:
@@ -63,39 +101,55 @@ class FeatmapGroup(click.Group):
             except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
                 raise
             except FeatmapError as exc:
-                if debug():
+                if debug:
                     raise
-                _err("error", _one_line(str(exc)))
-                ctx.exit(exc.exit_code)
-            except KeyboardInterrupt:
-                _err("error", "interrupted")
-                ctx.exit(ExitCode.INTERRUPTED)
+                if isinstance(exc, OptionError):
+                    raise click.UsageError(flag_words(str(exc)), ctx) from None
+                _err("error", _one_line(flag_words(str(exc))))
+                ctx.exit(exit_code_for(exc, self.name or ""))
             except MemoryError:
-                if debug():
+                if debug:
                     raise
                 _err("error", "out of memory; use a smaller image, fewer kernels or fewer --jobs")
                 ctx.exit(ExitCode.ERROR)
             except Exception as exc:
-                if debug():
+                if debug:
                     raise
-                where = ""
-                tb = exc.__traceback__
-                while tb is not None:
-                    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-                    tb = tb.tb_next
-                _err(
-                    "error",
-                    _one_line(f"internal error ({type(exc).__name__}: {exc}{where})", 200)
-                    + "; this is a bug in featmap: rerun with `featmap --debug ...` for the traceback and report it",
-                )
+                _err("error", _bug_line(exc))
                 ctx.exit(ExitCode.BUG)
             finally:
-                seen: set[str] = set()
+                said: set[str] = set()
                 for warning in caught:
                     text = _one_line(f"{warning.category.__name__}: {warning.message}")
-                    if text not in seen:
-                        seen.add(text)
+                    if text not in said:
+                        said.add(text)
                         _err("warning", text)
+
+
+def _bug_line(exc: BaseException) -> str:
+    """``internal error (Type: message at file.py:line); this is a bug…``: where it was raised, no traceback."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return (
+        _one_line(f"internal error ({type(exc).__name__}: {exc}{where})", 200)
+        + "; this is a bug in featmap: rerun with `featmap --debug ...` for the traceback and report it"
+    )
+
+
+class FeatmapGroup(click.Group):
+    """A group whose commands are `FeatmapCommand`s, and which turns Ctrl-C into one line and exit code 130."""
+
+    command_class = FeatmapCommand
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _err("error", "interrupted")
+            ctx.exit(ExitCode.INTERRUPTED)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -127,10 +181,11 @@ class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         text = value.strip().lower()
         if text in self.words:
             return text
-        parts = text.replace("x", ",").replace("×", ",").split(",")
+        from ..spec.tokens import _ints  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
+
         try:
-            numbers = tuple(int(p) for p in parts)
-        except ValueError:
+            numbers = _ints(text, self.name)
+        except SpecError:
             self.fail(f"{value!r} is not {self._describe()}", param, ctx)
         if len(numbers) not in self.counts or any(n < self.minimum for n in numbers):
             self.fail(f"{value!r} is not {self._describe()}", param, ctx)
