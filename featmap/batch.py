@@ -372,8 +372,12 @@ def _run_batch(
             fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
             continue
         pending[index] = (item, targets, _existing(targets, writers))
-        manifest.begin(targets.values(), item.path, digest)  # after a kill -9, these are known as this run's
     report()
+
+    def start(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, InputImage, ApplyJob]:
+        """Journal an image's targets as it is handed out: after a kill -9 they are known as this run's."""
+        manifest.begin(pending[task[0]][1].values(), task[1].path, digest)
+        return task
 
     def finish(index: int, result: ImageResult | None, error: str | None) -> None:
         with signals_deferred():  # an interrupt between the last write and its manifest line would orphan it
@@ -393,7 +397,7 @@ def _run_batch(
         if jobs <= 1 or len(tasks) <= 1:
             for task in tasks:
                 report(str(task[1].path))
-                finish(*_work(task))
+                finish(*_work(start(task)))
         else:
             from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
             from concurrent.futures.process import BrokenProcessPool
@@ -411,7 +415,7 @@ def _run_batch(
                     while helpers is not None and queue and len(running) < 2 * (jobs - 1):  # short: little to cancel
                         task = queue.pop()
                         try:
-                            running[helpers.submit(_work, task)] = task
+                            running[helpers.submit(_work, start(task))] = task
                         except (OSError, BrokenProcessPool) as exc:  # a helper cannot start
                             queue.append(task)
                             helpers.stop()
@@ -420,7 +424,7 @@ def _run_batch(
                     if queue:
                         task = queue.pop()
                         report(str(task[1].path))
-                        finish(*_work(task))
+                        finish(*_work(start(task)))
                         finished = {future for future in running if future.done()}
                     else:
                         finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -204,6 +204,7 @@ def iter_network(
     NaN or an infinity stops the run with an error naming it.
     """
     _check_input(nodes, image)
+    check_network_limits(nodes, image.dtype.itemsize)
     weights.bind(nodes)
     layout = weights.layout if context is None else context.layout
     runner = _Runner(weights, context or RunContext(layout), upto)
@@ -211,6 +212,26 @@ def iter_network(
         yield from runner.walk(nodes, np.asarray(image))
     except _Stop:
         return
+
+
+def check_network_limits(nodes: Sequence[PlanNode], itemsize: int = 4) -> int:
+    """Check every layer's output against the output-size limit and the run's memory (the weights, plus the
+    largest layer's input and output, held at once) against the memory limit, before anything is allocated.
+    Returns the estimate in bytes."""
+    import math
+
+    from .limits import MEMORY, OUTPUT_PIXELS
+
+    weights, widest = 0, 0
+    for node in iter_leaves(nodes):
+        plan = node.plan
+        size = math.prod(plan.out_shape)
+        OUTPUT_PIXELS.check(size, f"layer {node.path} ({plan.name}): output {'×'.join(map(str, plan.out_shape))}")
+        weights += sum(math.prod(shape) for _, shape in plan.weights)
+        widest = max(widest, math.prod(plan.in_shape) + size)
+    total = (weights + widest) * itemsize
+    MEMORY.check(total, "network: estimated memory")
+    return total
 
 
 def _check_input(nodes: Sequence[PlanNode], image: Array) -> None:

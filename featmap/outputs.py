@@ -135,8 +135,12 @@ class Manifest:
             self._by_png[rec["png"]] = rec
 
     def _expect(self, rec: Any) -> None:
-        if isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("png", "input", "options")):
-            self._writing.setdefault(rec["png"], set()).add((rec["input"], rec["options"]))
+        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("input", "options")):
+            return
+        pngs = rec.get("png")
+        for png in [pngs] if isinstance(pngs, str) else pngs if isinstance(pngs, list) else []:
+            if isinstance(png, str):
+                self._writing.setdefault(png, set()).add((rec["input"], rec["options"]))
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the output folder, as recorded."""
@@ -155,11 +159,10 @@ class Manifest:
         return not finished and made in self._writing.get(rel, set())
 
     def begin(self, targets: Iterable[Path], source: Path, digest: str) -> None:
-        """Journal that ``targets`` are about to be written from ``source`` with options ``digest``."""
-        records = [{"input": str(source.resolve()), "options": digest, "png": self.rel(p)} for p in targets]
-        _append_lines(self.journal, records)
-        for rec in records:
-            self._expect(rec)
+        """Journal that ``targets`` are about to be written from ``source`` with options ``digest`` (one line)."""
+        record = {"input": str(source.resolve()), "options": digest, "png": [self.rel(p) for p in targets]}
+        _append_lines(self.journal, [record])
+        self._expect(record)
 
     def settle(self) -> None:
         """At the end of a run: keep in the journal only files that exist and are not yet recorded as made
