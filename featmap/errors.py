@@ -30,6 +30,8 @@ class FeatmapError(ValueError):
     exit_code = 1
 
     def __init__(self, what: str, problem: str, fix: str | None = None) -> None:
+        what, problem = _printable(what), _printable(problem)
+        fix = None if fix is None else _printable(fix)
         self.what = what
         self.problem = problem
         self.fix = fix
@@ -37,6 +39,20 @@ class FeatmapError(ValueError):
         if fix:
             text = f"{text}; {fix}"
         super().__init__(text)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
+def _printable(text: str) -> str:
+    r"""``text`` with control characters (a newline in a file name or a kernel string) escaped: one line.
+
+    Examples
+    --------
+    >>> print(_printable("a\nb"))
+    a\nb
+    """
+    return str(text).translate(_CONTROL)
 
 
 class KernelFileError(FeatmapError):

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export FEATMAP_FUZZ_SCALE="${SCALE:-40}" FEATMAP_KILL_TRIALS="${TRIALS:-20}"
 echo "featmap fuzz session: FEATMAP_FUZZ_SCALE=$FEATMAP_FUZZ_SCALE FEATMAP_KILL_TRIALS=$FEATMAP_KILL_TRIALS"
 python -m pytest -p no:cacheprovider -q tests/test_fuzz.py --hypothesis-show-statistics -rA 2>&1 \
-    | grep -E "^tests/|passing examples|failing examples|invalid examples|Stopped because|passed|failed|Hang|Error" 
+    | grep -E "^tests/test_fuzz.py::test|passing, |Stopped because|[0-9]+ (passed|failed)|Hang|Falsifying|^E  "
 echo "fuzz exit status: ${PIPESTATUS[0]} (0 = no traceback, hang or crash; 139 or -11 = a segfault)"
 python -m pytest -p no:cacheprovider -q tests/test_kill.py -rA 2>&1 | tail -n 5
 echo "kill exit status: ${PIPESTATUS[0]}"
