@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "check_matrix",
     "format_number",
     "pick_positions",
+    "terms_text",
     "explain",
     "trace_conv",
     "trace_pool",
@@ -565,6 +566,23 @@ def format_number(value: float) -> str:
     if 1e-4 <= abs(value) < 1e6:
         return f"{value:.4f}".rstrip("0").rstrip(".")
     return f"{value:.3e}"
+
+
+def terms_text(values: Iterable[float], limit: int = 27) -> str:
+    """``"1 + 0 - 2"``: the terms of a sum, or ``"sum of N products"`` beyond ``limit`` terms.
+
+    Examples
+    --------
+    >>> terms_text([1.0, 0.0, -2.0])
+    '1 + 0 - 2'
+    """
+    numbers = [float(v) for v in values]
+    if len(numbers) > limit:
+        return f"sum of {len(numbers)} products"
+    text = format_number(numbers[0])
+    for v in numbers[1:]:
+        text += f" - {format_number(-v)}" if v < 0 else f" + {format_number(v)}"
+    return text
 
 
 def pick_positions(

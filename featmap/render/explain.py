@@ -25,6 +25,7 @@ from ..explain import (
     PoolTrace,
     format_number,
     pick_positions,
+    terms_text,
 )
 from ..explain_examples import Example
 
@@ -33,8 +34,6 @@ __all__ = ["examples_dict", "examples_view", "explain_dict", "explain_view"]
 _PAD = "dim"
 _WINDOW = "bold black on yellow"
 _WINNER = "bold white on red"
-#: Products listed term by term up to this many; more are summed as "sum of N products".
-_MAX_TERMS = 27
 
 
 def _pair(pair: Sequence[int]) -> str:
@@ -88,16 +87,6 @@ def _planes(values: np.ndarray, title: str, **marks: Any) -> RenderableType:
     return grid
 
 
-def _terms(values: Iterable[float]) -> str:
-    numbers = list(values)
-    if len(numbers) > _MAX_TERMS:
-        return f"sum of {len(numbers)} products"
-    text = format_number(numbers[0])
-    for v in numbers[1:]:
-        text += f" - {format_number(-v)}" if v < 0 else f" + {format_number(v)}"
-    return text
-
-
 def _arithmetic(axes: Sequence[AxisArithmetic]) -> RenderableType:
     lines = [Text.assemble(("output size  ", "bold"), f"{axes[0].formula}  (N input, F kernel, P padding, S stride)")]
     for axis in axes:
@@ -144,10 +133,10 @@ def _conv_step_view(trace: ConvTrace, step: ConvStep, number: int, total: int) -
     lines.append(products)
     if len(step.channel_sums) > 1:
         for ch, part in enumerate(step.channel_sums):
-            lines.append(Text(f"channel {ch}: {_terms(step.products[ch].ravel())} = {format_number(part)}"))
-        lines.append(Text(f"sum over channels: {_terms(step.channel_sums)} = {format_number(step.total)}"))
+            lines.append(Text(f"channel {ch}: {terms_text(step.products[ch].ravel())} = {format_number(part)}"))
+        lines.append(Text(f"sum over channels: {terms_text(step.channel_sums)} = {format_number(step.total)}"))
     else:
-        lines.append(Text(f"sum: {_terms(step.products.ravel())} = {format_number(step.total)}"))
+        lines.append(Text(f"sum: {terms_text(step.products.ravel())} = {format_number(step.total)}"))
     value = format_number(step.pre_activation)
     if step.bias:
         lines.append(Text(f"+ bias {format_number(step.bias)} = {value}"))
@@ -170,7 +159,7 @@ def _pool_step_view(trace: PoolTrace, step: PoolStep, number: int, total: int, s
     listed = ", ".join(format_number(v) for v in real)
     skipped = "" if step.count == step.window.size else f" ({step.window.size - step.count} padding cells left out)"
     if trace.kind is PoolKind.AVG:
-        line = f"average: ({_terms(real)}) / {step.count} = {format_number(step.value)}{skipped}"
+        line = f"average: ({terms_text(real)}) / {step.count} = {format_number(step.value)}{skipped}"
     else:
         line = f"{trace.kind.value}({listed}) = {format_number(step.value)} at {step.winner}{skipped}"
     return Group(
