@@ -330,9 +330,9 @@ def trace_conv(
     mask[top : top + arr.shape[0], left : left + arr.shape[1]] = False
     applied = kernel[:, ::-1, ::-1] if flip else kernel
     sums = np.zeros(g.out_hw, dtype=np.float64)
-    for i, j, view in window_taps(padded, g):
-        sums += view @ applied[:, i, j]
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, in one message
+        for i, j, view in window_taps(padded, g):
+            sums += view @ applied[:, i, j]
         output = _activate(sums + bias, act, slope)
     if not (np.all(np.isfinite(sums)) and np.all(np.isfinite(output))):
         raise SpecError("input", "values overflow: the sums are not finite", "use smaller numbers")

@@ -121,6 +121,8 @@ def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path
     from ..layers import Act, Conv2d, GlobalPool2d, Pool2d
     from ..shapes import as_pair
 
+    if (opts["input_value"] is None) == (opts["image"] is None):
+        raise click.UsageError('give one input: --input "1 2; 3 4", --input FILE.csv, or --image FILE --crop X,Y,W,H')
     pool_word = opts["pool"].lower()
     if mode is None:
         mode = "conv" if opts["kernel_spec"] is not None or pool_word == "none" else "pool"
@@ -163,8 +165,6 @@ def _read_input(opts: dict[str, Any]) -> tuple[Any, str]:
     from ..matrices import MATRIX_SUFFIXES, crop_image, parse_matrix, read_matrix
 
     text, image = opts["input_value"], opts["image"]
-    if (text is None) == (image is None):
-        raise click.UsageError('give one input: --input "1 2; 3 4", --input FILE.csv, or --image FILE --crop X,Y,W,H')
     if image is None and (opts["crop"] is not None or opts["color"]):
         raise click.UsageError("--crop and --color go with --image")
     if image is not None:

@@ -290,7 +290,7 @@ def _axes_dict(axes: Sequence[AxisArithmetic]) -> list[dict[str, Any]]:
 def _geometry_dict(g: Any) -> dict[str, Any]:
     top, bottom, left, right = g.padding
     return {
-        "kernel": list(g.kernel_hw),
+        "kernel_size": list(g.kernel_hw),
         "stride": list(g.stride),
         "dilation": list(g.dilation),
         "padding": {"top": top, "bottom": bottom, "left": left, "right": right},
