@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -88,6 +88,16 @@ def check_matrix(values: ArrayLike, what: str) -> Matrix:
     if not np.all(np.isfinite(out)):
         raise SpecError(what, "holds NaN or infinity", "give finite numbers")
     return out
+
+
+def _check_fits(g: ConvGeometry, arr: Matrix, kernel_hw: tuple[int, ...]) -> None:
+    """Refuse a geometry planned for another input or kernel size."""
+    if g.in_hw != arr.shape[:2] or g.kernel_hw != tuple(kernel_hw):
+        raise ShapeError(
+            "geometry",
+            f"is planned for a {g.in_hw} input and {g.kernel_hw} kernel; got {arr.shape[:2]} and {tuple(kernel_hw)}",
+            "plan the layer on this input",
+        )
 
 
 @dataclass(frozen=True)
@@ -297,12 +307,14 @@ def trace_conv(
     flip: bool = False,
     activation: str | Activation = "none",
     slope: float = 0.01,
+    geometry: ConvGeometry | None = None,
 ) -> ConvTrace:
     """Trace a cross-correlation (``flip=True``: convolution) of ``x`` with one filter.
 
     ``x`` is ``(H, W)`` or ``(H, W, C)``; ``weights`` is ``(kh, kw)`` for a one-channel input or
     ``(C, kh, kw)``, one slice per channel, summed over the channels as a CNN filter is. Options mean
-    what they mean for `featmap.conv2d`; the output is `activate(conv2d(...) + bias)`.
+    what they mean for `featmap.conv2d`; the output is `activate(conv2d(...) + bias)`. ``geometry`` is a
+    layer plan's (`featmap.layers.Conv2d.plan`); without one it is worked out from the options.
     """
     arr = check_matrix(x, "input")
     w = np.asarray(weights)
@@ -323,7 +335,8 @@ def trace_conv(
     mode = parse_enum(PaddingMode, pad_mode, "pad_mode")
     if not np.isfinite(bias):
         raise SpecError("bias", f"must be a finite number; got {bias}")
-    g = conv_geometry(arr.shape[:2], kernel.shape[1:], stride=stride, padding=padding, dilation=dilation)
+    g = geometry or conv_geometry(arr.shape[:2], kernel.shape[1:], stride=stride, padding=padding, dilation=dilation)
+    _check_fits(g, arr, kernel.shape[1:])
     padded = pad(arr, g.padding, mode, value=pad_value)
     mask = np.ones(g.padded_hw, dtype=bool)
     top, _, left, _ = g.padding
@@ -419,10 +432,12 @@ def trace_pool(
     padding: PaddingArg = "valid",
     mode: str | PoolKind = "max",
     global_pool: bool = False,
+    geometry: ConvGeometry | None = None,
 ) -> PoolTrace:
     """Trace max, average or min pooling of a one-channel ``x``; ``stride`` defaults to ``size``.
 
-    ``global_pool=True`` pools the whole plane into one value (``size`` is then ignored).
+    ``global_pool=True`` pools the whole plane into one value (``size`` is then ignored). ``geometry`` is a
+    layer plan's (`featmap.layers.Pool2d.plan`); without one it is worked out from the options.
     """
     arr = check_matrix(x, "input")
     if arr.shape[2] != 1:
@@ -434,7 +449,8 @@ def trace_pool(
     kind = parse_enum(PoolKind, mode, "pool")
     if global_pool:
         size, stride, padding = arr.shape[:2], 1, "valid"
-    g = pool_geometry(arr.shape[:2], size, stride=stride, padding=padding)
+    g = geometry or pool_geometry(arr.shape[:2], size, stride=stride, padding=padding)
+    _check_fits(g, arr, g.kernel_hw)
     top, _, left, _ = g.padding
     mask = np.ones(g.padded_hw, dtype=bool)
     mask[top : top + arr.shape[0], left : left + arr.shape[1]] = False
@@ -512,8 +528,14 @@ def explain(
         raise SpecError("explain", "nothing to explain", "give a kernel, a pooling, or both")
     conv_trace = None
     if weights is not None:
-        layer = conv or Conv2d()
         activation = act or Act()
+        layer = conv or Conv2d()
+        geometry = None
+        if np.ndim(weights) in (2, 3):  # the layer's own plan places the windows (other shapes: trace_conv refuses)
+            kh, kw = np.shape(weights)[-2:]
+            kernel_hw = (int(kh), int(kw))
+            planned = replace(layer, filters=1, kernel=kernel_hw, groups=1, depthwise=False, bank=None)
+            geometry = planned.plan(check_matrix(x, "input").shape).geometry
         conv_trace = trace_conv(
             x,
             weights,
@@ -526,15 +548,19 @@ def explain(
             flip=layer.flip,
             activation=activation.kind,
             slope=float(dict(activation.params).get("slope", 0.01)),
+            geometry=geometry,
         )
         _check_strict(conv_trace.axes, "conv", strict)
     pool_trace = None
     if pool is not None:
-        source_map = conv_trace.output if conv_trace is not None else x
+        source_map = conv_trace.output if conv_trace is not None else check_matrix(x, "input")
         if isinstance(pool, GlobalPool2d):
             pool_trace = trace_pool(source_map, mode=pool.kind, global_pool=True)
         else:
-            pool_trace = trace_pool(source_map, pool.size, stride=pool.stride, padding=pool.padding, mode=pool.kind)
+            plan = pool.plan(np.atleast_3d(source_map).shape)
+            pool_trace = trace_pool(
+                source_map, pool.size, stride=pool.stride, padding=pool.padding, mode=pool.kind, geometry=plan.geometry
+            )
         _check_strict(pool_trace.axes, "pool", strict)
     return Explanation(source, conv_trace, pool_trace, kernel_name, title)
 

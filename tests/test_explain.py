@@ -271,3 +271,19 @@ def test_pool_refuses_several_channels_and_empty_windows() -> None:
         trace_pool(np.ones((4, 4)), 2, padding=(2, 0, 0, 0))
     with pytest.raises(SpecError, match="nothing to explain"):
         explain(np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("options", CONV_CASES)
+def test_explain_equals_the_layers_plan_and_forward(options: dict, rng: np.random.Generator) -> None:
+    """The explanation and the network executor read the same layer objects and plans."""
+    x = rng.normal(size=(9, 8, 2)).astype(np.float32)
+    k = rng.normal(size=(2, 3, 2)).astype(np.float32)
+    conv = Conv2d(filters=1, kernel=(3, 2), **options)
+    pool = Pool2d("max", 2, padding="same")
+    e = explain(x, k, conv=conv, bias=0.5, pool=pool)
+    conv_plan = conv.plan(x.shape)
+    assert e.conv is not None and e.conv.geometry == conv_plan.geometry
+    mapped = conv.forward(x, conv_plan, {"weight": k[np.newaxis], "bias": np.array([0.5], dtype=np.float32)})
+    pool_plan = pool.plan(mapped.shape)
+    assert e.pool is not None and e.pool.geometry == pool_plan.geometry
+    np.testing.assert_allclose(e.output, pool.forward(mapped, pool_plan, {})[:, :, 0], rtol=1e-5, atol=1e-5)
