@@ -200,8 +200,9 @@ def _conv_view(e: Explanation, trace: ConvTrace, positions: list[tuple[int, int]
         row.append(_planes(trace.padded, f"padded input {g.padded_hw[0]}×{g.padded_hw[1]}", mask=trace.pad_mask))
     inputs.add_row(*row)
     parts += [inputs, _arithmetic(trace.axes), Text()]
-    for n, (r, c) in enumerate(positions, start=1):
-        parts.append(_conv_step_view(trace, trace.step(r, c), n, len(trace.positions)))
+    for r, c in positions:
+        number = r * g.out_hw[1] + c + 1  # its place in reading order
+        parts.append(_conv_step_view(trace, trace.step(r, c), number, len(trace.positions)))
     parts += _not_shown(len(positions), len(trace.positions))
     label = f"feature map {g.out_hw[0]}×{g.out_hw[1]}"
     if trace.activation is not Activation.NONE:
@@ -227,8 +228,9 @@ def _pool_view(trace: PoolTrace, positions: list[tuple[int, int]], after_conv: b
     elif not after_conv:
         parts.append(matrix_table(trace.input[:, :, 0], title="input"))
     parts += [_arithmetic(trace.axes), Text()]
-    for n, (r, c) in enumerate(positions, start=1):
-        parts.append(_pool_step_view(trace, trace.step(r, c), n, len(trace.positions), source))
+    for r, c in positions:
+        number = r * g.out_hw[1] + c + 1
+        parts.append(_pool_step_view(trace, trace.step(r, c), number, len(trace.positions), source))
     parts += _not_shown(len(positions), len(trace.positions))
     parts.append(matrix_table(trace.output, title=f"pooled {g.out_hw[0]}×{g.out_hw[1]}"))
     return parts
