@@ -158,8 +158,7 @@ class AxisArithmetic:
         first = self.padded - self.unused
         where = f"index {first}" if self.unused == 1 else f"indices {first}–{self.padded - 1}"
         return (
-            f"{self.reach_text()} leaves {self.unused} {word} unused (padded {where}): floored, "
-            "as PyTorch and Keras do"
+            f"{self.reach_text()} leaves {self.unused} {word} unused (padded {where}): floored, as PyTorch and Keras do"
         )
 
     def reach_text(self) -> str:

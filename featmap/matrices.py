@@ -102,6 +102,10 @@ def parse_matrix(text: str, what: str = "--input", *, row_split: str = r"[;\n]")
     >>> parse_matrix("1, 2\\n3, 4").tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise ShapeError(
+            what, f"is {len(text):,} characters, over explain's limit of {MAX_FILE_BYTES:,}", "explain a smaller matrix"
+        )
     planes = text.split("|")
     _limit(len(planes), what, "channels", MAX_CHANNELS)
     parsed = [

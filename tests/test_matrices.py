@@ -33,6 +33,7 @@ def test_parse_rows_values_and_channels() -> None:
         ("; ".join(["1"] * 65), ShapeError, "has 65 rows, over explain's limit of 64"),
         (" ".join(["1"] * 65), ShapeError, "row 1: has 65 values, over explain's limit of 64"),
         ("|".join(["1"] * 5), ShapeError, "has 5 channels, over explain's limit of 4"),
+        ("1 " * (1 << 20), ShapeError, "characters, over explain's limit of 1,048,576"),
     ],
 )
 def test_parse_errors(text: str, error: type, message: str) -> None:
