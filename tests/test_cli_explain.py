@@ -13,7 +13,7 @@ from PIL import Image
 
 import featmap
 from featmap.cli import cli
-from featmap.explain_examples import explain_example
+from featmap.explain.examples import explain_example
 from featmap.explain_gif import COLORS, frame_colors, gif_layout
 
 # Hand-worked outputs of the shipped examples (worked out in tests/test_explain.py).

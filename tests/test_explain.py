@@ -16,7 +16,7 @@ from featmap.explain import (
     trace_conv,
     trace_pool,
 )
-from featmap.explain_examples import EXAMPLES, explain_example
+from featmap.explain.examples import EXAMPLES, explain_example
 from featmap.layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 # ----------------------------------------------------------------------------- the shipped examples, by hand
@@ -287,3 +287,12 @@ def test_explain_equals_the_layers_plan_and_forward(options: dict, rng: np.rando
     pool_plan = pool.plan(mapped.shape)
     assert e.pool is not None and e.pool.geometry == pool_plan.geometry
     np.testing.assert_allclose(e.output, pool.forward(mapped, pool_plan, {})[:, :, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_explain_package_stays_pure() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, featmap.explain; print(sorted(m for m in ('rich', 'PIL', 'click', 'yaml') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featmap.explain_examples import explain_example
+from featmap.explain.examples import explain_example
 from featmap.explain_gif import write_gif
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ..
       featmap explain pool --input "1 1 2 4; 5 6 7 8; 3 2 1 0; 1 2 3 4" --pool max
       featmap explain --image samples/camera.png --crop 200,200,6,6 -k sobel_x --gif sobel.gif
     """
-    from ..explain_examples import EXAMPLES, explain_example
+    from ..explain.examples import EXAMPLES, explain_example
     from ..render import examples_dict, examples_view, explain_dict, explain_view
 
     if opts["list_examples"]:

@@ -27,7 +27,7 @@ from ..explain import (
     pick_positions,
     terms_text,
 )
-from ..explain_examples import Example
+from ..explain.examples import Example
 
 __all__ = ["examples_dict", "examples_view", "explain_dict", "explain_view"]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .enums import Activation, PoolKind
-from .errors import SpecError
-from .explain import Explanation, explain
-from .layers import Act, Conv2d, Pool2d
+from ..enums import Activation, PoolKind
+from ..errors import SpecError
+from ..layers import Act, Conv2d, Pool2d
+from .explanation import Explanation, explain
 
 __all__ = ["EXAMPLES", "Example", "explain_example"]
 
