@@ -198,7 +198,8 @@ def test_bad_crop_is_one_line_exit_1(runner: CliRunner, gray_png: Path) -> None:
         (["--example", "valid", "--values", "0-1"], "drop --values"),
         (["--input", "1 2", "-k", "1", "--combine", "max"], "No such option '--combine'"),
         (["--input", "1 2", "-k", "1", "--steps", "0"], "'0' is not all or N"),
-        (["--input", "1 2", "-k", "1", "--crop", "0,0,1,1"], "--crop and --color go with --image"),
+        (["--input", "1 2", "-k", "1", "--crop", "0,0,1,1"], "--crop goes with --image"),
+        (["--input", "1 2", "-k", "1", "--color", "--values", "0-1"], "--color, --values go with --image"),
     ],
 )
 def test_usage_errors_exit_2(runner: CliRunner, args: list[str], message: str) -> None:
@@ -258,3 +259,17 @@ def test_help_and_readme(runner: CliRunner) -> None:
     assert result.exit_code == 0 and "--example" in result.stdout and "--combine" not in result.stdout
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert "featmap explain" in readme and "docs/gallery/explain_conv.gif" in readme
+
+
+def test_large_input_text_view_is_whole_and_bounded(runner: CliRunner) -> None:
+    values = (np.arange(40 * 40).reshape(40, 40) * 7) % 10
+    text = "; ".join(" ".join(str(v) for v in row) for row in values)
+    out = run(runner, "--input", text, "-k", "1 0; 0 1", "--at", "20,30").stdout
+    assert "columns 32–38" in out  # the 39×39 output in blocks of 16 columns: no value cut
+    assert "…" not in out
+    assert "input (rows 18–23, columns 28–33 shown)" in out  # each step shows the window's neighbourhood
+    steps = run(runner, "--input", text, "-k", "1 0; 0 1", "--steps", "all").stdout
+    assert steps.count("step ") == 200 and "(200 of 1521 positions shown" in steps
+    document = as_json(run(runner, "--input", text, "-k", "1 0; 0 1", "--steps", "all", "--json"))
+    assert len(document["conv"]["steps"]) == 1521
+    assert document["output"] == (values[:-1, :-1] + values[1:, 1:]).tolist()

@@ -123,6 +123,9 @@ def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path
 
     if (opts["input_value"] is None) == (opts["image"] is None):
         raise click.UsageError('give one input: --input "1 2; 3 4", --input FILE.csv, or --image FILE --crop X,Y,W,H')
+    image_only = _given(ctx, ("crop", "color", "value_range"))
+    if opts["image"] is None and image_only:
+        raise click.UsageError(f"{', '.join(image_only)} {'go' if len(image_only) > 1 else 'goes'} with --image")
     pool_word = opts["pool"].lower()
     if mode is None:
         mode = "conv" if opts["kernel_spec"] is not None or pool_word == "none" else "pool"
@@ -165,8 +168,6 @@ def _read_input(opts: dict[str, Any]) -> tuple[Any, str]:
     from ..matrices import MATRIX_SUFFIXES, crop_image, parse_matrix, read_matrix
 
     text, image = opts["input_value"], opts["image"]
-    if image is None and (opts["crop"] is not None or opts["color"]):
-        raise click.UsageError("--crop and --color go with --image")
     if image is not None:
         scale = 255.0 if opts["value_range"] == "0-255" else 1.0
         x = crop_image(image, opts["crop"], color=opts["color"], scale=scale)

@@ -31,6 +31,12 @@ from ..explain.examples import Example
 
 __all__ = ["examples_dict", "examples_view", "explain_dict", "explain_view"]
 
+#: Inputs up to this many rows (columns) are shown whole at each step; larger ones around the window.
+_FULL_VIEW = 12
+#: Widest matrix shown as one table; wider ones are shown in blocks of this many columns.
+_BLOCK = 16
+#: Most steps the text view works out (``--json`` has no such cap).
+MAX_VIEW_STEPS = 200
 _PAD = "dim"
 _WINDOW = "bold black on yellow"
 _WINNER = "bold white on red"
@@ -40,7 +46,8 @@ def _pair(pair: Sequence[int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}×{pair[1]}"
 
 
-def _cell(value: float, padding: bool, window: bool, winner: bool) -> Text:
+def _cell(value: float, padding: bool, window: bool, winner: bool) -> tuple[str, str]:
+    """A matrix entry as text with its marks, and its style."""
     text = format_number(value)
     if padding:
         text = f"({text})"
@@ -48,8 +55,7 @@ def _cell(value: float, padding: bool, window: bool, winner: bool) -> Text:
         text = f"[{text}]"
     if winner:
         text += "*"
-    style = _WINNER if winner else _WINDOW if window else _PAD if padding else ""
-    return Text(text, style=style)
+    return text, _WINNER if winner else _WINDOW if window else _PAD if padding else ""
 
 
 def matrix_table(
@@ -59,22 +65,63 @@ def matrix_table(
     mask: np.ndarray | None = None,
     window: Iterable[tuple[int, int]] = (),
     winner: tuple[int, int] | None = None,
-) -> RenderableType:
-    """A 2-D matrix with row and column numbers under its title; ``mask`` marks padding, ``window`` the window."""
+    rows: range | None = None,
+    cols: range | None = None,
+) -> Text:
+    """A 2-D matrix with row and column numbers under its title; ``mask`` marks padding, ``window`` the window.
+
+    ``rows`` and ``cols`` show only part of it (numbered as in the whole). Built as aligned text rather
+    than a `rich.table.Table` (a 64×64 input is 4,096 cells: a table of them takes seconds); wider than
+    `_BLOCK` columns, it is shown in blocks of columns one under another, as numpy prints, so no value is cut.
+    """
     marked = set(window)
-    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
-    table.add_column("", style="dim", justify="right")
-    for c in range(values.shape[1]):
-        table.add_column(str(c), justify="right", header_style="dim")
-    for r in range(values.shape[0]):
-        table.add_row(
-            str(r),
-            *(
-                _cell(float(values[r, c]), bool(mask is not None and mask[r, c]), (r, c) in marked, winner == (r, c))
-                for c in range(values.shape[1])
-            ),
-        )
-    return Group(Text(title, style="italic"), table) if title else table
+    rows = rows or range(values.shape[0])
+    cols = cols or range(values.shape[1])
+    cells = {
+        (r, c): _cell(float(values[r, c]), bool(mask is not None and mask[r, c]), (r, c) in marked, winner == (r, c))
+        for r in rows
+        for c in cols
+    }
+    width = max(max(len(t) for t, _ in cells.values()), len(str(cols[-1])))
+    label = len(str(rows[-1]))
+    out = Text(no_wrap=True, overflow="ignore")
+    if title:
+        out.append(title + "\n", style="italic")
+    blocks = [cols[i : i + _BLOCK] for i in range(0, len(cols), _BLOCK)]
+    for n, block in enumerate(blocks):
+        if len(blocks) > 1:
+            out.append(f"{'' if n == 0 else chr(10)}columns {block.start}–{block.stop - 1}\n", style="dim italic")
+        header = " " * label + "".join(f"  {c:>{width}}" for c in block)
+        out.append(header + "\n", style="dim")
+        out.append("─" * len(header) + "\n", style="dim")
+        for r in rows:
+            out.append(f"{r:>{label}}", style="dim")
+            for c in block:
+                text, style = cells[(r, c)]
+                out.append("  ")
+                out.append(f"{text:>{width}}", style=style)
+            out.append("\n")
+    out.rstrip()
+    return out
+
+
+def _around(cells: tuple[tuple[int, ...], tuple[int, ...]], shape: tuple[int, ...]) -> dict[str, Any]:
+    """The rows and columns to show around a window: everything up to `_FULL_VIEW`, else the window ± 2."""
+    shown: dict[str, Any] = {}
+    for key, axis, size in (("rows", cells[0], shape[0]), ("cols", cells[1], shape[1])):
+        if size > _FULL_VIEW:
+            shown[key] = range(max(0, min(axis) - 2), min(size, max(axis) + 3))
+    return shown
+
+
+def _part(title: str, shown: dict[str, Any]) -> str:
+    if not shown:
+        return title
+    rows, cols = shown.get("rows"), shown.get("cols")
+    parts = [f"rows {r.start}–{r.stop - 1}" for r in [rows] if r] + [
+        f"columns {c.start}–{c.stop - 1}" for c in [cols] if c
+    ]
+    return f"{title} ({', '.join(parts)} shown)"
 
 
 def _planes(values: np.ndarray, title: str, **marks: Any) -> RenderableType:
@@ -119,15 +166,19 @@ def _conv_step_view(trace: ConvTrace, step: ConvStep, number: int, total: int) -
         f"columns {step.cols[0]}–{step.cols[-1]} of the {'padded ' if any(trace.geometry.padding) else ''}input",
         style="bold",
     )
-    lines: list[RenderableType] = [head, _planes(trace.padded, "input", mask=trace.pad_mask, window=window_cells)]
+    shown = _around((step.rows, step.cols), trace.padded.shape)
+    lines: list[RenderableType] = [
+        head,
+        _planes(trace.padded, _part("input", shown), mask=trace.pad_mask, window=window_cells, **shown),
+    ]
     products = Table.grid(padding=(0, 2))
     for ch in range(step.window.shape[0]):
         suffix = f", channel {ch}" if step.window.shape[0] > 1 else ""
         products.add_row(
             matrix_table(step.window[ch], title=f"window{suffix}"),
-            Text("\n\n×", style="bold"),
+            Text("\n" * (3 + step.window.shape[1] // 2) + "×", style="bold"),
             matrix_table(step.weights[ch], title=f"kernel{suffix}" + (" (turned 180°)" if trace.flip else "")),
-            Text("\n\n=", style="bold"),
+            Text("\n" * (3 + step.window.shape[1] // 2) + "=", style="bold"),
             matrix_table(step.products[ch], title=f"products{suffix}"),
         )
     lines.append(products)
@@ -154,7 +205,15 @@ def _pool_step_view(trace: PoolTrace, step: PoolStep, number: int, total: int, s
         f"columns {step.cols[0]}–{step.cols[-1]}",
         style="bold",
     )
-    table = matrix_table(trace.padded[:, :, 0], title=source, mask=trace.pad_mask, window=cells, winner=step.winner)
+    shown = _around((step.rows, step.cols), trace.padded.shape)
+    table = matrix_table(
+        trace.padded[:, :, 0],
+        title=_part(source, shown),
+        mask=trace.pad_mask,
+        window=cells,
+        winner=step.winner,
+        **shown,
+    )
     real = [float(v) for v in step.window[step.real]]
     listed = ", ".join(format_number(v) for v in real)
     skipped = "" if step.count == step.window.size else f" ({step.window.size - step.count} padding cells left out)"
@@ -239,6 +298,7 @@ def _pool_view(trace: PoolTrace, positions: list[tuple[int, int]], after_conv: b
 def explain_view(e: Explanation, *, at: tuple[int, int] | None = None, steps: int | None = 3) -> RenderableType:
     """Everything `featmap explain` prints: input, padding, size arithmetic, the chosen steps, the output."""
     conv_at, pool_at = pick_positions(e, at, steps)
+    conv_at, pool_at = conv_at[:MAX_VIEW_STEPS], pool_at[:MAX_VIEW_STEPS]
     parts: list[RenderableType] = [Text(f"featmap explain: {e.source}", style="bold")]
     if e.title:
         parts.append(Text(e.title, style="italic"))
