@@ -273,3 +273,15 @@ def test_large_input_text_view_is_whole_and_bounded(runner: CliRunner) -> None:
     document = as_json(run(runner, "--input", text, "-k", "1 0; 0 1", "--steps", "all", "--json"))
     assert len(document["conv"]["steps"]) == 1521
     assert document["output"] == (values[:-1, :-1] + values[1:, 1:]).tolist()
+
+
+def test_colour_crop_with_a_per_channel_kernel(runner: CliRunner, make_image: Any) -> None:
+    rgb = np.zeros((4, 4, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30
+    path = make_image("rgb.png", rgb)
+    document = as_json(run(runner, "--image", path, "--color", "-k", "1 | 2 | -1", "--json"))
+    assert document["input"]["shape"] == [4, 4, 3]
+    assert document["output"] == [[10 + 2 * 20 - 30] * 4] * 4  # 20 everywhere
+    gray_kernel = run(runner, "--image", path, "--color", "-k", "box_3")
+    assert gray_kernel.exit_code == 1
+    assert "has 1 channel slice but the input has 3 channels" in gray_kernel.stderr

@@ -148,7 +148,7 @@ def trace_conv(
             "kernel",
             f"has {given} channel slice{'s' * (given != 1)} but the input has {arr.shape[2]} channel"
             f"{'s' * (arr.shape[2] != 1)}",
-            "give one kernel slice per input channel (slices split by `|`)",
+            "give one kernel slice per input channel (inline: slices split by `|`), or explain a gray input",
         )
     act = parse_enum(Activation, activation, "activation")
     mode = parse_enum(PaddingMode, pad_mode, "pad_mode")
