@@ -91,7 +91,7 @@ def _parse_plane(text: str, what: str, row_split: str) -> list[list[float]]:
     return rows
 
 
-def parse_matrix(text: str, what: str = "--input", *, row_split: str = r"[;\n]") -> NDArray[np.float64]:
+def parse_matrix(text: str, what: str = "`input`", *, row_split: str = r"[;\n]") -> NDArray[np.float64]:
     """Parse ``"1 2 3; 4 5 6"``: rows split by ``;`` (or new lines), values by spaces or commas.
 
     Channels are split by ``|``: ``"1 0; 0 1 | 2 2; 2 2"`` is a 2×2×2 input ``(H, W, C)``. Lines
@@ -122,7 +122,7 @@ def parse_matrix(text: str, what: str = "--input", *, row_split: str = r"[;\n]")
     return parsed[0] if len(parsed) == 1 else np.stack(parsed, axis=-1)
 
 
-def read_matrix(path: str | os.PathLike[str], what: str = "--input") -> NDArray[np.float64]:
+def read_matrix(path: str | os.PathLike[str], what: str = "`input`") -> NDArray[np.float64]:
     """Read a matrix from a CSV/TSV/TXT file (one row a line) or an NPY array ``(H, W)`` or ``(H, W, C)``."""
     p = Path(path)
     where = f"{what} {p}"
@@ -175,27 +175,27 @@ def crop_image(
     loaded = load_image(path, color=color)
     pixels = loaded.pixels
     height, width = pixels.shape[:2]
-    where = f"--image {path}"
+    where = str(path)
     if crop is None:
         if max(height, width) > MAX_SIDE:
             raise ShapeError(
                 where,
                 f"is {width}×{height} pixels, over explain's limit of {MAX_SIDE}×{MAX_SIDE}",
-                "pick a piece with --crop x,y,w,h (e.g. --crop 0,0,8,8)",
+                "pick a piece with `crop` x,y,w,h (e.g. `crop` 0,0,8,8)",
             )
         x, y, w, h = 0, 0, width, height
     else:
         if len(crop) != 4:
-            raise SpecError("--crop", f"takes x,y,w,h; got {tuple(crop)}", "e.g. --crop 10,20,6,6")
+            raise SpecError("`crop`", f"takes x,y,w,h; got {tuple(crop)}", "e.g. `crop` 10,20,6,6")
         x, y, w, h = (int(v) for v in crop)
         if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
             raise ShapeError(
-                "--crop",
+                "`crop`",
                 f"{x},{y},{w},{h} (columns {x}–{x + w - 1}, rows {y}–{y + h - 1}) is outside the "
                 f"{width}×{height} image",
                 f"keep x + w <= {width} and y + h <= {height}",
             )
-        _limit(max(w, h), "--crop", "pixels on a side", MAX_SIDE)
+        _limit(max(w, h), "`crop`", "pixels on a side", MAX_SIDE)
     piece = pixels[y : y + h, x : x + w].astype(np.float64) * scale
     if scale != 1.0:
         piece = np.round(piece, 3)

@@ -118,7 +118,7 @@ def test_crop_outside_the_image(gray_png: Path, crop: tuple[int, int, int, int],
 
 def test_large_image_needs_a_crop(make_image: Callable[..., Path], tmp_path: Path) -> None:
     path = make_image("big.png", np.zeros((80, 70), dtype=np.uint8))
-    with pytest.raises(ShapeError, match="is 70×80 pixels, over explain's limit of 64×64; pick a piece with --crop"):
+    with pytest.raises(ShapeError, match="is 70×80 pixels, over explain's limit of 64×64; pick a piece with `crop`"):
         crop_image(path, None)
     with pytest.raises(ShapeError, match="over explain's limit of 64"):
         crop_image(path, (0, 0, 65, 65))

@@ -47,6 +47,7 @@ PARAM_FLAGS = {
     "bit_depth": "--bit-depth",
     "raw": "--raw",
     "kernels": "-k",
+    "crop": "--crop",
 }
 
 

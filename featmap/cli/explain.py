@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import SpecError
-from ._common import IntsType, _console, _err, conv_options, kernel_options
+from ._common import FeatmapCommand, IntsType, _console, _err, conv_options, kernel_options
 
 #: Options that shape the convolution; refused in pool mode and with --example.
 _CONV_ONLY = ("stride", "padding", "pad_mode", "pad_value", "dilation", "flip", "activation", "slope", "bias")
@@ -34,7 +34,7 @@ def _dumps(document: Any) -> str:
     )
 
 
-@click.command()
+@click.command(cls=FeatmapCommand)
 @click.argument("mode", required=False, type=click.Choice(["conv", "pool"], case_sensitive=False))
 @click.option(
     "--input",
@@ -102,7 +102,7 @@ def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ..
     steps = None if opts["steps"] == "all" else int(opts["steps"])
     document = explain_dict(explanation, at=at, steps=steps) if as_json else None  # refuses a bad --at first
     if opts["gif"] is not None:
-        from ..explain_gif import write_gif
+        from ..writers.gif import write_gif
 
         path, frames = write_gif(opts["gif"], explanation)
         _err("note", f"wrote {path} ({frames} frames)")
@@ -175,8 +175,8 @@ def _read_input(opts: dict[str, Any]) -> tuple[Any, str]:
         channels = "RGB" if opts["color"] else "gray"
         return x, f"{image}{crop} ({channels}, values {opts['value_range']})"
     if text.strip().lower().endswith(MATRIX_SUFFIXES):
-        return read_matrix(text, "--input"), f"file {text}"
-    return parse_matrix(text, "--input"), "inline matrix"
+        return read_matrix(text), f"file {text}"
+    return parse_matrix(text), "inline matrix"
 
 
 def _read_kernel(spec: str, kernel_dirs: tuple[Path, ...]) -> tuple[Any, str, float | None]:

@@ -10,7 +10,7 @@ equals `featmap.conv2d` / `featmap.pool2d`. The geometry of a layer comes from i
 Modules: `limits` (sizes, the input check), `arithmetic` (the size formula per axis, window cells),
 `conv` and `pool` (the traces), `explanation` (the layers' plans → traces), `text` (numbers as
 shown), `examples` (the shipped textbook cases). Rendering lives in `featmap.render.explain`, the
-animation in `featmap.explain_gif`.
+animation in `featmap.writers.gif`.
 
 Examples
 --------

@@ -156,7 +156,7 @@ def trace_conv(
         raise SpecError("bias", f"must be a finite number; got {bias}")
     g = geometry or conv_geometry(arr.shape[:2], kernel.shape[1:], stride=stride, padding=padding, dilation=dilation)
     check_fits(g, arr, kernel.shape[1:])
-    padded = pad(arr, g.padding, mode, value=pad_value)
+    padded = pad(arr, g.padding, mode, pad_value=pad_value)
     mask = np.ones(g.padded_hw, dtype=bool)
     top, _, left, _ = g.padding
     mask[top : top + arr.shape[0], left : left + arr.shape[1]] = False

@@ -1,4 +1,8 @@
-"""An animated GIF of an explanation: the window slides over the (padded) input, the output fills in.
+"""An animated GIF of an explanation (`featmap explain --gif`): the window slides over the (padded) input,
+the output fills in.
+
+It writes a `featmap.explain.Explanation`, not the batch's feature maps, so it is not a `Writer` in the
+registry; it lives here with the other writers that draw with Pillow and write atomically.
 
 One frame per output position of each stage (a convolution, then its pooling when there is one),
 a first frame with the empty output and a last frame, held longer, with the whole output. Each stage
@@ -18,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import ShapeError
-from .explain import ConvTrace, Explanation, PoolTrace, format_number, terms_text
-from .images import atomic_write
+from ..errors import ShapeError
+from ..explain import ConvTrace, Explanation, PoolTrace, format_number, terms_text
+from ..images import atomic_write
 
 __all__ = [
     "COLORS",
