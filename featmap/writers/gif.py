@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ COLORS = {
     "winner": (220, 40, 40),
     "unused": (245, 205, 205),
 }
+#: Palette index of each colour: frames are drawn in palette mode with exactly these colours (no conversion).
+_INK = {name: index for index, name in enumerate(COLORS)}
 _FONT_SIZE = 14
 _GAP = 24
 _MARGIN = 14
@@ -113,7 +116,9 @@ class GifLayout:
         return self.rows[stage].output.box(r, c)
 
 
+@lru_cache(maxsize=1)
 def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font (loaded once: a load per cell made a GIF take seconds)."""
     return ImageFont.load_default(size=_FONT_SIZE)
 
 
@@ -220,25 +225,26 @@ def _draw(image: Image.Image) -> ImageDraw.ImageDraw:
 
 
 def _cell(draw: ImageDraw.ImageDraw, box: Box, text: str, fill: str, text_fill: str = "text") -> None:
-    draw.rectangle(box, fill=COLORS[fill], outline=COLORS["grid"])
+    draw.rectangle(box, fill=_INK[fill], outline=_INK["grid"])
     font = _font()
     left, top, right, bottom = font.getbbox(text)
     x = (box[0] + box[2] - (right - left)) / 2 - left
     y = (box[1] + box[3] - (bottom - top)) / 2 - top
-    draw.text((x, y), text, fill=COLORS[text_fill], font=font)
+    draw.text((x, y), text, fill=_INK[text_fill], font=font)
 
 
 def _label(draw: ImageDraw.ImageDraw, panel: _Panel) -> None:
-    draw.text((panel.x, panel.y - _LINE), panel.label, fill=COLORS["text"], font=_font())
+    draw.text((panel.x, panel.y - _LINE), panel.label, fill=_INK["text"], font=_font())
 
 
 def _base(layout: GifLayout) -> Image.Image:
     """The picture with every input and kernel cell and the output still empty."""
-    image = Image.new("RGB", layout.size, COLORS["background"])
+    image = Image.new("P", layout.size, _INK["background"])
+    image.putpalette([channel for color in COLORS.values() for channel in color])
     draw = _draw(image)
     for index, row in enumerate(layout.rows):
         stage = row.stage
-        draw.text(row.header, _header(stage, index > 0), fill=COLORS["text"], font=_font())
+        draw.text(row.header, _header(stage, index > 0), fill=_INK["text"], font=_font())
         reach_r = stage.padded.shape[0] - stage.geometry.dropped_hw[0]
         reach_c = stage.padded.shape[1] - stage.geometry.dropped_hw[1]
         for ch, panel in enumerate(row.inputs):
@@ -258,18 +264,18 @@ def _base(layout: GifLayout) -> Image.Image:
         _label(draw, row.output)
         for r in range(row.output.rows):
             for c in range(row.output.cols):
-                draw.rectangle(row.output.box(r, c), fill=COLORS["background"], outline=COLORS["grid"])
+                draw.rectangle(row.output.box(r, c), fill=_INK["background"], outline=_INK["grid"])
     return image
 
 
 def _outline(draw: ImageDraw.ImageDraw, boxes: list[Box], color: str) -> None:
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    draw.rectangle((x0, y0, x1, y1), outline=COLORS[color], width=3)
+    draw.rectangle((x0, y0, x1, y1), outline=_INK[color], width=3)
 
 
 def gif_frames(e: Explanation) -> list[Image.Image]:
-    """Every frame, RGB: empty output, one frame per output position of each stage, the full output."""
+    """Every frame, palette images of `COLORS`: the empty output, one per output position, the full output."""
     layout = gif_layout(e)
     progress = _base(layout)
     frames = [progress.copy()]
@@ -288,9 +294,9 @@ def gif_frames(e: Explanation) -> list[Image.Image]:
                         _cell(draw, panel.box(i, j), text, "window", "padding_text" if stage.pad_mask[i, j] else "text")
                 _outline(draw, [panel.box(i, j) for i in rows for j in cols], "window_edge")
                 if winner is not None:
-                    draw.rectangle(panel.box(*winner), outline=COLORS["winner"], width=3)
+                    draw.rectangle(panel.box(*winner), outline=_INK["winner"], width=3)
             _cell(draw, row.output.box(r, c), value, "current")
-            draw.text(row.caption, _caption(stage, r, c), fill=COLORS["text"], font=_font())
+            draw.text(row.caption, _caption(stage, r, c), fill=_INK["text"], font=_font())
             frames.append(frame)
             _cell(_draw(progress), row.output.box(r, c), value, "done")
     frames.append(progress)
@@ -303,11 +309,10 @@ def write_gif(
     """Write the animation to ``path`` atomically; returns the path and the number of frames."""
     frames = gif_frames(e)
     durations = [hold_ms // 2] + [frame_ms] * (len(frames) - 2) + [hold_ms]
-    palette = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=32) for f in frames]
     target = atomic_write(
         path,
-        lambda fh: palette[0].save(
-            fh, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0
+        lambda fh: frames[0].save(
+            fh, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
         ),
     )
     return target, len(frames)
