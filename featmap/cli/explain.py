@@ -16,6 +16,19 @@ from ._common import FeatmapCommand, IntsType, _console, _err, conv_options, ker
 #: Options that shape the convolution; refused in pool mode and with --example.
 _CONV_ONLY = ("stride", "padding", "pad_mode", "pad_value", "dilation", "flip", "activation", "slope", "bias")
 _POOL_OPTIONS = ("pool", "pool_size", "pool_stride", "pool_padding")
+_LAYER_OPTIONS = (
+    "stride",
+    "padding",
+    "pad_mode",
+    "pad_value",
+    "dilation",
+    "flip",
+    "activation",
+    "slope",
+    "pool_size",
+    "pool_stride",
+    "pool_padding",
+)
 _INPUT_OPTIONS = ("input_value", "image", "crop", "color", "value_range", "kernel_spec")
 
 
@@ -118,8 +131,7 @@ explain.params = [p for p in explain.params if p.name != "combine"]  # one kerne
 def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path, ...], opts: dict[str, Any]) -> Any:
     """Read the input, the kernel and the layers from the options, and explain them."""
     from ..explain import explain as explain_matrix
-    from ..layers import Act, Conv2d, GlobalPool2d, Pool2d
-    from ..shapes import as_pair
+    from ..jobs import make_layers
 
     if (opts["input_value"] is None) == (opts["image"] is None):
         raise click.UsageError('give one input: --input "1 2; 3 4", --input FILE.csv, or --image FILE --crop X,Y,W,H')
@@ -140,24 +152,9 @@ def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path
         raise click.UsageError('conv mode needs a kernel: -k NAME or -k "1 0 -1; 2 0 -2; 1 0 -1" (or: explain pool)')
     x, source = _read_input(opts)
     weights, name, kernel_bias = (None, "", None) if mode == "pool" else _read_kernel(opts["kernel_spec"], kernel_dirs)
-    if pool_word not in ("max", "avg", "min") and (opts["pool_size"] or opts["pool_stride"]):
-        raise click.UsageError("--pool-size and --pool-stride need --pool max, avg or min")
-    pool: Pool2d | GlobalPool2d | None = None
-    if pool_word.startswith("global-"):
-        pool = GlobalPool2d(pool_word.split("-", 1)[1])
-    elif pool_word != "none":
-        pool = Pool2d(
-            pool_word, as_pair(opts["pool_size"] or 2, "--pool-size"), opts["pool_stride"], opts["pool_padding"]
-        )
-    conv = Conv2d(
-        stride=opts["stride"],
-        padding=opts["padding"],
-        pad_mode=opts["pad_mode"],
-        pad_value=opts["pad_value"],
-        dilation=opts["dilation"],
-        flip=opts["flip"],
+    conv, act, pool = make_layers(  # the layers featmap apply builds from the same options
+        pool=pool_word, **{name: opts[name] for name in _LAYER_OPTIONS}
     )
-    act = Act(opts["activation"], (("slope", opts["slope"]),) if opts["activation"] == "leaky_relu" else ())
     bias = opts["bias"] if opts["bias"] is not None else kernel_bias or 0.0
     return explain_matrix(
         x, weights, conv=conv, bias=bias, act=act, pool=pool, strict=opts["strict"], source=source, kernel_name=name
