@@ -153,7 +153,7 @@ def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path
     x, source = _read_input(opts)
     weights, name, kernel_bias = (None, "", None) if mode == "pool" else _read_kernel(opts["kernel_spec"], kernel_dirs)
     conv, act, pool = make_layers(  # the layers featmap apply builds from the same options
-        pool=pool_word, **{name: opts[name] for name in _LAYER_OPTIONS}
+        pool=pool_word, **{key: opts[key] for key in _LAYER_OPTIONS}
     )
     bias = opts["bias"] if opts["bias"] is not None else kernel_bias or 0.0
     return explain_matrix(
