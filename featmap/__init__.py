@@ -1,7 +1,8 @@
 """featmap: see what a convolutional layer does to a picture.
 
-The Python API: `apply` (kernels over an image: arrays and the table's facts), `shape` (the layer
-calculator), `kernel` (one kernel), and the numeric functions `conv2d`, `pool2d`, `activate`, ...
+The Python API: `apply` (kernels over an image: arrays and the table's facts), `forward` (a whole layer
+stack on an image), `shape` (the layer calculator), `kernel` (one kernel), and the numeric functions
+`conv2d`, `pool2d`, `activate`, ...
 They are imported on first use, so that ``featmap --help`` does not load numpy.
 
 Examples
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
 
 if TYPE_CHECKING:
-    from .api import apply, kernel, shape
+    from .api import apply, forward, kernel, shape
+    from .explain import trace_conv, trace_pool
     from .ops import activate, conv2d, pad
     from .pool import global_pool, pool2d
 
@@ -38,21 +40,27 @@ __all__ = [
     "apply",
     "conv2d",
     "global_pool",
+    "forward",
     "kernel",
     "pad",
     "pool2d",
     "shape",
+    "trace_conv",
+    "trace_pool",
 ]
 
 _LAZY = {
     "apply": "api",
     "kernel": "api",
+    "forward": "api",
     "shape": "api",
     "activate": "ops",
     "conv2d": "ops",
     "pad": "ops",
     "global_pool": "pool",
     "pool2d": "pool",
+    "trace_conv": "explain",
+    "trace_pool": "explain",
 }
 
 

@@ -55,6 +55,7 @@ PARAM_FLAGS = {
     "bit_depth": "--bit-depth",
     "raw": "--raw",
     "kernels": "-k",
+    "crop": "--crop",
 }
 
 

@@ -27,7 +27,8 @@ every file the writer may create for an image (the batch checks them before and 
 interrupted image). Only `featmap.writers.png` quantises float maps to 8/16-bit pixels.
 
 Registered: ``png`` (8/16-bit, the primary output), ``npy`` and ``tiff`` (float32 arrays), ``json``
-(the maps' facts of one image, one file).
+(the maps' facts of one image, one file). Not a map writer, so not registered: `featmap.writers.gif`
+draws an explanation (`featmap explain --gif`).
 """
 
 from __future__ import annotations
