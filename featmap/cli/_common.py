@@ -48,6 +48,14 @@ PARAM_FLAGS = {
     "raw": "--raw",
     "kernels": "-k",
     "crop": "--crop",
+    "color": "--color",
+    "strict": "--strict",
+    "padding": "--padding",
+    "upto": "--upto",
+    "init": "--init",
+    "weights": "--weights",
+    "seed": "--seed",
+    "layout": "--layout",
 }
 
 
