@@ -23,10 +23,11 @@ from .errors import FeatmapError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
 from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .ops import to_pixels
+from .display import DisplayRange
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
+from .writers.pixels import map_pixels
 
 __all__ = [
     "MANIFEST_NAME",
@@ -80,6 +81,10 @@ class ApplyJob:
             "background": self.background,
             "normalize": out.normalize,
             "bit_depth": out.bit_depth,
+            **({"colormap": out.colormap} if out.colormap else {}),
+            **({"percentiles": out.percentiles} if out.normalize == "percentile" else {}),
+            **({"sheet": True} if out.sheet else {}),
+            **({"report": True} if out.report else {}),
             "raw": out.raw,
             "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
         }
@@ -94,6 +99,8 @@ class WrittenMap:
     info: MapInfo
     png: Path
     raw: Path | None
+    shown: DisplayRange | None = None  # the value range the PNG maps
+    colormap: str | None = None  # cmap's name of the PNG's colormap; None: gray levels
 
 
 @dataclass(frozen=True)
@@ -117,12 +124,26 @@ def map_names(job: ApplyJob) -> list[str]:
     return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
 
 
-def targets_for(item: InputImage, job: ApplyJob) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name."""
-    return {name: job.output.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+def targets_for(item: InputImage, job: ApplyJob, *, single: bool = False) -> dict[str, Path]:
+    """Every file an input will produce: its PNGs by map name, then ``(sheet)`` and ``(report)`` when asked
+    (the report of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
+    out = job.output
+    targets = {name: out.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+    if out.sheet:
+        targets[SHEET_KEY] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
+    if out.report:
+        targets[REPORT_KEY] = (
+            out.out_dir / "report.html"
+            if single
+            else out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
+        )
+    return targets
 
 
-def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
+SHEET_KEY, REPORT_KEY = "(sheet)", "(report)"
+
+
+def process_image(item: InputImage, job: ApplyJob, *, single: bool = False) -> ImageResult:
     """Load one image, run the job's kernels and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
@@ -132,24 +153,30 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
     out = job.output
     digest = job.options_hash()
-    targets = targets_for(item, job)
+    targets = targets_for(item, job, single=single)
     notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool)
     written: list[WrittenMap] = []
     records: list[dict[str, Any]] = []
     maps = iter_feature_maps(
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
+    pictures = None
+    if out.sheet or out.report:
+        from .writers.pictures import Pictures
+
+        pictures = Pictures(image, job)
     for fmap in maps:
-        png = save_png(
-            targets[fmap.info.name],
-            to_pixels(fmap.values, out.normalize, out.bit_depth),
-            bit_depth=out.bit_depth,
-            compress_level=out.png_compress,
+        drawn = map_pixels(
+            fmap.values, out.normalize, bit_depth=out.bit_depth, colormap=out.colormap, percentiles=out.percentiles
         )
+        png = save_png(targets[fmap.info.name], drawn.pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
         raw = None
         if out.raw is not None:
             raw = save_raw(png.with_suffix("." + out.raw), fmap.values, out.raw)
-        written.append(WrittenMap(fmap.info, png, raw))
+        colormap = None if drawn.colormap is None else drawn.colormap.qualified
+        written.append(WrittenMap(fmap.info, png, raw, drawn.shown, colormap))
+        if pictures is not None:
+            pictures.add(fmap.values, written[-1])
         records.append(
             {
                 "input": str(path.resolve()),
@@ -162,10 +189,16 @@ def process_image(item: InputImage, job: ApplyJob) -> ImageResult:
                 "shape": list(fmap.info.shape),
                 "params": fmap.info.params,
                 "stats": asdict(fmap.info.stats),
+                "mapped": {"low": drawn.shown.low, "high": drawn.shown.high, "method": drawn.shown.method},
+                "colormap": colormap,
                 "status": "ok",
             }
         )
         del fmap
+    if pictures is not None:
+        for key in pictures.write(targets.get(SHEET_KEY), targets.get(REPORT_KEY)):
+            rel = _rel(targets[key], out.out_dir)
+            records.append({"input": str(path.resolve()), "kernel": key, "png": rel, "options": digest, "status": "ok"})
     return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
 
 
@@ -177,8 +210,9 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     """
     item = InputImage(Path(source), Path(), Path(source).stem)
     manifest = Manifest(job.output.out_dir)
-    manifest.check(targets_for(item, job).values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
-    result = process_image(item, job)
+    targets = targets_for(item, job, single=True)
+    manifest.check(targets.values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
+    result = process_image(item, job, single=True)
     manifest.append(result.records)
     return result
 
@@ -362,4 +396,11 @@ def run_batch(
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
     processed.sort(key=lambda r: r.input.path)
+    if job.output.report:  # an index of every image's report, this run's and those --skip-existing kept
+        from .writers.report import write_index
+
+        reports = [(str(item.path), targets_for(item, job)[REPORT_KEY]) for item in items]
+        reports = [(source, path) for source, path in reports if path.is_file()]
+        if reports:
+            write_index(job.output.out_dir, *zip(*reports))
     return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)

@@ -102,6 +102,10 @@ def apply(
         opts["raw"],
         opts["png_compress"],
         opts["overwrite"],
+        colormap=opts["colormap"],
+        percentiles=opts["percentiles"],
+        sheet=opts["sheet"],
+        report=opts["report"],
     )
     job = ApplyJob(
         bank,

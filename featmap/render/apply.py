@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import ApplyJob, BatchReport, ImageResult
+from ..batch import ApplyJob, BatchReport, ImageResult, WrittenMap
 from ..layers import GlobalPool2d, Pool2d
 from ..pipeline import MapInfo
 from .kernels import shape_text
@@ -56,6 +56,18 @@ def _path(path: Path | None, base: Path) -> str:
         return str(path)
 
 
+def _says_range(job: ApplyJob) -> bool:
+    """The table names each PNG's value range when it is not the plain min-max gray of before."""
+    return job.output.colormap is not None or job.output.normalize.value == "percentile"
+
+
+def _mapped_text(written: WrittenMap) -> str:
+    if written.shown is None:
+        return ""
+    colormap = "gray" if written.colormap is None else written.colormap.split(":")[-1]
+    return f"{written.shown.text()} {colormap}"
+
+
 def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
     """A header line about the input and a table with one row per map."""
     info = result.input
@@ -78,9 +90,12 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         ("min", "right"),
         ("max", "right"),
         ("mean", "right"),
+        ("mapped", "left"),
         ("file", "left"),
     ):
         if column == "pooled" and job.pool is None:
+            continue
+        if column == "mapped" and not _says_range(job):
             continue
         table.add_column(
             column,
@@ -105,6 +120,7 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
             _num(m.stats.min),
             _num(m.stats.max),
             _num(m.stats.mean),
+            *([_mapped_text(written)] if _says_range(job) else []),
             _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
         ]
         table.add_row(*cells)
@@ -140,6 +156,15 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
                 "stats": asdict(m.stats),
                 "png": str(written.png),
                 "raw": None if written.raw is None else str(written.raw),
+                "mapped": None
+                if written.shown is None
+                else {
+                    "low": written.shown.low,
+                    "high": written.shown.high,
+                    "method": written.shown.method,
+                    "absolute": written.shown.absolute,
+                    "colormap": written.colormap,
+                },
             }
         )
     info = result.input

@@ -1,0 +1,140 @@
+"""What ``--sheet`` and ``--report`` need from one image's run, gathered as its maps go by.
+
+`featmap.batch` writes maps one at a time and lets each go; `Pictures` keeps only a picture-sized copy
+of each (block means to `PICTURE_SIDE`) and the colour scale taken on the full map, then draws the
+contact sheet and the HTML report from them and the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..colormaps import AUTO, Colormap
+from ..display import DisplayRange
+from ..images import LoadedImage, atomic_write
+from ..png import encode_png
+from .pixels import scale_for
+from .sheet import Panel, SheetRow, build_sheet, shrink
+
+if TYPE_CHECKING:
+    from ..batch import ApplyJob, WrittenMap
+
+__all__ = ["PICTURE_SIDE", "DrawnMap", "Pictures", "op_summary", "shape_text"]
+
+#: Maps are kept for the pictures at most this many pixels on a side.
+PICTURE_SIDE = 512
+
+
+@dataclass(frozen=True)
+class DrawnMap:
+    """A map as the pictures show it: a small copy, its scale, its facts and weights."""
+
+    written: WrittenMap
+    small: NDArray[np.float32]
+    shown: DisplayRange
+    colormap: Colormap | None
+    weights: NDArray[np.float32] | None
+    bias: float | None
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``512×512×1``."""
+    return "×".join(str(n) for n in shape)
+
+
+def op_summary(job: ApplyJob) -> str:
+    """One line: the convolution, activation and pooling a job applies."""
+    conv = job.conv
+    parts = [
+        ("convolution (flipped kernels)" if conv.flip else "cross-correlation")
+        + f", stride {_pair(conv.stride)}, padding {_padding(conv.padding)} {conv.pad_mode.value}"
+        + (f", dilation {_pair(conv.dilation)}" if conv.dilation not in (1, (1, 1)) else ""),
+        f"activation {job.act.kind.value}",
+    ]
+    if job.pool is not None:
+        size = getattr(job.pool, "size", None)
+        parts.append(f"{job.pool.kind.value} pool" + (f" {_pair(size)}" if size else " (global)"))
+    if job.combine is not None:
+        parts.append(f"combine {job.combine.value}")
+    return "; ".join(parts)
+
+
+def _pair(value: object) -> str:
+    if isinstance(value, tuple):
+        return str(value[0]) if len(set(value)) == 1 else "×".join(str(v) for v in value)
+    return str(value)
+
+
+def _padding(padding: object) -> str:
+    return padding if isinstance(padding, str) else _pair(padding)
+
+
+class Pictures:
+    """Collects one image's maps for its sheet and report, then writes them."""
+
+    def __init__(self, image: LoadedImage, job: ApplyJob) -> None:
+        self.image = image
+        self.job = job
+        self.maps: list[DrawnMap] = []
+        self._kernels = {k.name: k for k in job.bank}
+
+    def add(self, values: NDArray[np.floating], written: WrittenMap) -> None:
+        """Keep a small copy of ``values`` and the scale it is drawn with (the PNG's, or ``auto``'s when the
+        PNGs are gray: a sheet shows signed maps on a diverging scale)."""
+        out = self.job.output
+        channels = values.shape[2] if values.ndim == 3 else 1
+        wanted = (out.colormap or AUTO) if channels == 1 else None
+        shown, colormap = scale_for(values, out.normalize, wanted, out.percentiles)
+        kernel = self._kernels.get(written.info.name) if not written.info.combined_from else None
+        weights = None if kernel is None else np.asarray(kernel.weights, dtype=np.float32)
+        if weights is not None and self.job.conv.flip:
+            weights = np.ascontiguousarray(weights[..., ::-1, ::-1])
+        bias = None if kernel is None else kernel.bias
+        self.maps.append(DrawnMap(written, shrink(values, PICTURE_SIDE), shown, colormap, weights, bias))
+
+    def title(self) -> list[str]:
+        """The sheet's and report's header lines."""
+        info = self.image.info
+        colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
+        return [f"{Path(info.path).name}  {info.width}×{info.height} {info.format} {info.mode} → {colour}"]
+
+    def sheet_rows(self) -> list[SheetRow]:
+        """An input row, then one row for the kernel bank."""
+        info = self.image.info
+        shown_input = DisplayRange(0.0, 1.0, "input")
+        input_panel = Panel(
+            shrink(self.image.pixels, PICTURE_SIDE),
+            shown_input,
+            ("input", f"{shape_text((info.height, info.width, info.channels))}, values 0 to 1"),
+            colour_bar=False,
+        )
+        panels = []
+        for m in self.maps:
+            facts = m.written.info
+            name = facts.name if not facts.combined_from else f"{facts.name} of {len(facts.combined_from)} maps"
+            scale = "gray" if m.colormap is None else m.colormap.name
+            caption = (name, f"{shape_text(facts.shape)}  {scale}", m.shown.text())
+            panels.append(Panel(m.small, m.shown, caption, m.colormap, m.weights))
+        return [SheetRow("input", (input_panel,)), SheetRow(op_summary(self.job), tuple(panels))]
+
+    def write(self, sheet: Path | None, report: Path | None) -> list[str]:
+        """Write the sheet PNG and/or the report; the keys (``(sheet)``, ``(report)``) of what was written."""
+        from ..batch import REPORT_KEY, SHEET_KEY
+
+        done = []
+        if sheet is not None:
+            drawn = build_sheet(self.title(), self.sheet_rows())
+            encoded = encode_png(drawn.pixels, self.job.output.png_compress)
+            atomic_write(sheet, lambda fh: fh.write(encoded))
+            done.append(SHEET_KEY)
+        if report is not None:
+            from .report import write_report
+
+            write_report(report, self)
+            done.append(REPORT_KEY)
+        return done
