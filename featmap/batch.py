@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .discover import InputImage
+from .display import DisplayRange
 from .enums import Combine, parse_enum
 from .errors import FeatmapError, SpecError
 from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
 from .kernels import KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .display import DisplayRange
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
@@ -402,5 +402,5 @@ def run_batch(
         reports = [(str(item.path), targets_for(item, job)[REPORT_KEY]) for item in items]
         reports = [(source, path) for source, path in reports if path.is_file()]
         if reports:
-            write_index(job.output.out_dir, *zip(*reports))
+            write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
     return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)

@@ -81,7 +81,8 @@ class Colormap:
         """
         index = np.multiply(positions, LUT_SIZE, dtype=np.float32)
         np.clip(index, 0, LUT_SIZE - 1, out=index)
-        return self.lut8[index.astype(np.intp)]
+        colours: NDArray[np.uint8] = self.lut8[index.astype(np.intp)]
+        return colours
 
 
 def _catalog() -> Any:

@@ -54,11 +54,14 @@ class DisplayRange:
         arr = np.abs(values) if self.absolute else values
         span = self.high - self.low
         if not span > 0:
-            out = np.where(arr < self.low, 0.0, np.where(arr > self.high, 1.0, 0.5)).astype(np.float32)
-            return out
-        out = np.subtract(arr, np.float32(self.low), dtype=np.float32)
+            flat: NDArray[np.float32] = np.where(arr < self.low, 0.0, np.where(arr > self.high, 1.0, 0.5)).astype(
+                np.float32
+            )
+            return flat
+        out: NDArray[np.float32] = np.subtract(arr, np.float32(self.low), dtype=np.float32)
         out *= np.float32(1.0 / span)
-        return np.clip(out, 0.0, 1.0, out=out)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
 
     def text(self) -> str:
         """``low to high (method)``, the caption every picture and table carries."""
@@ -79,7 +82,9 @@ def parse_percentiles(value: str | Sequence[float]) -> tuple[float, float]:
     except ValueError:
         parts = []
     if len(parts) != 2 or not all(np.isfinite(parts)) or not 0 <= parts[0] < parts[1] <= 100:
-        raise SpecError("--percentiles", f"{value!r} is not two percentiles LOW,HIGH", "e.g. 1,99 (0 <= LOW < HIGH <= 100)")
+        raise SpecError(
+            "--percentiles", f"{value!r} is not two percentiles LOW,HIGH", "e.g. 1,99 (0 <= LOW < HIGH <= 100)"
+        )
     return parts[0], parts[1]
 
 

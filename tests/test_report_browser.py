@@ -143,7 +143,9 @@ def test_hovered_value_is_the_npy_and_numpys(
     try:
         for row, col in ((0, 0), (4, 7), (npy.shape[0] - 1, npy.shape[1] - 1)):
             shown = page.hover(0, row, col)
-            cells = [(i, j) for i in (2 * row, 2 * row + 1) for j in (2 * col, 2 * col + 1) if i < conv_h and j < conv_w]
+            cells = [
+                (i, j) for i in (2 * row, 2 * row + 1) for j in (2 * col, 2 * col + 1) if i < conv_h and j < conv_w
+            ]
             values = [final(i, j) for i, j in cells]
             expected = max(values) if pool == "max" else sum(values) / len(values)
             assert shown["value"] == pytest.approx(expected, rel=1e-12, abs=1e-12)

@@ -112,6 +112,7 @@ class Pictures:
             shown_input,
             ("input", f"{shape_text((info.height, info.width, info.channels))}, values 0 to 1"),
             colour_bar=False,
+            side=384,
         )
         panels = []
         for m in self.maps:

@@ -72,7 +72,9 @@ def map_pixels(
     kind = parse_enum(Normalize, normalize, "normalize")
     channels = values.shape[2] if values.ndim == 3 else 1
     if colormap is not None and channels != 1:
-        raise SpecError("--colormap", f"colours one-channel maps; this map has {channels}", "drop --color or --colormap")
+        raise SpecError(
+            "--colormap", f"colours one-channel maps; this map has {channels}", "drop --color or --colormap"
+        )
     if colormap is not None and bit_depth != 8:
         raise SpecError("--colormap", "writes 8-bit RGB PNGs", "drop --bit-depth 16 or --colormap")
     shown, chosen = scale_for(values, kind, colormap, percentiles)

@@ -55,7 +55,7 @@ def _template() -> str:
 
 
 def _data_uri(pixels: NDArray[np.unsignedinteger]) -> str:
-    return "data:image/png;base64," + base64.b64encode(encode_png(pixels, 6)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(encode_png(pixels)).decode("ascii")
 
 
 def _deflate(data: bytes) -> bytes:
@@ -251,15 +251,16 @@ def write_index(out_dir: Path, inputs: Sequence[str], reports: Sequence[Path]) -
     if target.is_file() and GENERATOR not in target.read_text(encoding="utf-8", errors="replace")[:4096]:
         raise OutputExistsError(str(target), "exists and is not a featmap report", "choose another -o folder")
     items = "\n".join(
-        f'<li><a href="{html.escape(_relative(report, target.parent), quote=True)}">{html.escape(Path(source).name)}</a>'
-        f' <span class="path">{html.escape(source)}</span></li>'
-        for source, report in zip(inputs, reports)
+        f'<li><a href="{html.escape(_relative(report, target.parent), quote=True)}">'
+        f'{html.escape(Path(source).name)}</a> <span class="path">{html.escape(source)}</span></li>'
+        for source, report in zip(inputs, reports, strict=True)
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{GENERATOR}
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <title>featmap reports ({len(reports)} images)</title>
-<style>body{{font:15px system-ui,sans-serif;margin:2em;color:#222}} li{{margin:.3em 0}} .path{{color:#888;font-size:13px}}</style>
+<style>body{{font:15px system-ui,sans-serif;margin:2em;color:#222}} li{{margin:.3em 0}}
+.path{{color:#888;font-size:13px}}</style>
 </head><body><h1>featmap reports</h1><p>{len(reports)} images; each link opens that image's report.</p>
 <ol>
 {items}
