@@ -12,6 +12,7 @@ drifts) and the median of each is printed with its ratio to the plain run and th
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,12 +40,16 @@ def make_photo(path: Path, size: int = 1024) -> None:
     im.crop((w // 8, 0, w // 8 + h, h)).resize((size, size), Image.Resampling.BICUBIC).save(path, quality=90)
 
 
-def run_once(photo: Path, out: Path, extra: list[str]) -> float:
+def run_once(photo: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one whole command."""
     command = [sys.executable, "-m", "featmap", "apply", str(photo), *[a for k in KERNELS for a in ("-k", k)]]
     command += ["--padding", "same", "--pad-mode", "reflect", "-o", str(out), "--overwrite", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -60,13 +65,20 @@ def main() -> None:
         with Image.open(photo) as im:
             size = f"{im.width}×{im.height}"
         times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
         run_once(photo, root / "warm", [])  # page cache and .pyc files
         for _ in range(args.rounds):
             for name, extra in VARIANTS.items():
-                times[name].append(run_once(photo, root / name.replace(" ", "_").strip("-"), extra))
+                wall, used = run_once(photo, root / name.replace(" ", "_").strip("-"), extra)
+                times[name].append(wall)
+                cpu[name].append(used)
         base = statistics.median(times["plain"])
+        base_cpu = statistics.median(cpu["plain"])
         print(f"featmap apply on a {size} photo, {len(KERNELS)} kernels, same/reflect; median of {args.rounds} runs")
-        print(f"{'options':<20} {'median s':>9} {'extra s':>8} {'ratio':>6}  outputs")
+        print("wall: elapsed time; cpu: user + system time of the command (steadier on a shared machine)")
+        print(
+            f"{'options':<20} {'wall s':>7} {'extra':>6} {'ratio':>6} {'cpu s':>6} {'extra':>6} {'ratio':>6}  outputs"
+        )
         for name, samples in times.items():
             median = statistics.median(samples)
             folder = root / name.replace(" ", "_").strip("-")
@@ -78,7 +90,11 @@ def main() -> None:
             report = folder / "report.html"
             if report.is_file():
                 notes.append(f"report {report.stat().st_size / 1e6:.2f} MB")
-            print(f"{name:<20} {median:>9.3f} {median - base:>8.3f} {median / base:>6.2f}  {', '.join(notes)}")
+            used = statistics.median(cpu[name])
+            print(
+                f"{name:<20} {median:>7.3f} {median - base:>6.3f} {median / base:>6.2f} "
+                f"{used:>6.3f} {used - base_cpu:>6.3f} {used / base_cpu:>6.2f}  {', '.join(notes)}"
+            )
         print("targets (issue 12): --sheet ratio <= 1.25; --report < 1 s extra and < 5 MB")
 
 

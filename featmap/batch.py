@@ -176,7 +176,7 @@ def process_image(item: InputImage, job: ApplyJob, *, single: bool = False) -> I
         colormap = None if drawn.colormap is None else drawn.colormap.qualified
         written.append(WrittenMap(fmap.info, png, raw, drawn.shown, colormap))
         if pictures is not None:
-            pictures.add(fmap.values, written[-1])
+            pictures.add(fmap.values, written[-1], drawn)
         records.append(
             {
                 "input": str(path.resolve()),

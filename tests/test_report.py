@@ -7,6 +7,7 @@ import json
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 
 from featmap.cli import cli
 from featmap.errors import OutputExistsError
-from featmap.writers.report import encode_samples, render_html, write_index
+from featmap.writers.report import encode_input, encode_samples, render_html, write_index
 
 from .conftest import SAMPLES
 
@@ -50,6 +51,19 @@ def test_samples_round_trip_exactly(kind: str, make: object, rng: np.random.Gene
     assert back.dtype == np.float32 and np.array_equal(back.view(np.uint32), pixels.view(np.uint32))
 
 
+def decode_input(enc: dict[str, Any]) -> np.ndarray:
+    """The page's `loadInput`: samples, or luma from the RGB samples plus the per-pixel correction."""
+    if enc["kind"] != "luma8":
+        return decode_samples(enc)
+    rgb = decode_samples(enc["rgb"])
+    w = [np.float32(v) for v in enc["weights"]]
+    luma = (rgb[:, :, 0] * w[0]).astype(np.float32) + (rgb[:, :, 1] * w[1]).astype(np.float32)
+    luma = luma.astype(np.float32) + (rgb[:, :, 2] * w[2]).astype(np.float32)
+    correction = np.frombuffer(zlib.decompress(base64.b64decode(enc["correction"])), np.int8)
+    bits = luma.astype(np.float32).view(np.int32).reshape(-1) + correction
+    return bits.astype(np.int32).view(np.float32).reshape(enc["h"], enc["w"], 1)
+
+
 def test_a_photo_in_gray_round_trips(tmp_path: Path) -> None:
     from featmap.images import load_image
 
@@ -57,6 +71,11 @@ def test_a_photo_in_gray_round_trips(tmp_path: Path) -> None:
     enc = encode_samples(pixels)
     assert enc["kind"] == "f32"
     assert np.array_equal(decode_samples(enc), pixels)
+    rgb = load_image(SAMPLES / "coffee.png", color=True).pixels
+    small = encode_input(pixels, rgb)
+    assert small["kind"] == "luma8" and len(small["rgb"]["data"]) + len(small["correction"]) < 0.8 * len(enc["data"])
+    assert np.array_equal(decode_input(small).view(np.uint32), pixels.view(np.uint32))
+    assert encode_input(pixels, rgb[:, :-1])["kind"] == "f32"  # mismatched sizes: the float32 bits
 
 
 def page_data(page: str) -> dict[str, object]:
@@ -91,7 +110,7 @@ def test_report_is_self_contained_and_holds_the_arrays(runner: CliRunner, tmp_pa
 
     pixels = load_image(SAMPLES / "camera.png").pixels
     assert data["input"]["kind"] == "u8"  # type: ignore[index]
-    assert np.array_equal(decode_samples(data["input"]), pixels)  # type: ignore[arg-type]
+    assert np.array_equal(decode_input(data["input"]), pixels)  # type: ignore[arg-type]
     maps = data["maps"]
     assert [m["name"] for m in maps] == ["sobel_x", "sobel_y", "magnitude"]  # type: ignore[index]
     assert maps[0]["weights"] == [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]  # type: ignore[index]

@@ -170,6 +170,7 @@ def test_photo_combined_map_with_zero_padding(browser: Any, runner: CliRunner, t
     sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
     page = Page(browser, out / "report.html")
     try:
+        assert page.page.evaluate("D.input.kind") == "luma8"  # RGB samples + correction, decoded by the page
         for row, col in ((0, 5), (200, 300), (npy.shape[0] - 1, 0)):
             shown = page.hover(2, row, col)
             gx = conv_at(x, sobel_x, row, col, 1, 1)[0]

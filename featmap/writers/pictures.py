@@ -18,7 +18,7 @@ from ..colormaps import AUTO, Colormap
 from ..display import DisplayRange
 from ..images import LoadedImage, atomic_write
 from ..png import encode_png
-from .pixels import scale_for
+from .pixels import MapPixels, scale_for
 from .sheet import Panel, SheetRow, build_sheet, shrink
 
 if TYPE_CHECKING:
@@ -83,13 +83,17 @@ class Pictures:
         self.maps: list[DrawnMap] = []
         self._kernels = {k.name: k for k in job.bank}
 
-    def add(self, values: NDArray[np.floating], written: WrittenMap) -> None:
-        """Keep a small copy of ``values`` and the scale it is drawn with (the PNG's, or ``auto``'s when the
-        PNGs are gray: a sheet shows signed maps on a diverging scale)."""
+    def add(self, values: NDArray[np.floating], written: WrittenMap, drawn: MapPixels | None = None) -> None:
+        """Keep a small copy of ``values`` and the scale it is drawn with: the PNG's (``drawn``) when it has a
+        colormap, else ``auto``'s (a sheet shows signed maps on a diverging scale)."""
         out = self.job.output
         channels = values.shape[2] if values.ndim == 3 else 1
-        wanted = (out.colormap or AUTO) if channels == 1 else None
-        shown, colormap = scale_for(values, out.normalize, wanted, out.percentiles)
+        colormap: Colormap | None
+        if drawn is not None and drawn.colormap is not None:
+            shown, colormap = drawn.shown, drawn.colormap
+        else:
+            wanted = (out.colormap or AUTO) if channels == 1 else None
+            shown, colormap = scale_for(values, out.normalize, wanted, out.percentiles)
         kernel = self._kernels.get(written.info.name) if not written.info.combined_from else None
         weights = None if kernel is None else np.asarray(kernel.weights, dtype=np.float32)
         if weights is not None and self.job.conv.flip:

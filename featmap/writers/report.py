@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import OutputExistsError
-from ..images import atomic_write
+from ..errors import FeatmapError, OutputExistsError
+from ..images import LUMA_BT601, LoadedImage, atomic_write, load_image
 from ..layers import GlobalPool2d, Pool2d
 from ..ops import quantize
 from ..png import encode_png
@@ -97,6 +97,39 @@ def encode_samples(pixels: NDArray[np.float32]) -> dict[str, Any]:
     planes = diff.view(np.uint8).reshape(-1, diff.itemsize).T  # little-endian bytes, plane by plane
     data = _deflate(np.ascontiguousarray(planes).tobytes())
     return {"kind": kind, "h": h, "w": w, "c": c, "data": base64.b64encode(data).decode("ascii")}
+
+
+def luma_bits(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
+    """BT.601 luma as the page computes it: float32 products, summed left to right, each step rounded to float32."""
+    weights = np.asarray(LUMA_BT601, dtype=np.float32)
+    partial: NDArray[np.float32] = np.multiply(rgb[:, :, 0], weights[0], dtype=np.float32)
+    partial += np.multiply(rgb[:, :, 1], weights[1], dtype=np.float32)
+    partial += np.multiply(rgb[:, :, 2], weights[2], dtype=np.float32)
+    return partial
+
+
+def encode_input(pixels: NDArray[np.float32], rgb: NDArray[np.float32] | None = None) -> dict[str, Any]:
+    """`encode_samples` of the input, or for gray made from 8-bit RGB (``rgb``, as loaded with ``color=True``) the
+    RGB samples plus a per-pixel correction (in float32 units in the last place, -128..127) from `luma_bits` to
+    featmap's luma: about 40 % smaller than the float32 bits of a photo. Falls back to `encode_samples` when the
+    correction would not fit."""
+    if rgb is None or pixels.shape[2] != 1 or rgb.shape[:2] != pixels.shape[:2] or rgb.shape[2] != 3:
+        return encode_samples(pixels)
+    samples = encode_samples(rgb)
+    difference = pixels[:, :, 0].view(np.int32).astype(np.int64) - luma_bits(rgb).view(np.int32).astype(np.int64)
+    if samples["kind"] != "u8" or difference.min() < -128 or difference.max() > 127:
+        return encode_samples(pixels)
+    correction = base64.b64encode(_deflate(difference.astype(np.int8).tobytes())).decode("ascii")
+    h, w = pixels.shape[:2]
+    return {
+        "kind": "luma8",
+        "h": h,
+        "w": w,
+        "c": 1,
+        "rgb": samples,
+        "weights": list(LUMA_BT601),
+        "correction": correction,
+    }
 
 
 def _picture(values: NDArray[np.floating], m: DrawnMap) -> str:
@@ -180,6 +213,16 @@ def _map_data(pictures: Pictures, index: int, m: DrawnMap, out_dir: Path) -> dic
     }
 
 
+def _source_rgb(image: LoadedImage) -> NDArray[np.float32] | None:
+    """The RGB an 8-bit RGB image's gray was made from (decoded again: the pipeline kept only the luma)."""
+    if image.info.channels != 1 or image.info.mode != "RGB":
+        return None
+    try:
+        return load_image(image.info.path, color=True).pixels
+    except FeatmapError:
+        return None
+
+
 def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     from .pictures import op_summary
@@ -203,7 +246,7 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
             ["maps", f"{len(pictures.maps)} written under {job.output.out_dir}"],
         ],
         "input": {
-            **encode_samples(image.pixels),
+            **encode_input(image.pixels, _source_rgb(image)),
             "picture": _data_uri(np.ascontiguousarray(levels)),
             "picture_hw": list(levels.shape[:2]),
         },
