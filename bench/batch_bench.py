@@ -33,12 +33,13 @@ from scipy import ndimage
 
 from featmap.batch import ApplyJob, OutputOptions, run_batch
 from featmap.discover import discover
-from featmap.images import load_image, save_png
+from featmap.images import load_image
 from featmap.kernels import KernelLibrary
 from featmap.layers import Act, Conv2d, Pool2d
 from featmap.ops import activate, conv2d, normalize
 from featmap.pool import pool2d
 from featmap.workers import keep_freed_memory
+from featmap.writers.png import save_png
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KERNELS = ["sobel_x", "sobel_y", "laplacian_4", "gaussian_5"]

@@ -1,21 +1,26 @@
 """featmap: see what a convolutional layer does to a picture.
 
-The numeric functions are imported on first use, so that ``featmap --help`` does not load numpy.
+The Python API: `apply` (kernels over an image: arrays and the table's facts), `shape` (the layer
+calculator), `kernel` (one kernel), and the numeric functions `conv2d`, `pool2d`, `activate`, ...
+They are imported on first use, so that ``featmap --help`` does not load numpy.
 
 Examples
 --------
 >>> import featmap
 >>> featmap.conv2d([[1.0, 2.0], [3.0, 4.0]], [[1.0]]).shape
 (2, 2, 1)
+>>> featmap.shape(["conv:6@5x5"], input="32x32x1").totals.params
+156
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import FeatmapError, ImageReadError, KernelFileError, ShapeError, SpecError
+from .errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
 
 if TYPE_CHECKING:
+    from .api import apply, kernel, shape
     from .ops import activate, conv2d, pad
     from .pool import global_pool, pool2d
 
@@ -25,17 +30,30 @@ __all__ = [
     "FeatmapError",
     "ImageReadError",
     "KernelFileError",
+    "OptionError",
     "ShapeError",
     "SpecError",
     "__version__",
     "activate",
+    "apply",
     "conv2d",
     "global_pool",
+    "kernel",
     "pad",
     "pool2d",
+    "shape",
 ]
 
-_LAZY = {"activate": "ops", "conv2d": "ops", "pad": "ops", "global_pool": "pool", "pool2d": "pool"}
+_LAZY = {
+    "apply": "api",
+    "kernel": "api",
+    "shape": "api",
+    "activate": "ops",
+    "conv2d": "ops",
+    "pad": "ops",
+    "global_pool": "pool",
+    "pool2d": "pool",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,26 +8,24 @@ workers and removes whatever the unfinished images had written.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .discover import InputImage
-from .display import DisplayRange
-from .enums import Combine, parse_enum
-from .errors import FeatmapError, SpecError
-from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, save_png, save_raw
-from .kernels import KernelBank
-from .layers import Act, Conv2d, GlobalPool2d, Pool2d
+from .display import DisplayRange, range_from_stats
+from .errors import FeatmapError
+from .images import ImageInfo, load_image
+from .jobs import ApplyJob
+from .netjob import NetworkJob, network_targets, process_network_image
 from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
-from .writers.pixels import map_pixels
+from .writers import Writer, open_writers
+from .writers.pictures import REPORT_KEY, SHEET_KEY
 
 __all__ = [
     "MANIFEST_NAME",
@@ -42,54 +40,6 @@ __all__ = [
     "process_image",
     "run_batch",
 ]
-
-
-@dataclass(frozen=True)
-class ApplyJob:
-    """Everything `apply_image` needs besides the input path."""
-
-    bank: KernelBank
-    conv: Conv2d = Conv2d()
-    act: Act = Act()
-    pool: Pool2d | GlobalPool2d | None = None
-    combine: Combine | None = None
-    strict: bool = False
-    color: bool = False
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    output: OutputOptions = field(default_factory=OutputOptions)
-
-    def __post_init__(self) -> None:
-        if self.combine is not None:
-            object.__setattr__(self, "combine", parse_enum(Combine, self.combine, "combine"))
-        if self.combine is not None and len(self.bank) < 2:
-            raise SpecError(
-                "--combine",
-                f"needs two or more kernels; got {len(self.bank)}",
-                "add -k for each map to combine",
-            )
-
-    def options_hash(self) -> str:
-        """A digest of every setting that changes an output's pixels (kernels' weights included)."""
-        out = self.output
-        recipe: dict[str, Any] = {
-            "conv": asdict(self.conv),
-            "act": asdict(self.act),
-            "pool": None if self.pool is None else {"type": type(self.pool).__name__, **asdict(self.pool)},
-            "combine": self.combine,
-            "color": self.color,
-            "background": self.background,
-            "normalize": out.normalize,
-            "bit_depth": out.bit_depth,
-            **({"colormap": out.colormap} if out.colormap else {}),
-            **({"percentiles": out.percentiles} if out.normalize == "percentile" else {}),
-            **({"sheet": True} if out.sheet else {}),
-            **({"report": True} if out.report else {}),
-            "raw": out.raw,
-            "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
-        }
-        text = json.dumps(recipe, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -124,30 +74,28 @@ def map_names(job: ApplyJob) -> list[str]:
     return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
 
 
-def targets_for(item: InputImage, job: ApplyJob, *, single: bool = False) -> dict[str, Path]:
-    """Every file an input will produce: its PNGs by map name, then ``(sheet)`` and ``(report)`` when asked
-    (the report of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
+def targets_for(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> dict[str, Path]:
+    """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
+    of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
+    if isinstance(job, NetworkJob):
+        return network_targets(item, job)
     out = job.output
     targets = {name: out.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
     if out.sheet:
         targets[SHEET_KEY] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
     if out.report:
-        targets[REPORT_KEY] = (
-            out.out_dir / "report.html"
-            if single
-            else out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
-        )
+        folder = out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
+        targets[REPORT_KEY] = out.out_dir / "report.html" if single else folder
     return targets
 
 
-SHEET_KEY, REPORT_KEY = "(sheet)", "(report)"
-
-
-def process_image(item: InputImage, job: ApplyJob, *, single: bool = False) -> ImageResult:
-    """Load one image, run the job's kernels and write its maps; the manifest is left to the caller.
+def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> ImageResult:
+    """Load one image, run the job's kernels (or network) and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
     """
+    if isinstance(job, NetworkJob):
+        return process_network_image(item, job)  # type: ignore[return-value]  # the batch reads the shared fields
     started = time.perf_counter()
     path = item.path
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
@@ -160,46 +108,57 @@ def process_image(item: InputImage, job: ApplyJob, *, single: bool = False) -> I
     maps = iter_feature_maps(
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
-    pictures = None
-    if out.sheet or out.report:
-        from .writers.pictures import Pictures
-
-        pictures = Pictures(image, job)
+    writers = open_writers(out)
+    for writer in writers:
+        writer.begin(image, job)
     for fmap in maps:
-        drawn = map_pixels(
-            fmap.values, out.normalize, bit_depth=out.bit_depth, colormap=out.colormap, percentiles=out.percentiles
-        )
-        png = save_png(targets[fmap.info.name], drawn.pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
-        raw = None
-        if out.raw is not None:
-            raw = save_raw(png.with_suffix("." + out.raw), fmap.values, out.raw)
-        colormap = None if drawn.colormap is None else drawn.colormap.qualified
-        written.append(WrittenMap(fmap.info, png, raw, drawn.shown, colormap))
-        if pictures is not None:
-            pictures.add(fmap.values, written[-1], drawn)
+        files: dict[str | None, Path | None] = {}
+        for writer in writers:
+            made = writer.add(targets[fmap.info.name], fmap)
+            if writer.per_map:
+                files[writer.manifest_key] = made
+        png, raw = files.pop("png"), files.pop("raw", None)
+        assert png is not None, "the png writer returns its file"
+        shown, colormap = _scale(writers, fmap.info, out)
+        written.append(WrittenMap(fmap.info, png, raw, shown, colormap))
         records.append(
             {
                 "input": str(path.resolve()),
                 "kernel": fmap.info.name,
                 "png": _rel(png, out.out_dir),
                 "raw": None if raw is None else _rel(raw, out.out_dir),
+                **{key: None if file is None else _rel(file, out.out_dir) for key, file in files.items() if key},
                 "options": digest,
                 "input_shape": [image.info.height, image.info.width, image.info.channels],
                 "conv_shape": list(fmap.info.conv_shape),
                 "shape": list(fmap.info.shape),
                 "params": fmap.info.params,
                 "stats": asdict(fmap.info.stats),
-                "mapped": {"low": drawn.shown.low, "high": drawn.shown.high, "method": drawn.shown.method},
-                "colormap": colormap,
+                "mapped": {"low": shown.low, "high": shown.high, "method": shown.method, "colormap": colormap},
                 "status": "ok",
             }
         )
         del fmap
-    if pictures is not None:
-        for key in pictures.write(targets.get(SHEET_KEY), targets.get(REPORT_KEY)):
-            rel = _rel(targets[key], out.out_dir)
-            records.append({"input": str(path.resolve()), "kernel": key, "png": rel, "options": digest, "status": "ok"})
+    for writer in writers:
+        for made in writer.finish(targets):
+            if writer.name == "pictures":  # sheet and report: recorded, so re-runs replace them and resume sees them
+                key = next(k for k in (SHEET_KEY, REPORT_KEY) if targets.get(k) == made)
+                rel = _rel(made, out.out_dir)
+                records.append(
+                    {"input": str(path.resolve()), "kernel": key, "png": rel, "options": digest, "status": "ok"}
+                )
     return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
+
+
+def _scale(writers: Sequence[Writer], info: MapInfo, out: OutputOptions) -> tuple[DisplayRange, str | None]:
+    """The value range the map's PNG shows and its colormap: as the PNG writer drew it (colormap or percentile),
+    else worked out from the map's statistics (no pass over the map)."""
+    for writer in writers:
+        scales = getattr(writer, "scales", None)
+        if writer.name == "png" and scales and info.name in scales:
+            shown, colormap = scales[info.name]
+            return shown, None if colormap is None else colormap.qualified
+    return range_from_stats(info.stats.min, info.stats.max, out.normalize), None
 
 
 def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
@@ -267,14 +226,17 @@ def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | No
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _remove_partial(targets: dict[str, Path], before: set[Path], raw: str | None) -> None:
-    """Delete what an unfinished image wrote this run: new targets and stray temporary files."""
-    folders = set()
-    for path in targets.values():
-        folders.add(path.parent)
-        for file in (path, path.with_suffix("." + raw) if raw else None):
-            if file is not None and file not in before:
-                file.unlink(missing_ok=True)
+def _planned(targets: dict[str, Path], writers: list[Writer]) -> list[Path]:
+    """Every file the job's writers may create for an image whose maps go to ``targets``."""
+    return [path for writer in writers for path in writer.planned_paths(targets)]
+
+
+def _remove_partial(targets: dict[str, Path], before: set[Path], writers: list[Writer]) -> None:
+    """Delete what an unfinished image wrote this run: new files and stray temporary files."""
+    folders = {path.parent for path in targets.values()}
+    for file in _planned(targets, writers):
+        if file not in before:
+            file.unlink(missing_ok=True)
     for folder in folders:
         if folder.is_dir():
             for temp in folder.glob(".*.tmp"):
@@ -309,7 +271,7 @@ def run_batch(
     skipped: list[str] = []
     failed: list[tuple[str, str]] = []
     pending: dict[int, tuple[InputImage, dict[str, Path], set[Path]]] = {}
-    raw_ext = job.output.raw
+    writers = open_writers(job.output)  # only asked where their files go
 
     def fail(item: InputImage, reason: str) -> None:
         failed.append((str(item.path), reason))
@@ -329,16 +291,14 @@ def run_batch(
         except FeatmapError as exc:
             fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
             continue
-        before = {p for p in targets.values() if p.exists()}
-        if raw_ext:
-            before |= {r for p in targets.values() if (r := p.with_suffix("." + raw_ext)).exists()}
+        before = {p for p in _planned(targets, writers) if p.exists()}
         pending[index] = (item, targets, before)
     report()
 
     def finish(index: int, result: ImageResult | None, error: str | None) -> None:
         item, targets, before = pending.pop(index)
         if result is None:
-            _remove_partial(targets, before, raw_ext)
+            _remove_partial(targets, before, writers)
             fail(item, error or "failed")
         else:
             manifest.append(result.records)
@@ -386,7 +346,7 @@ def run_batch(
             helpers.stop()
         for index in list(pending):
             item, targets, before = pending.pop(index)
-            _remove_partial(targets, before, raw_ext)
+            _remove_partial(targets, before, writers)
             if not isinstance(exc, KeyboardInterrupt):
                 failed.append((str(item.path), f"not processed: {type(exc).__name__}: {exc}"))
         if not isinstance(exc, KeyboardInterrupt):
@@ -396,11 +356,11 @@ def run_batch(
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
     processed.sort(key=lambda r: r.input.path)
-    if job.output.report:  # an index of every image's report, this run's and those --skip-existing kept
+    if job.output.report and isinstance(job, ApplyJob):  # an index of every image's report, kept ones included
         from .writers.report import write_index
 
         reports = [(str(item.path), targets_for(item, job)[REPORT_KEY]) for item in items]
-        reports = [(source, path) for source, path in reports if path.is_file()]
+        reports = [(source, report) for source, report in reports if report.is_file()]
         if reports:
             write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
     return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)

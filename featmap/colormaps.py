@@ -126,7 +126,7 @@ def _unknown(name: str) -> SpecError:
     wanted = name.lower().removesuffix(_REVERSED)
     close = [lowered[n] for n in difflib.get_close_matches(wanted, list(lowered), n=5, cutoff=0.6)]
     hint = f"did you mean {', '.join(close)}?" if close else "e.g. viridis, magma, gray, RdBu_r, coolwarm"
-    return SpecError("--colormap", f"unknown colormap {name!r}", f"{hint} (or auto; any of cmap's {len(names)} names)")
+    return SpecError("`colormap`", f"unknown colormap {name!r}", f"{hint} (or auto; any of cmap's {len(names)} names)")
 
 
 @cache
@@ -137,7 +137,7 @@ def get_colormap(name: str) -> Colormap:
 
     text = name.strip()
     if not text or text.lower() == AUTO:
-        raise SpecError("--colormap", f"{name!r} names no colormap", "choose with choose_colormap, or give a name")
+        raise SpecError("`colormap`", f"{name!r} names no colormap", "choose with choose_colormap, or give a name")
     base, reverse = (text[: -len(_REVERSED)], True) if text.lower().endswith(_REVERSED) else (text, False)
     catalog = _catalog()
     try:

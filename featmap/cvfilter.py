@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .enums import PaddingMode
+from .kernelmath import rank1_factors, spread_kernel
 from .shapes import ConvGeometry
 
 __all__ = ["MAX_CHANNELS", "correlate", "mix_channels", "opencv", "set_threads", "threads"]
@@ -72,14 +73,14 @@ def mix_channels(data: NDArray[np.float32], weights: NDArray[np.float32]) -> NDA
     return cv2.transform(data, weights.reshape(1, -1)).reshape(data.shape[:2])
 
 
-def _border(cv2: Any, mode: PaddingMode) -> int:
+def _border(cv2: Any, pad_mode: PaddingMode) -> int:
     return {
         PaddingMode.ZEROS: cv2.BORDER_CONSTANT,
         PaddingMode.REFLECT: cv2.BORDER_REFLECT_101,
         PaddingMode.SYMMETRIC: cv2.BORDER_REFLECT,
         PaddingMode.REPLICATE: cv2.BORDER_REPLICATE,
         PaddingMode.CIRCULAR: cv2.BORDER_WRAP,
-    }[mode]
+    }[pad_mode]
 
 
 def _filter(
@@ -92,8 +93,6 @@ def _filter(
 ) -> NDArray[np.floating]:
     """filter2D, or sepFilter2D when the kernel is an outer product of a column and a row; into ``dst``
     when it is given and has the source's shape."""
-    from .engine import rank1_factors  # engine imports this module
-
     if dst is None or dst.shape != src.shape or not dst.flags.c_contiguous:
         dst = None
     factors = rank1_factors(kernel) if min(kernel.shape) > 1 else None
@@ -118,8 +117,9 @@ def _by_row_phases(
     """Correlate on kept rows only: for each phase p of the stride, input rows ``p - top :: sh`` with kernel
     rows ``p :: sh``, the missing top rows supplied by filter2D's border through the anchor. None when an
     anchor or the output would fall outside what filter2D can place."""
-    (sh, sw), (ho, wo) = geometry.stride, geometry.out_hw
-    if left >= spread.shape[1] or (wo - 1) * sw + 1 > src.shape[1]:
+    sh, ho = geometry.stride[0], geometry.out_hw[0]
+    kept_cols = geometry.tap_cols(0)  # the columns a stride keeps of each full-width filtered row
+    if left >= spread.shape[1] or kept_cols.stop > src.shape[1]:
         return None
     out: NDArray[np.floating] | None = None
     for phase in range(min(sh, spread.shape[0])):
@@ -137,15 +137,15 @@ def _by_row_phases(
         else:
             out += part
     if out is None:  # an all-zero kernel
-        return np.zeros((ho, wo) + src.shape[2:], dtype=src.dtype)
-    return out[:, : (wo - 1) * sw + 1 : sw]
+        return np.zeros((ho, geometry.out_hw[1]) + src.shape[2:], dtype=src.dtype)
+    return out[:, kept_cols]
 
 
 def correlate(
     src: NDArray[np.floating],
     kernel: NDArray[np.floating],
     geometry: ConvGeometry,
-    mode: PaddingMode,
+    pad_mode: PaddingMode,
     pad_value: float = 0.0,
     out: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]:
@@ -159,19 +159,17 @@ def correlate(
     assert cv2 is not None, "caller checks featmap.cvfilter.opencv()"
     sh = geometry.stride[0]
     top, bottom, left, right = geometry.padding
-    from .engine import spread_kernel  # engine imports this module
-
     spread = spread_kernel(kernel, geometry.dilation, src.dtype)
-    border = _border(cv2, mode)
+    border = _border(cv2, pad_mode)
     # filter2D's own border rule stands in for the padding when it has the mode (no wrap, fill 0) and, with a
     # row stride, when every sh-th row of the padded input is the border's too: only zeros are.
-    if mode is not PaddingMode.CIRCULAR and pad_value == 0 and (sh == 1 or mode is PaddingMode.ZEROS):
+    if pad_mode is not PaddingMode.CIRCULAR and pad_value == 0 and (sh == 1 or pad_mode is PaddingMode.ZEROS):
         result = _by_row_phases(cv2, src, spread, geometry, border, top, left, out)
         if result is not None:
             return result
     padded = src
     if any(geometry.padding):
-        fill = (pad_value,) * MAX_CHANNELS if mode is PaddingMode.ZEROS else 0
+        fill = (pad_value,) * MAX_CHANNELS if pad_mode is PaddingMode.ZEROS else 0
         padded = cv2.copyMakeBorder(src, top, bottom, left, right, border, value=fill)
         padded = padded.reshape(padded.shape[:2] + src.shape[2:])
     result = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)

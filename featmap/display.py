@@ -26,7 +26,14 @@ from numpy.typing import NDArray
 from .enums import Normalize, parse_enum
 from .errors import SpecError
 
-__all__ = ["DEFAULT_PERCENTILES", "PERCENTILE_SAMPLE_LIMIT", "DisplayRange", "display_range", "parse_percentiles"]
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "PERCENTILE_SAMPLE_LIMIT",
+    "DisplayRange",
+    "display_range",
+    "parse_percentiles",
+    "range_from_stats",
+]
 
 DEFAULT_PERCENTILES = (1.0, 99.0)
 #: Maps with more values than this have their percentiles taken on an evenly strided sample of this size.
@@ -83,7 +90,7 @@ def parse_percentiles(value: str | Sequence[float]) -> tuple[float, float]:
         parts = []
     if len(parts) != 2 or not all(np.isfinite(parts)) or not 0 <= parts[0] < parts[1] <= 100:
         raise SpecError(
-            "--percentiles", f"{value!r} is not two percentiles LOW,HIGH", "e.g. 1,99 (0 <= LOW < HIGH <= 100)"
+            "`percentiles`", f"{value!r} is not two percentiles LOW,HIGH", "e.g. 1,99 (0 <= LOW < HIGH <= 100)"
         )
     return parts[0], parts[1]
 
@@ -94,6 +101,20 @@ def _percentiles(values: NDArray[np.floating], bounds: tuple[float, float]) -> t
         flat = flat[:: -(-flat.size // PERCENTILE_SAMPLE_LIMIT)]
     low, high = np.percentile(flat, bounds)
     return float(low), float(high)
+
+
+def range_from_stats(low: float, high: float, normalize: str | Normalize) -> DisplayRange:
+    """The range a gray ``minmax``, ``clip``, ``abs`` or ``symmetric`` PNG maps, from the map's min and max alone.
+
+    Examples
+    --------
+    >>> range_from_stats(-2.0, 1.0, "symmetric").text()
+    '-2 to 2 (symmetric)'
+    """
+    kind = parse_enum(Normalize, normalize, "normalize")
+    if kind is Normalize.PERCENTILE:
+        raise SpecError("normalize", "percentile ranges need the map's values", "use display_range")
+    return display_range(np.array([low, high], dtype=np.float64), kind)
 
 
 def display_range(

@@ -21,8 +21,6 @@ im2col        row bands of windows (cache-sized) times the bank, one BLAS call  
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,9 +28,10 @@ from numpy.typing import NDArray
 from . import cvfilter
 from .enums import PaddingMode
 from .errors import ShapeError, SpecError
-from .shapes import ConvGeometry
+from .kernelmath import rank1_factors, spread_kernel
+from .shapes import ConvGeometry, strided_slice
 
-__all__ = ["METHODS", "check_padding", "correlate", "pad_input", "rank1_factors", "spread_kernel", "window_taps"]
+__all__ = ["METHODS", "check_padding", "correlate", "pad_input", "window_taps"]
 
 METHODS = ("auto", "direct", "separable", "fft", "opencv", "im2col")
 # Output pixels per im2col band. Measured on 2048² RGB, 32 filters: 4096 px 268 ms, 16384 203, 32768 ~200,
@@ -52,10 +51,10 @@ _NUMPY_MODE = {
 }
 
 
-def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], mode: PaddingMode) -> None:
+def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], pad_mode: PaddingMode) -> None:
     """Refuse ``reflect`` padding as large as the input, as PyTorch does."""
     top, bottom, left, right = quad
-    if mode is PaddingMode.REFLECT and (max(top, bottom) >= hw[0] or max(left, right) >= hw[1]):
+    if pad_mode is PaddingMode.REFLECT and (max(top, bottom) >= hw[0] or max(left, right) >= hw[1]):
         raise ShapeError(
             "`padding`",
             f"reflect padding {quad} needs an input larger than the pad; got {hw[0]}x{hw[1]}",
@@ -64,17 +63,17 @@ def check_padding(hw: tuple[int, int], quad: tuple[int, int, int, int], mode: Pa
 
 
 def pad_input(
-    arr: NDArray[np.floating], quad: tuple[int, int, int, int], mode: PaddingMode, value: float = 0.0
+    arr: NDArray[np.floating], quad: tuple[int, int, int, int], pad_mode: PaddingMode, pad_value: float = 0.0
 ) -> NDArray[np.floating]:
     """Pad the rows and columns of ``(H, W, C)`` by ``(top, bottom, left, right)`` (numpy reference)."""
-    check_padding((arr.shape[0], arr.shape[1]), quad, mode)
+    check_padding((arr.shape[0], arr.shape[1]), quad, pad_mode)
     top, bottom, left, right = quad
     if not any(quad):
         return arr
     widths = ((top, bottom), (left, right), (0, 0))
-    if mode is PaddingMode.ZEROS:
-        return np.pad(arr, widths, mode="constant", constant_values=value)
-    return np.pad(arr, widths, mode=_NUMPY_MODE[mode])  # type: ignore[call-overload]  # mode is a valid literal
+    if pad_mode is PaddingMode.ZEROS:
+        return np.pad(arr, widths, mode="constant", constant_values=pad_value)
+    return np.pad(arr, widths, mode=_NUMPY_MODE[pad_mode])  # type: ignore[call-overload]  # mode is a valid literal
 
 
 # Taps per kept output from which the FFT wins; measured on 1024²: 9×9 direct 57 ms vs FFT 61 ms, 11×11 135 vs 47.
@@ -90,61 +89,11 @@ def window_taps(
     convolution or pooling costs one pass over the output per tap and never materialises the
     windows (no im2col).
     """
-    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_hw, geometry.stride, geometry.dilation
-    ho, wo = geometry.out_hw
+    kh, kw = geometry.kernel_hw
     for i in range(kh):
+        rows = padded[geometry.tap_rows(i)]
         for j in range(kw):
-            yield (
-                i,
-                j,
-                padded[i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw],
-            )
-
-
-def rank1_factors(kernel: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
-    """``(column, row)`` with ``outer(column, row) == kernel`` if the kernel has rank 1, else None.
-
-    "Equal" to the kernel's own precision: a float32 Gaussian, rounded element by element, still counts.
-    Remembered per kernel (a batch asks for the same few kernels on every image).
-    """
-    arr = np.ascontiguousarray(kernel)
-    return _rank1_factors(arr.tobytes(), arr.shape, arr.dtype.str)
-
-
-@lru_cache(maxsize=256)
-def _rank1_factors(
-    data: bytes, shape: tuple[int, ...], dtype: str
-) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
-    kernel = np.frombuffer(data, dtype=dtype).reshape(shape)
-    k64 = kernel.astype(np.float64)
-    precision = 16 * float(np.finfo(kernel.dtype).eps) if kernel.dtype.kind == "f" else 0.0
-    tolerance = max(1e-9, precision)
-    s = np.linalg.svd(k64, compute_uv=False)
-    if s[0] == 0 or (len(s) > 1 and s[1] > tolerance * s[0]):
-        return None
-    # Factor through the largest weight rather than the singular vectors: integer kernels (Sobel, box)
-    # then factor exactly, e.g. [1, 2, 1] and [-1, 0, 1].
-    p, q = np.unravel_index(np.argmax(np.abs(k64)), k64.shape)
-    column, row = k64[:, q].copy(), k64[p, :] / k64[p, q]
-    if not np.allclose(np.outer(column, row), k64, rtol=tolerance, atol=tolerance * np.abs(k64).max()):
-        return None
-    column.setflags(write=False)  # shared by every caller through the cache
-    row.setflags(write=False)
-    return column, row
-
-
-def spread_kernel(kernel: NDArray[np.floating], dilation: tuple[int, int], dtype: Any) -> NDArray[np.floating]:
-    """The kernel with ``dilation - 1`` zeros between its taps: a dilated correlation as a plain one.
-
-    Examples
-    --------
-    >>> spread_kernel(np.ones((2, 2)), (1, 2), np.float32).tolist()
-    [[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]]
-    """
-    (kh, kw), (dh, dw) = kernel.shape, dilation
-    spread = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=dtype)
-    spread[::dh, ::dw] = kernel
-    return spread
+            yield i, j, rows[:, geometry.tap_cols(j)]
 
 
 def _pick(kernel: NDArray[np.floating], geometry: ConvGeometry) -> str:
@@ -181,16 +130,15 @@ def _separable_plane(
     factors = rank1_factors(kernel)
     assert factors is not None  # _pick checked; kept for type checkers
     column, row = (f.astype(plane.dtype) for f in factors)
-    (kh, kw), (sh, sw), (dh, dw) = g.kernel_hw, g.stride, g.dilation
-    ho, wo = g.out_hw
-    rows = np.zeros((ho, plane.shape[1]), dtype=plane.dtype)  # the column pass, on kept rows only
+    kh, kw = g.kernel_hw
+    rows = np.zeros((g.out_hw[0], plane.shape[1]), dtype=plane.dtype)  # the column pass, on kept rows only
     rows_scratch = np.empty_like(rows)
     for i in range(kh):
-        np.multiply(plane[i * dh : i * dh + (ho - 1) * sh + 1 : sh], column[i], out=rows_scratch)
+        np.multiply(plane[g.tap_rows(i)], column[i], out=rows_scratch)
         rows += rows_scratch
     out[...] = 0
     for j in range(kw):
-        np.multiply(rows[:, j * dw : j * dw + (wo - 1) * sw + 1 : sw], row[j], out=scratch)
+        np.multiply(rows[:, g.tap_cols(j)], row[j], out=scratch)
         out += scratch
 
 
@@ -203,11 +151,9 @@ def _fft_plane(
 ) -> None:
     from scipy.signal import fftconvolve  # type: ignore[import-untyped]  # scipy ships no stubs
 
-    sh, sw = g.stride
     dilated = spread_kernel(kernel, g.dilation, np.float64)
     full = fftconvolve(plane.astype(np.float64), dilated[::-1, ::-1], mode="valid")
-    ho, wo = g.out_hw
-    out[...] = full[: (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+    out[...] = full[g.tap_slices(0, 0)]
 
 
 _PLANE = {"direct": _direct_plane, "separable": _separable_plane, "fft": _fft_plane}
@@ -239,7 +185,7 @@ def _im2col(
     """Filters over several channels: copy a band of output rows' windows (taps × pixels, cache-sized), then one
     matrix product with the bank per band. Result channel-first in memory, returned as ``(H', W', N)``."""
     n_out, per_group, kh, kw = bank.shape
-    (sh, sw), (dh, dw) = g.stride, g.dilation
+    sh, dh = g.stride[0], g.dilation[0]
     ho, wo = g.out_hw
     per_out, taps = n_out // groups, per_group * kh * kw
     planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
@@ -255,12 +201,9 @@ def _im2col(
             t = 0
             for c in range(per_group):
                 for i in range(kh):
-                    top = r0 * sh + i * dh
-                    source_rows = channels[c, top : top + (rows - 1) * sh + 1 : sh]
+                    source_rows = channels[c, strided_slice(r0 * sh + i * dh, rows, sh)]
                     for j in range(kw):
-                        windows[t, : rows * wo].reshape(rows, wo)[...] = source_rows[
-                            :, j * dw : j * dw + (wo - 1) * sw + 1 : sw
-                        ]
+                        windows[t, : rows * wo].reshape(rows, wo)[...] = source_rows[:, g.tap_cols(j)]
                         t += 1
             np.matmul(
                 windows[:, : rows * wo].T,
@@ -280,11 +223,11 @@ def correlate(
     bank: NDArray[np.floating],
     geometry: ConvGeometry,
     groups: int,
-    mode: PaddingMode = PaddingMode.ZEROS,
+    pad_mode: PaddingMode = PaddingMode.ZEROS,
     pad_value: float = 0.0,
     method: str = "auto",
 ) -> NDArray[np.floating]:
-    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``mode`` say, with ``(N, C/groups, kh, kw)``.
+    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``pad_mode`` say, with ``(N, C/groups, kh, kw)``.
 
     Returns ``(H', W', N)``, possibly a view (per-channel filters store each map contiguously). ``method``
     forces a strategy (table above): ``opencv``, ``direct``, ``separable`` and ``fft`` for filters that
@@ -296,11 +239,11 @@ def correlate(
         raise SpecError(
             "`method`", "opencv was asked for but cv2 does not import", "pip install opencv-python-headless"
         )
-    check_padding((arr.shape[0], arr.shape[1]), geometry.padding, mode)
+    check_padding((arr.shape[0], arr.shape[1]), geometry.padding, pad_mode)
     n_out, per_group, kh, kw = bank.shape
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
-        padded = pad_input(arr, geometry.padding, mode, pad_value)
+        padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
         return (
             _walk_bank(padded, bank, geometry, groups)
             if method == "direct"
@@ -310,12 +253,12 @@ def correlate(
     channels = arr.shape[2]
     if use_opencv and (channels == n_out == 1 or _shared_kernel(bank, channels)):
         source = arr[:, :, 0] if channels == 1 else arr
-        out = cvfilter.correlate(source, bank[0, 0], geometry, mode, pad_value)
+        out = cvfilter.correlate(source, bank[0, 0], geometry, pad_mode, pad_value)
         return out.reshape(out.shape[0], out.shape[1], n_out)
     ho, wo = geometry.out_hw
     per_out = n_out // groups
     result = np.empty((n_out, ho, wo), dtype=arr.dtype)
-    padded = arr if use_opencv else pad_input(arr, geometry.padding, mode, pad_value)
+    padded = arr if use_opencv else pad_input(arr, geometry.padding, pad_mode, pad_value)
     scratch = result[0] if use_opencv else np.empty((ho, wo), dtype=arr.dtype)  # the numpy strategies' temporary
     channel, plane = -1, padded[:, :, 0]
     for n in range(n_out):
@@ -324,7 +267,7 @@ def correlate(
             plane = np.ascontiguousarray(padded[:, :, channel])
         kernel = bank[n, 0]
         if use_opencv:
-            written = cvfilter.correlate(plane, kernel, geometry, mode, pad_value, out=result[n])
+            written = cvfilter.correlate(plane, kernel, geometry, pad_mode, pad_value, out=result[n])
             if not np.may_share_memory(written, result):  # OpenCV could not write in place
                 result[n] = written
             continue

@@ -6,6 +6,7 @@ __all__ = [
     "FeatmapError",
     "ImageReadError",
     "KernelFileError",
+    "OptionError",
     "OutputExistsError",
     "ShapeError",
     "SpecError",
@@ -41,6 +42,10 @@ class ImageReadError(FeatmapError):
 
 class SpecError(FeatmapError):
     """A layer specification or option value is malformed."""
+
+
+class OptionError(SpecError):
+    """Options that cannot go together (e.g. ``pool_size`` without ``pool``): a usage error on the command line."""
 
 
 class ShapeError(FeatmapError):

@@ -1,7 +1,8 @@
-"""Image files in and out: the only module that uses Pillow.
+"""Image files in: decoding with Pillow (and OpenCV's JPEG path), and `atomic_write` for every output.
 
-`load_image` returns float32 ``(H, W, C)`` in [0, 1]; `save_png` and `save_raw` write atomically
-(a temporary file beside the target, then a rename), so an interrupted run never leaves half a file.
+`load_image` returns float32 ``(H, W, C)`` in [0, 1]. The writers (`featmap.writers`) write through
+`atomic_write` (a temporary file beside the target, then a rename), so an interrupted run never leaves
+half a file.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .cvfilter import mix_channels, opencv
 from .errors import ImageReadError, SpecError
-from .ops import quantize, row_bands
-from .png import encode_png
+from .ops import row_bands
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -31,8 +31,6 @@ __all__ = [
     "is_image",
     "load_image",
     "parse_color",
-    "save_png",
-    "save_raw",
 ]
 
 #: ITU-R BT.601 luma weights for R, G, B.
@@ -211,6 +209,27 @@ def load_image(
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 
 
+def resize_pixels(pixels: NDArray[np.float32], size_hw: tuple[int, int]) -> NDArray[np.float32]:
+    """Resize float ``(H, W, C)`` pixels to ``size_hw`` with Pillow's bilinear filter (antialiased when
+    shrinking), channel by channel in float32: what a network's fixed input size needs.
+
+    Examples
+    --------
+    >>> resize_pixels(np.ones((8, 6, 1), np.float32), (4, 3)).shape
+    (4, 3, 1)
+    """
+    h, w = size_hw
+    planes = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(pixels[:, :, c], dtype=np.float32), mode="F").resize(
+                (w, h), Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(pixels.shape[2])
+    ]
+    return np.stack(planes, axis=2).astype(np.float32)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file through ``write(handle)`` into a temporary sibling, then rename it into place.
 
@@ -228,55 +247,6 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
         temp.unlink(missing_ok=True)
         raise
     return target
-
-
-def save_png(
-    path: str | os.PathLike[str],
-    values: NDArray[np.floating] | NDArray[np.unsignedinteger],
-    *,
-    bit_depth: int = 8,
-    compress_level: int = 1,
-) -> Path:
-    """Write values in [0, 1] (``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``) as an 8- or 16-bit PNG.
-
-    Float values outside [0, 1] are clipped: normalise first (`featmap.ops.normalize`), or pass the
-    uint8/uint16 pixels `featmap.ops.to_pixels` makes, which are written as they are. ``compress_level``
-    is zlib's 0-9 (see `featmap.png`: 1, the default, is the fast one).
-    """
-    if bit_depth not in (8, 16):
-        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
-    if not 0 <= compress_level <= 9:
-        raise SpecError("`compress_level`", f"must be 0-9; got {compress_level}")
-    arr = np.asarray(values)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] != 3:
-        raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
-    if arr.dtype in (np.uint8, np.uint16):
-        if arr.dtype.itemsize * 8 != bit_depth:
-            raise SpecError("`bit_depth`", f"is {bit_depth} but the pixels are {arr.dtype}", "pass float values")
-        pixels = arr
-    else:
-        pixels = quantize(arr, bit_depth)
-    encoded = encode_png(pixels, compress_level)  # featmap.png: several times faster than Pillow's writer
-    return atomic_write(path, lambda fh: fh.write(encoded))
-
-
-def save_raw(path: str | os.PathLike[str], values: NDArray[np.floating], fmt: str = "npy") -> Path:
-    """Write the float32 array as ``.npy`` or as a 32-bit float TIFF.
-
-    A TIFF holds one page per channel and opens in ImageJ/Fiji.
-    """
-    arr = np.asarray(values, dtype=np.float32)
-    if fmt == "npy":
-        return atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
-    if fmt != "tiff":
-        raise SpecError("`raw`", f"unknown raw format {fmt!r}", "use npy or tiff")
-    planes = [arr] if arr.ndim == 2 else [arr[:, :, c] for c in range(arr.shape[2])]
-    pages = [Image.fromarray(np.ascontiguousarray(p)) for p in planes]  # float32 -> mode F
-    return atomic_write(
-        path, lambda fh: pages[0].save(fh, format="TIFF", save_all=len(pages) > 1, append_images=pages[1:])
-    )
 
 
 def parse_color(text: str) -> tuple[float, float, float]:
@@ -297,7 +267,7 @@ def parse_color(text: str) -> tuple[float, float, float]:
         else:
             values = ImageColor.getrgb(text)[:3]
     except ValueError:
-        raise SpecError("--background", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
+        raise SpecError("`background`", f"unknown colour {text!r}", "use a name (white), #rrggbb or r,g,b") from None
     r, g, b = values[:3]
     return (r / 255.0, g / 255.0, b / 255.0)
 

@@ -39,18 +39,22 @@ INIT_METHODS = ("kaiming", "glorot")
 
 @dataclass
 class WeightSource:
-    """Where a run's weights come from, per layer: a conv layer's own kernels (``kernels:`` in the spec), then
-    ``tensors`` (e.g. `featmap.weights.load_weights`) under the layer's key (``C1.weight``), then seeded random
-    ``init`` (``kaiming``: PyTorch's default; ``glorot``: Keras'), else an error naming the missing tensor.
+    """Where a run's weights come from, per layer: a conv layer's own kernels (``kernels:`` in the spec), else
+    ``tensors`` (`featmap.weights.load_weights`) under the layer's key (``C1.weight``; every layer must find its
+    tensors there), else seeded random ``init`` (``kaiming``: PyTorch's default; ``glorot``: Keras'), else an
+    error naming the missing tensor.
 
-    ``layout="keras"`` declares ``tensors`` in Keras' layout (conv ``(kh, kw, I, O)``, dense ``(in, out)``).
+    ``layout="keras"`` declares ``tensors`` in Keras' names and layout (conv ``KEY.kernel`` (kh, kw, I, O),
+    dense (in, out), batch norm ``gamma``/``beta``/``moving_mean``/``moving_variance``).
     """
 
     tensors: Mapping[str, Array] = field(default_factory=dict)
     init: str | None = None
     seed: int = 0
     layout: str = "torch"
-    used: set[str] = field(default_factory=set)
+    source: str = "weights"
+    _matched: dict[str, Array] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.init is not None and self.init not in INIT_METHODS:
@@ -58,60 +62,60 @@ class WeightSource:
         if self.layout not in ("torch", "keras"):
             raise SpecError("`layout`", f"must be torch or keras; got {self.layout!r}")
 
+    def bind(self, nodes: Sequence[PlanNode]) -> None:
+        """Match ``tensors`` to every layer of ``nodes`` at once (before any work): a missing or mis-shaped tensor
+        is an error naming the layer; tensors no layer takes become a warning."""
+        if not self.tensors:
+            if self.init is None:  # every layer needs its kernels then: say which does not have them, before any work
+                for node in iter_leaves(nodes):
+                    if node.plan.weights and not _has_bank(node):
+                        self.for_node(node)
+            return
+        from .weights import match_weights
+
+        expected: dict[str, tuple[int, ...]] = {}
+        kinds: dict[str, str] = {}
+        for node in iter_leaves(nodes):
+            if node.plan.weights and not _has_bank(node):
+                kinds[node.key] = _kind(node)
+                for name, shape in node.plan.weights:
+                    expected[f"{node.key}.{name}"] = shape
+        matched, warnings = match_weights(expected, self.tensors, layout=self.layout, kinds=kinds, source=self.source)
+        self._matched = dict(matched)
+        self.warnings = list(warnings)
+
     def for_node(self, node: PlanNode) -> dict[str, Array]:
         """The tensors ``node``'s forward pass needs, by name (``weight``, ``bias``, …), in PyTorch's layout."""
-        expected = node.plan.weight_shapes
-        if not expected:
+        if not node.plan.weights:
             return {}
-        layer = node.layer
-        if isinstance(layer, Conv2d) and layer.bank is not None:
-            return layer.bank_weights(node.plan.in_shape[-1])
-        names = {name: f"{node.key}.{name}" for name in expected}
-        if all(full in self.tensors for full in names.values()) or self.init is None:
-            return self._from_tensors(node, expected, names)
-        return self._initial(node, expected, names)
-
-    def _from_tensors(
-        self, node: PlanNode, expected: Mapping[str, tuple[int, ...]], names: Mapping[str, str]
-    ) -> dict[str, Array]:
-        from .weights import match_weights, to_torch_layout
-
-        found = {}
-        for full in names.values():
-            if full in self.tensors:
-                tensor = self.tensors[full]
-                if self.layout == "keras":
-                    tensor = to_torch_layout(tensor, _kind(node), "keras")
-                found[full] = tensor
-        wanted = {full: expected[name] for name, full in names.items()}
-        matched, _ = match_weights(wanted, found)
-        self.used.update(names.values())
-        return {name: matched[full] for name, full in names.items()}
-
-    def _initial(
-        self, node: PlanNode, expected: Mapping[str, tuple[int, ...]], names: Mapping[str, str]
-    ) -> dict[str, Array]:
+        if _has_bank(node):
+            return node.layer.bank_weights(node.plan.in_shape[-1])  # type: ignore[union-attr]  # a Conv2d
+        names = {name: f"{node.key}.{name}" for name, _ in node.plan.weights}
+        if self.tensors:
+            return {name: self._matched[full] for name, full in names.items()}
+        if self.init is None:
+            first = next(iter(names.values()))
+            raise SpecError(
+                f"layer {node.path} ({node.plan.name})",
+                f"has no weights (`{first}`, shape {node.plan.weights[0][1]})",
+                "give a weights file, name kernels in the spec (`kernels: [...]`), or a random init (kaiming, glorot)",
+            )
         from .weights import init_weights
 
-        assert self.init is not None
-        wanted = {full: expected[name] for name, full in names.items()}
-        kinds = {full: _kind(node) for full in wanted}
-        made = init_weights(wanted, kinds, self.init, self.seed)
+        wanted = {full: dict(node.plan.weights)[name] for name, full in names.items()}
+        made = init_weights(wanted, {node.key: _kind(node)}, self.init, self.seed)
         return {name: made[full] for name, full in names.items()}
 
-    def unused(self) -> list[str]:
-        """Tensors of ``tensors`` that no layer took (named in a warning)."""
-        return sorted(set(self.tensors) - self.used)
+
+def _has_bank(node: PlanNode) -> bool:
+    return isinstance(node.layer, Conv2d) and node.layer.bank is not None
 
 
 def _kind(node: PlanNode) -> str:
-    """``conv``, ``dense`` or ``bn``: how a layer's tensors are laid out and initialised."""
-    kind = node.plan.kind
-    if kind == "Dense":
-        return "dense"
-    if kind == "BatchNorm":
-        return "bn"
-    return "conv"
+    """How a layer's tensors are laid out and initialised (`featmap.weights.KINDS`)."""
+    return {"Dense": "dense", "BatchNorm": "bn", "Conv1d": "conv1d", "DepthwiseConv2d": "depthwise"}.get(
+        node.plan.kind, "conv"
+    )
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ def iter_network(
     NaN or an infinity stops the run with an error naming it.
     """
     _check_input(nodes, image)
+    weights.bind(nodes)
     layout = weights.layout if context is None else context.layout
     runner = _Runner(weights, context or RunContext(layout), upto)
     try:
@@ -232,11 +237,7 @@ def run_network(
     nodes = plan_layers(layers, image.shape)
     outputs = tuple(iter_network(nodes, image, weights, upto=upto))
     summary = summarize_plan(nodes, tuple(image.shape))
-    notes = list(summary.warnings)
-    extra = weights.unused()
-    if extra:
-        notes.append(f"weights not used by any layer: {', '.join(extra[:10])}{' …' if len(extra) > 10 else ''}")
-    return NetworkResult(tuple(image.shape), outputs, summary, tuple(notes))
+    return NetworkResult(tuple(image.shape), outputs, summary, (*summary.warnings, *weights.warnings))
 
 
 def top_classes(logits: Array, k: int = 5, labels: Sequence[str] = ()) -> list[tuple[int, str, float]]:

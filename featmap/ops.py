@@ -12,21 +12,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .engine import correlate, pad_input, rank1_factors
+from .engine import correlate, pad_input
 from .enums import Activation, Normalize, PaddingMode, parse_enum
 from .errors import ShapeError, SpecError
+from .kernelmath import rank1_factors
 from .shapes import PaddingArg, as_pair, conv_geometry, resolve_padding
 
 __all__ = [
     "activate",
     "as_float_image",
     "conv2d",
+    "display_scale",
     "normalize",
     "pad",
-    "quantize",
     "row_bands",
     "separable",
-    "to_pixels",
+    "to_display",
 ]
 
 
@@ -56,9 +57,9 @@ def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
 def pad(
     x: ArrayLike,
     padding: PaddingArg,
-    mode: str | PaddingMode = "zeros",
+    pad_mode: str | PaddingMode = "zeros",
     *,
-    value: float = 0.0,
+    pad_value: float = 0.0,
     kernel_hw: int | Sequence[int] = 1,
     stride: int | Sequence[int] = 1,
     dilation: int | Sequence[int] = 1,
@@ -66,7 +67,8 @@ def pad(
     """Pad the rows and columns of an ``(H, W, C)`` array.
 
     ``padding`` takes every form `featmap.shapes.resolve_padding` does; ``"same"`` and ``"full"``
-    need ``kernel_hw`` (and ``stride``, ``dilation``). ``mode`` is a `PaddingMode` or an alias.
+    need ``kernel_hw`` (and ``stride``, ``dilation``). ``pad_mode`` is a `PaddingMode` or an alias, and
+    ``pad_value`` the fill of ``zeros`` padding: the names `conv2d` uses.
 
     Examples
     --------
@@ -76,7 +78,7 @@ def pad(
     [2.0, 1.0, 1.0, 2.0, 3.0, 3.0, 2.0]
     """
     arr = as_float_image(x)
-    border = parse_enum(PaddingMode, mode, "pad_mode")
+    border = parse_enum(PaddingMode, pad_mode, "pad_mode")
     quad = resolve_padding(
         padding,
         (arr.shape[0], arr.shape[1]),
@@ -84,7 +86,7 @@ def pad(
         stride=as_pair(stride, "stride"),
         dilation=as_pair(dilation, "dilation"),
     )
-    return pad_input(arr, quad, border, value)
+    return pad_input(arr, quad, border, pad_value)
 
 
 def _as_bank(weights: ArrayLike, channels: int, groups: int, dtype: np.dtype[Any]) -> tuple[NDArray[np.floating], int]:
@@ -265,7 +267,7 @@ def row_bands(arr: NDArray[Any]) -> Iterator[slice]:
         yield slice(start, min(start + step, arr.shape[0]))
 
 
-def _display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]:
+def display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]:
     """``(low, span)`` of the map for ``kind``: display value = (x - low) / span (of |x| for ``abs``)."""
     if kind is Normalize.CLIP:
         return None, None
@@ -281,7 +283,7 @@ def _display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any
     return None, peak
 
 
-def _to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
+def to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
     if kind in (Normalize.MINMAX, Normalize.PERCENTILE):
         return np.clip(band, 0, 1) if span is None else (band - low) / span
     if kind is Normalize.CLIP:
@@ -309,43 +311,7 @@ def normalize(x: ArrayLike, mode: str | Normalize = "minmax") -> NDArray[np.floa
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
-    return _to_display(arr, kind, *_display_scale(arr, kind))
-
-
-def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """Display values in [0, 1] (clipped) to the nearest 8- or 16-bit level.
-
-    Examples
-    --------
-    >>> quantize(np.array([0.0, 0.5, 1.2])).tolist()
-    [0, 128, 255]
-    """
-    if bit_depth not in (8, 16):
-        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
-    top = 255 if bit_depth == 8 else 65535
-    scaled = np.clip(values, 0.0, 1.0)
-    np.multiply(scaled, top, out=scaled)
-    np.rint(scaled, out=scaled)
-    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
-def to_pixels(x: ArrayLike, mode: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """``quantize(normalize(x, mode), bit_depth)``, exactly, a band of rows at a time: no full-size float copy.
-
-    Examples
-    --------
-    >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
-    [[0, 64, 255]]
-    """
-    kind = parse_enum(Normalize, mode, "normalize")
-    arr = np.asarray(x)
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float32)
-    low, span = _display_scale(arr, kind)
-    out = np.empty(arr.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
-    for rows in row_bands(arr):
-        out[rows] = quantize(_to_display(arr[rows], kind, low, span), bit_depth)
-    return out
+    return to_display(arr, kind, *display_scale(arr, kind))
 
 
 def separable(kernel: ArrayLike) -> bool:

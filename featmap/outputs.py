@@ -52,18 +52,20 @@ class OutputOptions:
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
         except ValueError as exc:
-            raise SpecError("--name", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'") from None
+            raise SpecError(
+                "`name_pattern`", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'"
+            ) from None
         if used - _FIELDS or "kernel" not in used:
             raise SpecError(
-                "--name",
+                "`name_pattern`",
                 f"pattern {self.name!r} must use {{kernel}} and only {{stem}}, {{ext}}, {{kernel}}",
                 "e.g. '{stem}_{kernel}.png'",
             )
         object.__setattr__(self, "name", pattern)
         if self.bit_depth not in (8, 16):
-            raise SpecError("--bit-depth", f"must be 8 or 16; got {self.bit_depth}")
+            raise SpecError("`bit_depth`", f"must be 8 or 16; got {self.bit_depth}")
         if self.raw not in (None, "npy", "tiff"):
-            raise SpecError("--raw", f"unknown format {self.raw!r}", "use npy or tiff")
+            raise SpecError("`raw`", f"unknown format {self.raw!r}", "use npy or tiff")
         self._check_pictures()
 
     def _check_pictures(self) -> None:
@@ -72,7 +74,7 @@ class OutputOptions:
         object.__setattr__(self, "percentiles", parse_percentiles(self.percentiles))
         if self.colormap is not None:
             if self.bit_depth != 8:
-                raise SpecError("--colormap", "writes 8-bit RGB PNGs", "drop --bit-depth 16 or --colormap")
+                raise SpecError("`colormap`", "writes 8-bit RGB PNGs", "drop `bit_depth` 16 or `colormap`")
             if self.colormap.strip().lower() != "auto":
                 from .colormaps import get_colormap
 
@@ -81,6 +83,12 @@ class OutputOptions:
     def extra_target(self, source: Path, filename: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
         """``{rel_dir}/{stem}/filename`` under the output folder (``camera/sheet.png``), whatever ``name`` is."""
         return self.out_dir / rel_dir / (source.stem if stem is None else stem) / filename
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The writers (`featmap.writers`) each image's maps go to: ``png``, then the raw format if any."""
+        formats = ("png",) if self.raw is None else ("png", self.raw)
+        return formats + (("pictures",) if self.sheet or self.report else ())
 
     def target(self, source: Path, kernel: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
         """The PNG path for ``kernel``'s map of ``source``, under ``rel_dir``; never outside ``out_dir``.
@@ -95,7 +103,7 @@ class OutputOptions:
         root = self.out_dir.resolve()
         if Path(rel).is_absolute() or not path.resolve().is_relative_to(root):
             raise SpecError(
-                "--name", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
+                "`name_pattern`", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
             )
         return path
 

@@ -34,6 +34,7 @@ __all__ = [
     "pool_output_size",
     "resolve_padding",
     "same_padding",
+    "strided_slice",
 ]
 
 Pair = tuple[int, int]
@@ -68,6 +69,22 @@ def as_pair(value: int | Sequence[int], what: str, *, minimum: int = 1) -> Pair:
         return (_check_int(value[0], what, minimum), _check_int(value[1], what, minimum))
     single = _check_int(value, what, minimum)
     return (single, single)
+
+
+def strided_slice(start: int, count: int, step: int) -> slice:
+    """The slice that takes ``count`` items, ``step`` apart, from ``start``: where a strided window's taps fall.
+
+    This is the one statement of "which rows (or columns) does a kernel tap read": tap ``i`` of a kernel
+    with dilation ``d`` reads ``strided_slice(i * d, out, stride)`` of the padded input.
+
+    Examples
+    --------
+    >>> strided_slice(2, 3, 2)
+    slice(2, 7, 2)
+    >>> list(range(12))[strided_slice(1, 4, 3)]
+    [1, 4, 7, 10]
+    """
+    return slice(start, start + (count - 1) * step + 1, step)
 
 
 def _effective(kernel: int, dilation: int) -> int:
@@ -207,6 +224,24 @@ class ConvGeometry:
     def fits(self) -> bool:
         """True when the stride uses every padded row and column."""
         return self.dropped_hw == (0, 0)
+
+    def tap_rows(self, i: int) -> slice:
+        """The padded input rows that kernel row ``i`` reads for every output row."""
+        return strided_slice(i * self.dilation[0], self.out_hw[0], self.stride[0])
+
+    def tap_cols(self, j: int) -> slice:
+        """The padded input columns that kernel column ``j`` reads for every output column."""
+        return strided_slice(j * self.dilation[1], self.out_hw[1], self.stride[1])
+
+    def tap_slices(self, i: int, j: int) -> tuple[slice, slice]:
+        """``(rows, cols)`` of the padded input that tap ``(i, j)`` multiplies: the output's shape.
+
+        Examples
+        --------
+        >>> conv_geometry((7, 7), 3, stride=2, dilation=2).tap_slices(1, 2)
+        (slice(2, 5, 2), slice(4, 7, 2))
+        """
+        return self.tap_rows(i), self.tap_cols(j)
 
     def dropped_text(self, axes: int = 2) -> str | None:
         """What the stride leaves unused, or None when it fits; ``axes=1`` for a 1-D input laid out as a column.

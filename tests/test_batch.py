@@ -90,7 +90,7 @@ def test_input_is_never_overwritten(gray_png: Path) -> None:
 
 @pytest.mark.parametrize("pattern", ["{stem}", "../{kernel}", "{kernel}_{nope}", "/abs/{kernel}"])
 def test_bad_name_patterns(gray_png: Path, tmp_path: Path, pattern: str) -> None:
-    with pytest.raises(SpecError, match="--name"):
+    with pytest.raises(SpecError, match="`name_pattern`"):
         apply_image(gray_png, job(tmp_path / "o", "sobel_x", name=pattern))
 
 

@@ -56,7 +56,7 @@ def test_auto_is_diverging_for_signed_maps_only() -> None:
 def test_unknown_name_lists_close_matches() -> None:
     with pytest.raises(SpecError) as caught:
         get_colormap("virdis")
-    assert "viridis" in str(caught.value) and "--colormap" in str(caught.value)
+    assert "viridis" in str(caught.value) and "`colormap`" in str(caught.value)
     with pytest.raises(SpecError, match="RdBu"):
         get_colormap("rdbuu_r")
 
@@ -74,7 +74,7 @@ def test_percentile_range_is_numpys() -> None:
 
 @pytest.mark.parametrize("text", ["99,1", "1", "a,b", "-1,50", "1,101", "5,5"])
 def test_bad_percentiles(text: str) -> None:
-    with pytest.raises(SpecError, match="--percentiles"):
+    with pytest.raises(SpecError, match="`percentiles`"):
         parse_percentiles(text)
 
 

@@ -11,9 +11,10 @@ from scipy import ndimage
 
 from featmap import conv2d
 from featmap.cvfilter import opencv
-from featmap.engine import _pick, rank1_factors
+from featmap.engine import _pick
 from featmap.errors import ShapeError, SpecError
 from featmap.generators import gaussian
+from featmap.kernelmath import rank1_factors
 from featmap.shapes import conv_geometry
 
 MODES = ["zeros", "reflect", "symmetric", "replicate", "circular"]

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from featmap.errors import ImageReadError, SpecError
-from featmap.images import LUMA_BT601, atomic_write, load_image, parse_color, save_png, save_raw
+from featmap.images import LUMA_BT601, atomic_write, load_image, parse_color
+from featmap.writers.png import save_png
+from featmap.writers.raw import save_raw
 
 Maker = Callable[..., Path]
 

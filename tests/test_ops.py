@@ -12,6 +12,7 @@ from scipy import ndimage, signal
 from featmap import activate, conv2d, pad
 from featmap.errors import ShapeError, SpecError
 from featmap.ops import normalize, separable
+from featmap.writers.png import quantize, to_pixels
 
 TEXTBOOK_X = np.array(
     [[2, 2, 3, 3, 3], [0, 1, 3, 0, 3], [2, 3, 0, 1, 3], [3, 3, 2, 1, 2], [3, 3, 0, 2, 3]], dtype=np.float32
@@ -284,8 +285,8 @@ def test_to_pixels_is_quantize_of_normalize_band_by_band(
         np.zeros((7, 7, 1), dtype=np.float32),  # all zero: abs/symmetric have no peak
     ]
     for values in maps:
-        expected = ops.quantize(ops.normalize(values, mode), bit_depth)
-        got = ops.to_pixels(values, mode, bit_depth)
+        expected = quantize(ops.normalize(values, mode), bit_depth)
+        got = to_pixels(values, mode, bit_depth)
         assert got.dtype == (np.uint8 if bit_depth == 8 else np.uint16)
         np.testing.assert_array_equal(got, expected)
-    assert ops.to_pixels(np.array([[-1.0, 0.0, 1.0]]), "symmetric").tolist() == [[0, 128, 255]]
+    assert to_pixels(np.array([[-1.0, 0.0, 1.0]]), "symmetric").tolist() == [[0, 128, 255]]

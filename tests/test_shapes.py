@@ -141,3 +141,23 @@ def test_pool_formula_equals_actual_pool_shape(h: int, w: int, k: int, s: int, s
     if max(top, bottom, left, right) > k // 2:
         return  # refused by pool2d: a window could be all padding
     assert pool2d(np.zeros((h, w)), k, stride=s, padding=padding).shape == (*g.out_hw, 1)
+
+
+@pytest.mark.parametrize(
+    ("in_hw", "kernel", "stride", "dilation", "padding"),
+    [((7, 7), 3, 3, 1, "valid"), ((9, 6), (3, 2), (2, 1), (1, 2), "same"), ((5, 8), 2, 2, 3, "full")],
+)
+def test_tap_slices_pick_each_window_cell(in_hw, kernel, stride, dilation, padding):
+    """Tap (i, j) of output (y, x) reads padded cell (y*sh + i*dh, x*sw + j*dw), and only the out_hw of them."""
+    from featmap.shapes import conv_geometry
+
+    g = conv_geometry(in_hw, kernel, stride=stride, padding=padding, dilation=dilation)
+    ph, pw = g.padded_hw
+    grid_r, grid_c = np.meshgrid(np.arange(ph), np.arange(pw), indexing="ij")
+    for i in range(g.kernel_hw[0]):
+        for j in range(g.kernel_hw[1]):
+            rows, cols = g.tap_slices(i, j)
+            assert grid_r[rows, cols].shape == g.out_hw
+            ys, xs = np.arange(g.out_hw[0]), np.arange(g.out_hw[1])
+            assert (grid_r[rows, cols][:, 0] == ys * g.stride[0] + i * g.dilation[0]).all()
+            assert (grid_c[rows, cols][0] == xs * g.stride[1] + j * g.dilation[1]).all()

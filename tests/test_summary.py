@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from .conftest import GOLDEN
 # Trainable-parameter totals as torchvision (or the paper, for LeNet-5 and Tiny VGG) reports them.
 PUBLISHED = {
     "lenet5": 61_706,
+    "lenet5-digits": 61_706,  # lenet5 with trained weights (tools/train_lenet5_digits.py)
     "alexnet": 61_100_840,
     "vgg11": 132_863_336,
     "vgg16": 138_357_544,
@@ -58,7 +58,7 @@ def test_preset_matches_published_total(name: str, total: int) -> None:
     assert top[0].in_shape == s.input_shape
     for before, after in zip(top, top[1:], strict=False):
         assert before.out_shape == after.in_shape
-    assert top[-1].out_shape == ((10,) if name in ("lenet5", "tinyvgg") else (1000,))
+    assert top[-1].out_shape == ((10,) if name in ("lenet5", "lenet5-digits", "tinyvgg") else (1000,))
 
 
 def test_batchnorm_statistics_are_non_trainable() -> None:
@@ -212,5 +212,24 @@ def test_golden_files_exist_for_presets() -> None:
     assert {p.stem for p in GOLDEN.glob("shape_*.json")} == {f"shape_{n}" for n in PUBLISHED}
 
 
-def test_golden_dir_is_next_to_tests() -> None:
-    assert GOLDEN.parent == Path(__file__).resolve().parent
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_golden_columns_add_up_to_their_totals(name: str) -> None:
+    """A golden file checks itself (as torchinfo's verifier does): the leaf layers' params and MACs add up to
+    the stored totals, each container's to its own, and FLOPs are twice the MACs; a bad golden cannot pass."""
+    data = json.loads((GOLDEN / f"shape_{name}.json").read_text())
+    rows = {row[0]: row for row in data["layers"]}
+
+    def leaves_under(path: str) -> list[list[object]]:
+        return [r for p, r in rows.items() if p.startswith(path + ".") and not any(q.startswith(p + ".") for q in rows)]
+
+    leaves = [r for p, r in rows.items() if not any(q.startswith(p + ".") for q in rows)]
+    totals = data["totals"]
+    assert sum(r[4] for r in leaves) == totals["trainable"]  # a row's params are its trainable ones
+    assert totals["params"] == totals["trainable"] + totals["non_trainable"]
+    assert sum(r[5] for r in leaves) == totals["non_trainable"]
+    assert sum(r[6] for r in leaves) == totals["macs"] and totals["flops"] == 2 * totals["macs"]
+    assert totals["param_bytes"] == 4 * totals["params"]
+    for path, row in rows.items():
+        inside = leaves_under(path)
+        if inside:
+            assert row[4:7] == [sum(r[4] for r in inside), sum(r[5] for r in inside), sum(r[6] for r in inside)], path

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from ..enums import Activation, Combine, Normalize, PaddingMode, PoolKind
-from ..errors import FeatmapError
+from ..errors import FeatmapError, OptionError, SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,8 +32,53 @@ def _err(kind: str, message: str) -> None:
     click.echo(f"featmap: {kind}: {message}", err=True)
 
 
-class FeatmapGroup(click.Group):
-    """A group that turns library errors into one-line messages and exit code 1."""
+# ----------------------------------------------------------------------------- library errors -> the command line
+
+#: Library parameter names (as errors write them, in backticks) -> the flags that set them. Only names whose
+#: flag the messages have always shown are mapped, so every message reads as it did.
+PARAM_FLAGS = {
+    "pool_size": "--pool-size",
+    "pool_stride": "--pool-stride",
+    "pool": "--pool",
+    "combine": "--combine",
+    "input": "--input",
+    "background": "--background",
+    "name_pattern": "--name",
+    "bit_depth": "--bit-depth",
+    "raw": "--raw",
+    "kernels": "-k",
+    "colormap": "--colormap",
+    "percentiles": "--percentiles",
+    "sheet": "--sheet",
+    "color": "--color",
+}
+
+
+def flag_words(text: str) -> str:
+    """A library message with its parameter names put as the command line's flags.
+
+    Examples
+    --------
+    >>> flag_words("`pool_size` and `pool_stride` need `pool` max, avg or min; `sigma` must be > 0")
+    '--pool-size and --pool-stride need --pool max, avg or min; `sigma` must be > 0'
+    """
+    for name, flag in PARAM_FLAGS.items():
+        text = text.replace(f"`{name}`", flag)
+    return text
+
+
+def exit_code_for(exc: FeatmapError, command: str) -> ExitCode:
+    """The one rule from library errors to exit codes: options that cannot go together (`OptionError`) and,
+    for ``featmap shape``, a malformed token, file or shape (`SpecError`) are usage errors (2); the rest,
+    an impossible geometry included, are failures (1)."""
+    if isinstance(exc, OptionError) or (command == "shape" and isinstance(exc, SpecError)):
+        return ExitCode.USAGE
+    return ExitCode.ERROR
+
+
+class FeatmapCommand(click.Command):
+    """A command whose library errors become one line on stderr (or Click's usage message) and an exit code:
+    the one place where errors meet the command line (`flag_words`, `exit_code_for`)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -41,8 +86,20 @@ class FeatmapGroup(click.Group):
         except FeatmapError as exc:
             if ctx.meta.get("featmap.debug"):
                 raise
-            _err("error", str(exc))
-            ctx.exit(ExitCode.ERROR)
+            if isinstance(exc, OptionError):
+                raise click.UsageError(flag_words(str(exc)), ctx) from None
+            _err("error", flag_words(str(exc)))
+            ctx.exit(exit_code_for(exc, self.name or ""))
+
+
+class FeatmapGroup(click.Group):
+    """A group whose commands are `FeatmapCommand`s, and which turns Ctrl-C into one line and exit code 130."""
+
+    command_class = FeatmapCommand
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
         except KeyboardInterrupt:
             _err("error", "interrupted")
             ctx.exit(ExitCode.INTERRUPTED)
@@ -75,10 +132,11 @@ class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         text = value.strip().lower()
         if text in self.words:
             return text
-        parts = text.replace("x", ",").replace("×", ",").split(",")
+        from ..spec.tokens import _ints  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
+
         try:
-            numbers = tuple(int(p) for p in parts)
-        except ValueError:
+            numbers = _ints(text, self.name)
+        except SpecError:
             self.fail(f"{value!r} is not {self._describe()}", param, ctx)
         if len(numbers) not in self.counts or any(n < self.minimum for n in numbers):
             self.fail(f"{value!r} is not {self._describe()}", param, ctx)

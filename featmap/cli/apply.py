@@ -15,6 +15,7 @@ import click
 from ..errors import FeatmapError
 from ._common import (
     ExitCode,
+    FeatmapCommand,
     _console,
     _err,
     conv_options,
@@ -22,17 +23,48 @@ from ._common import (
     output_options,
 )
 
+_OUTPUT_OPTIONS = "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles".split()
+# Options that `featmap.jobs.make_job` takes under the same name.
+_JOB_OPTIONS = (
+    "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
+    "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite "
+    "colormap percentiles sheet report"
+).split()
 
-@click.command()
+
+@click.command(cls=FeatmapCommand)
 @click.argument("images", nargs=-1, required=True)
 @click.option(
     "-k",
     "--kernel",
     "kernel_specs",
     multiple=True,
-    required=True,
     help="NAME, TAG, FILE.yaml, FILE.yaml:NAME or gaussian:size=5,sigma=1.2. Repeatable.",
 )
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Run a whole network: a YAML/JSON layer-spec file (instead of -k).",
+)
+@click.option("--model", default=None, help="Run a built-in network preset (featmap shape --list-models).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Network weights: .npz or .safetensors named as PyTorch's state_dict (see README).",
+)
+@click.option("--init", type=click.Choice(["kaiming", "glorot"]), default=None, help="Seeded random weights.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of --init.")
+@click.option(
+    "--layout",
+    type=click.Choice(["torch", "keras"]),
+    default="torch",
+    show_default=True,
+    help="Layout and names of --weights tensors.",
+)
+@click.option("--upto", default=None, help="Stop after this layer (number, key or name, as featmap shape shows).")
 @kernel_options
 @conv_options
 @click.option("--color", is_flag=True, help="Keep RGB channels instead of converting to gray (BT.601 luma).")
@@ -64,61 +96,15 @@ def apply(
       featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """
-    from ..batch import ApplyJob, OutputOptions, apply_image
-    from ..images import parse_color
-    from ..kernels import KernelLibrary
-    from ..layers import Act, Conv2d, GlobalPool2d, Pool2d
+    from ..batch import apply_image
+    from ..jobs import make_job
     from ..render import apply_dict, apply_view
-    from ..shapes import as_pair
 
-    bank = KernelLibrary(kernel_dirs).bank(kernel_specs)
-    conv = Conv2d(
-        stride=opts["stride"],
-        padding=opts["padding"],
-        pad_mode=opts["pad_mode"],
-        pad_value=opts["pad_value"],
-        dilation=opts["dilation"],
-        flip=opts["flip"],
-    )
-    act = Act(opts["activation"], (("slope", opts["slope"]),) if opts["activation"] == "leaky_relu" else ())
-    pool_word = opts["pool"].lower()
-    pool: Pool2d | GlobalPool2d | None = None
-    if pool_word not in ("max", "avg", "min") and (opts["pool_size"] or opts["pool_stride"]):
-        raise click.UsageError("--pool-size and --pool-stride need --pool max, avg or min")
-    if pool_word.startswith("global-"):
-        pool = GlobalPool2d(pool_word.split("-", 1)[1])
-    elif pool_word != "none":
-        pool = Pool2d(
-            pool_word,
-            as_pair(opts["pool_size"] or 2, "--pool-size"),
-            opts["pool_stride"],
-            opts["pool_padding"],
-        )
-    output = OutputOptions(
-        opts["out_dir"],
-        opts["name_pattern"],
-        opts["normalize"],
-        int(opts["bit_depth"]),
-        opts["raw"],
-        opts["png_compress"],
-        opts["overwrite"],
-        colormap=opts["colormap"],
-        percentiles=opts["percentiles"],
-        sheet=opts["sheet"],
-        report=opts["report"],
-    )
-    job = ApplyJob(
-        bank,
-        conv,
-        act,
-        pool,
-        opts["combine"],
-        opts["strict"],
-        opts["color"],
-        parse_color(opts["background"]),
-        opts["max_pixels"],
-        output,
-    )
+    network = _network_job(kernel_specs, kernel_dirs, opts)
+    if network is not None:
+        _apply_network(images, network, opts, as_json)
+        return
+    job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{name: opts[name] for name in _JOB_OPTIONS})
     single = len(images) == 1 and Path(images[0]).is_file()
     if single and not opts["skip_existing"]:
         result = apply_image(images[0], job)
@@ -128,6 +114,75 @@ def apply(
             click.echo(json.dumps(apply_dict(result, job), indent=2))
         else:
             _console().print(apply_view(result, job))
+        return
+    _apply_batch(images, job, opts, as_json)
+
+
+_NETWORK_OPTIONS = ("weights", "init", "layout", "upto")
+# -k's layer options: a network's layers carry their own.
+_KERNEL_ONLY = (
+    "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
+    "combine strict color"
+).split()
+
+
+def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], opts: dict[str, Any]) -> Any:
+    """The `NetworkJob` of ``--spec``/``--model``, or None for ``-k``; refuses mixing the two."""
+    ctx = click.get_current_context()
+    given = [name for name in ("spec_file", "model") if opts[name]]
+    if not given:
+        if not kernel_specs:
+            raise click.UsageError("give kernels (-k NAME) or a network (--spec FILE or --model NAME)")
+        stray = [name for name in (*_NETWORK_OPTIONS, "seed") if _from_command_line(ctx, name)]
+        if stray:
+            raise click.UsageError(f"--{stray[0]} goes with --spec or --model, not -k")
+        return None
+    if kernel_specs or len(given) > 1:
+        raise click.UsageError("give one of -k, --spec and --model")
+    for flag in ("sheet", "report"):
+        if opts[flag]:
+            raise click.UsageError(f"--{flag} goes with -k kernels for now (not yet with --spec or --model)")
+    stray = [name for name in _KERNEL_ONLY if _from_command_line(ctx, name)]
+    if stray:
+        flag = stray[0].replace("_", "-")
+        raise click.UsageError(f"--{flag} applies to -k kernels; a network's layers carry their own options")
+    from ..images import parse_color
+    from ..jobs import make_output
+    from ..netjob import make_network_job
+    from ..spec import load_model, parse_file
+
+    model = load_model(opts["model"]) if opts["model"] else parse_file(opts["spec_file"], kernel_dirs=kernel_dirs)
+    output = make_output(**{name: opts[name] for name in _OUTPUT_OPTIONS})
+    return make_network_job(
+        model,
+        weights=opts["weights"],
+        init=opts["init"],
+        seed=opts["seed"],
+        layout=opts["layout"],
+        upto=opts["upto"],
+        output=output,
+        background=parse_color(opts["background"]),
+        max_pixels=opts["max_pixels"],
+    )
+
+
+def _from_command_line(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+
+def _apply_network(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool) -> None:
+    from ..batch import apply_image
+    from ..render import network_dict, network_view
+
+    single = len(images) == 1 and Path(images[0]).is_file()
+    if single and not opts["skip_existing"]:
+        result = apply_image(images[0], job)
+        for note in result.warnings:
+            _err("warning", f"{images[0]}: {note}")
+        if as_json:
+            click.echo(json.dumps(network_dict(result, job), indent=2))
+        else:
+            _console().print(network_view(result, job))
         return
     _apply_batch(images, job, opts, as_json)
 

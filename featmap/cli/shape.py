@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from ._common import (
-    ExitCode,
+    FeatmapCommand,
     _console,
     _err,
 )
 
 
-@click.command()
+@click.command(cls=FeatmapCommand)
 @click.argument("tokens", nargs=-1)
 @click.option("--input", "input_text", default=None, help="Input shape: HxWxC, LxC (1-D) or N features.")
 @click.option("--model", default=None, help="A built-in preset (see --list-models).")
@@ -30,9 +30,7 @@ from ._common import (
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--explain", is_flag=True, help="Also show each layer's formulas with the numbers put in.")
 @click.option("--list-models", is_flag=True, help="List the built-in presets and exit.")
-@click.pass_context
 def shape(
-    ctx: click.Context,
     tokens: tuple[str, ...],
     input_text: str | None,
     model: str | None,
@@ -51,15 +49,7 @@ def shape(
       featmap shape --model vgg16
       featmap shape --spec my_net.yaml --input 224x224x3 --json
     """
-    from ..errors import SpecError
-
-    try:
-        _shape_command(tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models)
-    except SpecError as exc:
-        if ctx.meta.get("featmap.debug"):
-            raise
-        _err("error", str(exc))
-        ctx.exit(ExitCode.USAGE)
+    _shape_command(tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models)
 
 
 def _shape_command(
@@ -72,11 +62,11 @@ def _shape_command(
     explain: bool,
     list_models: bool,
 ) -> None:
+    from ..api import shape as summarize_layers
     from ..errors import SpecError
     from ..render import summary_dict, summary_explain, summary_markdown, summary_view
+    from ..spec import Model, load_model, parse_file, parse_tokens
     from ..spec import list_models as presets
-    from ..spec import load_model, parse_file, parse_shape, parse_tokens
-    from ..summary import summarize
 
     if list_models:
         rows = presets()
@@ -112,18 +102,12 @@ def _shape_command(
             "give layer tokens, --model NAME or --spec FILE (exactly one)",
             "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5",
         )
-    name = None
-    default_input = None
     if tokens:
-        layers = parse_tokens(tokens)
+        found = Model("", parse_tokens(tokens))
     else:
         found = load_model(model) if model else parse_file(spec_file)  # type: ignore[arg-type]
-        layers, default_input, name = found.layers, found.input_shape, found.name
-    if input_text is None and default_input is None:
-        raise SpecError("--input", "is needed to work out shapes", "e.g. --input 224x224x3 (HxWxC)")
-    input_shape = parse_shape(input_text) if input_text is not None else default_input
-    assert input_shape is not None  # for type checkers: one of the two branches above set it
-    result = summarize(layers, input_shape, batch=batch)
+    name = found.name or None
+    result = summarize_layers(found, input=input_text, batch=batch)
     for note in result.warnings:
         _err("warning", note)
     if fmt == "json":

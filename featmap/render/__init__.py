@@ -16,6 +16,8 @@ _HOME = {
     "kernel_dict": "kernels",
     "kernel_list": "kernels",
     "kernel_show": "kernels",
+    "network_dict": "network",
+    "network_view": "network",
     "summary_dict": "summary",
     "summary_explain": "summary",
     "summary_markdown": "summary",

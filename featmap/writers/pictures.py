@@ -7,9 +7,10 @@ contact sheet and the HTML report from them and the input.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,13 +19,25 @@ from ..colormaps import AUTO, Colormap
 from ..display import DisplayRange
 from ..images import LoadedImage, atomic_write
 from ..png import encode_png
-from .pixels import MapPixels, scale_for
+from . import Writer
+from .pixels import scale_for
 from .sheet import Panel, SheetRow, build_sheet, shrink
 
 if TYPE_CHECKING:
-    from ..batch import ApplyJob, WrittenMap
+    from ..jobs import ApplyJob
+    from ..outputs import OutputOptions
+    from ..pipeline import FeatureMap, MapInfo
 
-__all__ = ["PICTURE_SIDE", "DrawnMap", "Pictures", "op_summary", "shape_text"]
+__all__ = [
+    "PICTURE_SIDE",
+    "REPORT_KEY",
+    "SHEET_KEY",
+    "DrawnMap",
+    "Pictures",
+    "PicturesWriter",
+    "op_summary",
+    "shape_text",
+]
 
 #: Maps are kept for the pictures at most this many pixels on a side.
 PICTURE_SIDE = 512
@@ -34,7 +47,8 @@ PICTURE_SIDE = 512
 class DrawnMap:
     """A map as the pictures show it: a small copy, its scale, its facts and weights."""
 
-    written: WrittenMap
+    info: MapInfo
+    png: Path
     small: NDArray[np.float32]
     shown: DisplayRange
     colormap: Colormap | None
@@ -83,23 +97,19 @@ class Pictures:
         self.maps: list[DrawnMap] = []
         self._kernels = {k.name: k for k in job.bank}
 
-    def add(self, values: NDArray[np.floating], written: WrittenMap, drawn: MapPixels | None = None) -> None:
-        """Keep a small copy of ``values`` and the scale it is drawn with: the PNG's (``drawn``) when it has a
-        colormap, else ``auto``'s (a sheet shows signed maps on a diverging scale)."""
+    def add(self, values: NDArray[np.floating], info: MapInfo, png: Path) -> None:
+        """Keep a small copy of ``values`` and the scale it is drawn with: the PNG's colormap, or ``auto`` when
+        the PNGs are gray (a sheet shows signed maps on a diverging scale)."""
         out = self.job.output
         channels = values.shape[2] if values.ndim == 3 else 1
-        colormap: Colormap | None
-        if drawn is not None and drawn.colormap is not None:
-            shown, colormap = drawn.shown, drawn.colormap
-        else:
-            wanted = (out.colormap or AUTO) if channels == 1 else None
-            shown, colormap = scale_for(values, out.normalize, wanted, out.percentiles)
-        kernel = self._kernels.get(written.info.name) if not written.info.combined_from else None
+        wanted = (out.colormap or AUTO) if channels == 1 else None
+        shown, colormap = scale_for(values, out.normalize, wanted, out.percentiles)
+        kernel = self._kernels.get(info.name) if not info.combined_from else None
         weights = None if kernel is None else np.asarray(kernel.weights, dtype=np.float32)
         if weights is not None and self.job.conv.flip:
             weights = np.ascontiguousarray(weights[..., ::-1, ::-1])
         bias = None if kernel is None else kernel.bias
-        self.maps.append(DrawnMap(written, shrink(values, PICTURE_SIDE), shown, colormap, weights, bias))
+        self.maps.append(DrawnMap(info, png, shrink(values, PICTURE_SIDE), shown, colormap, weights, bias))
 
     def title(self) -> list[str]:
         """The sheet's and report's header lines."""
@@ -120,26 +130,56 @@ class Pictures:
         )
         panels = []
         for m in self.maps:
-            facts = m.written.info
+            facts = m.info
             name = facts.name if not facts.combined_from else f"{facts.name} of {len(facts.combined_from)} maps"
             scale = "gray" if m.colormap is None else m.colormap.name
             caption = (name, f"{shape_text(facts.shape)}  {scale}", m.shown.text())
             panels.append(Panel(m.small, m.shown, caption, m.colormap, m.weights))
         return [SheetRow("input", (input_panel,)), SheetRow(op_summary(self.job), tuple(panels))]
 
-    def write(self, sheet: Path | None, report: Path | None) -> list[str]:
-        """Write the sheet PNG and/or the report; the keys (``(sheet)``, ``(report)``) of what was written."""
-        from ..batch import REPORT_KEY, SHEET_KEY
-
+    def write(self, sheet: Path | None, report: Path | None) -> tuple[Path, ...]:
+        """Write the sheet PNG and/or the report; the files written."""
         done = []
         if sheet is not None:
             drawn = build_sheet(self.title(), self.sheet_rows())
             encoded = encode_png(drawn.pixels, self.job.output.png_compress)
-            atomic_write(sheet, lambda fh: fh.write(encoded))
-            done.append(SHEET_KEY)
+            done.append(atomic_write(sheet, lambda fh: fh.write(encoded)))
         if report is not None:
             from .report import write_report
 
-            write_report(report, self)
-            done.append(REPORT_KEY)
-        return done
+            done.append(write_report(report, self))
+        return tuple(done)
+
+
+#: The keys of an image's targets (`featmap.batch.targets_for`) naming its sheet and its report.
+SHEET_KEY, REPORT_KEY = "(sheet)", "(report)"
+
+
+class PicturesWriter(Writer):
+    """``--sheet`` and ``--report``: one contact sheet and/or one HTML report per image, drawn when its last
+    map is in. Their paths are the ``(sheet)`` and ``(report)`` entries of the image's targets."""
+
+    name = "pictures"
+    suffix = ".png"
+    manifest_key = None
+    per_map = False
+
+    def __init__(self, options: OutputOptions) -> None:
+        super().__init__(options)
+        self.pictures: Pictures | None = None
+
+    def begin(self, image: LoadedImage, job: Any) -> None:
+        self.pictures = Pictures(image, job)
+
+    def planned_paths(self, targets: Mapping[str, Path]) -> list[Path]:
+        return [path for key, path in targets.items() if key in (SHEET_KEY, REPORT_KEY)]
+
+    def add(self, target: Path, fmap: FeatureMap) -> None:
+        if self.pictures is None:
+            raise RuntimeError("PicturesWriter.begin must be called with the image before its maps")
+        self.pictures.add(fmap.values, fmap.info, target)
+
+    def finish(self, targets: Mapping[str, Path]) -> tuple[Path, ...]:
+        if self.pictures is None:
+            return ()
+        return self.pictures.write(targets.get(SHEET_KEY), targets.get(REPORT_KEY))

@@ -16,7 +16,7 @@ from ..colormaps import Colormap, choose_colormap
 from ..display import DEFAULT_PERCENTILES, DisplayRange, display_range
 from ..enums import Normalize, parse_enum
 from ..errors import SpecError
-from ..ops import quantize, row_bands, to_pixels
+from ..ops import row_bands
 
 __all__ = ["MapPixels", "colour_pixels", "map_pixels", "scale_for"]
 
@@ -69,14 +69,16 @@ def map_pixels(
     colormap (a name or ``auto``) a one-channel map becomes 8-bit RGB: position ``t`` in the display
     range → the colormap's entry ``min(floor(256 t), 255)``.
     """
+    from .png import quantize, to_pixels  # the PNG writer imports this module
+
     kind = parse_enum(Normalize, normalize, "normalize")
     channels = values.shape[2] if values.ndim == 3 else 1
     if colormap is not None and channels != 1:
         raise SpecError(
-            "--colormap", f"colours one-channel maps; this map has {channels}", "drop --color or --colormap"
+            "`colormap`", f"colours one-channel maps; this map has {channels}", "drop `color` or `colormap`"
         )
     if colormap is not None and bit_depth != 8:
-        raise SpecError("--colormap", "writes 8-bit RGB PNGs", "drop --bit-depth 16 or --colormap")
+        raise SpecError("`colormap`", "writes 8-bit RGB PNGs", "drop `bit_depth` 16 or `colormap`")
     shown, chosen = scale_for(values, kind, colormap, percentiles)
     if chosen is not None:
         return MapPixels(colour_pixels(values, shown, chosen), shown, chosen)

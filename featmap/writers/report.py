@@ -32,9 +32,9 @@ from numpy.typing import NDArray
 from ..errors import FeatmapError, OutputExistsError
 from ..images import LUMA_BT601, LoadedImage, atomic_write, load_image
 from ..layers import GlobalPool2d, Pool2d
-from ..ops import quantize
 from ..png import encode_png
 from ..shapes import pool_geometry
+from .png import quantize
 from .sheet import shrink
 
 if TYPE_CHECKING:
@@ -183,12 +183,12 @@ def _pool_data(pictures: Pictures, conv_hw: tuple[int, int]) -> dict[str, Any] |
 
 
 def _map_data(pictures: Pictures, index: int, m: DrawnMap, out_dir: Path) -> dict[str, Any]:
-    info = m.written.info
-    names = [d.written.info.name for d in pictures.maps]
+    info = m.info
+    names = [d.info.name for d in pictures.maps]
     try:
-        png = m.written.png.relative_to(out_dir).as_posix()
+        png = m.png.relative_to(out_dir).as_posix()
     except ValueError:
-        png = m.written.png.as_posix()
+        png = m.png.as_posix()
     return {
         "index": index,
         "name": info.name,
@@ -230,7 +230,7 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
     job = pictures.job
     image = pictures.image
     info = image.info
-    first = pictures.maps[0].written.info if pictures.maps else None
+    first = pictures.maps[0].info if pictures.maps else None
     conv_hw = (first.conv_shape[0], first.conv_shape[1]) if first else (info.height, info.width)
     picture = shrink(image.pixels, INPUT_PICTURE_SIDE)
     levels = quantize(np.clip(picture, 0.0, 1.0), 8)

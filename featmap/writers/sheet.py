@@ -25,7 +25,6 @@ from ..colormaps import DIVERGING_DEFAULT, Colormap, get_colormap
 from ..cvfilter import opencv
 from ..display import DisplayRange
 from ..errors import SpecError
-from ..ops import quantize
 
 __all__ = [
     "MAX_PRINTED_KERNEL",
@@ -172,6 +171,8 @@ def _fit(values: NDArray[np.floating], side: int) -> tuple[NDArray[np.float32], 
 
 
 def _colour(values: NDArray[np.floating], shown: DisplayRange, colormap: Colormap | None) -> NDArray[np.uint8]:
+    from .png import quantize
+
     positions = shown.positions(values)
     if colormap is not None:
         return colormap.colours8(positions[:, :, 0])
@@ -257,9 +258,9 @@ def build_sheet(title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int
     count = sum(len(row.panels) for row in rows)
     if count > MAX_SHEET_PANELS:
         raise SpecError(
-            "--sheet",
+            "`sheet`",
             f"{count} maps exceed the limit of {MAX_SHEET_PANELS} per sheet",
-            "use fewer kernels, or drop --sheet and look at the PNGs or --report",
+            "use fewer kernels, or drop `sheet` and look at the PNGs or the report",
         )
     side = map_side or map_side_for(count)
     inner = SHEET_MAX_WIDTH - 2 * _MARGIN

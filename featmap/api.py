@@ -1,0 +1,236 @@
+"""The Python API: `apply`, `shape` and `kernel`, re-exported as ``featmap.apply`` and so on.
+
+The command line calls these (or the job builder they share, `featmap.jobs.make_job`) and only
+renders what they return. Options are keyword-only and errors name them (``pool_size``), never
+command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .errors import SpecError
+
+if TYPE_CHECKING:
+    from .kernels import Kernel
+    from .pipeline import FeatureMaps
+    from .spec import Model
+    from .summary import Summary
+
+__all__ = ["apply", "kernel", "resolve_layers", "shape"]
+
+
+def apply(
+    image: ArrayLike | str | os.PathLike[str],
+    kernels: Any,
+    *,
+    kernel_dirs: Iterable[str | os.PathLike[str]] = (),
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence[int] = "valid",
+    pad_mode: str = "zeros",
+    pad_value: float = 0.0,
+    dilation: int | Sequence[int] = 1,
+    flip: bool = False,
+    activation: str = "none",
+    slope: float = 0.01,
+    pool: str | None = None,
+    pool_size: int | Sequence[int] | None = None,
+    pool_stride: int | Sequence[int] | None = None,
+    pool_padding: str = "valid",
+    combine: str | None = None,
+    strict: bool = False,
+    color: bool = False,
+    background: str | tuple[float, float, float] = "white",
+    max_pixels: int | None = None,
+) -> FeatureMaps:
+    """Run kernels over an image: convolution, activation, pooling, as ``featmap apply`` does, without files.
+
+    Parameters
+    ----------
+    image : array_like or path
+        ``(H, W)`` or ``(H, W, C)`` values (used as given, float32 unless float64), or an image file,
+        read as ``featmap apply`` reads it (gray BT.601 luma unless ``color``, alpha on ``background``).
+    kernels : str, Kernel, KernelBank or sequence of str / Kernel
+        Kernel names, tags, kernel files or parametric specs (``"gaussian:size=5,sigma=1.2"``), or `Kernel`
+        objects (see `kernel`).
+    kernel_dirs : paths, optional
+        Extra kernel folders or files, searched before the built-ins.
+    stride, padding, pad_mode, pad_value, dilation, flip
+        The convolution, as in `featmap.conv2d`.
+    activation : str
+        ``none``, ``relu``, ``leaky_relu`` (with ``slope``), ``abs``, ``sigmoid``, ``tanh``, ...
+    pool : {None, "max", "avg", "min", "global-avg", "global-max", "global-min"}
+        Pooling after the activation; ``pool_size`` (default 2), ``pool_stride`` (default the size) and
+        ``pool_padding`` (``valid`` or ``same``) go with a windowed pool.
+    combine : {None, "magnitude", "max"}
+        Also make one map merging every kernel's response before the activation.
+    strict : bool
+        Raise `ShapeError` when a stride leaves input rows or columns unused (otherwise a warning).
+    color, background, max_pixels
+        How an image file is read (``max_pixels`` defaults to the command's decompression-bomb guard).
+
+    Returns
+    -------
+    FeatureMaps
+        ``maps``: one `FeatureMap` per kernel (then the combined one), each with ``values`` (float
+        ``(H', W', C)``) and ``info`` (shapes, geometry, parameters, statistics: the table's facts);
+        ``input_shape``; ``warnings`` (strides that leave rows unused).
+
+    Examples
+    --------
+    >>> import numpy as np, featmap
+    >>> image = np.zeros((8, 8), np.float32); image[:, 4:] = 1   # a vertical edge
+    >>> result = featmap.apply(image, ["sobel_x", "sobel_y"], stride=2, padding="same", pool="max")
+    >>> [(m.info.name, m.values.shape) for m in result.maps]
+    [('sobel_x', (2, 2, 1)), ('sobel_y', (2, 2, 1))]
+    >>> result.maps[0].info.stats.max, result.maps[1].info.stats.max
+    (4.0, 0.0)
+    >>> featmap.apply(image, "box_3", pool_size=3)
+    Traceback (most recent call last):
+    ...
+    featmap.errors.OptionError: `pool_size` and `pool_stride` need `pool` max, avg or min
+    """
+    from .images import DEFAULT_MAX_PIXELS, load_image
+    from .jobs import make_job
+    from .ops import as_float_image
+    from .pipeline import run
+
+    job = make_job(
+        kernels,
+        kernel_dirs=kernel_dirs,
+        stride=stride,
+        padding=padding,
+        pad_mode=pad_mode,
+        pad_value=pad_value,
+        dilation=dilation,
+        flip=flip,
+        activation=activation,
+        slope=slope,
+        pool=pool,
+        pool_size=pool_size,
+        pool_stride=pool_stride,
+        pool_padding=pool_padding,
+        combine=combine,
+        strict=strict,
+        color=color,
+        background=background,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+    )
+    if isinstance(image, (str, os.PathLike)):
+        loaded = load_image(image, color=job.color, background=job.background, max_pixels=job.max_pixels)
+        pixels = loaded.pixels
+    else:
+        pixels = as_float_image(image, "image")
+    return run(pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict)
+
+
+def resolve_layers(layers: Any) -> Model:
+    """A `featmap.spec.Model` from a preset name, a spec file, layer tokens or layer objects.
+
+    A string is a built-in preset (``"vgg16"``) or a YAML/JSON spec file; a sequence of strings is
+    layer tokens (``["conv:6@5x5", "maxpool:2"]``); a `Model` is returned as it is; anything else is
+    taken as layer objects.
+    """
+    from .spec import Model, list_models, load_model, parse_file, parse_tokens
+
+    if isinstance(layers, Model):
+        return layers
+    if isinstance(layers, (str, os.PathLike)):
+        text = str(layers)
+        if isinstance(layers, str) and text in {m.name for m in list_models()}:
+            return load_model(text)
+        if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
+            return parse_file(text)
+        return load_model(text)  # its error lists the presets
+    items = tuple(layers)
+    if not items:
+        raise SpecError("`layers`", "no layers given", "give layer tokens, a preset name or a spec file")
+    if all(isinstance(t, str) for t in items):
+        return Model("", parse_tokens(items))
+    return Model("", items)
+
+
+def shape(
+    layers: Any,
+    *,
+    input: str | Sequence[int] | None = None,  # noqa: A002 - the word users know (`featmap shape --input`)
+    batch: int = 1,
+) -> Summary:
+    """Shapes, parameters, multiply-adds, receptive fields and memory of a layer stack, without running it.
+
+    Parameters
+    ----------
+    layers : str, sequence of str, Model, or sequence of layers
+        A built-in preset (``"lenet5"``), a YAML/JSON spec file, layer tokens
+        (``["conv:6@5x5", "avgpool:2"]``), a parsed `featmap.spec.Model` or `featmap.layers` objects.
+    input : str or sequence of int, optional
+        ``"HxWxC"``, ``"LxC"``, ``"N"`` or a tuple; defaults to a preset's or spec file's own input.
+    batch : int
+        Batch size for MACs and memory.
+
+    Returns
+    -------
+    Summary
+        One `LayerInfo` row per layer, the `Totals` and the warnings (what ``featmap shape`` prints).
+
+    Examples
+    --------
+    >>> import featmap
+    >>> s = featmap.shape(["conv:6@5x5", "maxpool:2"], input="32x32x1")
+    >>> [row.out_shape for row in s.layers], s.totals.params
+    ([(28, 28, 6), (14, 14, 6)], 156)
+    >>> featmap.shape("lenet5").totals.macs
+    416520
+    >>> featmap.shape(["conv:6@5x5"])
+    Traceback (most recent call last):
+    ...
+    featmap.errors.SpecError: `input`: is needed to work out shapes; e.g. `input` 224x224x3 (HxWxC)
+    """
+    from .spec import parse_shape
+    from .summary import summarize
+
+    model = resolve_layers(layers)
+    if input is None and model.input_shape is None:
+        raise SpecError("`input`", "is needed to work out shapes", "e.g. `input` 224x224x3 (HxWxC)")
+    input_shape = parse_shape(input) if input is not None else model.input_shape
+    assert input_shape is not None  # one of the two above
+    return summarize(model.layers, input_shape, batch=batch)
+
+
+def kernel(
+    spec: str | ArrayLike, *, kernel_dirs: Iterable[str | os.PathLike[str]] = (), name: str = "kernel"
+) -> Kernel:
+    """One `Kernel`: a library name, ``FILE.yaml:NAME``, a parametric spec, or a weight matrix.
+
+    Examples
+    --------
+    >>> import featmap
+    >>> featmap.kernel("sobel_x").weights.tolist()
+    [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
+    >>> featmap.kernel("gaussian:size=3,sigma=1").size
+    (3, 3)
+    >>> featmap.kernel([[0, 1], [1, 0]], name="cross").name
+    'cross'
+    >>> featmap.kernel("edges")
+    Traceback (most recent call last):
+    ...
+    featmap.errors.SpecError: `spec`: 'edges' selects 13 kernels (a tag or a file); give one name; ...
+    """
+    from .kernels import Kernel, KernelLibrary
+
+    if not isinstance(spec, str):
+        return Kernel(name, np.asarray(spec, dtype=np.float64))
+    chosen = KernelLibrary(kernel_dirs).select(spec)
+    if len(chosen) != 1:
+        raise SpecError(
+            "`spec`",
+            f"{spec!r} selects {len(chosen)} kernels (a tag or a file); give one name",
+            f"e.g. {chosen[0].name!r}" if chosen else None,
+        )
+    return chosen[0]

@@ -1,0 +1,308 @@
+"""`featmap apply --spec/--model` on image files: a `NetworkJob` (the layers, where the weights come from, how
+maps are written) and `process_network_image`, the per-image function the batch runs.
+
+Each layer's output is written as one PNG per channel in a folder per layer, named so that they sort in layer
+order: ``{stem}/03-C3/007.png`` is channel 7 of the third layer written (key ``C3``). A flat output (flatten,
+dense) is a one-pixel-high strip. With ``raw``, each layer's whole float32 stack goes beside its PNGs
+(``{stem}/03-C3/all.npy``).
+
+Examples
+--------
+>>> from featmap.spec import load_model
+>>> job = make_network_job(load_model("lenet5"), init="kaiming")
+>>> [name for name, _ in job.layer_maps()][:3]
+['01-C1', '02-tanh', '03-S2']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .discover import InputImage
+from .errors import OptionError, SpecError
+from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, resize_pixels
+from .network import LayerOutput, WeightSource, iter_network, top_classes
+from .outputs import OutputOptions
+from .plan import PlanNode, plan_layers
+from .spec import Model
+from .summary import summarize_plan
+
+__all__ = ["LayerFacts", "NetworkImageResult", "NetworkJob", "make_network_job", "process_network_image"]
+
+# A spec without an input shape is planned on this (H, W) to name its layers' folders; images then run at
+# their own size.
+_NOMINAL_HW = (224, 224)
+
+
+@lru_cache(maxsize=4)
+def _read_weights(path: str, mtime_ns: int) -> dict[str, NDArray[np.floating]]:
+    """A weights file, read once per process (a batch runs many images with it)."""
+    from .weights import load_weights
+
+    return dict(load_weights(path))
+
+
+@dataclass(frozen=True)
+class NetworkJob:
+    """Everything `process_network_image` needs besides the input path."""
+
+    model: Model
+    weights_file: Path | None = None
+    init: str | None = None
+    seed: int = 0
+    layout: str = "torch"
+    upto: str | None = None
+    top: int = 5
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    output: OutputOptions = field(default_factory=OutputOptions)
+
+    @property
+    def channels(self) -> int:
+        """The input channels the spec asks for (3 loads RGB, else gray)."""
+        return self.model.input_shape[-1] if self.model.input_shape else 1
+
+    @property
+    def nominal_shape(self) -> tuple[int, ...]:
+        """The spec's input, or a 224×224 stand-in to name the layers' folders by."""
+        return self.model.input_shape or (*_NOMINAL_HW, self.channels)
+
+    def weights(self) -> WeightSource:
+        """A fresh `WeightSource` for one image (the file itself is read once per process)."""
+        tensors: dict[str, NDArray[np.floating]] = {}
+        if self.weights_file is not None:
+            path = Path(self.weights_file)
+            if not path.is_file():
+                raise SpecError(str(path), "weights file not found", "check the path")
+            tensors = _read_weights(str(path.resolve()), path.stat().st_mtime_ns)
+        return WeightSource(tensors, self.init, self.seed, self.layout, str(self.weights_file or "weights"))
+
+    def plan(self, shape: Sequence[int]) -> tuple[PlanNode, ...]:
+        """The layers planned on an input of ``shape``."""
+        return plan_layers(self.model.layers, tuple(shape))
+
+    def layer_maps(self) -> list[tuple[str, int]]:
+        """``(folder name, channels)`` of every layer output written, in order (planned on the nominal shape)."""
+        found: list[tuple[str, int]] = []
+        nodes = self.plan(self.nominal_shape)
+        outputs = _outputs_in_order(nodes)
+        width = max(2, len(str(len(outputs))))
+        for index, node in enumerate(outputs, start=1):
+            shape = node.plan.out_shape
+            flat = len(shape) == 1 or (len(shape) == 3 and shape[0] * shape[1] == 1)
+            label = _safe(getattr(node.layer, "name", None) or node.plan.name)
+            found.append((f"{index:0{width}d}-{label}", 1 if flat else shape[-1]))
+            if self.upto is not None and self.upto in (node.path, node.key, node.plan.name):
+                break
+        return found
+
+    def options_hash(self) -> str:
+        """A digest of everything that changes an output's pixels."""
+        weights = None
+        if self.weights_file is not None and Path(self.weights_file).is_file():
+            stat = Path(self.weights_file).stat()
+            weights = [str(Path(self.weights_file).resolve()), stat.st_size, stat.st_mtime_ns]
+        out = self.output
+        recipe = {
+            "layers": repr(self.model.layers),
+            "weights": weights,
+            "init": self.init,
+            "seed": self.seed,
+            "layout": self.layout,
+            "upto": self.upto,
+            "background": self.background,
+            "normalize": str(out.normalize),
+            "bit_depth": out.bit_depth,
+            "raw": out.raw,
+        }
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _outputs_in_order(nodes: Sequence[PlanNode]) -> list[PlanNode]:
+    """The nodes whose outputs a run yields: leaf layers and merges, in order."""
+    found: list[PlanNode] = []
+    for node in nodes:
+        if node.role == "layer":
+            found.append(node)
+        elif node.role == "block":
+            found += _outputs_in_order(node.children)
+        else:
+            for branch in node.children:
+                found += _outputs_in_order(branch.children)
+            found.append(node)
+    return found
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "layer"
+
+
+def make_network_job(
+    model: Model,
+    *,
+    weights: str | Path | None = None,
+    init: str | None = None,
+    seed: int = 0,
+    layout: str = "torch",
+    upto: str | None = None,
+    output: OutputOptions | None = None,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> NetworkJob:
+    """A `NetworkJob` from named options. The weights come from ``weights`` (a file), else the model's own
+    weights file (a trained preset), else ``init``; a spec whose conv layers name kernels needs none."""
+    if weights is not None and init is not None:
+        raise SpecError("`weights`", "a weights file and a random `init` were both given", "give one of them")
+    file = Path(weights) if weights is not None else (model.weights if init is None else None)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")
+    job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, output or OutputOptions())
+    if upto is not None and not _has_layer(job, upto):
+        raise OptionError(
+            "`upto`", f"no layer is called {upto!r}", "give a layer's number, key or name (featmap shape)"
+        )
+    return job
+
+
+def _has_layer(job: NetworkJob, upto: str) -> bool:
+    return any(upto in (n.path, n.key, n.plan.name) for n in _outputs_in_order(job.plan(job.nominal_shape)))
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """One layer output of a run: where it sits, its shape, parameters, statistics and the files written."""
+
+    folder: str
+    path: str
+    key: str
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: int
+    stats: dict[str, float]
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class NetworkImageResult:
+    """The outcome of one image through a network: every layer's facts, the top classes and the records."""
+
+    input: ImageInfo
+    layers: tuple[LayerFacts, ...]
+    top: tuple[tuple[int, str, float], ...]
+    warnings: tuple[str, ...]
+    options_hash: str
+    seconds: float
+    records: tuple[dict[str, Any], ...] = ()
+    maps: tuple[Any, ...] = ()
+
+
+def network_targets(item: InputImage, job: NetworkJob) -> dict[str, Path]:
+    """Every PNG an input will produce, by map name (``03-C3/007``)."""
+    out = job.output
+    return {
+        f"{folder}/{ch:03d}": out.target(item.path, f"{folder}/{ch:03d}", rel_dir=item.rel_dir, stem=item.stem)
+        for folder, channels in job.layer_maps()
+        for ch in range(channels)
+    }
+
+
+def _planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
+    """A layer output as ``(H, W, C)``: a 1-D ``(L, C)`` output as columns, a flat one (or 1×1×C) as a one-row
+    strip."""
+    if values.ndim == 1 or (values.ndim == 3 and values.shape[0] * values.shape[1] == 1):
+        return values.reshape(1, -1, 1)
+    if values.ndim == 2:
+        return values[:, np.newaxis, :]
+    return values
+
+
+def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResult:
+    """Load one image, run the network on it and write every layer's maps; the manifest is left to the caller."""
+    from .writers.png import save_png, to_pixels
+    from .writers.raw import save_raw
+
+    started = time.perf_counter()
+    image = load_image(item.path, color=job.channels == 3, background=job.background, max_pixels=job.max_pixels)
+    pixels = image.pixels
+    resized: tuple[str, ...] = ()
+    wanted = job.model.input_shape
+    if wanted is not None and len(wanted) == 3 and pixels.shape[:2] != wanted[:2]:
+        # a network with a declared input (dense layers sized for it) sees the image at that size
+        resized = (f"resized {pixels.shape[1]}×{pixels.shape[0]} to the network's input {wanted[1]}×{wanted[0]}",)
+        pixels = resize_pixels(pixels, (wanted[0], wanted[1]))
+    nodes = job.plan(pixels.shape)
+    source = job.weights()
+    out = job.output
+    digest = job.options_hash()
+    names = iter(job.layer_maps())
+    facts: list[LayerFacts] = []
+    records: list[dict[str, Any]] = []
+    last: LayerOutput | None = None
+    for result in iter_network(nodes, pixels, source, upto=job.upto):
+        folder, _ = next(names)
+        planes = _planes(result.values)
+        files: list[Path] = []
+        for ch in range(planes.shape[2]):
+            target = out.target(item.path, f"{folder}/{ch:03d}", rel_dir=item.rel_dir, stem=item.stem)
+            png = save_png(
+                target,
+                to_pixels(planes[:, :, ch], out.normalize, out.bit_depth),
+                bit_depth=out.bit_depth,
+                compress_level=out.png_compress,
+            )
+            files.append(png)
+            records.append(_record(item, result, folder, png, out, digest))
+        if out.raw is not None:
+            raw_path = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
+            files.append(save_raw(raw_path.with_suffix("." + out.raw), result.values, out.raw))
+        node = result.node
+        facts.append(
+            LayerFacts(
+                folder,
+                node.path,
+                node.key,
+                node.plan.name,
+                node.plan.kind,
+                tuple(result.values.shape),
+                node.plan.params,
+                asdict(result.stats),
+                tuple(files),
+            )
+        )
+        last = result
+    top: tuple[tuple[int, str, float], ...] = ()
+    if last is not None and last.values.ndim == 1 and job.upto is None:
+        top = tuple(top_classes(last.values, job.top, job.model.labels))
+    summary = summarize_plan(nodes, tuple(pixels.shape))
+    notes = (*resized, *summary.warnings, *source.warnings)
+    return NetworkImageResult(
+        image.info, tuple(facts), top, notes, digest, time.perf_counter() - started, tuple(records)
+    )
+
+
+def _record(
+    item: InputImage, result: LayerOutput, folder: str, png: Path, out: OutputOptions, digest: str
+) -> dict[str, Any]:
+    return {
+        "input": str(item.path.resolve()),
+        "kernel": f"{folder}/{png.stem}",
+        "layer": result.node.path,
+        "png": png.relative_to(out.out_dir).as_posix(),
+        "options": digest,
+        "shape": list(result.values.shape),
+        "params": result.node.plan.params,
+        "stats": asdict(result.stats),
+        "status": "ok",
+    }

@@ -1,0 +1,72 @@
+"""The writer registry and interface: formats by name, the JSON summary, a writer added by one registry line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featmap.batch import ApplyJob, apply_image
+from featmap.errors import SpecError
+from featmap.kernels import Kernel, KernelBank
+from featmap.outputs import OutputOptions
+from featmap.pipeline import iter_feature_maps
+from featmap.writers import REGISTRY, Writer, get_writer, open_writers, register
+from featmap.writers.png import save_png
+
+DELTA = Kernel("delta", [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+DOUBLE = Kernel("double", [[0, 0, 0], [0, 2, 0], [0, 0, 0]])
+
+
+def test_formats_follow_the_options() -> None:
+    assert [w.name for w in open_writers(OutputOptions())] == ["png"]
+    assert [type(w).__name__ for w in open_writers(OutputOptions(raw="tiff"))] == ["PngWriter", "TiffWriter"]
+    with pytest.raises(SpecError, match="unknown output format 'bmp'"):
+        get_writer("bmp")
+
+
+def test_json_writer_records_every_map(tmp_path: Path) -> None:
+    image = np.arange(25, dtype=np.float32).reshape(5, 5, 1)
+    targets = {"delta": tmp_path / "a" / "delta.png", "double": tmp_path / "a" / "double.png"}
+    (writer,) = open_writers(OutputOptions(), ["json"])
+    assert writer.planned_paths(targets) == [tmp_path / "a" / "maps.json"]
+    for fmap in iter_feature_maps(image, KernelBank((DELTA, DOUBLE))):
+        assert writer.add(targets[fmap.info.name], fmap) is None
+    (path,) = writer.finish(targets)
+    maps = json.loads(path.read_text())["maps"]
+    assert [m["name"] for m in maps] == ["delta", "double"]
+    assert maps[0]["shape"] == [3, 3, 1] and maps[1]["stats"]["max"] == 2 * maps[0]["stats"]["max"] == 2 * 18.0
+
+
+class _InvertWriter(Writer):
+    """A test writer: 255 minus the PNG's pixels, beside it."""
+
+    name = "invert"
+    suffix = ".inv.png"
+    manifest_key = "invert"
+
+    def path_for(self, target: Path) -> Path:
+        return target.with_name(target.stem + self.suffix)
+
+    def add(self, target: Path, fmap: object) -> Path:
+        from featmap.writers.png import to_pixels
+
+        values = fmap.values  # type: ignore[attr-defined]
+        return save_png(self.path_for(target), 255 - to_pixels(values, self.options.normalize))
+
+
+def test_a_new_writer_is_one_registry_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(REGISTRY, "invert", "")
+    register("invert", f"{__name__}:_InvertWriter")
+    monkeypatch.setattr(OutputOptions, "formats", property(lambda self: ("png", "invert")))
+    src = tmp_path / "in.png"
+    Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4) * 16).save(src)
+    result = apply_image(src, ApplyJob(KernelBank((DELTA,)), output=OutputOptions(tmp_path / "out")))
+    png = np.asarray(Image.open(result.maps[0].png))
+    inverted = np.asarray(Image.open(tmp_path / "out" / "in" / "delta.inv.png"))
+    np.testing.assert_array_equal(inverted, 255 - png)
+    record = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])
+    assert record["invert"] == "in/delta.inv.png" and record["png"] == "in/delta.png"
