@@ -102,3 +102,34 @@ def test_apply_sheet_512_with_8_kernels(runner: CliRunner, tmp_path: Path, rng: 
     assert invoke(runner, "apply", tmp_path / "noise.png", *args, "--sheet", "-o", out).exit_code == 0
     other = runner.invoke(cli, ["apply", str(tmp_path / "noise.png"), "-k", "box_3", "--sheet", "-o", str(out)])
     assert other.exit_code == 1 and "sheet.png" in other.stderr
+
+
+def test_network_sheet_has_a_row_per_layer(runner: CliRunner, tmp_path: Path) -> None:
+    digit = Path(__file__).resolve().parent.parent / "samples" / "digits" / "digit_7.png"
+    out = tmp_path / "out"
+    result = invoke(runner, "apply", digit, "--model", "lenet5-digits", "--sheet", "--colormap", "magma", "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "digit_7" / "01-C1" / "000.png") as im:
+        assert im.mode == "RGB"  # the layers' PNGs go through the colormap too
+    with Image.open(out / "digit_7" / "sheet.png") as im:
+        pixels = np.asarray(im)
+    with Image.open(digit) as im:
+        levels = np.asarray(im.convert("L"))
+    # the 32×32 input, enlarged 12 times (whole pixels) into the input panel's 384-px square
+    big = np.repeat(np.repeat(levels, 12, axis=0), 12, axis=1)
+    found = [y for y in range(150) if np.array_equal(pixels[y : y + 384, 16 : 16 + 384, 0], big)]
+    assert found, "the input is not on the sheet"
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["png"] for r in manifest if r["kernel"] == "(sheet)"] == ["digit_7/sheet.png"]
+
+
+def test_network_sheet_limit_is_checked_before_work(runner: CliRunner, tmp_path: Path) -> None:
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(image)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        cli, ["apply", str(image), "--model", "vgg11", "--init", "kaiming", "--sheet", "-o", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "exceed the limit of 255 maps per sheet" in result.stderr and "--upto" in result.stderr
+    assert not list(out.glob("**/*.png"))

@@ -17,11 +17,12 @@ from numpy.typing import NDArray
 
 from ..colormaps import AUTO, Colormap
 from ..display import DisplayRange
+from ..errors import SpecError
 from ..images import LoadedImage, atomic_write
 from ..png import encode_png
 from . import Writer
 from .pixels import scale_for
-from .sheet import Panel, SheetRow, build_sheet, shrink
+from .sheet import MAX_SHEET_PANELS, Panel, SheetRow, build_sheet, shrink
 
 if TYPE_CHECKING:
     from ..jobs import ApplyJob
@@ -33,6 +34,7 @@ __all__ = [
     "REPORT_KEY",
     "SHEET_KEY",
     "DrawnMap",
+    "LayerRows",
     "Pictures",
     "PicturesWriter",
     "op_summary",
@@ -41,6 +43,8 @@ __all__ = [
 
 #: Maps are kept for the pictures at most this many pixels on a side.
 PICTURE_SIDE = 512
+#: The input's square on a sheet.
+INPUT_SIDE = 384
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ class Pictures:
             shown_input,
             ("input", f"{shape_text((info.height, info.width, info.channels))}, values 0 to 1"),
             colour_bar=False,
-            side=384,
+            side=INPUT_SIDE,
         )
         panels = []
         for m in self.maps:
@@ -149,6 +153,44 @@ class Pictures:
 
             done.append(write_report(report, self))
         return tuple(done)
+
+
+class LayerRows:
+    """A network run's contact sheet: the input, then one row per layer output, each channel a panel (drawn
+    with the PNGs' colormap, or ``auto``), written as ``{stem}/sheet.png``."""
+
+    def __init__(self, image: LoadedImage, output: OutputOptions, channels: int) -> None:
+        if channels + 1 > MAX_SHEET_PANELS:
+            raise SpecError(
+                "`sheet`",
+                f"{channels} layer channels exceed the limit of {MAX_SHEET_PANELS - 1} maps per sheet",
+                "stop earlier with --upto, or drop `sheet`",
+            )
+        self.output = output
+        self.image = image
+        info = image.info
+        self.title = [f"{Path(info.path).name}  {info.width}×{info.height} {info.format} {info.mode}"]
+        picture = shrink(image.pixels, PICTURE_SIDE)
+        caption = ("input", f"{shape_text((info.height, info.width, info.channels))}, values 0 to 1")
+        panel = Panel(picture, DisplayRange(0.0, 1.0, "input"), caption, colour_bar=False, side=INPUT_SIDE)
+        self.rows = [SheetRow("input", (panel,))]
+
+    def add_layer(self, label: str, planes: NDArray[np.floating]) -> None:
+        """One row: each channel of a layer output ``(H, W, C)``."""
+        out = self.output
+        panels = []
+        for ch in range(planes.shape[2]):
+            values = planes[:, :, ch : ch + 1]
+            shown, colormap = scale_for(values, out.normalize, out.colormap or AUTO, out.percentiles)
+            scale = "gray" if colormap is None else colormap.name
+            caption = (f"{ch:03d}", f"{shape_text(values.shape[:2])}  {scale}", shown.text())
+            panels.append(Panel(shrink(values, PICTURE_SIDE), shown, caption, colormap))
+        self.rows.append(SheetRow(f"{label}  {shape_text(planes.shape)}", tuple(panels)))
+
+    def write(self, path: Path) -> Path:
+        drawn = build_sheet(self.title, self.rows)
+        encoded = encode_png(drawn.pixels, self.output.png_compress)
+        return atomic_write(path, lambda fh: fh.write(encoded))
 
 
 #: The keys of an image's targets (`featmap.batch.targets_for`) naming its sheet and its report.

@@ -144,21 +144,34 @@ def _text_width(text: str, size: int) -> int:
     return int(np.ceil(_font(size).getlength(_plain(text))))
 
 
+#: Thin maps (a dense layer's 1×N strip) are drawn at least this tall.
+_MIN_HEIGHT = 16
+
+
 def _fitted_hw(values: NDArray[np.floating], side: int) -> tuple[int, int]:
     h, w = values.shape[0], values.shape[1]
     longest = max(h, w)
     if longest > side:
-        return max(1, round(h * side / longest)), max(1, round(w * side / longest))
-    scale = max(1, side // longest)
-    return h * scale, w * scale
+        h, w = max(1, round(h * side / longest)), max(1, round(w * side / longest))
+    else:
+        scale = max(1, side // longest)
+        h, w = h * scale, w * scale
+    return h * -(-_MIN_HEIGHT // h), w
 
 
 def _fit(values: NDArray[np.floating], side: int) -> tuple[NDArray[np.float32], float]:
     """The map fitted in a ``side`` square: shrunk by area averaging, or enlarged by whole pixels; and the
     scale used (sheet pixels per map pixel)."""
     arr = values if values.ndim == 3 else values[:, :, np.newaxis]
-    h, w = _fitted_hw(arr, side)
-    if h < arr.shape[0]:
+    fitted, scale = _fit_plain(arr, side)
+    stretch = -(-_MIN_HEIGHT // fitted.shape[0])
+    return (np.repeat(fitted, stretch, axis=0) if stretch > 1 else fitted), scale
+
+
+def _fit_plain(arr: NDArray[np.floating], side: int) -> tuple[NDArray[np.float32], float]:
+    longest = max(arr.shape[0], arr.shape[1])
+    h, w = (max(1, round(arr.shape[0] * side / longest)), max(1, round(arr.shape[1] * side / longest)))
+    if longest > side:
         cv2 = opencv()
         if cv2 is None or arr.shape[2] > 4:
             small = shrink(arr, side)
@@ -166,7 +179,7 @@ def _fit(values: NDArray[np.floating], side: int) -> tuple[NDArray[np.float32], 
             small = cv2.resize(np.ascontiguousarray(arr, np.float32), (w, h), interpolation=cv2.INTER_AREA)
             small = small.reshape(h, w, arr.shape[2])
         return small, small.shape[0] / arr.shape[0]
-    scale = h // arr.shape[0]
+    scale = max(1, side // longest)
     return np.repeat(np.repeat(np.asarray(arr, np.float32), scale, axis=0), scale, axis=1), float(scale)
 
 
