@@ -1,7 +1,8 @@
 """featmap: see what a convolutional layer does to a picture.
 
-The Python API: `apply` (kernels over an image: arrays and the table's facts), `shape` (the layer
-calculator), `kernel` (one kernel), and the numeric functions `conv2d`, `pool2d`, `activate`, ...
+The Python API: `apply` (kernels over an image: arrays and the table's facts), `forward` (a whole layer
+stack on an image), `shape` (the layer calculator), `kernel` (one kernel), and the numeric functions
+`conv2d`, `pool2d`, `activate`, ...
 They are imported on first use, so that ``featmap --help`` does not load numpy.
 
 Examples
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
 
 if TYPE_CHECKING:
-    from .api import apply, kernel, shape
+    from .api import apply, forward, kernel, shape
     from .ops import activate, conv2d, pad
     from .pool import global_pool, pool2d
 
@@ -38,6 +39,7 @@ __all__ = [
     "apply",
     "conv2d",
     "global_pool",
+    "forward",
     "kernel",
     "pad",
     "pool2d",
@@ -47,6 +49,7 @@ __all__ = [
 _LAZY = {
     "apply": "api",
     "kernel": "api",
+    "forward": "api",
     "shape": "api",
     "activate": "ops",
     "conv2d": "ops",

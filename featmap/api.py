@@ -19,11 +19,12 @@ from .errors import SpecError
 
 if TYPE_CHECKING:
     from .kernels import Kernel
+    from .network import NetworkResult
     from .pipeline import FeatureMaps
     from .spec import Model
     from .summary import Summary
 
-__all__ = ["apply", "kernel", "resolve_layers", "shape"]
+__all__ = ["apply", "forward", "kernel", "resolve_layers", "shape"]
 
 
 def apply(
@@ -201,6 +202,75 @@ def shape(
     input_shape = parse_shape(input) if input is not None else model.input_shape
     assert input_shape is not None  # one of the two above
     return summarize(model.layers, input_shape, batch=batch)
+
+
+def forward(
+    image: ArrayLike | str | os.PathLike[str],
+    layers: Any,
+    *,
+    weights: str | os.PathLike[str] | dict[str, Any] | None = None,
+    init: str | None = None,
+    seed: int = 0,
+    layout: str = "torch",
+    upto: str | None = None,
+) -> NetworkResult:
+    """Run a whole layer stack on an image: every layer's output, the summary of the same plans, the warnings.
+
+    Parameters
+    ----------
+    image : array_like or path
+        ``(H, W, C)`` (or ``(H, W)``) values, or an image file, read gray or RGB as the network's input says
+        (and resized to it when the spec declares one).
+    layers : str, sequence of str, Model, or sequence of layers
+        As `shape` takes them: a preset (``"lenet5-digits"``), a spec file, tokens or layer objects.
+    weights : path or dict, optional
+        A ``.npz``/``.safetensors`` file or tensors by key (``{"C1.weight": ...}``, PyTorch's ``state_dict``
+        names and layout; see README, 'Weights files'); a trained preset brings its own.
+    init, seed : {"kaiming", "glorot"}, int
+        Seeded random weights (PyTorch's or Keras' default initialisation) when there is no weights file.
+    layout : {"torch", "keras"}
+        Names and layout of ``weights``.
+    upto : str, optional
+        Stop after this layer (number, key or name, as `shape` shows).
+
+    Returns
+    -------
+    NetworkResult
+        ``outputs`` (one `LayerOutput` per layer and merge: ``values``, ``stats``, ``node.plan``),
+        ``summary`` and ``warnings``; ``logits`` is the last output.
+
+    Examples
+    --------
+    >>> import numpy as np, featmap
+    >>> digit = np.zeros((32, 32, 1), np.float32)
+    >>> result = featmap.forward(digit, "lenet5-digits")
+    >>> [o.values.shape for o in result.outputs][-3:]
+    [(84,), (84,), (10,)]
+    >>> featmap.forward(digit, ["conv:2@3x3", "relu"], init="kaiming").outputs[0].values.shape
+    (30, 30, 2)
+    """
+    from .images import load_image, resize_pixels
+    from .network import WeightSource, run_network
+    from .ops import as_float_image
+
+    model = resolve_layers(layers)
+    wanted = model.input_shape
+    if isinstance(image, (str, os.PathLike)):
+        color = wanted is not None and wanted[-1] == 3
+        pixels = load_image(image, color=color).pixels
+    else:
+        pixels = as_float_image(image, "image")
+    if wanted is not None and len(wanted) == 3 and pixels.shape[:2] != wanted[:2]:
+        pixels = resize_pixels(pixels, (wanted[0], wanted[1]))
+    tensors: dict[str, Any] = {}
+    if isinstance(weights, dict):
+        tensors = weights
+    elif weights is not None or (init is None and model.weights is not None):
+        from .weights import load_weights
+
+        tensors = dict(load_weights(weights if weights is not None else model.weights))  # type: ignore[arg-type]
+    source = WeightSource(tensors, init, seed, layout)
+    return run_network(model.layers, pixels, source, upto=upto)
 
 
 def kernel(

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .enums import Activation, Combine, PoolKind, parse_enum
-from .errors import ShapeError
+from .errors import ShapeError, SpecError
 from .kernels import Kernel, KernelBank
 from .layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 from .ops import activate, row_bands
@@ -161,6 +161,16 @@ class KernelPlan:
 def plan_kernels(shape: Shape3, bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None) -> list[KernelPlan]:
     """Each kernel of ``bank`` as a conv layer with ``conv``'s options on an image of ``shape``, planned once."""
     channels = shape[2]
+    if (
+        conv.filters is not None
+        or conv.bank is not None
+        or (conv.kernel is not None and len(bank) and any(k.size != conv.kernel for k in bank))
+    ):
+        raise SpecError(
+            "`conv`",
+            "gives filters, a kernel size or kernels of its own, but here the kernel bank supplies them",
+            "pass only stride, padding, dilation and flip options, or run a layer stack with featmap.network",
+        )
     plans = []
     for kernel in bank:
         weights, groups = _weights_for(kernel, channels)

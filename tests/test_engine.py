@@ -177,6 +177,24 @@ def test_im2col_agrees_with_the_tap_walk(mode: str, stride: object, dilation: ob
     assert_agree(conv2d(x, bank, **kwargs), ref)  # type: ignore[arg-type]  # auto: im2col
 
 
+@pytest.mark.parametrize("stride", [1, 2, (1, 3)])
+@pytest.mark.parametrize("dilation", [1, (2, 1)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_channel_last_im2col_agrees_with_the_tap_walk(
+    stride: object, dilation: object, groups: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filters over 8+ channels take the (H, W, C) im2col (one copy per tap); bands cut at the byte limit."""
+    from featmap import engine
+
+    monkeypatch.setattr(engine, "_HWC_BAND_BYTES", 20_000)  # a few rows per band, the last one short
+    rng = np.random.default_rng(groups)
+    x = rng.random((41, 37, 24), dtype=np.float32)
+    bank = rng.standard_normal((9, 24 // groups, 3, 2)).astype(np.float32)
+    kwargs = {"stride": stride, "dilation": dilation, "padding": "same", "groups": groups}
+    ref = conv2d(x, bank, method="direct", **kwargs)  # type: ignore[arg-type]
+    assert_agree(conv2d(x, bank, **kwargs), ref)  # type: ignore[arg-type]
+
+
 def test_im2col_on_depthwise_and_on_a_gray_bank() -> None:
     rng = np.random.default_rng(4)
     x = rng.random((30, 31, 3), dtype=np.float32)

@@ -128,3 +128,10 @@ def test_map_stats_match_numpy_over_many_bands(monkeypatch: pytest.MonkeyPatch, 
         assert (stats.min, stats.max) == (float(values.min()), float(values.max()))
         assert stats.mean == pytest.approx(reference.mean(), rel=1e-12)
         assert stats.std == pytest.approx(reference.std(), rel=1e-9)
+
+
+def test_a_conv_with_its_own_filters_is_refused_not_ignored():
+    from featmap.errors import SpecError
+
+    with pytest.raises(SpecError, match="kernel bank supplies them"):
+        run(np.ones((6, 6, 1), np.float32), LIB.bank(["box_3"]), Conv2d(filters=64, kernel=(3, 3)))
