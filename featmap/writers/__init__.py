@@ -26,8 +26,9 @@ written with `featmap.images.atomic_write` (temporary sibling, then rename). `pl
 every file the writer may create for an image (the batch checks them before and removes them after an
 interrupted image). Only `featmap.writers.png` quantises float maps to 8/16-bit pixels.
 
-Registered: ``png`` (8/16-bit, the primary output), ``npy`` and ``tiff`` (float32 arrays), ``json``
-(the maps' facts of one image, one file).
+Registered: ``png`` (8/16-bit, the primary output; 8-bit RGB with a colormap), ``npy`` and ``tiff`` (float32
+arrays), ``json`` (the maps' facts of one image, one file), ``pictures`` (``--sheet`` and ``--report``: it needs
+the input image, which `Writer.begin` hands every writer before the first map).
 """
 
 from __future__ import annotations
