@@ -22,6 +22,7 @@ from .errors import FeatmapError, ImageReadError, KernelFileError, OptionError, 
 
 if TYPE_CHECKING:
     from .api import apply, forward, kernel, shape
+    from .explain import trace_conv, trace_pool
     from .ops import activate, conv2d, pad
     from .pool import global_pool, pool2d
 
@@ -44,6 +45,8 @@ __all__ = [
     "pad",
     "pool2d",
     "shape",
+    "trace_conv",
+    "trace_pool",
 ]
 
 _LAZY = {
@@ -56,6 +59,8 @@ _LAZY = {
     "pad": "ops",
     "global_pool": "pool",
     "pool2d": "pool",
+    "trace_conv": "explain",
+    "trace_pool": "explain",
 }
 
 

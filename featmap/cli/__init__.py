@@ -3,7 +3,7 @@
 Each command parses its options, makes one library call and renders the result. Library errors
 (`FeatmapError`) become one line on stderr, ``featmap: error: <what>: <problem>; <fix>``, and exit 1.
 Heavy modules (numpy, Pillow, Rich) are imported inside the commands so ``--help`` stays fast.
-One module per command group: `apply` (single images and batches), `kernels`, `shape`.
+One module per command group: `apply` (single images and batches), `explain`, `kernels`, `shape`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import click
 from .. import __version__
 from ._common import ExitCode, FeatmapGroup
 from .apply import apply
+from .explain import explain
 from .kernels import kernels
 from .shape import shape
 
@@ -31,6 +32,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(apply)
+cli.add_command(explain)
 cli.add_command(kernels)
 cli.add_command(shape)
 

@@ -51,6 +51,7 @@ PARAM_FLAGS = {
     "percentiles": "--percentiles",
     "sheet": "--sheet",
     "color": "--color",
+    "crop": "--crop",
 }
 
 

@@ -100,22 +100,22 @@ def apply(
     """
     from ..batch import apply_image
     from ..jobs import make_job
-    from ..render import apply_dict, apply_view
+    from ..render import apply_dict, apply_view, network_dict, network_view
 
-    network = _network_job(kernel_specs, kernel_dirs, opts)
-    if network is not None:
-        _apply_network(images, network, opts, as_json)
-        return
-    job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{name: opts[name] for name in _JOB_OPTIONS})
+    job: Any = _network_job(kernel_specs, kernel_dirs, opts)
+    as_dict, view, hint = network_dict, network_view, ""
+    if job is None:
+        job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{name: opts[name] for name in _JOB_OPTIONS})
+        as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
     single = len(images) == 1 and Path(images[0]).is_file()
     if single and not opts["skip_existing"]:
         result = apply_image(images[0], job)
         for note in result.warnings:
-            _err("warning", f"{images[0]}: {note}; pass --strict to refuse")
+            _err("warning", f"{images[0]}: {note}{hint}")
         if as_json:
-            click.echo(json.dumps(apply_dict(result, job), indent=2))
+            click.echo(json.dumps(as_dict(result, job), indent=2))
         else:
-            _console().print(apply_view(result, job))
+            _console().print(view(result, job))
         return
     _apply_batch(images, job, opts, as_json)
 
@@ -169,23 +169,6 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
 
 def _from_command_line(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
-
-
-def _apply_network(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool) -> None:
-    from ..batch import apply_image
-    from ..render import network_dict, network_view
-
-    single = len(images) == 1 and Path(images[0]).is_file()
-    if single and not opts["skip_existing"]:
-        result = apply_image(images[0], job)
-        for note in result.warnings:
-            _err("warning", f"{images[0]}: {note}")
-        if as_json:
-            click.echo(json.dumps(network_dict(result, job), indent=2))
-        else:
-            _console().print(network_view(result, job))
-        return
-    _apply_batch(images, job, opts, as_json)
 
 
 class Terminated(KeyboardInterrupt):

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..batch import ApplyJob, BatchReport, ImageResult, WrittenMap
+from ..images import ImageInfo
 from ..layers import GlobalPool2d, Pool2d
 from ..pipeline import MapInfo
 from .kernels import shape_text
@@ -68,13 +69,20 @@ def _mapped_text(written: WrittenMap) -> str:
     return f"{written.shown.text()} {colormap}"
 
 
-def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
-    """A header line about the input and a table with one row per map."""
-    info = result.input
+def input_header(info: ImageInfo, second_line: str) -> Text:
+    """The view's first lines: the input file, its size, Pillow mode and the channels used, then ``second_line``."""
     colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
-    header = Text.assemble(
+    return Text.assemble(
         (info.path, "bold"),
         f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}\n",
+        second_line,
+    )
+
+
+def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
+    """A header line about the input and a table with one row per map."""
+    header = input_header(
+        result.input,
         f"{'convolution (kernel flipped)' if job.conv.flip else 'cross-correlation'}, "
         f"activation {job.act.kind.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
     )

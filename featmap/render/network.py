@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..netjob import NetworkImageResult, NetworkJob
+from .apply import input_header
 from .kernels import shape_text
 
 __all__ = ["network_dict", "network_view"]
@@ -30,11 +31,8 @@ def _weights_text(job: NetworkJob) -> str:
 
 def network_view(result: NetworkImageResult, job: NetworkJob) -> RenderableType:
     """A header about the input and the network, a table with one row per layer output, and the top classes."""
-    info = result.input
-    colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
-    header = Text.assemble(
-        (info.path, "bold"),
-        f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}\n",
+    header = input_header(
+        result.input,
         f"network {job.model.name}: {len(result.layers)} layer outputs, {_weights_text(job)}; "
         f"maps written under {job.output.out_dir}",
     )

@@ -28,7 +28,8 @@ interrupted image). Only `featmap.writers.png` quantises float maps to 8/16-bit 
 
 Registered: ``png`` (8/16-bit, the primary output; 8-bit RGB with a colormap), ``npy`` and ``tiff`` (float32
 arrays), ``json`` (the maps' facts of one image, one file), ``pictures`` (``--sheet`` and ``--report``: it needs
-the input image, which `Writer.begin` hands every writer before the first map).
+the input image, which `Writer.begin` hands every writer before the first map). Not a map writer, so not
+registered: `featmap.writers.gif` draws an explanation (`featmap explain --gif`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""featmap.writers.gif: frames, layout, exact colours and limits of an explanation's animation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featmap.errors import ShapeError
+from featmap.explain import explain
+from featmap.explain.examples import explain_example
+from featmap.layers import Conv2d, Pool2d
+from featmap.writers.gif import COLORS, MAX_FRAMES, frame_colors, gif_frames, gif_layout, write_gif
+
+
+def test_frames_cover_every_position_of_every_stage() -> None:
+    e = explain(np.arange(16.0).reshape(4, 4), [[1.0, 0.0], [0.0, -1.0]], pool=Pool2d("avg", 3))
+    frames = gif_frames(e)
+    assert len(frames) == 9 + 1 + 2  # 3×3 conv positions, one pooled cell, first and last frame
+    assert len({f.size for f in frames}) == 1
+    layout = gif_layout(e)
+    assert len(layout.rows) == 2 and layout.rows[0].output.rows == 3 and layout.rows[1].output.rows == 1
+
+
+def test_frames_hold_only_the_palette_colours(tmp_path: Path) -> None:
+    path, count = write_gif(tmp_path / "rgb.gif", explain_example("rgb"))
+    assert count == 4 + 2
+    allowed = {tuple(c) for c in COLORS.values()}
+    for index in (0, 3, count - 1):
+        pixels = frame_colors(path, index).reshape(-1, 3)
+        assert {tuple(int(v) for v in p) for p in np.unique(pixels, axis=0)} <= allowed
+
+
+def test_window_is_drawn_on_every_channel(tmp_path: Path) -> None:
+    e = explain_example("rgb")
+    layout = gif_layout(e)
+    path, _ = write_gif(tmp_path / "w.gif", e)
+    frame = frame_colors(path, 1)  # position (0, 0): window rows 0–2, columns 0–2 of each channel
+    for panel in layout.rows[0].inputs:
+        x0, y0, _, _ = panel.box(1, 1)
+        assert tuple(frame[y0 + 3, x0 + 3]) == COLORS["window"]
+        x0, y0, _, _ = panel.box(3, 3)
+        assert tuple(frame[y0 + 3, x0 + 3]) == COLORS["background"]
+
+
+def test_padding_and_unused_rows_are_coloured(tmp_path: Path) -> None:
+    e = explain(
+        np.ones((4, 4)),
+        np.ones((3, 3)),
+        conv=Conv2d(stride=2, padding=1),
+    )
+    layout = gif_layout(e)
+    path, _ = write_gif(tmp_path / "p.gif", e)
+    first = frame_colors(path, 0)
+    panel = layout.rows[0].inputs[0]
+    x0, y0, _, _ = panel.box(0, 1)  # the top padding row
+    assert tuple(first[y0 + 3, x0 + 3]) == COLORS["padding"]
+    x0, y0, _, _ = panel.box(5, 2)  # padded row 5: the stride 2 never reaches it ((6 - 3) / 2 floored)
+    assert tuple(first[y0 + 3, x0 + 3]) == COLORS["unused"]
+
+
+def test_limits() -> None:
+    side = int(np.sqrt(MAX_FRAMES)) + 1
+    with pytest.raises(ShapeError, match=f"over the limit of {MAX_FRAMES}"):
+        gif_layout(explain(np.zeros((side, side)), [[1.0]]))
