@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .discover import InputImage
+from .display import DisplayRange, range_from_stats
 from .errors import FeatmapError
 from .images import ImageInfo, load_image
 from .jobs import ApplyJob
@@ -24,6 +25,7 @@ from .outputs import MANIFEST_NAME, Manifest, OutputOptions
 from .pipeline import MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread
 from .writers import Writer, open_writers
+from .writers.pictures import REPORT_KEY, SHEET_KEY
 
 __all__ = [
     "MANIFEST_NAME",
@@ -47,6 +49,8 @@ class WrittenMap:
     info: MapInfo
     png: Path
     raw: Path | None
+    shown: DisplayRange | None = None  # the value range the PNG maps
+    colormap: str | None = None  # cmap's name of the PNG's colormap; None: gray levels
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,22 @@ def map_names(job: ApplyJob) -> list[str]:
     return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
 
 
-def targets_for(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name."""
+def targets_for(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> dict[str, Path]:
+    """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
+    of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
     if isinstance(job, NetworkJob):
         return network_targets(item, job)
-    return {name: job.output.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+    out = job.output
+    targets = {name: out.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+    if out.sheet:
+        targets[SHEET_KEY] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
+    if out.report:
+        folder = out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
+        targets[REPORT_KEY] = out.out_dir / "report.html" if single else folder
+    return targets
 
 
-def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
+def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> ImageResult:
     """Load one image, run the job's kernels (or network) and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
@@ -89,7 +101,7 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
     out = job.output
     digest = job.options_hash()
-    targets = targets_for(item, job)
+    targets = targets_for(item, job, single=single)
     notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool)
     written: list[WrittenMap] = []
     records: list[dict[str, Any]] = []
@@ -97,11 +109,18 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
     writers = open_writers(out)
+    for writer in writers:
+        writer.begin(image, job)
     for fmap in maps:
-        files = {w.manifest_key: w.add(targets[fmap.info.name], fmap) for w in writers if w.per_map}
+        files: dict[str | None, Path | None] = {}
+        for writer in writers:
+            made = writer.add(targets[fmap.info.name], fmap)
+            if writer.per_map:
+                files[writer.manifest_key] = made
         png, raw = files.pop("png"), files.pop("raw", None)
         assert png is not None, "the png writer returns its file"
-        written.append(WrittenMap(fmap.info, png, raw))
+        shown, colormap = _scale(writers, fmap.info, out)
+        written.append(WrittenMap(fmap.info, png, raw, shown, colormap))
         records.append(
             {
                 "input": str(path.resolve()),
@@ -115,13 +134,31 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
                 "shape": list(fmap.info.shape),
                 "params": fmap.info.params,
                 "stats": asdict(fmap.info.stats),
+                "mapped": {"low": shown.low, "high": shown.high, "method": shown.method, "colormap": colormap},
                 "status": "ok",
             }
         )
         del fmap
     for writer in writers:
-        writer.finish(targets)
+        for made in writer.finish(targets):
+            if writer.name == "pictures":  # sheet and report: recorded, so re-runs replace them and resume sees them
+                key = next(k for k in (SHEET_KEY, REPORT_KEY) if targets.get(k) == made)
+                rel = _rel(made, out.out_dir)
+                records.append(
+                    {"input": str(path.resolve()), "kernel": key, "png": rel, "options": digest, "status": "ok"}
+                )
     return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
+
+
+def _scale(writers: Sequence[Writer], info: MapInfo, out: OutputOptions) -> tuple[DisplayRange, str | None]:
+    """The value range the map's PNG shows and its colormap: as the PNG writer drew it (colormap or percentile),
+    else worked out from the map's statistics (no pass over the map)."""
+    for writer in writers:
+        scales = getattr(writer, "scales", None)
+        if writer.name == "png" and scales and info.name in scales:
+            shown, colormap = scales[info.name]
+            return shown, None if colormap is None else colormap.qualified
+    return range_from_stats(info.stats.min, info.stats.max, out.normalize), None
 
 
 def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
@@ -132,8 +169,9 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     """
     item = InputImage(Path(source), Path(), Path(source).stem)
     manifest = Manifest(job.output.out_dir)
-    manifest.check(targets_for(item, job).values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
-    result = process_image(item, job)
+    targets = targets_for(item, job, single=True)
+    manifest.check(targets.values(), item.path, job.options_hash(), overwrite=job.output.overwrite)
+    result = process_image(item, job, single=True)
     manifest.append(result.records)
     return result
 
@@ -318,4 +356,11 @@ def run_batch(
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
     processed.sort(key=lambda r: r.input.path)
+    if job.output.report and isinstance(job, ApplyJob):  # an index of every image's report, kept ones included
+        from .writers.report import write_index
+
+        reports = [(str(item.path), targets_for(item, job)[REPORT_KEY]) for item in items]
+        reports = [(source, report) for source, report in reports if report.is_file()]
+        if reports:
+            write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
     return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)

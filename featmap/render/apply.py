@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import ApplyJob, BatchReport, ImageResult
+from ..batch import ApplyJob, BatchReport, ImageResult, WrittenMap
 from ..images import ImageInfo
 from ..layers import GlobalPool2d, Pool2d
 from ..pipeline import MapInfo
@@ -57,6 +57,18 @@ def _path(path: Path | None, base: Path) -> str:
         return str(path)
 
 
+def _says_range(job: ApplyJob) -> bool:
+    """The table names each PNG's value range when it is not the plain min-max gray of before."""
+    return job.output.colormap is not None or job.output.normalize.value == "percentile"
+
+
+def _mapped_text(written: WrittenMap) -> str:
+    if written.shown is None:
+        return ""
+    colormap = "gray" if written.colormap is None else written.colormap.split(":")[-1]
+    return f"{written.shown.text()} {colormap}"
+
+
 def input_header(info: ImageInfo, second_line: str) -> Text:
     """The view's first lines: the input file, its size, Pillow mode and the channels used, then ``second_line``."""
     colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
@@ -86,9 +98,12 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         ("min", "right"),
         ("max", "right"),
         ("mean", "right"),
+        ("mapped", "left"),
         ("file", "left"),
     ):
         if column == "pooled" and job.pool is None:
+            continue
+        if column == "mapped" and not _says_range(job):
             continue
         table.add_column(
             column,
@@ -113,6 +128,7 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
             _num(m.stats.min),
             _num(m.stats.max),
             _num(m.stats.mean),
+            *([_mapped_text(written)] if _says_range(job) else []),
             _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
         ]
         table.add_row(*cells)
@@ -148,6 +164,15 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
                 "stats": asdict(m.stats),
                 "png": str(written.png),
                 "raw": None if written.raw is None else str(written.raw),
+                "mapped": None
+                if written.shown is None
+                else {
+                    "low": written.shown.low,
+                    "high": written.shown.high,
+                    "method": written.shown.method,
+                    "absolute": written.shown.absolute,
+                    "colormap": written.colormap,
+                },
             }
         )
     info = result.input
