@@ -52,7 +52,6 @@ PARAM_FLAGS = {
     "sheet": "--sheet",
     "color": "--color",
     "crop": "--crop",
-    "color": "--color",
     "strict": "--strict",
     "padding": "--padding",
     "upto": "--upto",
