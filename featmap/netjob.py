@@ -214,11 +214,10 @@ class NetworkImageResult:
 def network_targets(item: InputImage, job: NetworkJob) -> dict[str, Path]:
     """Every PNG an input will produce, by map name (``03-C3/007``), and ``(sheet)`` with ``sheet``."""
     out = job.output
-    targets = {
-        f"{folder}/{ch:03d}": out.target(item.path, f"{folder}/{ch:03d}", rel_dir=item.rel_dir, stem=item.stem)
-        for folder, channels in job.layer_maps()
-        for ch in range(channels)
-    }
+    targets = {}
+    for folder, channels in job.layer_maps():
+        first = out.target(item.path, f"{folder}/000", rel_dir=item.rel_dir, stem=item.stem)  # checked once a layer
+        targets.update({f"{folder}/{ch:03d}": first.with_name(f"{ch:03d}.png") for ch in range(channels)})
     if out.sheet:
         targets["(sheet)"] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
     return targets
@@ -254,6 +253,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     out = job.output
     digest = job.options_hash()
     names = iter(job.layer_maps())
+    targets = network_targets(item, job)
     facts: list[LayerFacts] = []
     records: list[dict[str, Any]] = []
     last: LayerOutput | None = None
@@ -267,7 +267,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
         planes = _planes(result.values)
         files: list[Path] = []
         for ch in range(planes.shape[2]):
-            target = out.target(item.path, f"{folder}/{ch:03d}", rel_dir=item.rel_dir, stem=item.stem)
+            target = targets[f"{folder}/{ch:03d}"]
             drawn = map_pixels(
                 planes[:, :, ch : ch + 1],
                 out.normalize,
