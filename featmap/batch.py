@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .discover import InputImage
+from .display import DisplayRange, range_from_stats
 from .errors import FeatmapError
 from .images import ImageInfo, load_image
 from .jobs import ApplyJob
@@ -27,6 +28,7 @@ from .outputs import MANIFEST_NAME, Manifest, OutputLock, OutputOptions, safe_st
 from .pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
 from .workers import Helpers, one_opencv_thread, signals_deferred
 from .writers import Writer, open_writers
+from .writers.pictures import REPORT_KEY, SHEET_KEY
 
 __all__ = [
     "MANIFEST_NAME",
@@ -50,6 +52,8 @@ class WrittenMap:
     info: MapInfo
     png: Path
     raw: Path | None
+    shown: DisplayRange | None = None  # the value range the PNG maps
+    colormap: str | None = None  # cmap's name of the PNG's colormap; None: gray levels
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,22 @@ def map_names(job: ApplyJob) -> list[str]:
     return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
 
 
-def targets_for(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name."""
+def targets_for(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> dict[str, Path]:
+    """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
+    of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
     if isinstance(job, NetworkJob):
         return network_targets(item, job)
-    return {name: job.output.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+    out = job.output
+    targets = {name: out.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
+    if out.sheet:
+        targets[SHEET_KEY] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
+    if out.report:
+        folder = out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
+        targets[REPORT_KEY] = out.out_dir / "report.html" if single else folder
+    return targets
 
 
-def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
+def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> ImageResult:
     """Load one image, run the job's kernels (or network) and write its maps; the manifest is left to the caller.
 
     Maps are computed and written one after another, so memory holds one map at a time.
@@ -93,7 +105,7 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
     job.check_plan((image.info.height, image.info.width), image.pixels.shape[-1], str(path))
     out = job.output
     digest = job.options_hash()
-    targets = targets_for(item, job)
+    targets = targets_for(item, job, single=single)
     notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool)
     written: list[WrittenMap] = []
     records: list[dict[str, Any]] = []
@@ -101,11 +113,18 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
         image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
     )
     writers = open_writers(out)
+    for writer in writers:
+        writer.begin(image, job)
     for fmap in _finite_maps(maps, str(path)):
-        files = {w.manifest_key: w.add(targets[fmap.info.name], fmap) for w in writers if w.per_map}
+        files: dict[str | None, Path | None] = {}
+        for writer in writers:
+            made = writer.add(targets[fmap.info.name], fmap)
+            if writer.per_map:
+                files[writer.manifest_key] = made
         png, raw = files.pop("png"), files.pop("raw", None)
         assert png is not None, "the png writer returns its file"
-        written.append(WrittenMap(fmap.info, png, raw))
+        shown, colormap = _scale(writers, fmap.info, out)
+        written.append(WrittenMap(fmap.info, png, raw, shown, colormap))
         records.append(
             {
                 "input": str(path.resolve()),
@@ -119,13 +138,31 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob) -> ImageResult:
                 "shape": list(fmap.info.shape),
                 "params": fmap.info.params,
                 "stats": asdict(fmap.info.stats),
+                "mapped": {"low": shown.low, "high": shown.high, "method": shown.method, "colormap": colormap},
                 "status": "ok",
             }
         )
         del fmap
     for writer in writers:
-        writer.finish(targets)
+        for made in writer.finish(targets):
+            if writer.name == "pictures":  # sheet and report: recorded, so re-runs replace them and resume sees them
+                key = next(k for k in (SHEET_KEY, REPORT_KEY) if targets.get(k) == made)
+                rel = _rel(made, out.out_dir)
+                records.append(
+                    {"input": str(path.resolve()), "kernel": key, "png": rel, "options": digest, "status": "ok"}
+                )
     return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
+
+
+def _scale(writers: Sequence[Writer], info: MapInfo, out: OutputOptions) -> tuple[DisplayRange, str | None]:
+    """The value range the map's PNG shows and its colormap: as the PNG writer drew it (colormap or percentile),
+    else worked out from the map's statistics (no pass over the map)."""
+    for writer in writers:
+        scales = getattr(writer, "scales", None)
+        if writer.name == "png" and scales and info.name in scales:
+            shown, colormap = scales[info.name]
+            return shown, None if colormap is None else colormap.qualified
+    return range_from_stats(info.stats.min, info.stats.max, out.normalize), None
 
 
 def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
@@ -137,7 +174,7 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
     written, so that nothing of it is left behind (and the fix its error suggests needs no ``--overwrite``).
     """
     item = InputImage(Path(source), Path(), safe_stem(Path(source).name))
-    targets = targets_for(item, job)
+    targets = targets_for(item, job, single=True)
     writers = open_writers(job.output)  # only asked where their files go
     made_folder = not job.output.out_dir.exists()
     lock = OutputLock(job.output.out_dir).acquire()
@@ -148,7 +185,7 @@ def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
         manifest.check(targets.values(), item.path, digest, overwrite=job.output.overwrite)
         before = _existing(targets, writers)
         manifest.begin(targets.values(), item.path, digest)
-        result = process_image(item, job)
+        result = process_image(item, job, single=True)
         with signals_deferred():
             manifest.append(result.records)
     except BaseException:
@@ -455,6 +492,22 @@ def _run_batch(
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
     processed.sort(key=lambda r: r.input.path)
+    if job.output.report and isinstance(job, ApplyJob):  # an index of every image's report, kept ones included
+        from .writers.report import write_index
+
+        found = [(str(item.path), _targets_or_none(item, job)) for item in items]
+        reports = [(source, paths[REPORT_KEY]) for source, paths in found if paths is not None]
+        reports = [(source, report) for source, report in reports if report.is_file()]
+        if reports:
+            write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
     return BatchReport(
         tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, notes=tuple(notes)
     )
+
+
+def _targets_or_none(item: InputImage, job: ApplyJob) -> dict[str, Path] | None:
+    """An item's targets, or None for one whose name cannot be an output (it failed with the reason)."""
+    try:
+        return targets_for(item, job)
+    except FeatmapError:
+        return None

@@ -103,6 +103,7 @@ class Normalize(_StrEnum):
     CLIP = "clip"
     ABS = "abs"
     SYMMETRIC = "symmetric"
+    PERCENTILE = "percentile"
 
 
 @unique

@@ -98,6 +98,10 @@ class ApplyJob:
             "normalize": out.normalize,
             "bit_depth": out.bit_depth,
             "raw": out.raw,
+            **({"colormap": out.colormap} if out.colormap else {}),
+            **({"percentiles": out.percentiles} if out.normalize == "percentile" else {}),
+            **({"sheet": True} if out.sheet else {}),
+            **({"report": True} if out.report else {}),
             "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
         }
         text = json.dumps(recipe, sort_keys=True, default=str)
@@ -206,6 +210,10 @@ def make_job(
     raw: str | None = None,
     png_compress: int = 1,
     overwrite: bool = False,
+    colormap: str | None = None,
+    percentiles: str | tuple[float, float] = (1.0, 99.0),
+    sheet: bool = False,
+    report: bool = False,
 ) -> ApplyJob:
     """Build an `ApplyJob` from named options: the one place `featmap apply`'s options become a job.
 
@@ -229,6 +237,9 @@ def make_job(
         How image files are read (keep RGB; the colour under transparency; the decompression-bomb guard).
     out_dir, name_pattern, normalize, bit_depth, raw, png_compress, overwrite
         Where and how maps are written (see `featmap.outputs.OutputOptions` and `featmap.writers`).
+    colormap, percentiles, sheet, report
+        Colour PNGs through a colormap (a `cmap` name or ``"auto"``), the percentiles ``normalize="percentile"``
+        maps, and the contact sheet and HTML report (`featmap.writers.pictures`).
 
     Returns
     -------
@@ -256,6 +267,10 @@ def make_job(
         raw=raw,
         png_compress=png_compress,
         overwrite=overwrite,
+        colormap=colormap,
+        percentiles=percentiles,
+        sheet=sheet,
+        report=report,
     )
     return ApplyJob(
         make_bank(kernels, kernel_dirs=kernel_dirs),
@@ -280,6 +295,10 @@ def make_output(
     raw: str | None = None,
     png_compress: int = 1,
     overwrite: bool = False,
+    colormap: str | None = None,
+    percentiles: str | tuple[float, float] = (1.0, 99.0),
+    sheet: bool = False,
+    report: bool = False,
 ) -> OutputOptions:
     """`OutputOptions` from named options (shared by kernel and network jobs).
 
@@ -289,4 +308,16 @@ def make_output(
     16
     """
     how = parse_enum(Normalize, normalize, "normalize")
-    return OutputOptions(Path(out_dir), name_pattern, how, int(bit_depth), raw, png_compress, overwrite)
+    return OutputOptions(
+        Path(out_dir),
+        name_pattern,
+        how,
+        int(bit_depth),
+        raw,
+        png_compress,
+        overwrite,
+        colormap=colormap,
+        percentiles=percentiles,  # type: ignore[arg-type]  # OutputOptions parses "1,99"
+        sheet=sheet,
+        report=report,
+    )

@@ -125,6 +125,9 @@ class NetworkJob:
             "normalize": str(out.normalize),
             "bit_depth": out.bit_depth,
             "raw": out.raw,
+            **({"colormap": out.colormap} if out.colormap else {}),
+            **({"percentiles": out.percentiles} if str(out.normalize) == "percentile" else {}),
+            **({"sheet": True} if out.sheet else {}),
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -209,13 +212,15 @@ class NetworkImageResult:
 
 
 def network_targets(item: InputImage, job: NetworkJob) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name (``03-C3/007``)."""
+    """Every PNG an input will produce, by map name (``03-C3/007``), and ``(sheet)`` with ``sheet``."""
     out = job.output
-    return {
-        f"{folder}/{ch:03d}": out.target(item.path, f"{folder}/{ch:03d}", rel_dir=item.rel_dir, stem=item.stem)
-        for folder, channels in job.layer_maps()
-        for ch in range(channels)
-    }
+    targets = {}
+    for folder, channels in job.layer_maps():
+        first = out.target(item.path, f"{folder}/000", rel_dir=item.rel_dir, stem=item.stem)  # checked once a layer
+        targets.update({f"{folder}/{ch:03d}": first.with_name(f"{ch:03d}.png") for ch in range(channels)})
+    if out.sheet:
+        targets["(sheet)"] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
+    return targets
 
 
 def _planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -230,7 +235,8 @@ def _planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
 
 def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResult:
     """Load one image, run the network on it and write every layer's maps; the manifest is left to the caller."""
-    from .writers.png import save_png, to_pixels
+    from .writers.pixels import map_pixels
+    from .writers.png import save_png
     from .writers.raw import save_raw
 
     started = time.perf_counter()
@@ -247,26 +253,36 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     out = job.output
     digest = job.options_hash()
     names = iter(job.layer_maps())
+    targets = network_targets(item, job)
     facts: list[LayerFacts] = []
     records: list[dict[str, Any]] = []
     last: LayerOutput | None = None
+    sheet = None
+    if out.sheet:  # one row per layer (featmap.writers.pictures); the panel limit is checked before any work
+        from .writers.pictures import LayerRows
+
+        sheet = LayerRows(image, out, sum(channels for _, channels in job.layer_maps()))
     for result in iter_network(nodes, pixels, source, upto=job.upto):
         folder, _ = next(names)
         planes = _planes(result.values)
         files: list[Path] = []
         for ch in range(planes.shape[2]):
-            target = out.target(item.path, f"{folder}/{ch:03d}", rel_dir=item.rel_dir, stem=item.stem)
-            png = save_png(
-                target,
-                to_pixels(planes[:, :, ch], out.normalize, out.bit_depth),
+            target = targets[f"{folder}/{ch:03d}"]
+            drawn = map_pixels(
+                planes[:, :, ch : ch + 1],
+                out.normalize,
                 bit_depth=out.bit_depth,
-                compress_level=out.png_compress,
+                colormap=out.colormap,
+                percentiles=out.percentiles,
             )
+            png = save_png(target, drawn.pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
             files.append(png)
             records.append(_record(item, result, folder, png, out, digest))
         if out.raw is not None:
             raw_path = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
             files.append(save_raw(raw_path.with_suffix("." + out.raw), result.values, out.raw))
+        if sheet is not None:
+            sheet.add_layer(folder, planes)
         node = result.node
         facts.append(
             LayerFacts(
@@ -285,6 +301,17 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     top: tuple[tuple[int, str, float], ...] = ()
     if last is not None and last.values.ndim == 1 and job.upto is None:
         top = tuple(top_classes(last.values, job.top, job.model.labels))
+    if sheet is not None:
+        written = sheet.write(out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem))
+        records.append(
+            {
+                "input": str(item.path.resolve()),
+                "kernel": "(sheet)",
+                "png": written.relative_to(out.out_dir).as_posix(),
+                "options": digest,
+                "status": "ok",
+            }
+        )
     summary = summarize_plan(nodes, tuple(pixels.shape))
     notes = (*resized, *summary.warnings, *source.warnings)
     return NetworkImageResult(

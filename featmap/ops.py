@@ -274,12 +274,17 @@ def display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]
     if kind is Normalize.MINMAX:
         low, high = arr.min(), arr.max()
         return (low, high - low) if high - low > 0 else (None, None)
+    if kind is Normalize.PERCENTILE:  # featmap.display owns the percentile range; here it is mapped like minmax
+        from .display import display_range
+
+        shown = display_range(arr, kind)
+        return (shown.low, shown.high - shown.low) if shown.high > shown.low else (None, None)
     peak = max(abs(arr.min()), abs(arr.max()))  # max |x| without an |x| temporary
     return None, peak
 
 
 def to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
-    if kind is Normalize.MINMAX:
+    if kind in (Normalize.MINMAX, Normalize.PERCENTILE):
         return np.clip(band, 0, 1) if span is None else (band - low) / span
     if kind is Normalize.CLIP:
         return np.clip(band, 0, 1)

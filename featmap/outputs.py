@@ -64,6 +64,10 @@ class OutputOptions:
     raw: str | None = None
     png_compress: int = 1
     overwrite: bool = False
+    colormap: str | None = None  # a cmap name or "auto"; None: gray PNGs
+    percentiles: tuple[float, float] = (1.0, 99.0)  # for normalize="percentile"
+    sheet: bool = False  # {stem}/sheet.png: input, kernels, maps (featmap.writers.sheet)
+    report: bool = False  # report.html (featmap.writers.report)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -86,11 +90,29 @@ class OutputOptions:
             raise SpecError("`bit_depth`", f"must be 8 or 16; got {self.bit_depth}")
         if self.raw not in (None, "npy", "tiff"):
             raise SpecError("`raw`", f"unknown format {self.raw!r}", "use npy or tiff")
+        self._check_pictures()
+
+    def _check_pictures(self) -> None:
+        from .display import parse_percentiles
+
+        object.__setattr__(self, "percentiles", parse_percentiles(self.percentiles))
+        if self.colormap is not None:
+            if self.bit_depth != 8:
+                raise SpecError("`colormap`", "writes 8-bit RGB PNGs", "drop `bit_depth` 16 or `colormap`")
+            if self.colormap.strip().lower() != "auto":
+                from .colormaps import get_colormap
+
+                get_colormap(self.colormap)  # an unknown name fails before any work, listing close matches
+
+    def extra_target(self, source: Path, filename: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
+        """``{rel_dir}/{stem}/filename`` under the output folder (``camera/sheet.png``), whatever ``name`` is."""
+        return self.out_dir / rel_dir / (source.stem if stem is None else stem) / filename
 
     @property
     def formats(self) -> tuple[str, ...]:
         """The writers (`featmap.writers`) each image's maps go to: ``png``, then the raw format if any."""
-        return ("png",) if self.raw is None else ("png", self.raw)
+        formats = ("png",) if self.raw is None else ("png", self.raw)
+        return formats + (("pictures",) if self.sheet or self.report else ())
 
     def target(self, source: Path, kernel: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
         """The PNG path for ``kernel``'s map of ``source``, under ``rel_dir``; never outside ``out_dir``.

@@ -214,7 +214,7 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     w = kernel.weights
     if w.ndim == 3:
         if w.shape[0] != channels:
-            fix = "pass --color to keep the image's channels" if channels == 1 else "give one slice per channel"
+            fix = "pass `color` to keep the image's channels" if channels == 1 else "give one slice per channel"
             raise ShapeError(
                 f"kernel {kernel.name!r}",
                 f"has {w.shape[0]} channel slices but the image has {_plural(channels, 'channel')}",
@@ -285,7 +285,7 @@ def iter_feature_maps(
     if strict:
         for plan in plans:
             for what, problem in plan.notes():
-                raise ShapeError(what, problem, "change the stride or padding, or drop --strict")
+                raise ShapeError(what, problem, "change the stride or padding, or drop `strict`")
     acc: NDArray[np.floating] | None = None
     first: tuple[MapInfo, KernelPlan] | None = None
     for plan in plans:
@@ -294,9 +294,9 @@ def iter_feature_maps(
         if how is not None:
             if acc is not None and acc.shape != response.shape:
                 raise ShapeError(
-                    "--combine",
+                    "`combine`",
                     f"maps differ in shape ({_shape3(acc)} vs {_shape3(response)} from {kernel.name!r})",
-                    "use --padding same, or combine kernels of one size",
+                    "use `padding` same, or combine kernels of one size",
                 )
             if acc is None:
                 acc = np.square(response) if how is Combine.MAGNITUDE else response.copy()

@@ -96,7 +96,7 @@ def test_colour_image_depthwise_and_per_channel_kernel(rng: np.random.Generator)
     summed = run(x, KernelBank((rgb_sum,))).maps[0]
     np.testing.assert_allclose(summed.values[..., 0], x.sum(axis=2) + 0.5, rtol=1e-6)
     assert summed.info.params == 4
-    with pytest.raises(ShapeError, match="pass --color"):
+    with pytest.raises(ShapeError, match="pass `color`"):
         run(x[..., :1], KernelBank((rgb_sum,)))
 
 
@@ -110,7 +110,7 @@ def test_global_pool_and_strict() -> None:
 
 
 def test_combine_refuses_maps_of_different_shapes() -> None:
-    with pytest.raises(ShapeError, match="--padding same"):
+    with pytest.raises(ShapeError, match="`padding` same"):
         list(iter_feature_maps(np.ones((9, 9, 1), np.float32), LIB.bank(["box_3", "box_5"]), combine="max"))
 
 

@@ -55,7 +55,18 @@ PARAM_FLAGS = {
     "bit_depth": "--bit-depth",
     "raw": "--raw",
     "kernels": "-k",
+    "colormap": "--colormap",
+    "percentiles": "--percentiles",
+    "sheet": "--sheet",
+    "color": "--color",
     "crop": "--crop",
+    "strict": "--strict",
+    "padding": "--padding",
+    "upto": "--upto",
+    "init": "--init",
+    "weights": "--weights",
+    "seed": "--seed",
+    "layout": "--layout",
 }
 
 
@@ -306,7 +317,27 @@ def output_options(func: F) -> F:
             type=_choice(Normalize),
             default="minmax",
             show_default=True,
-            help="Float map to pixels: minmax, clip (to 0..1), abs, symmetric (0 at mid-gray).",
+            help="Float map to pixels: minmax, percentile (clip to --percentiles), clip (to 0..1), abs, "
+            "symmetric (0 at mid-gray).",
+        ),
+        click.option(
+            "--percentiles",
+            default="1,99",
+            show_default=True,
+            help="LOW,HIGH: the percentiles --normalize percentile maps to the ends of the scale.",
+        ),
+        click.option(
+            "--colormap",
+            default=None,
+            metavar="NAME|auto",
+            help="Colour maps as 8-bit RGB PNGs: viridis, magma, gray, RdBu_r, coolwarm… (any cmap name); "
+            "auto: a diverging map centred at 0 for signed maps, viridis otherwise. Default: gray levels.",
+        ),
+        click.option("--sheet", is_flag=True, help="Also write {stem}/sheet.png: the input, each kernel and its map."),
+        click.option(
+            "--report",
+            is_flag=True,
+            help="Also write report.html (one self-contained page; a batch gets an index linking each image's).",
         ),
         click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True),
         click.option(

@@ -23,11 +23,14 @@ from ._common import (
     output_options,
 )
 
-_OUTPUT_OPTIONS = "out_dir name_pattern normalize bit_depth raw png_compress overwrite".split()
+_OUTPUT_OPTIONS = (
+    "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet".split()
+)
 # Options that `featmap.jobs.make_job` takes under the same name.
 _JOB_OPTIONS = (
     "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
-    "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite"
+    "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite "
+    "colormap percentiles sheet report"
 ).split()
 
 
@@ -138,6 +141,8 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
         return None
     if kernel_specs or len(given) > 1:
         raise click.UsageError("give one of -k, --spec and --model")
+    if opts["report"]:
+        raise click.UsageError("--report goes with -k kernels for now (not yet with --spec or --model)")
     stray = [name for name in _KERNEL_ONLY if _from_command_line(ctx, name)]
     if stray:
         flag = stray[0].replace("_", "-")

@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import ApplyJob, BatchReport, ImageResult
+from ..batch import ApplyJob, BatchReport, ImageResult, WrittenMap
 from ..images import ImageInfo
 from ..layers import GlobalPool2d, Pool2d
 from ..pipeline import MapInfo
@@ -58,6 +58,18 @@ def _path(path: Path | None, base: Path) -> str:
         return str(path)
 
 
+def _says_range(job: ApplyJob) -> bool:
+    """The table names each PNG's value range when it is not the plain min-max gray of before."""
+    return job.output.colormap is not None or job.output.normalize.value == "percentile"
+
+
+def _mapped_text(written: WrittenMap) -> str:
+    if written.shown is None:
+        return ""
+    colormap = "gray" if written.colormap is None else written.colormap.split(":")[-1]
+    return f"{written.shown.text()} {colormap}"
+
+
 def input_header(info: ImageInfo, second_line: str) -> Text:
     """The view's first lines: the input file, its size, Pillow mode and the channels used, then ``second_line``."""
     colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
@@ -76,10 +88,13 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         f"activation {job.act.kind.value}, pool {_pool_text(job)}; maps written under {job.output.out_dir}",
     )
     out_dir = job.output.out_dir
-    justify = {"kernel": "left", "pad t,b,l,r": "left", "file": "left"}
-    columns = ["kernel", "size/stride", "pad t,b,l,r", "conv out", "pooled", "params", "min", "max", "mean", "file"]
+    justify = {"kernel": "left", "pad t,b,l,r": "left", "mapped": "left", "file": "left"}
+    columns = ["kernel", "size/stride", "pad t,b,l,r", "conv out", "pooled", "params", "min", "max", "mean", "mapped"]
+    columns.append("file")
     if job.pool is None:
         columns.remove("pooled")
+    if not _says_range(job):
+        columns.remove("mapped")
     rows = []
     for written in result.maps:
         m = written.info
@@ -97,6 +112,7 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
             "min": _num(m.stats.min),
             "max": _num(m.stats.max),
             "mean": _num(m.stats.mean),
+            "mapped": _mapped_text(written) if _says_range(job) else "",
             "file": _path(written.png, out_dir) + (f" + {written.raw.suffix[1:]}" if written.raw else ""),
         }
         rows.append(cells)
@@ -116,7 +132,7 @@ def apply_view(result: ImageResult, job: ApplyJob) -> RenderableType:
         return table
 
     # At 80 columns and below, the least telling columns go first (the header names the output folder).
-    drop = ["file", "pad t,b,l,r", "params", "conv out", "mean", "size/stride"]
+    drop = ["file", "pad t,b,l,r", "params", "conv out", "mapped", "mean", "size/stride"]
     return Group(header, FittedTable(make, columns, drop))
 
 
@@ -149,6 +165,15 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
                 "stats": asdict(m.stats),
                 "png": str(written.png),
                 "raw": None if written.raw is None else str(written.raw),
+                "mapped": None
+                if written.shown is None
+                else {
+                    "low": written.shown.low,
+                    "high": written.shown.high,
+                    "method": written.shown.method,
+                    "absolute": written.shown.absolute,
+                    "colormap": written.colormap,
+                },
             }
         )
     info = result.input

@@ -26,9 +26,10 @@ written with `featmap.images.atomic_write` (temporary sibling, then rename). `pl
 every file the writer may create for an image (the batch checks them before and removes them after an
 interrupted image). Only `featmap.writers.png` quantises float maps to 8/16-bit pixels.
 
-Registered: ``png`` (8/16-bit, the primary output), ``npy`` and ``tiff`` (float32 arrays), ``json``
-(the maps' facts of one image, one file). Not a map writer, so not registered: `featmap.writers.gif`
-draws an explanation (`featmap explain --gif`).
+Registered: ``png`` (8/16-bit, the primary output; 8-bit RGB with a colormap), ``npy`` and ``tiff`` (float32
+arrays), ``json`` (the maps' facts of one image, one file), ``pictures`` (``--sheet`` and ``--report``: it needs
+the input image, which `Writer.begin` hands every writer before the first map). Not a map writer, so not
+registered: `featmap.writers.gif` draws an explanation (`featmap explain --gif`).
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import SpecError
 
 if TYPE_CHECKING:
+    from ..images import LoadedImage
     from ..outputs import OutputOptions
     from ..pipeline import FeatureMap
 
@@ -53,6 +55,7 @@ REGISTRY: dict[str, str] = {
     "npy": "raw:NpyWriter",
     "tiff": "raw:TiffWriter",
     "json": "summary:JsonWriter",
+    "pictures": "pictures:PicturesWriter",  # --sheet and --report: they need the input, see `Writer.begin`
 }
 
 
@@ -68,6 +71,10 @@ class Writer(ABC):
 
     def __init__(self, options: OutputOptions) -> None:
         self.options = options
+
+    def begin(self, image: LoadedImage, job: Any) -> None:  # noqa: B027 - a hook most writers leave alone
+        """Called once per image before its first map, with the loaded input and the job (for writers that show
+        the input or the kernels, such as the contact sheet and the report)."""
 
     def path_for(self, target: Path) -> Path:
         """The file this writer makes for the map whose primary (PNG) target path is ``target``."""

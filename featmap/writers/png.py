@@ -17,6 +17,9 @@ from ..png import encode_png
 from . import Writer
 
 if TYPE_CHECKING:
+    from ..colormaps import Colormap
+    from ..display import DisplayRange
+    from ..outputs import OutputOptions
     from ..pipeline import FeatureMap
 
 __all__ = ["PngWriter", "quantize", "save_png", "to_pixels"]
@@ -92,13 +95,28 @@ def save_png(
 
 
 class PngWriter(Writer):
-    """Each map as an 8- or 16-bit PNG, scaled by ``options.normalize`` (the primary output)."""
+    """Each map as an 8- or 16-bit PNG, scaled by ``options.normalize`` (the primary output); with
+    ``options.colormap``, an 8-bit RGB PNG through that colormap (`featmap.writers.pixels`)."""
 
     name = "png"
     suffix = ".png"
     manifest_key = "png"
 
+    def __init__(self, options: OutputOptions) -> None:
+        super().__init__(options)
+        #: The value range and colormap of each map drawn through `featmap.writers.pixels` (colormap or percentile).
+        self.scales: dict[str, tuple[DisplayRange, Colormap | None]] = {}
+
     def add(self, target: Path, fmap: FeatureMap) -> Path:
         out = self.options
-        pixels = to_pixels(fmap.values, out.normalize, out.bit_depth)
+        if out.colormap is None and out.normalize is not Normalize.PERCENTILE:
+            pixels = to_pixels(fmap.values, out.normalize, out.bit_depth)
+        else:
+            from .pixels import map_pixels
+
+            drawn = map_pixels(
+                fmap.values, out.normalize, bit_depth=out.bit_depth, colormap=out.colormap, percentiles=out.percentiles
+            )
+            pixels = drawn.pixels
+            self.scales[fmap.info.name] = (drawn.shown, drawn.colormap)
         return save_png(self.path_for(target), pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
