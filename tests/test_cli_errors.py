@@ -278,3 +278,10 @@ def test_helpers_that_cannot_start_or_die_are_said_and_the_batch_goes_on(
     assert "featmap: note: " in result.stderr and "ran in this process" in result.stderr
     if failed:
         assert "its helper process died (out of memory?)" in data["failed"][0]["reason"]
+
+
+def test_a_spec_layer_with_number_and_text_keys(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: 8x8x1\nlayers:\n  - {'': null, 0E0: null}\n")  # found by the fuzz session: 0E0 is a float
+    result = invoke(runner, "shape", "--spec", spec)
+    assert result.exit_code == 2 and "has keys ['', '0.0']; a layer is one `type: options` pair" in result.stderr

@@ -123,7 +123,9 @@ class _FileParser:
         if "block" in item:
             return self.block(item, where, depth, name)
         if len(keys) != 1:
-            raise self.err(where, f"has keys {sorted(keys)}; a layer is one `type: options` pair (plus `name`)")
+            raise self.err(
+                where, f"has keys {brief(sorted(map(str, keys)))}; a layer is one `type: options` pair (plus `name`)"
+            )
         (key,) = keys
         value = item[key]
         kind = str(key).lower()
