@@ -282,7 +282,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             raw_path = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
             files.append(save_raw(raw_path.with_suffix("." + out.raw), result.values, out.raw))
         if sheet is not None:
-            sheet.add_layer(folder, planes)
+            sheet.add_layer(folder, planes, tuple(result.values.shape))
         node = result.node
         facts.append(
             LayerFacts(
@@ -313,7 +313,10 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             }
         )
     summary = summarize_plan(nodes, tuple(pixels.shape))
-    notes = (*resized, *summary.warnings, *source.warnings)
+    replaced = ()
+    if job.init is not None and job.model.weights is not None:
+        replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)
+    notes = (*resized, *replaced, *summary.warnings, *source.warnings)
     return NetworkImageResult(
         image.info, tuple(facts), top, notes, digest, time.perf_counter() - started, tuple(records)
     )

@@ -53,12 +53,7 @@ PARAM_FLAGS = {
     "color": "--color",
     "crop": "--crop",
     "strict": "--strict",
-    "padding": "--padding",
     "upto": "--upto",
-    "init": "--init",
-    "weights": "--weights",
-    "seed": "--seed",
-    "layout": "--layout",
 }
 
 
