@@ -23,7 +23,9 @@ from ..summary import LayerInfo, ReceptiveField, Summary
 
 __all__ = ["summary_dict", "summary_explain", "summary_markdown", "summary_view"]
 
-MAC_CONVENTION = "multiply-adds of conv and dense layers as torchinfo counts them; FLOPs = 2 × MACs"
+MAC_CONVENTION = (
+    "weight multiply-adds of conv and dense layers only (no bias, norm or element-wise terms); FLOPs = 2 × MACs"
+)
 
 
 def _shape(shape: tuple[int, ...]) -> str:
