@@ -57,7 +57,7 @@ def reference(name: str) -> dict[str, Any]:
     stage_modules = {}
     for child_name, child in model.named_children():
         stage_modules[child_name] = child
-        if isinstance(child, torch.nn.Sequential):
+        if isinstance(child, torch.nn.Sequential) and child_name in ("features", "trunk_output", "classifier"):
             for grand_name, grand in child.named_children():
                 stage_modules[f"{child_name}.{grand_name}"] = grand
     stages: dict[str, dict[str, Any]] = {}
