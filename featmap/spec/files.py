@@ -47,7 +47,7 @@ _FIELDS: dict[str, tuple[type[Any], set[str]]] = {
     "avgpool": (Pool2d, {"size", "stride", "padding", "ceil_mode", "count_include_pad"}),
     "minpool": (Pool2d, {"size", "stride", "padding", "ceil_mode"}),
     "adaptiveavgpool": (AdaptiveAvgPool2d, {"output"}),
-    "dense": (Dense, {"units", "bias"}),
+    "dense": (Dense, {"units", "bias", "pointwise"}),
     "dropout": (Dropout, {"rate"}),
     "bn": (BatchNorm, {"eps"}),
     "layernorm": (LayerNorm, {"eps"}),

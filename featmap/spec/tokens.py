@@ -232,10 +232,11 @@ def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSp
     if kind == "dense":
         if not main.isdigit():
             raise SpecError(what, "a dense layer is dense:UNITS", "e.g. dense:10 or dense:10/nobias")
-        opts = _options(opt_parts, what)
+        pointwise = any(part.strip().lower() == "pointwise" for part in opt_parts)
+        opts = _options([part for part in opt_parts if part.strip().lower() != "pointwise"], what)
         if set(opts) - {"bias"}:
-            raise SpecError(what, "a dense layer takes only /nobias")
-        return Dense(int(main), **opts)
+            raise SpecError(what, "a dense layer takes only /nobias and /pointwise")
+        return Dense(int(main), pointwise=pointwise, **opts)
     if kind == "bn":
         _need_no_args(kind, main, opt_parts, what)
         return BatchNorm()
