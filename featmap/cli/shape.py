@@ -29,6 +29,7 @@ from ._common import (
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--explain", is_flag=True, help="Also show each layer's formulas with the numbers put in.")
+@click.option("--no-aux", is_flag=True, help="Drop auxiliary heads (training-only branches, e.g. Inception's).")
 @click.option("--list-models", is_flag=True, help="List the built-in presets and exit.")
 def shape(
     tokens: tuple[str, ...],
@@ -39,6 +40,7 @@ def shape(
     fmt: str,
     as_json: bool,
     explain: bool,
+    no_aux: bool,
     list_models: bool,
 ) -> None:
     """Shapes, parameters, multiply-adds, receptive field and memory of a CNN layer stack.
@@ -49,7 +51,9 @@ def shape(
       featmap shape --model vgg16
       featmap shape --spec my_net.yaml --input 224x224x3 --json
     """
-    _shape_command(tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models)
+    _shape_command(
+        tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models, no_aux
+    )
 
 
 def _shape_command(
@@ -61,6 +65,7 @@ def _shape_command(
     fmt: str,
     explain: bool,
     list_models: bool,
+    no_aux: bool = False,
 ) -> None:
     from ..api import shape as summarize_layers
     from ..errors import SpecError
@@ -106,6 +111,12 @@ def _shape_command(
         found = Model("", parse_tokens(tokens))
     else:
         found = load_model(model) if model else parse_file(spec_file)  # type: ignore[arg-type]
+    if no_aux:
+        from dataclasses import replace
+
+        from ..layers import without_aux
+
+        found = replace(found, layers=without_aux(found.layers))
     name = found.name or None
     result = summarize_layers(found, input=input_text, batch=batch)
     for note in result.warnings:

@@ -224,7 +224,9 @@ class _FileParser:
         )
         return Parallel((main, shortcut), "add", name or "residual")
 
-    def side(self, kind: str, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
+    def side(
+        self, kind: str, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None
+    ) -> LayerSpec:
         """``gate: [...]``: a branch whose output multiplies the main path (squeeze-and-excitation);
         ``aux: [...]``: an auxiliary head fed from here whose output feeds nothing."""
         branch = Sequential(self.layers(value, where, args, depth + 1), kind if kind == "gate" else name or "aux")
