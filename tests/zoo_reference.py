@@ -74,7 +74,7 @@ def differences(name: str, ref: dict[str, Any], *, aux: bool = True) -> list[str
         if node is None:
             problems.append(f"stage {stage}: no layer with that key")
             continue
-        if list(node.plan.out_shape) != info["out_shape"] and stage != "AuxLogits":
+        if list(node.plan.out_shape) != info["out_shape"]:
             problems.append(f"stage {stage}: shape {node.plan.out_shape} != {info['out_shape']}")
         if _params(node) != info["params"]:
             problems.append(f"stage {stage}: params {_params(node):,} != {info['params']:,}")

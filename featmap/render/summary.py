@@ -95,14 +95,16 @@ _COLUMNS = ("#", "layer", "type", "kernel", "output", "params", "MACs", "RF", "m
 def _totals_lines(summary: Summary) -> list[str]:
     t = summary.totals
     batch = f", batch {summary.batch}" if summary.batch > 1 else ""
-    aux = (
-        f"; auxiliary heads (training only): {t.aux_params:,}, {t.trainable - t.aux_params:,} trainable without them"
-        if t.aux_params
-        else ""
-    )
-    return [
+    lines = [
         f"params: {t.params:,} = {t.trainable:,} trainable + {t.non_trainable:,} non-trainable (batch-norm statistics)"
-        + aux,
+    ]
+    if t.aux_params:
+        lines.append(
+            f"auxiliary heads: {t.aux_params:,} trainable (training only); "
+            f"{t.trainable - t.aux_params:,} trainable without them (--no-aux)"
+        )
+    return [
+        *lines,
         f"multiply-adds: {t.macs:,} ({human_count(t.macs)}MACs); FLOPs = 2 × MACs = {human_count(t.flops)}FLOPs{batch}",
         f"weights: {human_bytes(t.param_bytes)} at {8 * summary.dtype_bytes}-bit floats",
         f"activations: {human_bytes(t.activation_bytes)} (every layer's output{batch}, input excluded)",

@@ -229,9 +229,11 @@ class _FileParser:
     ) -> LayerSpec:
         """``gate: [...]``: a branch whose output multiplies the main path (squeeze-and-excitation);
         ``aux: [...]``: an auxiliary head fed from here whose output feeds nothing."""
-        branch = Sequential(self.layers(value, where, args, depth + 1), kind if kind == "gate" else name or "aux")
-        mode = "mul" if kind == "gate" else "aux"
-        return Parallel((Sequential((), "main"), branch), mode, name or kind)
+        if kind == "gate":  # the name is the gate's (like a residual's); the branch is "gate"
+            branch = Sequential(self.layers(value, where, args, depth + 1), "gate")
+            return Parallel((Sequential((), "main"), branch), "mul", name or "gate")
+        branch = Sequential(self.layers(value, where, args, depth + 1), name or "head")  # the head carries the name
+        return Parallel((Sequential((), "main"), branch), "aux", "aux")
 
     def parallel(self, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
         if not isinstance(value, Mapping) or not isinstance(value.get("branches"), list):
