@@ -252,7 +252,7 @@ def activate(
         if kind is Activation.HARDSWISH:
             np.multiply(result, arr, out=result)
     elif kind is Activation.GELU:  # exact form, x · Φ(x) = x · (1 + erf(x / √2)) / 2, as PyTorch's default
-        from scipy.special import erf
+        from scipy.special import erf  # type: ignore[import-untyped]  # scipy ships no stubs
 
         np.multiply(arr, 1 / np.sqrt(2.0), out=result)
         erf(result, out=result)

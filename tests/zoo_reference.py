@@ -11,7 +11,6 @@ from featmap.layers import without_aux
 from featmap.plan import PlanNode, iter_leaves, plan_layers
 from featmap.spec import load_model
 
-
 #: Top-level torchvision modules whose children are stages themselves (``features.3``, not ``layer2.1``).
 _STAGE_PARENTS = ("features", "trunk_output", "classifier")
 

@@ -1,5 +1,6 @@
 """Layers that hold layers: `Sequential` (a block, a repeat, a branch) and `Parallel` (residual add,
-Inception concat, a channel gate's multiply, an auxiliary head). The walk over what they hold lives in `featmap.plan`; the merge of the branches lives here.
+Inception concat, a channel gate's multiply, an auxiliary head).
+The walk over what they hold lives in `featmap.plan`; the merge of the branches lives here.
 
 Examples
 --------
