@@ -58,10 +58,14 @@ def _constants(onnx: Any, graph: Any) -> tuple[dict[str, Shape], dict[str, np.nd
                 values[name] = numpy_helper.to_array(tensor)
             except (ValueError, TypeError):  # a payload left on disk: only its shape is known
                 pass
-    for node in graph.node:  # exporters alias shared weights through Identity nodes
-        if node.op_type == "Identity" and node.input and node.input[0] in shapes:
-            shapes[node.output[0]] = shapes[node.input[0]]
-            if node.input[0] in values:
+    for node in graph.node:  # weights aliased through Identity, or transposed at run time
+        if node.op_type in ("Identity", "Transpose") and node.input and node.input[0] in shapes:
+            shape = shapes[node.input[0]]
+            if node.op_type == "Transpose":
+                perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+                shape = tuple(shape[i] for i in perm) if perm else shape[::-1]
+            shapes[node.output[0]] = shape
+            if node.input[0] in values and node.op_type == "Identity":
                 values[node.output[0]] = values[node.input[0]]
     return shapes, values
 

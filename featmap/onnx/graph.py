@@ -64,7 +64,10 @@ class GraphStructure:
         for index, node in enumerate(self.nodes):
             for out in node.output:
                 self.producer[out] = index
-        self.ctx = Context(shapes, values, self._next)
+        self.values = values
+        self.onnx_shapes: dict[str, Shape] = {}
+        self.ctx = Context(shapes, values, self._next, self.evaluate)
+        self._chain_concats()
         self.unsupported: Counter[tuple[str, str]] = Counter()
         self.first_seen: dict[tuple[str, str], str] = {}
         self.skip: set[int] = set()
@@ -72,6 +75,43 @@ class GraphStructure:
         self._data_path()
 
     # ------------------------------------------------------------------ graph facts
+
+    def _chain_concats(self) -> None:
+        """``Concat(a, b, c)`` where ``Concat(a, b)`` exists becomes ``Concat(that, c)`` (DenseNet's layers each
+        concatenate every earlier output: as a chain, each layer is a concat of its input and its new maps)."""
+        by_inputs: dict[tuple[str, ...], str] = {}
+        for node in self.nodes:
+            if node.op_type != "Concat":
+                continue
+            inputs = tuple(node.input)
+            prefix = by_inputs.get(inputs[:-1]) if len(inputs) > 2 else None
+            by_inputs.setdefault(inputs, node.output[0])
+            if prefix is not None and attrs(node).get("axis") == attrs(self.nodes[self.producer[prefix]]).get("axis"):
+                del node.input[:]
+                node.input.extend([prefix, inputs[-1]])
+
+    def evaluate(self, name: str, depth: int = 0) -> np.ndarray | None:
+        """The value of a small tensor computed from shapes and constants (export-time shape plumbing)."""
+        if name in self.values:
+            return self.values[name]
+        if depth > 64 or name not in self.producer:
+            return None
+        node = self.nodes[self.producer[name]]
+        if node.op_type == "Shape":
+            found = self.onnx_shapes.get(node.input[0])
+            if found is None:
+                return None
+            a = attrs(node)
+            value = np.array(found[a.get("start", 0) : a.get("end", len(found))], dtype=np.int64)
+        else:
+            inputs = [self.evaluate(i, depth + 1) if i else None for i in node.input]
+            if any(v is None for v in inputs[:1]):
+                return None
+            value = _fold(node, inputs)
+            if value is None:
+                return None
+        self.values[name] = value
+        return value
 
     def data_inputs(self, node: Any) -> list[str]:
         names = node.input[:1] if node.op_type in _FIRST_INPUT_ONLY else node.input
@@ -117,6 +157,7 @@ class GraphStructure:
 
     def layers(self, start: str, input_shape: Shape) -> tuple[LayerSpec, ...]:
         """The featmap layers from the graph input ``start`` to the first output."""
+        self.record(start, input_shape, "nchw")
         layers, _, _ = self.sequence(start, self.graph.output[0].name, input_shape, "nchw")
         return tuple(layers)
 
@@ -143,6 +184,7 @@ class GraphStructure:
             skipped = [c for c in self.consumers.get(tensor, []) if c in self.skip and self._reaches(c, target)]
             if not edges and skipped:
                 tensor = self.nodes[skipped[0]].output[0]
+                self.record(tensor, shape, layout)  # a folded node keeps featmap's shape
                 continue
             if not edges:
                 raise NotExpressible(f"tensor {tensor!r} does not lead to {target!r}")
@@ -172,7 +214,20 @@ class GraphStructure:
         before = shape
         shape = self.plan_shape(mapped, shape, node)
         self._check_weights(node, mapped, before)
+        self.record(node.output[0], shape, layout)
         return mapped, shape, layout
+
+    def record(self, tensor: str, shape: Shape | None, layout: str) -> None:
+        """The ONNX shape of ``tensor`` (batch 1), for ``Shape`` nodes downstream."""
+        if shape is None:
+            return
+        if len(shape) == 3:
+            h, w, c = shape
+            self.onnx_shapes[tensor] = (1, c, h, w) if layout == "nchw" else (1, h, w, c)
+        elif len(shape) == 2:
+            self.onnx_shapes[tensor] = (1, shape[1], shape[0])
+        else:
+            self.onnx_shapes[tensor] = (1, *shape)
 
     def _fold(self, node: Any, mapped: list[LayerSpec]) -> None:
         """Nodes a mapping took in with this one: a MatMul's bias Add, a channel shuffle's Transpose, Reshape."""
@@ -193,8 +248,8 @@ class GraphStructure:
         follower = self._next(node)
         if follower is not None and self.producer[follower.output[0]] in self.skip and follower.op_type == "Add":
             names += [n for n in follower.input if n in self.ctx.shapes]
-        if node.op_type in ("Reshape", "Clip", "Split", "ReduceMean"):
-            return
+        if node.op_type not in ("Conv", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization", "Mul"):
+            return  # other inputs are settings (a shape, bounds, axes), not weights
         held = sum(int(np.prod(self.ctx.shapes[n])) for n in names)
         plan = plan_layers(mapped, shape)[0].plan
         counted = plan.params + plan.non_trainable
@@ -239,19 +294,57 @@ class GraphStructure:
         self._check_axis(join, layout, shape)
         branches: list[Sequential] = []
         out_shape: Shape | None = None
-        for k, name in enumerate(self.data_inputs(join)):
+        groups = self._groups(tensor, starts, self.data_inputs(join)) if split is None and mode == "concat" else None
+        layout_after = layout
+        for k, names in enumerate(groups or [[n] for n in self.data_inputs(join)]):
             lead: list[LayerSpec] = []
             begin = tensor
             if split is not None:
-                begin, lead = self._split_part(split, name, shape, layout)
-            body, out_shape_k, layout_k = self.sequence(begin, name, self.plan_shape(lead, shape, split) if lead else shape, layout)
+                begin, lead = self._split_part(split, names[0], shape, layout)
+            start_shape = self.plan_shape(lead, shape, split) if lead else shape
+            if len(names) == 1:
+                body, _, layout_after = self.sequence(begin, names[0], start_shape, layout)
+            else:  # an exporter flattened a nested concat: rebuild it from where its inputs part
+                body, layout_after = self._nested_concat(begin, names, start_shape, layout)
             branches.append(Sequential((*lead, *body), f"branch{k + 1}"))
-            out_shape = out_shape_k if out_shape is None else out_shape
-            layout_after = layout_k
         merged: LayerSpec = Parallel(tuple(branches), mode, _short(join.name) or mode)
         merged = _simplified(merged)
         new_shape = self.plan_shape([merged], shape, join)
+        self.record(join.output[0], new_shape, layout_after)
         return merged, join.output[0], new_shape, layout_after
+
+    def _groups(self, tensor: str, starts: list[int], inputs: list[str]) -> list[list[str]]:
+        """A concat's inputs in runs reached through the same first node from ``tensor`` (one branch each)."""
+        groups: list[list[str]] = []
+        last: frozenset[int] | None = None
+        for name in inputs:
+            reach = frozenset(e for e in starts if self._reaches(e, name))
+            if groups and reach == last and len(reach) == 1 and name != tensor:
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+            last = reach
+        return groups
+
+    def _nested_concat(
+        self, tensor: str, targets: list[str], shape: Shape | None, layout: str
+    ) -> tuple[list[LayerSpec], str]:
+        """The shared start of several concat inputs, then a concat of their own branches."""
+        layers: list[LayerSpec] = []
+        while True:
+            edges = [c for c in self.consumers.get(tensor, []) if any(self._reaches(c, t) for t in targets)]
+            node = self.nodes[edges[0]]
+            if len(edges) != 1 or node.op_type == "Split" or len(self.data_inputs(node)) != 1:
+                break
+            mapped, shape, layout = self.one(node, shape, layout)
+            layers += mapped
+            tensor = node.output[0]
+        branches = []
+        for k, target in enumerate(targets):
+            body, _, layout = self.sequence(tensor, target, shape, layout)
+            branches.append(Sequential(tuple(body), f"branch{k + 1}"))
+        layers.append(Parallel(tuple(branches), "concat", "concat"))
+        return layers, layout
 
     def _split_part(self, split: Any, target: str, shape: Shape | None, layout: str) -> tuple[str, list[LayerSpec]]:
         """Which of the split's outputs leads to ``target``, and the `Split` layer that takes that part."""
@@ -277,6 +370,44 @@ class GraphStructure:
         channel = {1, 1 - rank} if layout == "nchw" else {rank - 1, -1}
         if axis not in channel:
             raise NotExpressible(f"concat {join.name!r} along axis {axis} (featmap concatenates channels)")
+
+
+_ARITHMETIC = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}
+
+
+def _fold(node: Any, inputs: list[np.ndarray | None]) -> np.ndarray | None:
+    """One shape-plumbing node on known inputs (integers, small), or None when featmap does not fold it."""
+    op, a = node.op_type, attrs(node)
+    first = inputs[0]
+    assert first is not None
+    if op in ("Identity", "Cast"):
+        return first
+    if op == "Gather" and inputs[1] is not None:
+        return np.take(first, inputs[1], axis=a.get("axis", 0))
+    if op in ("Unsqueeze", "Squeeze"):
+        axes = a.get("axes") if len(inputs) < 2 or inputs[1] is None else inputs[1].tolist()
+        if op == "Unsqueeze":
+            out = first
+            for axis in sorted(axes or []):
+                out = np.expand_dims(out, axis)
+            return out
+        return np.squeeze(first, axis=tuple(axes) if axes else None)
+    if op == "Concat" and all(v is not None for v in inputs):
+        return np.concatenate([np.atleast_1d(v) for v in inputs if v is not None], axis=a.get("axis", 0))
+    if op in _ARITHMETIC and inputs[1] is not None:
+        return np.asarray(_ARITHMETIC[op](first, inputs[1]))
+    if op == "Div" and inputs[1] is not None:
+        if first.dtype.kind in "iu" and inputs[1].dtype.kind in "iu":
+            return np.asarray(np.trunc(first / inputs[1]).astype(first.dtype))
+        return np.asarray(first / inputs[1])
+    if op == "Slice" and inputs[1] is not None and inputs[2] is not None:
+        axes = inputs[3].tolist() if len(inputs) > 3 and inputs[3] is not None else list(range(len(inputs[1])))
+        steps = inputs[4].tolist() if len(inputs) > 4 and inputs[4] is not None else [1] * len(axes)
+        index = [slice(None)] * first.ndim
+        for axis, start, stop, step in zip(axes, inputs[1].tolist(), inputs[2].tolist(), steps, strict=False):
+            index[axis] = slice(start, stop, step)
+        return first[tuple(index)]
+    return None
 
 
 def _simplified(merged: LayerSpec) -> LayerSpec:

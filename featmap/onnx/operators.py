@@ -46,6 +46,7 @@ class Context:
     shapes: Mapping[str, Shape]
     values: Mapping[str, np.ndarray]
     next_node: Callable[[Any], Any]
+    evaluate: Callable[[str], np.ndarray | None] = lambda name: None
 
     def shape(self, name: str) -> Shape:
         if name not in self.shapes:
@@ -53,9 +54,13 @@ class Context:
         return self.shapes[name]
 
     def value(self, name: str) -> np.ndarray:
-        if name not in self.values:
+        """A constant input, or one computed from shapes (``Shape`` → ``Gather`` → ``Concat``…)."""
+        if name in self.values:
+            return self.values[name]
+        found = self.evaluate(name)
+        if found is None:
             raise Unsupported(f"input {name!r} is not a constant")
-        return self.values[name]
+        return found
 
 
 #: Nodes that join branches: the featmap merge each becomes.
@@ -293,6 +298,11 @@ def _nothing(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSp
     return []
 
 
+def _concat_one(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
+    """A concat of a single tensor (``torch.cat([x])``) is that tensor."""
+    return []
+
+
 OPERATORS: dict[str, Callable[[Any, Shape, str, Context], list[LayerSpec]]] = {
     "Conv": _conv,
     "Gemm": _gemm,
@@ -319,6 +329,7 @@ OPERATORS: dict[str, Callable[[Any, Shape, str, Context], list[LayerSpec]]] = {
     "Transpose": _transpose,
     "Mul": _scale,
     "Slice": _slice,
+    "Concat": _concat_one,
     "Dropout": _nothing,
     "Identity": _nothing,
 }
