@@ -50,10 +50,22 @@ def shape(
       featmap shape --input 32x32x1 conv:6@5x5 avgpool:2 conv:16@5x5 avgpool:2 flatten dense:120 dense:84 dense:10
       featmap shape --model vgg16
       featmap shape --spec my_net.yaml --input 224x224x3 --json
+      featmap shape model.onnx                 (needs: pip install 'featmap[onnx]')
     """
     _shape_command(
         tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models, no_aux
     )
+
+
+def _onnx_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | None:
+    """The ONNX file given as ``featmap shape model.onnx`` or ``--spec model.onnx``, if any."""
+    from ..onnx import is_onnx_path
+
+    if spec_file is not None and is_onnx_path(spec_file):
+        return spec_file
+    if len(tokens) == 1 and is_onnx_path(tokens[0]):
+        return Path(tokens[0])
+    return None
 
 
 def _shape_command(
@@ -107,7 +119,13 @@ def _shape_command(
             "give layer tokens, --model NAME or --spec FILE (exactly one)",
             "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5",
         )
-    if tokens:
+    onnx_file = _onnx_argument(tokens, spec_file)
+    if onnx_file is not None:
+        from ..onnx import load_onnx
+        from ..spec import parse_shape
+
+        found = load_onnx(onnx_file, parse_shape(input_text) if input_text is not None else None)
+    elif tokens:
         found = Model("", parse_tokens(tokens))
     else:
         found = load_model(model) if model else parse_file(spec_file)  # type: ignore[arg-type]

@@ -111,7 +111,9 @@ def load_onnx(path: str | Path, input_shape: Shape | None = None) -> Model:
     except (OSError, ValueError, Exception) as exc:  # protobuf's DecodeError derives from Exception only
         if isinstance(exc, SpecError):
             raise
-        raise SpecError(str(p), f"is not an ONNX model ({exc})", "export it with torch.onnx.export or tf2onnx") from None
+        raise SpecError(
+            str(p), f"is not an ONNX model ({exc})", "export it with torch.onnx.export or tf2onnx"
+        ) from None
     graph = model.graph
     if not graph.node or not graph.output:
         raise SpecError(str(p), "has an empty graph", "export the model again")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..enums import Activation
 from ..errors import FeatmapError
 from ..layers import Act, LayerSpec, Parallel, Sequential, Split
 from ..plan import plan_layers
@@ -102,14 +103,14 @@ class GraphStructure:
             if found is None:
                 return None
             a = attrs(node)
-            value = np.array(found[a.get("start", 0) : a.get("end", len(found))], dtype=np.int64)
+            value: np.ndarray | None = np.array(found[a.get("start", 0) : a.get("end", len(found))], dtype=np.int64)
         else:
             inputs = [self.evaluate(i, depth + 1) if i else None for i in node.input]
             if any(v is None for v in inputs[:1]):
                 return None
             value = _fold(node, inputs)
-            if value is None:
-                return None
+        if value is None:
+            return None
         self.values[name] = value
         return value
 
@@ -290,10 +291,11 @@ class GraphStructure:
         join = self.nodes[join_index]
         mode = MERGES.get(join.op_type)
         if mode is None:
-            raise NotExpressible(f"branches meet at a {join.op_type} node ({join.name!r}); featmap merges by Add, Concat, Mul")
+            raise NotExpressible(
+                f"branches meet at a {join.op_type} node ({join.name!r}); featmap merges by Add, Concat, Mul"
+            )
         self._check_axis(join, layout, shape)
         branches: list[Sequential] = []
-        out_shape: Shape | None = None
         groups = self._groups(tensor, starts, self.data_inputs(join)) if split is None and mode == "concat" else None
         layout_after = layout
         for k, names in enumerate(groups or [[n] for n in self.data_inputs(join)]):
@@ -419,5 +421,5 @@ def _simplified(merged: LayerSpec) -> LayerSpec:
         if not identity and len(gate) == 1 and isinstance(gate[0], Act):
             kind = {"sigmoid": "silu", "hardsigmoid": "hardswish"}.get(gate[0].kind.value)
             if kind:
-                return Act(kind, name=merged.name)
+                return Act(Activation(kind), name=merged.name)
     return merged

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..enums import Activation, PoolKind
 from ..layers import (
     Act,
     BatchNorm,
@@ -154,7 +155,7 @@ def _pool(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]
         raise Unsupported("dilated pooling")
     kernel = tuple(a["kernel_shape"])
     stride = tuple(a.get("strides", (1, 1)))
-    kind = "max" if node.op_type == "MaxPool" else "avg"
+    kind = PoolKind.MAX if node.op_type == "MaxPool" else PoolKind.AVG
     return [
         Pool2d(
             kind,
@@ -169,7 +170,7 @@ def _pool(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]
 
 def _global(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
     _spatial(shape, node.op_type)
-    return [GlobalPool2d("max" if node.op_type == "GlobalMaxPool" else "avg")]
+    return [GlobalPool2d(PoolKind.MAX if node.op_type == "GlobalMaxPool" else PoolKind.AVG)]
 
 
 def _reduce_mean(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
@@ -180,25 +181,26 @@ def _reduce_mean(node: Any, shape: Shape, layout: str, ctx: Context) -> list[Lay
     spatial = {2, 3, -1, -2} if layout == "nchw" else {1, 2, -2, -3}
     if len(shape) != 3 or axes is None or len(axes) != 2 or not set(axes) <= spatial:
         raise Unsupported(f"a mean over axes {axes} (featmap maps the mean over H and W)")
-    return [GlobalPool2d("avg")] + ([] if a.get("keepdims", 1) else [Flatten()])
+    layers: list[LayerSpec] = [GlobalPool2d(PoolKind.AVG)]
+    return layers + ([] if a.get("keepdims", 1) else [Flatten()])
 
 
 def _activation(name: str) -> Callable[[Any, Shape, str, Context], list[LayerSpec]]:
     def make(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
-        return [Act(name)]
+        return [Act(Activation(name))]
 
     return make
 
 
 def _leaky(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
-    return [Act("leaky_relu", (("slope", float(attrs(node).get("alpha", 0.01))),))]
+    return [Act(Activation.LEAKY_RELU, (("slope", float(attrs(node).get("alpha", 0.01))),))]
 
 
 def _hardsigmoid(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
     a = attrs(node)
     if not math.isclose(a.get("alpha", 0.2), 1 / 6, rel_tol=1e-6) or not math.isclose(a.get("beta", 0.5), 0.5):
         raise Unsupported("a hard sigmoid other than PyTorch's (alpha 1/6, beta 0.5)")
-    return [Act("hardsigmoid")]
+    return [Act(Activation.HARDSIGMOID)]
 
 
 def _clip(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
@@ -209,14 +211,19 @@ def _clip(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]
     if len(node.input) > 2 and node.input[2]:
         high = float(ctx.value(node.input[2]))
     if low == 0 and high == 6:
-        return [Act("relu6")]
+        return [Act(Activation.RELU6)]
     if low == 0 and (high is None or math.isinf(high)):
-        return [Act("relu")]
+        return [Act(Activation.RELU)]
     raise Unsupported(f"a clip to [{low}, {high}] (featmap maps ReLU and ReLU6)")
 
 
+def _float32(value: float) -> float:
+    """An attribute stored as float32 (``1e-3`` reads 0.0010000000475) back to the decimal it was written as."""
+    return float(f"{value:.7g}")
+
+
 def _batchnorm(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
-    return [BatchNorm(eps=float(attrs(node).get("epsilon", 1e-5)))]
+    return [BatchNorm(eps=_float32(attrs(node).get("epsilon", 1e-5)))]
 
 
 def _layernorm(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
@@ -225,7 +232,7 @@ def _layernorm(node: Any, shape: Shape, layout: str, ctx: Context) -> list[Layer
         raise Unsupported(f"a layer norm over axis {axis} (featmap normalises the channels)")
     if len(shape) == 3 and layout != "nhwc":
         raise Unsupported("a layer norm over the width axis of an N×C×H×W tensor")
-    return [LayerNorm(eps=float(attrs(node).get("epsilon", 1e-5)))]
+    return [LayerNorm(eps=_float32(attrs(node).get("epsilon", 1e-5)))]
 
 
 def _softmax(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
