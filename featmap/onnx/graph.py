@@ -17,6 +17,7 @@ from ..enums import Activation
 from ..errors import FeatmapError
 from ..layers import Act, LayerSpec, Parallel, Sequential, Split
 from ..plan import plan_layers
+from .folding import fold
 from .operators import MERGES, Context, Unsupported, attrs, map_node
 
 __all__ = ["GraphStructure", "NotExpressible"]
@@ -108,7 +109,7 @@ class GraphStructure:
             inputs = [self.evaluate(i, depth + 1) if i else None for i in node.input]
             if any(v is None for v in inputs[:1]):
                 return None
-            value = _fold(node, inputs)
+            value = fold(node, inputs)
         if value is None:
             return None
         self.values[name] = value
@@ -372,44 +373,6 @@ class GraphStructure:
         channel = {1, 1 - rank} if layout == "nchw" else {rank - 1, -1}
         if axis not in channel:
             raise NotExpressible(f"concat {join.name!r} along axis {axis} (featmap concatenates channels)")
-
-
-_ARITHMETIC = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}
-
-
-def _fold(node: Any, inputs: list[np.ndarray | None]) -> np.ndarray | None:
-    """One shape-plumbing node on known inputs (integers, small), or None when featmap does not fold it."""
-    op, a = node.op_type, attrs(node)
-    first = inputs[0]
-    assert first is not None
-    if op in ("Identity", "Cast"):
-        return first
-    if op == "Gather" and inputs[1] is not None:
-        return np.take(first, inputs[1], axis=a.get("axis", 0))
-    if op in ("Unsqueeze", "Squeeze"):
-        axes = a.get("axes") if len(inputs) < 2 or inputs[1] is None else inputs[1].tolist()
-        if op == "Unsqueeze":
-            out = first
-            for axis in sorted(axes or []):
-                out = np.expand_dims(out, axis)
-            return out
-        return np.squeeze(first, axis=tuple(axes) if axes else None)
-    if op == "Concat" and all(v is not None for v in inputs):
-        return np.concatenate([np.atleast_1d(v) for v in inputs if v is not None], axis=a.get("axis", 0))
-    if op in _ARITHMETIC and inputs[1] is not None:
-        return np.asarray(_ARITHMETIC[op](first, inputs[1]))
-    if op == "Div" and inputs[1] is not None:
-        if first.dtype.kind in "iu" and inputs[1].dtype.kind in "iu":
-            return np.asarray(np.trunc(first / inputs[1]).astype(first.dtype))
-        return np.asarray(first / inputs[1])
-    if op == "Slice" and inputs[1] is not None and inputs[2] is not None:
-        axes = inputs[3].tolist() if len(inputs) > 3 and inputs[3] is not None else list(range(len(inputs[1])))
-        steps = inputs[4].tolist() if len(inputs) > 4 and inputs[4] is not None else [1] * len(axes)
-        index = [slice(None)] * first.ndim
-        for axis, start, stop, step in zip(axes, inputs[1].tolist(), inputs[2].tolist(), steps, strict=False):
-            index[axis] = slice(start, stop, step)
-        return first[tuple(index)]
-    return None
 
 
 def _simplified(merged: LayerSpec) -> LayerSpec:

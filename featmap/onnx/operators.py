@@ -70,6 +70,8 @@ MERGES = {"Add": "add", "Sum": "add", "Mul": "mul", "Concat": "concat"}
 
 def attrs(node: Any) -> dict[str, Any]:
     """A node's attributes as Python values."""
+    if not node.attribute:
+        return {}
     import onnx
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
