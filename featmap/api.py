@@ -134,7 +134,8 @@ def apply(
 def resolve_layers(layers: Any) -> Model:
     """A `featmap.spec.Model` from a preset name, a spec file, layer tokens or layer objects.
 
-    A string is a built-in preset (``"vgg16"``) or a YAML/JSON spec file; a sequence of strings is
+    A string is a built-in preset (``"vgg16"``), a YAML/JSON spec file or an ONNX file (``featmap[onnx]``,
+    its own input shape); a sequence of strings is
     layer tokens (``["conv:6@5x5", "maxpool:2"]``); a `Model` is returned as it is; anything else is
     taken as layer objects.
     """
@@ -146,6 +147,10 @@ def resolve_layers(layers: Any) -> Model:
         text = str(layers)
         if isinstance(layers, str) and text in {m.name for m in list_models()}:
             return load_model(text)
+        if Path(text).suffix.lower() == ".onnx":
+            from .onnx import load_onnx
+
+            return load_onnx(text)
         if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
             return parse_file(text)
         return load_model(text)  # its error lists the presets

@@ -113,9 +113,10 @@ def _has_bank(node: PlanNode) -> bool:
 
 def _kind(node: PlanNode) -> str:
     """How a layer's tensors are laid out and initialised (`featmap.weights.KINDS`)."""
-    return {"Dense": "dense", "BatchNorm": "bn", "Conv1d": "conv1d", "DepthwiseConv2d": "depthwise"}.get(
-        node.plan.kind, "conv"
-    )
+    kinds = {"Dense": "dense", "BatchNorm": "bn", "Conv1d": "conv1d", "DepthwiseConv2d": "depthwise"}
+    # a layer norm's scale and shift, and a layer scale's factors, start as batch norm's: ones and zeros
+    kinds.update({"LayerNorm": "bn", "LayerScale": "bn"})
+    return kinds.get(node.plan.kind, "conv")
 
 
 @dataclass(frozen=True)

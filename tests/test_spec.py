@@ -163,7 +163,7 @@ def test_identity_shortcut_and_mismatch(tmp_path: Path) -> None:
             r"uses \$d",
         ),
         ("layers:\n  - {repeat: 0, layers: [relu]}\n", r"repeat: must be a whole number >= 1"),
-        ("layers:\n  - parallel: {merge: mul, branches: [[relu], [relu]]}\n", r"must be add or concat"),
+        ("layers:\n  - parallel: {merge: max, branches: [[relu], [relu]]}\n", r"must be one of add, concat, mul, aux"),
         ("layers: relu\n", r"layers: must be a list of layers"),
         ("just text\n", r"is not a layer list"),
         ("layers: [relu]\nwidth: 3\n", r"`width`: is not a spec key"),
