@@ -85,7 +85,7 @@ def test_shapes(text: str, expect: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("text", ["0x3x3", "axb", "1x2x3x4", ""])
 def test_bad_shapes(text: str) -> None:
-    with pytest.raises(SpecError, match="--input"):
+    with pytest.raises(SpecError, match="`input`"):
         parse_shape(text)
 
 

@@ -42,6 +42,7 @@ PARAM_FLAGS = {
     "pool": "--pool",
     "combine": "--combine",
     "input": "--input",
+    "model": "--model",
     "background": "--background",
     "name_pattern": "--name",
     "bit_depth": "--bit-depth",

@@ -109,8 +109,8 @@ class Conv2d:
         set_(self, "pad_mode", parse_enum(PaddingMode, self.pad_mode, "pad_mode"))
         if self.kernel is not None:
             set_(self, "kernel", as_pair(self.kernel, "kernel"))
-        if self.filters is not None and (isinstance(self.filters, bool) or self.filters < 1):
-            raise SpecError("`filters`", f"must be >= 1; got {self.filters}")
+        if self.filters is not None:
+            positive(self.filters, "filters")
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
             raise SpecError("`groups`", f"must be >= 1; got {self.groups}")
         if self.bank is not None:
@@ -132,6 +132,12 @@ class Conv2d:
             raise SpecError("`kernel`", f"is {self.kernel} but the kernels are {size}", "drop `kernel`")
         if self.filters is not None and self.filters != len(bank) and not self.depthwise:
             raise SpecError("`filters`", f"is {self.filters} but {len(bank)} kernels are named", "drop `filters`")
+        if self.groups != 1:
+            raise SpecError(
+                "kernels:",
+                f"a conv layer of named kernels takes no groups; got {self.groups}",
+                "drop groups (depthwise: true filters each channel on its own)",
+            )
         if self.depthwise and any(k.per_channel for k in bank):
             raise SpecError("kernels:", "a depthwise layer takes 2-D kernels", "drop depthwise")
         set_ = object.__setattr__

@@ -339,5 +339,5 @@ def load_model(name: str) -> Model:
     path = MODEL_DIR / f"{name.lower()}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in MODEL_DIR.glob("*.yaml")))
-        raise SpecError("--model", f"no preset named {name!r}", f"use one of: {known}")
+        raise SpecError("`model`", f"no preset named {name!r}", f"use one of: {known}")
     return parse_file(path)

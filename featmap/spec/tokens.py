@@ -115,10 +115,10 @@ def parse_shape(text: str | Sequence[int]) -> Shape:
     >>> parse_shape("32x32x1"), parse_shape("100x16"), parse_shape("784")
     ((32, 32, 1), (100, 16), (784,))
     """
-    values = tuple(text) if not isinstance(text, str) else _ints(text.strip().lower(), "--input")
+    values = tuple(text) if not isinstance(text, str) else _ints(text.strip().lower(), "`input`")
     if not 1 <= len(values) <= 3 or any(not isinstance(v, int) or v < 1 for v in values):
         raise SpecError(
-            "--input", f"{text!r} is not a shape", "write HxWxC (e.g. 224x224x3), LxC for 1-D, or N features"
+            "`input`", f"{text!r} is not a shape", "write HxWxC (e.g. 224x224x3), LxC for 1-D, or N features"
         )
     return tuple(int(v) for v in values)
 
