@@ -254,19 +254,15 @@ def forward(
     >>> featmap.forward(digit, ["conv:2@3x3", "relu"], init="kaiming").outputs[0].values.shape
     (30, 30, 2)
     """
-    from .images import load_image, resize_pixels
+    from .netjob import fit_input, load_for_network
     from .network import WeightSource, run_network
     from .ops import as_float_image
 
     model = resolve_layers(layers)
-    wanted = model.input_shape
     if isinstance(image, (str, os.PathLike)):
-        color = wanted is not None and wanted[-1] == 3
-        pixels = load_image(image, color=color).pixels
+        pixels, _, _ = load_for_network(image, model)
     else:
-        pixels = as_float_image(image, "image")
-    if wanted is not None and len(wanted) == 3 and pixels.shape[:2] != wanted[:2]:
-        pixels = resize_pixels(pixels, (wanted[0], wanted[1]))
+        pixels, _ = fit_input(as_float_image(image, "image"), model)
     tensors: dict[str, Any] = {}
     if isinstance(weights, dict):
         tensors = weights

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 
 from .discover import InputImage
 from .errors import FeatmapError, OptionError, SpecError
-from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, resize_pixels
+from .images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, load_image, resize_pixels
 from .network import LayerOutput, WeightSource, iter_network, top_classes
 from .outputs import OutputOptions
 from .plan import PlanNode, plan_layers
@@ -249,6 +250,30 @@ class NetworkImageResult:
     maps: tuple[Any, ...] = ()
 
 
+def fit_input(pixels: NDArray[np.floating], model: Model) -> tuple[NDArray[np.floating], tuple[str, ...]]:
+    """``pixels`` resized to the model's declared input, if it declares one of another size (dense layers are
+    sized for it), and the note that says so."""
+    wanted = model.input_shape
+    if wanted is None or len(wanted) != 3 or pixels.shape[:2] == wanted[:2]:
+        return pixels, ()
+    note = f"resized {pixels.shape[1]}×{pixels.shape[0]} to the network's input {wanted[1]}×{wanted[0]}"
+    return resize_pixels(pixels, (wanted[0], wanted[1])), (note,)
+
+
+def load_for_network(
+    path: str | os.PathLike[str],
+    model: Model,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[NDArray[np.floating], LoadedImage, tuple[str, ...]]:
+    """An image file as a network sees it: gray or RGB as its input declares, resized to it; the loaded image
+    and the notes (a resize)."""
+    color = model.input_shape is not None and model.input_shape[-1] == 3
+    image = load_image(path, color=color, background=background, max_pixels=max_pixels)
+    pixels, notes = fit_input(image.pixels, model)
+    return pixels, image, notes
+
+
 def network_targets(
     item: InputImage, job: NetworkJob, maps: Sequence[tuple[str, int]] | None = None
 ) -> dict[str, Path]:
@@ -286,14 +311,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     from .writers.raw import save_raw
 
     started = time.perf_counter()
-    image = load_image(item.path, color=job.channels == 3, background=job.background, max_pixels=job.max_pixels)
-    pixels = image.pixels
-    resized: tuple[str, ...] = ()
-    wanted = job.model.input_shape
-    if wanted is not None and len(wanted) == 3 and pixels.shape[:2] != wanted[:2]:
-        # a network with a declared input (dense layers sized for it) sees the image at that size
-        resized = (f"resized {pixels.shape[1]}×{pixels.shape[0]} to the network's input {wanted[1]}×{wanted[0]}",)
-        pixels = resize_pixels(pixels, (wanted[0], wanted[1]))
+    pixels, image, resized = load_for_network(item.path, job.model, job.background, job.max_pixels)
     nodes = job.plan(pixels.shape)
     source = job.weights()
     out = job.output
