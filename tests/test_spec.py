@@ -185,3 +185,10 @@ def test_unknown_model() -> None:
 def test_json_spec(tmp_path: Path) -> None:
     path = write(tmp_path, '{"input": "8x8x1", "layers": ["conv:2@3x3", {"dense": {"units": 3}}]}', "net.json")
     assert parse_file(path).layers == (Conv2d(2, 3), Dense(3))
+
+
+def test_a_mistyped_layer_type_gets_close_matches() -> None:
+    with pytest.raises(SpecError, match="did you mean avgpool"):
+        parse_token("avgpoo:2")
+    with pytest.raises(SpecError, match="did you mean relu"):
+        parse_token("rleu")

@@ -178,7 +178,11 @@ def parse_token(token: str, *, where: str = "") -> LayerSpec:
         return Act(parse_enum(Activation, kind_word, "activation"))
     kind = ALIASES.get(kind_word)
     if kind is None:
-        raise SpecError(what, f"unknown layer type {head!r}", f"use one of: {', '.join(_KINDS)}")
+        import difflib
+
+        close = difflib.get_close_matches(kind_word, _KINDS, n=3, cutoff=0.6)
+        fix = f"did you mean {' or '.join(close)}?" if close else f"use one of: {', '.join(_KINDS)}"
+        raise SpecError(what, f"unknown layer type {head!r}", fix)
     main, *opt_parts = rest.split("/") if rest else [""]
     try:
         return _build(kind, main.strip(), opt_parts, what)
