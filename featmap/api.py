@@ -134,7 +134,8 @@ def apply(
 def resolve_layers(layers: Any) -> Model:
     """A `featmap.spec.Model` from a preset name, a spec file, layer tokens or layer objects.
 
-    A string is a built-in preset (``"vgg16"``) or a YAML/JSON spec file; a sequence of strings is
+    A string is a built-in preset (``"vgg16"``), a YAML/JSON spec file or an ONNX file (``featmap[onnx]``,
+    its own input shape); a sequence of strings is
     layer tokens (``["conv:6@5x5", "maxpool:2"]``); a `Model` is returned as it is; anything else is
     taken as layer objects.
     """
@@ -146,6 +147,10 @@ def resolve_layers(layers: Any) -> Model:
         text = str(layers)
         if isinstance(layers, str) and text in {m.name for m in list_models()}:
             return load_model(text)
+        if Path(text).suffix.lower() == ".onnx":
+            from .onnx import load_onnx
+
+            return load_onnx(text)
         if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
             return parse_file(text)
         return load_model(text)  # its error lists the presets
@@ -249,19 +254,15 @@ def forward(
     >>> featmap.forward(digit, ["conv:2@3x3", "relu"], init="kaiming").outputs[0].values.shape
     (30, 30, 2)
     """
-    from .images import load_image, resize_pixels
+    from .netjob import fit_input, load_for_network
     from .network import WeightSource, run_network
     from .ops import as_float_image
 
     model = resolve_layers(layers)
-    wanted = model.input_shape
     if isinstance(image, (str, os.PathLike)):
-        color = wanted is not None and wanted[-1] == 3
-        pixels = load_image(image, color=color).pixels
+        pixels, _, _ = load_for_network(image, model)
     else:
-        pixels = as_float_image(image, "image")
-    if wanted is not None and len(wanted) == 3 and pixels.shape[:2] != wanted[:2]:
-        pixels = resize_pixels(pixels, (wanted[0], wanted[1]))
+        pixels, _ = fit_input(as_float_image(image, "image"), model)
     tensors: dict[str, Any] = {}
     if isinstance(weights, dict):
         tensors = weights

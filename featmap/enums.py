@@ -93,6 +93,10 @@ class Activation(_StrEnum):
     ABS = "abs"
     SIGMOID = "sigmoid"
     TANH = "tanh"
+    SILU = "silu"
+    HARDSWISH = "hardswish"
+    HARDSIGMOID = "hardsigmoid"
+    GELU = "gelu"
 
 
 @unique

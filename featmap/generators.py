@@ -45,11 +45,29 @@ def _positive(value: float, name: str, what: str) -> float:
     return float(value)
 
 
+# OpenCV's getGaussianKernel uses fixed tables when no sigma is given and the size is odd and small
+# (the binomial rows for 3 and 5); these are its values, in 1-D. OpenCV 4.x stops at 7, 5.x adds 9.
+_SMALL_GAUSSIAN = {
+    1: (1.0,),
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+    9: tuple(v / 64 for v in (1, 3.25, 7.5, 12.75, 15, 12.75, 7.5, 3.25, 1)),
+}
+
+
 def gaussian(size: float | None = None, sigma: float | None = None) -> Array:
-    """Normalised Gaussian; ``sigma`` defaults as in OpenCV, ``size`` to ``2*ceil(3*sigma)+1``.
+    """Normalised Gaussian, equal to OpenCV's ``getGaussianKernel(size, sigma)`` outer product with itself.
+
+    Without ``sigma``, sizes 1, 3, 5, 7 and 9 take OpenCV 5's fixed tables (``size=3`` is
+    ``[0.25, 0.5, 0.25]`` per axis; OpenCV 4.x computes 9 from the formula) and other sizes OpenCV's
+    default ``0.3·((size-1)/2 - 1) + 0.8``; without ``size``, ``size = 2·ceil(3·sigma) + 1``. Even
+    sizes are sampled at half-pixel offsets from the centre.
 
     Examples
     --------
+    >>> gaussian(size=3)[1].tolist()
+    [0.125, 0.25, 0.125]
     >>> g = gaussian(size=3, sigma=1.0)
     >>> round(float(g.sum()), 6), g.shape
     (1.0, (3, 3))
@@ -57,6 +75,10 @@ def gaussian(size: float | None = None, sigma: float | None = None) -> Array:
     if sigma is None:
         if size is None:
             raise KernelFileError("gaussian", "needs `size` or `sigma`", "e.g. gaussian:size=5,sigma=1.2")
+        table = _SMALL_GAUSSIAN.get(_odd_size(size, 1, "gaussian"))
+        if table is not None:
+            row = np.array(table)
+            return np.outer(row, row)
         sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
     sigma = _positive(sigma, "sigma", "gaussian")
     n = _odd_size(size, sigma, "gaussian")
@@ -120,7 +142,13 @@ def gabor(
     """Gabor kernel ``exp(-(x'^2 + gamma^2 y'^2) / 2 sigma^2) * cos(2 pi x' / lambd + psi)``.
 
     ``theta`` (stripe normal direction) and ``psi`` (phase) are in degrees; ``x' = x cos(theta) + y
-    sin(theta)`` with y pointing up, so ``theta=0`` responds to vertical stripes.
+    sin(theta)`` with x pointing right and y up, so ``theta`` turns counter-clockwise on screen (like
+    ``motion`` and the compass rotations) and ``theta=0`` responds to vertical stripes.
+
+    OpenCV's ``getGaborKernel`` writes its samples mirrored left-right (its x points left), so its angle
+    turns clockwise: ``gabor(size, sigma, theta, …)`` equals ``cv2.getGaborKernel((size, size), sigma,
+    radians(180 - theta), lambd, gamma, radians(psi))`` for odd sizes. An even ``size`` gives exactly
+    ``size × size`` samples at half-pixel offsets, centred between pixels; OpenCV gives ``size + 1``.
 
     Examples
     --------

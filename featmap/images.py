@@ -214,6 +214,21 @@ def load_image(
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an image file as `load_image` returns it (EXIF orientation applied), from its
+    header only.
+
+    Raises `ImageReadError` when the file cannot be opened as an image.
+    """
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            turned = opened.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(str(path), f"cannot be read ({exc})", "check the file") from None
+    return (width, height) if turned else (height, width)
+
+
 def resize_pixels(pixels: NDArray[np.float32], size_hw: tuple[int, int]) -> NDArray[np.float32]:
     """Resize float ``(H, W, C)`` pixels to ``size_hw`` with Pillow's bilinear filter (antialiased when
     shrinking), channel by channel in float32: what a network's fixed input size needs.

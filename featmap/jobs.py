@@ -169,7 +169,7 @@ def make_layers(
     kind = parse_enum(Activation, activation, "activation")
     act = Act(kind, (("slope", slope),) if kind is Activation.LEAKY_RELU else ())
     word = "none" if pool is None else str(pool).lower()
-    if word not in ("max", "avg", "min") and (pool_size or pool_stride):
+    if word not in ("max", "avg", "min") and (pool_size is not None or pool_stride is not None):
         raise OptionError("", "`pool_size` and `pool_stride` need `pool` max, avg or min")
     layer: Pool2d | GlobalPool2d | None = None
     if word.startswith("global-"):
@@ -177,7 +177,10 @@ def make_layers(
     elif word != "none":
         stride_pair = None if pool_stride is None else as_pair(pool_stride, "pool_stride")
         layer = Pool2d(
-            parse_enum(PoolKind, word, "pool"), as_pair(pool_size or 2, "pool_size"), stride_pair, pool_padding
+            parse_enum(PoolKind, word, "pool"),
+            as_pair(2 if pool_size is None else pool_size, "pool_size"),
+            stride_pair,
+            pool_padding,
         )
     return conv, act, layer
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -30,8 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .discover import InputImage
-from .errors import OptionError, SpecError
-from .images import DEFAULT_MAX_PIXELS, ImageInfo, load_image, resize_pixels
+from .errors import FeatmapError, OptionError, SpecError
+from .images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, load_image, resize_pixels
 from .network import LayerOutput, WeightSource, iter_network, top_classes
 from .outputs import OutputOptions
 from .plan import PlanNode, plan_layers
@@ -70,8 +71,16 @@ class NetworkJob:
 
     @property
     def channels(self) -> int:
-        """The input channels the spec asks for (3 loads RGB, else gray)."""
+        """The input channels the spec asks for: 1 reads images as gray, 3 as RGB."""
         return self.model.input_shape[-1] if self.model.input_shape else 1
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3) and self.model.input_shape and len(self.model.input_shape) == 3:
+            raise SpecError(
+                f"{self.model.name}: input",
+                f"has {self.channels} channels, but images are read as gray (1) or RGB (3)",
+                "declare an input of 1 or 3 channels, or run the layers on an array with featmap.forward",
+            )
 
     @property
     def nominal_shape(self) -> tuple[int, ...]:
@@ -92,10 +101,24 @@ class NetworkJob:
         """The layers planned on an input of ``shape``."""
         return plan_layers(self.model.layers, tuple(shape))
 
-    def layer_maps(self) -> list[tuple[str, int]]:
-        """``(folder name, channels)`` of every layer output written, in order (planned on the nominal shape)."""
+    def input_shape_for(self, path: Path) -> tuple[int, ...]:
+        """The shape the network sees for the image at ``path``: the declared input (images are resized to it),
+        else the image's own size from its header (the nominal shape if the header cannot be read: the image
+        then fails when it is loaded, with the reason)."""
+        if self.model.input_shape is not None:
+            return self.model.input_shape
+        from .images import image_size
+
+        try:
+            height, width = image_size(path)
+        except FeatmapError:
+            return self.nominal_shape
+        return (height, width, self.channels)
+
+    def layer_maps(self, shape: Sequence[int] | None = None) -> list[tuple[str, int]]:
+        """``(folder name, channels)`` of every layer output written for an input of ``shape``, in order."""
         found: list[tuple[str, int]] = []
-        nodes = self.plan(self.nominal_shape)
+        nodes = self.plan(self.nominal_shape if shape is None else shape)
         outputs = _outputs_in_order(nodes)
         width = max(2, len(str(len(outputs))))
         for index, node in enumerate(outputs, start=1):
@@ -115,7 +138,7 @@ class NetworkJob:
             weights = [str(Path(self.weights_file).resolve()), stat.st_size, stat.st_mtime_ns]
         out = self.output
         recipe = {
-            "layers": repr(self.model.layers),
+            "layers": _fingerprint(self.model.layers),
             "weights": weights,
             "init": self.init,
             "seed": self.seed,
@@ -130,6 +153,18 @@ class NetworkJob:
             **({"sheet": True} if out.sheet else {}),
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _fingerprint(layers: Any) -> str:
+    """A digest of the layers, kernel weights included in full (``repr`` abbreviates large arrays)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest() + str(value.shape)
+        return str(value)
+
+    text = json.dumps([{"type": type(layer).__name__, **asdict(layer)} for layer in layers], default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _outputs_in_order(nodes: Sequence[PlanNode]) -> list[PlanNode]:
@@ -179,7 +214,11 @@ def make_network_job(
 
 
 def _has_layer(job: NetworkJob, upto: str) -> bool:
-    return any(upto in (n.path, n.key, n.plan.name) for n in _outputs_in_order(job.plan(job.nominal_shape)))
+    try:
+        nodes = job.plan(job.nominal_shape)
+    except FeatmapError:
+        return True  # no input declared and the stand-in size does not fit: the run itself says what is wrong
+    return any(upto in (n.path, n.key, n.plan.name) for n in _outputs_in_order(nodes))
 
 
 @dataclass(frozen=True)
@@ -211,11 +250,43 @@ class NetworkImageResult:
     maps: tuple[Any, ...] = ()
 
 
-def network_targets(item: InputImage, job: NetworkJob) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name (``03-C3/007``), and ``(sheet)`` with ``sheet``."""
+def fit_input(pixels: NDArray[np.floating], model: Model) -> tuple[NDArray[np.floating], tuple[str, ...]]:
+    """``pixels`` resized to the model's declared input, if it declares one of another size (dense layers are
+    sized for it), and the note that says so."""
+    wanted = model.input_shape
+    if wanted is None or len(wanted) != 3 or pixels.shape[:2] == wanted[:2]:
+        return pixels, ()
+    note = f"resized {pixels.shape[1]}×{pixels.shape[0]} to the network's input {wanted[1]}×{wanted[0]}"
+    return resize_pixels(pixels, (wanted[0], wanted[1])), (note,)
+
+
+def load_for_network(
+    path: str | os.PathLike[str],
+    model: Model,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[NDArray[np.floating], LoadedImage, tuple[str, ...]]:
+    """An image file as a network sees it: gray or RGB as its input declares, resized to it; the loaded image
+    and the notes (a resize)."""
+    color = model.input_shape is not None and model.input_shape[-1] == 3
+    image = load_image(path, color=color, background=background, max_pixels=max_pixels)
+    pixels, notes = fit_input(image.pixels, model)
+    return pixels, image, notes
+
+
+def network_targets(
+    item: InputImage, job: NetworkJob, maps: Sequence[tuple[str, int]] | None = None
+) -> dict[str, Path]:
+    """Every PNG an input will produce, by map name (``03-C3/007``), and ``(sheet)`` with ``sheet``; ``maps``
+    are the layers' folders and channels (by default planned on the shape read from the image's header)."""
     out = job.output
     targets = {}
-    for folder, channels in job.layer_maps():
+    if maps is None:
+        try:
+            maps = job.layer_maps(job.input_shape_for(item.path))
+        except FeatmapError:
+            maps = []  # the layers do not fit this image: loading and planning it says why, nothing is written
+    for folder, channels in maps:
         first = out.target(item.path, f"{folder}/000", rel_dir=item.rel_dir, stem=item.stem)  # checked once a layer
         targets.update({f"{folder}/{ch:03d}": first.with_name(f"{ch:03d}.png") for ch in range(channels)})
     if out.sheet:
@@ -240,20 +311,14 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     from .writers.raw import save_raw
 
     started = time.perf_counter()
-    image = load_image(item.path, color=job.channels == 3, background=job.background, max_pixels=job.max_pixels)
-    pixels = image.pixels
-    resized: tuple[str, ...] = ()
-    wanted = job.model.input_shape
-    if wanted is not None and len(wanted) == 3 and pixels.shape[:2] != wanted[:2]:
-        # a network with a declared input (dense layers sized for it) sees the image at that size
-        resized = (f"resized {pixels.shape[1]}×{pixels.shape[0]} to the network's input {wanted[1]}×{wanted[0]}",)
-        pixels = resize_pixels(pixels, (wanted[0], wanted[1]))
+    pixels, image, resized = load_for_network(item.path, job.model, job.background, job.max_pixels)
     nodes = job.plan(pixels.shape)
     source = job.weights()
     out = job.output
     digest = job.options_hash()
-    names = iter(job.layer_maps())
-    targets = network_targets(item, job)
+    maps = job.layer_maps(pixels.shape)
+    names = iter(maps)
+    targets = network_targets(item, job, maps)
     facts: list[LayerFacts] = []
     records: list[dict[str, Any]] = []
     last: LayerOutput | None = None
@@ -261,7 +326,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     if out.sheet:  # one row per layer (featmap.writers.pictures); the panel limit is checked before any work
         from .writers.pictures import LayerRows
 
-        sheet = LayerRows(image, out, sum(channels for _, channels in job.layer_maps()))
+        sheet = LayerRows(image, out, sum(channels for _, channels in maps))
     for result in iter_network(nodes, pixels, source, upto=job.upto):
         folder, _ = next(names)
         planes = _planes(result.values)
@@ -280,9 +345,10 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             records.append(_record(item, result, folder, png, out, digest))
         if out.raw is not None:
             raw_path = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
-            files.append(save_raw(raw_path.with_suffix("." + out.raw), result.values, out.raw))
+            stack = result.values if out.raw == "npy" else planes  # a TIFF page is 2-D: flat outputs as a strip
+            files.append(save_raw(raw_path.with_suffix("." + out.raw), stack, out.raw))
         if sheet is not None:
-            sheet.add_layer(folder, planes)
+            sheet.add_layer(folder, planes, tuple(result.values.shape))
         node = result.node
         facts.append(
             LayerFacts(
@@ -313,7 +379,10 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             }
         )
     summary = summarize_plan(nodes, tuple(pixels.shape))
-    notes = (*resized, *summary.warnings, *source.warnings)
+    replaced: tuple[str, ...] = ()
+    if job.init is not None and job.model.weights is not None:
+        replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)
+    notes = (*resized, *replaced, *summary.warnings, *source.warnings)
     return NetworkImageResult(
         image.info, tuple(facts), top, notes, digest, time.perf_counter() - started, tuple(records)
     )

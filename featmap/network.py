@@ -81,6 +81,13 @@ class WeightSource:
                 for name, shape in node.plan.weights:
                     expected[f"{node.key}.{name}"] = shape
         matched, warnings = match_weights(expected, self.tensors, layout=self.layout, kinds=kinds, source=self.source)
+        for key, tensor in matched.items():
+            if key.endswith("running_var") and np.any(np.asarray(tensor) < 0):
+                raise SpecError(
+                    f"{self.source}: `{key}`",
+                    "has a negative variance",
+                    "the weights file is damaged or not batch norm's",
+                )
         self._matched = dict(matched)
         self.warnings = list(warnings)
 
@@ -89,7 +96,15 @@ class WeightSource:
         if not node.plan.weights:
             return {}
         if _has_bank(node):
-            return node.layer.bank_weights(node.plan.in_shape[-1])  # type: ignore[union-attr]  # a Conv2d
+            made = node.layer.bank_weights(node.plan.in_shape[-1])  # type: ignore[union-attr]  # a Conv2d
+            for name, shape in node.plan.weights:
+                if made[name].shape != shape:
+                    raise ShapeError(
+                        f"layer {node.path} ({node.plan.name})",
+                        f"its kernels give a {name} of shape {made[name].shape}; the layer needs {shape}",
+                        "check the kernels against the layer's input channels",
+                    )
+            return made
         names = {name: f"{node.key}.{name}" for name, _ in node.plan.weights}
         if self.tensors:
             return {name: self._matched[full] for name, full in names.items()}
@@ -113,9 +128,10 @@ def _has_bank(node: PlanNode) -> bool:
 
 def _kind(node: PlanNode) -> str:
     """How a layer's tensors are laid out and initialised (`featmap.weights.KINDS`)."""
-    return {"Dense": "dense", "BatchNorm": "bn", "Conv1d": "conv1d", "DepthwiseConv2d": "depthwise"}.get(
-        node.plan.kind, "conv"
-    )
+    kinds = {"Dense": "dense", "BatchNorm": "bn", "Conv1d": "conv1d", "DepthwiseConv2d": "depthwise"}
+    # a layer norm's scale and shift, and a layer scale's factors, start as batch norm's: ones and zeros
+    kinds.update({"LayerNorm": "bn", "LayerScale": "bn"})
+    return kinds.get(node.plan.kind, "conv")
 
 
 @dataclass(frozen=True)

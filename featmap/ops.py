@@ -228,6 +228,8 @@ def activate(
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
     result = np.empty_like(arr) if out is None else out
+    if kind in (Activation.SILU, Activation.HARDSWISH, Activation.GELU) and np.shares_memory(result, arr):
+        arr = arr.copy()  # these read x again after writing the gate into ``result``
     if kind is Activation.NONE:
         np.copyto(result, arr)
     elif kind is Activation.RELU:
@@ -239,14 +241,35 @@ def activate(
         np.clip(arr, 0, 6, out=result)
     elif kind is Activation.ABS:
         np.abs(arr, out=result)
-    elif kind is Activation.SIGMOID:  # the logistic function as 0.5 (1 + tanh(x / 2)): no overflow
-        np.multiply(arr, 0.5, out=result)
-        np.tanh(result, out=result)
+    elif kind in (Activation.SIGMOID, Activation.SILU):  # the logistic function as 0.5 (1 + tanh(x / 2))
+        _sigmoid(arr, result)
+        if kind is Activation.SILU:  # x · sigmoid(x)
+            np.multiply(result, arr, out=result)
+    elif kind in (Activation.HARDSIGMOID, Activation.HARDSWISH):  # relu6(x + 3) / 6, times x for hardswish
+        np.add(arr, 3.0, out=result)
+        np.clip(result, 0.0, 6.0, out=result)
+        result /= 6.0
+        if kind is Activation.HARDSWISH:
+            np.multiply(result, arr, out=result)
+    elif kind is Activation.GELU:  # exact form, x · Φ(x) = x · (1 + erf(x / √2)) / 2, as PyTorch's default
+        from scipy.special import erf  # type: ignore[import-untyped]  # scipy ships no stubs
+
+        np.multiply(arr, 1 / np.sqrt(2.0), out=result)
+        erf(result, out=result)
         result += 1.0
         result *= 0.5
+        np.multiply(result, arr, out=result)
     else:
         np.tanh(arr, out=result)
     return result
+
+
+def _sigmoid(arr: NDArray[np.floating], result: NDArray[np.floating]) -> None:
+    """The logistic function into ``result``, without overflow for large ``|x|``."""
+    np.multiply(arr, 0.5, out=result)
+    np.tanh(result, out=result)
+    result += 1.0
+    result *= 0.5
 
 
 # Rows per band for whole-map passes, so temporaries stay near a million values whatever the map's size.

@@ -86,8 +86,10 @@ class _Planner:
 
     def parallel(self, layer: Parallel, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
         branches: list[PlanNode] = []
+        names = [branch.name for branch in layer.branches]
         for b, branch in enumerate(layer.branches, start=1):
-            branch_path, branch_key = f"{path}.{b}", f"{key}.{branch.name or b - 1}"
+            part = branch.name if branch.name and names.count(branch.name) == 1 else str(b - 1)
+            branch_path, branch_key = f"{path}.{b}", f"{key}.{part}"
             children, out = self.sequence(branch.layers, shape, depth + 2, f"{branch_path}.", f"{branch_key}.")
             plan = LayerPlan("Branch" if branch.layers else "Identity", branch.name or f"branch{b}", shape, out)
             branches.append(PlanNode(branch_path, branch_key, depth + 1, branch, plan, children, "branch"))

@@ -379,7 +379,7 @@ def conv_params(kernel_hw: Pair, in_channels: int, out_channels: int, *, groups:
 
 
 def conv_macs(kernel_hw: Pair, in_channels: int, out_channels: int, out_hw: Pair, *, groups: int = 1) -> int:
-    """Multiply-adds of a convolution, torchinfo's count: ``kh*kw*C_in/groups*C_out*H_out*W_out``.
+    """Multiply-adds of a convolution's weights: ``kh*kw*C_in/groups*C_out*H_out*W_out`` (no bias term).
 
     Examples
     --------

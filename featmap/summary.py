@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .layers import LayerPlan, LayerSpec
-from .plan import PlanNode, plan_layers
+from .plan import PlanNode, iter_leaves, plan_layers
 
 __all__ = ["LayerInfo", "ReceptiveField", "Summary", "Totals", "summarize", "summarize_plan"]
 
@@ -82,6 +82,8 @@ class Totals:
     flops: int
     param_bytes: int
     activation_bytes: int
+    aux_params: int = 0
+    """Trainable parameters of auxiliary heads (included in ``trainable``; training only)."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,19 @@ class _Rows:
             inside += [self.container(branch, branch_rf, rows), *rows]
             fields.append(branch_rf)
         merged = None
-        if fields and all(f is not None for f in fields):
+        if getattr(node.layer, "merge_mode", "") in ("mul", "aux"):
+            merged = fields[0]  # a gate scales the main path; an auxiliary head feeds nothing
+        elif fields and all(f is not None for f in fields):
             merged = max(fields, key=lambda f: f.size if f else ())
         return [self.container(node, merged, inside, self.memory(node.plan.out_shape)), *inside], merged
+
+
+def _aux_params(node: PlanNode) -> int:
+    """Trainable parameters inside the auxiliary branches under ``node``."""
+    if node.role == "merge" and getattr(node.layer, "merge_mode", "") == "aux":
+        heads = sum(leaf.plan.params for branch in node.children[1:] for leaf in iter_leaves(branch.children))
+        return heads + _aux_params(node.children[0])
+    return sum(_aux_params(child) for child in node.children)
 
 
 def summarize(layers: Sequence[LayerSpec], input_shape: Shape, *, batch: int = 1, dtype_bytes: int = 4) -> Summary:
@@ -217,6 +229,7 @@ def summarize_plan(nodes: Sequence[PlanNode], input_shape: Shape, *, batch: int 
         flops=2 * macs,
         param_bytes=(trainable + frozen) * dtype_bytes,
         activation_bytes=sum(r.memory for r in leaves),
+        aux_params=sum(_aux_params(node) for node in nodes),
     )
     notes = tuple(f"layer {r.path} ({r.name}): {w}" for r in rows for w in r.warnings)
     return Summary(tuple(input_shape), batch, tuple(rows), totals, dtype_bytes, notes)

@@ -129,3 +129,48 @@ def test_weights_of_another_network_are_refused(runner, spec, digit, tmp_path):
     )
     assert result.exit_code == 1
     assert "`3.weight` has shape 5×2×3×3; expected 3×2×3×3" in result.stderr
+
+
+def test_a_spec_without_input_runs_at_the_images_own_size(runner, tmp_path):
+    """Folders and targets come from the plan on the image itself (no stand-in size)."""
+    spec = tmp_path / "pool.yaml"
+    spec.write_text("layers: [{conv: {kernels: [box_3, identity], padding: same}}, maxpool:150]\n")
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((300, 300), 128, np.uint8)).save(big)
+    result = runner.invoke(cli, ["apply", str(big), "--spec", str(spec), "-o", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [layer["shape"] for layer in json.loads(result.stdout)["layers"]] == [[300, 300, 2], [2, 2, 2]]
+
+
+def test_raw_tiff_of_flat_outputs(runner, spec, digit, tmp_path):
+    out = tmp_path / "o"
+    args = ["apply", str(digit), "--spec", str(spec), "--init", "kaiming", "-o", str(out), "--raw", "tiff"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "bar" / "07-dense" / "all.tiff") as strip:
+        assert strip.size == (4, 1) and strip.mode == "F"
+
+
+def test_changing_a_large_kernel_invalidates_resume(runner, tmp_path, digit):
+    """The options hash covers every weight of a spec's kernels (a repr would abbreviate them)."""
+    kernel = tmp_path / "k.yaml"
+    weights = np.zeros((33, 33))
+    weights[16, 16] = 1.0
+    kernel.write_text(json.dumps({"name": "big", "weights": weights.tolist()}))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"layers: [{{conv: {{kernels: ['{kernel}:big'], padding: same}}}}]\n")
+    out = tmp_path / "o"
+    args = ["apply", str(digit), "--spec", str(spec), "-o", str(out), "--skip-existing", "--json"]
+    assert runner.invoke(cli, args).exit_code == 0
+    weights[16, 15] = 0.5  # one value in the middle
+    kernel.write_text(json.dumps({"name": "big", "weights": weights.tolist()}))
+    again = runner.invoke(cli, args)
+    assert again.exit_code != 0 or json.loads(again.stdout)["skipped"] == []
+
+
+def test_bank_with_groups_is_refused(runner, tmp_path, digit):
+    spec = tmp_path / "g.yaml"
+    spec.write_text("input: 12x12x3\nlayers: [{conv: {kernels: [sobel_x, sobel_y, box_3], groups: 3}}]\n")
+    result = runner.invoke(cli, ["apply", str(digit), "--spec", str(spec), "-o", str(tmp_path / "o")])
+    assert result.exit_code in (1, 2)
+    assert "takes no groups" in result.stderr and "Traceback" not in result.stderr

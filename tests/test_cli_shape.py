@@ -44,7 +44,7 @@ def test_json_is_pure_and_complete(runner: CliRunner) -> None:
     assert data["input"] == [32, 32, 1] and data["totals"]["trainable"] == 61_706
     assert [row["out_shape"] for row in data["layers"]][:2] == [[28, 28, 6], [14, 14, 6]]
     assert data["layers"][0]["receptive_field"] == {"size": [5, 5], "jump": [1, 1], "start": [2.0, 2.0]}
-    assert "torchinfo" in data["convention"]
+    assert "weight multiply-adds" in data["convention"] and "no bias" in data["convention"]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from featmap.layers import (
     Parallel,
     Pool2d,
     Sequential,
+    without_aux,
 )
 from featmap.network import WeightSource, iter_network, run_network, top_classes
 from featmap.plan import plan_layers
@@ -110,13 +111,15 @@ def test_presets_run_with_the_shapes_shape_prints(model):
         else SMALL_INPUTS.get(model.name, (32, 32, 3))
     )
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    summary = summarize(model.layers, shape)
+    layers = without_aux(model.layers)  # Inception's auxiliary head needs a 299×299 input
+    summary = summarize(layers, shape)
     expected = {row.path: row.out_shape for row in summary.layers}
     seen = 0
-    for out in iter_network(plan_layers(model.layers, shape), x, WeightSource(init="kaiming", seed=1)):
+    for out in iter_network(plan_layers(layers, shape), x, WeightSource(init="kaiming", seed=1)):
         assert out.values.shape == expected[out.node.path], out.node.path
         seen += 1
-    assert seen == sum(1 for row in summary.layers if not row.container or row.kind in ("Add", "Concat"))
+    merges = ("Add", "Concat", "Multiply", "Aux")
+    assert seen == sum(1 for row in summary.layers if not row.container or row.kind in merges)
 
 
 def test_vgg_first_blocks_upto_a_named_layer():

@@ -85,7 +85,7 @@ def test_shapes(text: str, expect: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("text", ["0x3x3", "axb", "1x2x3x4", ""])
 def test_bad_shapes(text: str) -> None:
-    with pytest.raises(SpecError, match="--input"):
+    with pytest.raises(SpecError, match="`input`"):
         parse_shape(text)
 
 
@@ -163,7 +163,7 @@ def test_identity_shortcut_and_mismatch(tmp_path: Path) -> None:
             r"uses \$d",
         ),
         ("layers:\n  - {repeat: 0, layers: [relu]}\n", r"repeat: must be a whole number >= 1"),
-        ("layers:\n  - parallel: {merge: mul, branches: [[relu], [relu]]}\n", r"must be add or concat"),
+        ("layers:\n  - parallel: {merge: max, branches: [[relu], [relu]]}\n", r"must be one of add, concat, mul, aux"),
         ("layers: relu\n", r"layers: must be a list of layers"),
         ("just text\n", r"is not a layer list"),
         ("layers: [relu]\nwidth: 3\n", r"`width`: is not a spec key"),
@@ -185,3 +185,10 @@ def test_unknown_model() -> None:
 def test_json_spec(tmp_path: Path) -> None:
     path = write(tmp_path, '{"input": "8x8x1", "layers": ["conv:2@3x3", {"dense": {"units": 3}}]}', "net.json")
     assert parse_file(path).layers == (Conv2d(2, 3), Dense(3))
+
+
+def test_a_mistyped_layer_type_gets_close_matches() -> None:
+    with pytest.raises(SpecError, match="did you mean avgpool"):
+        parse_token("avgpoo:2")
+    with pytest.raises(SpecError, match="did you mean relu"):
+        parse_token("rleu")

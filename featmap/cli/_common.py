@@ -50,6 +50,7 @@ PARAM_FLAGS = {
     "pool": "--pool",
     "combine": "--combine",
     "input": "--input",
+    "model": "--model",
     "background": "--background",
     "name_pattern": "--name",
     "bit_depth": "--bit-depth",
@@ -61,12 +62,7 @@ PARAM_FLAGS = {
     "color": "--color",
     "crop": "--crop",
     "strict": "--strict",
-    "padding": "--padding",
     "upto": "--upto",
-    "init": "--init",
-    "weights": "--weights",
-    "seed": "--seed",
-    "layout": "--layout",
 }
 
 

@@ -91,10 +91,12 @@ def apply(
     as_json: bool,
     **opts: Any,
 ) -> None:
-    """Apply kernels to IMAGES and write one feature-map PNG per kernel.
+    """Apply kernels (-k) or a whole network (--spec, --model) to IMAGES (files, folders, globs) and write the
+    feature maps: one PNG per kernel, or a folder per layer with one PNG per channel.
 
     \b
-    Example:
+    Examples:
+      featmap apply samples/digits/digit_7.png --model lenet5-digits -o out/
       featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """

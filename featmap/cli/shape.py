@@ -29,6 +29,7 @@ from ._common import (
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--explain", is_flag=True, help="Also show each layer's formulas with the numbers put in.")
+@click.option("--no-aux", is_flag=True, help="Drop auxiliary heads (training-only branches, e.g. Inception's).")
 @click.option("--list-models", is_flag=True, help="List the built-in presets and exit.")
 def shape(
     tokens: tuple[str, ...],
@@ -39,6 +40,7 @@ def shape(
     fmt: str,
     as_json: bool,
     explain: bool,
+    no_aux: bool,
     list_models: bool,
 ) -> None:
     """Shapes, parameters, multiply-adds, receptive field and memory of a CNN layer stack.
@@ -48,8 +50,22 @@ def shape(
       featmap shape --input 32x32x1 conv:6@5x5 avgpool:2 conv:16@5x5 avgpool:2 flatten dense:120 dense:84 dense:10
       featmap shape --model vgg16
       featmap shape --spec my_net.yaml --input 224x224x3 --json
+      featmap shape model.onnx                 (needs: pip install 'featmap[onnx]')
     """
-    _shape_command(tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models)
+    _shape_command(
+        tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models, no_aux
+    )
+
+
+def _onnx_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | None:
+    """The ONNX file given as ``featmap shape model.onnx`` or ``--spec model.onnx``, if any."""
+    from ..onnx import is_onnx_path
+
+    if spec_file is not None and is_onnx_path(spec_file):
+        return spec_file
+    if len(tokens) == 1 and is_onnx_path(tokens[0]):
+        return Path(tokens[0])
+    return None
 
 
 def _shape_command(
@@ -61,6 +77,7 @@ def _shape_command(
     fmt: str,
     explain: bool,
     list_models: bool,
+    no_aux: bool = False,
 ) -> None:
     from ..api import shape as summarize_layers
     from ..errors import SpecError
@@ -102,10 +119,22 @@ def _shape_command(
             "give layer tokens, --model NAME or --spec FILE (exactly one)",
             "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5",
         )
-    if tokens:
+    onnx_file = _onnx_argument(tokens, spec_file)
+    if onnx_file is not None:
+        from ..onnx import load_onnx
+        from ..spec import parse_shape
+
+        found = load_onnx(onnx_file, parse_shape(input_text) if input_text is not None else None)
+    elif tokens:
         found = Model("", parse_tokens(tokens))
     else:
         found = load_model(model) if model else parse_file(spec_file)  # type: ignore[arg-type]
+    if no_aux:
+        from dataclasses import replace
+
+        from ..layers import without_aux
+
+        found = replace(found, layers=without_aux(found.layers))
     name = found.name or None
     result = summarize_layers(found, input=input_text, batch=batch)
     for note in result.warnings:

@@ -18,7 +18,8 @@ Examples
 from __future__ import annotations
 
 from .base import LayerPlan, RunContext
-from .containers import Parallel, Sequential
+from .channels import ChannelShuffle, DropPath, LayerNorm, LayerScale, Softmax, Split
+from .containers import MERGE_MODES, Parallel, Sequential, without_aux
 from .conv import Conv1d, Conv2d
 from .dense import Dense, Flatten
 from .elementwise import Act, BatchNorm, Dropout
@@ -28,6 +29,13 @@ __all__ = [
     "Act",
     "AdaptiveAvgPool2d",
     "BatchNorm",
+    "ChannelShuffle",
+    "DropPath",
+    "LayerNorm",
+    "LayerScale",
+    "MERGE_MODES",
+    "Softmax",
+    "Split",
     "Conv1d",
     "Conv2d",
     "Dense",
@@ -41,6 +49,7 @@ __all__ = [
     "Pool2d",
     "RunContext",
     "Sequential",
+    "without_aux",
 ]
 
 LayerSpec = (
@@ -54,10 +63,33 @@ LayerSpec = (
     | Dense
     | BatchNorm
     | Dropout
+    | LayerNorm
+    | LayerScale
+    | Softmax
+    | Split
+    | ChannelShuffle
+    | DropPath
     | Sequential
     | Parallel
 )
 """Any layer of the language."""
 
 #: The kinds that run on an array (containers are walked, not run).
-LEAF_KINDS = (Conv2d, Conv1d, Pool2d, GlobalPool2d, AdaptiveAvgPool2d, Act, Flatten, Dense, BatchNorm, Dropout)
+LEAF_KINDS = (
+    Conv2d,
+    Conv1d,
+    Pool2d,
+    GlobalPool2d,
+    AdaptiveAvgPool2d,
+    Act,
+    Flatten,
+    Dense,
+    BatchNorm,
+    Dropout,
+    LayerNorm,
+    LayerScale,
+    Softmax,
+    Split,
+    ChannelShuffle,
+    DropPath,
+)

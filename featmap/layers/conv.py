@@ -109,8 +109,8 @@ class Conv2d:
         set_(self, "pad_mode", parse_enum(PaddingMode, self.pad_mode, "pad_mode"))
         if self.kernel is not None:
             set_(self, "kernel", as_pair(self.kernel, "kernel"))
-        if self.filters is not None and (isinstance(self.filters, bool) or self.filters < 1):
-            raise SpecError("`filters`", f"must be >= 1; got {self.filters}")
+        if self.filters is not None:
+            positive(self.filters, "filters")
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
             raise SpecError("`groups`", f"must be >= 1; got {self.groups}")
         if self.bank is not None:
@@ -119,17 +119,27 @@ class Conv2d:
     def _take_bank(self, bank: KernelBank) -> None:
         sizes = {k.size for k in bank}
         if len(bank) == 0:
-            raise SpecError("`kernels`", "is empty", "name at least one kernel")
+            raise SpecError("kernels:", "is empty", "name at least one kernel")
         if len(sizes) > 1:
             listed = ", ".join(f"{k.name} {k.size[0]}x{k.size[1]}" for k in bank)
-            raise SpecError("`kernels`", f"one conv layer needs kernels of one size; got {listed}", "split them")
+            raise SpecError(
+                "kernels:",
+                f"one conv layer needs kernels of one size; got {listed}",
+                "give them one size (e.g. gabor:size=3,theta=45) or put each size in a conv layer of its own",
+            )
         size = sizes.pop()
         if self.kernel is not None and self.kernel != size:
             raise SpecError("`kernel`", f"is {self.kernel} but the kernels are {size}", "drop `kernel`")
         if self.filters is not None and self.filters != len(bank) and not self.depthwise:
             raise SpecError("`filters`", f"is {self.filters} but {len(bank)} kernels are named", "drop `filters`")
+        if self.groups != 1:
+            raise SpecError(
+                "kernels:",
+                f"a conv layer of named kernels takes no groups; got {self.groups}",
+                "drop groups (depthwise: true filters each channel on its own)",
+            )
         if self.depthwise and any(k.per_channel for k in bank):
-            raise SpecError("`kernels`", "a depthwise layer takes 2-D kernels", "drop depthwise")
+            raise SpecError("kernels:", "a depthwise layer takes 2-D kernels", "drop depthwise")
         set_ = object.__setattr__
         set_(self, "kernel", size)
         set_(self, "filters", len(bank))
@@ -166,7 +176,7 @@ class Conv2d:
     def bank_weights(self, channels: int) -> dict[str, Array]:
         """The weight (and bias) tensors made from the kernel ``bank`` for ``channels`` input channels."""
         if self.bank is None:
-            raise SpecError("`kernels`", "this layer names no kernels")
+            raise SpecError("kernels:", "this layer names no kernels")
         kernels = list(self.bank)
         kh, kw = kernels[0].size
         if self.depthwise:  # filter c·N + n applies kernel n to channel c

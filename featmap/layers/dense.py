@@ -52,11 +52,16 @@ class Flatten:
 
 @dataclass(frozen=True)
 class Dense:
-    """A fully connected layer over the last axis; ``weight`` is ``(units, features)`` as PyTorch's Linear."""
+    """A fully connected layer over the last axis; ``weight`` is ``(units, features)`` as PyTorch's Linear.
+
+    On an ``H×W×C`` input it applies at every position (a 1×1 convolution); that is flagged as a likely missing
+    ``flatten`` unless ``pointwise=True`` says it is meant (ConvNeXt's channel MLP).
+    """
 
     units: int
     bias: bool = True
     name: str | None = None
+    pointwise: bool = False
 
     def __post_init__(self) -> None:
         positive(self.units, "units")
@@ -70,7 +75,7 @@ class Dense:
         macs = features * self.units * positions * batch
         notes = (
             ()
-            if len(in_shape) == 1
+            if len(in_shape) == 1 or self.pointwise
             else (
                 f"Dense: applies to the last axis ({features}) at every one of {positions} positions; flatten first "
                 "for a classifier",
@@ -87,7 +92,7 @@ class Dense:
             out,
             params=params,
             macs=macs,
-            field="all",
+            field="keep" if self.pointwise else "all",
             weights=weights,
             warnings=notes,
             explain=(

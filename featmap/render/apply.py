@@ -223,6 +223,20 @@ def batch_view(report: BatchReport, problems: Sequence[tuple[str, str]], ignored
     return Group(*parts)
 
 
+def _image_outputs(result: Any) -> dict[str, Any]:
+    """A processed image's outputs: its maps (kernels), or its layers and top classes (a network)."""
+    layers = getattr(result, "layers", None)
+    if layers is None:
+        return {"maps": [{"name": m.info.name, "png": str(m.png), "shape": list(m.info.shape)} for m in result.maps]}
+    return {
+        "layers": [
+            {"path": la.path, "name": la.name, "shape": list(la.shape), "files": [str(f) for f in la.files]}
+            for la in layers
+        ],
+        "top": [{"index": i, "label": label, "probability": p} for i, label, p in result.top],
+    }
+
+
 def batch_dict(report: BatchReport, problems: Sequence[tuple[str, str]], ignored: int) -> dict[str, Any]:
     """The batch outcome as JSON-ready data (per processed image: its maps' files, shapes and stats)."""
     return {
@@ -231,7 +245,7 @@ def batch_dict(report: BatchReport, problems: Sequence[tuple[str, str]], ignored
             {
                 "input": r.input.path,
                 "seconds": round(r.seconds, 4),
-                "maps": [{"name": m.info.name, "png": str(m.png), "shape": list(m.info.shape)} for m in r.maps],
+                **_image_outputs(r),
                 "warnings": list(r.warnings),
             }
             for r in report.processed

@@ -16,14 +16,18 @@ from ..errors import FeatmapError, SpecError, brief
 from ..layers import (
     AdaptiveAvgPool2d,
     BatchNorm,
+    ChannelShuffle,
     Conv1d,
     Conv2d,
     Dense,
     Dropout,
+    DropPath,
+    LayerNorm,
     LayerSpec,
     Parallel,
     Pool2d,
     Sequential,
+    Split,
 )
 from ..limits import LAYERS, REPEAT
 from .tokens import ALIASES, GRAMMAR_HINT, parse_shape, parse_token
@@ -44,9 +48,14 @@ _FIELDS: dict[str, tuple[type[Any], set[str]]] = {
     "avgpool": (Pool2d, {"size", "stride", "padding", "ceil_mode", "count_include_pad"}),
     "minpool": (Pool2d, {"size", "stride", "padding", "ceil_mode"}),
     "adaptiveavgpool": (AdaptiveAvgPool2d, {"output"}),
-    "dense": (Dense, {"units", "bias"}),
+    "dense": (Dense, {"units", "bias", "pointwise"}),
     "dropout": (Dropout, {"rate"}),
     "bn": (BatchNorm, {"eps"}),
+    "layernorm": (LayerNorm, {"eps"}),
+    "droppath": (DropPath, {"rate"}),
+    "shuffle": (ChannelShuffle, {"groups"}),
+    "chunk": (Split, {"chunks", "index"}),
+    "split": (Split, {"sizes", "index"}),
 }
 
 
@@ -135,6 +144,8 @@ class _FileParser:
             return self.residual(value, f"{where}.residual", args, depth, name)
         if kind == "parallel":
             return self.parallel(value, f"{where}.parallel", args, depth, name)
+        if kind in ("gate", "aux"):
+            return self.side(kind, value, f"{where}.{kind}", args, depth, name)
         canonical = ALIASES.get(kind, kind)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool) or value is None:
             token = kind if value is None or value == "" else f"{kind}:{value}"
@@ -231,9 +242,20 @@ class _FileParser:
         )
         return Parallel((main, shortcut), "add", name or "residual")
 
+    def side(
+        self, kind: str, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None
+    ) -> LayerSpec:
+        """``gate: [...]``: a branch whose output multiplies the main path (squeeze-and-excitation);
+        ``aux: [...]``: an auxiliary head fed from here whose output feeds nothing."""
+        if kind == "gate":  # the name is the gate's (like a residual's); the branch is "gate"
+            branch = Sequential(self.layers(value, where, args, depth + 1), "gate")
+            return Parallel((Sequential((), "main"), branch), "mul", name or "gate")
+        branch = Sequential(self.layers(value, where, args, depth + 1), name or "head")  # the head carries the name
+        return Parallel((Sequential((), "main"), branch), "aux", "aux")
+
     def parallel(self, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
         if not isinstance(value, Mapping) or not isinstance(value.get("branches"), list):
-            raise self.err(where, "needs `branches: [[...], [...]]` and `merge: add` or `merge: concat`")
+            raise self.err(where, "needs `branches: [[...], [...]]` and `merge:` add, concat, mul or aux")
         branches = tuple(
             Sequential(self.layers(b, f"{where}.branches[{i}]", args, depth + 1), f"branch{i + 1}")
             for i, b in enumerate(value["branches"])
@@ -261,25 +283,28 @@ def _named(spec: LayerSpec, name: str | None) -> LayerSpec:
     return replace(spec, name=name)
 
 
+_PARAM = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
 def _walk(value: Any, args: Mapping[str, Any], missing: Any) -> Any:
-    """Replace ``$param`` in block bodies: a whole-string reference keeps the argument's type."""
+    """Replace ``$param`` and ``${param}`` in block bodies (``${k}`` may be followed by letters:
+    ``conv:$c@${k}x${k}``); a whole-string reference keeps the argument's type."""
     if isinstance(value, list):
         return [_walk(v, args, missing) for v in value]
     if isinstance(value, dict):
         return {k: _walk(v, args, missing) for k, v in value.items()}
     if isinstance(value, str) and "$" in value:
-        whole = re.fullmatch(r"\$(\w+)", value)
+
+        def arg(match: re.Match[str]) -> Any:
+            key = match[1] or match[2]
+            if key not in args:
+                raise missing(key)
+            return args[key]
+
+        whole = _PARAM.fullmatch(value)
         if whole:
-            if whole[1] not in args:
-                raise missing(whole[1])
-            return args[whole[1]]
-
-        def put(match: re.Match[str]) -> str:
-            if match[1] not in args:
-                raise missing(match[1])
-            return str(args[match[1]])
-
-        return re.sub(r"\$(\w+)", put, value)
+            return arg(whole)
+        return _PARAM.sub(lambda match: str(arg(match)), value)
     return value
 
 
@@ -341,5 +366,5 @@ def load_model(name: str) -> Model:
     path = MODEL_DIR / f"{name.lower()}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in MODEL_DIR.glob("*.yaml")))
-        raise SpecError("--model", f"no preset named {name!r}", f"use one of: {known}")
+        raise SpecError("`model`", f"no preset named {name!r}", f"use one of: {known}")
     return parse_file(path)

@@ -3,6 +3,8 @@
     conv:64@3x3/s2/same   conv:6@5x5/p2/nobias   dwconv:3x3/s2/p1   conv1d:16@5/same
     maxpool:3/s2/p1/ceil  avgpool:2   gap   gmp   adaptiveavgpool:7x7
     flatten   dense:10   bn   relu   act:leaky_relu,slope=0.2   dropout:0.5
+    silu   hardswish   hardsigmoid   gelu   softmax   layernorm:eps=1e-6   layerscale
+    chunk:2/1   split:16,48/0   shuffle:2   droppath:0.1
 
 Examples
 --------
@@ -24,14 +26,20 @@ from ..layers import (
     Act,
     AdaptiveAvgPool2d,
     BatchNorm,
+    ChannelShuffle,
     Conv1d,
     Conv2d,
     Dense,
     Dropout,
+    DropPath,
     Flatten,
     GlobalPool2d,
+    LayerNorm,
+    LayerScale,
     LayerSpec,
     Pool2d,
+    Softmax,
+    Split,
 )
 
 __all__ = ["ALIASES", "GRAMMAR_HINT", "parse_shape", "parse_token", "parse_tokens"]
@@ -71,8 +79,24 @@ ALIASES = {
     "activation": "act",
     "conv": "conv",
     "conv1d": "conv1d",
+    "softmax": "softmax",
+    "layernorm": "layernorm",
+    "layer_norm": "layernorm",
+    "ln": "layernorm",
+    "layerscale": "layerscale",
+    "layer_scale": "layerscale",
+    "droppath": "droppath",
+    "drop_path": "droppath",
+    "stochastic_depth": "droppath",
+    "stochasticdepth": "droppath",
+    "chunk": "chunk",
+    "split": "split",
+    "shuffle": "shuffle",
+    "channel_shuffle": "shuffle",
 }
-_KINDS = sorted(set(ALIASES) | {a.value for a in Activation})
+#: Other names for activations: ``swish`` is SiLU.
+ACTIVATION_ALIASES = {"swish": "silu", "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid"}
+_KINDS = sorted(set(ALIASES) | {a.value for a in Activation} | set(ACTIVATION_ALIASES))
 GRAMMAR_HINT = "e.g. conv:64@3x3/s2/same, maxpool:2, dense:10 (see README, 'layer-spec language')"
 
 
@@ -91,10 +115,10 @@ def parse_shape(text: str | Sequence[int]) -> Shape:
     >>> parse_shape("32x32x1"), parse_shape("100x16"), parse_shape("784")
     ((32, 32, 1), (100, 16), (784,))
     """
-    values = tuple(text) if not isinstance(text, str) else _ints(text.strip().lower(), "--input")
+    values = tuple(text) if not isinstance(text, str) else _ints(text.strip().lower(), "`input`")
     if not 1 <= len(values) <= 3 or any(not isinstance(v, int) or v < 1 for v in values):
         raise SpecError(
-            "--input", f"{text!r} is not a shape", "write HxWxC (e.g. 224x224x3), LxC for 1-D, or N features"
+            "`input`", f"{text!r} is not a shape", "write HxWxC (e.g. 224x224x3), LxC for 1-D, or N features"
         )
     return tuple(int(v) for v in values)
 
@@ -147,13 +171,18 @@ def parse_token(token: str, *, where: str = "") -> LayerSpec:
     what = f"{where} ({text!r})" if where else repr(text)
     head, _, rest = text.partition(":")
     kind_word = head.strip().lower()
+    kind_word = ACTIVATION_ALIASES.get(kind_word, kind_word)
     if kind_word in {a.value for a in Activation}:
         if rest:
             raise SpecError(what, f"{kind_word} takes no arguments", f"use act:{kind_word},slope=0.1 for parameters")
         return Act(parse_enum(Activation, kind_word, "activation"))
     kind = ALIASES.get(kind_word)
     if kind is None:
-        raise SpecError(what, f"unknown layer type {head!r}", f"use one of: {', '.join(_KINDS)}")
+        import difflib
+
+        close = difflib.get_close_matches(kind_word, _KINDS, n=3, cutoff=0.6)
+        fix = f"did you mean {' or '.join(close)}?" if close else f"use one of: {', '.join(_KINDS)}"
+        raise SpecError(what, f"unknown layer type {head!r}", fix)
     main, *opt_parts = rest.split("/") if rest else [""]
     try:
         return _build(kind, main.strip(), opt_parts, what)
@@ -219,13 +248,29 @@ def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSp
     if kind == "dense":
         if not main.isdigit():
             raise SpecError(what, "a dense layer is dense:UNITS", "e.g. dense:10 or dense:10/nobias")
-        opts = _options(opt_parts, what)
+        pointwise = any(part.strip().lower() == "pointwise" for part in opt_parts)
+        opts = _options([part for part in opt_parts if part.strip().lower() != "pointwise"], what)
         if set(opts) - {"bias"}:
-            raise SpecError(what, "a dense layer takes only /nobias")
-        return Dense(int(main), **opts)
+            raise SpecError(what, "a dense layer takes only /nobias and /pointwise")
+        return Dense(int(main), pointwise=pointwise, **opts)
     if kind == "bn":
         _need_no_args(kind, main, opt_parts, what)
         return BatchNorm()
+    if kind in ("softmax", "layerscale"):
+        _need_no_args(kind, main, opt_parts, what)
+        return Softmax() if kind == "softmax" else LayerScale()
+    if kind == "layernorm":
+        if opt_parts or (main and not main.startswith("eps=")):
+            raise SpecError(what, "a layer norm takes only eps", "e.g. layernorm or layernorm:eps=1e-6")
+        return LayerNorm(_number(main[4:], what, "eps")) if main else LayerNorm()
+    if kind == "droppath":
+        return DropPath(_number(main, what, "rate") if main else 0.0)
+    if kind == "shuffle":
+        if opt_parts or not main.isdigit():
+            raise SpecError(what, "a channel shuffle is shuffle:GROUPS", "e.g. shuffle:2")
+        return ChannelShuffle(int(main))
+    if kind in ("chunk", "split"):
+        return _split(kind, main, opt_parts, what)
     if kind == "dropout":
         try:
             rate = float(main) if main else 0.5
@@ -242,6 +287,26 @@ def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSp
         except ValueError:
             raise SpecError(what, f"activation parameter {item!r} is not key=number") from None
     return Act(parse_enum(Activation, name, "activation"), tuple(values.items()))
+
+
+def _number(text: str, what: str, key: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SpecError(what, f"{key} {text!r} is not a number") from None
+
+
+def _split(kind: str, main: str, opt_parts: Sequence[str], what: str) -> Split:
+    """``chunk:N/I`` (the I-th of N equal chunks) or ``split:A,B,…/I`` (the I-th part of sizes A, B, …)."""
+    example = "chunk:2/1" if kind == "chunk" else "split:16,48/1"
+    index_text = opt_parts[0].strip() if len(opt_parts) == 1 else ""
+    if not index_text.isdigit():
+        raise SpecError(what, f"a {kind} names the part it keeps after a slash, from 0", f"e.g. {example}")
+    if kind == "chunk":
+        if not main.isdigit():
+            raise SpecError(what, "a chunk is chunk:PARTS/INDEX", "e.g. chunk:2/1")
+        return Split(int(index_text), chunks=int(main))
+    return Split(int(index_text), sizes=_ints(main, what))
 
 
 def parse_tokens(tokens: Sequence[str]) -> tuple[LayerSpec, ...]:

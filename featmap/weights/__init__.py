@@ -21,8 +21,9 @@ batch norm     ``KEY.weight``, ``KEY.bias``,                  (C,) each
 (``layout="keras"``) a conv weight is ``KEY.kernel`` (kh, kw, I/groups, O) (a depthwise one
 ``KEY.depthwise_kernel`` (kh, kw, I, multiplier)), a dense weight ``KEY.kernel`` (in, out), batch norm
 ``KEY.gamma``, ``KEY.beta``, ``KEY.moving_mean``, ``KEY.moving_variance``; `to_torch_layout` converts them.
-A dense layer after ``flatten`` of an H×W×C map sees featmap's (and Keras') row-major (H, W, C) order;
-PyTorch flattens (C, H, W), so its weight's columns are reordered with `reorder_flatten_columns`.
+``flatten`` orders an H×W×C map as the weights' framework does (`featmap.layers.RunContext`): (C, H, W)
+for PyTorch-layout weights, so a ``state_dict``'s dense weights apply unchanged, and (H, W, C) for Keras.
+`reorder_flatten_columns` converts a PyTorch dense weight for a row-major flatten, for use outside featmap.
 
 Limits
 ------

@@ -175,7 +175,7 @@ class LayerRows:
         panel = Panel(picture, DisplayRange(0.0, 1.0, "input"), caption, colour_bar=False, side=INPUT_SIDE)
         self.rows = [SheetRow("input", (panel,))]
 
-    def add_layer(self, label: str, planes: NDArray[np.floating]) -> None:
+    def add_layer(self, label: str, planes: NDArray[np.floating], shape: tuple[int, ...] | None = None) -> None:
         """One row: each channel of a layer output ``(H, W, C)``."""
         out = self.output
         panels = []
@@ -185,7 +185,7 @@ class LayerRows:
             scale = "gray" if colormap is None else colormap.name
             caption = (f"{ch:03d}", f"{shape_text(values.shape[:2])}  {scale}", shown.text())
             panels.append(Panel(shrink(values, PICTURE_SIDE), shown, caption, colormap))
-        self.rows.append(SheetRow(f"{label}  {shape_text(planes.shape)}", tuple(panels)))
+        self.rows.append(SheetRow(f"{label}  {shape_text(shape or planes.shape)}", tuple(panels)))
 
     def write(self, path: Path) -> Path:
         drawn = build_sheet(self.title, self.rows)
