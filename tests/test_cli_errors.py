@@ -285,3 +285,20 @@ def test_a_spec_layer_with_number_and_text_keys(runner: CliRunner, tmp_path: Pat
     spec.write_text("input: 8x8x1\nlayers:\n  - {'': null, 0E0: null}\n")  # found by the fuzz session: 0E0 is a float
     result = invoke(runner, "shape", "--spec", spec)
     assert result.exit_code == 2 and "has keys ['', '0.0']; a layer is one `type: options` pair" in result.stderr
+
+
+def test_a_network_over_a_limit_is_refused_before_it_runs(
+    runner: CliRunner, gray_png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "wide.yaml"
+    spec.write_text('layers: ["conv:64@3x3", relu]\n')
+    monkeypatch.setenv("FEATMAP_MAX_OUTPUT_PIXELS", "10000")  # 22×30×64 = 42,240 values
+    result = invoke(runner, "apply", gray_png, "--spec", spec, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.stderr
+    assert "layer 1 (conv2d): output 22×30×64: 42,240 exceeds the output size limit of 10,000" in result.stderr
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("FEATMAP_MAX_OUTPUT_PIXELS", "100000")
+    monkeypatch.setenv("FEATMAP_MAX_MEMORY", "100K")
+    # weights 64·9 + 64 = 640 floats, and the widest step, relu: 42,240 in + 42,240 out: 85,120 × 4 B = 332.5 KiB
+    result = invoke(runner, "apply", gray_png, "--spec", spec, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "network: estimated memory: 332 KiB exceeds the memory limit" in result.stderr
