@@ -302,3 +302,20 @@ def test_a_network_over_a_limit_is_refused_before_it_runs(
     # weights 64·9 + 64 = 640 floats, and the widest step, relu: 42,240 in + 42,240 out: 85,120 × 4 B = 332.5 KiB
     result = invoke(runner, "apply", gray_png, "--spec", spec, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "network: estimated memory: 332 KiB exceeds the memory limit" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["apply", "x.png", "-k", "sobel_x", "--model", "lenet5"], "give one of -k, --spec and --model"),
+        (["apply", "x.png", "-k", "sobel_x", "--padding", "sam"], "Invalid value for '--padding'"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_pointer_to_help(runner, args, words):
+    from featmap.cli import cli
+
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("featmap: error: ")
+    assert words in result.stderr and "--help`" in result.stderr

@@ -148,9 +148,39 @@ def _bug_line(exc: BaseException) -> str:
 
 
 class FeatmapGroup(click.Group):
-    """A group whose commands are `FeatmapCommand`s, and which turns Ctrl-C into one line and exit code 130."""
+    """A group whose commands are `FeatmapCommand`s, and which turns Ctrl-C into one line and exit code 130,
+    and a usage error (a bad flag or value, options that cannot go together) into one line and exit code 2:
+    ``featmap: error: <problem>; see `featmap apply --help```."""
 
     command_class = FeatmapCommand
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `featmap`: the help, as Click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "featmap"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            _err("error", f"{message}; see `{where} --help`")
+            sys.exit(ExitCode.USAGE)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _err("error", "interrupted")
+            sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
