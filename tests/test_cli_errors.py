@@ -318,4 +318,4 @@ def test_usage_errors_are_one_line_with_a_pointer_to_help(runner, args, words):
     result = runner.invoke(cli, args)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("featmap: error: ")
-    assert words in result.stderr and "--help`" in result.stderr
+    assert words in result.stderr and "--help'" in result.stderr

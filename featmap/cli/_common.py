@@ -150,7 +150,7 @@ def _bug_line(exc: BaseException) -> str:
 class FeatmapGroup(click.Group):
     """A group whose commands are `FeatmapCommand`s, and which turns Ctrl-C into one line and exit code 130,
     and a usage error (a bad flag or value, options that cannot go together) into one line and exit code 2:
-    ``featmap: error: <problem>; see `featmap apply --help```."""
+    ``featmap: error: <problem>; see 'featmap apply --help'``."""
 
     command_class = FeatmapCommand
 
@@ -172,7 +172,7 @@ class FeatmapGroup(click.Group):
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "featmap"
             message = " ".join(exc.format_message().split()).rstrip(".")
-            _err("error", f"{message}; see `{where} --help`")
+            _err("error", f"{message}; see '{where} --help'")
             sys.exit(ExitCode.USAGE)
         except click.ClickException as exc:
             exc.show()
