@@ -303,7 +303,7 @@ def conv_options(func: F) -> F:
             show_default=True,
             help="Pooling after the activation.",
         ),
-        click.option("--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS  [default: 2]."),
+        click.option("--pool-size", type=IntsType(), default=None, help="Window, N or ROWS,COLS (default 2)."),
         click.option("--pool-stride", type=IntsType(), default=None, help="Defaults to the window size."),
         click.option("--pool-padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True),
         click.option(
