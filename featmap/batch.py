@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import Backend, choose_backend
 from .discover import InputImage
 from .display import DisplayRange, range_from_stats
 from .errors import FeatmapError
@@ -26,7 +27,7 @@ from .jobs import ApplyJob
 from .netjob import NetworkJob, network_targets, process_network_image
 from .outputs import MANIFEST_NAME, Manifest, OutputLock, OutputOptions, safe_stem
 from .pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
-from .workers import Helpers, one_opencv_thread, signals_deferred
+from .workers import signals_deferred
 from .writers import Writer, open_writers
 from .writers.pictures import REPORT_KEY, SHEET_KEY
 
@@ -340,6 +341,7 @@ def run_batch(
     skip_existing: bool = False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
     clock: Callable[[], float] = time.perf_counter,
+    backend: Backend | None = None,
 ) -> BatchReport:
     """Apply ``job`` to every item on ``jobs`` processes: this one and ``jobs - 1`` helpers.
 
@@ -350,7 +352,9 @@ def run_batch(
     lock = OutputLock(job.output.out_dir).acquire()
     notes = tuple(f"cleared {what}" for what in lock.cleared)
     try:
-        report = _run_batch(items, job, jobs=jobs, skip_existing=skip_existing, on_progress=on_progress, clock=clock)
+        report = _run_batch(
+            items, job, jobs=jobs, skip_existing=skip_existing, on_progress=on_progress, clock=clock, backend=backend
+        )
     except BatchInterrupted as stop:
         stop.report = replace(stop.report, notes=notes)
         raise
@@ -368,8 +372,10 @@ def _run_batch(
     skip_existing: bool = False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
     clock: Callable[[], float] = time.perf_counter,
+    backend: Backend | None = None,
 ) -> BatchReport:
-    """Apply ``job`` to every item on ``jobs`` processes: this one and ``jobs - 1`` helpers.
+    """Apply ``job`` to every item on ``jobs`` processes: this one and ``jobs - 1`` helpers, or on
+    ``backend`` (`featmap.backends`: a Dask cluster; the manifest stays here).
 
     A file that fails (corrupt, truncated, too large, an output that may not be replaced) is recorded
     with its reason and the batch goes on. ``skip_existing`` skips inputs whose outputs the manifest
@@ -428,60 +434,11 @@ def _run_batch(
         report(str(item.path))
 
     tasks = [(index, item, job) for index, (item, _, _) in pending.items()]
-    helpers: Helpers | None = None
     notes: list[str] = []
+    chosen = backend or choose_backend(None, jobs=jobs)
     try:
-        if jobs <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                report(str(task[1].path))
-                finish(*_work(start(task)))
-        else:
-            from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
-            from concurrent.futures.process import BrokenProcessPool
-
-            # The parent is the last of the `jobs` workers: it takes images itself between handing them out, so
-            # work starts at once rather than after the helpers' start-up.
-            queue = list(reversed(tasks))
-            running: dict[Any, tuple[int, InputImage, ApplyJob]] = {}
-            try:
-                helpers = Helpers(min(jobs, len(tasks)) - 1)
-            except OSError as exc:  # no semaphores, no process slots...: this process does it all
-                notes.append(f"helper processes could not start ({exc}); every image ran in this process")
-            with one_opencv_thread():  # like each helper
-                while queue or running:
-                    while helpers is not None and queue and len(running) < 2 * (jobs - 1):  # short: little to cancel
-                        task = queue.pop()
-                        try:
-                            running[helpers.submit(_work, start(task))] = task
-                        except (OSError, BrokenProcessPool) as exc:  # a helper cannot start
-                            queue.append(task)
-                            helpers.stop()
-                            helpers = None
-                            notes.append(f"helper processes could not start ({exc}); the rest ran in this process")
-                    if queue:
-                        task = queue.pop()
-                        report(str(task[1].path))
-                        finish(*_work(start(task)))
-                        finished = {future for future in running if future.done()}
-                    else:
-                        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        task = running.pop(future)
-                        try:
-                            finish(*future.result())
-                        except CancelledError:  # never started (the helpers were stopped): it runs here
-                            queue.append(task)
-                        except BrokenProcessPool:  # a helper died: its images fail, the rest run here
-                            finish(task[0], None, "its helper process died (out of memory?); retry with fewer --jobs")
-                            if helpers is not None:
-                                helpers.stop()
-                                helpers = None
-                                notes.append("a helper process died; the remaining images ran in this process")
-            if helpers is not None:
-                helpers.close()
+        chosen.run(tasks, _work, finish, report)  # hand-out journal: see the last commit
     except BaseException as exc:
-        if helpers is not None:
-            helpers.stop()
         for index in list(pending):
             item, targets, before = pending.pop(index)
             _remove_partial(targets, before, writers)
@@ -500,6 +457,7 @@ def _run_batch(
         reports = [(source, report) for source, report in reports if report.is_file()]
         if reports:
             write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
+    notes.extend(getattr(chosen, "notes", ()))
     return BatchReport(
         tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, notes=tuple(notes)
     )

@@ -116,6 +116,8 @@ class Helpers:
 
     def __init__(self, count: int) -> None:
         import multiprocessing
+
+        self.count = count
         from concurrent.futures import ProcessPoolExecutor
 
         self._pool = ProcessPoolExecutor(
