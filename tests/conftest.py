@@ -56,3 +56,17 @@ def make_image(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> object:
+    """One Dask LocalCluster of 2 single-threaded worker processes for the whole session (skipped without the
+    ``dask`` extra); tests connect to it by address, as a user connects to a running cluster."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install '.[dask]'")
+    import logging
+
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    yield cluster
+    cluster.close()

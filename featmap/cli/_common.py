@@ -13,6 +13,7 @@ import click
 
 from ..enums import Activation, Combine, Normalize, PaddingMode, PoolKind
 from ..errors import FeatmapError, OptionError, SpecError
+from ._scale import OutLocation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -326,10 +327,10 @@ def output_options(func: F) -> F:
             "-o",
             "--out",
             "out_dir",
-            type=click.Path(file_okay=False, path_type=Path),
+            type=OutLocation(),  # a folder or an fsspec URL (featmap.cli._scale)
             default=Path("featmap-out"),
             show_default=True,
-            help="Output folder.",
+            help="Output folder, or an fsspec URL (s3://bucket/maps/).",
         ),
         click.option(
             "--name",

@@ -22,6 +22,7 @@ from ._common import (
     kernel_options,
     output_options,
 )
+from ._scale import local_out_dir, scale_options, scaled_batch
 
 _OUTPUT_OPTIONS = (
     "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet".split()
@@ -82,6 +83,7 @@ _JOB_OPTIONS = (
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders of folder inputs.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=None, help="Worker processes  [default: all cores].")
 @click.option("--skip-existing", is_flag=True, help="Skip images whose outputs were made with the same options.")
+@scale_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def apply(
@@ -107,9 +109,10 @@ def apply(
     job: Any = _network_job(kernel_specs, kernel_dirs, opts)
     as_dict, view, hint = network_dict, network_view, ""
     if job is None:
-        job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{name: opts[name] for name in _JOB_OPTIONS})
+        named = {name: opts[name] for name in _JOB_OPTIONS}
+        job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{**named, "out_dir": local_out_dir(opts["out_dir"])})
         as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
-    single = len(images) == 1 and Path(images[0]).is_file()
+    single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
         result = apply_image(images[0], job)
         for note in result.warnings:
@@ -155,7 +158,7 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
     from ..spec import load_model, parse_file
 
     model = load_model(opts["model"]) if opts["model"] else parse_file(opts["spec_file"], kernel_dirs=kernel_dirs)
-    output = make_output(**{name: opts[name] for name in _OUTPUT_OPTIONS})
+    output = make_output(**{**{name: opts[name] for name in _OUTPUT_OPTIONS}, "out_dir": local_out_dir(opts["out_dir"])})
     return make_network_job(
         model,
         weights=opts["weights"],
@@ -191,7 +194,12 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
 
     keep_freed_memory()  # this process runs image after image: reuse freed pages (see featmap.workers)
 
-    items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[opts["out_dir"]])
+    jobs = opts["jobs"] or os.cpu_count() or 1
+    scaled = scaled_batch(images, job, opts, jobs)  # URLs or --scheduler (featmap.cli._scale)
+    if scaled is None:
+        items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[opts["out_dir"]])
+    else:
+        items, problems, ignored, run_scaled = scaled
     if not items and problems:
         output = "output folder" in problems[0][1]
         raise FeatmapError(
@@ -203,13 +211,15 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
             f"holds no image ({ignored} file{'' if ignored == 1 else 's'} ignored: not images, or hidden)",
             "nothing to do; check the folder, or pass -r to descend into sub-folders",
         )
-    jobs = opts["jobs"] or os.cpu_count() or 1
     show = sys.stderr.isatty() and not opts["quiet"]
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     code = ExitCode.OK
     try:
         with _progress(show) as on_progress:
-            report = run_batch(items, job, jobs=jobs, skip_existing=opts["skip_existing"], on_progress=on_progress)
+            if scaled is None:
+                report = run_batch(items, job, jobs=jobs, skip_existing=opts["skip_existing"], on_progress=on_progress)
+            else:
+                report = run_scaled(on_progress)
     except BatchInterrupted as stop:
         report = stop.report
         code = ExitCode.TERMINATED if isinstance(stop.cause, Terminated) else ExitCode.INTERRUPTED

@@ -1,0 +1,180 @@
+"""featmap.backends: the in-process and local-pool back ends, and the Dask back end on a real LocalCluster of
+2 worker processes, each compared byte for byte with the local pool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from featmap.backends import InProcess, choose_backend
+from featmap.backends.pool import LocalPool
+from featmap.batch import ApplyJob, BatchInterrupted, OutputOptions, run_batch
+from featmap.cli import cli
+from featmap.discover import discover
+from featmap.kernels import KernelLibrary
+from featmap.layers import Act, Conv2d, Pool2d
+
+
+def make_photos(folder: Path, count: int, size: int = 48, broken: bool = False) -> Path:
+    """Small distinct RGB JPEGs and PNGs (and one truncated PNG when ``broken``)."""
+    rng = np.random.default_rng(14)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        pixels = rng.integers(0, 256, (size, size + i % 3, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i:02d}.{'jpg' if i % 2 else 'png'}")
+    if broken:
+        data = (folder / "p00.png").read_bytes()
+        (folder / "broken.png").write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def make_job(out: Path, **output: Any) -> ApplyJob:
+    bank = KernelLibrary().bank(["sobel_x", "laplacian_4", "gaussian:size=5,sigma=1"])
+    return ApplyJob(
+        bank, Conv2d(padding="same"), Act("relu"), Pool2d("max", (2, 2)), output=OutputOptions(out, **output)
+    )
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every output file's bytes by relative path (the manifest apart)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.jsonl"
+    }
+
+
+def manifest(root: Path) -> list[dict[str, Any]]:
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda r: (r["input"], r.get("kernel", "")))
+
+
+def test_choose_backend() -> None:
+    assert isinstance(choose_backend(None, jobs=1), InProcess)
+    assert isinstance(choose_backend(None, jobs=3), LocalPool)
+
+
+def test_the_pool_does_not_start_helpers_for_a_small_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import featmap.backends.pool as pool
+
+    started: list[int] = []
+    monkeypatch.setattr(pool, "Helpers", lambda count: started.append(count))
+    items, _, _ = discover([make_photos(tmp_path / "in", 2)])
+    report = run_batch(items, make_job(tmp_path / "out"), jobs=2)
+    assert len(report.processed) == 2 and started == []
+
+
+def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_path: Path) -> None:
+    photos = make_photos(tmp_path / "in", 10, size=160)
+    items, _, _ = discover([photos])
+    pool = LocalPool(2)
+    original = pool_run = pool.run
+
+    helpers_used: list[bool] = []
+
+    def spy(*args: Any) -> None:
+        import featmap.backends.pool as module
+
+        module.HELPER_START_SECONDS, saved = 0.0, module.HELPER_START_SECONDS  # always worth a helper here
+        try:
+            original(*args)
+        finally:
+            module.HELPER_START_SECONDS = saved
+        helpers_used.append(True)
+
+    pool.run = spy  # type: ignore[method-assign]
+    one = run_batch(items, make_job(tmp_path / "one"), jobs=1)
+    two = run_batch(items, make_job(tmp_path / "two"), backend=pool)
+    assert pool_run is original and helpers_used == [True]
+    assert len(one.processed) == len(two.processed) == 10
+    assert tree_bytes(tmp_path / "one") == tree_bytes(tmp_path / "two") != {}
+
+
+# ------------------------------------------------------------------------------------------------- Dask
+
+
+@pytest.fixture
+def dask_backend(dask_cluster: Any) -> Any:
+    from featmap.backends.dask import DaskBackend
+
+    return DaskBackend(dask_cluster.scheduler_address, chunk=2)
+
+
+def test_dask_results_are_byte_identical_to_the_local_pool(tmp_path: Path, dask_backend: Any) -> None:
+    items, _, _ = discover([make_photos(tmp_path / "in", 9, broken=True)])
+    local = run_batch(items, make_job(tmp_path / "pool"), jobs=2)
+    remote = run_batch(items, make_job(tmp_path / "dask"), backend=dask_backend)
+    assert len(remote.processed) == len(local.processed) == 9
+    assert [p for p, _ in remote.failed] == [p for p, _ in local.failed] == [str(tmp_path / "in" / "broken.png")]
+    assert "corrupt or truncated" in remote.failed[0][1]
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "pool")
+    assert len(tree_bytes(tmp_path / "dask")) == 27
+    assert manifest(tmp_path / "dask") == manifest(tmp_path / "pool")
+
+
+def test_dask_cli_by_environment_variable_exit_code_and_resume(
+    tmp_path: Path, dask_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = make_photos(tmp_path / "in", 4, broken=True)
+    out = tmp_path / "out"
+    monkeypatch.setenv("FEATMAP_SCHEDULER", dask_cluster.scheduler_address)
+    args = ["apply", str(photos), "-k", "sobel_x", "-o", str(out), "--json", "--chunk", "3"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 3, first.output
+    summary = json.loads(first.stdout)
+    assert len(summary["processed"]) == 4 and summary["failed"][0]["input"].endswith("broken.png")
+    assert "broken.png: is corrupt or truncated" in first.stderr
+    again = CliRunner().invoke(cli, [*args, "--skip-existing"])
+    assert len(json.loads(again.stdout)["skipped"]) == 4
+
+
+def test_dask_interrupt_removes_unfinished_outputs_then_resumes(tmp_path: Path, dask_backend: Any) -> None:
+    items, _, _ = discover([make_photos(tmp_path / "in", 12, size=96)])
+    out = tmp_path / "out"
+    seen: list[int] = []
+
+    def stop_after_first(progress: Any) -> None:
+        seen.append(progress.done)
+        if progress.done >= 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(BatchInterrupted) as stopped:
+        run_batch(items, make_job(out), backend=dask_backend, on_progress=stop_after_first)
+    report = stopped.value.report
+    assert report.interrupted and 1 <= len(report.processed) < 12
+    expected = {m.png.relative_to(out).as_posix() for r in report.processed for m in r.maps}
+    assert set(tree_bytes(out)) == expected  # unfinished images left nothing, no temporary files either
+    resumed = run_batch(items, make_job(out), backend=dask_backend, skip_existing=True)
+    assert len(resumed.skipped) == len(report.processed) and len(resumed.processed) == 12 - len(report.processed)
+    fresh = run_batch(items, make_job(tmp_path / "fresh"), jobs=1)
+    assert len(fresh.processed) == 12 and tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+def test_scheduler_without_the_extra_names_the_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    photos = make_photos(tmp_path / "in", 2)
+    result = CliRunner().invoke(cli, ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "o"), "--scheduler", "local"])
+    assert result.exit_code == 1
+    assert "--scheduler: needs Dask distributed, which is not installed; pip install 'featmap[dask]'" in result.stderr
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    photos = make_photos(tmp_path / "in", 2)
+    args = ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "o"), "--scheduler", f"tcp://127.0.0.1:{port}"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert f"--scheduler: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in result.stderr
