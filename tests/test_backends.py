@@ -161,7 +161,9 @@ def test_scheduler_without_the_extra_names_the_install(tmp_path: Path, monkeypat
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     photos = make_photos(tmp_path / "in", 2)
-    result = CliRunner().invoke(cli, ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "o"), "--scheduler", "local"])
+    result = CliRunner().invoke(
+        cli, ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "o"), "--scheduler", "local"]
+    )
     assert result.exit_code == 1
     assert "--scheduler: needs Dask distributed, which is not installed; pip install 'featmap[dask]'" in result.stderr
 

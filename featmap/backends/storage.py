@@ -59,7 +59,9 @@ def require_fsspec() -> Any:
     try:
         import fsspec
     except ImportError:
-        raise FeatmapError("URL inputs and outputs", "need fsspec, which is not installed", "pip install 'featmap[dask]'") from None
+        raise FeatmapError(
+            "URL inputs and outputs", "need fsspec, which is not installed", "pip install 'featmap[dask]'"
+        ) from None
     return fsspec
 
 
@@ -69,7 +71,9 @@ def _filesystem(url: str) -> tuple[Any, str]:
         return fsspec.core.url_to_fs(url)  # type: ignore[no-any-return]
     except (ImportError, ValueError) as exc:
         scheme = url.split("://", 1)[0]
-        fix = "pip install s3fs" if scheme in ("s3", "s3a") else "pip install gcsfs" if scheme in ("gs", "gcs") else None
+        fix = (
+            "pip install s3fs" if scheme in ("s3", "s3a") else "pip install gcsfs" if scheme in ("gs", "gcs") else None
+        )
         raise FeatmapError(url, f"cannot open this kind of URL ({exc})", fix or "check the URL's scheme") from None
 
 
@@ -110,26 +114,29 @@ def discover_urls(
     for spec in (s for s in specs if is_remote(s)):
         fs, root = _filesystem(spec)
         root = root.rstrip("/")
+        base = spec.rstrip("/")
         if _GLOB_CHARS & set(root):
-            pairs = [(p, "") for p in sorted(fs.glob(root)) if fs.isfile(p)]
+            pairs = [(p, "", fs.unstrip_protocol(p)) for p in sorted(fs.glob(root)) if fs.isfile(p)]
         elif fs.isdir(root):
             files = sorted(fs.find(root, maxdepth=None if recursive else 1, withdirs=False))
-            pairs = [(p, str(PurePosixPath(p).parent.relative_to(root))) for p in files]
+            pairs = [
+                (p, str(PurePosixPath(p).parent.relative_to(root)), join_url(base, p[len(root) + 1 :])) for p in files
+            ]
         elif fs.isfile(root):
-            pairs = [(root, "")]
+            pairs = [(root, "", spec)]
         else:
             problems.append((spec, "no such file, folder or matching pattern"))
             continue
-        for path, rel in pairs:
+        for path, rel, url in pairs:
             name = PurePosixPath(path)
-            if (excluded and path.startswith(excluded)) or any(p.startswith(".") for p in name.parts[-1:]):
+            if (excluded and path.startswith(excluded)) or name.name.startswith("."):
                 continue
-            if rel and any(p.startswith(".") for p in PurePosixPath(rel).parts):
+            if rel != "." and any(p.startswith(".") for p in PurePosixPath(rel).parts):
                 continue
             if name.suffix.lower() not in IMAGE_SUFFIXES:
                 ignored += 1
                 continue
-            found.append(UrlImage(Path(name.name), Path("" if rel == "." else rel), name.stem, fs.unstrip_protocol(path)))
+            found.append(UrlImage(Path(name.name), Path("" if rel == "." else rel), name.stem, url))
     return _unique_stems(found), problems, ignored
 
 
@@ -168,7 +175,11 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
                         if rel is not None:
                             fs.pipe_file(_filesystem(join_url(out_url, rel))[1], (staged / "out" / rel).read_bytes())
             except (OSError, ValueError) as exc:
-                return index, None, f"cannot write under {out_url} ({type(exc).__name__}: {exc}); check the URL and access"
+                return (
+                    index,
+                    None,
+                    f"cannot write under {out_url} ({type(exc).__name__}: {exc}); check the URL and access",
+                )
         if isinstance(item, UrlImage):
             records = tuple({**rec, "input": item.url} for rec in result.records)
             result = replace(result, input=replace(result.input, path=item.url), records=records)

@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _REMOTE_PLACEHOLDER = Path("/featmap-remote-output")
 
 
-class OutLocation(click.ParamType):
+class OutLocation(click.ParamType):  # type: ignore[type-arg]  # generic only in newer Click
     """An output folder: a local path (``file://`` accepted) as a `Path`, or an fsspec URL kept as text."""
 
     name = "DIR|URL"
@@ -98,8 +98,6 @@ def scaled_batch(
         found = [i for i in found if getattr(i, "url", None) or not Path(i.path).resolve().is_relative_to(excluded)]
 
     def run_urls(on_progress: Any) -> Any:
-        return run_url_batch(
-            found, job, out, backend=backend, jobs=jobs, skip_existing=skip, on_progress=on_progress
-        )
+        return run_url_batch(found, job, out, backend=backend, jobs=jobs, skip_existing=skip, on_progress=on_progress)
 
     return found, problems, ignored, run_urls
