@@ -64,9 +64,13 @@ def dask_cluster() -> object:
     ``dask`` extra); tests connect to it by address, as a user connects to a running cluster."""
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install '.[dask]'")
     import logging
+    import os
 
+    saved = dict(os.environ)
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
     )
+    os.environ.clear()  # the nannies run here and set the workers' variables (MALLOC_TRIM_THRESHOLD_, …) in it
+    os.environ.update(saved)
     yield cluster
     cluster.close()

@@ -83,7 +83,9 @@ class DaskBackend:
         distributed = require_dask()
         if self.scheduler == "local":
             import logging
+            import os
 
+            saved = dict(os.environ)
             self._cluster = distributed.LocalCluster(
                 n_workers=self.jobs,
                 threads_per_worker=1,
@@ -91,6 +93,8 @@ class DaskBackend:
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             )
+            os.environ.clear()  # the nannies run in this process and leave the workers' variables in it
+            os.environ.update(saved)
             return distributed.Client(self._cluster)
         try:
             return distributed.Client(self.scheduler, timeout=10)
