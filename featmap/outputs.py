@@ -47,6 +47,10 @@ def safe_stem(name: str) -> str:
     if stem.strip(".") == "":
         return name.replace(".", "_")
     return "_" + stem[1:] if stem.startswith(".") else stem
+# OutputOptions._inside's caches, per process (never pickled with the options): out_dir → resolved, and
+# (out_dir, folder) → inside. Bounded; a batch's folders are resolved once each instead of twice per target.
+_INSIDE_ROOT: dict[Path, Path] = {}
+_INSIDE: dict[tuple[Path, Path], bool] = {}
 
 
 @dataclass(frozen=True)
@@ -124,12 +128,23 @@ class OutputOptions:
         )
         rel = (rel_dir / name).as_posix() + ".png"
         path = self.out_dir / rel
-        root = self.out_dir.resolve()
-        if Path(rel).is_absolute() or not path.resolve().is_relative_to(root):
+        if Path(rel).is_absolute() or not self._inside(path):
             raise SpecError(
                 "`name_pattern`", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
             )
         return path
+
+    def _inside(self, path: Path) -> bool:
+        """True when ``path`` resolves inside ``out_dir``; folders are resolved once each (a resume checks
+        every target of every input, and resolving is most of a target's cost)."""
+        if len(_INSIDE) > 4096:
+            _INSIDE.clear()
+        folder = path.parent
+        key = (self.out_dir, folder)
+        if key not in _INSIDE:
+            root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
+            _INSIDE[key] = folder.resolve().is_relative_to(root)
+        return _INSIDE[key] and path.name not in ("..", ".")
 
 
 class Manifest:

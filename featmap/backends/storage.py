@@ -231,8 +231,7 @@ class RemoteOutput:
 
     def made_by(self, rel: str, source: str, digest: str) -> bool:
         """True when the manifest says ``rel`` was written from ``source`` with options ``digest``."""
-        rec = self.by_png.get(rel)
-        return bool(rec) and rec.get("input") == source and rec.get("options") == digest  # type: ignore[union-attr]
+        return self.by_png.get(rel) == (source, digest)
 
     def append(self, records: Sequence[dict[str, Any]], now: float) -> None:
         """Add records; the manifest is written when ``flush_seconds`` have passed since the last write."""
@@ -243,7 +242,7 @@ class RemoteOutput:
         self.text += "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
         for rec in records:
             if isinstance(rec.get("png"), str):
-                self.by_png[rec["png"]] = rec
+                self.by_png[rec["png"]] = (str(rec.get("input")), str(rec.get("options")))
                 self.existing.add(rec["png"])
         self._dirty = True
         if now - self._flushed_at >= self.flush_seconds:

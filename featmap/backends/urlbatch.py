@@ -30,7 +30,7 @@ class _LocalOutput:
 
         self.out_dir = out_dir
         self.manifest = Manifest(out_dir)
-        self.by_png: dict[str, dict[str, Any]] = {}
+        self.by_png: dict[str, tuple[str, str]] = {}
         if self.manifest.path.is_file():
             with open(self.manifest.path, encoding="utf-8", errors="replace") as fh:
                 self.by_png = index_lines(fh)
@@ -39,12 +39,11 @@ class _LocalOutput:
         return (self.out_dir / rel).exists()
 
     def made_by(self, rel: str, source: str, digest: str) -> bool:
-        rec = self.by_png.get(rel)
-        return bool(rec) and rec.get("input") == source and rec.get("options") == digest  # type: ignore[union-attr]
+        return self.by_png.get(rel) == (source, digest)
 
     def append(self, records: Sequence[dict[str, Any]], now: float) -> None:
         self.manifest.append(records)
-        self.by_png.update((r["png"], r) for r in records if isinstance(r.get("png"), str))
+        self.by_png.update((r["png"], (r["input"], r["options"])) for r in records if isinstance(r.get("png"), str))
 
     def flush(self, now: float = 0.0) -> None:
         pass

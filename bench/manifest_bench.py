@@ -1,0 +1,113 @@
+"""A manifest at scale: size, read time and resume time at 10⁶ lines (250,000 images × 4 kernels).
+
+    python bench/manifest_bench.py                 # 10⁶ lines; the resume pass on 20,000 images with files
+    python bench/manifest_bench.py --lines 200000 --resume-images 5000
+
+Generates a manifest line for line as `featmap.batch.process_image` writes them (records of a real run as
+templates, with distinct inputs), then times: `json.loads` on every line (what the reader did before);
+`featmap.manifest_index.index_lines`; opening `featmap.outputs.Manifest` (what a re-run does first); and
+the per-image skip check of ``--skip-existing`` (`targets_for` + `Manifest.complete`) on images whose
+outputs exist on disk, reported per image and scaled to the manifest's image count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from featmap.batch import ApplyJob, OutputOptions, process_image, targets_for
+from featmap.discover import InputImage
+from featmap.kernels import KernelLibrary
+from featmap.layers import Act, Conv2d, Pool2d
+from featmap.manifest_index import index_lines
+from featmap.outputs import Manifest
+
+KERNELS = ["sobel_x", "sobel_y", "laplacian_4", "gaussian_5"]
+PER_FOLDER = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--resume-images", type=int, default=20_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="featmap-manifest-bench-"))
+    try:
+        run(work, args.lines, args.resume_images)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _item(photos: Path, i: int) -> InputImage:
+    folder = f"d{i // PER_FOLDER:04d}"
+    return InputImage(photos / folder / f"img{i:07d}.jpg", Path(folder), f"img{i:07d}")
+
+
+def run(work: Path, lines: int, resume_images: int) -> None:
+    photos, out = work / "photos", work / "out"
+    job = ApplyJob(
+        KernelLibrary().bank(KERNELS), Conv2d(padding="same"), Act("relu"), Pool2d("max", 2),
+        output=OutputOptions(out),
+    )  # fmt: skip
+    sample = photos / "sample.png"
+    photos.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(sample)
+    template = process_image(InputImage(sample, Path(), "sample"), job).records
+    images = lines // len(KERNELS)
+    start = time.perf_counter()
+    with open(out / "manifest.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(images):
+            item = _item(photos, i)
+            where = str(item.path)
+            for rec in template:
+                png = f"{item.rel_dir.as_posix()}/{item.stem}/{rec['kernel']}.png"
+                fh.write(json.dumps({**rec, "input": where, "png": png}, sort_keys=True) + "\n")
+    size = (out / "manifest.jsonl").stat().st_size
+    print(f"manifest: {images * len(KERNELS):,} lines ({images:,} images × {len(KERNELS)} maps), "
+          f"{size / 1e6:.0f} MB, {size / (images * len(KERNELS)):.0f} bytes a line "
+          f"(generated in {time.perf_counter() - start:.1f} s)")  # fmt: skip
+
+    start = time.perf_counter()
+    with open(out / "manifest.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            json.loads(line)
+    print(f"  json.loads on every line:            {time.perf_counter() - start:6.2f} s")
+    start = time.perf_counter()
+    with open(out / "manifest.jsonl", encoding="utf-8") as fh:
+        index = index_lines(fh)
+    print(f"  featmap.manifest_index.index_lines:  {time.perf_counter() - start:6.2f} s  ({len(index):,} outputs)")
+    start = time.perf_counter()
+    manifest = Manifest(out)
+    opened = time.perf_counter() - start
+    print(f"  Manifest(out) (a re-run's first step): {opened:5.2f} s")
+
+    # The skip check needs the outputs on disk: make them for the first `resume_images` inputs.
+    count = min(resume_images, images)
+    items = [_item(photos, i) for i in range(count)]
+    for item in items:
+        for path in targets_for(item, job).values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            item.path.parent.mkdir(parents=True, exist_ok=True)
+    for item in items:  # the manifest records resolved input paths; these exist, as a user's inputs do
+        item.path.touch()
+    digest = job.options_hash()
+    start = time.perf_counter()
+    skipped = sum(manifest.complete(list(targets_for(item, job).values()), item.path, digest) for item in items)
+    per_image = (time.perf_counter() - start) / count
+    assert skipped == count, (skipped, count)
+    print(f"  --skip-existing check: {per_image * 1e6:.0f} µs an image (measured on {count:,} with their files) "
+          f"→ {per_image * images:.1f} s for all {images:,}")  # fmt: skip
+    print(f"resume at {images * len(KERNELS):,} lines: manifest read {opened:.2f} s + skip checks "
+          f"{per_image * images:.1f} s = {opened + per_image * images:.1f} s before the first new image")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""featmap.manifest_index: the fast manifest reader agrees with json.loads on every kind of line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from featmap.manifest_index import index_lines
+
+
+def reference(lines: list[str]) -> dict[str, tuple[str, str]]:
+    """The slow, obvious reader: json.loads on each line, cut lines skipped, later records winning."""
+    index = {}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("png"), str):
+            index[rec["png"]] = (str(rec.get("input")), str(rec.get("options")))
+    return index
+
+
+def line(**fields: Any) -> str:
+    return json.dumps(fields, sort_keys=True) + "\n"
+
+
+def test_hand_worked_lines() -> None:
+    lines = [
+        line(input="/p/a.png", kernel="k", options="o1", png="a/k.png", stats={"max": 1.0}, status="ok"),
+        line(input='/p/we"ird\\name.png', options="o1", png='we"ird/k.png', status="ok"),  # escapes: json path
+        line(input="/p/b.png", options="o1", status="failed", error='bad "thing"'),  # no png: not an output
+        line(input="/p/a.png", kernel="k", options="o2", png="a/k.png", status="ok"),  # a re-run replaces
+        line(input="/p/c.png", options="o1", png="c/k.png")[:-9],  # cut short by a crash
+    ]
+    expected = {"a/k.png": ("/p/a.png", "o2"), 'we"ird/k.png': ('/p/we"ird\\name.png', "o1")}
+    assert index_lines(lines) == reference(lines) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=12), st.sampled_from(["o1", "o2"]), st.text(max_size=8), st.integers(0, 60)),
+        max_size=12,
+    )
+)
+def test_agrees_with_json_loads(records: list[tuple[str, str, str, int]]) -> None:
+    lines = []
+    for source, options, png, cut in records:
+        text = line(input=source, kernel="k", options=options, png=png, shape=[1, 2], status="ok")
+        lines.append(text[: len(text) - cut] if cut % 3 == 0 else text)
+    assert index_lines(lines) == reference(lines)
