@@ -58,7 +58,9 @@ def main() -> None:
         )  # fmt: skip
         keep_freed_memory()
         rows: dict[str, object] = {"local pool -j 2": None}
-        rows.update({f"LocalCluster 2×1, {c} per task": DaskBackend(cluster.scheduler_address, chunk=c) for c in args.chunks})
+        rows.update(
+            {f"LocalCluster 2×1, {c} per task": DaskBackend(cluster.scheduler_address, chunk=c) for c in args.chunks}
+        )
         times: dict[str, list[float]] = {label: [] for label in rows}
         for _ in range(args.rounds):
             for label, backend in rows.items():

@@ -169,11 +169,11 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
             return index, None, error
         if out_url is not None:
             fs, _ = _filesystem(out_url)
-            try:
-                for rec in result.records:
-                    for rel in (rec["png"], rec["raw"]):
-                        if rel is not None:
-                            fs.pipe_file(_filesystem(join_url(out_url, rel))[1], (staged / "out" / rel).read_bytes())
+            out = staged / "out"
+            try:  # every file the writers made for this image, each in one whole write (one PUT)
+                for file in sorted(p for p in out.rglob("*") if p.is_file()):
+                    rel = file.relative_to(out).as_posix()
+                    fs.pipe_file(_filesystem(join_url(out_url, rel))[1], file.read_bytes())
             except (OSError, ValueError) as exc:
                 return (
                     index,

@@ -8,7 +8,6 @@ locally, which outputs a re-run may replace and which inputs ``skip_existing`` s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,8 +70,9 @@ def run_url_batch(
     """Apply ``job`` to ``items`` (local `InputImage`s and `UrlImage`s) writing under ``out`` (a URL, or a
     local folder that must then be ``job.output.out_dir``). See `featmap.batch.run_batch`."""
     from ..backends import choose_backend
-    from ..batch import BatchInterrupted, BatchReport, ImageResult, Progress, targets_for
+    from ..batch import BatchInterrupted, BatchReport, ImageResult, Progress, _planned, targets_for
     from ..discover import InputImage
+    from ..writers import open_writers
 
     started = clock()
     remote = is_remote(out)
@@ -88,7 +88,7 @@ def run_url_batch(
     output: Any = RemoteOutput(str(out)) if remote else _LocalOutput(job.output.out_dir)
     out_root = job.output.out_dir
     digest = job.options_hash()
-    raw = job.output.raw
+    writers = open_writers(job.output)  # only asked where their files go
     processed: list[ImageResult] = []
     skipped: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -109,7 +109,8 @@ def run_url_batch(
         source = _source(item)
         local = InputImage(Path(item.path), item.rel_dir, item.stem)
         try:
-            pngs = [p.relative_to(out_root).as_posix() for p in targets_for(local, job).values()]
+            targets = targets_for(local, job)
+            pngs = [p.relative_to(out_root).as_posix() for p in targets.values()]
         except FeatmapError as exc:
             fail(item, str(exc))
             continue
@@ -124,7 +125,8 @@ def run_url_batch(
                 "pass --overwrite to replace it, or choose another -o folder",
             )
             continue
-        rels = pngs + ([os.path.splitext(rel)[0] + "." + raw for rel in pngs] if raw else [])
+        planned = _planned(targets, writers)
+        rels = [p.relative_to(out_root).as_posix() for p in planned]
         pending[index] = (item, rels, {rel for rel in rels if exists(rel)})
     report()
 
