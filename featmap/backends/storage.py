@@ -199,8 +199,10 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
 class RemoteOutput:
     """A remote output folder: what it holds (listed once) and its manifest.
 
-    An object store cannot append, so the manifest is rewritten whole (one PUT) at most every
-    ``flush_seconds``, at the end and after an interrupt; records are kept in this process meanwhile.
+    An object store cannot append, so the manifest is rewritten whole (one PUT) at the end, after an
+    interrupt, and meanwhile at most every ``flush_seconds`` or ten times as long as the last write took,
+    whichever is longer (so a large manifest costs at most a tenth of the client's time); records are kept
+    in this process meanwhile.
     """
 
     def __init__(self, url: str, flush_seconds: float = 30.0) -> None:
@@ -218,16 +220,18 @@ class RemoteOutput:
                 self.existing = {p[prefix:] for p in self.fs.find(self.root, withdirs=False)}
         except (OSError, ValueError) as exc:
             raise FeatmapError(url, f"cannot list the output folder ({exc})", "check the URL and access") from None
-        self.text = ""
-        if "manifest.jsonl" in self.existing:
-            self.text = self.fs.cat_file(self.manifest_path).decode("utf-8", "replace")
-            if self.text and not self.text.endswith("\n"):
-                self.text += "\n"  # a line cut short says nothing; the next one starts on its own line
+        text = ""
+        if MANIFEST_NAME in self.existing:
+            text = self.fs.cat_file(self.manifest_path).decode("utf-8", "replace")
+            if text and not text.endswith("\n"):
+                text += "\n"  # a line cut short says nothing; the next one starts on its own line
         from ..manifest_index import index_lines
 
-        self.by_png = index_lines(self.text.splitlines(keepends=True))
+        self.by_png = index_lines(text.splitlines(keepends=True))
+        self._parts = [text]
         self._dirty = False
         self._flushed_at = 0.0
+        self._flush_cost = 0.0
 
     def made_by(self, rel: str, source: str, digest: str) -> bool:
         """True when the manifest says ``rel`` was written from ``source`` with options ``digest``."""
@@ -239,19 +243,25 @@ class RemoteOutput:
 
         if not records:
             return
-        self.text += "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        self._parts.append("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
         for rec in records:
             if isinstance(rec.get("png"), str):
                 self.by_png[rec["png"]] = (str(rec.get("input")), str(rec.get("options")))
                 self.existing.add(rec["png"])
         self._dirty = True
-        if now - self._flushed_at >= self.flush_seconds:
+        if now - self._flushed_at >= max(self.flush_seconds, 10 * self._flush_cost):
             self.flush(now)
 
     def flush(self, now: float = 0.0) -> None:
         """Write the whole manifest in one PUT."""
         if self._dirty:
-            self.fs.pipe_file(self.manifest_path, self.text.encode())
+            import time
+
+            began = time.perf_counter()
+            text = "".join(self._parts)
+            self._parts = [text]  # joined once per write, not once per image
+            self.fs.pipe_file(self.manifest_path, text.encode())
+            self._flush_cost = time.perf_counter() - began
             self._dirty = False
             self._flushed_at = now
 
