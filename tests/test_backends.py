@@ -205,11 +205,16 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     import socket
 
+    from featmap.backends.dask import DaskBackend
+    from featmap.errors import FeatmapError
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    photos = make_photos(tmp_path / "in", 2)
-    args = ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "o"), "--scheduler", f"tcp://127.0.0.1:{port}"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1, result.output
-    assert f"--scheduler: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in result.stderr
+    items, _, _ = discover([make_photos(tmp_path / "in", 2)])
+    backend = DaskBackend(f"tcp://127.0.0.1:{port}", connect_timeout=0.5)
+    with pytest.raises(FeatmapError) as error:
+        run_batch(items, make_job(tmp_path / "out"), backend=backend)
+    assert str(error.value).startswith(f"--scheduler: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} (")
+    assert str(error.value).endswith("; check the address (tcp://host:8786), or use --scheduler local")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))

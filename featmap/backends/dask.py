@@ -70,8 +70,11 @@ def _running_keys(prefix: str, dask_worker: Any = None) -> list[str]:
 class DaskBackend:
     """Chunks of images on a Dask cluster (see the module's docstring)."""
 
-    def __init__(self, scheduler: str, *, jobs: int = 1, chunk: int | None = None) -> None:
+    def __init__(
+        self, scheduler: str, *, jobs: int = 1, chunk: int | None = None, connect_timeout: float = 10.0
+    ) -> None:
         self.scheduler = scheduler
+        self.connect_timeout = connect_timeout
         self.jobs = max(1, jobs)
         self.chunk = chunk or DEFAULT_CHUNK
         if self.chunk < 1:
@@ -97,7 +100,7 @@ class DaskBackend:
             os.environ.update(saved)
             return distributed.Client(self._cluster)
         try:
-            return distributed.Client(self.scheduler, timeout=10)
+            return distributed.Client(self.scheduler, timeout=self.connect_timeout)
         except (OSError, TimeoutError, ValueError) as exc:
             raise FeatmapError(
                 "--scheduler",
