@@ -158,7 +158,9 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
     from ..spec import load_model, parse_file
 
     model = load_model(opts["model"]) if opts["model"] else parse_file(opts["spec_file"], kernel_dirs=kernel_dirs)
-    output = make_output(**{**{name: opts[name] for name in _OUTPUT_OPTIONS}, "out_dir": local_out_dir(opts["out_dir"])})
+    output = make_output(
+        **{**{name: opts[name] for name in _OUTPUT_OPTIONS}, "out_dir": local_out_dir(opts["out_dir"])}
+    )
     return make_network_job(
         model,
         weights=opts["weights"],
