@@ -218,3 +218,14 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     assert str(error.value).startswith(f"--scheduler: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} (")
     assert str(error.value).endswith("; check the address (tcp://host:8786), or use --scheduler local")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_scheduler_local_starts_and_closes_its_own_cluster(tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason="the dask extra is not installed: pip install '.[dask]'")
+    photos = make_photos(tmp_path / "in", 3)
+    CliRunner().invoke(cli, ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "pool"), "-j", "1"])
+    args = ["apply", str(photos), "-k", "sobel_x", "-o", str(tmp_path / "out"), "--scheduler", "local", "-j", "1"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["processed"]) == 3
+    assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "pool")
