@@ -50,7 +50,9 @@ def safe_stem(name: str) -> str:
 # OutputOptions._inside's caches, per process (never pickled with the options): out_dir → resolved, and
 # (out_dir, folder) → inside. Bounded; a batch's folders are resolved once each instead of twice per target.
 _INSIDE_ROOT: dict[Path, Path] = {}
-_INSIDE: dict[tuple[Path, Path], bool] = {}
+_INSIDE: dict[tuple[Path, str], bool] = {}
+# A name pattern's result with no empty, "." or ".." segment and no leading or trailing "/": joined as text.
+_PLAIN_NAME = re.compile(r"(?!\.{1,2}(?:/|$))[^/]+(?:/(?!\.{1,2}(?:/|$))[^/]+)*")
 
 
 @dataclass(frozen=True)
@@ -126,25 +128,30 @@ class OutputOptions:
         name = self.name.format(
             stem=safe_stem(source.name) if stem is None else stem, ext=source.suffix.lstrip("."), kernel=kernel
         )
-        rel = (rel_dir / name).as_posix() + ".png"
-        path = self.out_dir / rel
-        if Path(rel).is_absolute() or not self._inside(path):
+        if _PLAIN_NAME.fullmatch(name):  # nothing pathlib would normalise: strings, ~5x faster (a resume)
+            folder = rel_dir.as_posix()
+            rel = f"{name}.png" if folder == "." else f"{folder}/{name}.png"
+            inside = self._inside(rel.rpartition("/")[0])
+        else:
+            rel = (rel_dir / name).as_posix() + ".png"
+            inside = not Path(rel).is_absolute() and self._inside(Path(rel).parent.as_posix())
+            inside = inside and Path(rel).name not in ("..", ".")
+        if not inside:
             raise SpecError(
                 "`name_pattern`", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
             )
-        return path
+        return self.out_dir / rel
 
-    def _inside(self, path: Path) -> bool:
-        """True when ``path`` resolves inside ``out_dir``; folders are resolved once each (a resume checks
-        every target of every input, and resolving is most of a target's cost)."""
+    def _inside(self, folder: str) -> bool:
+        """True when ``out_dir/folder`` resolves inside ``out_dir``; each folder is resolved once (a resume
+        checks every target of every input, and resolving is most of a target's cost)."""
         if len(_INSIDE) > 4096:
             _INSIDE.clear()
-        folder = path.parent
         key = (self.out_dir, folder)
         if key not in _INSIDE:
             root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
-            _INSIDE[key] = folder.resolve().is_relative_to(root)
-        return _INSIDE[key] and path.name not in ("..", ".")
+            _INSIDE[key] = (self.out_dir / folder).resolve().is_relative_to(root)
+        return _INSIDE[key]
 
 
 class Manifest:
@@ -181,6 +188,9 @@ class Manifest:
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the output folder, as recorded."""
+        text, root = str(path), str(self.out_dir)
+        if text.startswith(root + "/") and "/." not in text and "//" not in text:
+            return text[len(root) + 1 :]  # the common case, as text (a resume asks for every output)
         return path.relative_to(self.out_dir).as_posix()
 
     def made_by(self, path: Path, source: Path, digest: str, *, finished: bool = False) -> bool:
