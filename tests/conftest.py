@@ -68,7 +68,7 @@ def dask_cluster() -> object:
 
     saved = dict(os.environ)
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
     )
     os.environ.clear()  # the nannies run here and set the workers' variables (MALLOC_TRIM_THRESHOLD_, …) in it
     os.environ.update(saved)

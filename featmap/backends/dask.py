@@ -93,7 +93,7 @@ class DaskBackend:
                 n_workers=self.jobs,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
                 silence_logs=logging.ERROR,
             )
             os.environ.clear()  # the nannies run in this process and leave the workers' variables in it
