@@ -15,7 +15,6 @@ fast path (no fsspec, atomic rename) exactly.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -147,6 +146,8 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
     """`featmap.batch.work` for URLs: ``task`` is ``(index, input, (job, out_url))`` with ``out_url`` None
     for a local output folder. The input is fetched, the image processed by the unchanged per-image function,
     and each output uploaded whole."""
+    import tempfile
+
     from ..batch import _work as work
     from ..discover import InputImage
 
