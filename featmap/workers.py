@@ -53,7 +53,6 @@ def _helper_init(parent: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     set_threads(1)
 
     def watch() -> None:
@@ -82,17 +81,6 @@ def signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def can_fork() -> bool:
-    """True when helpers may be forked: this platform forks and this process runs no other Python thread (a
-    progress bar's, a Dask client's), whose locks a child could inherit held. A forked helper starts in
-    milliseconds with everything imported; a spawned one needs ~0.3 s of imports. The per-image path uses
-    no BLAS, and each helper sets OpenCV to one thread before its first image."""
-    import multiprocessing
-    import threading
-
-    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 @contextmanager
@@ -124,14 +112,13 @@ def one_opencv_thread() -> Iterator[None]:
 
 
 class Helpers:
-    """A pool of ``count`` helper processes, spawned; or forked with ``fork=True`` (see `can_fork`)."""
+    """A pool of ``count`` spawned helper processes."""
 
-    def __init__(self, count: int, *, fork: bool = False) -> None:
+    def __init__(self, count: int) -> None:
         import multiprocessing
-
-        self.count = count
         from concurrent.futures import ProcessPoolExecutor
 
+        self.count = count
         self._pool = ProcessPoolExecutor(
             count, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_init, initargs=(os.getpid(),)
         )

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -57,36 +55,6 @@ def manifest(root: Path) -> list[dict[str, Any]]:
     return sorted((json.loads(line) for line in lines), key=lambda r: (r["input"], r.get("kernel", "")))
 
 
-def test_helpers_are_forked_only_without_other_threads() -> None:
-    import threading
-
-    from featmap.workers import can_fork
-
-    assert can_fork() == (threading.active_count() == 1)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        assert not can_fork()
-    finally:
-        stop.set()
-        other.join()
-
-
-def test_forked_helpers_run_images_and_stop_on_sigterm() -> None:
-    from featmap.cvfilter import opencv, threads
-    from featmap.workers import Helpers
-
-    helpers = Helpers(1, fork=True)
-    try:
-        assert helpers.submit(os.getpid).result() != os.getpid()
-        if opencv() is not None:
-            assert helpers.submit(threads).result() == 1
-        assert helpers.submit(signal.getsignal, signal.SIGTERM).result() == signal.SIG_DFL
-    finally:
-        helpers.stop()
-
-
 def test_choose_backend() -> None:
     assert isinstance(choose_backend(None, jobs=1), InProcess)
     assert isinstance(choose_backend(None, jobs=3), LocalPool)
@@ -96,7 +64,7 @@ def test_the_pool_does_not_start_helpers_for_a_small_batch(tmp_path: Path, monke
     import featmap.backends.pool as pool
 
     started: list[int] = []
-    monkeypatch.setattr(pool, "Helpers", lambda count, fork: started.append(count))
+    monkeypatch.setattr(pool, "Helpers", lambda count: started.append(count))
     items, _, _ = discover([make_photos(tmp_path / "in", 2)])
     report = run_batch(items, make_job(tmp_path / "out"), jobs=2)
     assert len(report.processed) == 2 and started == []
@@ -113,12 +81,12 @@ def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_
     def spy(*args: Any) -> None:
         import featmap.backends.pool as module
 
-        saved = module.HELPER_START_SECONDS, module._FORK_START_SECONDS
-        module.HELPER_START_SECONDS = module._FORK_START_SECONDS = 0.0  # always worth a helper here
+        saved = module.HELPER_START_SECONDS
+        module.HELPER_START_SECONDS = 0.0  # always worth a helper here
         try:
             original(*args)
         finally:
-            module.HELPER_START_SECONDS, module._FORK_START_SECONDS = saved
+            module.HELPER_START_SECONDS = saved
         helpers_used.append(True)
 
     pool.run = spy  # type: ignore[method-assign]

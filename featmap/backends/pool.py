@@ -3,9 +3,10 @@
 This process starts on the first image at once (with OpenCV's own threads, as ``-j 1`` does), and from that
 image's time judges the rest: helpers are started only when the remaining work outlasts their start-up, and
 are given images only once they report ready. Until then, and between handing images out, this process
-works itself. Helpers are forked when that is safe (`featmap.workers.can_fork`: no other thread here) and
-are then ready in milliseconds; otherwise spawned, needing ~0.3 s of imports. A 2-image batch never starts a
-helper, and a large one loses at most the helpers' start-up.
+works itself. Helpers are spawned, not forked: a child forked after OpenCV has started its thread pool
+hangs in its first OpenCV call (measured here: forked helpers never became ready), and this process has
+already run an image with OpenCV's threads by then. A 2-image batch never starts a helper, and a large one
+loses only the helpers' ~0.3 s start-up on one core.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import ExitStack
 from typing import Any
 
-from ..workers import Helpers, can_fork, one_opencv_thread
+from ..workers import Helpers, one_opencv_thread
 from .base import Finish, InProcess, Starting, Task, Work, task_name
 
 __all__ = ["HELPER_START_SECONDS", "LocalPool"]
 
 #: A helper's start-up (spawn + imports) measured on the 2-core machine: 0.25-0.35 s.
 HELPER_START_SECONDS = 0.3
-_FORK_START_SECONDS = 0.02
 #: Images queued per ready helper: one running, one waiting, so it never idles while this process works.
 _QUEUED_PER_HELPER = 2
 
@@ -56,12 +56,10 @@ class LocalPool:
         began = time.perf_counter()
         finish(*work(task))
         per_image = time.perf_counter() - began
-        fork = can_fork()
-        start_up = _FORK_START_SECONDS if fork else HELPER_START_SECONDS
-        if len(queue) < 2 or len(queue) * per_image / 2 <= start_up:  # one image left: a helper cannot help
+        if len(queue) < 2 or len(queue) * per_image / 2 <= HELPER_START_SECONDS:  # one image left: a helper cannot help
             InProcess().run(list(queue), work, finish, starting)  # done sooner alone than with a helper
             return
-        helpers = Helpers(min(self.jobs, len(queue) + 1) - 1, fork=fork)
+        helpers = Helpers(min(self.jobs, len(queue) + 1) - 1)
         try:
             used = self._share(helpers, queue, work, finish, starting)
         except BaseException:
