@@ -23,8 +23,8 @@ from .base import Finish, Outcome, Starting, Task, Work
 __all__ = ["DEFAULT_CHUNK", "DaskBackend", "require_dask", "run_chunk"]
 
 #: Images per task. Measured with bench/cluster_bench.py on 200 JPEGs of 1024² (2 single-threaded workers,
-#: median of 3 rounds, images/s over the local -j 2 pool's): 1 per task 0.69x, 4 per task 1.06x, 16 per
-#: task 1.03x. 4 keeps the tail short and an interrupt cheap; large clusters want more (docs/scaling.md).
+#: images/s over the local -j 2 pool's): 1 per task 0.92x, 4 per task 1.14x, 16 per task 1.19x. 4 keeps the
+#: tail short and an interrupt cheap; large clusters want more (docs/scaling.md).
 DEFAULT_CHUNK = 4
 _DRAIN_SECONDS = 120.0
 
