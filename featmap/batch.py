@@ -437,7 +437,7 @@ def _run_batch(
     notes: list[str] = []
     chosen = backend or choose_backend(None, jobs=jobs)
     try:
-        chosen.run(tasks, _work, finish, report)  # hand-out journal: see the last commit
+        chosen.run(tasks, _work, finish, report, start)
     except BaseException as exc:
         for index in list(pending):
             item, targets, before = pending.pop(index)

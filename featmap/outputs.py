@@ -47,6 +47,8 @@ def safe_stem(name: str) -> str:
     if stem.strip(".") == "":
         return name.replace(".", "_")
     return "_" + stem[1:] if stem.startswith(".") else stem
+
+
 # OutputOptions._inside's caches, per process (never pickled with the options): out_dir → resolved, and
 # (out_dir, folder) → inside. Bounded; a batch's folders are resolved once each instead of twice per target.
 _INSIDE_ROOT: dict[Path, Path] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["Backend", "Finish", "InProcess", "Outcome", "Starting", "Task", "Work"]
+__all__ = ["Backend", "Finish", "HandOut", "InProcess", "Outcome", "Starting", "Task", "Work"]
 
 #: One image to process: its index in the batch, the input and the job (both picklable).
 Task = tuple[int, Any, Any]
@@ -17,6 +17,12 @@ Work = Callable[[Task], Outcome]
 Finish = Callable[[int, Any, "str | None"], None]
 #: Called with an input's name when this process starts on it (for the progress bar).
 Starting = Callable[[str], None]
+#: Called with each task as it is handed out (the batch journals its targets); returns the task to run.
+HandOut = Callable[[Task], Task]
+
+
+def _as_is(task: Task) -> Task:
+    return task
 
 
 class Backend(Protocol):
@@ -29,7 +35,9 @@ class Backend(Protocol):
 
     name: str
 
-    def run(self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting) -> None:
+    def run(
+        self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting, hand_out: HandOut = _as_is
+    ) -> None:
         """Process every task; return when each has been passed to ``finish``."""
         ...
 
@@ -45,8 +53,13 @@ class InProcess:
 
     name = "in-process"
 
-    def run(self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting) -> None:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def run(
+        self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting, hand_out: HandOut = _as_is
+    ) -> None:
         """Process the tasks in order."""
         for task in tasks:
             starting(task_name(task))
-            finish(*work(task))
+            finish(*work(hand_out(task)))

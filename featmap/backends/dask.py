@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import FeatmapError
-from .base import Finish, Outcome, Starting, Task, Work
+from .base import Finish, HandOut, Outcome, Starting, Task, Work, _as_is
 
 __all__ = ["DEFAULT_CHUNK", "DaskBackend", "require_dask", "run_chunk"]
 
@@ -108,7 +108,9 @@ class DaskBackend:
                 "check the address (tcp://host:8786), or use --scheduler local",
             ) from None
 
-    def run(self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting) -> None:
+    def run(
+        self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting, hand_out: HandOut = _as_is
+    ) -> None:
         """Process the tasks on the cluster; outcomes are handed to ``finish`` as chunks complete."""
         if not tasks:
             return
@@ -125,7 +127,7 @@ class DaskBackend:
 
             def submit_next() -> None:
                 nonlocal position
-                chunk = chunks[position]
+                chunk = [hand_out(task) for task in chunks[position]]
                 future = client.submit(run_chunk, work, chunk, pure=False, key=f"{prefix}-{position}")
                 by_future[future] = chunk
                 completed.add(future)
