@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featmap.manifest_index import index_lines
+from featmap.manifest_index import index_lines, records
 
 
 def reference(lines: list[str]) -> dict[str, tuple[str, str]]:
@@ -52,3 +52,17 @@ def test_agrees_with_json_loads(records: list[tuple[str, str, str, int]]) -> Non
         text = line(input=source, kernel="k", options=options, png=png, shape=[1, 2], status="ok")
         lines.append(text[: len(text) - cut] if cut % 3 == 0 else text)
     assert index_lines(lines) == reference(lines)
+
+
+def test_records_keep_what_a_rerun_reads() -> None:
+    lines = [
+        line(input="/p/a.png", kernel="k", options="o1", png="a/k.png", stats={"max": 1.0}, status="ok"),
+        line(input="/p/b.png", options="o1", status="failed", error="bad"),
+        line(input="/p/c.png", options="o1", png="c/k.png", status="ok")[:-9],  # cut short: skipped
+        line(input='/p/q"d.png', options="o1", png="d/k.png", status="ok"),  # escaped: the json path, whole
+    ]
+    assert list(records(lines)) == [
+        {"input": "/p/a.png", "options": "o1", "png": "a/k.png", "status": "ok"},
+        {"input": "/p/b.png", "options": "o1", "status": "failed", "error": "bad"},
+        {"input": '/p/q"d.png', "options": "o1", "png": "d/k.png", "status": "ok"},
+    ]
