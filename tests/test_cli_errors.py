@@ -57,15 +57,15 @@ def test_debug_shows_the_traceback_of_a_featmap_error(runner: CliRunner, gray_pn
 def test_warnings_are_said_once_after_the_batch(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import featmap.batch
+    import featmap.imagejob
 
-    original = featmap.batch.load_image
+    original = featmap.imagejob.load_image
 
     def noisy(*args: Any, **kwargs: Any) -> Any:
         warnings.warn("palette with transparency as bytes", UserWarning, stacklevel=1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(featmap.batch, "load_image", noisy)
+    monkeypatch.setattr(featmap.imagejob, "load_image", noisy)
     for i in range(2):
         _png(tmp_path / "in" / f"a{i}.png", i)
     result = invoke(runner, "apply", tmp_path / "in", "-k", "sobel_x", "-o", tmp_path / "out", "-j", "1")

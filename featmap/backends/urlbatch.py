@@ -70,8 +70,9 @@ def run_url_batch(
     """Apply ``job`` to ``items`` (local `InputImage`s and `UrlImage`s) writing under ``out`` (a URL, or a
     local folder that must then be ``job.output.out_dir``). See `featmap.batch.run_batch`."""
     from ..backends import choose_backend
-    from ..batch import BatchInterrupted, BatchReport, ImageResult, Progress, _planned, targets_for
+    from ..batch import BatchInterrupted, BatchReport, Progress
     from ..discover import InputImage
+    from ..imagejob import ImageResult, _planned, targets_for
     from ..writers import open_writers
 
     started = clock()
