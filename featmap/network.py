@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -174,13 +175,14 @@ class _Runner:
         self.upto = upto
 
     def output(self, node: PlanNode, values: Array) -> LayerOutput:
-        if not np.all(np.isfinite(values)):
+        stats = MapStats.of(values)  # a NaN or an infinity shows in min/max: no separate pass over the map
+        if not (math.isfinite(stats.min) and math.isfinite(stats.max) and math.isfinite(stats.std)):
             raise ShapeError(
                 f"layer {node.path} ({node.plan.name})",
                 f"produced a non-finite value ({_first_bad(values)})",
                 "check the weights and the input scale; nothing was written for this layer",
             )
-        return LayerOutput(node, values, MapStats.of(values))
+        return LayerOutput(node, values, stats)
 
     def walk(self, nodes: Sequence[PlanNode], x: Array) -> Generator[LayerOutput, None, Array]:
         """Yield each output of ``nodes`` in order; return the final array (for ``yield from``)."""

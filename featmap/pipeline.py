@@ -47,6 +47,11 @@ _NO_CONV_OPTIONS = Conv2d()  # frozen, so safe to share as a default
 _NO_ACTIVATION = Act()
 
 
+# Values per block of `MapStats.of`: a float64 copy of 256K values stays in the cache (measured on a 224×224×64
+# map: 8.0 ms with row bands of 1M values, 4.7 ms with this).
+_STATS_BLOCK = 1 << 18
+
+
 @dataclass(frozen=True)
 class MapStats:
     """Summary statistics of one final map."""
@@ -58,15 +63,25 @@ class MapStats:
 
     @classmethod
     def of(cls, values: NDArray[np.floating]) -> MapStats:
-        """Compute the statistics of ``values`` in float64, a band of rows at a time (``np.std`` would
-        make two float64 copies of the whole map)."""
-        mean = float(values.mean(dtype=np.float64))
-        squares = 0.0
-        for rows in row_bands(values):
-            deviation = values[rows].astype(np.float64)
-            deviation -= mean
-            squares += float(np.square(deviation, out=deviation).sum())  # no BLAS: its threads would spin
-        return cls(float(values.min()), float(values.max()), mean, float(np.sqrt(squares / values.size)))
+        """Compute the statistics of ``values`` in float64 in one pass of cache-sized blocks (``np.std`` would
+        make two float64 copies of the whole map): each block is shifted by the first block's mean, so the
+        variance keeps float64's precision even when the mean is far larger than the spread. A NaN shows in
+        ``min``/``max``, an infinity there too: a caller checks those for a finite map."""
+        flat = values.reshape(-1)
+        block = min(_STATS_BLOCK, flat.size)
+        shift = float(flat[:block].mean(dtype=np.float64))
+        buffer = np.empty(block, dtype=np.float64)
+        total = squares = 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            for start in range(0, flat.size, block):
+                part = buffer[: min(block, flat.size - start)]
+                part[...] = flat[start : start + block]
+                part -= shift
+                total += float(part.sum())
+                squares += float(np.einsum("i,i->", part, part))  # no BLAS: its threads would spin
+            mean = total / flat.size
+            variance = max(squares / flat.size - mean * mean, 0.0)
+        return cls(float(values.min()), float(values.max()), shift + mean, float(np.sqrt(variance)))
 
 
 @dataclass(frozen=True)
