@@ -210,3 +210,11 @@ def test_installed_package_finds_its_kernels(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("edges.yaml")
+
+
+def test_a_mistyped_kernel_name_gets_close_matches() -> None:
+    from featmap.errors import KernelFileError
+    from featmap.kernels import KernelLibrary
+
+    with pytest.raises(KernelFileError, match="did you mean sobel_x"):
+        KernelLibrary(use_env=False).bank(["sobelx"])

@@ -136,10 +136,15 @@ class KernelLibrary:
         tagged = self.tags().get(text)
         if tagged:
             return [self._kernels[n] for n in tagged]
+        import difflib
+
+        close = difflib.get_close_matches(text, [*self._kernels, *self.tags()], n=3, cutoff=0.75)
         raise KernelFileError(
             _cut(text),
             "is not a kernel, tag, kernel file or parametric kernel",
-            f"see `featmap kernels list`, or write e.g. gaussian:size=5,sigma=1.2 ({', '.join(GENERATORS)})",
+            f"did you mean {' or '.join(close)}? (see `featmap kernels list`)"
+            if close
+            else f"see `featmap kernels list`, or write e.g. gaussian:size=5,sigma=1.2 ({', '.join(GENERATORS)})",
         )
 
     def bank(self, specs: Sequence[str]) -> KernelBank:
