@@ -178,8 +178,12 @@ def test_file_errors_name_the_yaml_path(tmp_path: Path, text: str, match: str) -
 
 
 def test_unknown_model() -> None:
-    with pytest.raises(SpecError, match="no preset named 'vgg99'; use one of: alexnet"):
+    from featmap.errors import OptionError
+
+    with pytest.raises(OptionError, match="no preset named 'vgg99'; did you mean vgg19"):
         load_model("vgg99")
+    with pytest.raises(OptionError, match="no preset named 'zzz'; `featmap shape --list-models` lists them all"):
+        load_model("zzz")
 
 
 def test_json_spec(tmp_path: Path) -> None:

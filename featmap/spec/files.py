@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..documents import read_document
-from ..errors import FeatmapError, SpecError, brief
+from ..errors import FeatmapError, OptionError, SpecError, brief
 from ..layers import (
     AdaptiveAvgPool2d,
     BatchNorm,
@@ -364,7 +364,13 @@ def list_models() -> list[Model]:
 def load_model(name: str) -> Model:
     """A preset by name (``lenet5``, ``vgg16``, ``resnet50``…)."""
     path = MODEL_DIR / f"{name.lower()}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in MODEL_DIR.glob("*.yaml")))
-        raise SpecError("`model`", f"no preset named {name!r}", f"use one of: {known}")
+    if not path.is_file() or "/" in name or "\\" in name:
+        import difflib
+
+        known = sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
+        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+        listing = "`featmap shape --list-models` lists them all"
+        fix = f"did you mean {' or '.join(close)}? ({listing})" if close else listing
+        # a usage error, exit 2, under `featmap apply` as under `featmap shape`
+        raise OptionError("`model`", f"no preset named {name!r}", fix)
     return parse_file(path)
