@@ -24,29 +24,11 @@ __all__ = ["index_lines", "records"]
 
 def index_lines(lines: Iterable[str]) -> dict[str, tuple[str, str]]:
     """``png`` → ``(input, options)`` for every complete output record; a later record replaces an earlier."""
-    index: dict[str, tuple[str, str]] = {}
-    for line in lines:
-        if "\\" not in line and line[-2:] == "}\n":
-            i = line.find('"input": "')
-            if i >= 0:
-                i += 10
-                j = line.find('"', i)
-                k = line.find('"options": "', j)
-                if k >= 0:
-                    k += 12
-                    m = line.find('"', k)
-                    p = line.find('"png": "', m)
-                    if p >= 0:
-                        p += 8
-                        index[line[p : line.find('"', p)]] = (line[i:j], line[k:m])
-                        continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash says nothing about the outputs
-        if isinstance(rec, dict) and isinstance(rec.get("png"), str):
-            index[rec["png"]] = (str(rec.get("input")), str(rec.get("options")))
-    return index
+    return {
+        rec["png"]: (str(rec.get("input")), str(rec.get("options")))
+        for rec in records(lines)
+        if isinstance(rec, dict) and isinstance(rec.get("png"), str)
+    }
 
 
 def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
