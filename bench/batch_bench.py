@@ -31,15 +31,15 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from featmap.batch import ApplyJob, OutputOptions, run_batch
-from featmap.discover import discover
-from featmap.images import load_image
+from featmap.core.ops import activate, conv2d, normalize
+from featmap.core.pool import pool2d
+from featmap.io.discover import discover
+from featmap.io.images import load_image
+from featmap.io.writers.png import save_png
 from featmap.kernels import KernelLibrary
-from featmap.layers import Act, Conv2d, Pool2d
-from featmap.ops import activate, conv2d, normalize
-from featmap.pool import pool2d
-from featmap.workers import keep_freed_memory
-from featmap.writers.png import save_png
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.run.batch import ApplyJob, OutputOptions, run_batch
+from featmap.run.workers import keep_freed_memory
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KERNELS = ["sobel_x", "sobel_y", "laplacian_4", "gaussian_5"]

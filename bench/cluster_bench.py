@@ -21,16 +21,16 @@ from pathlib import Path
 import batch_bench
 from distributed import Client, LocalCluster
 
-from featmap.backends.dask import DaskBackend
-from featmap.batch import ApplyJob, OutputOptions, run_batch
-from featmap.discover import discover
+from featmap.io.discover import discover
 from featmap.kernels import KernelLibrary
-from featmap.layers import Act, Conv2d, Pool2d
-from featmap.workers import keep_freed_memory
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.run.backends.dask import DaskBackend
+from featmap.run.batch import ApplyJob, OutputOptions, run_batch
+from featmap.run.workers import keep_freed_memory
 
 
 def _warm() -> None:
-    import featmap.batch  # noqa: F401
+    import featmap.run.batch  # noqa: F401
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from PIL import Image
 from scipy import ndimage
 
 from featmap import conv2d, pool2d
-from featmap.generators import gaussian
-from featmap.png import encode_png
+from featmap.io.png import encode_png
+from featmap.kernels.generators import gaussian
 
 try:
     import cv2

@@ -3,9 +3,9 @@
     python bench/manifest_bench.py                 # 10⁶ lines; the resume pass on 20,000 images with files
     python bench/manifest_bench.py --lines 200000 --resume-images 5000
 
-Generates a manifest line for line as `featmap.batch.process_image` writes them (records of a real run as
+Generates a manifest line for line as `featmap.run.batch.process_image` writes them (records of a real run as
 templates, with distinct inputs), then times: `json.loads` on every line (what the reader did before);
-`featmap.manifest_index.index_lines`; opening `featmap.outputs.Manifest` (what a re-run does first); and
+`featmap.io.manifest_index.index_lines`; opening `featmap.io.outputs.Manifest` (what a re-run does first); and
 the per-image skip check of ``--skip-existing`` (`targets_for` + `Manifest.complete`) on images whose
 outputs exist on disk, reported per image and scaled to the manifest's image count.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from featmap.batch import ApplyJob, OutputOptions, process_image, targets_for
-from featmap.discover import InputImage
+from featmap.io.discover import InputImage
+from featmap.io.manifest_index import index_lines
+from featmap.io.outputs import Manifest
 from featmap.kernels import KernelLibrary
-from featmap.layers import Act, Conv2d, Pool2d
-from featmap.manifest_index import index_lines
-from featmap.outputs import Manifest
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.run.batch import ApplyJob, OutputOptions, process_image, targets_for
 
 KERNELS = ["sobel_x", "sobel_y", "laplacian_4", "gaussian_5"]
 PER_FOLDER = 1000
@@ -82,7 +82,7 @@ def run(work: Path, lines: int, resume_images: int) -> None:
     start = time.perf_counter()
     with open(out / "manifest.jsonl", encoding="utf-8") as fh:
         index = index_lines(fh)
-    print(f"  featmap.manifest_index.index_lines:  {time.perf_counter() - start:6.2f} s  ({len(index):,} outputs)")
+    print(f"  featmap.io.manifest_index.index_lines:  {time.perf_counter() - start:6.2f} s  ({len(index):,} outputs)")
     start = time.perf_counter()
     manifest = Manifest(out)
     opened = time.perf_counter() - start

@@ -47,8 +47,8 @@ def whole_command(args: list[str], runs: int) -> tuple[float, float]:
 
 def vgg16_two_blocks() -> tuple[list, str]:
     """VGG-16's layers and the path of its second max pool (the end of block 2)."""
-    from featmap.plan import plan_layers
-    from featmap.spec import load_model
+    from featmap.net.plan import plan_layers
+    from featmap.net.spec import load_model
 
     model = load_model("vgg16")
     nodes = plan_layers(model.layers, (224, 224, 3))
@@ -59,8 +59,8 @@ def vgg16_two_blocks() -> tuple[list, str]:
 def executor_vs_torch(runs: int) -> None:
     """featmap's executor and torch's forward on VGG-16's first two blocks, 224×224×3, run in turn (one of each
     per round, so that both see the same machine), median of the per-round ratios."""
-    from featmap.network import WeightSource, iter_network
-    from featmap.plan import plan_layers
+    from featmap.net.plan import plan_layers
+    from featmap.run.executor import WeightSource, iter_network
 
     layers, upto = vgg16_two_blocks()
     x = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)

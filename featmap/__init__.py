@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
+from featmap.errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
 
 if TYPE_CHECKING:
-    from .api import apply, forward, kernel, shape
-    from .explain import trace_conv, trace_pool
-    from .ops import activate, conv2d, pad
-    from .pool import global_pool, pool2d
+    from featmap.api import apply, forward, kernel, shape
+    from featmap.core.ops import activate, conv2d, pad
+    from featmap.core.pool import global_pool, pool2d
+    from featmap.explain import trace_conv, trace_pool
 
 __version__ = "0.1.0"
 
@@ -54,11 +54,11 @@ _LAZY = {
     "kernel": "api",
     "forward": "api",
     "shape": "api",
-    "activate": "ops",
-    "conv2d": "ops",
-    "pad": "ops",
-    "global_pool": "pool",
-    "pool2d": "pool",
+    "activate": "core.ops",
+    "conv2d": "core.ops",
+    "pad": "core.ops",
+    "global_pool": "core.pool",
+    "pool2d": "core.pool",
     "trace_conv": "explain",
     "trace_pool": "explain",
 }

@@ -1,5 +1,5 @@
 """``python -m featmap``."""
 
-from .cli import main
+from featmap.cli import main
 
 main()

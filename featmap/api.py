@@ -1,6 +1,6 @@
 """The Python API: `apply`, `shape` and `kernel`, re-exported as ``featmap.apply`` and so on.
 
-The command line calls these (or the job builder they share, `featmap.jobs.make_job`) and only
+The command line calls these (or the job builder they share, `featmap.run.jobs.make_job`) and only
 renders what they return. Options are keyword-only and errors name them (``pool_size``), never
 command-line flags.
 """
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import SpecError
+from featmap.errors import SpecError
 
 if TYPE_CHECKING:
-    from .kernels import Kernel
-    from .network import NetworkResult
-    from .pipeline import FeatureMaps
-    from .spec import Model
-    from .summary import Summary
+    from featmap.kernels import Kernel
+    from featmap.net.spec import Model
+    from featmap.net.summary import Summary
+    from featmap.run.executor import NetworkResult
+    from featmap.run.pipeline import FeatureMaps
 
 __all__ = ["apply", "forward", "kernel", "resolve_layers", "shape"]
 
@@ -97,10 +97,10 @@ def apply(
     ...
     featmap.errors.OptionError: `pool_size` and `pool_stride` need `pool` max, avg or min
     """
-    from .images import DEFAULT_MAX_PIXELS, load_image
-    from .jobs import make_job
-    from .ops import as_float_image
-    from .pipeline import run
+    from featmap.core.ops import as_float_image
+    from featmap.io.images import DEFAULT_MAX_PIXELS, load_image
+    from featmap.run.jobs import make_job
+    from featmap.run.pipeline import run
 
     job = make_job(
         kernels,
@@ -132,14 +132,14 @@ def apply(
 
 
 def resolve_layers(layers: Any) -> Model:
-    """A `featmap.spec.Model` from a preset name, a spec file, layer tokens or layer objects.
+    """A `featmap.net.spec.Model` from a preset name, a spec file, layer tokens or layer objects.
 
     A string is a built-in preset (``"vgg16"``), a YAML/JSON spec file or an ONNX file (``featmap[onnx]``,
     its own input shape); a sequence of strings is
     layer tokens (``["conv:6@5x5", "maxpool:2"]``); a `Model` is returned as it is; anything else is
     taken as layer objects.
     """
-    from .spec import Model, list_models, load_model, parse_file, parse_tokens
+    from featmap.net.spec import Model, list_models, load_model, parse_file, parse_tokens
 
     if isinstance(layers, Model):
         return layers
@@ -148,7 +148,7 @@ def resolve_layers(layers: Any) -> Model:
         if isinstance(layers, str) and text in {m.name for m in list_models()}:
             return load_model(text)
         if Path(text).suffix.lower() == ".onnx":
-            from .onnx import load_onnx
+            from featmap.net.onnx import load_onnx
 
             return load_onnx(text)
         if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
@@ -174,7 +174,7 @@ def shape(
     ----------
     layers : str, sequence of str, Model, or sequence of layers
         A built-in preset (``"lenet5"``), a YAML/JSON spec file, layer tokens
-        (``["conv:6@5x5", "avgpool:2"]``), a parsed `featmap.spec.Model` or `featmap.layers` objects.
+        (``["conv:6@5x5", "avgpool:2"]``), a parsed `featmap.net.spec.Model` or `featmap.net.layers` objects.
     input : str or sequence of int, optional
         ``"HxWxC"``, ``"LxC"``, ``"N"`` or a tuple; defaults to a preset's or spec file's own input.
     batch : int
@@ -198,8 +198,8 @@ def shape(
     ...
     featmap.errors.SpecError: `input`: is needed to work out shapes; e.g. `input` 224x224x3 (HxWxC)
     """
-    from .spec import parse_shape
-    from .summary import summarize
+    from featmap.net.spec import parse_shape
+    from featmap.net.summary import summarize
 
     model = resolve_layers(layers)
     if input is None and model.input_shape is None:
@@ -254,9 +254,9 @@ def forward(
     >>> featmap.forward(digit, ["conv:2@3x3", "relu"], init="kaiming").outputs[0].values.shape
     (30, 30, 2)
     """
-    from .netjob import fit_input, load_for_network
-    from .network import WeightSource, run_network
-    from .ops import as_float_image
+    from featmap.core.ops import as_float_image
+    from featmap.run.executor import WeightSource, run_network
+    from featmap.run.netjob import fit_input, load_for_network
 
     model = resolve_layers(layers)
     if isinstance(image, (str, os.PathLike)):
@@ -267,7 +267,7 @@ def forward(
     if isinstance(weights, dict):
         tensors = weights
     elif weights is not None or (init is None and model.weights is not None):
-        from .weights import load_weights
+        from featmap.net.weights import load_weights
 
         tensors = dict(load_weights(weights if weights is not None else model.weights))  # type: ignore[arg-type]
     source = WeightSource(tensors, init, seed, layout)
@@ -293,7 +293,7 @@ def kernel(
     ...
     featmap.errors.SpecError: `spec`: 'edges' selects 13 kernels (a tag or a file); give one name; ...
     """
-    from .kernels import Kernel, KernelLibrary
+    from featmap.kernels import Kernel, KernelLibrary
 
     if not isinstance(spec, str):
         return Kernel(name, np.asarray(spec, dtype=np.float64))

@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import FeatmapError, LimitError
-from .limits import DEPTH, FILE_SIZE, YAML_ALIAS_NODES
+from featmap.errors import FeatmapError, LimitError
+from featmap.limits import DEPTH, FILE_SIZE, YAML_ALIAS_NODES
 
 __all__ = ["check_depth", "parse_yaml", "read_document"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum, unique
 from typing import TypeVar
 
-from .errors import SpecError
+from featmap.errors import SpecError
 
 __all__ = [
     "Activation",

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LimitError
+from featmap.errors import LimitError
 
 __all__ = [
     "DEPTH",
@@ -323,8 +323,8 @@ def check_image_plan(
     ...
     featmap.errors.LimitError: image: padded input 20002×20002×1: 400,080,004 exceeds the output size limit ...
     """
-    from .errors import FeatmapError
-    from .shapes import conv_geometry, pool_geometry
+    from featmap.core.geometry import conv_geometry, pool_geometry
+    from featmap.errors import FeatmapError
 
     sizes = list(kernel_sizes)
     try:

@@ -1,4 +1,4 @@
-"""The Python API (`featmap.apply`, `featmap.shape`, `featmap.kernel`) and the job builder (`featmap.jobs`)."""
+"""The Python API (`featmap.apply`, `featmap.shape`, `featmap.kernel`) and the job builder (`featmap.run.jobs`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from PIL import Image
 from scipy import ndimage
 
 import featmap
-from featmap.batch import ApplyJob
 from featmap.errors import KernelFileError, OptionError, ShapeError, SpecError
-from featmap.jobs import make_job
 from featmap.kernels import KernelLibrary
-from featmap.layers import Act, Conv2d, Pool2d
-from featmap.spec import parse_tokens
-from featmap.summary import summarize
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.net.spec import parse_tokens
+from featmap.net.summary import summarize
+from featmap.run.batch import ApplyJob
+from featmap.run.jobs import make_job
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 

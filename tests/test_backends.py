@@ -1,4 +1,4 @@
-"""featmap.backends: the in-process and local-pool back ends, and the Dask back end on a real LocalCluster of
+"""featmap.run.backends: the in-process and local-pool back ends, and the Dask back end on a real LocalCluster of
 2 worker processes, each compared byte for byte with the local pool."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from featmap.backends import InProcess, choose_backend
-from featmap.backends.pool import LocalPool
-from featmap.batch import ApplyJob, BatchInterrupted, OutputOptions, run_batch
 from featmap.cli import cli
-from featmap.discover import discover
+from featmap.io.discover import discover
 from featmap.kernels import KernelLibrary
-from featmap.layers import Act, Conv2d, Pool2d
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.run.backends import InProcess, choose_backend
+from featmap.run.backends.pool import LocalPool
+from featmap.run.batch import ApplyJob, BatchInterrupted, OutputOptions, run_batch
 
 
 def make_photos(folder: Path, count: int, size: int = 48, broken: bool = False) -> Path:
@@ -61,7 +61,7 @@ def test_choose_backend() -> None:
 
 
 def test_the_pool_does_not_start_helpers_for_a_small_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import featmap.backends.pool as pool
+    import featmap.run.backends.pool as pool
 
     started: list[int] = []
     monkeypatch.setattr(pool, "Helpers", lambda count: started.append(count))
@@ -79,7 +79,7 @@ def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_
     helpers_used: list[bool] = []
 
     def spy(*args: Any) -> None:
-        import featmap.backends.pool as module
+        import featmap.run.backends.pool as module
 
         saved = module.HELPER_START_SECONDS
         module.HELPER_START_SECONDS = 0.0  # always worth a helper here
@@ -102,7 +102,7 @@ def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_
 
 @pytest.fixture
 def dask_backend(dask_cluster: Any) -> Any:
-    from featmap.backends.dask import DaskBackend
+    from featmap.run.backends.dask import DaskBackend
 
     return DaskBackend(dask_cluster.scheduler_address, chunk=2)
 
@@ -173,8 +173,8 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     import socket
 
-    from featmap.backends.dask import DaskBackend
     from featmap.errors import FeatmapError
+    from featmap.run.backends.dask import DaskBackend
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

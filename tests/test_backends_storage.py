@@ -1,4 +1,4 @@
-"""featmap.backends.storage and urlbatch: fsspec URLs as inputs and outputs, on ``memory://`` in this process
+"""featmap.io.storage and urlbatch: fsspec URLs as inputs and outputs, on ``memory://`` in this process
 and on a real S3-compatible server (moto, started on 127.0.0.1) from the Dask cluster's workers. Results are
 compared byte for byte with the local pool's."""
 
@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from featmap.backends.storage import discover_urls, is_remote, local_path
-from featmap.backends.urlbatch import run_url_batch
-from featmap.batch import BatchInterrupted, run_batch
 from featmap.cli import cli
-from featmap.discover import discover
-from featmap.manifest_index import index_lines
+from featmap.io.discover import discover
+from featmap.io.manifest_index import index_lines
+from featmap.io.storage import discover_urls, is_remote, local_path
+from featmap.run.backends.urlbatch import run_url_batch
+from featmap.run.batch import BatchInterrupted, run_batch
 from tests.test_backends import make_job, make_photos, tree_bytes
 
 fsspec = pytest.importorskip("fsspec", reason="the dask extra is not installed: pip install '.[dask]'")
@@ -158,7 +158,7 @@ def _set_environment(env: dict[str, str]) -> None:
 def test_s3_on_the_cluster_matches_the_local_pool(tmp_path: Path, s3_endpoint: str, dask_cluster: Any) -> None:
     from distributed import Client
 
-    from featmap.backends.dask import DaskBackend
+    from featmap.run.backends.dask import DaskBackend
 
     with Client(dask_cluster.scheduler_address) as client:  # the workers learn the endpoint as a user's would
         keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")

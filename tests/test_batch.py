@@ -1,4 +1,4 @@
-"""featmap.batch.apply_image: files written, manifest, re-runs and clobber protection."""
+"""featmap.run.batch.apply_image: files written, manifest, re-runs and clobber protection."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featmap.batch import MANIFEST_NAME, ApplyJob, OutputOptions, apply_image
 from featmap.errors import OutputExistsError, SpecError
 from featmap.kernels import KernelLibrary
-from featmap.layers import Act, Conv2d, Pool2d
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.run.batch import MANIFEST_NAME, ApplyJob, OutputOptions, apply_image
 
 LIB = KernelLibrary(use_env=False)
 
@@ -101,8 +101,8 @@ def test_no_temporary_files_left(gray_png: Path, tmp_path: Path) -> None:
 
 
 def test_helpers_run_one_thread_each_and_the_parent_environment_is_restored() -> None:
-    from featmap.cvfilter import opencv, threads
-    from featmap.workers import Helpers, one_opencv_thread
+    from featmap.core.cvfilter import opencv, threads
+    from featmap.run.workers import Helpers, one_opencv_thread
 
     before = os.environ.get("OPENBLAS_NUM_THREADS")
     helpers = Helpers(1)
@@ -125,6 +125,6 @@ def test_helpers_run_one_thread_each_and_the_parent_environment_is_restored() ->
 def test_keep_freed_memory_on_glibc() -> None:
     import platform
 
-    from featmap.workers import keep_freed_memory
+    from featmap.run.workers import keep_freed_memory
 
     assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")

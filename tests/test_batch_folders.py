@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from featmap.cli import cli
-from featmap.discover import discover
+from featmap.io.discover import discover
 
 from .conftest import SAMPLES
 

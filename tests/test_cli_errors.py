@@ -57,15 +57,15 @@ def test_debug_shows_the_traceback_of_a_featmap_error(runner: CliRunner, gray_pn
 def test_warnings_are_said_once_after_the_batch(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import featmap.imagejob
+    import featmap.run.imagejob
 
-    original = featmap.imagejob.load_image
+    original = featmap.run.imagejob.load_image
 
     def noisy(*args: Any, **kwargs: Any) -> Any:
         warnings.warn("palette with transparency as bytes", UserWarning, stacklevel=1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(featmap.imagejob, "load_image", noisy)
+    monkeypatch.setattr(featmap.run.imagejob, "load_image", noisy)
     for i in range(2):
         _png(tmp_path / "in" / f"a{i}.png", i)
     result = invoke(runner, "apply", tmp_path / "in", "-k", "sobel_x", "-o", tmp_path / "out", "-j", "1")
@@ -265,13 +265,13 @@ class _DyingHelpers:
         pass
 
 
-# Helpers that die before they report ready are never handed an image (featmap.backends.pool): nothing fails.
+# Helpers that die before they report ready are never handed an image (featmap.run.backends.pool): nothing fails.
 @pytest.mark.parametrize(("helpers", "failed"), [(_NoHelpers, 0), (_DyingHelpers, 0)])
 def test_helpers_that_cannot_start_or_die_are_said_and_the_batch_goes_on(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: type, failed: int
 ) -> None:
-    monkeypatch.setattr("featmap.backends.pool.Helpers", helpers)
-    monkeypatch.setattr("featmap.backends.pool.HELPER_START_SECONDS", 0.0)  # helpers even for a tiny batch
+    monkeypatch.setattr("featmap.run.backends.pool.Helpers", helpers)
+    monkeypatch.setattr("featmap.run.backends.pool.HELPER_START_SECONDS", 0.0)  # helpers even for a tiny batch
     for i in range(4):
         _png(tmp_path / "in" / f"a{i}.png", i)
     result = invoke(runner, "apply", tmp_path / "in", "-k", "sobel_x", "-o", tmp_path / "out", "-j", "2", "--json")

@@ -14,7 +14,7 @@ from PIL import Image
 import featmap
 from featmap.cli import cli
 from featmap.explain.examples import explain_example
-from featmap.writers.gif import COLORS, frame_colors, gif_layout
+from featmap.io.writers.gif import COLORS, frame_colors, gif_layout
 
 # Hand-worked outputs of the shipped examples (worked out in tests/test_explain.py).
 EXAMPLE_OUTPUTS = {

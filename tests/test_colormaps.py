@@ -12,10 +12,10 @@ from cmap import Colormap as CmapColormap
 from PIL import Image
 
 from featmap.cli import cli
-from featmap.colormaps import choose_colormap, colormap_names, get_colormap
-from featmap.display import display_range, parse_percentiles
 from featmap.errors import SpecError
-from featmap.writers.pixels import map_pixels
+from featmap.io.colormaps import choose_colormap, colormap_names, get_colormap
+from featmap.io.display import display_range, parse_percentiles
+from featmap.io.writers.pixels import map_pixels
 
 
 def invoke(runner: CliRunner, *args: object) -> object:

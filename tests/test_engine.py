@@ -1,4 +1,4 @@
-"""featmap.engine: every strategy (OpenCV, im2col, separable, FFT) equals the numpy direct tap walk, the
+"""featmap.core.engine: every strategy (OpenCV, im2col, separable, FFT) equals the numpy direct tap walk, the
 reference, to 1e-5 of the largest output on every padding mode, padding form, stride and dilation."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from featmap import conv2d
-from featmap.cvfilter import opencv
-from featmap.engine import _pick
+from featmap.core.cvfilter import opencv
+from featmap.core.engine import _pick
+from featmap.core.geometry import conv_geometry
+from featmap.core.kernelmath import rank1_factors
 from featmap.errors import ShapeError, SpecError
-from featmap.generators import gaussian
-from featmap.kernelmath import rank1_factors
-from featmap.shapes import conv_geometry
+from featmap.kernels.generators import gaussian
 
 MODES = ["zeros", "reflect", "symmetric", "replicate", "circular"]
 needs_opencv = pytest.mark.skipif(opencv() is None, reason="OpenCV (opencv-python-headless) not importable")
@@ -184,7 +184,7 @@ def test_channel_last_im2col_agrees_with_the_tap_walk(
     stride: object, dilation: object, groups: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Filters over 8+ channels take the (H, W, C) im2col (one copy per tap); bands cut at the byte limit."""
-    from featmap import engine
+    from featmap.core import engine
 
     monkeypatch.setattr(engine, "_HWC_BAND_BYTES", 20_000)  # a few rows per band, the last one short
     rng = np.random.default_rng(groups)

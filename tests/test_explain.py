@@ -17,7 +17,7 @@ from featmap.explain import (
     trace_pool,
 )
 from featmap.explain.examples import EXAMPLES, explain_example
-from featmap.layers import Act, Conv2d, GlobalPool2d, Pool2d
+from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 # ----------------------------------------------------------------------------- the shipped examples, by hand
 

@@ -27,10 +27,10 @@ from PIL import Image
 
 from featmap.cli import cli
 from featmap.errors import FeatmapError
-from featmap.generators import GENERATORS
 from featmap.kernels import KernelLibrary, load_kernel_file
-from featmap.spec import parse_file, parse_shape, parse_tokens
-from featmap.summary import summarize
+from featmap.kernels.generators import GENERATORS
+from featmap.net.spec import parse_file, parse_shape, parse_tokens
+from featmap.net.summary import summarize
 
 SCALE = int(os.environ.get("FEATMAP_FUZZ_SCALE", "1"))
 #: Cases each test runs in CI (FEATMAP_FUZZ_SCALE=1).

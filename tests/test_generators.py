@@ -1,4 +1,4 @@
-"""featmap.generators: parametric kernels against their formulas and invariants."""
+"""featmap.kernels.generators: parametric kernels against their formulas and invariants."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featmap.errors import KernelFileError
-from featmap.generators import box, dog, gabor, gaussian, generate, log, motion, rotate45, rotations
+from featmap.kernels.generators import box, dog, gabor, gaussian, generate, log, motion, rotate45, rotations
 
 
 def test_gaussian_matches_formula_and_sums_to_one() -> None:

@@ -1,4 +1,4 @@
-"""featmap.images: every common format and mode to float32, bad files, and atomic writers."""
+"""featmap.io.images: every common format and mode to float32, bad files, and atomic writers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from featmap.errors import ImageReadError, SpecError
-from featmap.images import LUMA_BT601, atomic_write, load_image, parse_color
-from featmap.writers.png import save_png
-from featmap.writers.raw import save_raw
+from featmap.io.images import LUMA_BT601, atomic_write, load_image, parse_color
+from featmap.io.writers.png import save_png
+from featmap.io.writers.raw import save_raw
 
 Maker = Callable[..., Path]
 
@@ -64,9 +64,9 @@ def test_lossless_rgb_formats_give_bt601_luma(
 def test_luma_without_opencv_matches(make_image: Maker, rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     path = make_image("c.png", rgb)
     with_opencv = load_image(path).pixels
-    import featmap.images
+    import featmap.io.images
 
-    monkeypatch.setattr(featmap.images, "mix_channels", lambda data, weights: None)  # the numpy fallback
+    monkeypatch.setattr(featmap.io.images, "mix_channels", lambda data, weights: None)  # the numpy fallback
     without = load_image(path).pixels
     np.testing.assert_allclose(without[..., 0], luma(rgb), atol=1e-6)
     np.testing.assert_allclose(without, with_opencv, rtol=0, atol=2e-7)  # a float32 rounding apart at most
@@ -236,11 +236,11 @@ def test_parse_color() -> None:
 
 def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
     """The image through OpenCV's JPEG path and through Pillow's."""
-    import featmap.images
+    import featmap.io.images
 
     fast = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     with monkeypatch.context() as patch:
-        patch.setattr(featmap.images, "_fast_jpeg", lambda path, opened: None)
+        patch.setattr(featmap.io.images, "_fast_jpeg", lambda path, opened: None)
         slow = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     return fast, slow
 
@@ -253,7 +253,7 @@ def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object
 def test_fast_jpeg_path_gives_pillows_pixels(
     tmp_path: Path, save: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from featmap.images import _fast_jpeg
+    from featmap.io.images import _fast_jpeg
 
     rng = np.random.default_rng(5)
     smooth = np.cumsum(rng.integers(0, 9, (48, 40, 3)), axis=1).astype(np.uint8)
@@ -283,7 +283,7 @@ def test_fast_jpeg_path_applies_exif_orientation(
 
 
 def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
-    from featmap.images import _fast_jpeg
+    from featmap.io.images import _fast_jpeg
 
     rng = np.random.default_rng(6)
     path = tmp_path / "a.jpg"

@@ -1,4 +1,4 @@
-"""featmap.layers: each kind's forward pass against an independent implementation or a hand-worked case, and
+"""featmap.net.layers: each kind's forward pass against an independent implementation or a hand-worked case, and
 its plan against the forward pass."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
-from featmap.layers import (
+from featmap.net.layers import (
     Act,
     AdaptiveAvgPool2d,
     BatchNorm,
@@ -24,7 +24,7 @@ from featmap.layers import (
     RunContext,
     Sequential,
 )
-from featmap.layers.pooling import adaptive_bounds
+from featmap.net.layers.pooling import adaptive_bounds
 
 RNG = np.random.default_rng(7)
 

@@ -1,4 +1,4 @@
-"""featmap.layers.channels and the new merges (gate, aux) and activations: plans, hand-worked forward passes,
+"""featmap.net.layers.channels and the new merges (gate, aux) and activations: plans, hand-worked forward passes,
 and PyTorch where installed."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from featmap.core.ops import activate
 from featmap.errors import ShapeError, SpecError
-from featmap.layers import (
+from featmap.net.layers import (
     Act,
     ChannelShuffle,
     Conv2d,
@@ -24,10 +25,9 @@ from featmap.layers import (
     Split,
     without_aux,
 )
-from featmap.network import WeightSource, run_network
-from featmap.ops import activate
-from featmap.spec import parse_tokens
-from featmap.summary import summarize
+from featmap.net.spec import parse_tokens
+from featmap.net.summary import summarize
+from featmap.run.executor import WeightSource, run_network
 
 RNG = np.random.default_rng(11)
 
@@ -126,7 +126,7 @@ def test_squeeze_excitation_summary_and_run() -> None:
     gate_row = next(r for r in s.layers if r.kind == "Multiply")
     assert gate_row.out_shape == (6, 6, 8)
     assert gate_row.receptive_field is not None and gate_row.receptive_field.size == (3, 3)  # the main path's
-    pytest.importorskip("featmap.weights")  # the executor's weight initialisation (another change)
+    pytest.importorskip("featmap.net.weights")  # the executor's weight initialisation (another change)
     x = RNG.random((6, 6, 3)).astype(np.float32)
     result = run_network((Conv2d(8, 3, padding=1), se), x, WeightSource(init="kaiming", seed=1))
     main, gated = result.outputs[0].values, result.outputs[-1].values
@@ -145,7 +145,7 @@ def test_aux_branch_feeds_nothing_and_counts_apart() -> None:
     assert s.totals.trainable == 40 + s.totals.aux_params
     stripped = summarize(without_aux(net), (8, 8, 1))
     assert stripped.totals.trainable == 40 and stripped.totals.aux_params == 0
-    pytest.importorskip("featmap.weights")
+    pytest.importorskip("featmap.net.weights")
     x = RNG.random((8, 8, 1)).astype(np.float32)
     result = run_network(net, x, WeightSource(init="kaiming", seed=0))
     assert result.logits.shape == (1, 1, 4)

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from featmap.images import load_image
-from featmap.spec import load_model
-from featmap.summary import summarize
-from featmap.weights import load_weights, match_weights
+from featmap.io.images import load_image
+from featmap.net.spec import load_model
+from featmap.net.summary import summarize
+from featmap.net.weights import load_weights, match_weights
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "featmap" / "models"
+MODELS = ROOT / "featmap" / "net" / "models"
 DATA = ROOT / "tests" / "data"
 
 
@@ -111,7 +111,7 @@ def test_preset_file() -> None:
 @functools.cache
 def _featmap_network() -> tuple[tuple[Any, ...], dict[str, np.ndarray]]:
     """The preset planned once on 32×32×1 and its weights file, read once."""
-    from featmap.plan import plan_layers
+    from featmap.net.plan import plan_layers
 
     model = load_model("lenet5-digits")
     assert model.weights is not None
@@ -120,7 +120,7 @@ def _featmap_network() -> tuple[tuple[Any, ...], dict[str, np.ndarray]]:
 
 def _featmap_outputs(image: np.ndarray) -> dict[str, np.ndarray]:
     """Every layer's output from featmap's executor, by weights key."""
-    from featmap.network import WeightSource, iter_network
+    from featmap.run.executor import WeightSource, iter_network
 
     nodes, tensors = _featmap_network()
     return {out.node.key: out.values for out in iter_network(nodes, image, WeightSource(tensors=tensors))}

@@ -1,4 +1,4 @@
-"""featmap.manifest_index: the fast manifest reader agrees with json.loads on every kind of line."""
+"""featmap.io.manifest_index: the fast manifest reader agrees with json.loads on every kind of line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featmap.manifest_index import index_lines, records
+from featmap.io.manifest_index import index_lines, records
 
 
 def reference(lines: list[str]) -> dict[str, tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""featmap.matrices: inline matrices, CSV/NPY files and image crops for explain, with their limits."""
+"""featmap.explain.matrices: inline matrices, CSV/NPY files and image crops for explain, with their limits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from featmap.errors import ImageReadError, ShapeError, SpecError
-from featmap.matrices import MAX_FILE_BYTES, crop_image, looks_like_matrix, parse_matrix, read_matrix
+from featmap.explain.matrices import MAX_FILE_BYTES, crop_image, looks_like_matrix, parse_matrix, read_matrix
 
 
 def test_parse_rows_values_and_channels() -> None:

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from featmap.cli import cli
-from featmap.layers import without_aux
-from featmap.plan import PlanNode, plan_layers
-from featmap.spec import load_model, parse_file
-from featmap.summary import summarize
+from featmap.net.layers import without_aux
+from featmap.net.plan import PlanNode, plan_layers
+from featmap.net.spec import load_model, parse_file
+from featmap.net.summary import summarize
 
 from .conftest import REPO
 
@@ -181,7 +181,7 @@ def test_forward_equals_torchvision_with_its_weights(name: str) -> None:
     torchvision = pytest.importorskip("torchvision")
     import numpy as np
 
-    from featmap.network import WeightSource, run_network
+    from featmap.run.executor import WeightSource, run_network
 
     torch.manual_seed(0)
     net = getattr(torchvision.models, name)(weights=None).eval()
@@ -196,7 +196,7 @@ def test_forward_equals_torchvision_with_its_weights(name: str) -> None:
         expected = net(x)[0].numpy()
     model = load_model(name)
     nodes = plan_layers(model.layers, image.shape)
-    from featmap.plan import iter_leaves
+    from featmap.net.plan import iter_leaves
 
     ours = [(f"{leaf.key}.{w}", shape) for leaf in iter_leaves(nodes) for w, shape in leaf.plan.weights]
     assert len(ours) == len(theirs)

@@ -1,4 +1,4 @@
-"""featmap.network: the executor runs the plans the calculator prints — same shapes on random stacks and on
+"""featmap.run.executor: the executor runs the plans the calculator prints — same shapes on random stacks and on
 the presets — with weights from kernels, tensors or seeded init, and refuses what cannot run."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from featmap.errors import FeatmapError, ShapeError, SpecError
 from featmap.kernels import KernelLibrary
-from featmap.layers import (
+from featmap.net.layers import (
     Act,
     BatchNorm,
     Conv2d,
@@ -23,10 +23,10 @@ from featmap.layers import (
     Sequential,
     without_aux,
 )
-from featmap.network import WeightSource, iter_network, run_network, top_classes
-from featmap.plan import plan_layers
-from featmap.spec import list_models, parse_tokens
-from featmap.summary import summarize
+from featmap.net.plan import plan_layers
+from featmap.net.spec import list_models, parse_tokens
+from featmap.net.summary import summarize
+from featmap.run.executor import WeightSource, iter_network, run_network, top_classes
 
 LIB = KernelLibrary()
 
@@ -123,7 +123,7 @@ def test_presets_run_with_the_shapes_shape_prints(model):
 
 
 def test_vgg_first_blocks_upto_a_named_layer():
-    from featmap.spec import load_model
+    from featmap.net.spec import load_model
 
     model = load_model("vgg11")
     x = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
@@ -133,7 +133,7 @@ def test_vgg_first_blocks_upto_a_named_layer():
 
 
 def test_spec_kernels_supply_the_weights():
-    from featmap.layers import Conv2d as C
+    from featmap.net.layers import Conv2d as C
 
     bank = LIB.bank(["sobel_x", "sobel_y"])
     layers = [C(bank=bank, padding="same"), Act("abs")]

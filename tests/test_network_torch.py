@@ -8,8 +8,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from featmap.network import WeightSource, run_network
-from featmap.spec import load_model, parse_tokens
+from featmap.net.spec import load_model, parse_tokens
+from featmap.run.executor import WeightSource, run_network
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -128,7 +128,7 @@ def test_a_residual_block_and_named_layers_match_torch(tmp_path):
     x = np.random.default_rng(5).random((9, 9, 2), dtype=np.float32)
     with torch.no_grad():
         logits = model(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float())[0].numpy()
-    from featmap.spec import parse_file
+    from featmap.net.spec import parse_file
 
     # torch's keys: res.main.conv.weight — featmap's residual branch is named `main` too
     result = run_network(parse_file(spec).layers, x, WeightSource(_state(model)))
@@ -136,7 +136,7 @@ def test_a_residual_block_and_named_layers_match_torch(tmp_path):
 
 
 def test_lenet5_digits_matches_torch_on_the_shipped_weights():
-    from featmap.weights import load_weights
+    from featmap.net.weights import load_weights
 
     model_spec = load_model("lenet5-digits")
     assert model_spec.weights is not None

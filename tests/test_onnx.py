@@ -1,4 +1,4 @@
-"""featmap.onnx: small graphs built with onnx.helper (hand-checked shapes and parameters), the unsupported-operator
+"""featmap.net.onnx: small graphs built with onnx.helper (hand-checked shapes and parameters), the unsupported-operator
 report, the CLI, and (where torch and torchvision are installed) torchvision exports against the presets."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from click.testing import CliRunner
 
 from featmap.cli import cli
 from featmap.errors import SpecError
-from featmap.layers import Act, Parallel
-from featmap.spec import load_model
-from featmap.summary import summarize
+from featmap.net.layers import Act, Parallel
+from featmap.net.spec import load_model
+from featmap.net.summary import summarize
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from featmap.onnx import load_onnx  # noqa: E402
-from featmap.onnx._wire import read_without_payloads  # noqa: E402
+from featmap.net.onnx import load_onnx  # noqa: E402
+from featmap.net.onnx._wire import read_without_payloads  # noqa: E402
 
 RNG = np.random.default_rng(5)
 

@@ -1,4 +1,4 @@
-"""featmap.ops: conv2d by hand, by identity and against scipy; padding modes; activations; errors."""
+"""featmap.core.ops: conv2d by hand, by identity and against scipy; padding modes; activations; errors."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage, signal
 
 from featmap import activate, conv2d, pad
+from featmap.core.ops import normalize, separable
 from featmap.errors import ShapeError, SpecError
-from featmap.ops import normalize, separable
-from featmap.writers.png import quantize, to_pixels
+from featmap.io.writers.png import quantize, to_pixels
 
 TEXTBOOK_X = np.array(
     [[2, 2, 3, 3, 3], [0, 1, 3, 0, 3], [2, 3, 0, 1, 3], [3, 3, 2, 1, 2], [3, 3, 0, 2, 3]], dtype=np.float32
@@ -105,7 +105,7 @@ def test_matches_scipy_signal_on_padded_input(
     x = rng.random((14, 15))
     k = rng.standard_normal((3, 4))
     ours = conv2d(x, k, stride=stride, padding=padding, dilation=dilation, pad_mode="symmetric")[..., 0]  # type: ignore[arg-type]
-    from featmap.shapes import resolve_padding
+    from featmap.core.geometry import resolve_padding
 
     top, bottom, left, right = resolve_padding(padding, (14, 15), (3, 4), stride=stride, dilation=dilation)  # type: ignore[arg-type]
     padded = np.pad(x, ((top, bottom), (left, right)), mode="symmetric")
@@ -252,7 +252,7 @@ def test_strided_equals_stride_one_subsampled(x: np.ndarray, k: np.ndarray, stri
 
 
 def test_lenet_textbook_bank_shape_and_params() -> None:
-    from featmap.shapes import conv_params
+    from featmap.core.geometry import conv_params
 
     out = conv2d(np.zeros((32, 32, 3), np.float32), np.ones((6, 3, 5, 5), np.float32), np.zeros(6))
     assert out.shape == (28, 28, 6)
@@ -275,7 +275,7 @@ def test_seven_by_seven_strides() -> None:
 def test_to_pixels_is_quantize_of_normalize_band_by_band(
     mode: str, bit_depth: int, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
 ) -> None:
-    import featmap.ops as ops
+    import featmap.core.ops as ops
 
     monkeypatch.setattr(ops, "_BAND_VALUES", 100)  # many bands, the last one short
     maps = [

@@ -11,13 +11,17 @@ from pathlib import Path
 import pytest
 
 from featmap.errors import FeatmapError, OutputBusyError
-from featmap.outputs import JOURNAL_NAME, LOCK_NAME, Manifest, OutputLock, OutputOptions, safe_stem
+from featmap.io.outputs import JOURNAL_NAME, LOCK_NAME, Manifest, OutputLock, OutputOptions, safe_stem
 
 
 def test_lock_holds_the_folder_and_names_the_holder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from featmap.outputs import OutputLock; OutputLock({str(out)!r}).acquire(); input()"],
+        [
+            sys.executable,
+            "-c",
+            f"from featmap.io.outputs import OutputLock; OutputLock({str(out)!r}).acquire(); input()",
+        ],
         stdin=subprocess.PIPE,
     )
     try:

@@ -1,4 +1,4 @@
-"""featmap.outputs.OutputOptions.target: the text fast path gives exactly pathlib's answer, and escapes fail."""
+"""featmap.io.outputs.OutputOptions.target: the text fast path gives exactly pathlib's answer, and escapes fail."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from featmap.errors import SpecError
-from featmap.outputs import Manifest, OutputOptions
+from featmap.io.outputs import Manifest, OutputOptions
 
 
 @pytest.mark.parametrize(

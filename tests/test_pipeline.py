@@ -1,4 +1,4 @@
-"""featmap.pipeline: conv → activation → pool per kernel, combined maps, warnings and strict mode."""
+"""featmap.run.pipeline: conv → activation → pool per kernel, combined maps, warnings and strict mode."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from featmap import activate, conv2d, pool2d
+from featmap.core.pool import global_pool
 from featmap.errors import ShapeError
 from featmap.kernels import Kernel, KernelBank, KernelLibrary
-from featmap.layers import Act, Conv2d, GlobalPool2d, Pool2d
-from featmap.pipeline import iter_feature_maps, run
-from featmap.pool import global_pool
+from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
+from featmap.run.pipeline import iter_feature_maps, run
 
 LIB = KernelLibrary(use_env=False)
 
@@ -115,8 +115,8 @@ def test_combine_refuses_maps_of_different_shapes() -> None:
 
 
 def test_map_stats_match_numpy_over_many_bands(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
-    import featmap.ops as ops
-    from featmap.pipeline import MapStats
+    import featmap.core.ops as ops
+    from featmap.run.pipeline import MapStats
 
     monkeypatch.setattr(ops, "_BAND_VALUES", 64)
     for values in (

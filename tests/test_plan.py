@@ -1,13 +1,13 @@
-"""featmap.plan: the plan tree's paths, weight keys and errors."""
+"""featmap.net.plan: the plan tree's paths, weight keys and errors."""
 
 from __future__ import annotations
 
 import pytest
 
 from featmap.errors import ShapeError
-from featmap.layers import Conv2d, Parallel, Sequential
-from featmap.plan import iter_leaves, plan_layers
-from featmap.spec import load_model, parse_tokens
+from featmap.net.layers import Conv2d, Parallel, Sequential
+from featmap.net.plan import iter_leaves, plan_layers
+from featmap.net.spec import load_model, parse_tokens
 
 
 def test_unnamed_stack_keys_are_torch_sequential_indices():

@@ -1,4 +1,4 @@
-"""featmap.pool: hand-worked pools, TensorFlow 'same' semantics, PyTorch's count_include_pad."""
+"""featmap.core.pool: hand-worked pools, TensorFlow 'same' semantics, PyTorch's count_include_pad."""
 
 from __future__ import annotations
 

@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from featmap.batch import ApplyJob, OutputOptions, apply_image
 from featmap.cli import cli
 from featmap.kernels import KernelLibrary
-from featmap.layers import Conv2d, Pool2d
+from featmap.net.layers import Conv2d, Pool2d
+from featmap.net.spec import load_model
+from featmap.net.summary import summarize
 from featmap.render import apply_view, kernel_list, summary_view
-from featmap.spec import load_model
-from featmap.summary import summarize
+from featmap.run.batch import ApplyJob, OutputOptions, apply_image
 
 
 def _text(renderable: object, width: int) -> list[str]:

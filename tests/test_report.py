@@ -16,7 +16,7 @@ from PIL import Image
 
 from featmap.cli import cli
 from featmap.errors import OutputExistsError
-from featmap.writers.report import encode_input, encode_samples, render_html, write_index
+from featmap.io.writers.report import encode_input, encode_samples, render_html, write_index
 
 from .conftest import SAMPLES
 
@@ -65,7 +65,7 @@ def decode_input(enc: dict[str, Any]) -> np.ndarray:
 
 
 def test_a_photo_in_gray_round_trips(tmp_path: Path) -> None:
-    from featmap.images import load_image
+    from featmap.io.images import load_image
 
     pixels = load_image(SAMPLES / "coffee.png").pixels  # RGB to luma: float32, not 8-bit levels
     enc = encode_samples(pixels)
@@ -106,7 +106,7 @@ def test_report_is_self_contained_and_holds_the_arrays(runner: CliRunner, tmp_pa
     assert "http://" not in page and "https://" not in page
     assert "default-src 'none'" in page  # the page may not load anything, even by mistake
     data = page_data(page)
-    from featmap.images import load_image
+    from featmap.io.images import load_image
 
     pixels = load_image(SAMPLES / "camera.png").pixels
     assert data["input"]["kind"] == "u8"  # type: ignore[index]

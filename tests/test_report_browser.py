@@ -164,7 +164,7 @@ def test_photo_combined_map_with_zero_padding(browser: Any, runner: CliRunner, t
     args = ["-k", "sobel_x", "-k", "sobel_y", "--combine", "magnitude", "--padding", "1", "--activation", "relu"]
     apply(runner, SAMPLES / "coffee.png", out, *args)
     npy = np.load(out / "coffee" / "magnitude.npy")
-    from featmap.images import load_image
+    from featmap.io.images import load_image
 
     x = np.pad(load_image(SAMPLES / "coffee.png").pixels[:, :, 0].astype(np.float64), 1)
     sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)

@@ -1,4 +1,4 @@
-"""featmap.shapes: output sizes, 'same' padding, parameters and MACs, by hand and against the ops."""
+"""featmap.core.geometry: output sizes, 'same' padding, parameters and MACs, by hand and against the ops."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featmap import conv2d, pool2d
-from featmap.errors import ShapeError, SpecError
-from featmap.shapes import (
+from featmap.core.geometry import (
     conv_geometry,
     conv_macs,
     conv_output_size,
@@ -19,6 +18,7 @@ from featmap.shapes import (
     resolve_padding,
     same_padding,
 )
+from featmap.errors import ShapeError, SpecError
 
 
 @pytest.mark.parametrize(("stride", "expect"), [(1, 5), (2, 3)])
@@ -149,7 +149,7 @@ def test_pool_formula_equals_actual_pool_shape(h: int, w: int, k: int, s: int, s
 )
 def test_tap_slices_pick_each_window_cell(in_hw, kernel, stride, dilation, padding):
     """Tap (i, j) of output (y, x) reads padded cell (y*sh + i*dh, x*sw + j*dw), and only the out_hw of them."""
-    from featmap.shapes import conv_geometry
+    from featmap.core.geometry import conv_geometry
 
     g = conv_geometry(in_hw, kernel, stride=stride, padding=padding, dilation=dilation)
     ph, pw = g.padded_hw

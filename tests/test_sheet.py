@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from featmap.cli import cli
-from featmap.colormaps import get_colormap
-from featmap.display import DisplayRange
 from featmap.errors import SpecError
-from featmap.writers.sheet import MAX_SHEET_PANELS, SHEET_MAX_WIDTH, Panel, SheetRow, build_sheet, shrink
+from featmap.io.colormaps import get_colormap
+from featmap.io.display import DisplayRange
+from featmap.io.writers.sheet import MAX_SHEET_PANELS, SHEET_MAX_WIDTH, Panel, SheetRow, build_sheet, shrink
 
 
 def invoke(runner: CliRunner, *args: object) -> object:

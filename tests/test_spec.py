@@ -1,4 +1,4 @@
-"""featmap.spec: the token grammar and spec files, including their error messages."""
+"""featmap.net.spec: the token grammar and spec files, including their error messages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from featmap.errors import SpecError
-from featmap.layers import (
+from featmap.net.layers import (
     Act,
     AdaptiveAvgPool2d,
     BatchNorm,
@@ -21,8 +21,8 @@ from featmap.layers import (
     Pool2d,
     Sequential,
 )
-from featmap.spec import load_model, parse_file, parse_shape, parse_token, parse_tokens
-from featmap.summary import summarize
+from featmap.net.spec import load_model, parse_file, parse_shape, parse_token, parse_tokens
+from featmap.net.summary import summarize
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""featmap.summary: presets against published totals, golden outputs, invariants, and bad geometry."""
+"""featmap.net.summary: presets against published totals, golden outputs, invariants, and bad geometry."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from featmap import conv2d, pool2d
 from featmap.errors import ShapeError
-from featmap.layers import Conv2d, Pool2d
-from featmap.spec import list_models, load_model, parse_tokens
-from featmap.summary import LayerInfo, Summary, summarize
+from featmap.net.layers import Conv2d, Pool2d
+from featmap.net.spec import list_models, load_model, parse_tokens
+from featmap.net.summary import LayerInfo, Summary, summarize
 
 from .conftest import GOLDEN
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featmap import conv2d, pool2d
-from featmap.shapes import resolve_padding
+from featmap.core.geometry import resolve_padding
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -121,8 +121,8 @@ def _torch_counts(model: object) -> tuple[int, int]:
 
 
 def test_summary_matches_torch_shapes_and_params() -> None:
-    from featmap.spec import parse_tokens
-    from featmap.summary import summarize
+    from featmap.net.spec import parse_tokens
+    from featmap.net.summary import summarize
 
     nn = torch.nn
     tokens = [
@@ -158,8 +158,8 @@ def test_summary_matches_torch_shapes_and_params() -> None:
 
 
 def test_residual_block_matches_torch() -> None:
-    from featmap.spec import parse_file
-    from featmap.summary import summarize
+    from featmap.net.spec import parse_file
+    from featmap.net.summary import summarize
 
     nn = torch.nn
     import tempfile

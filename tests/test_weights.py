@@ -1,4 +1,4 @@
-"""featmap.weights: reading .npz/.safetensors, validation, layouts, matching and seeded initialisation."""
+"""featmap.net.weights: reading .npz/.safetensors, validation, layouts, matching and seeded initialisation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from featmap.errors import ShapeError, SpecError
-from featmap.weights import (
+from featmap.net.weights import (
     BYTES_ENV,
     ELEMENTS_ENV,
     init_weights,

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featmap.batch import ApplyJob, apply_image
 from featmap.errors import SpecError
+from featmap.io.outputs import OutputOptions
+from featmap.io.writers import REGISTRY, Writer, get_writer, open_writers, register
+from featmap.io.writers.png import save_png
 from featmap.kernels import Kernel, KernelBank
-from featmap.outputs import OutputOptions
-from featmap.pipeline import iter_feature_maps
-from featmap.writers import REGISTRY, Writer, get_writer, open_writers, register
-from featmap.writers.png import save_png
+from featmap.run.batch import ApplyJob, apply_image
+from featmap.run.pipeline import iter_feature_maps
 
 DELTA = Kernel("delta", [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
 DOUBLE = Kernel("double", [[0, 0, 0], [0, 2, 0], [0, 0, 0]])
@@ -52,7 +52,7 @@ class _InvertWriter(Writer):
         return target.with_name(target.stem + self.suffix)
 
     def add(self, target: Path, fmap: object) -> Path:
-        from featmap.writers.png import to_pixels
+        from featmap.io.writers.png import to_pixels
 
         values = fmap.values  # type: ignore[attr-defined]
         return save_png(self.path_for(target), 255 - to_pixels(values, self.options.normalize))

@@ -1,4 +1,4 @@
-"""featmap.writers.gif: frames, layout, exact colours and limits of an explanation's animation."""
+"""featmap.io.writers.gif: frames, layout, exact colours and limits of an explanation's animation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from featmap.errors import ShapeError
 from featmap.explain import explain
 from featmap.explain.examples import explain_example
-from featmap.layers import Conv2d, Pool2d
-from featmap.writers.gif import COLORS, MAX_FRAMES, frame_colors, gif_frames, gif_layout, write_gif
+from featmap.io.writers.gif import COLORS, MAX_FRAMES, frame_colors, gif_frames, gif_layout, write_gif
+from featmap.net.layers import Conv2d, Pool2d
 
 
 def test_frames_cover_every_position_of_every_stage() -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from featmap.layers import without_aux
-from featmap.plan import PlanNode, iter_leaves, plan_layers
-from featmap.spec import load_model
+from featmap.net.layers import without_aux
+from featmap.net.plan import PlanNode, iter_leaves, plan_layers
+from featmap.net.spec import load_model
 
 #: Top-level torchvision modules whose children are stages themselves (``features.3``, not ``layer2.1``).
 _STAGE_PARENTS = ("features", "trunk_output", "classifier")

@@ -5,7 +5,7 @@ Used by ``tools/train_lenet5_digits.py`` to check that the saved weights reprodu
 cross-correlations computed with ``numpy.lib.stride_tricks.sliding_window_view`` + ``einsum`` in float64
 (a different route from featmap's engines and from torch's).
 
-Layout: images ``(N, H, W, C)``; weights as in ``featmap/models/lenet5-digits.npz`` (PyTorch layout,
+Layout: images ``(N, H, W, C)``; weights as in ``featmap/net/models/lenet5-digits.npz`` (PyTorch layout,
 ``C1.weight`` is ``(6, 1, 5, 5)``). Layer keys follow featmap's weights convention (the layer's name, or
 its 0-based index in the list when unnamed), so ``outputs["1"]`` is the tanh after C1.
 """

@@ -11,7 +11,7 @@ C. Kaynak, 1998; CC BY 4.0). Each digit is upsampled to 32×32 by `digit_to_pixe
 makes the images, for training, the held-out file and the sample PNGs alike) and fed to the network as
 featmap reads an 8-bit PNG (`pixels_to_input`), so training sees exactly what ``featmap apply`` will see.
 
-Network: featmap's ``lenet5`` preset (``featmap/models/lenet5.yaml``) as a ``torch.nn.Sequential`` whose
+Network: featmap's ``lenet5`` preset (``featmap/net/models/lenet5.yaml``) as a ``torch.nn.Sequential`` whose
 module names are featmap's layer keys (a layer's ``name``, else its 0-based index), so ``state_dict()``
 gives ``C1.weight``, ``C1.bias``, ``C3.weight`` … ``output.bias`` in PyTorch layout.
 
@@ -21,8 +21,8 @@ learning rate peaking at 3e-3, batch 32, 60 epochs, cross-entropy, every image s
 
 Writes (paths relative to the repository root):
 
-- ``featmap/models/lenet5-digits.npz``: float32 weights, ``state_dict`` names and layout;
-- ``featmap/models/lenet5-digits.yaml``: the preset (the lenet5 layers, ``weights``, ``labels``);
+- ``featmap/net/models/lenet5-digits.npz``: float32 weights, ``state_dict`` names and layout;
+- ``featmap/net/models/lenet5-digits.yaml``: the preset (the lenet5 layers, ``weights``, ``labels``);
 - ``tests/data/digits_heldout.npz``: the held-out digits (``images`` uint8 (N, 32, 32), ``labels`` uint8,
   ``index`` into ``load_digits``);
 - ``samples/digits/digit_<d>.png``: the first held-out digit of each class, 32×32 8-bit gray;
@@ -70,7 +70,7 @@ def digit_to_pixels(digit: NDArray[np.floating]) -> NDArray[np.uint8]:
 
 
 def pixels_to_input(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """uint8 pixels → float32 in [0, 1] exactly as ``featmap.images.load_image`` reads an 8-bit PNG."""
+    """uint8 pixels → float32 in [0, 1] exactly as ``featmap.io.images.load_image`` reads an 8-bit PNG."""
     return np.multiply(pixels, np.float32(1 / 255), dtype=np.float32)
 
 
@@ -154,7 +154,7 @@ def train(model, x: NDArray[np.float32], y: NDArray[np.int64]) -> None:  # type:
 
 
 def write_yaml(path: Path, weights_name: str) -> None:
-    preset = (ROOT / "featmap" / "models" / "lenet5.yaml").read_text().splitlines()
+    preset = (ROOT / "featmap" / "net" / "models" / "lenet5.yaml").read_text().splitlines()
     layers = preset[preset.index("layers:") :]
     labels = ", ".join(f'"{d}"' for d in range(10))
     head = [
@@ -201,7 +201,7 @@ def main() -> int:
     torch_acc = float(np.mean(torch_logits.argmax(1) == labels[held_idx]))
     print(f"torch held-out accuracy: {torch_acc:.4f} ({int(round(torch_acc * len(held_idx)))}/{len(held_idx)})")
 
-    models = ROOT / "featmap" / "models"
+    models = ROOT / "featmap" / "net" / "models"
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     weights_path = models / "lenet5-digits.npz"
     save_npz(weights_path, **weights)
@@ -248,7 +248,7 @@ def main() -> int:
         print("error: the saved weights do not reproduce torch's logits to 1e-5", file=sys.stderr)
         return 1
     try:
-        from featmap.images import load_image
+        from featmap.io.images import load_image
     except ImportError:
         return 0
     for d in range(10):
@@ -256,7 +256,7 @@ def main() -> int:
         if not np.array_equal(got, x_samples[d]):
             print(f"error: featmap reads digit_{d}.png differently from the training input", file=sys.stderr)
             return 1
-    print("featmap.images.load_image reads the sample PNGs bit-identically to the training input")
+    print("featmap.io.images.load_image reads the sample PNGs bit-identically to the training input")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featmap.explain.examples import explain_example
-from featmap.writers.gif import write_gif
+from featmap.io.writers.gif import write_gif
 
 if __name__ == "__main__":
     target = Path(__file__).resolve().parent / "explain_conv.gif"

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 import click
 
-from .. import __version__
-from ._common import ExitCode, FeatmapGroup
-from .apply import apply
-from .explain import explain
-from .kernels import kernels
-from .shape import shape
+from featmap import __version__
+from featmap.cli._common import ExitCode, FeatmapGroup
+from featmap.cli.apply import apply
+from featmap.cli.explain import explain
+from featmap.cli.kernels import kernels
+from featmap.cli.shape import shape
 
 __all__ = ["ExitCode", "cli", "main"]
 
@@ -29,8 +29,8 @@ __all__ = ["ExitCode", "cli", "main"]
 def cli(ctx: click.Context, debug: bool) -> None:
     """See what a convolutional layer does to a picture."""
     ctx.meta["featmap.debug"] = debug
-    from ..errors import LimitError
-    from ..limits import check_environment
+    from featmap.errors import LimitError
+    from featmap.limits import check_environment
 
     try:
         check_environment()  # a FEATMAP_MAX_* typo is reported before any work

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..enums import Activation, Combine, Normalize, PaddingMode, PoolKind
-from ..errors import FeatmapError, OptionError, SpecError
-from ._scale import OutLocation
+from featmap.cli._scale import OutLocation
+from featmap.enums import Activation, Combine, Normalize, PaddingMode, PoolKind
+from featmap.errors import FeatmapError, OptionError, SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -220,7 +220,9 @@ class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         text = value.strip().lower()
         if text in self.words:
             return text
-        from ..spec.tokens import _ints  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
+        from featmap.net.spec.tokens import (
+            _ints,  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
+        )
 
         try:
             numbers = _ints(text, self.name)
@@ -246,7 +248,7 @@ class PadModeType(click.ParamType):  # type: ignore[type-arg]  # generic only in
     name = "mode"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from ..enums import parse_enum
+        from featmap.enums import parse_enum
 
         try:
             return parse_enum(PaddingMode, value, "--pad-mode")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..backends.storage import is_remote, local_path
+from featmap.io.storage import is_remote, local_path
 
 __all__ = ["OutLocation", "local_out_dir", "scale_options", "scaled_batch"]
 
@@ -71,15 +71,15 @@ def scaled_batch(
         return None
     backend = None
     if scheduler:
-        from ..backends import choose_backend
-        from ..backends.dask import require_dask
+        from featmap.run.backends import choose_backend
+        from featmap.run.backends.dask import require_dask
 
         require_dask()
         backend = choose_backend(scheduler, jobs=jobs, chunk=opts.get("chunk"))
     skip = opts["skip_existing"]
     if not remote:
-        from ..batch import run_batch
-        from ..discover import discover
+        from featmap.io.discover import discover
+        from featmap.run.batch import run_batch
 
         items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[out])
 
@@ -87,8 +87,8 @@ def scaled_batch(
             return run_batch(items, job, jobs=jobs, skip_existing=skip, on_progress=on_progress, backend=backend)
 
         return items, problems, ignored, run_local
-    from ..backends.storage import discover_urls
-    from ..backends.urlbatch import run_url_batch
+    from featmap.io.storage import discover_urls
+    from featmap.run.backends.urlbatch import run_url_batch
 
     found, problems, ignored = discover_urls(
         [local_path(i) for i in images], recursive=opts["recursive"], exclude=out if is_remote(out) else None

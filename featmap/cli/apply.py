@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-from ..errors import FeatmapError, NothingToDoError
-from ._common import (
+from featmap.cli._common import (
     ExitCode,
     FeatmapCommand,
     _console,
@@ -22,12 +21,13 @@ from ._common import (
     kernel_options,
     output_options,
 )
-from ._scale import local_out_dir, scale_options, scaled_batch
+from featmap.cli._scale import local_out_dir, scale_options, scaled_batch
+from featmap.errors import FeatmapError, NothingToDoError
 
 _OUTPUT_OPTIONS = (
     "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet".split()
 )
-# Options that `featmap.jobs.make_job` takes under the same name.
+# Options that `featmap.run.jobs.make_job` takes under the same name.
 _JOB_OPTIONS = (
     "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
     "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite "
@@ -102,9 +102,9 @@ def apply(
       featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """
-    from ..batch import apply_image
-    from ..jobs import make_job
-    from ..render import apply_dict, apply_view, network_dict, network_view
+    from featmap.render import apply_dict, apply_view, network_dict, network_view
+    from featmap.run.batch import apply_image
+    from featmap.run.jobs import make_job
 
     job: Any = _network_job(kernel_specs, kernel_dirs, opts)
     as_dict, view, hint = network_dict, network_view, ""
@@ -152,10 +152,10 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
     if stray:
         flag = stray[0].replace("_", "-")
         raise click.UsageError(f"--{flag} applies to -k kernels; a network's layers carry their own options")
-    from ..images import parse_color
-    from ..jobs import make_output
-    from ..netjob import make_network_job
-    from ..spec import load_model, parse_file
+    from featmap.io.images import parse_color
+    from featmap.net.spec import load_model, parse_file
+    from featmap.run.jobs import make_output
+    from featmap.run.netjob import make_network_job
 
     model = load_model(opts["model"]) if opts["model"] else parse_file(opts["spec_file"], kernel_dirs=kernel_dirs)
     output = make_output(
@@ -189,12 +189,12 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool) -> None:
     import signal
 
-    from ..batch import BatchInterrupted, run_batch
-    from ..discover import discover
-    from ..render import batch_dict, batch_view
-    from ..workers import keep_freed_memory
+    from featmap.io.discover import discover
+    from featmap.render import batch_dict, batch_view
+    from featmap.run.batch import BatchInterrupted, run_batch
+    from featmap.run.workers import keep_freed_memory
 
-    keep_freed_memory()  # this process runs image after image: reuse freed pages (see featmap.workers)
+    keep_freed_memory()  # this process runs image after image: reuse freed pages (see featmap.run.workers)
 
     jobs = opts["jobs"] or os.cpu_count() or 1
     scaled = scaled_batch(images, job, opts, jobs)  # URLs or --scheduler (featmap.cli._scale)

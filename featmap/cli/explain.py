@@ -10,8 +10,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ..errors import SpecError
-from ._common import FeatmapCommand, IntsType, _console, _err, conv_options, kernel_options
+from featmap.cli._common import FeatmapCommand, IntsType, _console, _err, conv_options, kernel_options
+from featmap.errors import SpecError
 
 #: Options that shape the convolution; refused in pool mode and with --example.
 _CONV_ONLY = ("stride", "padding", "pad_mode", "pad_value", "dilation", "flip", "activation", "slope", "bias")
@@ -95,8 +95,8 @@ def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ..
       featmap explain pool --input "1 1 2 4; 5 6 7 8; 3 2 1 0; 1 2 3 4" --pool max
       featmap explain --image samples/camera.png --crop 200,200,6,6 -k sobel_x --gif sobel.gif
     """
-    from ..explain.examples import EXAMPLES, explain_example
-    from ..render import examples_dict, examples_view, explain_dict, explain_view
+    from featmap.explain.examples import EXAMPLES, explain_example
+    from featmap.render import examples_dict, examples_view, explain_dict, explain_view
 
     if opts["list_examples"]:
         if as_json:
@@ -115,7 +115,7 @@ def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ..
     steps = None if opts["steps"] == "all" else int(opts["steps"])
     document = explain_dict(explanation, at=at, steps=steps) if as_json else None  # refuses a bad --at first
     if opts["gif"] is not None:
-        from ..writers.gif import write_gif
+        from featmap.io.writers.gif import write_gif
 
         path, frames = write_gif(opts["gif"], explanation)
         _err("note", f"wrote {path} ({frames} frames)")
@@ -130,8 +130,8 @@ explain.params = [p for p in explain.params if p.name != "combine"]  # one kerne
 
 def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path, ...], opts: dict[str, Any]) -> Any:
     """Read the input, the kernel and the layers from the options, and explain them."""
-    from ..explain import explain as explain_matrix
-    from ..jobs import make_layers
+    from featmap.explain import explain as explain_matrix
+    from featmap.run.jobs import make_layers
 
     if (opts["input_value"] is None) == (opts["image"] is None):
         raise click.UsageError('give one input: --input "1 2; 3 4", --input FILE.csv, or --image FILE --crop X,Y,W,H')
@@ -162,7 +162,7 @@ def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path
 
 
 def _read_input(opts: dict[str, Any]) -> tuple[Any, str]:
-    from ..matrices import MATRIX_SUFFIXES, crop_image, parse_matrix, read_matrix
+    from featmap.explain.matrices import MATRIX_SUFFIXES, crop_image, parse_matrix, read_matrix
 
     text, image = opts["input_value"], opts["image"]
     if image is not None:
@@ -180,8 +180,8 @@ def _read_kernel(spec: str, kernel_dirs: tuple[Path, ...]) -> tuple[Any, str, fl
     """``(weights, name, bias)`` of one ``-k`` value or inline matrix."""
     import numpy as np
 
-    from ..kernels import KernelLibrary
-    from ..matrices import looks_like_matrix, parse_matrix
+    from featmap.explain.matrices import looks_like_matrix, parse_matrix
+    from featmap.kernels import KernelLibrary
 
     if looks_like_matrix(spec):
         weights = parse_matrix(spec, "-k")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from ..errors import FeatmapError
-from ._common import (
+from featmap.cli._common import (
     FeatmapGroup,
     _console,
     kernel_options,
 )
+from featmap.errors import FeatmapError
 
 
 @click.group(cls=FeatmapGroup)
@@ -26,8 +26,8 @@ def kernels() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def kernels_list(kernel_dirs: tuple[Path, ...], tag: str | None, as_json: bool) -> None:
     """List every kernel: name, size, tags, description and source."""
-    from ..kernels import KernelLibrary
-    from ..render import kernel_dict, kernel_list
+    from featmap.kernels import KernelLibrary
+    from featmap.render import kernel_dict, kernel_list
 
     chosen = [k for k in KernelLibrary(kernel_dirs) if tag is None or tag in k.tags]
     if tag is not None and not chosen:
@@ -44,8 +44,8 @@ def kernels_list(kernel_dirs: tuple[Path, ...], tag: str | None, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def kernels_show(spec: str, kernel_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Show the weights and facts of SPEC (a name, tag, file or parametric kernel)."""
-    from ..kernels import KernelLibrary
-    from ..render import kernel_dict, kernel_show
+    from featmap.kernels import KernelLibrary
+    from featmap.render import kernel_dict, kernel_show
 
     chosen = KernelLibrary(kernel_dirs).select(spec)
     if as_json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import (
+from featmap.cli._common import (
     FeatmapCommand,
     _console,
     _err,
@@ -59,7 +59,7 @@ def shape(
 
 def _onnx_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | None:
     """The ONNX file given as ``featmap shape model.onnx`` or ``--spec model.onnx``, if any."""
-    from ..onnx import is_onnx_path
+    from featmap.net.onnx import is_onnx_path
 
     if spec_file is not None and is_onnx_path(spec_file):
         return spec_file
@@ -79,11 +79,11 @@ def _shape_command(
     list_models: bool,
     no_aux: bool = False,
 ) -> None:
-    from ..api import shape as summarize_layers
-    from ..errors import SpecError
-    from ..render import summary_dict, summary_explain, summary_markdown, summary_view
-    from ..spec import Model, load_model, parse_file, parse_tokens
-    from ..spec import list_models as presets
+    from featmap.api import shape as summarize_layers
+    from featmap.errors import SpecError
+    from featmap.net.spec import Model, load_model, parse_file, parse_tokens
+    from featmap.net.spec import list_models as presets
+    from featmap.render import summary_dict, summary_explain, summary_markdown, summary_view
 
     if list_models:
         rows = presets()
@@ -121,8 +121,8 @@ def _shape_command(
         )
     onnx_file = _onnx_argument(tokens, spec_file)
     if onnx_file is not None:
-        from ..onnx import load_onnx
-        from ..spec import parse_shape
+        from featmap.net.onnx import load_onnx
+        from featmap.net.spec import parse_shape
 
         found = load_onnx(onnx_file, parse_shape(input_text) if input_text is not None else None)
     elif tokens:
@@ -132,7 +132,7 @@ def _shape_command(
     if no_aux:
         from dataclasses import replace
 
-        from ..layers import without_aux
+        from featmap.net.layers import without_aux
 
         found = replace(found, layers=without_aux(found.layers))
     name = found.name or None

@@ -1,16 +1,16 @@
 """Step records of a convolution and a pooling on a small matrix: what `featmap explain` shows.
 
 Pure: numpy only, no files, no printing. The records come from the engine's own pieces: the geometry
-from `featmap.shapes.conv_geometry` / `pool_geometry` (padding per side, output size, rows a stride
-leaves unused), the padding from `featmap.ops.pad`, the windows from `featmap.engine.window_taps` (the
-one slice formula) and the activation from `featmap.ops.activate`; the tests check that every output
+from `featmap.core.geometry.conv_geometry` / `pool_geometry` (padding per side, output size, rows a stride
+leaves unused), the padding from `featmap.core.ops.pad`, the windows from `featmap.core.engine.window_taps` (the
+one slice formula) and the activation from `featmap.core.ops.activate`; the tests check that every output
 equals `featmap.conv2d` / `featmap.pool2d`. The geometry of a layer comes from its own plan
-(`featmap.layers.Conv2d.plan`, `Pool2d.plan`) in `explain`.
+(`featmap.net.layers.Conv2d.plan`, `Pool2d.plan`) in `explain`.
 
 Modules: `limits` (sizes, the input check), `arithmetic` (the size formula per axis, window cells),
 `conv` and `pool` (the traces), `explanation` (the layers' plans → traces), `text` (numbers as
 shown), `examples` (the shipped textbook cases). Rendering lives in `featmap.render.explain`, the
-animation in `featmap.writers.gif`.
+animation in `featmap.io.writers.gif`.
 
 Examples
 --------
@@ -25,12 +25,12 @@ Examples
 
 from __future__ import annotations
 
-from .arithmetic import AxisArithmetic
-from .conv import ConvStep, ConvTrace, trace_conv
-from .explanation import Explanation, explain, pick_positions
-from .limits import MAX_CHANNELS, MAX_SIDE, check_matrix
-from .pool import PoolStep, PoolTrace, trace_pool
-from .text import format_number, terms_text
+from featmap.explain.arithmetic import AxisArithmetic
+from featmap.explain.conv import ConvStep, ConvTrace, trace_conv
+from featmap.explain.explanation import Explanation, explain, pick_positions
+from featmap.explain.limits import MAX_CHANNELS, MAX_SIDE, check_matrix
+from featmap.explain.pool import PoolStep, PoolTrace, trace_pool
+from featmap.explain.text import format_number, terms_text
 
 __all__ = [
     "MAX_CHANNELS",

@@ -1,12 +1,12 @@
-"""The output-size arithmetic per axis and where each window goes, from a `featmap.shapes.ConvGeometry`."""
+"""The output-size arithmetic per axis and where each window goes, from a `featmap.core.geometry.ConvGeometry`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ShapeError
-from ..shapes import ConvGeometry
-from .limits import Matrix
+from featmap.core.geometry import ConvGeometry
+from featmap.errors import ShapeError
+from featmap.explain.limits import Matrix
 
 __all__ = ["AxisArithmetic", "axes_of", "check_fits", "positions_of", "window_cells"]
 

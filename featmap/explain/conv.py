@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..engine import window_taps
-from ..enums import Activation, PaddingMode, parse_enum
-from ..errors import ShapeError, SpecError
-from ..ops import activate, pad
-from ..shapes import ConvGeometry, PaddingArg, conv_geometry
-from .arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
-from .limits import Matrix, check_matrix
+from featmap.core.engine import window_taps
+from featmap.core.geometry import ConvGeometry, PaddingArg, conv_geometry
+from featmap.core.ops import activate, pad
+from featmap.enums import Activation, PaddingMode, parse_enum
+from featmap.errors import ShapeError, SpecError
+from featmap.explain.arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
+from featmap.explain.limits import Matrix, check_matrix
 
 __all__ = ["ConvStep", "ConvTrace", "trace_conv"]
 
@@ -48,7 +48,7 @@ class ConvTrace:
     ----------
     input : ndarray (H, W, C)
     padded : ndarray (H + top + bottom, W + left + right, C)
-        As `featmap.ops.pad` makes it for the engine.
+        As `featmap.core.ops.pad` makes it for the engine.
     pad_mask : ndarray of bool (padded H, padded W)
         True on the cells the padding added.
     kernel : ndarray (C, kh, kw)
@@ -133,7 +133,7 @@ def trace_conv(
     ``x`` is ``(H, W)`` or ``(H, W, C)``; ``weights`` is ``(kh, kw)`` for a one-channel input or
     ``(C, kh, kw)``, one slice per channel, summed over the channels as a CNN filter is. Options mean
     what they mean for `featmap.conv2d`; the output is `activate(conv2d(...) + bias)`. ``geometry`` is a
-    layer plan's (`featmap.layers.Conv2d.plan`); without one it is worked out from the options.
+    layer plan's (`featmap.net.layers.Conv2d.plan`); without one it is worked out from the options.
     """
     arr = check_matrix(x, "input")
     w = np.asarray(weights)

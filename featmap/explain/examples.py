@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..enums import Activation, PoolKind
-from ..errors import SpecError
-from ..layers import Act, Conv2d, Pool2d
-from .explanation import Explanation, explain
+from featmap.enums import Activation, PoolKind
+from featmap.errors import SpecError
+from featmap.explain.explanation import Explanation, explain
+from featmap.net.layers import Act, Conv2d, Pool2d
 
 __all__ = ["EXAMPLES", "Example", "explain_example"]
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import ShapeError, SpecError
-from ..layers import Act, Conv2d, GlobalPool2d, Pool2d
-from .arithmetic import AxisArithmetic
-from .conv import ConvTrace, trace_conv
-from .limits import Matrix, check_matrix
-from .pool import PoolTrace, trace_pool
+from featmap.errors import ShapeError, SpecError
+from featmap.explain.arithmetic import AxisArithmetic
+from featmap.explain.conv import ConvTrace, trace_conv
+from featmap.explain.limits import Matrix, check_matrix
+from featmap.explain.pool import PoolTrace, trace_pool
+from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["Explanation", "explain", "pick_positions"]
 
@@ -126,7 +126,7 @@ def pick_positions(
 
     Examples
     --------
-    >>> from featmap.layers import Pool2d
+    >>> from featmap.net.layers import Pool2d
     >>> e = explain([[1, 2, 3, 4]] * 4, [[1]], pool=Pool2d("max", 2))
     >>> pick_positions(e, (0, 1), None)
     ([(0, 2), (0, 3), (1, 2), (1, 3)], [(0, 1)])

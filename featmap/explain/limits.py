@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import ShapeError, SpecError
+from featmap.errors import ShapeError, SpecError
 
 __all__ = ["MAX_CHANNELS", "MAX_SIDE", "Matrix", "check_matrix"]
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..engine import window_taps
-from ..enums import PoolKind, parse_enum
-from ..errors import ShapeError
-from ..shapes import ConvGeometry, PaddingArg, pool_geometry
-from .arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
-from .limits import Matrix, check_matrix
+from featmap.core.engine import window_taps
+from featmap.core.geometry import ConvGeometry, PaddingArg, pool_geometry
+from featmap.enums import PoolKind, parse_enum
+from featmap.errors import ShapeError
+from featmap.explain.arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
+from featmap.explain.limits import Matrix, check_matrix
 
 __all__ = ["PoolStep", "PoolTrace", "trace_pool"]
 
@@ -87,7 +87,7 @@ def trace_pool(
     """Trace max, average or min pooling of a one-channel ``x``; ``stride`` defaults to ``size``.
 
     ``global_pool=True`` pools the whole plane into one value (``size`` is then ignored). ``geometry`` is a
-    layer plan's (`featmap.layers.Pool2d.plan`); without one it is worked out from the options.
+    layer plan's (`featmap.net.layers.Pool2d.plan`); without one it is worked out from the options.
     """
     arr = check_matrix(x, "input")
     if arr.shape[2] != 1:

@@ -7,10 +7,10 @@ below are the public ones; import them from ``featmap.kernels``.
 
 from __future__ import annotations
 
-from .files import KERNEL_SUFFIXES, load_kernel_file
-from .library import KERNEL_PATH_ENV, KernelLibrary, builtin_kernel_dir
-from .parametric import parametric_kernel
-from .records import Kernel, KernelBank
+from featmap.kernels.files import KERNEL_SUFFIXES, load_kernel_file
+from featmap.kernels.library import KERNEL_PATH_ENV, KernelLibrary, builtin_kernel_dir
+from featmap.kernels.parametric import parametric_kernel
+from featmap.kernels.records import Kernel, KernelBank
 
 __all__ = [
     "KERNEL_PATH_ENV",

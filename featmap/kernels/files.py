@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..documents import read_document
-from ..errors import KernelFileError, LimitError, brief
-from ..generators import GENERATORS, rotations
-from ..limits import KERNEL_SIZE
-from .parametric import parametric_kernel
-from .records import Kernel
+from featmap.documents import read_document
+from featmap.errors import KernelFileError, LimitError, brief
+from featmap.kernels.generators import GENERATORS, rotations
+from featmap.kernels.parametric import parametric_kernel
+from featmap.kernels.records import Kernel
+from featmap.limits import KERNEL_SIZE
 
 __all__ = ["KERNEL_SUFFIXES", "NAME_PATTERN", "load_kernel_file"]
 

@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from ..errors import KernelFileError, brief
-from ..generators import GENERATORS
-from .files import KERNEL_SUFFIXES, load_kernel_file
-from .parametric import parametric_kernel
-from .records import Kernel, KernelBank
+from featmap.errors import KernelFileError, brief
+from featmap.kernels.files import KERNEL_SUFFIXES, load_kernel_file
+from featmap.kernels.generators import GENERATORS
+from featmap.kernels.parametric import parametric_kernel
+from featmap.kernels.records import Kernel, KernelBank
 
 __all__ = ["KERNEL_PATH_ENV", "KernelLibrary", "builtin_kernel_dir"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ..errors import KernelFileError, brief
-from ..generators import generate
-from .records import Kernel
+from featmap.errors import KernelFileError, brief
+from featmap.kernels.generators import generate
+from featmap.kernels.records import Kernel
 
 __all__ = ["parametric_kernel"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import KernelFileError
+from featmap.errors import KernelFileError
 
 __all__ = ["Kernel", "KernelBank"]
 

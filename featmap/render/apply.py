@@ -12,12 +12,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import ApplyJob, BatchReport, ImageResult, WrittenMap
-from ..images import ImageInfo
-from ..layers import GlobalPool2d, Pool2d
-from ..pipeline import MapInfo
-from .fit import FittedTable
-from .kernels import shape_text
+from featmap.io.images import ImageInfo
+from featmap.net.layers import GlobalPool2d, Pool2d
+from featmap.render.fit import FittedTable
+from featmap.render.kernels import shape_text
+from featmap.run.batch import ApplyJob, BatchReport, ImageResult, WrittenMap
+from featmap.run.pipeline import MapInfo
 
 __all__ = ["apply_dict", "apply_view", "batch_dict", "batch_view"]
 

@@ -15,8 +15,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..enums import Activation, PoolKind
-from ..explain import (
+from featmap.enums import Activation, PoolKind
+from featmap.explain import (
     AxisArithmetic,
     ConvStep,
     ConvTrace,
@@ -27,7 +27,7 @@ from ..explain import (
     pick_positions,
     terms_text,
 )
-from ..explain.examples import Example
+from featmap.explain.examples import Example
 
 __all__ = ["examples_dict", "examples_view", "explain_dict", "explain_view"]
 

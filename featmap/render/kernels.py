@@ -22,9 +22,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..kernels import Kernel
-from ..ops import separable
-from .fit import FittedTable
+from featmap.core.ops import separable
+from featmap.kernels import Kernel
+from featmap.render.fit import FittedTable
 
 __all__ = ["kernel_dict", "kernel_list", "kernel_show", "shape_text"]
 

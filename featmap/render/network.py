@@ -10,9 +10,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..netjob import NetworkImageResult, NetworkJob
-from .apply import input_header
-from .kernels import shape_text
+from featmap.render.apply import input_header
+from featmap.render.kernels import shape_text
+from featmap.run.netjob import NetworkImageResult, NetworkJob
 
 __all__ = ["network_dict", "network_view"]
 

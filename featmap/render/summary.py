@@ -1,9 +1,9 @@
-"""Rich table, Markdown, JSON and worked formulas for a `featmap.summary.Summary`.
+"""Rich table, Markdown, JSON and worked formulas for a `featmap.net.summary.Summary`.
 
 Examples
 --------
->>> from featmap.spec import parse_tokens
->>> from featmap.summary import summarize
+>>> from featmap.net.spec import parse_tokens
+>>> from featmap.net.summary import summarize
 >>> md = summary_markdown(summarize(parse_tokens(["conv:6@5x5", "flatten", "dense:10"]), (32, 32, 3)))
 >>> print(md.splitlines()[2])
 | 1 | conv2d | Conv2d | 5×5 s1 p0 | 28×28×6 | 456 | 352,800 | 5 j1 | 18.4 KB |
@@ -20,8 +20,8 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.table import Table
 from rich.text import Text
 
-from ..summary import LayerInfo, ReceptiveField, Summary
-from .fit import FittedTable
+from featmap.net.summary import LayerInfo, ReceptiveField, Summary
+from featmap.render.fit import FittedTable
 
 __all__ = ["summary_dict", "summary_explain", "summary_markdown", "summary_view"]
 

@@ -1,0 +1,1 @@
+"""The numeric core: integer geometry, convolution engines, array ops and pooling (numpy, scipy, OpenCV; no I/O)."""

@@ -1,0 +1,123 @@
+"""Max, average and min pooling over windows of an ``(H, W, C)`` array, and global pooling.
+
+Pooling walks the window taps as strided views (see `featmap.core.engine.window_taps`), so the work is
+one pass over the output per window cell and no window copy is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from featmap.core.engine import window_taps
+from featmap.core.geometry import ConvGeometry, PaddingArg, pool_geometry
+from featmap.core.ops import as_float_image
+from featmap.enums import PoolKind, parse_enum
+from featmap.errors import ShapeError
+
+__all__ = ["check_pool_padding", "global_pool", "pool2d", "pool_windows"]
+
+
+def _cells_per_window(size: int, window: int, stride: int, before: int, out: int) -> NDArray[np.int64]:
+    """How many real (unpadded) input cells each output window covers along one axis."""
+    start = np.arange(out) * stride - before
+    return np.minimum(start + window, size) - np.maximum(start, 0)
+
+
+def pool2d(
+    x: ArrayLike,
+    size: int | Sequence[int],
+    *,
+    stride: int | Sequence[int] | None = None,
+    padding: PaddingArg = "valid",
+    mode: str | PoolKind = "max",
+    count_include_pad: bool = False,
+    ceil_mode: bool = False,
+) -> NDArray[np.floating]:
+    """Pool each channel of ``(H, W, C)`` over ``size`` windows.
+
+    ``stride`` defaults to the window size (Keras). Padded cells never win a max or a min and are
+    left out of an average's count (TensorFlow); ``count_include_pad=True`` counts them as zeros,
+    PyTorch's ``AvgPool2d`` default. ``ceil_mode=True`` keeps a last partial window (PyTorch's
+    ``ceil_mode``); its cells beyond the input are never counted.
+
+    Examples
+    --------
+    >>> x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    >>> pool2d(x, 2)[..., 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    >>> pool2d(np.ones((3, 3)), 2, padding="same", mode="avg")[..., 0].tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+    arr = as_float_image(x)
+    kind = parse_enum(PoolKind, mode, "pool mode")
+    declared = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding)
+    geometry = pool_geometry((arr.shape[0], arr.shape[1]), size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    check_pool_padding(declared)
+    return pool_windows(arr, geometry, declared.padding, kind, count_include_pad=count_include_pad)
+
+
+def check_pool_padding(declared: ConvGeometry) -> None:
+    """Refuse pooling pads larger than half the window (a window could then hold no pixel), as PyTorch does."""
+    kh, kw = declared.kernel_hw
+    if max(declared.padding) and (max(declared.padding[:2]) > kh // 2 or max(declared.padding[2:]) > kw // 2):
+        raise ShapeError(
+            "`padding`",
+            f"pooling pads of {declared.padding} exceed half the {kh}x{kw} window, so a window could hold no pixel",
+            "pad at most half the window, or use `same`",
+        )
+
+
+def pool_windows(
+    arr: NDArray[np.floating],
+    geometry: ConvGeometry,
+    declared_padding: tuple[int, int, int, int],
+    kind: PoolKind,
+    *,
+    count_include_pad: bool = False,
+) -> NDArray[np.floating]:
+    """Pool ``(H, W, C)`` on a worked-out ``geometry`` (padding already including any ``ceil_mode`` reach);
+    ``declared_padding`` is the padding asked for, which ``count_include_pad`` counts."""
+    top, bottom, left, right = geometry.padding
+    (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
+    fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]
+    padded = arr
+    if any(geometry.padding):
+        padded = np.pad(arr, ((top, bottom), (left, right), (0, 0)), constant_values=fill)
+    taps = window_taps(padded, geometry)
+    _, _, first = next(taps)
+    out = first.copy()
+    reduce: np.ufunc = {PoolKind.MAX: np.maximum, PoolKind.MIN: np.minimum, PoolKind.AVG: np.add}[kind]
+    for _, _, view in taps:
+        reduce(out, view, out=out)
+    if kind is PoolKind.AVG:
+        ho, wo = geometry.out_hw
+        (sh, sw), (dt, db, dl, dr) = geometry.stride, declared_padding
+        if count_include_pad:  # PyTorch: declared padding counts, cells past it (ceil_mode) do not
+            rows = _cells_per_window(h + dt + db, kh, sh, 0, ho)
+            cols = _cells_per_window(w + dl + dr, kw, sw, 0, wo)
+        else:
+            rows = _cells_per_window(h, kh, sh, top, ho)
+            cols = _cells_per_window(w, kw, sw, left, wo)
+        out /= np.outer(rows, cols).astype(out.dtype)[:, :, np.newaxis]
+    return out
+
+
+def global_pool(x: ArrayLike, mode: str | PoolKind = "avg") -> NDArray[np.floating]:
+    """Reduce H and W to 1: global average, max or min pooling; result ``(1, 1, C)``.
+
+    Examples
+    --------
+    >>> global_pool(np.arange(6.0).reshape(2, 3), "avg").ravel().tolist()
+    [2.5]
+    """
+    arr = as_float_image(x)
+    kind = parse_enum(PoolKind, mode, "pool mode")
+    if kind is PoolKind.MAX:
+        return arr.max(axis=(0, 1), keepdims=True)
+    if kind is PoolKind.MIN:
+        return arr.min(axis=(0, 1), keepdims=True)
+    return arr.mean(axis=(0, 1), keepdims=True, dtype=np.float64).astype(arr.dtype)

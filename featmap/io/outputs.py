@@ -1,0 +1,382 @@
+"""Where maps go: output naming (`OutputOptions`) and the output folder's manifest (`Manifest`).
+
+The manifest, ``manifest.jsonl`` in the output folder, has one JSON line per written map (input,
+kernel, files, shapes, statistics, a hash of the options, status ``ok``) and one per failed input
+(status ``failed``). Before an image's maps are written, the journal ``.featmap-writing.jsonl`` names
+them: after a ``kill -9`` those files are known to be that run's unfinished work, which a resume with
+the same options replaces. The manifest is what lets a re-run replace its own outputs, refuses to
+clobber anyone else's, and lets ``--skip-existing`` resume a stopped batch.
+
+`OutputLock` holds the folder for one run at a time (``.featmap.lock``, with the run's pid); taking it
+clears what a killed run left: its lock and its temporary files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featmap.enums import Normalize, parse_enum
+from featmap.errors import FeatmapError, OutputBusyError, OutputExistsError, SpecError
+
+__all__ = ["LOCK_NAME", "MANIFEST_NAME", "Manifest", "OutputLock", "OutputOptions", "safe_stem"]
+
+MANIFEST_NAME = "manifest.jsonl"
+LOCK_NAME = ".featmap.lock"
+JOURNAL_NAME = ".featmap-writing.jsonl"
+_FIELDS = {"stem", "kernel", "ext"}
+_TEMP = re.compile(r"^\..+\.\d+\.tmp$")  # `featmap.io.images.atomic_write`'s temporary files
+
+
+def safe_stem(name: str) -> str:
+    """A file's stem that is safe as a folder or file name part: never empty, ``.`` or ``..``.
+
+    Examples
+    --------
+    >>> safe_stem("photo.png"), safe_stem("...png"), safe_stem(".png")
+    ('photo', '___png', '_png')
+    """
+    stem = Path(name).stem
+    if stem.strip(".") == "":
+        return name.replace(".", "_")
+    return "_" + stem[1:] if stem.startswith(".") else stem
+
+
+# OutputOptions._inside's caches, per process (never pickled with the options): out_dir → resolved, and
+# (out_dir, folder) → inside. Bounded; a batch's folders are resolved once each instead of twice per target.
+_INSIDE_ROOT: dict[Path, Path] = {}
+_INSIDE: dict[tuple[Path, str], bool] = {}
+# A name pattern's result with no empty, "." or ".." segment and no leading or trailing "/": joined as text.
+_PLAIN_NAME = re.compile(r"(?!\.{1,2}(?:/|$))[^/]+(?:/(?!\.{1,2}(?:/|$))[^/]+)*")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how maps are written.
+
+    ``name`` is a pattern relative to ``out_dir`` with ``{stem}`` (input name without suffix),
+    ``{ext}`` (input suffix without the dot) and ``{kernel}``; ``.png`` is added when absent.
+    """
+
+    out_dir: Path = Path("featmap-out")
+    name: str = "{stem}/{kernel}"
+    normalize: Normalize = Normalize.MINMAX
+    bit_depth: int = 8
+    raw: str | None = None
+    png_compress: int = 1
+    overwrite: bool = False
+    colormap: str | None = None  # a cmap name or "auto"; None: gray PNGs
+    percentiles: tuple[float, float] = (1.0, 99.0)  # for normalize="percentile"
+    sheet: bool = False  # {stem}/sheet.png: input, kernels, maps (featmap.io.writers.sheet)
+    report: bool = False  # report.html (featmap.io.writers.report)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        object.__setattr__(self, "normalize", parse_enum(Normalize, self.normalize, "normalize"))
+        pattern = self.name[:-4] if self.name.lower().endswith(".png") else self.name
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+        except ValueError as exc:
+            raise SpecError(
+                "`name_pattern`", f"bad pattern {self.name!r} ({exc})", "e.g. '{stem}_{kernel}.png'"
+            ) from None
+        if used - _FIELDS or "kernel" not in used:
+            raise SpecError(
+                "`name_pattern`",
+                f"pattern {self.name!r} must use {{kernel}} and only {{stem}}, {{ext}}, {{kernel}}",
+                "e.g. '{stem}_{kernel}.png'",
+            )
+        object.__setattr__(self, "name", pattern)
+        if self.bit_depth not in (8, 16):
+            raise SpecError("`bit_depth`", f"must be 8 or 16; got {self.bit_depth}")
+        if self.raw not in (None, "npy", "tiff"):
+            raise SpecError("`raw`", f"unknown format {self.raw!r}", "use npy or tiff")
+        self._check_pictures()
+
+    def _check_pictures(self) -> None:
+        from featmap.io.display import parse_percentiles
+
+        object.__setattr__(self, "percentiles", parse_percentiles(self.percentiles))
+        if self.colormap is not None:
+            if self.bit_depth != 8:
+                raise SpecError("`colormap`", "writes 8-bit RGB PNGs", "drop `bit_depth` 16 or `colormap`")
+            if self.colormap.strip().lower() != "auto":
+                from featmap.io.colormaps import get_colormap
+
+                get_colormap(self.colormap)  # an unknown name fails before any work, listing close matches
+
+    def extra_target(self, source: Path, filename: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
+        """``{rel_dir}/{stem}/filename`` under the output folder (``camera/sheet.png``), whatever ``name`` is."""
+        return self.out_dir / rel_dir / (source.stem if stem is None else stem) / filename
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The writers (`featmap.io.writers`) each image's maps go to: ``png``, then the raw format if any."""
+        formats = ("png",) if self.raw is None else ("png", self.raw)
+        return formats + (("pictures",) if self.sheet or self.report else ())
+
+    def target(self, source: Path, kernel: str, *, rel_dir: Path = Path(), stem: str | None = None) -> Path:
+        """The PNG path for ``kernel``'s map of ``source``, under ``rel_dir``; never outside ``out_dir``.
+
+        ``stem`` replaces the file's own stem (the batch gives colliding inputs distinct stems).
+        """
+        name = self.name.format(
+            stem=safe_stem(source.name) if stem is None else stem, ext=source.suffix.lstrip("."), kernel=kernel
+        )
+        if _PLAIN_NAME.fullmatch(name):  # nothing pathlib would normalise: strings, ~5x faster (a resume)
+            folder = rel_dir.as_posix()
+            rel = f"{name}.png" if folder == "." else f"{folder}/{name}.png"
+            inside = self._inside(rel.rpartition("/")[0])
+        else:
+            rel = (rel_dir / name).as_posix() + ".png"
+            inside = not Path(rel).is_absolute() and self._inside(Path(rel).parent.as_posix())
+            inside = inside and Path(rel).name not in ("..", ".")
+        if not inside:
+            raise SpecError(
+                "`name_pattern`", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
+            )
+        return self.out_dir / rel
+
+    def _inside(self, folder: str) -> bool:
+        """True when ``out_dir/folder`` resolves inside ``out_dir``; each folder is resolved once (a resume
+        checks every target of every input, and resolving is most of a target's cost)."""
+        if len(_INSIDE) > 4096:
+            _INSIDE.clear()
+        key = (self.out_dir, folder)
+        if key not in _INSIDE:
+            root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
+            _INSIDE[key] = (self.out_dir / folder).resolve().is_relative_to(root)
+        return _INSIDE[key]
+
+
+class Manifest:
+    """The output folder's record of what made each file; appended to, never rewritten.
+
+    Only one process (the one running the batch, holding `OutputLock`) writes it, one complete line
+    per record. Beside it, the journal (``.featmap-writing.jsonl``) names the files an image is about
+    to get before they are written; a file a killed run was writing is thereby known as that run's,
+    and a run with the same input and options may replace it. `settle` keeps only what is unresolved.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / MANIFEST_NAME
+        self.journal = self.out_dir / JOURNAL_NAME
+        self._by_png: dict[str, dict[str, Any]] = {}
+        self._writing: dict[str, set[tuple[str, str]]] = {}
+        for rec in _read_manifest(self.path):  # featmap.io.manifest_index: ~6x json.loads at 10⁶ lines
+            self._remember(rec)
+        for rec in _read_lines(self.journal):
+            self._expect(rec)
+
+    def _remember(self, rec: Any) -> None:
+        if isinstance(rec, dict) and isinstance(rec.get("png"), str):
+            self._by_png[rec["png"]] = rec
+
+    def _expect(self, rec: Any) -> None:
+        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("input", "options")):
+            return
+        pngs = rec.get("png")
+        for png in [pngs] if isinstance(pngs, str) else pngs if isinstance(pngs, list) else []:
+            if isinstance(png, str):
+                self._writing.setdefault(png, set()).add((rec["input"], rec["options"]))
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the output folder, as recorded."""
+        text, root = str(path), str(self.out_dir)
+        if text.startswith(root + "/") and "/." not in text and "//" not in text:
+            return text[len(root) + 1 :]  # the common case, as text (a resume asks for every output)
+        return path.relative_to(self.out_dir).as_posix()
+
+    def made_by(self, path: Path, source: Path, digest: str, *, finished: bool = False) -> bool:
+        """True when the manifest says ``path`` was written from ``source`` with options ``digest``.
+
+        A file that a run with that input and options was writing when it was killed counts too, unless
+        ``finished`` (then only a completed, recorded output counts).
+        """
+        rel, made = self.rel(path), (str(source.resolve()), digest)
+        rec = self._by_png.get(rel)
+        if rec and rec.get("status", "ok") == "ok" and (rec.get("input"), rec.get("options")) == made:
+            return True
+        return not finished and made in self._writing.get(rel, set())
+
+    def begin(self, targets: Iterable[Path], source: Path, digest: str) -> None:
+        """Journal that ``targets`` are about to be written from ``source`` with options ``digest`` (one line)."""
+        record = {"input": str(source.resolve()), "options": digest, "png": [self.rel(p) for p in targets]}
+        _append_lines(self.journal, [record])
+        self._expect(record)
+
+    def settle(self) -> None:
+        """At the end of a run: keep in the journal only files that exist and are not yet recorded as made
+        by the run that was writing them (a killed run's leftovers); remove it when nothing is left."""
+        keep = []
+        for rel, makers in self._writing.items():
+            rec = self._by_png.get(rel, {})
+            if not (self.out_dir / rel).exists():
+                continue
+            for source, digest in sorted(makers):
+                if (rec.get("input"), rec.get("options"), rec.get("status", "ok")) != (source, digest, "ok"):
+                    keep.append({"input": source, "options": digest, "png": rel})
+        if not keep:
+            self.journal.unlink(missing_ok=True)
+            return
+        from featmap.io.images import atomic_write
+
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode()
+        atomic_write(self.journal, lambda handle: handle.write(text))
+
+    def check(self, targets: Iterable[Path], source: Path, digest: str, *, overwrite: bool) -> None:
+        """Raise `OutputExistsError` if writing ``targets`` would clobber the input or another run's file."""
+        for path in targets:
+            if not path.exists():
+                continue
+            if path.resolve() == source.resolve():
+                raise OutputExistsError(str(path), "is the input image itself", "choose another -o folder or --name")
+            if not overwrite and not self.made_by(path, source, digest):
+                raise OutputExistsError(
+                    str(path),
+                    "exists and was not made from this input with these options",
+                    "pass --overwrite to replace it, or choose another -o folder",
+                )
+
+    def complete(self, targets: Sequence[Path], source: Path, digest: str) -> bool:
+        """True when every target exists and was made from ``source`` with these options (resume)."""
+        return bool(targets) and all(p.is_file() and self.made_by(p, source, digest, finished=True) for p in targets)
+
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        """Add records in one write (``O_APPEND``), so lines from one image are never split."""
+        _append_lines(self.path, records)
+        for rec in records:
+            self._remember(rec)
+
+
+def _read_lines(path: Path) -> Iterator[Any]:
+    """The JSON records of a ``.jsonl`` file; a line cut short by a crash is skipped."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash says nothing about the outputs
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return
+
+
+def _read_manifest(path: Path) -> Iterator[Any]:
+    """`_read_lines` for the manifest, fast: an output's record holds only the fields a re-run reads."""
+    from featmap.io.manifest_index import records
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            yield from records(fh)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return
+
+
+def _append_lines(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Append records as JSON lines in one ``O_APPEND`` write."""
+    if not records:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _folder_error(out_dir: Path, exc: OSError) -> FeatmapError:
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return FeatmapError(str(out_dir), "is a file (or under one), not a folder", "choose another -o folder")
+    return FeatmapError(str(out_dir), f"cannot be written ({exc.strerror or exc})", "choose a folder you can write to")
+
+
+class OutputLock:
+    """One featmap run at a time in an output folder: ``.featmap.lock`` holds the run's pid, under an
+    advisory ``flock`` that the system releases when the process dies, however it dies.
+
+    Taking the lock after a killed run clears what that run left: its lock file and its temporary
+    files (``.NAME.PID.tmp``, never a finished output). A live run's lock raises `OutputBusyError`.
+    ``cleared`` lists what was cleared, for a note.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / LOCK_NAME
+        self.cleared: list[str] = []
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        """Take the folder (creating it), or raise `OutputBusyError` naming the run that holds it."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _folder_error(self.out_dir, exc) from None
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip()
+            os.close(fd)
+            raise OutputBusyError(
+                str(self.out_dir),
+                f"is being written by another featmap run ({_describe(holder)})",
+                f"wait for it to finish or stop it; its lock is {self.path}",
+            ) from None
+        except (ImportError, OSError):  # no flock here (another OS, some network file systems): unguarded
+            pass
+        self._fd = fd
+        stale = os.read(fd, 4096).decode(errors="replace").strip()
+        if stale:
+            self.cleared.append(f"a stale lock ({_describe(stale)}, no longer running)")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        temps = 0
+        for folder, _, files in os.walk(self.out_dir):
+            for name in files:
+                if _TEMP.match(name):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        temps += 1
+                    except OSError:
+                        pass
+        if temps:
+            self.cleared.append(f"{temps} temporary file{'' if temps == 1 else 's'} of an unfinished run")
+        return self
+
+    def release(self) -> None:
+        """Give the folder up (the lock file is removed)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _describe(holder: str) -> str:
+    try:
+        info = json.loads(holder)
+        return f"pid {info['pid']}, started {info['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "pid unknown"

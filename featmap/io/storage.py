@@ -1,0 +1,275 @@
+"""Inputs and outputs as fsspec URLs (``s3://``, ``gs://``, ``memory://``, ``file://`` …).
+
+The per-image work is unchanged: `work_url` is a thin wrapper that fetches a remote input into a private
+temporary folder, runs `featmap.run.batch.process_image` on it with the outputs staged beside it, and uploads each
+finished file with one whole write (on an object store a single PUT, so a reader never sees half a file), then
+records the URLs. ``file://`` URLs are turned into plain paths at the boundary: local files keep the local
+fast path (no fsspec, atomic rename) exactly.
+
+>>> is_remote("s3://bucket/photos/"), is_remote("photos/"), is_remote("file:///data/photos")
+(True, False, False)
+>>> local_path("file:///data/photos")
+'/data/photos'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from featmap.errors import FeatmapError
+
+__all__ = [
+    "RemoteOutput",
+    "UrlImage",
+    "discover_urls",
+    "is_remote",
+    "join_url",
+    "local_path",
+    "require_fsspec",
+    "work_url",
+]
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_GLOB_CHARS = set("*?[")
+
+
+def is_remote(text: str | object) -> bool:
+    """True for a URL that fsspec must open (any scheme but ``file://``)."""
+    match = _SCHEME.match(str(text))
+    return bool(match) and match.group(1).lower() != "file"  # type: ignore[union-attr]
+
+
+def local_path(text: str) -> str:
+    """A ``file://`` URL as a plain path; anything else unchanged."""
+    return text[len("file://") :] if text.lower().startswith("file://") else text
+
+
+def join_url(base: str, rel: str) -> str:
+    """``base`` and a relative POSIX path joined with one slash."""
+    return base.rstrip("/") + "/" + rel
+
+
+def require_fsspec() -> Any:
+    """Import fsspec, or raise the one-line error naming the install that brings it."""
+    try:
+        import fsspec
+    except ImportError:
+        raise FeatmapError(
+            "URL inputs and outputs", "need fsspec, which is not installed", "pip install 'featmap[dask]'"
+        ) from None
+    return fsspec
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    fsspec = require_fsspec()
+    try:
+        return fsspec.core.url_to_fs(url)  # type: ignore[no-any-return]
+    except (ImportError, ValueError) as exc:
+        scheme = url.split("://", 1)[0]
+        fix = (
+            "pip install s3fs" if scheme in ("s3", "s3a") else "pip install gcsfs" if scheme in ("gs", "gcs") else None
+        )
+        raise FeatmapError(url, f"cannot open this kind of URL ({exc})", fix or "check the URL's scheme") from None
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class UrlImage:
+    """A remote input: its URL, and like `featmap.io.discover.InputImage` a path (for its name), output folder
+    and output stem."""
+
+    path: Path
+    rel_dir: Path
+    stem: str
+    url: str
+
+
+def discover_urls(
+    specs: Sequence[str], *, recursive: bool = False, exclude: str | None = None
+) -> tuple[list[Any], list[tuple[str, str]], int]:
+    """Expand URLs (files, folders, globs) and local paths into inputs: ``(images, problems, ignored)``.
+
+    Remote folders are listed once (one LIST on an object store); images are recognised by their suffix,
+    since reading every header remotely would cost a request each (a non-image then fails when read).
+    Hidden files and folders and the ``exclude`` output URL are skipped, as locally.
+    """
+    from featmap.io.discover import _unique_stems, discover
+    from featmap.io.images import IMAGE_SUFFIXES
+
+    found: list[Any] = []
+    problems: list[tuple[str, str]] = []
+    ignored = 0
+    local = [s for s in specs if not is_remote(s)]
+    if local:
+        items, problems, ignored = discover([local_path(s) for s in local], recursive=recursive)
+        found.extend(items)
+    excluded = _filesystem(exclude)[1].rstrip("/") + "/" if exclude and is_remote(exclude) else None
+    for spec in (s for s in specs if is_remote(s)):
+        fs, root = _filesystem(spec)
+        root = root.rstrip("/")
+        base = spec.rstrip("/")
+        if _GLOB_CHARS & set(root):
+            pairs = [(p, "", fs.unstrip_protocol(p)) for p in sorted(fs.glob(root)) if fs.isfile(p)]
+        elif fs.isdir(root):
+            files = sorted(fs.find(root, maxdepth=None if recursive else 1, withdirs=False))
+            pairs = [
+                (p, str(PurePosixPath(p).parent.relative_to(root)), join_url(base, p[len(root) + 1 :])) for p in files
+            ]
+        elif fs.isfile(root):
+            pairs = [(root, "", spec)]
+        else:
+            problems.append((spec, "no such file, folder or matching pattern"))
+            continue
+        for path, rel, url in pairs:
+            name = PurePosixPath(path)
+            if (excluded and path.startswith(excluded)) or name.name.startswith("."):
+                continue
+            if rel != "." and any(p.startswith(".") for p in PurePosixPath(rel).parts):
+                continue
+            if name.suffix.lower() not in IMAGE_SUFFIXES:
+                ignored += 1
+                continue
+            found.append(UrlImage(Path(name.name), Path("" if rel == "." else rel), name.stem, url))
+    return _unique_stems(found), problems, ignored
+
+
+# ----------------------------------------------------------------------------------------------- per image
+
+
+def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
+    """`featmap.run.batch.work` for URLs: ``task`` is ``(index, input, (job, out_url))`` with ``out_url`` None
+    for a local output folder. The input is fetched, the image processed by the unchanged per-image function,
+    and each output uploaded whole."""
+    import tempfile
+
+    from featmap.io.discover import InputImage
+    from featmap.run.batch import _work as work
+
+    index, item, (job, out_url) = task
+    with tempfile.TemporaryDirectory(prefix="featmap-") as temp:
+        staged = Path(temp)
+        source = item.path
+        if isinstance(item, UrlImage):
+            fs, path = _filesystem(item.url)
+            source = staged / "in" / item.path.name
+            source.parent.mkdir()
+            try:
+                source.write_bytes(fs.cat_file(path))
+            except (OSError, ValueError) as exc:  # missing, denied, network
+                return index, None, f"cannot read {item.url} ({type(exc).__name__}: {exc}); check the URL and access"
+        local_item = InputImage(source, item.rel_dir, item.stem) if isinstance(item, UrlImage) else item
+        local_job = job if out_url is None else replace(job, output=replace(job.output, out_dir=staged / "out"))
+        _, result, error = work((index, local_item, local_job))
+        if result is None:
+            return index, None, error
+        if out_url is not None:
+            fs, _ = _filesystem(out_url)
+            out = staged / "out"
+            try:  # every file the writers made for this image, each in one whole write (one PUT)
+                for file in sorted(p for p in out.rglob("*") if p.is_file()):
+                    rel = file.relative_to(out).as_posix()
+                    fs.pipe_file(_filesystem(join_url(out_url, rel))[1], file.read_bytes())
+            except (OSError, ValueError) as exc:
+                return (
+                    index,
+                    None,
+                    f"cannot write under {out_url} ({type(exc).__name__}: {exc}); check the URL and access",
+                )
+        if isinstance(item, UrlImage):
+            records = tuple({**rec, "input": item.url} for rec in result.records)
+            result = replace(result, input=replace(result.input, path=item.url), records=records)
+        if out_url is not None:
+            out = staged / "out"
+            maps = tuple(
+                replace(m, png=m.png.relative_to(out), raw=None if m.raw is None else m.raw.relative_to(out))
+                for m in result.maps
+            )
+            result = replace(result, maps=maps)
+        return index, result, None
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+class RemoteOutput:
+    """A remote output folder: what it holds (listed once) and its manifest.
+
+    An object store cannot append, so the manifest is rewritten whole (one PUT) at the end, after an
+    interrupt, and meanwhile at most every ``flush_seconds`` or ten times as long as the last write took,
+    whichever is longer (so a large manifest costs at most a tenth of the client's time); records are kept
+    in this process meanwhile.
+    """
+
+    def __init__(self, url: str, flush_seconds: float = 30.0) -> None:
+        from featmap.io.outputs import MANIFEST_NAME
+
+        self.url = url.rstrip("/")
+        self.fs, self.root = _filesystem(self.url)
+        self.root = self.root.rstrip("/")
+        self.manifest_path = f"{self.root}/{MANIFEST_NAME}"
+        self.flush_seconds = flush_seconds
+        self.existing: set[str] = set()
+        try:
+            if self.fs.isdir(self.root):
+                prefix = len(self.root) + 1
+                self.existing = {p[prefix:] for p in self.fs.find(self.root, withdirs=False)}
+        except (OSError, ValueError) as exc:
+            raise FeatmapError(url, f"cannot list the output folder ({exc})", "check the URL and access") from None
+        text = ""
+        if MANIFEST_NAME in self.existing:
+            text = self.fs.cat_file(self.manifest_path).decode("utf-8", "replace")
+            if text and not text.endswith("\n"):
+                text += "\n"  # a line cut short says nothing; the next one starts on its own line
+        from featmap.io.manifest_index import index_lines
+
+        self.by_png = index_lines(text.splitlines(keepends=True))
+        self._parts = [text]
+        self._dirty = False
+        self._flushed_at = 0.0
+        self._flush_cost = 0.0
+
+    def made_by(self, rel: str, source: str, digest: str) -> bool:
+        """True when the manifest says ``rel`` was written from ``source`` with options ``digest``."""
+        return self.by_png.get(rel) == (source, digest)
+
+    def append(self, records: Sequence[dict[str, Any]], now: float) -> None:
+        """Add records; the manifest is written when ``flush_seconds`` have passed since the last write."""
+        import json
+
+        if not records:
+            return
+        self._parts.append("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        for rec in records:
+            if isinstance(rec.get("png"), str):
+                self.by_png[rec["png"]] = (str(rec.get("input")), str(rec.get("options")))
+                self.existing.add(rec["png"])
+        self._dirty = True
+        if now - self._flushed_at >= max(self.flush_seconds, 10 * self._flush_cost):
+            self.flush(now)
+
+    def flush(self, now: float = 0.0) -> None:
+        """Write the whole manifest in one PUT."""
+        if self._dirty:
+            import time
+
+            began = time.perf_counter()
+            text = "".join(self._parts)
+            self._parts = [text]  # joined once per write, not once per image
+            self.fs.pipe_file(self.manifest_path, text.encode())
+            self._flush_cost = time.perf_counter() - began
+            self._dirty = False
+            self._flushed_at = now
+
+    def remove(self, rels: Sequence[str]) -> None:
+        """Delete outputs (of unfinished images), ignoring those already gone."""
+        for rel in rels:
+            try:
+                self.fs.rm_file(f"{self.root}/{rel}")
+            except (OSError, ValueError):
+                pass

@@ -1,0 +1,129 @@
+"""Output writers: one interface for every file featmap makes from a feature map, chosen by name.
+
+The batch (`featmap.run.batch.process_image`) opens the writers an `OutputOptions` asks for
+(`open_writers`), hands each one every map of an image in order, then tells each the image is done.
+It never knows a format: quantising, encoding and file suffixes live in the writers.
+
+Writing a writer
+----------------
+A writer is a subclass of `Writer` in its own module of this package, plus one line in `REGISTRY`
+(``name -> "module:Class"``, imported on first use, as Pillow's format plugins are registered)::
+
+    class GifWriter(Writer):
+        name = "gif"               # the registry key, the word users pass (e.g. in ``--raw`` or a job)
+        suffix = ".gif"            # the file's suffix, put on the map's target path
+        manifest_key = "gif"       # the manifest record field that names the file (None: not recorded)
+        per_map = False            # True: one file per map (add returns it); False: one per image
+
+        def add(self, target, fmap):       # each map of an image, in bank order (then the combined map)
+            self.frames.append(...)        # keep what you need; the map's array is freed after the call
+            return None
+        def finish(self, targets):         # the image is done; ``targets`` maps map names to their paths
+            return (atomic_write(path, ...),)
+
+A new writer instance is opened for every image, so state kept on ``self`` is per image. Every file is
+written with `featmap.io.images.atomic_write` (temporary sibling, then rename). `planned_paths` must name
+every file the writer may create for an image (the batch checks them before and removes them after an
+interrupted image). Only `featmap.io.writers.png` quantises float maps to 8/16-bit pixels.
+
+Registered: ``png`` (8/16-bit, the primary output; 8-bit RGB with a colormap), ``npy`` and ``tiff`` (float32
+arrays), ``json`` (the maps' facts of one image, one file), ``pictures`` (``--sheet`` and ``--report``: it needs
+the input image, which `Writer.begin` hands every writer before the first map). Not a map writer, so not
+registered: `featmap.io.writers.gif` draws an explanation (`featmap explain --gif`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from featmap.errors import SpecError
+
+if TYPE_CHECKING:
+    from featmap.io.images import LoadedImage
+    from featmap.io.outputs import OutputOptions
+    from featmap.run.pipeline import FeatureMap
+
+__all__ = ["REGISTRY", "Writer", "get_writer", "open_writers", "register", "writer_names"]
+
+#: name -> "module:Class" (relative to this package); a new writer is one module and one line here.
+REGISTRY: dict[str, str] = {
+    "png": "png:PngWriter",
+    "npy": "raw:NpyWriter",
+    "tiff": "raw:TiffWriter",
+    "json": "summary:JsonWriter",
+    "pictures": "pictures:PicturesWriter",  # --sheet and --report: they need the input, see `Writer.begin`
+}
+
+
+class Writer(ABC):
+    """One output format. Subclasses set `name`, `suffix`, `manifest_key`, `per_map` and implement `add`."""
+
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    #: The field of a map's manifest record that names this writer's file (None: not recorded per map).
+    manifest_key: ClassVar[str | None] = None
+    #: True when the writer makes one file per map (returned by `add`), False for one file per image.
+    per_map: ClassVar[bool] = True
+
+    def __init__(self, options: OutputOptions) -> None:
+        self.options = options
+
+    def begin(self, image: LoadedImage, job: Any) -> None:  # noqa: B027 - a hook most writers leave alone
+        """Called once per image before its first map, with the loaded input and the job (for writers that show
+        the input or the kernels, such as the contact sheet and the report)."""
+
+    def path_for(self, target: Path) -> Path:
+        """The file this writer makes for the map whose primary (PNG) target path is ``target``."""
+        return target.with_suffix(self.suffix)
+
+    def planned_paths(self, targets: Mapping[str, Path]) -> list[Path]:
+        """Every file this writer may create for an image whose maps go to ``targets`` (name -> path)."""
+        return [self.path_for(t) for t in targets.values()] if self.per_map else []
+
+    @abstractmethod
+    def add(self, target: Path, fmap: FeatureMap) -> Path | None:
+        """Take one map of the image; return the file written for it, or None (a per-image writer)."""
+
+    def finish(self, targets: Mapping[str, Path]) -> tuple[Path, ...]:
+        """The image's last map has been added: write any per-image file and return what was written."""
+        return ()
+
+
+def register(name: str, where: str) -> None:
+    """Register writer ``name`` as ``"module:Class"`` (a module of this package, or an absolute one)."""
+    REGISTRY[name] = where
+
+
+def writer_names() -> tuple[str, ...]:
+    """The registered writer names.
+
+    Examples
+    --------
+    >>> writer_names()[:3]
+    ('png', 'npy', 'tiff')
+    """
+    return tuple(REGISTRY)
+
+
+def get_writer(name: str) -> type[Writer]:
+    """The writer class registered as ``name``.
+
+    Examples
+    --------
+    >>> get_writer("npy").suffix
+    '.npy'
+    """
+    if name not in REGISTRY:
+        raise SpecError("`writer`", f"unknown output format {name!r}", f"use one of: {', '.join(REGISTRY)}")
+    module, cls = REGISTRY[name].split(":")
+    found: type[Writer] = getattr(import_module(module if "." in module else f"{__name__}.{module}"), cls)
+    return found
+
+
+def open_writers(options: OutputOptions, names: Sequence[str] | None = None) -> list[Writer]:
+    """Fresh writers for one image: ``names``, or the ones ``options`` asks for (`OutputOptions.formats`)."""
+    return [get_writer(name)(options) for name in (options.formats if names is None else names)]

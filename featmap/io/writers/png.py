@@ -1,0 +1,122 @@
+"""The PNG writer, and the one place float maps become 8- or 16-bit pixels (`quantize`, `to_pixels`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from featmap.core.ops import display_scale, row_bands, to_display
+from featmap.enums import Normalize, parse_enum
+from featmap.errors import SpecError
+from featmap.io.images import atomic_write
+from featmap.io.png import encode_png
+from featmap.io.writers import Writer
+
+if TYPE_CHECKING:
+    from featmap.io.colormaps import Colormap
+    from featmap.io.display import DisplayRange
+    from featmap.io.outputs import OutputOptions
+    from featmap.run.pipeline import FeatureMap
+
+__all__ = ["PngWriter", "quantize", "save_png", "to_pixels"]
+
+
+def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """Display values in [0, 1] (clipped) to the nearest 8- or 16-bit level.
+
+    Examples
+    --------
+    >>> quantize(np.array([0.0, 0.5, 1.2])).tolist()
+    [0, 128, 255]
+    """
+    if bit_depth not in (8, 16):
+        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
+    top = 255 if bit_depth == 8 else 65535
+    scaled = np.clip(values, 0.0, 1.0)
+    np.multiply(scaled, top, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)  # type: ignore[no-any-return]  # numpy stubs
+
+
+def to_pixels(x: ArrayLike, normalize: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """``quantize(featmap.core.ops.normalize(x, normalize), bit_depth)``, exactly, a band of rows at a time: no
+    full-size float copy.
+
+    Examples
+    --------
+    >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
+    [[0, 64, 255]]
+    """
+    kind = parse_enum(Normalize, normalize, "normalize")
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    low, span = display_scale(arr, kind)
+    out = np.empty(arr.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    for rows in row_bands(arr):
+        out[rows] = quantize(to_display(arr[rows], kind, low, span), bit_depth)
+    return out
+
+
+def save_png(
+    path: str | os.PathLike[str],
+    values: NDArray[np.floating] | NDArray[np.unsignedinteger],
+    *,
+    bit_depth: int = 8,
+    compress_level: int = 1,
+) -> Path:
+    """Write values in [0, 1] (``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``) as an 8- or 16-bit PNG.
+
+    Float values outside [0, 1] are clipped: normalise first (`featmap.core.ops.normalize`), or pass the
+    uint8/uint16 pixels `to_pixels` makes, which are written as they are. ``compress_level``
+    is zlib's 0-9 (see `featmap.io.png`: 1, the default, is the fast one).
+    """
+    if bit_depth not in (8, 16):
+        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
+    if not 0 <= compress_level <= 9:
+        raise SpecError("`compress_level`", f"must be 0-9; got {compress_level}")
+    arr = np.asarray(values)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] != 3:
+        raise SpecError("`values`", f"a PNG takes 1 or 3 channels; got {arr.shape[2]}")
+    if arr.dtype in (np.uint8, np.uint16):
+        if arr.dtype.itemsize * 8 != bit_depth:
+            raise SpecError("`bit_depth`", f"is {bit_depth} but the pixels are {arr.dtype}", "pass float values")
+        pixels = arr
+    else:
+        pixels = quantize(arr, bit_depth)
+    encoded = encode_png(pixels, compress_level)  # featmap.io.png: several times faster than Pillow's writer
+    return atomic_write(path, lambda fh: fh.write(encoded))
+
+
+class PngWriter(Writer):
+    """Each map as an 8- or 16-bit PNG, scaled by ``options.normalize`` (the primary output); with
+    ``options.colormap``, an 8-bit RGB PNG through that colormap (`featmap.io.writers.pixels`)."""
+
+    name = "png"
+    suffix = ".png"
+    manifest_key = "png"
+
+    def __init__(self, options: OutputOptions) -> None:
+        super().__init__(options)
+        #: The value range and colormap of each map drawn through `featmap.io.writers.pixels` (colormap or percentile).
+        self.scales: dict[str, tuple[DisplayRange, Colormap | None]] = {}
+
+    def add(self, target: Path, fmap: FeatureMap) -> Path:
+        out = self.options
+        if out.colormap is None and out.normalize is not Normalize.PERCENTILE:
+            pixels = to_pixels(fmap.values, out.normalize, out.bit_depth)
+        else:
+            from featmap.io.writers.pixels import map_pixels
+
+            drawn = map_pixels(
+                fmap.values, out.normalize, bit_depth=out.bit_depth, colormap=out.colormap, percentiles=out.percentiles
+            )
+            pixels = drawn.pixels
+            self.scales[fmap.info.name] = (drawn.shown, drawn.colormap)
+        return save_png(self.path_for(target), pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)

@@ -1,0 +1,126 @@
+"""Plan a layer stack once: walk the layers (into blocks and branches) and work out every layer's `LayerPlan`
+on the shape it receives. The shape calculator (`featmap.net.summary`) and the executor (`featmap.run.executor`) both
+read the resulting tree; neither works geometry out again.
+
+Each `PlanNode` has two names: ``path``, the 1-based position the table prints (``3.1.2``), and ``key``, the
+name its weights go by — the layer's own ``name`` where the spec gives one that no sibling shares, else its
+0-based index in its parent list, dotted: exactly what ``torch.nn.Sequential``'s ``state_dict`` gives an
+unnamed stack (``0.weight``).
+
+Examples
+--------
+>>> from featmap.net.spec import parse_tokens
+>>> nodes = plan_layers(parse_tokens(["conv:6@5x5", "relu", "maxpool:2"]), (32, 32, 1))
+>>> [(n.path, n.key, n.plan.out_shape) for n in nodes]
+[('1', '0', (28, 28, 6)), ('2', '1', (28, 28, 6)), ('3', '2', (14, 14, 6))]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from featmap.errors import FeatmapError, ShapeError
+from featmap.net.layers import LayerPlan, LayerSpec, Parallel, Sequential
+
+__all__ = ["PlanNode", "iter_leaves", "plan_layers"]
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    """One layer (or container) of a planned stack.
+
+    ``role`` is ``layer`` for a kind that runs on an array, ``block`` for a `Sequential`, ``merge`` for a
+    `Parallel` and ``branch`` for one of its branches; ``children`` are what a container holds, in order.
+    """
+
+    path: str
+    key: str
+    depth: int
+    layer: LayerSpec
+    plan: LayerPlan
+    children: tuple[PlanNode, ...] = ()
+    role: str = "layer"
+
+
+def _label(layer: object, path: str) -> str:
+    return f"layer {path} ({getattr(layer, 'name', None) or type(layer).__name__.lower()})"
+
+
+class _Planner:
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def sequence(
+        self, layers: Sequence[LayerSpec], shape: Shape, depth: int, path: str, key: str
+    ) -> tuple[tuple[PlanNode, ...], Shape]:
+        nodes: list[PlanNode] = []
+        names = [getattr(layer, "name", None) for layer in layers]
+        for index, layer in enumerate(layers):
+            name = names[index]
+            part = name if name and names.count(name) == 1 else str(index)  # a repeated name cannot be a key
+            node = self.layer(layer, shape, depth, f"{path}{index + 1}", f"{key}{part}")
+            nodes.append(node)
+            shape = node.plan.out_shape
+        return tuple(nodes), shape
+
+    def layer(self, layer: LayerSpec, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
+        try:
+            return self._layer(layer, shape, depth, path, key)
+        except FeatmapError as exc:
+            if exc.what.startswith("layer "):
+                raise
+            problem = f"{exc.what.strip('`')}: {exc.problem}" if exc.what else exc.problem
+            raise ShapeError(_label(layer, path), problem, exc.fix) from None
+
+    def _layer(self, layer: LayerSpec, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
+        if isinstance(layer, Sequential):
+            children, out = self.sequence(layer.layers, shape, depth + 1, f"{path}.", f"{key}.")
+            plan = LayerPlan("Sequential", layer.name or "block", shape, out)
+            return PlanNode(path, key, depth, layer, plan, children, "block")
+        if isinstance(layer, Parallel):
+            return self.parallel(layer, shape, depth, path, key)
+        return PlanNode(path, key, depth, layer, layer.plan(shape, self.batch))
+
+    def parallel(self, layer: Parallel, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
+        branches: list[PlanNode] = []
+        names = [branch.name for branch in layer.branches]
+        for b, branch in enumerate(layer.branches, start=1):
+            part = branch.name if branch.name and names.count(branch.name) == 1 else str(b - 1)
+            branch_path, branch_key = f"{path}.{b}", f"{key}.{part}"
+            children, out = self.sequence(branch.layers, shape, depth + 2, f"{branch_path}.", f"{branch_key}.")
+            plan = LayerPlan("Branch" if branch.layers else "Identity", branch.name or f"branch{b}", shape, out)
+            branches.append(PlanNode(branch_path, branch_key, depth + 1, branch, plan, children, "branch"))
+        shapes = [b.plan.out_shape for b in branches]
+        out = layer.merge_shape(shapes)
+        plan = LayerPlan(
+            layer.kind,
+            layer.name or layer.kind.lower(),
+            shape,
+            out,
+            detail=f"{len(layer.branches)} branches",
+            explain=layer.merge_explain(shapes),
+        )
+        return PlanNode(path, key, depth, layer, plan, tuple(branches), "merge")
+
+
+def plan_layers(layers: Sequence[LayerSpec], input_shape: Sequence[int], *, batch: int = 1) -> tuple[PlanNode, ...]:
+    """Plan every layer of ``layers`` on ``input_shape`` (``(H, W, C)``, ``(L, C)`` or ``(N,)``).
+
+    Raises `ShapeError` naming the layer (index path and name) when a shape cannot work.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ShapeError("`batch`", f"must be >= 1; got {batch}")
+    nodes, _ = _Planner(batch).sequence(layers, tuple(input_shape), 0, "", "")
+    return nodes
+
+
+def iter_leaves(nodes: Sequence[PlanNode]) -> Iterator[PlanNode]:
+    """Every layer that runs on an array, in order, inside blocks and branches."""
+    for node in nodes:
+        if node.role == "layer":
+            yield node
+        else:
+            yield from iter_leaves(node.children)
