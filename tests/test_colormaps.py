@@ -49,7 +49,9 @@ def test_colours_match_cmap_bytes() -> None:
 def test_auto_is_diverging_for_signed_maps_only() -> None:
     assert choose_colormap("auto", -0.5, 2.0).diverging
     assert choose_colormap(None, 0.0, 2.0).name == "viridis"
-    assert choose_colormap("auto", -2.0, 0.0).name == "viridis"  # one sign only: sequential
+    # an all-negative map is diverging too (issue 21): on viridis its least negative value would be yellow
+    assert choose_colormap("auto", -2.0, 0.0).name == "RdBu_r"
+    assert choose_colormap("auto", -2.0, -1.0).name == "RdBu_r"
     assert choose_colormap("magma", -1.0, 1.0).name == "magma"
 
 
@@ -121,7 +123,7 @@ def test_auto_centres_signed_maps_at_zero(runner: CliRunner, tmp_path: Path) -> 
     Image.fromarray(255 - image).save(tmp_path / "step.png")
     result = invoke(runner, *args, "--padding", "same", "--pad-mode", "replicate", "-o", out, "--json", "--overwrite")
     sobel = json.loads(result.output)["maps"][0]
-    assert sobel["mapped"]["colormap"] == "bids:viridis"  # still one sign (all <= 0)
+    assert sobel["mapped"]["colormap"] == "colorbrewer:RdBu_r"  # all <= 0: diverging, never viridis
     signed = np.array([[-2.0, 0.0, 1.0]], np.float32)[:, :, None]
     drawn = map_pixels(signed, "minmax", colormap="auto")
     assert drawn.colormap is not None and drawn.colormap.name == "RdBu_r"

@@ -5,9 +5,10 @@ colorcet's… maps), never from tables typed here. A `Colormap` holds the 256-en
 matplotlib and `cmap` use: a display position ``t`` in [0, 1] takes entry ``min(floor(256 t), 255)``;
 its 8-bit colour is ``floor(255 · rgb)``, as ``cmap.Colormap(name)(t, bytes=True)`` gives.
 
-``auto`` picks a diverging map centred at 0 for a map holding both signs (`DIVERGING_DEFAULT`,
-blue below 0, white at 0, red above) and a perceptually uniform sequential one otherwise
-(`SEQUENTIAL_DEFAULT`). No files, no printing.
+``auto`` picks a diverging map centred at 0 for a map holding a negative value (`DIVERGING_DEFAULT`,
+blue below 0, white at 0, red above) and a perceptually uniform sequential one only for a map with no
+negative value (`SEQUENTIAL_DEFAULT`): an all-negative map is not drawn on viridis with its least negative
+value yellow. No files, no printing.
 
 Examples
 --------
@@ -15,6 +16,8 @@ Examples
 [68, 1, 84]
 >>> choose_colormap("auto", -1.0, 2.0).name, choose_colormap("auto", 0.0, 2.0).name
 ('RdBu_r', 'viridis')
+>>> choose_colormap("auto", -3.0, -1.0).name
+'RdBu_r'
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def get_colormap(name: str) -> Colormap:
 
 def choose_colormap(name: str | None, low: float, high: float) -> Colormap:
     """``name``'s colormap, or for ``auto``/None the default for a map spanning ``low``..``high``: diverging
-    when it holds both signs, sequential otherwise."""
+    when it holds a negative value, sequential otherwise."""
     if name is None or name.strip().lower() == AUTO:
-        return get_colormap(DIVERGING_DEFAULT if low < 0 < high else SEQUENTIAL_DEFAULT)
+        return get_colormap(DIVERGING_DEFAULT if low < 0 else SEQUENTIAL_DEFAULT)
     return get_colormap(name)

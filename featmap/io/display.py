@@ -25,12 +25,16 @@ from numpy.typing import NDArray
 
 from featmap.enums import Normalize, parse_enum
 from featmap.errors import SpecError
+from featmap.io.colormaps import AUTO, Colormap, choose_colormap
 
 __all__ = [
     "DEFAULT_PERCENTILES",
     "PERCENTILE_SAMPLE_LIMIT",
+    "SCALES",
     "DisplayRange",
+    "LayerScale",
     "display_range",
+    "layer_scale",
     "parse_percentiles",
     "range_from_stats",
 ]
@@ -57,11 +61,13 @@ class DisplayRange:
 
     def positions(self, values: NDArray[np.floating]) -> NDArray[np.float32]:
         """``(x - low) / (high - low)`` clipped to [0, 1], in float32 (a flat range maps to 0.5 when
-        it holds the values, else to the nearest end)."""
+        it holds the values, else to the nearest end; a flat range at 0 that is not centred maps 0 to 0,
+        the bottom of a sequential scale, so a dead channel is drawn as the colour of 0)."""
         arr = np.abs(values) if self.absolute else values
         span = self.high - self.low
         if not span > 0:
-            flat: NDArray[np.float32] = np.where(arr < self.low, 0.0, np.where(arr > self.high, 1.0, 0.5)).astype(
+            held = 0.0 if self.low == 0 and not self.centred else 0.5  # an all-0 map: the colour of 0
+            flat: NDArray[np.float32] = np.where(arr < self.low, 0.0, np.where(arr > self.high, 1.0, held)).astype(
                 np.float32
             )
             return flat
@@ -149,3 +155,98 @@ def display_range(
         peak = max(abs(low), abs(high))
         return DisplayRange(-peak, peak, method, centred=True)
     return DisplayRange(low, high, method)
+
+
+#: ``--scale``: one range for all of a layer's channels (the default), or one per channel.
+SCALES = ("per-layer", "per-channel")
+#: A layer's percentiles are taken on at most this many of its values (an even stride through each channel).
+LAYER_SAMPLE_LIMIT = 1 << 22
+
+
+@dataclass(frozen=True)
+class LayerScale:
+    """How one layer's channels are drawn: ONE colormap, and one range (``per-layer``) or one per channel.
+
+    The colormap is diverging, centred at 0, when the layer holds a negative value (``auto``), sequential
+    only for a layer with none; every range of a diverging map is ``-m..m``, so 0 is its centre colour in
+    every channel. `ranges` has one entry per channel (all equal under ``per-layer``).
+    """
+
+    colormap: Colormap
+    ranges: tuple[DisplayRange, ...]
+    scale: str = "per-layer"
+
+    def range_of(self, channel: int) -> DisplayRange:
+        """The range channel ``channel`` is drawn with."""
+        return self.ranges[channel]
+
+    def text(self) -> str:
+        """``RdBu_r, -2.1 to 2.1 (percentiles 1-99), one scale for the layer``: what a caption says."""
+        if self.scale == "per-layer" or len(self.ranges) == 1:
+            return f"{self.colormap.name}, {self.ranges[0].text()}" + (
+                ", one scale for the layer" if len(self.ranges) > 1 else ""
+            )
+        return f"{self.colormap.name}, one range per channel ({self.ranges[0].method})"
+
+
+def _sample(channel: NDArray[np.floating], limit: int) -> NDArray[np.floating]:
+    flat = channel.reshape(-1)
+    return flat if flat.size <= limit else flat[:: -(-flat.size // limit)]
+
+
+def layer_scale(
+    channels: Sequence[NDArray[np.floating]],
+    normalize: str | Normalize = Normalize.PERCENTILE,
+    colormap: str | None = AUTO,
+    *,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    scale: str = "per-layer",
+) -> LayerScale:
+    """The colormap and range(s) of a layer whose channels are ``channels`` (each any shape, one channel).
+
+    ``colormap`` ``auto``/None picks `featmap.io.colormaps.DIVERGING_DEFAULT` when any value of the layer
+    is negative (never with ``abs``) and `featmap.io.colormaps.SEQUENTIAL_DEFAULT` otherwise; a sequential
+    map on a non-negative layer starts at 0 (``minmax`` and ``percentile`` ranges are ``0..high``), so 0 is
+    the colour of 0 there too. Percentiles over a layer are taken on the values of all its channels
+    (at most `LAYER_SAMPLE_LIMIT`, evenly strided). ``scale`` is ``per-layer`` or ``per-channel``.
+
+    Examples
+    --------
+    >>> a = np.array([[-2.0, 1.0]]); b = np.array([[0.5, 0.0]])
+    >>> s = layer_scale([a, b], "minmax")
+    >>> s.colormap.name, s.ranges[0].text(), s.ranges[1] == s.ranges[0]
+    ('RdBu_r', '-2 to 2 (minmax)', True)
+    >>> layer_scale([b], "minmax").ranges[0].text()
+    '0 to 0.5 (minmax)'
+    """
+    if scale not in SCALES:
+        raise SpecError("`scale`", f"unknown scale {scale!r}", "use per-layer or per-channel")
+    if not channels:
+        raise SpecError("values", "a layer needs at least one channel")
+    kind = parse_enum(Normalize, normalize, "normalize")
+    lows = [float(np.min(c)) for c in channels]
+    highs = [float(np.max(c)) for c in channels]
+    auto = colormap is None or colormap.strip().lower() == AUTO
+    negative = min(lows) < 0 and kind is not Normalize.ABS
+    if auto:
+        chosen = choose_colormap(None, -1.0 if negative else 0.0, 1.0)
+    else:
+        chosen = choose_colormap(colormap, min(lows), max(highs))
+    centred = chosen.diverging
+    anchored = auto and not negative and kind in (Normalize.MINMAX, Normalize.PERCENTILE)
+
+    def one(values: NDArray[np.floating]) -> DisplayRange:
+        shown = display_range(values, kind, percentiles=percentiles, centred=centred)
+        if anchored and shown.low > 0:
+            shown = DisplayRange(0.0, shown.high, shown.method)
+        return shown
+
+    if scale == "per-channel":
+        return LayerScale(chosen, tuple(one(c) for c in channels), scale)
+    if kind is Normalize.PERCENTILE:
+        limit = max(1, LAYER_SAMPLE_LIMIT // len(channels))
+        pooled = np.concatenate([_sample(np.asarray(c), limit) for c in channels])
+    else:
+        pooled = np.array([min(lows), max(highs)], dtype=np.float64)
+    shown = one(pooled)
+    return LayerScale(chosen, (shown,) * len(channels), scale)
