@@ -229,7 +229,8 @@ def forward(
     layers : str, sequence of str, Model, or sequence of layers
         As `shape` takes them: a preset (``"lenet5-digits"``), a spec file, tokens or layer objects.
     weights : path or dict, optional
-        A ``.npz``/``.safetensors`` file or tensors by key (``{"C1.weight": ...}``, PyTorch's ``state_dict``
+        A ``.npz``/``.safetensors`` file, a Keras 3 ``.weights.h5``/``.keras`` file (Keras layout, found by
+        content), or tensors by key (``{"C1.weight": ...}``, PyTorch's ``state_dict``
         names and layout; see README, 'Weights files'); a trained preset brings its own.
     init, seed : {"kaiming", "glorot"}, int
         Seeded random weights (PyTorch's or Keras' default initialisation) when there is no weights file.
@@ -267,9 +268,11 @@ def forward(
     if isinstance(weights, dict):
         tensors = weights
     elif weights is not None or (init is None and model.weights is not None):
-        from featmap.net.weights import load_weights
+        from featmap.net.weights import is_keras_file, load_weights
 
-        tensors = dict(load_weights(weights if weights is not None else model.weights))  # type: ignore[arg-type]
+        file = weights if weights is not None else model.weights
+        tensors = dict(load_weights(file))  # type: ignore[arg-type]
+        layout = "keras" if is_keras_file(file) else layout  # type: ignore[arg-type]
     source = WeightSource(tensors, init, seed, layout)
     return run_network(model.layers, pixels, source, upto=upto)
 

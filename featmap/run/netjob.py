@@ -204,6 +204,10 @@ def make_network_job(
     if weights is not None and init is not None:
         raise SpecError("`weights`", "a weights file and a random `init` were both given", "give one of them")
     file = Path(weights) if weights is not None else (model.weights if init is None else None)
+    if file is not None and layout == "torch":
+        from featmap.net.weights import is_keras_file
+
+        layout = "keras" if is_keras_file(file) else layout  # Keras names, kernels and flatten order
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")
     job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, output or OutputOptions())

@@ -21,8 +21,10 @@ batch norm     ``KEY.weight``, ``KEY.bias``,                  (C,) each
 (``layout="keras"``) a conv weight is ``KEY.kernel`` (kh, kw, I/groups, O) (a depthwise one
 ``KEY.depthwise_kernel`` (kh, kw, I, multiplier)), a dense weight ``KEY.kernel`` (in, out), batch norm
 ``KEY.gamma``, ``KEY.beta``, ``KEY.moving_mean``, ``KEY.moving_variance``; `to_torch_layout` converts them.
-``flatten`` orders an H×W×C map as the weights' framework does (`featmap.net.layers.RunContext`): (C, H, W)
-for PyTorch-layout weights, so a ``state_dict``'s dense weights apply unchanged, and (H, W, C) for Keras.
+A Keras 3 ``.weights.h5``/``.keras`` file (`featmap.net.weights.keras`, the ``keras`` extra) is read in
+Keras names and layout, and a run with it uses the Keras layout. ``flatten`` orders an H×W×C map as the
+weights' framework does (`featmap.net.layers.RunContext`): (C, H, W) for PyTorch-layout weights, so a
+``state_dict``'s dense weights apply unchanged, and (H, W, C) for Keras.
 `reorder_flatten_columns` converts a PyTorch dense weight for a row-major flatten, for use outside featmap.
 
 Limits
@@ -48,6 +50,7 @@ import numpy as np  # noqa: F401 (the Examples above use it)
 from featmap.net.weights._common import BYTES_ENV, ELEMENTS_ENV, KINDS
 from featmap.net.weights.files import load_weights
 from featmap.net.weights.initial import init_weights
+from featmap.net.weights.keras import is_keras_file
 from featmap.net.weights.layouts import match_weights, reorder_flatten_columns, to_torch_layout
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "ELEMENTS_ENV",
     "KINDS",
     "init_weights",
+    "is_keras_file",
     "load_weights",
     "match_weights",
     "reorder_flatten_columns",

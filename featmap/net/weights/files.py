@@ -1,4 +1,5 @@
-"""Reading weights files: ``.npz`` (numpy) and ``.safetensors`` (the optional ``safetensors`` package)."""
+"""Reading weights files: ``.npz`` (numpy), ``.safetensors`` (the optional ``safetensors`` package) and Keras 3
+``.weights.h5``/``.keras`` (the optional ``h5py``; `featmap.net.weights.keras`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 
 from featmap.errors import SpecError
 from featmap.net.weights._common import BYTES_ENV, DEFAULT_BYTES, Weights, check_size, limit
+from featmap.net.weights.keras import HDF5_MAGIC, is_keras_file, read_keras
 
 __all__ = ["load_weights"]
 
@@ -22,11 +24,12 @@ _FIX_CORRUPT = "re-export or re-download the file"
 
 
 def load_weights(path: str | os.PathLike[str]) -> Weights:
-    """Read every tensor of a ``.npz`` (numpy) or ``.safetensors`` file, by name, in file order.
+    """Read every tensor of a ``.npz`` (numpy), ``.safetensors`` or Keras 3 file, by name, in file order.
 
     The format is recognised by content. Arrays come back as float32 (float64 kept); integer tensors
     are converted, anything else (strings, objects, booleans, complex) is refused. Needs the optional
-    ``safetensors`` package for ``.safetensors`` (``pip install 'featmap[weights]'``).
+    ``safetensors`` package for ``.safetensors`` (``pip install 'featmap[weights]'``). A Keras file's tensors
+    keep Keras names and layout (``c1.kernel``); `is_keras_file` tells such a file apart.
 
     Raises `SpecError` naming the file (and the tensor) for a missing, empty, unknown, corrupt or
     truncated file, a non-numeric tensor, a NaN or infinity (with its first index), and a file or
@@ -44,7 +47,9 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
         head = fh.read(9)
     if not head:
         raise SpecError(str(p), "is empty", _FIX_CORRUPT)
-    if head.startswith(b"PK"):
+    if head.startswith(HDF5_MAGIC) or head.startswith(b"PK") and is_keras_file(p):
+        arrays = read_keras(p)  # Keras 3 .weights.h5 / .keras: Keras names and layout (featmap.net.weights.keras)
+    elif head.startswith(b"PK"):
         arrays = _read_npz(p)
     elif len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
         arrays = _read_safetensors(p)
