@@ -72,3 +72,41 @@ def test_levels_trade_size(deflate: str) -> None:
 def test_refuses_what_png_cannot_hold(pixels: np.ndarray, level: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         encode_png(pixels, level)
+
+
+@pytest.mark.parametrize("bands", [[37], [7, 30], [1, 1, 1, 34], [36, 1]])
+def test_streamed_bands_give_the_whole_map_bytes(bands: list[int], rng: np.random.Generator, deflate: str) -> None:
+    pixels = smooth(rng, (37, 2000), 255).astype(np.uint8)  # 74 KB of rows: more than one deflate call
+    parts: list[bytes] = []
+    stream = png.PngStream(parts.append, pixels.shape, np.uint8)
+    start = 0
+    for rows in bands:
+        stream.write(pixels[start : start + rows])
+        start += rows
+    stream.close()
+    assert b"".join(parts) == encode_png(pixels)
+
+
+def test_large_map_is_cut_into_fixed_idat_chunks(rng: np.random.Generator, deflate: str) -> None:
+    pixels = rng.integers(0, 65536, (300, 600, 3)).astype(np.uint16)  # noise: ~1 MB compressed
+    data = encode_png(pixels)
+    sizes, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        if data[at + 4 : at + 8] == b"IDAT":
+            sizes.append(length)
+        at += 12 + length
+    assert len(sizes) > 2 and set(sizes[:-1]) == {png.IDAT_SIZE} and 0 < sizes[-1] <= png.IDAT_SIZE
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded[:, :, ::-1], pixels)
+
+
+def test_stream_refuses_wrong_rows() -> None:
+    stream = png.PngStream(lambda _: None, (2, 3), np.uint8)
+    with pytest.raises(ValueError, match="3 bytes"):
+        stream.write(np.zeros((1, 4), np.uint8))
+    with pytest.raises(ValueError, match="2 rows"):
+        stream.write(np.zeros((3, 3), np.uint8))
+    stream.write(np.zeros((1, 3), np.uint8))
+    with pytest.raises(ValueError, match="1 were given"):
+        stream.close()

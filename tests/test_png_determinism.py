@@ -1,0 +1,100 @@
+"""Same map, same PNG bytes: in fresh processes whose heaps hold different leftovers, in any order, whole or
+streamed in bands of any size, with ISA-L's deflate and zlib's (issue 22, item 3)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from featmap.io import png
+
+# A child process: fill and free heap blocks of a given byte (what a busy helper's heap looks like), then
+# encode the maps in the given order, whole or in bands, and print each map's digest.
+_CHILD = r"""
+import ctypes, hashlib, json, sys
+import numpy as np
+fill, order, band, deflater = int(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+blocks = [libc.malloc(size) for size in (1 << 12, 1 << 16, 1 << 18, 3 << 20)]
+for block, size in zip(blocks, (1 << 12, 1 << 16, 1 << 18, 3 << 20)):
+    ctypes.memset(block, fill, size)
+for block in blocks[::2]:
+    libc.free(ctypes.c_void_p(block))
+junk = [np.full(int(n), fill, np.uint8) for n in np.linspace(1000, 900_000, 1 + fill % 7)]
+del junk[::2]
+from featmap.io import png
+if deflater == "zlib":
+    png.isal_zlib = lambda: None
+sys.path.insert(0, sys.argv[5])
+from test_png_determinism import maps
+all_maps = maps()
+digests = {}
+for i in order:
+    pixels = all_maps[i]
+    if band == 0:
+        data = png.encode_png(pixels)
+    else:
+        parts = []
+        stream = png.PngStream(parts.append, pixels.shape, pixels.dtype)
+        for start in range(0, pixels.shape[0], band):
+            stream.write(pixels[start : start + band])
+        stream.close()
+        data = b"".join(parts)
+    digests[i] = hashlib.sha256(data).hexdigest()
+print(json.dumps(digests))
+"""
+
+
+def maps() -> list[np.ndarray]:
+    """Feature-map-like pixels: ramps, flat regions with edges, sparse peaks, noise, 16-bit and RGB."""
+    rng = np.random.default_rng(22)
+    out: list[np.ndarray] = []
+    for h, w in [(512, 512), (37, 1001), (300, 299), (1, 5000)]:
+        ramp = np.cumsum(rng.integers(-2, 3, (h, w)), axis=1)
+        out.append((ramp % 256).astype(np.uint8))
+        blocks = (np.add.outer(np.arange(h) // 9, np.arange(w) // 13) * 37 % 256).astype(np.uint8)
+        out.append(blocks)
+        sparse = np.zeros((h, w), np.uint8)
+        sparse[rng.integers(0, h, 50), rng.integers(0, w, 50)] = 255
+        out.append(sparse)
+    out.append(rng.integers(0, 256, (400, 700), dtype=np.uint8))
+    out.append(rng.integers(0, 65536, (130, 170), dtype=np.uint16))
+    out.append((np.cumsum(rng.integers(0, 3, (200, 230, 3)), axis=1) % 256).astype(np.uint8))
+    return out
+
+
+def _child(fill: int, order: list[int], band: int, deflater: str) -> dict[int, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_PERTURB_", "GLIBC_TUNABLES")}
+    env["MALLOC_PERTURB_"] = str(fill)  # malloc hands out blocks filled with this byte's complement
+    env["GLIBC_TUNABLES"] = f"glibc.malloc.mmap_threshold={1 << (16 + fill % 9)}"  # large blocks from the heap too
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(fill), json.dumps(order), str(band), deflater, os.path.dirname(__file__)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    return {int(k): v for k, v in json.loads(done.stdout).items()}
+
+
+@pytest.mark.parametrize("deflater", ["isal", "zlib"])
+def test_same_bytes_in_fresh_processes_any_order_and_bands(deflater: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if deflater == "isal" and png.isal_zlib() is None:
+        pytest.skip("isal not installed")
+    if deflater == "zlib":
+        monkeypatch.setattr(png, "isal_zlib", lambda: None)
+    here = {i: hashlib.sha256(png.encode_png(m)).hexdigest() for i, m in enumerate(maps())}
+    count = len(here)
+    forward, backward = list(range(count)), list(reversed(range(count)))
+    shuffled = [int(i) for i in np.random.default_rng(5).permutation(count)]
+    runs = [(1, forward, 0), (170, backward, 7), (255, shuffled, 64), (3, forward, 1000)]
+    for fill, order, band in runs:
+        assert _child(fill, order, band, deflater) == here, (fill, band)
