@@ -1,8 +1,9 @@
 """Reading the YAML and JSON files featmap takes (kernel files, layer-spec files), safely, with one-line errors.
 
-Before a document is built, its size, nesting depth and YAML alias expansion are checked against
-`featmap.limits` (a billion-laughs file or 100,000 nested brackets is refused, not expanded or
-recursed into). Numbers are read as a user writes them: YAML 1.1 takes ``1e-3`` for a string (its
+Before a document is built, its size, nesting depth, YAML alias expansion and number of values are
+checked against `featmap.limits` (a billion-laughs file, 100,000 nested brackets, an alias inside its
+own anchor or a 2300×2300 matrix is refused within a second, not expanded, recursed into or parsed
+for minutes). Numbers are read as a user writes them: YAML 1.1 takes ``1e-3`` for a string (its
 float rule wants a dot), here it is the float 0.001, as in YAML 1.2 and JSON.
 """
 
@@ -15,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from featmap.errors import FeatmapError, LimitError
-from featmap.limits import DEPTH, FILE_SIZE, YAML_ALIAS_NODES
+from featmap.errors import FeatmapError
+from featmap.limits import DEPTH, FILE_SIZE, FILE_VALUES, YAML_ALIAS_NODES
 
 __all__ = ["check_depth", "parse_yaml", "read_document"]
 
@@ -43,6 +44,7 @@ def read_document(path: Path, error: type[FeatmapError], missing_fix: str) -> An
     except (OSError, UnicodeDecodeError) as exc:
         raise error(str(path), f"cannot be read ({exc})", "give a UTF-8 YAML or JSON file") from None
     FILE_SIZE.check(len(text.encode("utf-8")), str(path))  # a special file (a pipe) has no size up front
+    check_values(text, str(path))
     if path.suffix.lower() == ".json":
         try:
             doc = json.loads(text)
@@ -86,7 +88,7 @@ def check_depth(doc: Any, where: str) -> None:
             DEPTH.check(depth, f"{where}: nesting")
         seen.add(id(value))
         children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +105,7 @@ def _loader() -> Any:
     return Loader
 
 
-def _scan(text: str, where: str, loader: Any) -> None:
+def _scan(text: str, where: str, loader: Any, error: type[FeatmapError]) -> None:
     """Walk the parser's events (no recursion, nothing built) to enforce depth and alias-expansion limits.
 
     Each node counts 1; an alias counts the size of what its anchor holds, as if expanded.
@@ -111,12 +113,15 @@ def _scan(text: str, where: str, loader: Any) -> None:
     import yaml
 
     depth_limit, alias_limit = DEPTH.value(), YAML_ALIAS_NODES.value()
+    open_anchors: set[str] = set()
     sizes: dict[str, int] = {}
     open_nodes: list[tuple[str | None, int]] = []  # (anchor, size so far) of each open collection
     added = 0
     for event in yaml.parse(text, Loader=loader):
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             open_nodes.append((event.anchor, 1))
+            if event.anchor is not None:
+                open_anchors.add(event.anchor)
             if len(open_nodes) > depth_limit:
                 line = event.start_mark.line + 1 if event.start_mark else 0
                 DEPTH.check(len(open_nodes), f"{where}: line {line}: nesting")
@@ -124,12 +129,20 @@ def _scan(text: str, where: str, loader: Any) -> None:
             anchor, size = open_nodes.pop()
             if anchor is not None:
                 sizes[anchor] = size
+                open_anchors.discard(anchor)
             if open_nodes:
                 parent_anchor, parent_size = open_nodes[-1]
                 open_nodes[-1] = (parent_anchor, parent_size + size)
         elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
             size = 1
             if isinstance(event, yaml.AliasEvent):
+                if event.anchor in open_anchors:  # `&a [*a]`: a value that holds itself, endless when walked
+                    line = event.start_mark.line + 1 if event.start_mark else 0
+                    raise error(
+                        f"{where}: line {line}: alias *{event.anchor}",
+                        f"refers to its own anchor &{event.anchor} (a value that contains itself)",
+                        "write the value out, or point the alias at a finished value",
+                    )
                 size = sizes.get(event.anchor or "", 1)
                 added += size
                 if added > alias_limit:
@@ -142,6 +155,27 @@ def _scan(text: str, where: str, loader: Any) -> None:
                 open_nodes[-1] = (parent_anchor, parent_size + size)
 
 
+def check_values(text: str, where: str) -> None:
+    """Refuse a YAML or JSON document holding more values than the limit, before parsing it (a YAML
+    parser builds ~40,000 Python values a second: a 2300×2300 matrix would take minutes; JSON parses
+    fast, but 400,000 branches of a spec still take seconds to walk).
+
+    The count is an estimate from separators (commas and line ends), so it costs one pass over the
+    text: ~30 ms for the largest file the size limit allows.
+
+    Examples
+    --------
+    >>> check_values("weights: [[1, 2], [3, 4]]", "k.yaml")
+    >>> check_values("[" + ", ".join(["1"] * 300_000) + "]", "k.yaml")
+    Traceback (most recent call last):
+    ...
+    featmap.errors.LimitError: k.yaml: values (estimated from commas and lines): 300,000 exceeds the file values ...
+    """
+    count = text.count(",") + text.count("\n") + 1
+    if count > FILE_VALUES.value():
+        FILE_VALUES.check(count, f"{where}: values (estimated from commas and lines)")
+
+
 def parse_yaml(text: str, where: str, error: type[FeatmapError]) -> Any:
     """Parse YAML ``text`` safely (limits first, then the safe loader); errors name ``where``.
 
@@ -152,11 +186,12 @@ def parse_yaml(text: str, where: str, error: type[FeatmapError]) -> Any:
     """
     import yaml
 
+    check_values(text, where)
     loader = _loader()
     try:
-        _scan(text, where, loader)
+        _scan(text, where, loader, error)
         return yaml.load(text, Loader=loader)  # a safe loader either way
-    except LimitError:
+    except FeatmapError:
         raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

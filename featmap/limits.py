@@ -187,6 +187,21 @@ YAML_ALIAS_NODES = Limit(
     "nodes",
     "values that YAML aliases (`*name`) add when expanded (a billion-laughs file adds 10⁹)",
 )
+FILE_VALUES = Limit(
+    "file values",
+    "FEATMAP_MAX_FILE_VALUES",
+    100_000,
+    "values",
+    "values (numbers, words) in one kernel or spec file (YAML or JSON), estimated from its commas and lines "
+    "before parsing (a YAML parser reads ~40,000 a second; a 316×316 kernel is 100,000)",
+)
+KERNELS = Limit(
+    "kernel count",
+    "FEATMAP_MAX_KERNELS",
+    10_000,
+    "kernels",
+    "kernel files in one --kernel-dir folder, and kernels in one library (folders and built-ins together)",
+)
 
 #: Every limit, in README's order.
 LIMITS: tuple[Limit, ...] = (
@@ -199,6 +214,8 @@ LIMITS: tuple[Limit, ...] = (
     FILE_SIZE,
     DEPTH,
     YAML_ALIAS_NODES,
+    FILE_VALUES,
+    KERNELS,
     REPEAT,
     LAYERS,
 )

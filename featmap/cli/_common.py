@@ -13,7 +13,7 @@ import click
 
 from featmap.cli._scale import OutLocation
 from featmap.enums import Activation, Combine, Normalize, PaddingMode, PoolKind
-from featmap.errors import FeatmapError, OptionError, SpecError
+from featmap.errors import FeatmapError, OptionError, SpecError, brief
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +116,11 @@ class FeatmapCommand(click.Command):
                     raise click.UsageError(flag_words(str(exc)), ctx) from None
                 _err("error", _one_line(flag_words(str(exc))))
                 ctx.exit(exit_code_for(exc, self.name or ""))
+            except OSError as exc:  # the file system refused (a name too long, a full disk, no permission)
+                if debug:
+                    raise
+                _err("error", _one_line(_os_line(exc)))
+                ctx.exit(ExitCode.ERROR)
             except MemoryError:
                 if debug:
                     raise
@@ -133,6 +138,19 @@ class FeatmapCommand(click.Command):
                     if text not in said:
                         said.add(text)
                         _err("warning", text)
+
+
+def _os_line(exc: OSError) -> str:
+    """An operating-system error as ``<file>: <problem>; <fix>``.
+
+    Examples
+    --------
+    >>> import errno
+    >>> _os_line(OSError(errno.ENOSPC, "No space left on device", "out/a.png"))
+    "'out/a.png': No space left on device; check the path, its permissions and the free space"
+    """
+    where = brief(exc.filename, 80) + ": " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}; check the path, its permissions and the free space"
 
 
 def _bug_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from featmap.errors import brief
 from featmap.io.storage import is_remote, local_path
 
 __all__ = ["OutLocation", "local_out_dir", "scale_options", "scaled_batch"]
@@ -30,10 +31,40 @@ class OutLocation(click.ParamType):  # type: ignore[type-arg]  # generic only in
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, Path) or not is_remote(value):
             path = Path(local_path(str(value)))
-            if path.is_file():
-                self.fail(f"{str(value)!r} is a file; give a folder", param, ctx)
+            problem = folder_problem(path)
+            if problem:
+                self.fail(f"{brief(str(value))} {problem}", param, ctx)
             return path
         return str(value)
+
+
+def folder_problem(path: Path) -> str:
+    """Why ``path`` cannot be an output folder (a file, a file on its way, a name too long), or ``""``.
+
+    Examples
+    --------
+    >>> folder_problem(Path("x" * 300))
+    'has a name of 300 bytes, longer than the 255 the file system allows; give a shorter name'
+    """
+    import errno
+    import os
+
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > 255:  # NAME_MAX on Linux, macOS and Windows alike
+            return f"has a name of {size} bytes, longer than the 255 the file system allows; give a shorter name"
+    for parent in (path, *path.parents):
+        try:
+            if parent.is_file():
+                where = "is a file" if parent == path else f"is inside {brief(str(parent))}, which is a file"
+                return f"{where}; give a folder"
+            if parent.is_dir():
+                return ""
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return "is a path longer than the file system allows; give a shorter one"
+            return f"cannot be checked ({exc.strerror}); give another folder"
+    return ""
 
 
 def local_out_dir(out: Path | str) -> Path:

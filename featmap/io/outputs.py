@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from featmap.enums import Normalize, parse_enum
-from featmap.errors import FeatmapError, OutputBusyError, OutputExistsError, SpecError
+from featmap.errors import FeatmapError, OutputBusyError, OutputExistsError, SpecError, brief
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAME", "Manifest", "OutputLock", "OutputOptions", "safe_stem"]
 
@@ -142,6 +142,8 @@ class OutputOptions:
             raise SpecError(
                 "`name_pattern`", f"{rel!r} points outside the output folder {self.out_dir}", "use a relative pattern"
             )
+        if len(rel) > NAME_BYTES // 4:  # only a long path can hold a name over the file system's limit
+            _check_name_lengths(rel)
         return self.out_dir / rel
 
     def _inside(self, folder: str) -> bool:
@@ -154,6 +156,32 @@ class OutputOptions:
             root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
             _INSIDE[key] = (self.out_dir / folder).resolve().is_relative_to(root)
         return _INSIDE[key]
+
+
+#: The longest file or folder name featmap makes: the file system's 255 bytes less room for a temporary
+#: file's ``.name.PID.tmp`` and a raw map's ``.tiff`` in place of ``.png``.
+NAME_BYTES = 255 - 24
+
+
+def _check_name_lengths(rel: str) -> None:
+    """Refuse a target whose file or folder name the file system would refuse (over `NAME_BYTES` bytes).
+
+    Examples
+    --------
+    >>> _check_name_lengths("camera/" + "x" * 300 + ".png")
+    Traceback (most recent call last):
+    ...
+    featmap.errors.SpecError: `name_pattern`: makes a name of 304 bytes (...), over the 231 featmap allows ...
+    """
+    for part in rel.split("/"):
+        size = len(os.fsencode(part))
+        if size > NAME_BYTES:
+            raise SpecError(
+                "`name_pattern`",
+                f"makes a name of {size} bytes ({brief(part, 30)}), over the {NAME_BYTES} featmap allows "
+                "(a file system takes 255, less room for a temporary file)",
+                "use a shorter pattern or shorter kernel names",
+            )
 
 
 class Manifest:

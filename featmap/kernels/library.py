@@ -11,6 +11,7 @@ from featmap.kernels.files import KERNEL_SUFFIXES, load_kernel_file
 from featmap.kernels.generators import GENERATORS
 from featmap.kernels.parametric import parametric_kernel
 from featmap.kernels.records import Kernel, KernelBank
+from featmap.limits import KERNELS
 
 __all__ = ["KERNEL_PATH_ENV", "KernelLibrary", "builtin_kernel_dir"]
 
@@ -39,9 +40,14 @@ def _kernel_files(location: Path) -> list[Path]:
     if location.is_file():
         return [location]
     if location.is_dir():
-        return sorted(
-            p for p in location.iterdir() if p.suffix.lower() in KERNEL_SUFFIXES and not p.name.startswith(".")
-        )
+        found: list[Path] = []
+        limit = KERNELS.value()
+        for p in location.iterdir():  # counted while listing: a folder of 200,000 files is refused at once
+            if p.suffix.lower() in KERNEL_SUFFIXES and not p.name.startswith("."):
+                found.append(p)
+                if len(found) > limit:
+                    KERNELS.check(len(found), f"{location}: more than {limit:,} kernel files")
+        return sorted(found)
     raise KernelFileError(str(location), "is not a kernel file or folder", "check the path")
 
 
@@ -67,6 +73,7 @@ class KernelLibrary:
         locations.append(builtin_kernel_dir())
         self.locations: tuple[Path, ...] = tuple(locations)
         self._kernels: dict[str, Kernel] = {}
+        total, kernel_limit = 0, KERNELS.value()
         for location in self.locations:
             here: dict[str, Kernel] = {}
             for file in _kernel_files(location):
@@ -78,6 +85,9 @@ class KernelLibrary:
                             "rename one",
                         )
                     here[k.name] = k
+                    total += 1
+                    if total > kernel_limit:
+                        KERNELS.check(total, f"{file}: kernels so far")
             for name, k in here.items():
                 self._kernels.setdefault(name, k)
 

@@ -256,12 +256,16 @@ class _FileParser:
     def parallel(self, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
         if not isinstance(value, Mapping) or not isinstance(value.get("branches"), list):
             raise self.err(where, "needs `branches: [[...], [...]]` and `merge:` add, concat, mul or aux")
-        branches = tuple(
-            Sequential(self.layers(b, f"{where}.branches[{i}]", args, depth + 1), f"branch{i + 1}")
-            for i, b in enumerate(value["branches"])
-        )
+        # each branch counts as a layer at least (a merge input): 400,000 empty branches are refused at once
+        LAYERS.check(len(value["branches"]), f"{self.path}: {where}: {len(value['branches']):,} branches")
+        branches: list[Sequential] = []
+        count = 0
+        for i, b in enumerate(value["branches"]):
+            branches.append(Sequential(self.layers(b, f"{where}.branches[{i}]", args, depth + 1), f"branch{i + 1}"))
+            count += max(_count(branches[-1]), 1)
+            LAYERS.check(count, f"{self.path}: {where}.branches[{i}]: layers so far")
         try:
-            return Parallel(branches, value.get("merge", "concat"), name or "parallel")
+            return Parallel(tuple(branches), value.get("merge", "concat"), name or "parallel")
         except SpecError as exc:
             raise self.err(where, f"{exc.what} {exc.problem}") from None
 
