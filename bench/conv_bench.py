@@ -24,7 +24,7 @@ from PIL import Image
 from scipy import ndimage
 
 from featmap import conv2d, pool2d
-from featmap.io.png import encode_png
+from featmap.io.pngencode import encode_png
 from featmap.kernels.generators import gaussian
 
 try:

@@ -26,7 +26,6 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from featmap.errors import LimitError
 
@@ -46,7 +45,6 @@ __all__ = [
     "Limit",
     "check_conv",
     "check_environment",
-    "check_image_plan",
     "conv_memory",
     "format_bytes",
 ]
@@ -308,68 +306,3 @@ def conv_memory(
     total = arrays * itemsize
     MEMORY.check(total, f"{what}: estimated memory" if what else "estimated memory")
     return total
-
-
-def check_image_plan(
-    in_hw: tuple[int, int],
-    channels: int,
-    kernel_sizes: Iterable[tuple[int, int]],
-    *,
-    stride: int | tuple[int, int] = 1,
-    padding: Any = "valid",
-    dilation: int | tuple[int, int] = 1,
-    pool: tuple[Any, Any, Any] | None = None,
-    what: str = "image",
-) -> int:
-    """Work out the geometry of every kernel on an ``in_hw`` image and check the largest plan's memory.
-
-    ``pool`` is ``(size, stride, padding)`` of a window pooling, or None. Geometry errors (a kernel
-    larger than the padded input) are left to the caller's own checks: only the sizes are checked here.
-    Returns the estimated bytes of the largest plan.
-
-    Examples
-    --------
-    >>> check_image_plan((512, 512), 1, [(3, 3)], padding=20000)
-    Traceback (most recent call last):
-    ...
-    featmap.errors.LimitError: image: padding: 20,000 exceeds the padding limit of 4,096 (pixels per side); ...
-    >>> check_image_plan((512, 512), 1, [(3, 3)], padding=1) == (514 * 514 + 512 * 512) * 4
-    True
-    >>> check_image_plan((20000, 20000), 1, [(3, 3)], padding=1)
-    Traceback (most recent call last):
-    ...
-    featmap.errors.LimitError: image: padded input 20002×20002×1: 400,080,004 exceeds the output size limit ...
-    """
-    from featmap.core.geometry import conv_geometry, pool_geometry
-    from featmap.errors import FeatmapError
-
-    sizes = list(kernel_sizes)
-    try:
-        check_conv(
-            sizes,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            pool_size=None if pool is None else pool[0],
-            pool_stride=None if pool is None else pool[1],
-        )
-    except LimitError as exc:
-        if what:
-            raise LimitError(f"{what}: {exc.what}", exc.problem, exc.fix) from None
-        raise
-    worst = 0
-    for size in dict.fromkeys(sizes):
-        try:
-            geometry = conv_geometry(in_hw, size, stride=stride, padding=padding, dilation=dilation)
-        except FeatmapError:
-            continue  # a kernel that does not fit: the convolution's own check names it
-        top, bottom, left, right = geometry.padding
-        padded = (in_hw[0] + top + bottom, in_hw[1] + left + right)
-        pooled = None
-        if pool is not None:
-            try:
-                pooled = pool_geometry(geometry.out_hw, pool[0], stride=pool[1], padding=pool[2]).out_hw
-            except FeatmapError:
-                pooled = None
-        worst = max(worst, conv_memory(padded, geometry.out_hw, channels, len(sizes), pooled=pooled, what=what))
-    return worst

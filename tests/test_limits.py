@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from featmap.cli import cli
+from featmap.core.budget import check_image_plan
 from featmap.errors import LimitError
-from featmap.limits import KERNEL_SIZE, LIMITS, MEMORY, check_conv, check_image_plan, format_bytes
+from featmap.limits import KERNEL_SIZE, LIMITS, MEMORY, check_conv, format_bytes
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

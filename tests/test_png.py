@@ -1,4 +1,4 @@
-"""featmap.io.png: every depth and colour type decodes (Pillow, OpenCV) to exactly the pixels written."""
+"""featmap.io.pngencode, the PNG encoder: every depth and colour type decodes (Pillow, OpenCV) to the pixels written."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featmap.io import png
-from featmap.io.png import PNG_SIGNATURE, encode_png
+from featmap.io import pngencode as png
+from featmap.io.pngencode import PNG_SIGNATURE, encode_png
 
 
 @pytest.fixture(params=["isal", "zlib"])

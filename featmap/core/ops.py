@@ -19,16 +19,23 @@ from featmap.enums import Activation, Normalize, PaddingMode, parse_enum
 from featmap.errors import ShapeError, SpecError
 
 __all__ = [
+    "DEFAULT_PERCENTILES",
+    "PERCENTILE_SAMPLE_LIMIT",
     "activate",
     "as_float_image",
     "conv2d",
     "display_scale",
+    "percentile_range",
     "normalize",
     "pad",
     "row_bands",
     "separable",
     "to_display",
 ]
+
+DEFAULT_PERCENTILES = (1.0, 99.0)
+#: Maps with more values than this have their percentiles taken on an evenly strided sample of this size.
+PERCENTILE_SAMPLE_LIMIT = 1 << 24
 
 
 def as_float_image(x: ArrayLike, what: str = "x") -> NDArray[np.floating]:
@@ -290,6 +297,16 @@ def row_bands(arr: NDArray[Any]) -> Iterator[slice]:
         yield slice(start, min(start + step, arr.shape[0]))
 
 
+def percentile_range(values: NDArray[np.floating], bounds: tuple[float, float]) -> tuple[float, float]:
+    """The two percentiles ``bounds`` of ``values`` (numpy's linear interpolation; a strided sample of
+    `PERCENTILE_SAMPLE_LIMIT` values for larger maps)."""
+    flat = values.reshape(-1)
+    if flat.size > PERCENTILE_SAMPLE_LIMIT:
+        flat = flat[:: -(-flat.size // PERCENTILE_SAMPLE_LIMIT)]
+    low, high = np.percentile(flat, bounds)
+    return float(low), float(high)
+
+
 def display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]:
     """``(low, span)`` of the map for ``kind``: display value = (x - low) / span (of |x| for ``abs``)."""
     if kind is Normalize.CLIP:
@@ -297,11 +314,9 @@ def display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]
     if kind is Normalize.MINMAX:
         low, high = arr.min(), arr.max()
         return (low, high - low) if high - low > 0 else (None, None)
-    if kind is Normalize.PERCENTILE:  # featmap.io.display owns the percentile range; here it is mapped like minmax
-        from featmap.io.display import display_range
-
-        shown = display_range(arr, kind)
-        return (shown.low, shown.high - shown.low) if shown.high > shown.low else (None, None)
+    if kind is Normalize.PERCENTILE:  # mapped like minmax between the default percentiles
+        low, high = percentile_range(arr, DEFAULT_PERCENTILES)
+        return (low, high - low) if high > low else (None, None)
     peak = max(abs(arr.min()), abs(arr.max()))  # max |x| without an |x| temporary
     return None, peak
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.core.ops import DEFAULT_PERCENTILES, PERCENTILE_SAMPLE_LIMIT, percentile_range
 from featmap.enums import Normalize, parse_enum
 from featmap.errors import SpecError
 from featmap.io.colormaps import AUTO, Colormap, choose_colormap
@@ -38,10 +39,6 @@ __all__ = [
     "parse_percentiles",
     "range_from_stats",
 ]
-
-DEFAULT_PERCENTILES = (1.0, 99.0)
-#: Maps with more values than this have their percentiles taken on an evenly strided sample of this size.
-PERCENTILE_SAMPLE_LIMIT = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -101,14 +98,6 @@ def parse_percentiles(value: str | Sequence[float]) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
-def _percentiles(values: NDArray[np.floating], bounds: tuple[float, float]) -> tuple[float, float]:
-    flat = values.reshape(-1)
-    if flat.size > PERCENTILE_SAMPLE_LIMIT:
-        flat = flat[:: -(-flat.size // PERCENTILE_SAMPLE_LIMIT)]
-    low, high = np.percentile(flat, bounds)
-    return float(low), float(high)
-
-
 def range_from_stats(low: float, high: float, normalize: str | Normalize) -> DisplayRange:
     """The range a gray ``minmax``, ``clip``, ``abs`` or ``symmetric`` PNG maps, from the map's min and max alone.
 
@@ -149,7 +138,7 @@ def display_range(
         return DisplayRange(-peak, peak, "symmetric", centred=True)
     method = "minmax"
     if kind is Normalize.PERCENTILE:
-        low, high = _percentiles(values, percentiles)
+        low, high = percentile_range(values, percentiles)
         method = f"percentiles {percentiles[0]:g}-{percentiles[1]:g}"
     if centred:
         peak = max(abs(low), abs(high))

@@ -1,10 +1,8 @@
 """Inputs and outputs as fsspec URLs (``s3://``, ``gs://``, ``memory://``, ``file://`` …).
 
-The per-image work is unchanged: `work_url` is a thin wrapper that fetches a remote input into a private
-temporary folder, runs `featmap.run.batch.process_image` on it with the outputs staged beside it, and uploads each
-finished file with one whole write (on an object store a single PUT, so a reader never sees half a file), then
-records the URLs. ``file://`` URLs are turned into plain paths at the boundary: local files keep the local
-fast path (no fsspec, atomic rename) exactly.
+Discovery, remote output folders and their manifest; the per-image wrapper that fetches an input and
+uploads its outputs is `featmap.run.work.work_url`. ``file://`` URLs are turned into plain paths at the
+boundary: local files keep the local fast path (no fsspec, atomic rename) exactly.
 
 >>> is_remote("s3://bucket/photos/"), is_remote("photos/"), is_remote("file:///data/photos")
 (True, False, False)
@@ -16,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,11 +24,11 @@ __all__ = [
     "RemoteOutput",
     "UrlImage",
     "discover_urls",
+    "filesystem",
     "is_remote",
     "join_url",
     "local_path",
     "require_fsspec",
-    "work_url",
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -64,7 +62,7 @@ def require_fsspec() -> Any:
     return fsspec
 
 
-def _filesystem(url: str) -> tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
     fsspec = require_fsspec()
     try:
         return fsspec.core.url_to_fs(url)  # type: ignore[no-any-return]
@@ -109,9 +107,9 @@ def discover_urls(
     if local:
         items, problems, ignored = discover([local_path(s) for s in local], recursive=recursive)
         found.extend(items)
-    excluded = _filesystem(exclude)[1].rstrip("/") + "/" if exclude and is_remote(exclude) else None
+    excluded = filesystem(exclude)[1].rstrip("/") + "/" if exclude and is_remote(exclude) else None
     for spec in (s for s in specs if is_remote(s)):
-        fs, root = _filesystem(spec)
+        fs, root = filesystem(spec)
         root = root.rstrip("/")
         base = spec.rstrip("/")
         if _GLOB_CHARS & set(root):
@@ -139,61 +137,6 @@ def discover_urls(
     return _unique_stems(found), problems, ignored
 
 
-# ----------------------------------------------------------------------------------------------- per image
-
-
-def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
-    """`featmap.run.batch.work` for URLs: ``task`` is ``(index, input, (job, out_url))`` with ``out_url`` None
-    for a local output folder. The input is fetched, the image processed by the unchanged per-image function,
-    and each output uploaded whole."""
-    import tempfile
-
-    from featmap.io.discover import InputImage
-    from featmap.run.batch import _work as work
-
-    index, item, (job, out_url) = task
-    with tempfile.TemporaryDirectory(prefix="featmap-") as temp:
-        staged = Path(temp)
-        source = item.path
-        if isinstance(item, UrlImage):
-            fs, path = _filesystem(item.url)
-            source = staged / "in" / item.path.name
-            source.parent.mkdir()
-            try:
-                source.write_bytes(fs.cat_file(path))
-            except (OSError, ValueError) as exc:  # missing, denied, network
-                return index, None, f"cannot read {item.url} ({type(exc).__name__}: {exc}); check the URL and access"
-        local_item = InputImage(source, item.rel_dir, item.stem) if isinstance(item, UrlImage) else item
-        local_job = job if out_url is None else replace(job, output=replace(job.output, out_dir=staged / "out"))
-        _, result, error = work((index, local_item, local_job))
-        if result is None:
-            return index, None, error
-        if out_url is not None:
-            fs, _ = _filesystem(out_url)
-            out = staged / "out"
-            try:  # every file the writers made for this image, each in one whole write (one PUT)
-                for file in sorted(p for p in out.rglob("*") if p.is_file()):
-                    rel = file.relative_to(out).as_posix()
-                    fs.pipe_file(_filesystem(join_url(out_url, rel))[1], file.read_bytes())
-            except (OSError, ValueError) as exc:
-                return (
-                    index,
-                    None,
-                    f"cannot write under {out_url} ({type(exc).__name__}: {exc}); check the URL and access",
-                )
-        if isinstance(item, UrlImage):
-            records = tuple({**rec, "input": item.url} for rec in result.records)
-            result = replace(result, input=replace(result.input, path=item.url), records=records)
-        if out_url is not None:
-            out = staged / "out"
-            maps = tuple(
-                replace(m, png=m.png.relative_to(out), raw=None if m.raw is None else m.raw.relative_to(out))
-                for m in result.maps
-            )
-            result = replace(result, maps=maps)
-        return index, result, None
-
-
 # ----------------------------------------------------------------------------------------------- outputs
 
 
@@ -210,7 +153,7 @@ class RemoteOutput:
         from featmap.io.outputs import MANIFEST_NAME
 
         self.url = url.rstrip("/")
-        self.fs, self.root = _filesystem(self.url)
+        self.fs, self.root = filesystem(self.url)
         self.root = self.root.rstrip("/")
         self.manifest_path = f"{self.root}/{MANIFEST_NAME}"
         self.flush_seconds = flush_seconds

@@ -17,13 +17,18 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
 
 from featmap.errors import FeatmapError, ShapeError
 from featmap.net.layers import LayerPlan, LayerSpec, Parallel, Sequential
 
-__all__ = ["PlanNode", "iter_leaves", "plan_layers"]
+__all__ = ["PlanNode", "iter_leaves", "layers_fingerprint", "output_nodes", "plan_layers"]
 
 Shape = tuple[int, ...]
 
@@ -124,3 +129,31 @@ def iter_leaves(nodes: Sequence[PlanNode]) -> Iterator[PlanNode]:
             yield node
         else:
             yield from iter_leaves(node.children)
+
+
+def layers_fingerprint(layers: Sequence[LayerSpec]) -> str:
+    """A digest of the layers, kernel weights included in full (``repr`` abbreviates large arrays)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest() + str(value.shape)
+        return str(value)
+
+    text = json.dumps([{"type": type(layer).__name__, **asdict(layer)} for layer in layers], default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def output_nodes(nodes: Sequence[PlanNode]) -> list[PlanNode]:
+    """The nodes whose outputs a run (`featmap.run.executor.iter_network`) yields: leaf layers and merges, in
+    order."""
+    found: list[PlanNode] = []
+    for node in nodes:
+        if node.role == "layer":
+            found.append(node)
+        elif node.role == "block":
+            found += output_nodes(node.children)
+        else:
+            for branch in node.children:
+                found += output_nodes(branch.children)
+            found.append(node)
+    return found

@@ -30,6 +30,7 @@ from featmap.run.imagejob import (
     targets_for,
 )
 from featmap.run.jobs import ApplyJob
+from featmap.run.work import work_image
 from featmap.run.workers import signals_deferred
 
 __all__ = [
@@ -87,33 +88,6 @@ class BatchInterrupted(Exception):
         super().__init__("interrupted")
         self.report = report
         self.cause = cause
-
-
-def _work(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, ImageResult | None, str | None]:
-    """Process one image; a failure becomes its reason. Python warnings (Pillow's, numpy's) join the
-    result's warnings instead of reaching stderr in the middle of a progress bar."""
-    import warnings
-
-    index, item, job = task
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = process_image(item, job)
-        if caught:
-            said = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-            result = replace(result, warnings=result.warnings + said)
-        return index, result, None
-    except FeatmapError as exc:
-        return index, None, f"{exc.problem}" + (f"; {exc.fix}" if exc.fix else "")
-    except (FileExistsError, NotADirectoryError) as exc:
-        return index, None, f"{exc.filename} is a file where an output folder should be; move it or choose another -o"
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        return index, None, f"cannot write{where}: {exc.strerror or exc}; check the output folder"
-    except MemoryError:
-        return index, None, "out of memory; use fewer --jobs or a smaller image"
-    except (ValueError, ArithmeticError) as exc:
-        return index, None, f"{type(exc).__name__}: {exc}"
 
 
 def run_batch(
@@ -220,7 +194,7 @@ def _run_batch(
     notes: list[str] = []
     chosen = backend or choose_backend(None, jobs=jobs)
     try:
-        chosen.run(tasks, _work, finish, report, start)
+        chosen.run(tasks, work_image, finish, report, start)
     except BaseException as exc:
         for index in list(pending):
             item, targets, before = pending.pop(index)

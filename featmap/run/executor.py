@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 from featmap.errors import FeatmapError, ShapeError, SpecError
 from featmap.net.layers import Conv2d, LayerSpec, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
+from featmap.net.records import LayerOutput, MapStats
 from featmap.net.summary import Summary, summarize_plan
-from featmap.run.pipeline import MapStats
 
 __all__ = ["LayerOutput", "NetworkResult", "WeightSource", "iter_network", "run_network", "top_classes"]
 
@@ -133,15 +133,6 @@ def _kind(node: PlanNode) -> str:
     # a layer norm's scale and shift, and a layer scale's factors, start as batch norm's: ones and zeros
     kinds.update({"LayerNorm": "bn", "LayerScale": "bn"})
     return kinds.get(node.plan.kind, "conv")
-
-
-@dataclass(frozen=True)
-class LayerOutput:
-    """One layer's output (a leaf layer, or a merge of branches) with its plan node and statistics."""
-
-    node: PlanNode
-    values: Array
-    stats: MapStats
 
 
 @dataclass(frozen=True)

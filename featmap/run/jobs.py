@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featmap.core.budget import check_image_plan
 from featmap.core.geometry import PaddingArg, as_pair
 from featmap.enums import Activation, Combine, Normalize, PaddingMode, PoolKind, parse_enum
 from featmap.errors import OptionError, SpecError
 from featmap.io.images import DEFAULT_MAX_PIXELS, parse_color
 from featmap.io.outputs import OutputOptions
 from featmap.kernels import Kernel, KernelBank, KernelLibrary
-from featmap.limits import check_image_plan
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["ApplyJob", "KernelsArg", "make_bank", "make_job", "make_layers", "make_output"]

@@ -35,7 +35,7 @@ from featmap.errors import FeatmapError, OptionError, SpecError
 from featmap.io.discover import InputImage
 from featmap.io.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, load_image, resize_pixels
 from featmap.io.outputs import OutputOptions
-from featmap.net.plan import PlanNode, plan_layers
+from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_layers
 from featmap.net.spec import Model
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, WeightSource, iter_network, top_classes
@@ -120,7 +120,7 @@ class NetworkJob:
         """``(folder name, channels)`` of every layer output written for an input of ``shape``, in order."""
         found: list[tuple[str, int]] = []
         nodes = self.plan(self.nominal_shape if shape is None else shape)
-        outputs = _outputs_in_order(nodes)
+        outputs = output_nodes(nodes)
         width = max(2, len(str(len(outputs))))
         for index, node in enumerate(outputs, start=1):
             shape = node.plan.out_shape
@@ -139,7 +139,7 @@ class NetworkJob:
             weights = [str(Path(self.weights_file).resolve()), stat.st_size, stat.st_mtime_ns]
         out = self.output
         recipe = {
-            "layers": _fingerprint(self.model.layers),
+            "layers": layers_fingerprint(self.model.layers),
             "weights": weights,
             "init": self.init,
             "seed": self.seed,
@@ -154,33 +154,6 @@ class NetworkJob:
             **({"sheet": True} if out.sheet else {}),
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _fingerprint(layers: Any) -> str:
-    """A digest of the layers, kernel weights included in full (``repr`` abbreviates large arrays)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, np.ndarray):
-            return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest() + str(value.shape)
-        return str(value)
-
-    text = json.dumps([{"type": type(layer).__name__, **asdict(layer)} for layer in layers], default=plain)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _outputs_in_order(nodes: Sequence[PlanNode]) -> list[PlanNode]:
-    """The nodes whose outputs a run yields: leaf layers and merges, in order."""
-    found: list[PlanNode] = []
-    for node in nodes:
-        if node.role == "layer":
-            found.append(node)
-        elif node.role == "block":
-            found += _outputs_in_order(node.children)
-        else:
-            for branch in node.children:
-                found += _outputs_in_order(branch.children)
-            found.append(node)
-    return found
 
 
 def _safe(name: str) -> str:
@@ -223,7 +196,7 @@ def _has_layer(job: NetworkJob, upto: str) -> bool:
         nodes = job.plan(job.nominal_shape)
     except FeatmapError:
         return True  # no input declared and the stand-in size does not fit: the run itself says what is wrong
-    return any(upto in (n.path, n.key, n.plan.name) for n in _outputs_in_order(nodes))
+    return any(upto in (n.path, n.key, n.plan.name) for n in output_nodes(nodes))
 
 
 @dataclass(frozen=True)

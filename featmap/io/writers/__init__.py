@@ -45,7 +45,7 @@ from featmap.errors import SpecError
 if TYPE_CHECKING:
     from featmap.io.images import LoadedImage
     from featmap.io.outputs import OutputOptions
-    from featmap.run.pipeline import FeatureMap
+    from featmap.net.records import FeatureMap
 
 __all__ = ["REGISTRY", "Writer", "get_writer", "open_writers", "register", "writer_names"]
 

@@ -19,15 +19,15 @@ from featmap.errors import SpecError
 from featmap.io.colormaps import AUTO, Colormap
 from featmap.io.display import DisplayRange
 from featmap.io.images import LoadedImage, atomic_write
-from featmap.io.png import encode_png
+from featmap.io.pngencode import encode_png
 from featmap.io.writers import Writer
+from featmap.io.writers.captions import BankRun, op_summary, shape_text
 from featmap.io.writers.pixels import scale_for
 from featmap.io.writers.sheet import MAX_SHEET_PANELS, Panel, SheetRow, build_sheet, shrink
 
 if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
-    from featmap.run.jobs import ApplyJob
-    from featmap.run.pipeline import FeatureMap, MapInfo
+    from featmap.net.records import FeatureMap, MapInfo
 
 __all__ = [
     "PICTURE_SIDE",
@@ -60,42 +60,10 @@ class DrawnMap:
     bias: float | None
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
-    """``512×512×1``."""
-    return "×".join(str(n) for n in shape)
-
-
-def op_summary(job: ApplyJob) -> str:
-    """One line: the convolution, activation and pooling a job applies."""
-    conv = job.conv
-    parts = [
-        ("convolution (flipped kernels)" if conv.flip else "cross-correlation")
-        + f", stride {_pair(conv.stride)}, padding {_padding(conv.padding)} {conv.pad_mode.value}"
-        + (f", dilation {_pair(conv.dilation)}" if conv.dilation not in (1, (1, 1)) else ""),
-        f"activation {job.act.kind.value}",
-    ]
-    if job.pool is not None:
-        size = getattr(job.pool, "size", None)
-        parts.append(f"{job.pool.kind.value} pool" + (f" {_pair(size)}" if size else " (global)"))
-    if job.combine is not None:
-        parts.append(f"combine {job.combine.value}")
-    return "; ".join(parts)
-
-
-def _pair(value: object) -> str:
-    if isinstance(value, tuple):
-        return str(value[0]) if len(set(value)) == 1 else "×".join(str(v) for v in value)
-    return str(value)
-
-
-def _padding(padding: object) -> str:
-    return padding if isinstance(padding, str) else _pair(padding)
-
-
 class Pictures:
     """Collects one image's maps for its sheet and report, then writes them."""
 
-    def __init__(self, image: LoadedImage, job: ApplyJob) -> None:
+    def __init__(self, image: LoadedImage, job: BankRun) -> None:
         self.image = image
         self.job = job
         self.maps: list[DrawnMap] = []

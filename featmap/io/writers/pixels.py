@@ -1,5 +1,5 @@
-"""A feature map's PNG pixels: gray levels as before, or 8-bit RGB through a colormap; the only quantiser
-of colour pictures.
+"""A feature map's PNG pixels: gray levels, or 8-bit RGB through a colormap; the one place float maps
+become 8- or 16-bit pixels (`quantize`, `to_pixels`).
 
 `map_pixels` picks the display range (`featmap.io.display`) and the colormap (`featmap.io.colormaps`), then
 quantises a band of rows at a time, so a large map never has a full-size float copy.
@@ -10,15 +10,52 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from featmap.core.ops import row_bands
+from featmap.core.ops import display_scale, row_bands, to_display
 from featmap.enums import Normalize, parse_enum
 from featmap.errors import SpecError
 from featmap.io.colormaps import Colormap, choose_colormap
 from featmap.io.display import DEFAULT_PERCENTILES, DisplayRange, display_range
 
-__all__ = ["MapPixels", "colour_pixels", "map_pixels", "scale_for"]
+__all__ = ["MapPixels", "colour_pixels", "map_pixels", "quantize", "scale_for", "to_pixels"]
+
+
+def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """Display values in [0, 1] (clipped) to the nearest 8- or 16-bit level.
+
+    Examples
+    --------
+    >>> quantize(np.array([0.0, 0.5, 1.2])).tolist()
+    [0, 128, 255]
+    """
+    if bit_depth not in (8, 16):
+        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
+    top = 255 if bit_depth == 8 else 65535
+    scaled = np.clip(values, 0.0, 1.0)
+    np.multiply(scaled, top, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)  # type: ignore[no-any-return]  # numpy stubs
+
+
+def to_pixels(x: ArrayLike, normalize: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
+    """``quantize(featmap.core.ops.normalize(x, normalize), bit_depth)``, exactly, a band of rows at a time: no
+    full-size float copy.
+
+    Examples
+    --------
+    >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
+    [[0, 64, 255]]
+    """
+    kind = parse_enum(Normalize, normalize, "normalize")
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    low, span = display_scale(arr, kind)
+    out = np.empty(arr.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    for rows in row_bands(arr):
+        out[rows] = quantize(to_display(arr[rows], kind, low, span), bit_depth)
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,8 +106,6 @@ def map_pixels(
     colormap (a name or ``auto``) a one-channel map becomes 8-bit RGB: position ``t`` in the display
     range → the colormap's entry ``min(floor(256 t), 255)``.
     """
-    from featmap.io.writers.png import quantize, to_pixels  # the PNG writer imports this module
-
     kind = parse_enum(Normalize, normalize, "normalize")
     channels = values.shape[2] if values.ndim == 3 else 1
     if colormap is not None and channels != 1:

@@ -1,4 +1,5 @@
-"""The PNG writer, and the one place float maps become 8- or 16-bit pixels (`quantize`, `to_pixels`)."""
+"""The PNG writer: feature maps to PNG files (pixels from `featmap.io.writers.pixels`, bytes from
+`featmap.io.pngencode`)."""
 
 from __future__ import annotations
 
@@ -7,59 +8,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from featmap.core.ops import display_scale, row_bands, to_display
-from featmap.enums import Normalize, parse_enum
+from featmap.enums import Normalize
 from featmap.errors import SpecError
 from featmap.io.images import atomic_write
-from featmap.io.png import encode_png
+from featmap.io.pngencode import encode_png
 from featmap.io.writers import Writer
+from featmap.io.writers.pixels import quantize, to_pixels
 
 if TYPE_CHECKING:
     from featmap.io.colormaps import Colormap
     from featmap.io.display import DisplayRange
     from featmap.io.outputs import OutputOptions
-    from featmap.run.pipeline import FeatureMap
+    from featmap.net.records import FeatureMap
 
 __all__ = ["PngWriter", "quantize", "save_png", "to_pixels"]
-
-
-def quantize(values: NDArray[np.floating], bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """Display values in [0, 1] (clipped) to the nearest 8- or 16-bit level.
-
-    Examples
-    --------
-    >>> quantize(np.array([0.0, 0.5, 1.2])).tolist()
-    [0, 128, 255]
-    """
-    if bit_depth not in (8, 16):
-        raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
-    top = 255 if bit_depth == 8 else 65535
-    scaled = np.clip(values, 0.0, 1.0)
-    np.multiply(scaled, top, out=scaled)
-    np.rint(scaled, out=scaled)
-    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)  # type: ignore[no-any-return]  # numpy stubs
-
-
-def to_pixels(x: ArrayLike, normalize: str | Normalize = "minmax", bit_depth: int = 8) -> NDArray[np.unsignedinteger]:
-    """``quantize(featmap.core.ops.normalize(x, normalize), bit_depth)``, exactly, a band of rows at a time: no
-    full-size float copy.
-
-    Examples
-    --------
-    >>> to_pixels(np.array([[-1.0, 0.0, 3.0]]), "minmax").tolist()
-    [[0, 64, 255]]
-    """
-    kind = parse_enum(Normalize, normalize, "normalize")
-    arr = np.asarray(x)
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float32)
-    low, span = display_scale(arr, kind)
-    out = np.empty(arr.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
-    for rows in row_bands(arr):
-        out[rows] = quantize(to_display(arr[rows], kind, low, span), bit_depth)
-    return out
 
 
 def save_png(
@@ -73,7 +37,7 @@ def save_png(
 
     Float values outside [0, 1] are clipped: normalise first (`featmap.core.ops.normalize`), or pass the
     uint8/uint16 pixels `to_pixels` makes, which are written as they are. ``compress_level``
-    is zlib's 0-9 (see `featmap.io.png`: 1, the default, is the fast one).
+    is zlib's 0-9 (see `featmap.io.pngencode`: 1, the default, is the fast one).
     """
     if bit_depth not in (8, 16):
         raise SpecError("`bit_depth`", f"must be 8 or 16; got {bit_depth}")
@@ -90,7 +54,7 @@ def save_png(
         pixels = arr
     else:
         pixels = quantize(arr, bit_depth)
-    encoded = encode_png(pixels, compress_level)  # featmap.io.png: several times faster than Pillow's writer
+    encoded = encode_png(pixels, compress_level)  # featmap.io.pngencode: several times faster than Pillow's writer
     return atomic_write(path, lambda fh: fh.write(encoded))
 
 

@@ -14,7 +14,7 @@ from featmap.io.images import atomic_write
 from featmap.io.writers import Writer
 
 if TYPE_CHECKING:
-    from featmap.run.pipeline import FeatureMap
+    from featmap.net.records import FeatureMap
 
 __all__ = ["NpyWriter", "TiffWriter", "save_raw"]
 

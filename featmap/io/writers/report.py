@@ -32,7 +32,8 @@ from numpy.typing import NDArray
 from featmap.core.geometry import pool_geometry
 from featmap.errors import FeatmapError, OutputExistsError
 from featmap.io.images import LUMA_BT601, LoadedImage, atomic_write, load_image
-from featmap.io.png import encode_png
+from featmap.io.pngencode import encode_png
+from featmap.io.writers.captions import op_summary
 from featmap.io.writers.png import quantize
 from featmap.io.writers.sheet import shrink
 from featmap.net.layers import GlobalPool2d, Pool2d
@@ -59,7 +60,7 @@ def _data_uri(pixels: NDArray[np.unsignedinteger]) -> str:
 
 
 def _deflate(data: bytes) -> bytes:
-    from featmap.io.png import isal_zlib
+    from featmap.io.pngencode import isal_zlib
 
     fast = isal_zlib()
     if fast is not None:
@@ -225,8 +226,6 @@ def _source_rgb(image: LoadedImage) -> NDArray[np.float32] | None:
 
 def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
-    from featmap.io.writers.pictures import op_summary
-
     job = pictures.job
     image = pictures.image
     info = image.info

@@ -16,7 +16,7 @@ from featmap.io.images import atomic_write
 from featmap.io.writers import Writer
 
 if TYPE_CHECKING:
-    from featmap.run.pipeline import FeatureMap
+    from featmap.net.records import FeatureMap
 
 __all__ = ["JsonWriter", "write_json"]
 

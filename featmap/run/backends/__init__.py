@@ -1,7 +1,8 @@
 """Where a batch's images are processed: in this process, on a local pool of helpers, or on a Dask cluster.
 
-Every back end runs the same per-image function (`featmap.run.batch.process_image`, through `featmap.run.batch.work`
-or the fsspec wrapper `featmap.io.storage.work_url`) and hands each image's outcome back to the caller,
+Every back end runs the same per-image function (`featmap.run.imagejob.process_image`, through
+`featmap.run.work.work_image`
+or the fsspec wrapper `featmap.run.work.work_url`) and hands each image's outcome back to the caller,
 which alone writes the manifest and reports progress. Only where the work runs differs.
 
 >>> choose_backend(None, jobs=1).name

@@ -33,7 +33,7 @@ def _ready() -> int:
     """A helper's first task: the imports every image needs, so its first image does not pay them."""
     import os
 
-    import featmap.run.batch  # noqa: F401  (the import is the point)
+    import featmap.run.work  # noqa: F401  (the import is the point)
 
     return os.getpid()
 

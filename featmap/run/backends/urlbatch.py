@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from featmap.errors import FeatmapError
-from featmap.io.storage import RemoteOutput, UrlImage, is_remote, work_url
+from featmap.io.storage import RemoteOutput, UrlImage, is_remote
 from featmap.run.backends.base import Backend, InProcess
+from featmap.run.work import work_url
 
 __all__ = ["run_url_batch"]
 
