@@ -64,8 +64,12 @@ def test_text_view_marks_padding_window_and_arithmetic(runner: CliRunner) -> Non
     assert "sum: 0 + 0 + 0 + 0 + 1 + 0 + 0 + 0 + 1 = 2" in out
     assert "(1 of 25 positions shown" in out
     rgb = run(runner, "--example", "rgb", "--at", "0,1").stdout
-    assert "channel 2: -2 + 0 + 0 - 2 + 0 + 0 + 0 + 0 + 1 = -3" in rgb
-    assert "sum over channels: 2 - 1 - 3 = -2" in rgb and "+ bias 1 = -1" in rgb and "relu(-1) = 0" in rgb
+    assert "channel 2 sum: -2 + 0 + 0 - 2 + 0 + 0 + 0 + 0 + 1 = -3" in rgb
+    assert (
+        "sum over channels: 2 (ch 0) - 1 (ch 1) - 3 (ch 2) = -2" in rgb
+        and "+ bias 1 = -1" in rgb
+        and "relu(-1) = 0" in rgb
+    )
     pooled = run(runner, "--example", "max-pool", "--at", "1,0").stdout
     assert "max(3, 2, 1, 2) = 3 at (2, 0)" in pooled and "[3]*" in pooled
     assert "average: (2 + 4 + 7 + 8) / 4 = 5.25" in run(runner, "--example", "avg-pool", "--at", "0,1").stdout
@@ -285,3 +289,22 @@ def test_colour_crop_with_a_per_channel_kernel(runner: CliRunner, make_image: An
     gray_kernel = run(runner, "--image", path, "--color", "-k", "box_3")
     assert gray_kernel.exit_code == 1
     assert "has 1 channel slice but the input has 3 channels" in gray_kernel.stderr
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_multi_channel_overview_fits_the_terminal_or_says_what_is_cut(columns: int) -> None:
+    runner = CliRunner(env={"COLUMNS": str(columns)})
+    out = run(runner, "--example", "rgb").stdout
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    # every channel of the input and of the kernel is there with all its columns (rows as hand-copied above)
+    for title in ("input, channel 0", "input, channel 2", "kernel, channel 2"):
+        assert title in out
+    assert any(line.rstrip().endswith("3  0  0  1  1") for line in lines)  # input channel 2, row 3: all 4 columns
+    assert any("0  -1   0   1" in line for line in lines)  # kernel channel 2, row 0: all 3 columns
+    assert "not shown" not in out
+    narrow = CliRunner(env={"COLUMNS": "30"})
+    wide = run(
+        narrow, "--input", " ".join(str(v) for v in range(12)), "pool", "--pool", "max", "--pool-size", "1"
+    ).stdout
+    assert "not shown" in wide and "widen the terminal" in wide  # a row wider than 30 columns says so

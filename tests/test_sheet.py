@@ -59,8 +59,8 @@ def test_input_pixels_are_where_the_box_says(rng: np.random.Generator) -> None:
     r, c = 7, 11
     pixel = sheet.pixels[box_map.y + 6 * r + 3, box_map.x + 6 * c + 3]
     assert pixel.tolist() == colormap.colours8(shown.positions(signed[r : r + 1, c : c + 1]))[0, 0].tolist()
-    # the weights grid: 30 px cells left of the map, on a diverging scale about 0: weight 2, the largest, is darkest red
-    corner = sheet.pixels[box_map.y + 30 + 2, box_map.x - 10 - 90 + 2]  # cell (1, 0): weight 2
+    # the weights grid: 38 px cells left of the map, on a diverging scale about 0: weight 2, the largest, is darkest red
+    corner = sheet.pixels[box_map.y + 38 + 2, box_map.x - 10 - 3 * 38 + 2]  # cell (1, 0): weight 2
     assert corner.tolist() == colormap.lut8[-1].tolist()
 
 
@@ -88,14 +88,14 @@ def test_apply_sheet_512_with_8_kernels(runner: CliRunner, tmp_path: Path, rng: 
     assert result.exit_code == 0, result.output
     sheet = out / "noise" / "sheet.png"
     with Image.open(sheet) as im:
-        assert im.mode == "RGB" and im.width < 2500
+        assert im.mode == "RGB" and im.width == 1920  # a full-HD slide by default
         pixels = np.asarray(im)
     # the input, area-averaged to the input panel's 384-px square, at the left margin under the title
     expected = area_average(image / 255.0, 384) * 255
-    errors = {y: np.abs(pixels[y : y + 384, 16 : 16 + 384, 1] - expected).max() for y in range(120)}
+    errors = {y: np.abs(pixels[y : y + 384, 24 : 24 + 384, 1] - expected).max() for y in range(160)}
     best = min(errors, key=errors.__getitem__)
     assert errors[best] <= 0.5 + 1e-3, errors[best]  # quantised to the nearest level
-    assert (pixels[best : best + 384, 16 : 16 + 384, 0] == pixels[best : best + 384, 16 : 16 + 384, 2]).all()  # gray
+    assert (pixels[best : best + 384, 24 : 24 + 384, 0] == pixels[best : best + 384, 24 : 24 + 384, 2]).all()  # gray
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert any(rec["png"] == "noise/sheet.png" and rec["kernel"] == "(sheet)" for rec in manifest)
     # a re-run replaces its own sheet; another run's sheet is not clobbered without --overwrite
@@ -115,10 +115,11 @@ def test_network_sheet_has_a_row_per_layer(runner: CliRunner, tmp_path: Path) ->
         pixels = np.asarray(im)
     with Image.open(digit) as im:
         levels = np.asarray(im.convert("L"))
-    # the 32×32 input, enlarged 12 times (whole pixels) into the input panel's 384-px square
-    big = np.repeat(np.repeat(levels, 12, axis=0), 12, axis=1)
-    found = [y for y in range(150) if np.array_equal(pixels[y : y + 384, 16 : 16 + 384, 0], big)]
+    # the 32×32 input, enlarged 8 times (whole pixels) into the input's 256-px square right of the label column
+    big = np.repeat(np.repeat(levels, 8, axis=0), 8, axis=1)
+    found = [y for y in range(200) if np.array_equal(pixels[y : y + 256, 354 : 354 + 256, 0], big)]
     assert found, "the input is not on the sheet"
+    assert pixels.shape[1] == 1920
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [r["png"] for r in manifest if r["kernel"] == "(sheet)"] == ["digit_7/sheet.png"]
 
@@ -127,9 +128,8 @@ def test_network_sheet_limit_is_checked_before_work(runner: CliRunner, tmp_path:
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(image)
     out = tmp_path / "out"
-    result = runner.invoke(
-        cli, ["apply", str(image), "--model", "vgg11", "--init", "kaiming", "--sheet", "-o", str(out)]
-    )
+    args = ["apply", str(image), "--model", "vgg11", "--init", "kaiming", "--sheet", "-o", str(out)]
+    result = runner.invoke(cli, [*args, "--channels", "256"])  # every channel of VGG-11: far past the pixel budget
     assert result.exit_code == 1
-    assert "exceed the limit of 255 maps per sheet" in result.stderr and "--upto" in result.stderr
+    assert "over the limit of 40,000,000" in result.stderr and "--channels" in result.stderr
     assert not list(out.glob("**/*.png"))

@@ -64,3 +64,35 @@ def test_limits() -> None:
     side = int(np.sqrt(MAX_FRAMES)) + 1
     with pytest.raises(ShapeError, match=f"over the limit of {MAX_FRAMES}"):
         gif_layout(explain(np.zeros((side, side)), [[1.0]]))
+
+
+def test_titles_fit_text_is_legible_and_the_rgb_caption_names_its_numbers() -> None:
+    from featmap.io.writers.gif import _caption, _font, _header, _width
+
+    box = _font().getbbox("H")
+    assert box[3] - box[1] >= 13  # capitals 13 px tall (the old 14-px font gave 10)
+    for name in ("max-pool", "avg-pool", "rgb", "zero-padding", "stride-2"):
+        e = explain_example(name)
+        layout = gif_layout(e)
+        for index, row in enumerate(layout.rows):
+            assert row.header[0] + _width(_header(row.stage, index > 0)) <= layout.size[0]  # never cut off
+            panels = (*row.inputs, *row.kernels, row.output)
+            for left, right in zip(panels, panels[1:], strict=False):
+                assert left.x + _width(left.label) < right.x  # labels never run into the next panel
+    rgb = explain_example("rgb")
+    assert rgb.conv is not None
+    text = _caption(rgb.conv, 0, 1)  # channel sums 2, -1, -3; bias 1; relu(-1) = 0
+    assert text == "(0, 1): channel sums 2 (ch 0) - 1 (ch 1) - 3 (ch 2) = -2; + bias 1 = -1; relu -> 0"
+
+
+def test_scale_enlarges_every_frame_by_whole_pixels(tmp_path: Path) -> None:
+    e = explain_example("max-pool")
+    one, _ = write_gif(tmp_path / "one.gif", e)
+    two, count = write_gif(tmp_path / "two.gif", e, scale=2)
+    for index in (0, 2, count - 1):
+        small, big = frame_colors(one, index), frame_colors(two, index)
+        assert big.shape == (small.shape[0] * 2, small.shape[1] * 2, 3)
+        assert np.array_equal(big, np.repeat(np.repeat(small, 2, axis=0), 2, axis=1))
+    with pytest.raises(ShapeError, match="scale 5"):
+        write_gif(tmp_path / "bad.gif", e, scale=5)
+    assert not (tmp_path / "bad.gif").exists()

@@ -60,6 +60,9 @@ PARAM_FLAGS = {
     "colormap": "--colormap",
     "percentiles": "--percentiles",
     "sheet": "--sheet",
+    "scale": "--scale",
+    "sheet_width": "--sheet-width",
+    "channels": "--channels",
     "color": "--color",
     "crop": "--crop",
     "strict": "--strict",
@@ -381,6 +384,28 @@ def output_options(func: F) -> F:
             "auto: a diverging map centred at 0 for signed maps, viridis otherwise. Default: gray levels.",
         ),
         click.option("--sheet", is_flag=True, help="Also write {stem}/sheet.png: the input, each kernel and its map."),
+        click.option(
+            "--scale",
+            type=click.Choice(["per-layer", "per-channel"]),
+            default="per-layer",
+            show_default=True,
+            help="Sheet and report colours: one colormap and range per layer, or one range per channel.",
+        ),
+        click.option(
+            "--sheet-width",
+            type=click.IntRange(640, 8000),
+            default=1920,
+            show_default=True,
+            help="The sheet's width in pixels (1920: a full-HD slide).",
+        ),
+        click.option(
+            "--channels",
+            type=click.IntRange(1, 256),
+            default=None,
+            metavar="K",
+            help="A network sheet shows each layer's K channels of highest mean activation  "
+            "[default: all; 8 past 256 maps].",
+        ),
         click.option(
             "--report",
             is_flag=True,

@@ -25,13 +25,14 @@ from featmap.cli._scale import local_out_dir, scale_options, scaled_batch
 from featmap.errors import FeatmapError, NothingToDoError
 
 _OUTPUT_OPTIONS = (
-    "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet".split()
-)
+    "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet scale sheet_width "
+    "channels sheet_normalize"
+).split()
 # Options that `featmap.run.jobs.make_job` takes under the same name.
 _JOB_OPTIONS = (
     "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
     "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite "
-    "colormap percentiles sheet report"
+    "colormap percentiles sheet report scale sheet_width channels sheet_normalize"
 ).split()
 
 
@@ -106,6 +107,10 @@ def apply(
     from featmap.run.batch import apply_image
     from featmap.run.jobs import make_job
 
+    # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
+    opts["sheet_normalize"] = (
+        opts["normalize"] if _from_command_line(click.get_current_context(), "normalize") else None
+    )
     job: Any = _network_job(kernel_specs, kernel_dirs, opts)
     as_dict, view, hint = network_dict, network_view, ""
     if job is None:

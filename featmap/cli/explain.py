@@ -83,6 +83,13 @@ def _dumps(document: Any) -> str:
 @click.option("--example", default=None, help="A shipped textbook case (see --list-examples).")
 @click.option("--list-examples", is_flag=True, help="List the shipped examples.")
 @click.option("--gif", type=click.Path(dir_okay=False, path_type=Path), help="Also write an animated GIF.")
+@click.option(
+    "--gif-scale",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="Enlarge the GIF's frames this many times (whole pixels, sharp on a projector).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the text view.")
 @click.pass_context
 def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ...], as_json: bool, **opts: Any) -> None:
@@ -117,8 +124,10 @@ def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ..
     if opts["gif"] is not None:
         from featmap.io.writers.gif import write_gif
 
-        path, frames = write_gif(opts["gif"], explanation)
+        path, frames = write_gif(opts["gif"], explanation, scale=opts["gif_scale"])
         _err("note", f"wrote {path} ({frames} frames)")
+    elif ctx.get_parameter_source("gif_scale") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--gif-scale goes with --gif FILE")
     if document is not None:
         click.echo(_dumps(document))
     else:

@@ -76,6 +76,25 @@ class OutputOptions:
     percentiles: tuple[float, float] = (1.0, 99.0)  # for normalize="percentile"
     sheet: bool = False  # {stem}/sheet.png: input, kernels, maps (featmap.io.writers.sheet)
     report: bool = False  # report.html (featmap.io.writers.report)
+    scale: str = "per-layer"  # pictures: one colormap and range per layer, or per-layer map + per-channel range
+    sheet_width: int = 1920  # the sheet's width in pixels (a 1920×1080 slide)
+    channels: int | None = None  # a network sheet's channels per layer (None: all, or 8 past 256 maps)
+    sheet_normalize: Normalize | None = None  # the pictures' normalization; None: percentile
+
+    def picture_key(self) -> dict[str, object]:
+        """What changes the sheet's and report's pixels beyond the maps' options (for the options hash)."""
+        return {
+            "scale": self.scale,
+            "sheet_width": self.sheet_width,
+            "channels": self.channels,
+            "picture_normalize": str(self.picture_normalize),
+        }
+
+    @property
+    def picture_normalize(self) -> Normalize:
+        """How sheets and reports map values: ``sheet_normalize``, by default ``percentile`` (min-max sheets
+        were 95 % white)."""
+        return self.sheet_normalize or Normalize.PERCENTILE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -101,9 +120,17 @@ class OutputOptions:
         self._check_pictures()
 
     def _check_pictures(self) -> None:
-        from featmap.io.display import parse_percentiles
+        from featmap.io.display import SCALES, parse_percentiles
 
         object.__setattr__(self, "percentiles", parse_percentiles(self.percentiles))
+        if self.sheet_normalize is not None:
+            object.__setattr__(self, "sheet_normalize", parse_enum(Normalize, self.sheet_normalize, "normalize"))
+        if self.scale not in SCALES:
+            raise SpecError("`scale`", f"unknown scale {self.scale!r}", "use per-layer or per-channel")
+        if not 640 <= self.sheet_width <= 8000:
+            raise SpecError("`sheet_width`", f"{self.sheet_width} px is outside 640..8000", "e.g. 1920 for a slide")
+        if self.channels is not None and not 1 <= self.channels <= 256:
+            raise SpecError("`channels`", f"{self.channels} is outside 1..256", "e.g. 8")
         if self.colormap is not None:
             if self.bit_depth != 8:
                 raise SpecError("`colormap`", "writes 8-bit RGB PNGs", "drop `bit_depth` 16 or `colormap`")

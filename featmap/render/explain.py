@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -124,14 +125,53 @@ def _part(title: str, shown: dict[str, Any]) -> str:
     return f"{title} ({', '.join(parts)} shown)"
 
 
+class Flow:
+    """Renderables side by side, wrapped onto as many lines as the terminal's width needs, so no column of a
+    matrix is cut; one wider than the terminal on its own is shown with a line saying what is cut."""
+
+    def __init__(self, items: Sequence[RenderableType], gap: int = 3) -> None:
+        self.items = list(items)
+        self.gap = gap
+
+    def _widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        wide = options.update_width(100_000)
+        return [Measurement.get(console, wide, item).maximum for item in self.items]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widths = self._widths(console, options)
+        return Measurement(max(widths, default=0), sum(widths) + self.gap * max(0, len(widths) - 1))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = options.max_width
+        lines: list[list[tuple[RenderableType, int]]] = [[]]
+        used = 0
+        for item, width in zip(self.items, self._widths(console, options), strict=True):
+            if lines[-1] and used + self.gap + width > room:
+                lines.append([])
+                used = 0
+            used += (self.gap if lines[-1] else 0) + width
+            lines[-1].append((item, width))
+        for line in lines:
+            grid = Table.grid(padding=(0, self.gap))
+            for _, width in line:
+                grid.add_column(no_wrap=True, min_width=min(width, room))
+            grid.add_row(*(item for item, _ in line))
+            yield grid
+            widest = max(width for _, width in line)
+            if len(line) == 1 and widest > room:
+                yield Text(
+                    f"(this part is {widest} characters wide and the terminal {room}: its characters past column "
+                    f"{room} are not shown; widen the terminal, or use --json)",
+                    style="yellow",
+                )
+
+
 def _planes(values: np.ndarray, title: str, **marks: Any) -> RenderableType:
-    """One table per channel of ``(H, W, C)``, side by side."""
+    """One table per channel of ``(H, W, C)``, side by side as far as the terminal's width allows."""
     if values.shape[2] == 1:
-        return matrix_table(values[:, :, 0], title=title, **marks)
-    grid = Table.grid(padding=(0, 3))
+        return Flow([matrix_table(values[:, :, 0], title=title, **marks)])
     tables = [matrix_table(values[:, :, ch], title=f"{title}, channel {ch}", **marks) for ch in range(values.shape[2])]
-    grid.add_row(*tables)
-    return grid
+    return Flow(tables)
 
 
 def _arithmetic(axes: Sequence[AxisArithmetic]) -> RenderableType:
@@ -171,21 +211,23 @@ def _conv_step_view(trace: ConvTrace, step: ConvStep, number: int, total: int) -
         head,
         _planes(trace.padded, _part("input", shown), mask=trace.pad_mask, window=window_cells, **shown),
     ]
-    products = Table.grid(padding=(0, 2))
     for ch in range(step.window.shape[0]):
         suffix = f", channel {ch}" if step.window.shape[0] > 1 else ""
-        products.add_row(
+        products = [
             matrix_table(step.window[ch], title=f"window{suffix}"),
             Text("\n" * (3 + step.window.shape[1] // 2) + "×", style="bold"),
             matrix_table(step.weights[ch], title=f"kernel{suffix}" + (" (turned 180°)" if trace.flip else "")),
             Text("\n" * (3 + step.window.shape[1] // 2) + "=", style="bold"),
             matrix_table(step.products[ch], title=f"products{suffix}"),
-        )
-    lines.append(products)
+        ]
+        lines.append(Flow(products, gap=2))
     if len(step.channel_sums) > 1:
         for ch, part in enumerate(step.channel_sums):
-            lines.append(Text(f"channel {ch}: {terms_text(step.products[ch].ravel())} = {format_number(part)}"))
-        lines.append(Text(f"sum over channels: {terms_text(step.channel_sums)} = {format_number(step.total)}"))
+            lines.append(Text(f"channel {ch} sum: {terms_text(step.products[ch].ravel())} = {format_number(part)}"))
+        sums = " + ".join(f"{format_number(v)} (ch {ch})" for ch, v in enumerate(step.channel_sums)).replace(
+            "+ -", "- "
+        )
+        lines.append(Text(f"sum over channels: {sums} = {format_number(step.total)}"))
     else:
         lines.append(Text(f"sum: {terms_text(step.products.ravel())} = {format_number(step.total)}"))
     value = format_number(step.pre_activation)
@@ -222,7 +264,10 @@ def _pool_step_view(trace: PoolTrace, step: PoolStep, number: int, total: int, s
     else:
         line = f"{trace.kind.value}({listed}) = {format_number(step.value)} at {step.winner}{skipped}"
     return Group(
-        head, table, Text(line), Text.assemble("→ pooled ", (f"({r}, {c}) = {format_number(step.value)}", "bold"), "\n")
+        head,
+        Flow([table]),
+        Text(line),
+        Text.assemble("→ pooled ", (f"({r}, {c}) = {format_number(step.value)}", "bold"), "\n"),
     )
 
 
@@ -253,12 +298,10 @@ def _conv_view(e: Explanation, trace: ConvTrace, positions: list[tuple[int, int]
     facts += f", bias {format_number(trace.bias)}, activation {trace.activation.value}"
     parts: list[RenderableType] = [Text(facts), Text()]
     kernel = np.moveaxis(trace.kernel, 0, -1)
-    inputs = Table.grid(padding=(0, 4))
     row: list[RenderableType] = [_planes(trace.input, "input"), _planes(kernel, "kernel")]
     if any(g.padding):
         row.append(_planes(trace.padded, f"padded input {g.padded_hw[0]}×{g.padded_hw[1]}", mask=trace.pad_mask))
-    inputs.add_row(*row)
-    parts += [inputs, _arithmetic(trace.axes), Text()]
+    parts += [Flow(row, gap=4), _arithmetic(trace.axes), Text()]
     for r, c in positions:
         number = r * g.out_hw[1] + c + 1  # its place in reading order
         parts.append(_conv_step_view(trace, trace.step(r, c), number, len(trace.positions)))
@@ -266,7 +309,7 @@ def _conv_view(e: Explanation, trace: ConvTrace, positions: list[tuple[int, int]
     label = f"feature map {g.out_hw[0]}×{g.out_hw[1]}"
     if trace.activation is not Activation.NONE:
         label += f" (after {trace.activation.value})"
-    parts.append(matrix_table(trace.output, title=label))
+    parts.append(Flow([matrix_table(trace.output, title=label)]))
     return parts
 
 
@@ -283,15 +326,15 @@ def _pool_view(trace: PoolTrace, positions: list[tuple[int, int]], after_conv: b
             facts += " (padding never wins and is not counted in an average)"
     parts: list[RenderableType] = [Text(facts, style="bold" if after_conv else "")]
     if any(g.padding):
-        parts.append(matrix_table(trace.padded[:, :, 0], title="padded input", mask=trace.pad_mask))
+        parts.append(Flow([matrix_table(trace.padded[:, :, 0], title="padded input", mask=trace.pad_mask)]))
     elif not after_conv:
-        parts.append(matrix_table(trace.input[:, :, 0], title="input"))
+        parts.append(Flow([matrix_table(trace.input[:, :, 0], title="input")]))
     parts += [_arithmetic(trace.axes), Text()]
     for r, c in positions:
         number = r * g.out_hw[1] + c + 1
         parts.append(_pool_step_view(trace, trace.step(r, c), number, len(trace.positions), source))
     parts += _not_shown(len(positions), len(trace.positions))
-    parts.append(matrix_table(trace.output, title=f"pooled {g.out_hw[0]}×{g.out_hw[1]}"))
+    parts.append(Flow([matrix_table(trace.output, title=f"pooled {g.out_hw[0]}×{g.out_hw[1]}")]))
     return parts
 
 

@@ -74,13 +74,41 @@ def network_view(result: NetworkImageResult, job: NetworkJob) -> RenderableType:
         )
     parts: list[RenderableType] = [header, table]
     if result.top:
-        best = result.top[0]
-        lines = [Text.assemble("prediction: ", (best[1], "bold"), f"  (p = {best[2]:.3f})")]
-        rest = ", ".join(f"{label} {p:.3f}" for _, label, p in result.top[1:])
-        if rest:
-            lines.append(Text(f"next: {rest}"))
-        parts += lines
+        parts += prediction_lines(result)
     return Group(*parts)
+
+
+#: Width of the probability bars, in characters.
+_BAR = 30
+
+
+def prediction_lines(result: NetworkImageResult) -> list[RenderableType]:
+    """The prediction: the best class and its probability, how the probabilities were made (the softmax
+    formula), then the top classes as labelled bars (eighths of a character) with their probabilities."""
+    best = result.top[0]
+    last = result.layers[-1] if result.layers else None
+    count = last.shape[-1] if last is not None else len(result.top)
+    name = last.name if last is not None else "the last layer"
+    if last is not None and "softmax" in last.kind.lower():
+        how = f"probabilities: the network's own softmax ({name}, {count} classes)"
+    else:
+        how = f"probabilities: softmax of the {count} logits z of {name}, p_i = exp(z_i) / Σ_j exp(z_j)"
+    lines: list[RenderableType] = [
+        Text.assemble("prediction: ", (best[1], "bold"), f"  (p = {best[2]:.3f})"),
+        Text(how, style="dim"),
+    ]
+    width = max(len(label) for _, label, _ in result.top)
+    for rank, (_, label, p) in enumerate(result.top):
+        eighths = round(p * _BAR * 8)
+        bar = "█" * (eighths // 8) + ("" if eighths % 8 == 0 else " ▏▎▍▌▋▊▉"[eighths % 8])
+        lines.append(
+            Text.assemble(
+                f"  {label:>{width}}  ",
+                (f"{bar:<{_BAR}}", "bold cyan" if rank == 0 else "cyan"),
+                f"  {p:.3f}",
+            )
+        )
+    return lines
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -101,6 +101,7 @@ class ApplyJob:
             **({"colormap": out.colormap} if out.colormap else {}),
             **({"percentiles": out.percentiles} if out.normalize == "percentile" else {}),
             **({"sheet": True} if out.sheet else {}),
+            **(out.picture_key() if out.sheet or out.report else {}),
             **({"report": True} if out.report else {}),
             "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
         }
@@ -217,6 +218,10 @@ def make_job(
     percentiles: str | tuple[float, float] = (1.0, 99.0),
     sheet: bool = False,
     report: bool = False,
+    scale: str = "per-layer",
+    sheet_width: int = 1920,
+    channels: int | None = None,
+    sheet_normalize: str | Normalize | None = None,
 ) -> ApplyJob:
     """Build an `ApplyJob` from named options: the one place `featmap apply`'s options become a job.
 
@@ -243,6 +248,9 @@ def make_job(
     colormap, percentiles, sheet, report
         Colour PNGs through a colormap (a `cmap` name or ``"auto"``), the percentiles ``normalize="percentile"``
         maps, and the contact sheet and HTML report (`featmap.io.writers.pictures`).
+    scale, sheet_width, channels, sheet_normalize
+        The pictures' colour scale (``per-layer`` or ``per-channel``), the sheet's width, a network sheet's
+        channels per layer and the pictures' normalization (default ``percentile``).
 
     Returns
     -------
@@ -274,6 +282,10 @@ def make_job(
         percentiles=percentiles,
         sheet=sheet,
         report=report,
+        scale=scale,
+        sheet_width=sheet_width,
+        channels=channels,
+        sheet_normalize=sheet_normalize,
     )
     return ApplyJob(
         make_bank(kernels, kernel_dirs=kernel_dirs),
@@ -302,6 +314,10 @@ def make_output(
     percentiles: str | tuple[float, float] = (1.0, 99.0),
     sheet: bool = False,
     report: bool = False,
+    scale: str = "per-layer",
+    sheet_width: int = 1920,
+    channels: int | None = None,
+    sheet_normalize: str | Normalize | None = None,
 ) -> OutputOptions:
     """`OutputOptions` from named options (shared by kernel and network jobs).
 
@@ -323,4 +339,8 @@ def make_output(
         percentiles=percentiles,  # type: ignore[arg-type]  # OutputOptions parses "1,99"
         sheet=sheet,
         report=report,
+        scale=scale,
+        sheet_width=int(sheet_width),
+        channels=channels,
+        sheet_normalize=None if sheet_normalize is None else parse_enum(Normalize, sheet_normalize, "normalize"),
     )

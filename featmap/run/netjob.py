@@ -152,6 +152,7 @@ class NetworkJob:
             **({"colormap": out.colormap} if out.colormap else {}),
             **({"percentiles": out.percentiles} if str(out.normalize) == "percentile" else {}),
             **({"sheet": True} if out.sheet else {}),
+            **(out.picture_key() if out.sheet else {}),
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -301,10 +302,10 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     records: list[dict[str, Any]] = []
     last: LayerOutput | None = None
     sheet = None
-    if out.sheet:  # one row per layer (featmap.io.writers.pictures); the panel limit is checked before any work
+    if out.sheet:  # one row per layer (featmap.io.writers.pictures); the sheet's size is checked before any work
         from featmap.io.writers.pictures import LayerRows
 
-        sheet = LayerRows(image, out, sum(channels for _, channels in maps))
+        sheet = LayerRows(image, out, maps, pixels, job.model.labels)
     writers = _channel_writers()
     for result in iter_network(nodes, pixels, source, upto=job.upto):
         folder, _ = next(names)
@@ -330,7 +331,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             stack = result.values if out.raw == "npy" else planes  # a TIFF page is 2-D: flat outputs as a strip
             files.append(save_raw(raw_path.with_suffix("." + out.raw), stack, out.raw))
         if sheet is not None:
-            sheet.add_layer(folder, planes, tuple(result.values.shape))
+            sheet.add_layer(folder, planes, tuple(result.values.shape), result.node.plan.kind)
         node = result.node
         facts.append(
             LayerFacts(
@@ -350,7 +351,11 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     if last is not None and last.values.ndim == 1 and job.upto is None:
         top = tuple(top_classes(last.values, job.top, job.model.labels))
     if sheet is not None:
-        written = sheet.write(out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem))
+        written = sheet.write(
+            out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem),
+            top,
+            None if last is None else last.values,
+        )
         records.append(
             {
                 "input": str(item.path.resolve()),

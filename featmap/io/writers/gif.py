@@ -31,6 +31,7 @@ __all__ = [
     "COLORS",
     "MAX_FRAMES",
     "MAX_PIXELS_SIDE",
+    "MAX_SCALE",
     "GifLayout",
     "frame_colors",
     "gif_frames",
@@ -58,10 +59,13 @@ COLORS = {
 }
 #: Palette index of each colour: frames are drawn in palette mode with exactly these colours (no conversion).
 _INK = {name: index for index, name in enumerate(COLORS)}
-_FONT_SIZE = 14
-_GAP = 24
-_MARGIN = 14
-_LINE = 22
+#: Text size in pixels (capitals 13 px tall; the old 14 gave 10-11 px); ``scale`` enlarges whole frames.
+_FONT_SIZE = 18
+_GAP = 28
+_MARGIN = 16
+_LINE = 28
+#: The largest ``scale`` (whole-pixel enlargement) a GIF takes.
+MAX_SCALE = 4
 
 Box = tuple[int, int, int, int]
 Stage = ConvTrace | PoolTrace
@@ -156,12 +160,15 @@ def _caption(stage: Stage, r: int, c: int) -> str:
     """The arithmetic of output ``(r, c)`` in one line."""
     if isinstance(stage, ConvTrace):
         step = stage.step(r, c)
-        terms = step.products.ravel() if len(step.channel_sums) == 1 else step.channel_sums  # per channel if several
-        text = f"({r}, {c}): {terms_text(terms, 12)} = {format_number(step.total)}"
+        if len(step.channel_sums) == 1:
+            text = f"({r}, {c}): sum {terms_text(step.products.ravel(), 12)} = {format_number(step.total)}"
+        else:  # name each number: a channel's sum, then the bias
+            sums = " + ".join(f"{format_number(v)} (ch {ch})" for ch, v in enumerate(step.channel_sums))
+            text = f"({r}, {c}): channel sums {sums.replace('+ -', '- ')} = {format_number(step.total)}"
         if step.bias:
-            text += f" + {format_number(step.bias)}"
+            text += f"; + bias {format_number(step.bias)} = {format_number(step.pre_activation)}"
         if stage.activation.value != "none":
-            text += f" -> {stage.activation.value} = {format_number(step.value)}"
+            text += f"; {stage.activation.value} -> {format_number(step.value)}"
         return text
     p = stage.step(r, c)
     real = ", ".join(format_number(float(v)) for v in p.window[p.real])
@@ -192,20 +199,23 @@ def gif_layout(e: Explanation) -> GifLayout:
             name = "feature map" if index and isinstance(stage, PoolTrace) else "input"
             label = name if channels == 1 else f"{name} ch {ch}"
             inputs.append(_Panel(label, x, top, hp, wp, cell))
-            x += wp * cell + _GAP
+            x += max(wp * cell, _width(label)) + _GAP  # a label never runs into the next panel
         kernels = []
         if isinstance(stage, ConvTrace):
             x += _GAP
             _, kh, kw = stage.applied.shape
             for ch in range(channels):
-                kernels.append(_Panel("kernel" if channels == 1 else f"kernel ch {ch}", x, top, kh, kw, cell))
-                x += kw * cell + _GAP
+                name = "kernel" if channels == 1 else f"kernel ch {ch}"
+                kernels.append(_Panel(name, x, top, kh, kw, cell))
+                x += max(kw * cell, _width(name)) + _GAP
         label = "pooled" if isinstance(stage, PoolTrace) else "output"
         output = _Panel(label, x + _GAP, top, int(stage.output.shape[0]), int(stage.output.shape[1]), cell)
         bottom = max(p.bottom for p in (*inputs, *kernels, output))
         caption = (_MARGIN, bottom + 8)
         longest = max(_width(_caption(stage, r, c)) for r, c in stage.positions)
-        width = max(width, output.right + _MARGIN, _MARGIN + longest + _MARGIN, _width(_header(stage, index > 0)))
+        labels = max(p.x + _width(p.label) for p in (*inputs, *kernels, output))
+        header_width = _MARGIN + _width(_header(stage, index > 0)) + _MARGIN
+        width = max(width, output.right + _MARGIN, labels + _MARGIN, _MARGIN + longest + _MARGIN, header_width)
         rows.append(_Row(stage, header, tuple(inputs), tuple(kernels), output, caption))
         y = caption[1] + _LINE + _GAP
     height = y + _MARGIN - _GAP
@@ -304,10 +314,22 @@ def gif_frames(e: Explanation) -> list[Image.Image]:
 
 
 def write_gif(
-    path: str | os.PathLike[str], e: Explanation, *, frame_ms: int = 700, hold_ms: int = 2500
+    path: str | os.PathLike[str], e: Explanation, *, frame_ms: int = 700, hold_ms: int = 2500, scale: int = 1
 ) -> tuple[Path, int]:
-    """Write the animation to ``path`` atomically; returns the path and the number of frames."""
+    """Write the animation to ``path`` atomically, each frame enlarged ``scale`` times by whole pixels (1 to
+    `MAX_SCALE`: text and cells stay sharp on a projector); returns the path and the number of frames."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
+        raise ShapeError("gif", f"scale {scale!r} is not a whole number from 1 to {MAX_SCALE}", "e.g. 2")
     frames = gif_frames(e)
+    if scale > 1:
+        width, height = frames[0].size
+        if max(width, height) * scale > MAX_PIXELS_SIDE:
+            raise ShapeError(
+                "gif",
+                f"scale {scale} makes the picture {width * scale}×{height * scale} pixels, over {MAX_PIXELS_SIDE}",
+                "use a smaller scale",
+            )
+        frames = [f.resize((width * scale, height * scale), Image.Resampling.NEAREST) for f in frames]
     durations = [hold_ms // 2] + [frame_ms] * (len(frames) - 2) + [hold_ms]
     target = atomic_write(
         path,

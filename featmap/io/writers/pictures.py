@@ -7,17 +7,16 @@ contact sheet and the HTML report from them and the input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.errors import SpecError
 from featmap.io.colormaps import AUTO, Colormap
-from featmap.io.display import DisplayRange
+from featmap.io.display import LAYER_SAMPLE_LIMIT, DisplayRange, layer_scale
 from featmap.io.images import LoadedImage, atomic_write
 from featmap.io.pngencode import encode_png
 from featmap.io.writers import Writer
@@ -68,26 +67,58 @@ class Pictures:
         self.job = job
         self.maps: list[DrawnMap] = []
         self._kernels = {k.name: k for k in job.bank}
+        self._samples: list[NDArray[np.float32] | None] = []
 
     def add(self, values: NDArray[np.floating], info: MapInfo, png: Path) -> None:
-        """Keep a small copy of ``values`` and the scale it is drawn with: the PNG's colormap, or ``auto`` when
-        the PNGs are gray (a sheet shows signed maps on a diverging scale)."""
+        """Keep a small copy of ``values``, an even sample of them for the layer's percentiles, and the scale
+        the map alone would get; `finish_scales` then puts the kernel bank's maps on one scale."""
         out = self.job.output
         channels = values.shape[2] if values.ndim == 3 else 1
         wanted = (out.colormap or AUTO) if channels == 1 else None
-        shown, colormap = scale_for(values, out.normalize, wanted, out.percentiles)
+        shown, colormap = scale_for(values, out.picture_normalize, wanted, out.percentiles)
         kernel = self._kernels.get(info.name) if not info.combined_from else None
         weights = None if kernel is None else np.asarray(kernel.weights, dtype=np.float32)
         if weights is not None and self.job.conv.flip:
             weights = np.ascontiguousarray(weights[..., ::-1, ::-1])
         bias = None if kernel is None else kernel.bias
         self.maps.append(DrawnMap(info, png, shrink(values, PICTURE_SIDE), shown, colormap, weights, bias))
+        if channels == 1:
+            limit = max(4096, LAYER_SAMPLE_LIMIT // max(1, len(self._kernels)))
+            flat = values.reshape(-1)
+            self._samples.append(np.array(flat[:: -(-flat.size // limit)], dtype=np.float32))
+        else:
+            self._samples.append(None)
+
+    def finish_scales(self) -> None:
+        """One colormap and range for the kernel bank's one-channel maps (``--scale per-layer``; each its own
+        range with ``per-channel``); a combined map (magnitude, max) is a layer of its own."""
+        out = self.job.output
+        groups: dict[bool, list[int]] = {}
+        for n, (m, sample) in enumerate(zip(self.maps, self._samples, strict=True)):
+            if sample is not None:
+                groups.setdefault(bool(m.info.combined_from), []).append(n)
+        for members in groups.values():
+            samples = [s for n in members if (s := self._samples[n]) is not None]
+            scale = layer_scale(
+                samples, out.picture_normalize, out.colormap or AUTO, percentiles=out.percentiles, scale=out.scale
+            )
+            for ch, n in enumerate(members):
+                self.maps[n] = replace(self.maps[n], shown=scale.range_of(ch), colormap=scale.colormap)
 
     def title(self) -> list[str]:
         """The sheet's and report's header lines."""
         info = self.image.info
         colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
         return [f"{Path(info.path).name}  {info.width}×{info.height} {info.format} {info.mode} → {colour}"]
+
+    def scale_line(self) -> str:
+        """How the sheet's colours were chosen (after `finish_scales`)."""
+        out = self.job.output
+        how = out.picture_normalize.value
+        if how == "percentile":
+            how = f"percentiles {out.percentiles[0]:g}-{out.percentiles[1]:g}"
+        rule = "one colormap and range for the kernels' maps" if out.scale == "per-layer" else "one range per map"
+        return f"colour: {rule} ({how}); diverging maps centred at 0, sequential only for maps with no negative value"
 
     def sheet_rows(self) -> list[SheetRow]:
         """An input row, then one row for the kernel bank."""
@@ -112,8 +143,11 @@ class Pictures:
     def write(self, sheet: Path | None, report: Path | None) -> tuple[Path, ...]:
         """Write the sheet PNG and/or the report; the files written."""
         done = []
+        self.finish_scales()
         if sheet is not None:
-            drawn = build_sheet(self.title(), self.sheet_rows())
+            drawn = build_sheet(
+                [*self.title(), self.scale_line()], self.sheet_rows(), width=self.job.output.sheet_width
+            )
             encoded = encode_png(drawn.pixels, self.job.output.png_compress)
             done.append(atomic_write(sheet, lambda fh: fh.write(encoded)))
         if report is not None:
@@ -124,40 +158,104 @@ class Pictures:
 
 
 class LayerRows:
-    """A network run's contact sheet: the input, then one row per layer output, each channel a panel (drawn
-    with the PNGs' colormap, or ``auto``), written as ``{stem}/sheet.png``."""
+    """A network run's contact sheet (`featmap.io.writers.netsheet`): the input as the network saw it, then one
+    row per layer output on ONE colormap and range per layer (``output.scale``), flat layers as bar charts,
+    the ``output.channels`` strongest channels of a big layer, and the prediction; ``{stem}/sheet.png``.
 
-    def __init__(self, image: LoadedImage, output: OutputOptions, channels: int) -> None:
-        if channels + 1 > MAX_SHEET_PANELS:
-            raise SpecError(
-                "`sheet`",
-                f"{channels} layer channels exceed the limit of {MAX_SHEET_PANELS - 1} maps per sheet",
-                "stop earlier with --upto, or drop `sheet`",
-            )
+    ``maps`` are the layers' ``(folder, channels)`` (a flat layer counts 1): the sheet's size is checked
+    against `featmap.io.writers.netsheet.MAX_SHEET_PIXELS` here, before any work.
+    """
+
+    def __init__(
+        self,
+        image: LoadedImage,
+        output: OutputOptions,
+        maps: Sequence[tuple[str, int]],
+        pixels: NDArray[np.floating] | None = None,
+        labels: Sequence[str] = (),
+    ) -> None:
+        from featmap.io.writers.netsheet import check_sheet_size
+
         self.output = output
         self.image = image
+        self.labels = tuple(labels)
+        total = sum(channels for _, channels in maps)
+        self.k = output.channels if output.channels is not None else (None if total <= MAX_SHEET_PANELS else 8)
+        shown = [(channels if self.k is None else min(channels, self.k), channels == 1) for _, channels in maps]
+        check_sheet_size(shown, output.sheet_width)
         info = image.info
+        seen = image.pixels if pixels is None else pixels
+        self.picture = shrink(seen, PICTURE_SIDE)
+        self.input_caption = [
+            f"as the network saw it: {shape_text(tuple(seen.shape))}",
+            f"file {info.width}×{info.height} {info.mode}",
+        ]
+        how = output.picture_normalize.value
+        if how == "percentile":
+            how = f"percentiles {output.percentiles[0]:g}-{output.percentiles[1]:g}"
+        rule = "one colormap and range per layer" if output.scale == "per-layer" else "one colormap per layer"
+        rule += ", diverging maps centred at 0 (white), sequential only for layers with no negative value"
         self.title = [f"{Path(info.path).name}  {info.width}×{info.height} {info.format} {info.mode}"]
-        picture = shrink(image.pixels, PICTURE_SIDE)
-        caption = ("input", f"{shape_text((info.height, info.width, info.channels))}, values 0 to 1")
-        panel = Panel(picture, DisplayRange(0.0, 1.0, "input"), caption, colour_bar=False, side=INPUT_SIDE)
-        self.rows = [SheetRow("input", (panel,))]
+        self.title.append(f"colour: {rule}; range: {how}" + ("" if output.scale == "per-layer" else " per channel"))
+        if self.k is not None and any(channels > self.k for _, channels in maps):
+            self.title.append(
+                f"channels: the {self.k} of highest mean activation per layer, strongest first "
+                "(--channels K for more or fewer; every channel's PNG is written)"
+            )
+        from featmap.io.writers.netsheet import LayerPicture
 
-    def add_layer(self, label: str, planes: NDArray[np.floating], shape: tuple[int, ...] | None = None) -> None:
-        """One row: each channel of a layer output ``(H, W, C)``."""
+        self.layers: list[LayerPicture] = []
+
+    def add_layer(
+        self, label: str, planes: NDArray[np.floating], shape: tuple[int, ...] | None = None, kind: str = ""
+    ) -> None:
+        """One row: a layer output ``(H, W, C)`` (a flat one as ``(1, N, 1)``)."""
+        from featmap.io.display import layer_scale
+        from featmap.io.writers.netsheet import LayerPicture, pick_channels
+
         out = self.output
-        panels = []
-        for ch in range(planes.shape[2]):
-            values = planes[:, :, ch : ch + 1]
-            shown, colormap = scale_for(values, out.normalize, out.colormap or AUTO, out.percentiles)
-            scale = "gray" if colormap is None else colormap.name
-            caption = (f"{ch:03d}", f"{shape_text(values.shape[:2])}  {scale}", shown.text())
-            panels.append(Panel(shrink(values, PICTURE_SIDE), shown, caption, colormap))
-        self.rows.append(SheetRow(f"{label}  {shape_text(shape or planes.shape)}", tuple(panels)))
+        full = tuple(shape or planes.shape)
+        flat = planes.shape[0] == 1 and planes.shape[2] == 1 and (len(full) == 1 or np.prod(full[:-1]) == 1)
+        channels = [planes[:, :, ch] for ch in range(planes.shape[2])]
+        scale = layer_scale(channels, out.picture_normalize, out.colormap, percentiles=out.percentiles, scale=out.scale)
+        title = f"{label}  {kind}".strip()
+        if flat:
+            vector = np.asarray(planes.reshape(-1), dtype=np.float32)
+            labels = self.labels if len(self.labels) == vector.size else ()
+            self.layers.append(LayerPicture(title, full, scale, indices=(0,), total=1, flat=vector, labels=labels))
+            return
+        indices, means = pick_channels(planes, self.k)
+        thumbs = tuple(shrink(planes[:, :, ch], 256)[:, :, 0] for ch in indices)
+        selected = len(indices) < planes.shape[2]
+        self.layers.append(
+            LayerPicture(
+                title,
+                full,
+                scale,
+                thumbs,
+                indices,
+                tuple(float(means[i]) for i in indices),
+                planes.shape[2],
+                selected,
+            )
+        )
 
-    def write(self, path: Path) -> Path:
-        drawn = build_sheet(self.title, self.rows)
-        encoded = encode_png(drawn.pixels, self.output.png_compress)
+    def write(self, path: Path, top: Sequence[tuple[int, str, float]] = (), logits: Any = None) -> Path:
+        """Draw and write the sheet; ``top`` (index, label, probability) adds the prediction row, ``logits`` the
+        last layer's values (to say whether they were put through a softmax)."""
+        from featmap.io.writers.netsheet import Prediction, draw_network_sheet
+
+        prediction = None
+        if top and self.layers:
+            values = None if logits is None else np.asarray(logits, dtype=np.float64).ravel()
+            softmax = values is None or not (np.all(values >= 0) and abs(values.sum() - 1) < 1e-6)
+            size = self.layers[-1].shape[-1] if values is None else values.size
+            name = self.layers[-1].title.split()[0]
+            prediction = Prediction(tuple(top), name, int(size), softmax)
+        pixels = draw_network_sheet(
+            self.title, self.picture, self.input_caption, self.layers, prediction, width=self.output.sheet_width
+        )
+        encoded = encode_png(pixels, self.output.png_compress)
         return atomic_write(path, lambda fh: fh.write(encoded))
 
 

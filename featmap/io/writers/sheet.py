@@ -41,14 +41,15 @@ __all__ = [
 
 #: The most panels one sheet holds (a 256-kernel bank still fits: it wraps into rows of small maps).
 MAX_SHEET_PANELS = 256
-#: Sheets wrap their rows to stay within this width.
-SHEET_MAX_WIDTH = 2400
+#: Sheets wrap their rows to stay within this width by default (a full-HD slide); ``width`` sets another.
+SHEET_MAX_WIDTH = 1920
 #: Weight values are printed in the grid up to this kernel size.
 MAX_PRINTED_KERNEL = 7
 
-_MARGIN, _GAP, _ROW_GAP = 16, 10, 18
-_BAR_HEIGHT = 10
-_TEXT, _SMALL, _TITLE = 13, 11, 16
+_MARGIN, _GAP, _ROW_GAP = 24, 10, 22
+_BAR_HEIGHT = 12
+#: Text sizes in pixels (Pillow's bundled font): legible when a 1920 px sheet is projected.
+_TEXT, _SMALL, _TITLE = 20, 18, 28
 _BACKGROUND = (255, 255, 255)
 _INK = (20, 20, 20)
 _FAINT = (110, 110, 110)
@@ -194,7 +195,7 @@ def _colour(values: NDArray[np.floating], shown: DisplayRange, colormap: Colorma
 
 
 def _cell_size(kernel_side: int) -> int:
-    return 30 if kernel_side <= MAX_PRINTED_KERNEL else max(3, min(12, 150 // kernel_side))
+    return 38 if kernel_side <= MAX_PRINTED_KERNEL else max(3, min(12, 150 // kernel_side))
 
 
 def _weights_size(weights: NDArray[np.floating] | None) -> tuple[int, int]:
@@ -219,7 +220,7 @@ def _draw_weights(canvas: Any, draw: Any, weights: NDArray[np.floating], x: int,
         block = np.repeat(np.repeat(colours[c], cell, axis=0), cell, axis=1)
         canvas.paste(Image.fromarray(np.ascontiguousarray(block)), (x, top))
         draw.rectangle((x - 1, top - 1, x + w.shape[2] * cell, top + w.shape[1] * cell), outline=_FRAME)
-        if cell < 30:
+        if cell < 38:
             continue
         for (i, j), value in np.ndenumerate(w[c]):
             text = f"{value:.2g}" if value != 0 else "0"
@@ -228,7 +229,7 @@ def _draw_weights(canvas: Any, draw: Any, weights: NDArray[np.floating], x: int,
             r, g, b = (int(v) for v in colours[c, i, j])
             ink = _INK if 0.299 * r + 0.587 * g + 0.114 * b > 120 else (255, 255, 255)
             cx, cy = x + j * cell + cell // 2, top + i * cell + cell // 2
-            draw.text((cx, cy), _plain(text), fill=ink, font=_font(10), anchor="mm")
+            draw.text((cx, cy), _plain(text), fill=ink, font=_font(14), anchor="mm")
 
 
 def _draw_bar(canvas: Any, draw: Any, panel: Panel, x: int, y: int, width: int) -> None:
@@ -255,16 +256,19 @@ def _panel_size(panel: Panel, side: int) -> tuple[int, int]:
     ww, wh = _weights_size(panel.weights)
     text_width = max((_text_width(line, _TEXT) for line in panel.caption), default=0)
     pic_h, pic_w = _fitted_hw(panel.values, side)
-    width = (ww + _GAP if ww else 0) + max(pic_w, text_width, 96 if panel.colour_bar else 0)
+    width = (ww + _GAP if ww else 0) + max(pic_w, text_width, 150 if panel.colour_bar else 0)
     below = (_BAR_HEIGHT + _SMALL + 6 if panel.colour_bar else 0) + len(panel.caption) * (_TEXT + 3) + 4
     return width, max(wh, pic_h + 6 + below)
 
 
-def build_sheet(title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int | None = None) -> Sheet:
-    """Draw ``rows`` under the ``title`` lines; each row's panels wrap to keep within `SHEET_MAX_WIDTH`.
+def build_sheet(
+    title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int | None = None, width: int = SHEET_MAX_WIDTH
+) -> Sheet:
+    """Draw ``rows`` under the ``title`` lines, ``width`` pixels wide; a row's panels sit in columns of one
+    width (its widest panel) and wrap to stay within ``width``.
 
-    ``map_side`` (default `map_side_for` the panel count) is the square each map is fitted in. Raises
-    `SpecError` for more than `MAX_SHEET_PANELS` panels.
+    ``map_side`` (default `map_side_for` the panel count, at most what fits ``width``) is the square each
+    map is fitted in. Raises `SpecError` for more than `MAX_SHEET_PANELS` panels.
     """
     from PIL import Image, ImageDraw
 
@@ -275,8 +279,8 @@ def build_sheet(title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int
             f"{count} maps exceed the limit of {MAX_SHEET_PANELS} per sheet",
             "use fewer kernels, or drop `sheet` and look at the PNGs or the report",
         )
-    side = map_side or map_side_for(count)
-    inner = SHEET_MAX_WIDTH - 2 * _MARGIN
+    inner = width - 2 * _MARGIN
+    side = map_side or min(map_side_for(count), inner - 40)
     title_height = len(title) * (_TITLE + 6)
     # lay out: rows of wrapped lines of panels
     placements: list[tuple[int, int, int, int]] = []  # (row, index, x, y) of each panel's top-left
@@ -287,8 +291,10 @@ def build_sheet(title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int
         label_at.append(y)
         y += _TEXT + 8
         x, line_height = _MARGIN, 0
-        for i, panel in enumerate(row.panels):
-            pw, ph = _panel_size(panel, panel.side or side)
+        sizes = [_panel_size(panel, panel.side or side) for panel in row.panels]
+        column = min(inner, max((pw for pw, _ in sizes), default=0))  # aligned columns
+        for i, (_, ph) in enumerate(sizes):
+            pw = column
             if x > _MARGIN and x - _MARGIN + pw > inner:
                 x, y = _MARGIN, y + line_height + _GAP
                 line_height = 0
@@ -299,11 +305,14 @@ def build_sheet(title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int
         y += line_height + _ROW_GAP
     title_width = max((_text_width(line, _TITLE) for line in title), default=0) + 2 * _MARGIN
     label_width = max((_text_width(row.label, _TEXT) for row in rows), default=0) + 2 * _MARGIN
-    width = min(SHEET_MAX_WIDTH, max(width_used, title_width, label_width))
+    del width_used, title_width, label_width  # the sheet is exactly `width` wide (a slide, or --sheet-width)
     canvas = Image.new("RGB", (width, y - _ROW_GAP + _MARGIN), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for n, line in enumerate(title):
-        draw.text((_MARGIN, _MARGIN + n * (_TITLE + 6)), _plain(line), fill=_INK, font=_font(_TITLE))
+        size = _TITLE if n == 0 else _TEXT
+        draw.text(
+            (_MARGIN, _MARGIN + n * (_TITLE + 6)), _plain(line), fill=_INK if n == 0 else _FAINT, font=_font(size)
+        )
     for r, row in enumerate(rows):
         draw.text((_MARGIN, label_at[r]), _plain(row.label), fill=_FAINT, font=_font(_TEXT))
     boxes = []
@@ -321,7 +330,7 @@ def build_sheet(title: Sequence[str], rows: Sequence[SheetRow], *, map_side: int
         boxes.append(Box(r, i, mx, y, pw, ph, scale))
         ty = y + ph + 6
         if panel.colour_bar:
-            _draw_bar(canvas, draw, panel, mx, ty, max(pw, 96))
+            _draw_bar(canvas, draw, panel, mx, ty, max(pw, 150))
             ty += _BAR_HEIGHT + _SMALL + 6
         for n, line in enumerate(panel.caption):
             draw.text((mx, ty + n * (_TEXT + 3)), _plain(line), fill=_INK if n == 0 else _FAINT, font=_font(_TEXT))
