@@ -1,4 +1,5 @@
-"""Make README's gallery from samples/: contact sheets, a signed map on a diverging colormap, a report screenshot.
+"""Make README's gallery from samples/: contact sheets (kernels; LeNet-5 with its prediction), a signed map on a
+diverging colormap, a report screenshot.
 
 Every picture comes from the real command (``featmap apply`` in a subprocess), and the screenshot from the
 report opened in headless Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright: ``pip install
@@ -91,6 +92,8 @@ def main() -> None:
                 out, samples / "coffee.png", *[a for k in kernels for a in ("-k", k)], *common, "--sheet", "-o", bank
             )
             keep(out / bank / "coffee" / "sheet.png", f"sheet_{bank}.png", 1400)
+        featmap(out, samples / "digits" / "digit_7.png", "--model", "lenet5-digits", "--sheet", "-o", "lenet5")
+        keep(out / "lenet5" / "digit_7" / "sheet.png", "sheet_lenet5.png", 1280)
         signed = ["-k", "sobel_x", "--padding", "same", "--pad-mode", "reflect", "--colormap", "RdBu_r"]
         signed += ["--normalize", "percentile", "--percentiles", "0.5,99.5", "-o", "signed"]
         featmap(out, samples / "camera.png", *signed)
