@@ -144,3 +144,18 @@ def test_vgg16_blocks_1_2_sheet_shows_8_channels_a_layer(runner: CliRunner, tmp_
     with Image.open(tmp_path / "x" / "sheet.png") as im:
         assert im.width == 1920 and im.width * im.height <= MAX_SHEET_PIXELS
         assert im.height < 4000  # 10 layers, one line of 8 maps each (was 2394×4203 with 3 px text)
+
+
+def test_channels_goes_with_a_network(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(
+        cli, ["apply", str(DIGIT), "-k", "sobel_x", "--sheet", "--channels", "4", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "--channels goes with --spec or --model" in result.stderr
+    args = ["apply", str(DIGIT), "--model", "lenet5-digits", "--sheet", "--channels", "4", "-o", str(tmp_path)]
+    assert runner.invoke(cli, args).exit_code == 0
+    planes = np.random.default_rng(1).normal(0, 1, (5, 5, 16)).astype(np.float32)
+    planes[..., 9] += 10.0  # the strongest by mean
+    rows = LayerRows(_image(planes[..., :1]), OutputOptions(sheet=True, channels=4), [("04-C3", 16)])
+    rows.add_layer("04-C3", planes)
+    assert rows.layers[0].indices[0] == 9 and len(rows.layers[0].indices) == 4 and rows.layers[0].selected
+    assert "the 4 of highest mean activation per layer" in rows.title[-1]

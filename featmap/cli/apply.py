@@ -145,7 +145,7 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
     if not given:
         if not kernel_specs:
             raise click.UsageError("give kernels (-k NAME) or a network (--spec FILE or --model NAME)")
-        stray = [name for name in (*_NETWORK_OPTIONS, "seed") if _from_command_line(ctx, name)]
+        stray = [name for name in (*_NETWORK_OPTIONS, "seed", "channels") if _from_command_line(ctx, name)]
         if stray:
             raise click.UsageError(f"--{stray[0]} goes with --spec or --model, not -k")
         return None
