@@ -7,6 +7,7 @@ __all__ = [
     "ImageReadError",
     "KernelFileError",
     "LimitError",
+    "MissingExtraError",
     "NothingToDoError",
     "OptionError",
     "OutputBusyError",
@@ -14,6 +15,7 @@ __all__ = [
     "ShapeError",
     "SpecError",
     "brief",
+    "install_hint",
 ]
 
 
@@ -93,6 +95,25 @@ class NothingToDoError(FeatmapError):
 
 class LimitError(FeatmapError):
     """A size, count, depth or allocation exceeds one of featmap's resource limits (see `featmap.limits`)."""
+
+
+class MissingExtraError(SpecError):
+    """A feature needs an optional package that is not installed; the fix names the ``pip install``.
+
+    A failure (exit 1) whatever the command: the command line was right, the installation lacks a part.
+    """
+
+
+def install_hint(extra: str, packages: str = "") -> str:
+    """The install command for an optional extra, for an installed featmap and for a clone of the repository.
+
+    Examples
+    --------
+    >>> install_hint("dask")
+    "pip install 'featmap[dask]' (in a clone: pip install '.[dask]')"
+    """
+    what = f" ({packages})" if packages else ""
+    return f"pip install 'featmap[{extra}]'{what} (in a clone: pip install '.[{extra}]')"
 
 
 def brief(value: object, width: int = 60) -> str:

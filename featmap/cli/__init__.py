@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import click
 
 from featmap import __version__
-from featmap.cli._common import ExitCode, FeatmapGroup
+from featmap.cli._common import ExitCode, FeatmapGroup, exit_code_for
 from featmap.cli.apply import apply
 from featmap.cli.explain import explain
 from featmap.cli.kernels import kernels
@@ -38,7 +38,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
         if debug:
             raise
         click.echo(f"featmap: error: {exc}", err=True)
-        ctx.exit(1)
+        ctx.exit(exit_code_for(exc, ""))
 
 
 cli.add_command(apply)

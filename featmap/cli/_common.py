@@ -13,7 +13,7 @@ import click
 
 from featmap.cli._scale import OutLocation
 from featmap.enums import Activation, Combine, Normalize, PaddingMode, PoolKind
-from featmap.errors import FeatmapError, OptionError, SpecError, brief
+from featmap.errors import FeatmapError, MissingExtraError, OptionError, SpecError, brief
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,8 +85,11 @@ def flag_words(text: str) -> str:
 
 def exit_code_for(exc: FeatmapError, command: str) -> ExitCode:
     """The one rule from library errors to exit codes: options that cannot go together (`OptionError`) and,
-    for ``featmap shape``, a malformed token, file or shape (`SpecError`) are usage errors (2); the rest,
-    an impossible geometry included, are failures (1)."""
+    for ``featmap shape``, a malformed token, file or shape (`SpecError`) are usage errors (2); a missing
+    optional package (`MissingExtraError`) and the rest, an impossible geometry included, are failures (1);
+    a class may carry its own (4 nothing to do, 5 output folder busy)."""
+    if isinstance(exc, MissingExtraError):
+        return ExitCode.ERROR
     if isinstance(exc, OptionError) or (command == "shape" and isinstance(exc, SpecError)):
         return ExitCode.USAGE
     return ExitCode(exc.exit_code)  # 1, or the class's own: 4 nothing to do, 5 output folder busy

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from featmap.core.ops import DEFAULT_PERCENTILES, PERCENTILE_SAMPLE_LIMIT, percentile_range
 from featmap.enums import Normalize, parse_enum
-from featmap.errors import SpecError
+from featmap.errors import OptionError, SpecError
 from featmap.io.colormaps import AUTO, Colormap, choose_colormap
 
 __all__ = [
@@ -80,7 +80,7 @@ class DisplayRange:
 
 
 def parse_percentiles(value: str | Sequence[float]) -> tuple[float, float]:
-    """``"1,99"`` (or a pair) → ``(1.0, 99.0)``; `SpecError` unless ``0 <= low < high <= 100``.
+    """``"1,99"`` (or a pair) → ``(1.0, 99.0)``; `OptionError` (a usage error) unless ``0 <= low < high <= 100``.
 
     Examples
     --------
@@ -92,7 +92,7 @@ def parse_percentiles(value: str | Sequence[float]) -> tuple[float, float]:
     except ValueError:
         parts = []
     if len(parts) != 2 or not all(np.isfinite(parts)) or not 0 <= parts[0] < parts[1] <= 100:
-        raise SpecError(
+        raise OptionError(
             "`percentiles`", f"{value!r} is not two percentiles LOW,HIGH", "e.g. 1,99 (0 <= LOW < HIGH <= 100)"
         )
     return parts[0], parts[1]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from featmap.errors import FeatmapError
+from featmap.errors import FeatmapError, MissingExtraError, install_hint
 
 __all__ = [
     "RemoteOutput",
@@ -56,8 +56,8 @@ def require_fsspec() -> Any:
     try:
         import fsspec
     except ImportError:
-        raise FeatmapError(
-            "URL inputs and outputs", "need fsspec, which is not installed", "pip install 'featmap[dask]'"
+        raise MissingExtraError(
+            "URL inputs and outputs", "need fsspec, which is not installed", install_hint("dask")
         ) from None
     return fsspec
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from featmap.errors import SpecError
+from featmap.errors import MissingExtraError, SpecError, install_hint
 from featmap.net.spec import Model
 
 __all__ = ["INSTALL_HINT", "is_onnx_path", "load_onnx"]
 
-INSTALL_HINT = "pip install 'featmap[onnx]'"
+INSTALL_HINT = install_hint("onnx")
 Shape = tuple[int, ...]
 
 
@@ -37,7 +37,7 @@ def _import_onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise SpecError("ONNX", "reading .onnx files needs the onnx package", INSTALL_HINT) from None
+        raise MissingExtraError("ONNX", "reading .onnx files needs the onnx package", INSTALL_HINT) from None
     return onnx
 
 

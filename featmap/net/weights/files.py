@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.errors import SpecError
+from featmap.errors import MissingExtraError, SpecError, install_hint
 from featmap.net.weights._common import BYTES_ENV, DEFAULT_BYTES, Weights, check_size, limit
 from featmap.net.weights.keras import HDF5_MAGIC, is_keras_file, read_keras
 
@@ -128,10 +128,8 @@ def _read_safetensors(p: Path) -> dict[str, NDArray[Any]]:
     try:
         from safetensors import SafetensorError, safe_open
     except ImportError:
-        raise SpecError(
-            str(p),
-            "is a .safetensors file and the safetensors package is not installed",
-            "pip install 'featmap[weights]'",
+        raise MissingExtraError(
+            str(p), "is a .safetensors file and the safetensors package is not installed", install_hint("weights")
         ) from None
     try:
         with safe_open(str(p), framework="numpy") as fh:

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.errors import SpecError
+from featmap.errors import MissingExtraError, SpecError, install_hint
 from featmap.net.weights._common import BYTES_ENV, DEFAULT_BYTES, check_size, limit
 
 __all__ = ["HDF5_MAGIC", "is_keras_file", "read_keras"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_INSTALL = "pip install 'featmap[keras]' (h5py; TensorFlow is not needed)"
+_INSTALL = install_hint("keras", "h5py; TensorFlow is not needed")
 _CORRUPT = "re-save it with model.save_weights('model.weights.h5') or model.save('model.keras')"
 
 
@@ -63,7 +63,7 @@ def read_keras(path: str | Path) -> dict[str, NDArray[Any]]:
     try:
         import h5py
     except ImportError:
-        raise SpecError(str(p), "is a Keras weights file and h5py is not installed", _INSTALL) from None
+        raise MissingExtraError(str(p), "is a Keras weights file and h5py is not installed", _INSTALL) from None
     classes: dict[str, Mapping[str, Any]] = {}
     try:
         if zipfile.is_zipfile(p):

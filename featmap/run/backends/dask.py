@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from featmap.errors import FeatmapError
+from featmap.errors import FeatmapError, MissingExtraError, install_hint
 from featmap.run.backends.base import Finish, HandOut, Outcome, Starting, Task, Work, _as_is
 
 __all__ = ["DEFAULT_CHUNK", "DaskBackend", "require_dask", "run_chunk"]
@@ -36,8 +36,8 @@ def require_dask() -> Any:
     try:
         import distributed
     except ImportError:
-        raise FeatmapError(
-            "--scheduler", "needs Dask distributed, which is not installed", "pip install 'featmap[dask]'"
+        raise MissingExtraError(
+            "--scheduler", "needs Dask distributed, which is not installed", install_hint("dask")
         ) from None
     return distributed
 
