@@ -92,7 +92,7 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool 
     out = job.output
     digest = job.options_hash()
     targets = targets_for(item, job, single=single)
-    notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool)
+    notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool, image.pixels.shape[-1])
     written: list[WrittenMap] = []
     records: list[dict[str, Any]] = []
     maps = iter_feature_maps(

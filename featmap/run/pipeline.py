@@ -121,10 +121,14 @@ def stride_warnings(
 
 
 def geometry_notes(
-    in_hw: tuple[int, int], bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None
+    in_hw: tuple[int, int],
+    bank: KernelBank,
+    conv: Conv2d,
+    pool: Pool2d | GlobalPool2d | None,
+    channels: int = 1,
 ) -> tuple[str, ...]:
-    """Every distinct stride warning of a run, as ``"what: problem"`` lines."""
-    return _notes(plan_kernels((in_hw[0], in_hw[1], 1), bank, conv, pool))
+    """Every distinct stride warning of a run on an image of ``channels`` channels, as ``"what: problem"`` lines."""
+    return _notes(plan_kernels((in_hw[0], in_hw[1], channels), bank, conv, pool))
 
 
 def _notes(plans: list[KernelPlan]) -> tuple[str, ...]:
