@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -185,19 +185,35 @@ def make_network_job(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")
     job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, output or OutputOptions())
-    if upto is not None and not _has_layer(job, upto):
-        raise OptionError(
-            "`upto`", f"no layer is called {upto!r}", "give a layer's number, key or name (featmap shape)"
-        )
+    if upto is not None:
+        stop = _stop_after(job, upto)
+        if stop is None:
+            raise OptionError(
+                "`upto`", f"no layer is called {upto!r}", "give a layer's number, key or name (featmap shape)"
+            )
+        job = replace(job, upto=stop)
     return job
 
 
-def _has_layer(job: NetworkJob, upto: str) -> bool:
+def _stop_after(job: NetworkJob, upto: str) -> str | None:
+    """The output ``upto`` names, as a path the run matches: a layer or merge as given, a block (any row
+    ``featmap shape`` prints, such as VGG-16's ``1.2``) as its last output; None when no row has that name."""
     try:
         nodes = job.plan(job.nominal_shape)
     except FeatmapError:
-        return True  # no input declared and the stand-in size does not fit: the run itself says what is wrong
-    return any(upto in (n.path, n.key, n.plan.name) for n in output_nodes(nodes))
+        return upto  # no input declared and the stand-in size does not fit: the run itself says what is wrong
+    stack: list[tuple[PlanNode, PlanNode | None]] = [(node, None) for node in reversed(nodes)]
+    while stack:  # rows in the order featmap shape prints them
+        node, merge = stack.pop()
+        if upto in (node.path, node.key, node.plan.name):
+            if node.role == "layer" or node.role == "merge":
+                return upto
+            inside = output_nodes(node.children)  # a block or a branch: its last output
+            if inside:
+                return inside[-1].path
+            return None if merge is None else merge.path  # an empty branch (an identity shortcut): its merge
+        stack.extend((child, node if node.role == "merge" else merge) for child in reversed(node.children))
+    return None
 
 
 @dataclass(frozen=True)
