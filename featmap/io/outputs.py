@@ -17,22 +17,20 @@ import json
 import os
 import re
 import string
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from featmap.enums import Normalize, parse_enum
-from featmap.errors import FeatmapError, OutputBusyError, OutputExistsError, SpecError, brief
+from featmap.errors import OutputExistsError, SpecError, brief
+from featmap.io.outputlock import LOCK_NAME, OutputLock
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAME", "Manifest", "OutputLock", "OutputOptions", "safe_stem"]
 
 MANIFEST_NAME = "manifest.jsonl"
-LOCK_NAME = ".featmap.lock"
 JOURNAL_NAME = ".featmap-writing.jsonl"
 _FIELDS = {"stem", "kernel", "ext"}
-_TEMP = re.compile(r"^\..+\.\d+\.tmp$")  # `featmap.io.images.atomic_write`'s temporary files
 
 
 def safe_stem(name: str) -> str:
@@ -347,91 +345,3 @@ def _append_lines(path: Path, records: Sequence[dict[str, Any]]) -> None:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
-
-
-def _folder_error(out_dir: Path, exc: OSError) -> FeatmapError:
-    if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        return FeatmapError(str(out_dir), "is a file (or under one), not a folder", "choose another -o folder")
-    return FeatmapError(str(out_dir), f"cannot be written ({exc.strerror or exc})", "choose a folder you can write to")
-
-
-class OutputLock:
-    """One featmap run at a time in an output folder: ``.featmap.lock`` holds the run's pid, under an
-    advisory ``flock`` that the system releases when the process dies, however it dies.
-
-    Taking the lock after a killed run clears what that run left: its lock file and its temporary
-    files (``.NAME.PID.tmp``, never a finished output). A live run's lock raises `OutputBusyError`.
-    ``cleared`` lists what was cleared, for a note.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-        self.path = self.out_dir / LOCK_NAME
-        self.cleared: list[str] = []
-        self._fd: int | None = None
-
-    def acquire(self) -> OutputLock:
-        """Take the folder (creating it), or raise `OutputBusyError` naming the run that holds it."""
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise _folder_error(self.out_dir, exc) from None
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip()
-            os.close(fd)
-            raise OutputBusyError(
-                str(self.out_dir),
-                f"is being written by another featmap run ({_describe(holder)})",
-                f"wait for it to finish or stop it; its lock is {self.path}",
-            ) from None
-        except (ImportError, OSError):  # no flock here (another OS, some network file systems): unguarded
-            pass
-        self._fd = fd
-        stale = os.read(fd, 4096).decode(errors="replace").strip()
-        if stale:
-            self.cleared.append(f"a stale lock ({_describe(stale)}, no longer running)")
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
-        temps = 0
-        for folder, _, files in os.walk(self.out_dir):
-            for name in files:
-                if _TEMP.match(name):
-                    try:
-                        os.unlink(os.path.join(folder, name))
-                        temps += 1
-                    except OSError:
-                        pass
-        if temps:
-            self.cleared.append(f"{temps} temporary file{'' if temps == 1 else 's'} of an unfinished run")
-        return self
-
-    def release(self) -> None:
-        """Give the folder up (the lock file is removed)."""
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError:
-            pass
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> OutputLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _describe(holder: str) -> str:
-    try:
-        info = json.loads(holder)
-        return f"pid {info['pid']}, started {info['started']}"
-    except (ValueError, KeyError, TypeError):
-        return "pid unknown"

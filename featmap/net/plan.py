@@ -28,7 +28,7 @@ import numpy as np
 from featmap.errors import FeatmapError, ShapeError
 from featmap.net.layers import LayerPlan, LayerSpec, Parallel, Sequential
 
-__all__ = ["PlanNode", "iter_leaves", "layers_fingerprint", "output_nodes", "plan_layers"]
+__all__ = ["PlanNode", "iter_leaves", "layers_fingerprint", "output_nodes", "plan_layers", "stop_after"]
 
 Shape = tuple[int, ...]
 
@@ -157,3 +157,21 @@ def output_nodes(nodes: Sequence[PlanNode]) -> list[PlanNode]:
                 found += output_nodes(branch.children)
             found.append(node)
     return found
+
+
+def stop_after(nodes: Sequence[PlanNode], name: str) -> str | None:
+    """The path of the output a run stops after when told to stop at ``name`` (a path, key or layer name,
+    any row ``featmap shape`` prints): a layer or merge itself, a block or branch its last output, an empty
+    branch (an identity shortcut) its merge; None when no row is called ``name``."""
+    stack: list[tuple[PlanNode, PlanNode | None]] = [(node, None) for node in reversed(nodes)]
+    while stack:  # rows in the order featmap shape prints them
+        node, merge = stack.pop()
+        if name in (node.path, node.key, node.plan.name):
+            if node.role in ("layer", "merge"):
+                return node.path
+            inside = output_nodes(node.children)
+            if inside:
+                return inside[-1].path
+            return None if merge is None else merge.path
+        stack.extend((child, node if node.role == "merge" else merge) for child in reversed(node.children))
+    return None

@@ -35,7 +35,7 @@ from featmap.errors import FeatmapError, OptionError, SpecError
 from featmap.io.discover import InputImage
 from featmap.io.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, load_image, resize_pixels
 from featmap.io.outputs import OutputOptions
-from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_layers
+from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_layers, stop_after
 from featmap.net.spec import Model
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, WeightSource, iter_network, top_classes
@@ -185,35 +185,17 @@ def make_network_job(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")
     job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, output or OutputOptions())
-    if upto is not None:
-        stop = _stop_after(job, upto)
+    if upto is not None:  # any row featmap shape prints (a block stops after its last output: see stop_after)
+        try:
+            stop = stop_after(job.plan(job.nominal_shape), upto)
+        except FeatmapError:
+            stop = upto  # no input declared and the stand-in size does not fit: the run says what is wrong
         if stop is None:
             raise OptionError(
                 "`upto`", f"no layer is called {upto!r}", "give a layer's number, key or name (featmap shape)"
             )
         job = replace(job, upto=stop)
     return job
-
-
-def _stop_after(job: NetworkJob, upto: str) -> str | None:
-    """The output ``upto`` names, as a path the run matches: a layer or merge as given, a block (any row
-    ``featmap shape`` prints, such as VGG-16's ``1.2``) as its last output; None when no row has that name."""
-    try:
-        nodes = job.plan(job.nominal_shape)
-    except FeatmapError:
-        return upto  # no input declared and the stand-in size does not fit: the run itself says what is wrong
-    stack: list[tuple[PlanNode, PlanNode | None]] = [(node, None) for node in reversed(nodes)]
-    while stack:  # rows in the order featmap shape prints them
-        node, merge = stack.pop()
-        if upto in (node.path, node.key, node.plan.name):
-            if node.role == "layer" or node.role == "merge":
-                return upto
-            inside = output_nodes(node.children)  # a block or a branch: its last output
-            if inside:
-                return inside[-1].path
-            return None if merge is None else merge.path  # an empty branch (an identity shortcut): its merge
-        stack.extend((child, node if node.role == "merge" else merge) for child in reversed(node.children))
-    return None
 
 
 @dataclass(frozen=True)
