@@ -104,6 +104,10 @@ class FeatmapCommand(click.Command):
     the command's output, never in the middle of a progress bar.
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """``file://`` URLs given anywhere a path goes (inputs, ``--spec``, ``-k FILE``, ``--kernel-dir``) as paths."""
+        return super().parse_args(ctx, [_local_arg(arg) for arg in args])
+
     def invoke(self, ctx: click.Context) -> Any:
         import warnings
 
@@ -134,6 +138,10 @@ class FeatmapCommand(click.Command):
             except Exception as exc:
                 if debug:
                     raise
+                storage = _storage_error(exc, ctx)
+                if storage is not None:  # object storage: no credentials, no endpoint (one line naming the settings)
+                    _err("error", _one_line(str(storage)))
+                    ctx.exit(ExitCode.ERROR)
                 _err("error", _bug_line(exc))
                 ctx.exit(ExitCode.BUG)
             finally:
@@ -143,6 +151,32 @@ class FeatmapCommand(click.Command):
                     if text not in said:
                         said.add(text)
                         _err("warning", text)
+
+
+def _local_arg(arg: str) -> str:
+    """A ``file://`` URL argument (or ``--flag=file://…``) as a local path; any other argument unchanged.
+
+    Examples
+    --------
+    >>> _local_arg("file:///data/a.png"), _local_arg("--spec=file:///n.yaml"), _local_arg("s3://b/a.png")
+    ('/data/a.png', '--spec=/n.yaml', 's3://b/a.png')
+    """
+    if "file://" not in arg[:64].lower():
+        return arg
+    from featmap.io.storage import local_path
+
+    flag, eq, value = arg.partition("=")
+    if eq and flag.startswith("-") and value[:7].lower() == "file://":
+        return f"{flag}={local_path(value)}"
+    return local_path(arg)
+
+
+def _storage_error(exc: BaseException, ctx: click.Context) -> FeatmapError | None:
+    from featmap.io.storage import is_remote, storage_error
+
+    values = [ctx.params.get("out_dir"), *(ctx.params.get("images") or ())]
+    urls = [str(v) for v in values if v is not None and is_remote(v)]
+    return storage_error(exc, ", ".join(urls[:2]) or "object storage")
 
 
 def _os_line(exc: OSError) -> str:

@@ -119,6 +119,11 @@ def apply(
         as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
+        from featmap.io.discover import InputImage
+        from featmap.run.preflight import check_batch
+
+        # the same up-front check as a batch's (an existing output is the image's own one error)
+        check_batch([InputImage(Path(images[0]), Path(), Path(images[0]).stem)], job, overwrite=True)
         result = apply_image(images[0], job)
         for note in result.warnings:
             _err("warning", f"{images[0]}: {note}{hint}")
@@ -127,7 +132,7 @@ def apply(
         else:
             _console().print(view(result, job))
         return
-    _apply_batch(images, job, opts, as_json)
+    _apply_batch(images, job, opts, as_json, (as_dict, view))
 
 
 _NETWORK_OPTIONS = ("weights", "init", "layout", "upto")
@@ -191,7 +196,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool) -> None:
+def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool, single: tuple[Any, Any]) -> None:
+    """A batch (files, folders, globs, URLs); ``single`` renders one image's result (a URL output of one file)."""
     import signal
 
     from featmap.io.discover import discover
@@ -218,6 +224,10 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
             f"holds no image ({ignored} file{'' if ignored == 1 else 's'} ignored: not images, or hidden)",
             "nothing to do; check the folder, or pass -r to descend into sub-folders",
         )
+    if isinstance(opts["out_dir"], Path):  # what no pixel decides, for the whole batch, before any work
+        from featmap.run.preflight import check_batch
+
+        check_batch(items, job, overwrite=opts["overwrite"])
     show = sys.stderr.isatty() and not opts["quiet"]
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     code = ExitCode.OK
@@ -249,13 +259,32 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
         _err("error", f"{path}: {reason}")
     for path, reason in report.failed:
         _err("error", f"{path}: {reason}")
-    if as_json:
+    one = len(images) == 1 and report.total == 1 and len(report.processed) == 1 and not problems
+    if one and not isinstance(opts["out_dir"], Path):  # one image to a URL: its own summary, as for a folder
+        _single_url_summary(report.processed[0], job, str(opts["out_dir"]), as_json, single)
+    elif as_json:
         click.echo(json.dumps(batch_dict(report, problems, ignored), indent=2, allow_nan=False))
     else:
         _console().print(batch_view(report, problems, ignored, opts["out_dir"]))
     if code == ExitCode.OK and (report.failed or problems):
         code = ExitCode.PARTIAL
     sys.exit(int(code))
+
+
+def _single_url_summary(result: Any, job: Any, url: str, as_json: bool, single: tuple[Any, Any]) -> None:
+    """One image's table (or JSON) for a URL output, its paths shown under the URL."""
+    from featmap.cli._scale import local_out_dir
+
+    as_dict, view = single
+    placeholder, base = str(local_out_dir(url)), url.rstrip("/")
+    if as_json:
+        text = json.dumps(as_dict(result, job), indent=2, allow_nan=False)
+        click.echo(text.replace(placeholder, base))
+        return
+    console = _console()
+    with console.capture() as captured:
+        console.print(view(result, job))
+    click.echo(captured.get().replace(placeholder, base), nl=False)
 
 
 def _progress(show: bool) -> Any:

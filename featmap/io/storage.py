@@ -42,8 +42,65 @@ def is_remote(text: str | object) -> bool:
 
 
 def local_path(text: str) -> str:
-    """A ``file://`` URL as a plain path; anything else unchanged."""
-    return text[len("file://") :] if text.lower().startswith("file://") else text
+    """A ``file://`` URL as a plain path (``localhost`` and percent escapes as RFC 8089 has them); anything
+    else unchanged.
+
+    Examples
+    --------
+    >>> local_path("file:///data/my%20photos/a.png"), local_path("file://localhost/tmp"), local_path("a.png")
+    ('/data/my photos/a.png', '/tmp', 'a.png')
+    """
+    if not text[:7].lower() == "file://":
+        return text
+    from urllib.parse import unquote
+
+    rest = text[len("file://") :]
+    if rest.lower().startswith("localhost/"):
+        rest = rest[len("localhost") :]
+    return unquote(rest)
+
+
+#: Exceptions of the object-storage clients (botocore, aiobotocore, s3fs, gcsfs) by class name, with what a
+#: user sets to fix them.
+_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "NoAuthTokenError")
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ClientConnectorError")
+_CREDENTIAL_SETTINGS = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); for a server other than AWS also "
+    "AWS_ENDPOINT_URL (e.g. http://127.0.0.1:9000)"
+)
+
+
+def storage_error(exc: BaseException, where: str) -> FeatmapError | None:
+    """An object-storage client's exception (no credentials, endpoint unreachable, access refused) as one
+    featmap error naming the settings that fix it; None for any other exception.
+
+    Examples
+    --------
+    >>> class NoCredentialsError(Exception): ...
+    >>> NoCredentialsError.__module__ = "botocore.exceptions"
+    >>> print(storage_error(NoCredentialsError("Unable to locate credentials"), "s3://b/x.png"))
+    s3://b/x.png: no credentials for object storage; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ...
+    """
+    kinds = [type(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None]
+    for kind, error in zip(kinds, (exc, exc.__cause__, exc.__context__), strict=False):
+        module, name = kind.__module__, kind.__name__
+        if not module.startswith(("botocore", "aiobotocore", "s3fs", "gcsfs", "google.auth", "aiohttp")):
+            continue
+        text = " ".join(str(error).split())[:160]
+        if name in _CREDENTIALS:
+            return FeatmapError(where, "no credentials for object storage", _CREDENTIAL_SETTINGS)
+        if name in _UNREACHABLE:
+            return FeatmapError(
+                where,
+                f"cannot reach the object storage endpoint ({text})",
+                "check AWS_ENDPOINT_URL (or FSSPEC_S3_ENDPOINT_URL) and that the server is running",
+            )
+        return FeatmapError(
+            where,
+            f"object storage refused the request ({name}: {text})",
+            "check the URL, the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and AWS_ENDPOINT_URL",
+        )
+    return None
 
 
 def join_url(base: str, rel: str) -> str:

@@ -210,7 +210,10 @@ def batch_view(report: BatchReport, problems: Sequence[tuple[str, str]], ignored
     )
     status = "interrupted" if report.interrupted else "done"
     parts: list[RenderableType] = [
-        Text(f"{status}: {report.total} images found; maps under {out_dir} (manifest: {out_dir}/manifest.jsonl)"),
+        Text(
+            f"{status}: {report.total} images found; maps under {out_dir} "
+            f"(manifest: {str(out_dir).rstrip('/')}/manifest.jsonl)"
+        ),
         counts,
     ]
     if report.failed or problems:
