@@ -33,9 +33,13 @@ def test_apply_table_fits_and_shows_kernel_names_whole(tmp_path: Path, gray_png:
     assert all(len(line) <= width for line in lines)
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("kernel ")) :]
     assert "min" in table[0] and "max" in table[0]
-    names = [line.split("  ")[0].strip() for line in table[2:]]
+    note = next((i for i, line in enumerate(table) if line.startswith("(not shown at")), len(table))
+    names = [line.split("  ")[0].strip() for line in table[2:note]]
     assert names == ["sobel_x", "gaussian-size5-sigma1p2", "magnitude of 2 maps"]
     assert ("pad t,b,l,r" in table[0]) == (width >= 120)  # dropped on narrower terminals, after `file`
+    said = " ".join(table[note:])
+    for column in ("file", "pad t,b,l,r"):  # what is dropped is said under the table
+        assert (column in table[0]) != (column in said), (column, said)
 
 
 @pytest.mark.parametrize("width", [60, 80, 120])

@@ -27,7 +27,15 @@ __all__ = ["ExitCode", "cli", "main"]
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """See what a convolutional layer does to a picture."""
+    """See what a convolutional layer does to a picture.
+
+    \b
+    Examples:
+      featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude
+      featmap shape --model vgg16
+      featmap explain --example stride-2
+      featmap kernels list --tag edges
+    """
     ctx.meta["featmap.debug"] = debug
     from featmap.errors import LimitError
     from featmap.limits import check_environment

@@ -66,6 +66,7 @@ PARAM_FLAGS = {
     "crop": "--crop",
     "strict": "--strict",
     "upto": "--upto",
+    "init": "--init",
 }
 
 

@@ -112,7 +112,14 @@ def conv_options(func: F) -> F:
             is_flag=True,
             help="True convolution (kernel rotated 180°) instead of cross-correlation.",
         ),
-        click.option("--activation", type=_choice(Activation), default="none", show_default=True),
+        click.option(
+            "--activation",
+            type=_choice(Activation),
+            default="none",
+            show_default=True,
+            metavar="NAME",
+            help=", ".join(a.value for a in Activation) + ".",
+        ),
         click.option("--slope", type=float, default=0.01, show_default=True, help="Negative slope of leaky_relu."),
         click.option(
             "--pool",

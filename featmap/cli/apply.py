@@ -36,7 +36,7 @@ _JOB_OPTIONS = (
 ).split()
 
 
-@click.command(cls=FeatmapCommand)
+@click.command(cls=FeatmapCommand, short_help="Run kernels or a network on images and write the feature maps.")
 @click.argument("images", nargs=-1, required=True)
 @click.option(
     "-k",

@@ -47,7 +47,7 @@ def _dumps(document: Any) -> str:
     )
 
 
-@click.command(cls=FeatmapCommand)
+@click.command(cls=FeatmapCommand, short_help="Work out a convolution or pooling step by step on small numbers.")
 @click.argument("mode", required=False, type=click.Choice(["conv", "pool"], case_sensitive=False))
 @click.option(
     "--input",
@@ -100,7 +100,8 @@ def explain(ctx: click.Context, /, mode: str | None, kernel_dirs: tuple[Path, ..
       featmap explain --example zero-padding
       featmap explain --input "1 2 0; 0 1 2; 2 0 1" -k "1 0; 0 1" --at 1,1
       featmap explain pool --input "1 1 2 4; 5 6 7 8; 3 2 1 0; 1 2 3 4" --pool max
-      featmap explain --image samples/camera.png --crop 200,200,6,6 -k sobel_x --gif sobel.gif
+      featmap explain --image samples/camera.png --crop 200,200,6,6 -k sobel_x \\
+          --gif sobel.gif
     """
     from featmap.explain.examples import EXAMPLES, explain_example
     from featmap.render import examples_dict, examples_view, explain_dict, explain_view

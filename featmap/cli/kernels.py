@@ -17,15 +17,28 @@ from featmap.errors import FeatmapError
 
 @click.group(cls=FeatmapGroup)
 def kernels() -> None:
-    """List and inspect the kernel library."""
+    """List and inspect the kernel library.
+
+    \b
+    Examples:
+      featmap kernels list --tag edges
+      featmap kernels show sobel_x
+    """
 
 
-@kernels.command("list")
+@kernels.command("list", short_help="List every kernel: name, size, tags, description and source.")
 @kernel_options
 @click.option("--tag", default=None, help="Only kernels with this tag.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def kernels_list(kernel_dirs: tuple[Path, ...], tag: str | None, as_json: bool) -> None:
-    """List every kernel: name, size, tags, description and source."""
+    """List every kernel: name, size, tags, description and source.
+
+    \b
+    Examples:
+      featmap kernels list
+      featmap kernels list --tag blur --json
+      featmap kernels list --kernel-dir my_kernels/
+    """
     from featmap.kernels import KernelLibrary
     from featmap.render import kernel_dict, kernel_list
 
@@ -38,12 +51,19 @@ def kernels_list(kernel_dirs: tuple[Path, ...], tag: str | None, as_json: bool) 
         _console().print(kernel_list(chosen))
 
 
-@kernels.command("show")
+@kernels.command("show", short_help="Show a kernel's weights and facts.")
 @click.argument("spec")
 @kernel_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def kernels_show(spec: str, kernel_dirs: tuple[Path, ...], as_json: bool) -> None:
-    """Show the weights and facts of SPEC (a name, tag, file or parametric kernel)."""
+    """Show the weights and facts of SPEC (a name, tag, file or parametric kernel).
+
+    \b
+    Examples:
+      featmap kernels show sobel_x
+      featmap kernels show gaussian:size=5,sigma=1.2
+      featmap kernels show kernels/edges.yaml --json
+    """
     from featmap.kernels import KernelLibrary
     from featmap.render import kernel_dict, kernel_show
 

@@ -14,7 +14,7 @@ from featmap.cli._common import (
 )
 
 
-@click.command(cls=FeatmapCommand)
+@click.command(cls=FeatmapCommand, short_help="Shapes, parameters, MACs, receptive field and memory of a network.")
 @click.argument("tokens", nargs=-1)
 @click.option("--input", "input_text", default=None, help="Input shape: HxWxC, LxC (1-D) or N features.")
 @click.option("--model", default=None, help="A built-in preset (see --list-models).")
@@ -47,10 +47,11 @@ def shape(
 
     \b
     Examples:
-      featmap shape --input 32x32x1 conv:6@5x5 avgpool:2 conv:16@5x5 avgpool:2 flatten dense:120 dense:84 dense:10
+      featmap shape --input 32x32x1 conv:6@5x5 avgpool:2 conv:16@5x5 avgpool:2 \\
+          flatten dense:120 dense:84 dense:10
       featmap shape --model vgg16
       featmap shape --spec my_net.yaml --input 224x224x3 --json
-      featmap shape model.onnx                 (needs: pip install 'featmap[onnx]')
+      featmap shape model.onnx           (needs: pip install 'featmap[onnx]')
     """
     _shape_command(
         tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models, no_aux

@@ -1,11 +1,13 @@
 """A table that fits the terminal: columns are dropped, least useful first, until every kept column shows
-its content whole (no column squashed to one character), then Rich wraps the wrappable ones.
+its content whole (no column squashed to one character), then Rich wraps the wrappable ones. A line under
+the table names the columns it dropped.
 
 Examples
 --------
 >>> import io
 >>> from rich.console import Console
 >>> from rich.table import Table
+from rich.text import Text
 >>> def make(columns):
 ...     table = Table()
 ...     for name in columns:
@@ -14,8 +16,11 @@ Examples
 ...     return table
 >>> console = Console(file=io.StringIO(), width=30, color_system=None)
 >>> console.print(FittedTable(make, ["aa", "bb", "cc", "dd"], drop=["dd", "bb"]))
->>> print(console.file.getvalue().splitlines()[1])
+>>> lines = console.file.getvalue().splitlines()
+>>> print(lines[1])
 ┃ aa       ┃ cc       ┃
+>>> print(lines[-1])
+(not shown at 30 columns: dd, bb; widen the terminal, or use --json)
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["FittedTable"]
 
@@ -50,11 +56,18 @@ class FittedTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = None
-        for table in self.tables():
+        dropped = 0
+        for dropped, table in enumerate(self.tables()):
             if _needed(console, options, table) <= options.max_width:
                 break
         assert table is not None  # `tables` yields at least once
         yield table
+        if dropped:  # say what is not shown, never drop silently
+            hidden = ", ".join(self.drop[:dropped])
+            yield Text(
+                f"(not shown at {options.max_width} columns: {hidden}; widen the terminal, or use --json)",
+                style="dim",
+            )
 
 
 def _needed(console: Console, options: ConsoleOptions, table: Table) -> int:

@@ -114,7 +114,8 @@ class WeightSource:
             raise SpecError(
                 f"layer {node.path} ({node.plan.name})",
                 f"has no weights (`{first}`, shape {node.plan.weights[0][1]})",
-                "give a weights file, name kernels in the spec (`kernels: [...]`), or a random init (kaiming, glorot)",
+                "give a weights file, kernels in the spec (`kernels: [...]`) or seeded random weights "
+                "(`init` kaiming or glorot)",
             )
         from featmap.net.weights import init_weights
 

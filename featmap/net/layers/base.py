@@ -126,11 +126,14 @@ def need_spatial(shape: Shape, what: str, dims: int | None = None) -> None:
     """Refuse a flat input where a layer needs ``H×W×C`` (``dims=2``) or ``L×C`` (``dims=1``)."""
     if len(shape) < 2 or (dims is not None and len(shape) != dims + 1):
         wanted = {2: "HxWxC", 1: "LxC"}.get(dims or 0, "HxWxC or LxC")
-        raise ShapeError(
-            "",
-            f"{what} needs a {wanted} input but gets {'×'.join(map(str, shape))}",
-            "check the input shape, or remove the flatten/dense before it",
-        )
+        given = "×".join(map(str, shape))
+        if len(shape) == 2 and dims == 2:  # H×W without channels (32x32): the input lacks its C
+            fix = f"give the channels too, e.g. {shape[0]}x{shape[1]}x1 (gray) or {shape[0]}x{shape[1]}x3 (RGB)"
+        elif len(shape) == 1:
+            fix = "check the input shape, or remove the flatten/dense before it"
+        else:
+            fix = "check the input shape"
+        raise ShapeError("", f"{what} needs a {wanted} input but gets {given}", fix)
 
 
 def spatial_geometry(
