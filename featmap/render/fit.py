@@ -56,13 +56,14 @@ class FittedTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = None
-        dropped = 0
-        for dropped, table in enumerate(self.tables()):
+        dropped = -1
+        for table in self.tables():
+            dropped += 1
             if _needed(console, options, table) <= options.max_width:
                 break
         assert table is not None  # `tables` yields at least once
         yield table
-        if dropped:  # say what is not shown, never drop silently
+        if dropped > 0:  # say what is not shown, never drop silently
             hidden = ", ".join(self.drop[:dropped])
             yield Text(
                 f"(not shown at {options.max_width} columns: {hidden}; widen the terminal, or use --json)",
