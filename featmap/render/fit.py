@@ -7,7 +7,6 @@ Examples
 >>> import io
 >>> from rich.console import Console
 >>> from rich.table import Table
-from rich.text import Text
 >>> def make(columns):
 ...     table = Table()
 ...     for name in columns:
