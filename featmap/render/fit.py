@@ -18,7 +18,7 @@ Examples
 >>> lines = console.file.getvalue().splitlines()
 >>> print(lines[1])
 ┃ aa       ┃ cc       ┃
->>> print(lines[-1])
+>>> print(" ".join(line.strip() for line in lines[5:]))
 (not shown at 30 columns: dd, bb; widen the terminal, or use --json)
 """
 
