@@ -116,7 +116,7 @@ def _activate(values: Matrix, activation: Activation, slope: float) -> Matrix:
 def trace_conv(
     x: ArrayLike,
     weights: ArrayLike,
-    bias: float = 0.0,
+    bias: float | None = 0.0,
     *,
     stride: int | Sequence[int] = 1,
     padding: PaddingArg = "valid",
@@ -152,6 +152,7 @@ def trace_conv(
         )
     act = parse_enum(Activation, activation, "activation")
     mode = parse_enum(PaddingMode, pad_mode, "pad_mode")
+    bias = 0.0 if bias is None else bias  # None: no bias, as for conv2d
     if not np.isfinite(bias):
         raise SpecError("bias", f"must be a finite number; got {bias}")
     g = geometry or conv_geometry(arr.shape[:2], kernel.shape[1:], stride=stride, padding=padding, dilation=dilation)
