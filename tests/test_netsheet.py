@@ -159,3 +159,15 @@ def test_channels_goes_with_a_network(runner: CliRunner, tmp_path: Path) -> None
     rows.add_layer("04-C3", planes)
     assert rows.layers[0].indices[0] == 9 and len(rows.layers[0].indices) == 4 and rows.layers[0].selected
     assert "the 4 of highest mean activation per layer" in rows.title[-1]
+
+
+def test_thumbnails_fill_their_cell() -> None:
+    from featmap.io.writers.netsheet import _fill
+
+    x = np.arange(112 * 112, dtype=np.float32).reshape(112, 112)
+    big = _fill(x, 180)  # 112 px: nearest neighbour up to 180, not drawn at 112
+    assert big.shape == (180, 180, 1) and big[0, 0, 0] == 0 and big[-1, -1, 0] == x[-1, -1]
+    rows = np.arange(180) * 112 // 180
+    assert np.array_equal(big[:, :, 0], x[rows][:, rows])
+    small = np.arange(25, dtype=np.float32).reshape(5, 5)
+    assert np.array_equal(_fill(small, 180)[:, :, 0], np.repeat(np.repeat(small, 36, axis=0), 36, axis=1))

@@ -139,6 +139,20 @@ def check_sheet_size(rows: Sequence[tuple[int, bool]], width: int) -> None:
         )
 
 
+def _fill(values: NDArray[np.floating], side: int) -> NDArray[np.float32]:
+    """``values`` ``(H, W[, C])`` fitted in a ``side`` square: shrunk by area averaging, enlarged by whole pixels
+    when that at least quadruples it, else by nearest neighbour to fill the square (a 112-px map in a 180-px
+    cell is drawn 180 px wide, not 112), so a layer's thumbnails are about one size."""
+    arr = values if values.ndim == 3 else values[:, :, np.newaxis]
+    longest = max(arr.shape[0], arr.shape[1])
+    if longest > side or side // longest >= 4:
+        return _fit(arr, side)[0][:side, :side]
+    h, w = max(1, arr.shape[0] * side // longest), max(1, arr.shape[1] * side // longest)
+    rows = np.arange(h) * arr.shape[0] // h
+    cols = np.arange(w) * arr.shape[1] // w
+    return np.ascontiguousarray(arr[rows][:, cols], dtype=np.float32)
+
+
 def _text(draw: Any, xy: tuple[int, int], text: str, size: int, fill: tuple[int, int, int], **kw: Any) -> None:
     draw.text(xy, _plain(text), fill=fill, font=_font(size), **kw)
 
@@ -193,9 +207,7 @@ def _thumbnails(canvas: Any, draw: Any, layer: LayerPicture, x0: int, y: int, co
     for n, (ch, thumb) in enumerate(zip(layer.indices, layer.thumbs, strict=True)):
         x = x0 + (n % columns) * cell
         top = y + (n // columns) * (cell + CAPTION_PX + 8)
-        fitted, _ = _fit(thumb, side)
-        fitted = fitted[:side, :side]
-        picture = _colour(fitted, layer.scale.range_of(ch), layer.scale.colormap)
+        picture = _colour(_fill(thumb, side), layer.scale.range_of(ch), layer.scale.colormap)
         ox = x + (side - picture.shape[1]) // 2
         canvas.paste(Image.fromarray(np.ascontiguousarray(picture)), (ox, top))
         draw.rectangle((ox - 1, top - 1, ox + picture.shape[1], top + picture.shape[0]), outline=_FRAME)
@@ -320,8 +332,7 @@ def draw_network_sheet(
             _FAINT,
         )
     side = min(cell * 2, _MAX_THUMB + _GAP) - _GAP
-    fitted, _ = _fit(shrink(input_picture, 2 * side), side)
-    picture = _colour(fitted[:side, :side], DisplayRange(0.0, 1.0, "input"), None)
+    picture = _colour(_fill(shrink(input_picture, 2 * side), side), DisplayRange(0.0, 1.0, "input"), None)
     canvas.paste(Image.fromarray(np.ascontiguousarray(picture)), (grid_x, y))
     draw.rectangle((grid_x - 1, y - 1, grid_x + picture.shape[1], y + picture.shape[0]), outline=_FRAME)
     y += _row_height(1, columns, side + _GAP, False) + _GAP
