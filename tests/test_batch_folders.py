@@ -117,14 +117,16 @@ def test_same_name_in_two_folders_and_globs(runner: CliRunner, tmp_path: Path) -
     assert missing.exit_code == 1 and "no such file, folder or matching pattern" in missing.stderr
 
 
-def test_other_runs_outputs_are_failures_not_clobbered(runner: CliRunner, tmp_path: Path) -> None:
+def test_other_runs_outputs_are_refused_up_front_not_clobbered(runner: CliRunner, tmp_path: Path) -> None:
     for i in range(2):
         _png(tmp_path / "in" / f"x{i}.png", i)
     out = tmp_path / "out"
     assert run(runner, tmp_path / "in", "-k", "sobel_x", "-o", out).exit_code == 0
     before = (out / "x0" / "sobel_x.png").read_bytes()
     changed = run(runner, tmp_path / "in", "-k", "sobel_x", "--flip", "-o", out)
-    assert changed.exit_code == 3 and changed.stderr.count("pass --overwrite") == 2
+    # the whole batch's clash, once, before any work (featmap.run.preflight): a usage error
+    assert changed.exit_code == 2 and changed.stderr.count("pass --overwrite") == 1
+    assert "2 of 2 images have outputs made" in changed.stderr
     assert (out / "x0" / "sobel_x.png").read_bytes() == before
 
 
