@@ -248,6 +248,16 @@ def case_scheduler(run: Run, x: np.ndarray, tmp: Path) -> None:
         np.testing.assert_allclose(np.load(run.out / stem / "sobel_x.npy")[..., 0], _valid(x, SOBEL_X), atol=1e-5)
 
 
+def case_sheet_scale(run: Run, x: np.ndarray, tmp: Path) -> None:
+    run("-k", "sobel_x", "-k", "box_3", "--sheet", "--sheet-width", "800", "--scale", "per-channel", raw=False)
+    assert _png(run.out / "g" / "sheet.png").size[0] == 800
+    digit = REPO / "samples" / "digits" / "digit_7.png"
+    args = ["apply", str(digit), "--model", "lenet5-digits", "--sheet", "--channels", "2", "-o", str(tmp / "n")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.stderr
+    assert list((tmp / "n").rglob("sheet.png"))
+
+
 CASES: dict[str, Callable[[Run, np.ndarray, Path], None]] = {
     "`-k NAME`": case_k_name,
     "`-k TAG`": case_k_tag,
@@ -268,6 +278,7 @@ CASES: dict[str, Callable[[Run, np.ndarray, Path], None]] = {
     "`-o DIR`, `--name PATTERN`": case_out_name,
     "`--normalize`": case_normalize,
     "`--colormap NAME\\|auto`, `--sheet`, `--report`": case_pictures,
+    "`--scale per-layer\\|per-channel`, `--sheet-width PX`, `--channels K`": case_sheet_scale,
     "`--bit-depth 8/16`, `--raw npy/tiff`": case_bit_depth_raw,
     "`--png-compress 0-9`": case_png_compress,
     "`--overwrite`": case_overwrite,
@@ -279,7 +290,7 @@ CASES: dict[str, Callable[[Run, np.ndarray, Path], None]] = {
 
 def test_every_readme_row_has_a_case() -> None:
     rows = _readme_rows()
-    assert [r for r in rows if r not in CASES] == [], "README rows without a test case"
+    assert [r for r in rows if r not in CASES] == [], "README rows without a test case: add one to CASES here"
     assert [c for c in CASES if c not in rows] == [], "cases for rows README no longer has"
 
 
