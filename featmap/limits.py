@@ -40,6 +40,7 @@ __all__ = [
     "OUTPUT_PIXELS",
     "PADDING",
     "REPEAT",
+    "REPORT_SIZE",
     "STRIDE",
     "YAML_ALIAS_NODES",
     "Limit",
@@ -178,6 +179,13 @@ DEPTH = Limit(
 REPEAT = Limit("repeat count", "FEATMAP_MAX_REPEAT", 1000, "repeats", "`repeat:` of one block in a spec")
 LAYERS = Limit("layer count", "FEATMAP_MAX_LAYERS", 10_000, "layers", "layers of a spec once repeats are expanded")
 FILE_SIZE = Limit("file size", "FEATMAP_MAX_FILE_SIZE", 16 << 20, "bytes", "a kernel file or spec file (YAML or JSON)")
+REPORT_SIZE = Limit(
+    "report size",
+    "FEATMAP_MAX_REPORT_SIZE",
+    25 << 20,
+    "bytes",
+    "one HTML report page (thumbnails plus the exact float32 tensors it embeds), checked before it is written",
+)
 YAML_ALIAS_NODES = Limit(
     "YAML alias expansion",
     "FEATMAP_MAX_YAML_ALIAS_NODES",
@@ -209,6 +217,7 @@ LIMITS: tuple[Limit, ...] = (
     STRIDE,
     OUTPUT_PIXELS,
     MEMORY,
+    REPORT_SIZE,
     FILE_SIZE,
     DEPTH,
     YAML_ALIAS_NODES,

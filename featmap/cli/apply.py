@@ -26,7 +26,7 @@ from featmap.errors import FeatmapError, NothingToDoError
 
 _OUTPUT_OPTIONS = (
     "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet scale sheet_width "
-    "channels sheet_normalize"
+    "channels sheet_normalize report"
 ).split()
 # Options that `featmap.run.jobs.make_job` takes under the same name.
 _JOB_OPTIONS = (
@@ -156,8 +156,6 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
         return None
     if kernel_specs or len(given) > 1:
         raise click.UsageError("give one of -k, --spec and --model")
-    if opts["report"]:
-        raise click.UsageError("--report goes with -k kernels for now (not yet with --spec or --model)")
     stray = [name for name in _KERNEL_ONLY if _from_command_line(ctx, name)]
     if stray:
         flag = stray[0].replace("_", "-")

@@ -30,6 +30,7 @@ from featmap.run.imagejob import (
     targets_for,
 )
 from featmap.run.jobs import ApplyJob
+from featmap.run.netjob import NetworkJob
 from featmap.run.work import work_image
 from featmap.run.workers import signals_deferred
 
@@ -206,7 +207,7 @@ def _run_batch(
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
     processed.sort(key=lambda r: r.input.path)
-    if job.output.report and isinstance(job, ApplyJob):  # an index of every image's report, kept ones included
+    if job.output.report:  # an index of every image's report (kernels or a network), kept ones included
         from featmap.io.writers.report import write_index
 
         found = [(str(item.path), _targets_or_none(item, job)) for item in items]
@@ -220,7 +221,7 @@ def _run_batch(
     )
 
 
-def _targets_or_none(item: InputImage, job: ApplyJob) -> dict[str, Path] | None:
+def _targets_or_none(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path] | None:
     """An item's targets, or None for one whose name cannot be an output (it failed with the reason)."""
     try:
         return targets_for(item, job)

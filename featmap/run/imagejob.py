@@ -67,7 +67,7 @@ def targets_for(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = 
     """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
     of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
     if isinstance(job, NetworkJob):
-        return network_targets(item, job)
+        return network_targets(item, job, single=single)
     out = job.output
     targets = {name: out.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
     if out.sheet:
@@ -84,7 +84,7 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool 
     Maps are computed and written one after another, so memory holds one map at a time.
     """
     if isinstance(job, NetworkJob):
-        return process_network_image(item, job)  # type: ignore[return-value]  # the batch reads the shared fields
+        return process_network_image(item, job, single=single)  # type: ignore[return-value]  # the batch reads the shared fields
     started = time.perf_counter()
     path = item.path
     image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)

@@ -39,6 +39,7 @@ from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_la
 from featmap.net.spec import Model
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, WeightSource, iter_network, top_classes
+from featmap.run.netreport import ReportBuilder, extra_record, report_page
 
 __all__ = ["LayerFacts", "NetworkImageResult", "NetworkJob", "make_network_job", "process_network_image"]
 
@@ -252,10 +253,11 @@ def load_for_network(
 
 
 def network_targets(
-    item: InputImage, job: NetworkJob, maps: Sequence[tuple[str, int]] | None = None
+    item: InputImage, job: NetworkJob, maps: Sequence[tuple[str, int]] | None = None, *, single: bool = False
 ) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name (``03-C3/007``), and ``(sheet)`` with ``sheet``; ``maps``
-    are the layers' folders and channels (by default planned on the shape read from the image's header)."""
+    """Every PNG an input will produce, by map name (``03-C3/007``), ``(sheet)`` and ``(report)`` when asked (a
+    ``single`` image's report is ``report.html`` in the output folder); ``maps`` are the layers' folders and
+    channels (by default planned on the shape read from the image's header)."""
     out = job.output
     targets = {}
     if maps is None:
@@ -268,6 +270,9 @@ def network_targets(
         targets.update({f"{folder}/{ch:03d}": first.with_name(f"{ch:03d}.png") for ch in range(channels)})
     if out.sheet:
         targets["(sheet)"] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
+    if out.report:
+        beside = out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
+        targets["(report)"] = out.out_dir / "report.html" if single else beside
     return targets
 
 
@@ -281,7 +286,7 @@ def _planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
     return values
 
 
-def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResult:
+def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = False) -> NetworkImageResult:
     """Load one image, run the network on it and write every layer's maps; the manifest is left to the caller."""
     from featmap.io.writers.pixels import map_pixels
     from featmap.io.writers.png import save_png
@@ -295,7 +300,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
     digest = job.options_hash()
     maps = job.layer_maps(pixels.shape)
     names = iter(maps)
-    targets = network_targets(item, job, maps)
+    targets = network_targets(item, job, maps, single=single)
     facts: list[LayerFacts] = []
     records: list[dict[str, Any]] = []
     last: LayerOutput | None = None
@@ -305,6 +310,7 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
 
         sheet = LayerRows(image, out, maps, pixels, job.model.labels)
     writers = _channel_writers()
+    report = ReportBuilder(nodes, pixels, source) if out.report else None  # checks the report size limit now
     for result in iter_network(nodes, pixels, source, upto=job.upto):
         folder, _ = next(names)
         planes = _planes(result.values)
@@ -330,6 +336,8 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             files.append(save_raw(raw_path.with_suffix("." + out.raw), stack, out.raw))
         if sheet is not None:
             sheet.add_layer(folder, planes, tuple(result.values.shape), result.node.plan.kind)
+        if report is not None:
+            report.add(result, folder, job.layout)
         node = result.node
         facts.append(
             LayerFacts(
@@ -354,16 +362,11 @@ def process_network_image(item: InputImage, job: NetworkJob) -> NetworkImageResu
             top,
             None if last is None else last.values,
         )
-        records.append(
-            {
-                "input": str(item.path.resolve()),
-                "kernel": "(sheet)",
-                "png": written.relative_to(out.out_dir).as_posix(),
-                "options": digest,
-                "status": "ok",
-            }
-        )
+        records.append(extra_record(item, "(sheet)", written, out, digest))
     summary = summarize_plan(nodes, tuple(pixels.shape))
+    if report is not None:
+        written = report.write(targets["(report)"], report_page(job, image.info, pixels, resized, summary))
+        records.append(extra_record(item, "(report)", written, out, digest))
     replaced: tuple[str, ...] = ()
     if job.init is not None and job.model.weights is not None:
         replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)

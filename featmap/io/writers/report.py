@@ -146,6 +146,12 @@ def _bar(m: DrawnMap) -> str:
     ramp = np.linspace(m.shown.low, m.shown.high, 256, dtype=np.float64)
     strip = (np.abs(ramp) if m.shown.absolute else ramp).astype(np.float32).reshape(1, 256, 1)
     channels = m.small.shape[2]
+    if channels == 3 and m.colormap is None:  # an RGB map: one ramp per channel, red over green over blue
+        levels = _colour(strip, m.shown, None)[0, :, 0]  # the gray ramp's 8-bit levels
+        rows = np.zeros((3, 256, 3), np.uint8)
+        for k in range(3):
+            rows[k, :, k] = levels
+        return _data_uri(np.ascontiguousarray(np.repeat(rows, 4, axis=0)))
     if channels > 1 and m.colormap is None:
         strip = np.repeat(strip, channels, axis=2)
     return _data_uri(np.ascontiguousarray(np.repeat(_colour(strip, m.shown, m.colormap), 12, axis=0)))

@@ -1,0 +1,188 @@
+"""A network run's HTML report: the planned layers turned into the writer's neutral `LayerRecord` (what each
+layer computes, which outputs it read, its weights and output), with the tensors to embed chosen before the run
+so that the page keeps to the report size limit.
+
+Examples
+--------
+>>> from featmap.net.spec import parse_tokens
+>>> from featmap.net.plan import plan_layers
+>>> nodes = plan_layers(parse_tokens(["conv:2@3x3", "relu", "flatten", "dense:3"]), (6, 6, 1))
+>>> [(n.plan.kind, s) for n, s in run_order(nodes)]
+[('Conv2d', (0,)), ('relu', (1,)), ('Flatten', (2,)), ('Dense', (3,))]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from featmap.io.writers.netreport import LayerRecord, NetworkPage, choose_exact, thumbnails, write_network_report
+from featmap.net.layers import (
+    Act,
+    AdaptiveAvgPool2d,
+    BatchNorm,
+    Conv1d,
+    Conv2d,
+    Dense,
+    Dropout,
+    DropPath,
+    Flatten,
+    GlobalPool2d,
+    Parallel,
+    Pool2d,
+)
+from featmap.net.layers.base import spatial_geometry
+from featmap.net.plan import PlanNode
+from featmap.net.summary import Summary
+from featmap.run.executor import LayerOutput, WeightSource
+
+if TYPE_CHECKING:
+    from featmap.io.discover import InputImage
+    from featmap.io.images import ImageInfo
+    from featmap.io.outputs import OutputOptions
+    from featmap.run.netjob import NetworkJob
+
+__all__ = ["ReportBuilder", "extra_record", "layer_op", "report_page", "run_order"]
+
+
+def run_order(nodes: Sequence[PlanNode]) -> list[tuple[PlanNode, tuple[int, ...]]]:
+    """Every output a run yields (leaf layers and merges, in the executor's order) with the outputs it reads:
+    0 is the network's input, ``i`` the ``i``-th output."""
+    found: list[tuple[PlanNode, tuple[int, ...]]] = []
+
+    def walk(children: Sequence[PlanNode], current: int) -> int:
+        for node in children:
+            if node.role == "layer":
+                found.append((node, (current,)))
+                current = len(found)
+            elif node.role == "block":
+                current = walk(node.children, current)
+            else:
+                ends = tuple(walk(branch.children, current) for branch in node.children)
+                found.append((node, ends))
+                current = len(found)
+        return current
+
+    walk(nodes, 0)
+    return found
+
+
+def layer_op(node: PlanNode, layout: str) -> dict[str, Any]:
+    """What a layer computes, as the page recomputes it: ``{"type": ..., parameters}``."""
+    layer = node.layer
+    if isinstance(layer, Conv2d):
+        return {"type": "conv", "pad_mode": layer.pad_mode.value, "pad_value": layer.pad_value, "flip": layer.flip}
+    if isinstance(layer, Conv1d):
+        return {"type": "conv", "pad_mode": "zeros", "pad_value": 0.0, "flip": False}
+    if isinstance(layer, Dense):
+        return {"type": "dense"}
+    if isinstance(layer, Act):
+        return {"type": "act", "fn": layer.kind.value, "slope": float(dict(layer.params).get("slope", 0.01))}
+    if isinstance(layer, BatchNorm):
+        return {"type": "bn", "eps": layer.eps}
+    if isinstance(layer, Pool2d):
+        shape = node.plan.in_shape
+        declared = spatial_geometry(shape, layer.size, layer.stride or layer.size, layer.padding, (1, 1), pool=True)
+        return {
+            "type": "pool",
+            "kind": layer.kind.value,
+            "declared": list(declared.padding),
+            "count_include_pad": layer.count_include_pad,
+        }
+    if isinstance(layer, GlobalPool2d):
+        return {"type": "gpool", "kind": layer.kind.value}
+    if isinstance(layer, AdaptiveAvgPool2d) and len(node.plan.out_shape) == 3 and node.plan.out_shape[:2] == (1, 1):
+        return {"type": "gpool", "kind": "avg"}
+    if isinstance(layer, Flatten):
+        return {"type": "flatten", "layout": layout}
+    if isinstance(layer, (Dropout, DropPath)):
+        return {"type": "identity"}
+    if isinstance(layer, Parallel):
+        return {"type": {"add": "add", "concat": "concat", "mul": "mul", "aux": "first"}[layer.merge_mode]}
+    return {"type": "other"}
+
+
+class ReportBuilder:
+    """Collects a run's layers for its report: call `add` with each `LayerOutput`, then `write`."""
+
+    def __init__(self, nodes: Sequence[PlanNode], pixels: NDArray[np.floating], weights: WeightSource) -> None:
+        self.order = run_order(nodes)
+        self.pixels = pixels
+        self.weights = weights
+        shapes = [(n.plan.out_shape, [s for _, s in n.plan.weights], src) for n, src in self.order]
+        self.explained, self.kept = choose_exact(shapes, pixels.shape)
+        self.records: list[LayerRecord] = []
+        self._last: NDArray[np.floating] | None = None
+
+    def add(self, result: LayerOutput, folder: str, layout: str) -> None:
+        """Record the next layer output (thumbnails always; its values and weights when they are embedded)."""
+        index = len(self.records) + 1
+        node, sources = self.order[index - 1]
+        thumbs, stats = thumbnails(result.values)
+        self._last = result.values
+        exact = index in self.explained
+        weights = self.weights.for_node(node) if exact and node.role == "layer" else {}
+        self.records.append(
+            LayerRecord(
+                index,
+                node.plan.name,
+                node.path,
+                folder,
+                node.plan,
+                layer_op(node, layout),
+                sources,
+                {k: np.asarray(v, np.float32) for k, v in weights.items()},
+                np.asarray(result.values, np.float32) if index in self.kept else None,
+                thumbs,
+                stats,
+                exact,
+            )
+        )
+
+    def write(self, path: Path, page: NetworkPage) -> Path:
+        """Write the page (the last output is always embedded: an ``upto`` run may stop before the planned end)."""
+        if self.records and self.records[-1].output is None and self._last is not None:
+            self.records[-1] = replace(self.records[-1], output=np.asarray(self._last, np.float32))
+        return write_network_report(path, page, self.records)
+
+
+def report_page(
+    job: NetworkJob, info: ImageInfo, pixels: NDArray[np.floating], notes: Sequence[str], summary: Summary
+) -> NetworkPage:
+    """The page's facts about the image, the network and the weights."""
+    model = job.model
+    if job.weights_file is not None:
+        weights = f"{job.weights_file.name}" + (" (Keras layout)" if job.layout == "keras" else "")
+    elif job.init is not None:
+        weights = f"{job.init} init, seed {job.seed} (untrained)"
+    else:
+        weights = "the spec's kernels"
+    seen = "×".join(map(str, pixels.shape))
+    note = f"{seen}, float32, exactly the array the first layer read" + (f" ({'; '.join(notes)})" if notes else "")
+    facts = [
+        ("input", f"{info.path} ({info.width}×{info.height}, {info.format} mode {info.mode})"),
+        ("network saw", note),
+        ("network", f"{model.name}: {len(summary.layers)} rows, {summary.totals.params:,} parameters"),
+        ("weights", weights),
+    ]
+    return NetworkPage(
+        f"{model.name} on {Path(info.path).name}",
+        facts,
+        pixels,
+        note,
+        labels=tuple(model.labels),
+        top=job.top,
+        layout=job.layout,
+        notes=tuple(summary.warnings),
+    )
+
+
+def extra_record(item: InputImage, kernel: str, written: Path, out: OutputOptions, digest: str) -> dict[str, Any]:
+    """The manifest record of a network run's sheet or report."""
+    png = written.relative_to(out.out_dir).as_posix()
+    return {"input": str(item.path.resolve()), "kernel": kernel, "png": png, "options": digest, "status": "ok"}
