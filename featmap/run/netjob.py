@@ -39,7 +39,7 @@ from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_la
 from featmap.net.spec import Model
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, WeightSource, iter_network, top_classes
-from featmap.run.netreport import ReportBuilder, extra_record, report_page
+from featmap.run.netreport import ReportBuilder, extra_record, report_page, report_target
 
 __all__ = ["LayerFacts", "NetworkImageResult", "NetworkJob", "make_network_job", "process_network_image"]
 
@@ -255,9 +255,8 @@ def load_for_network(
 def network_targets(
     item: InputImage, job: NetworkJob, maps: Sequence[tuple[str, int]] | None = None, *, single: bool = False
 ) -> dict[str, Path]:
-    """Every PNG an input will produce, by map name (``03-C3/007``), ``(sheet)`` and ``(report)`` when asked (a
-    ``single`` image's report is ``report.html`` in the output folder); ``maps`` are the layers' folders and
-    channels (by default planned on the shape read from the image's header)."""
+    """Every file an input will produce by name (``03-C3/007``, ``(sheet)``, ``(report)``: a ``single`` image's is
+    the folder's ``report.html``); ``maps``: the layers' folders and channels (default: planned from the header)."""
     out = job.output
     targets = {}
     if maps is None:
@@ -271,8 +270,7 @@ def network_targets(
     if out.sheet:
         targets["(sheet)"] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
     if out.report:
-        beside = out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
-        targets["(report)"] = out.out_dir / "report.html" if single else beside
+        targets["(report)"] = report_target(item, out, single=single)
     return targets
 
 

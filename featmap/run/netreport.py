@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
     from featmap.run.netjob import NetworkJob
 
-__all__ = ["ReportBuilder", "extra_record", "layer_op", "report_page", "run_order"]
+__all__ = ["ReportBuilder", "extra_record", "layer_op", "report_page", "report_target", "run_order"]
 
 
 def run_order(nodes: Sequence[PlanNode]) -> list[tuple[PlanNode, tuple[int, ...]]]:
@@ -186,3 +186,11 @@ def extra_record(item: InputImage, kernel: str, written: Path, out: OutputOption
     """The manifest record of a network run's sheet or report."""
     png = written.relative_to(out.out_dir).as_posix()
     return {"input": str(item.path.resolve()), "kernel": kernel, "png": png, "options": digest, "status": "ok"}
+
+
+def report_target(item: InputImage, out: OutputOptions, *, single: bool = False) -> Path:
+    """Where an image's report goes: ``report.html`` in the output folder for a single image, else beside the
+    image's layer folders (``{stem}/report.html``)."""
+    if single:
+        return out.out_dir / "report.html"
+    return out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
