@@ -219,3 +219,16 @@ def test_package_states_its_purpose(package: str) -> None:
 def test_one_png_module() -> None:
     names = sorted(m for m in MODULES if m.rpartition(".")[2] == "png")
     assert len(names) == 1, f"more than one module named png: {names}"
+
+
+def test_imports_by_name_stay_in_their_layer() -> None:
+    # The writer registry and the render package load modules by name, out of the ast's sight: each name must
+    # be a module of the same layer (a writer registered from run or cli would be an upward import).
+    from featmap import render
+    from featmap.io import writers
+
+    named = {f"featmap.io.writers.{w.split(':')[0]}" for w in writers.REGISTRY.values() if "." not in w}
+    named |= {w.split(":")[0] for w in writers.REGISTRY.values() if "." in w.split(":")[0]}
+    assert all(layer_of(m) == "io.writers" and m in MODULES for m in named), sorted(named)
+    homes = {f"featmap.render.{home}" for home in render._HOME.values()}
+    assert all(layer_of(m) == "render" and m in MODULES for m in homes), sorted(homes)
