@@ -17,6 +17,7 @@ from featmap.net.spec import load_model, parse_file
 from featmap.net.summary import summarize
 
 from .conftest import REPO
+from .torchvision_models import torch_and_torchvision
 
 ZOO = [
     "mobilenet_v2",
@@ -133,8 +134,7 @@ def test_missing_braced_parameter_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ZOO)
 def test_parity_with_torchvision(name: str) -> None:
-    pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
+    torch_and_torchvision()
     sys.path.insert(0, str(REPO / "tools"))
     try:
         from torchvision_reference import reference
@@ -177,8 +177,7 @@ def _torch_tensors_in_run_order(model: object, x: object) -> list[tuple[str, obj
 def test_forward_equals_torchvision_with_its_weights(name: str) -> None:
     """The preset runs torchvision's own (randomly initialised) weights to the same logits, layer kinds and
     wiring included (gates, hardswish, chunks and shuffles, drop-path, grouped convolutions)."""
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    torch, torchvision = torch_and_torchvision()
     import numpy as np
 
     from featmap.run.executor import WeightSource, run_network

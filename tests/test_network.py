@@ -127,8 +127,9 @@ def test_vgg_first_blocks_upto_a_named_layer():
 
     model = load_model("vgg11")
     x = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
-    outs = list(iter_network(plan_layers(model.layers, x.shape), x, WeightSource(init="glorot"), upto="1.4"))
-    assert [o.node.path for o in outs] == ["1.1.1", "1.1.2", "1.2", "1.3.1", "1.3.2", "1.4"]
+    outs = list(iter_network(plan_layers(model.layers, x.shape), x, WeightSource(init="glorot"), upto="features.5"))
+    assert [o.node.path for o in outs] == ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6"]
+    assert [o.node.key for o in outs] == [f"features.{i}" for i in range(6)]  # torchvision's flat features
     assert outs[-1].values.shape == (8, 8, 128)
 
 

@@ -204,8 +204,9 @@ def test_weights_are_not_read(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0", "convnext_tiny"])
 def test_torchvision_export_equals_preset(tmp_path: Path, name: str) -> None:
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    from .torchvision_models import torch_and_torchvision
+
+    torch, torchvision = torch_and_torchvision()
     model = getattr(torchvision.models, name)(weights=None).eval()
     path = tmp_path / f"{name}.onnx"
     opset = 20 if name == "convnext_tiny" else 17  # LayerNormalization and Gelu as operators

@@ -126,7 +126,7 @@ layers:
     stem, down, rep0, rep1, merge, *_ = model.layers
     assert stem == Conv2d(8, 3, padding=1, name="stem")
     assert isinstance(down, Sequential) and down.name == "down"
-    assert isinstance(rep0, Sequential) and (rep0.name, rep1.name) == ("unit.0", "unit.1")  # type: ignore[union-attr]
+    assert isinstance(rep0, Sequential) and (rep0.label, rep1.label) == ("unit.0", "unit.1")  # type: ignore[union-attr]
     residual = down.layers[0]
     assert isinstance(residual, Parallel) and residual.merge_mode == "add"
     assert residual.branches[0].layers[0] == Conv2d(16, 3, stride=2, padding=1, bias=False)

@@ -51,7 +51,21 @@ class PlanNode:
 
 
 def _label(layer: object, path: str) -> str:
-    return f"layer {path} ({getattr(layer, 'name', None) or type(layer).__name__.lower()})"
+    shown = getattr(layer, "name", None) or getattr(layer, "label", None) or type(layer).__name__.lower()
+    return f"layer {path} ({shown})"
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where the keys of a list's layers start: ``named`` before a layer's own name, ``indexed`` before an unnamed
+    layer's position (they differ inside a branch that has no name: ``block.`` and ``block.0.main.``)."""
+
+    named: str = ""
+    indexed: str = ""
+
+    @staticmethod
+    def of(key: str) -> _Scope:
+        return _Scope(f"{key}.", f"{key}.")
 
 
 class _Planner:
@@ -59,50 +73,62 @@ class _Planner:
         self.batch = batch
 
     def sequence(
-        self, layers: Sequence[LayerSpec], shape: Shape, depth: int, path: str, key: str
+        self, layers: Sequence[LayerSpec], shape: Shape, depth: int, path: str, scope: _Scope
     ) -> tuple[tuple[PlanNode, ...], Shape]:
         nodes: list[PlanNode] = []
         names = [getattr(layer, "name", None) for layer in layers]
         for index, layer in enumerate(layers):
             name = names[index]
-            part = name if name and names.count(name) == 1 else str(index)  # a repeated name cannot be a key
-            node = self.layer(layer, shape, depth, f"{path}{index + 1}", f"{key}{part}")
+            # a repeated name cannot be a key: the layers that share it go by their positions
+            key = f"{scope.named}{name}" if name and names.count(name) == 1 else f"{scope.indexed}{index}"
+            node = self.layer(layer, shape, depth, f"{path}{index + 1}", key, scope)
             nodes.append(node)
             shape = node.plan.out_shape
         return tuple(nodes), shape
 
-    def layer(self, layer: LayerSpec, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
+    def layer(self, layer: LayerSpec, shape: Shape, depth: int, path: str, key: str, scope: _Scope) -> PlanNode:
         try:
-            return self._layer(layer, shape, depth, path, key)
+            return self._layer(layer, shape, depth, path, key, scope)
         except FeatmapError as exc:
             if exc.what.startswith("layer "):
                 raise
             problem = f"{exc.what.strip('`')}: {exc.problem}" if exc.what else exc.problem
             raise ShapeError(_label(layer, path), problem, exc.fix) from None
 
-    def _layer(self, layer: LayerSpec, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
+    def _layer(self, layer: LayerSpec, shape: Shape, depth: int, path: str, key: str, scope: _Scope) -> PlanNode:
         if isinstance(layer, Sequential):
-            children, out = self.sequence(layer.layers, shape, depth + 1, f"{path}.", f"{key}.")
-            plan = LayerPlan("Sequential", layer.name or "block", shape, out)
+            children, out = self.sequence(layer.layers, shape, depth + 1, f"{path}.", _Scope.of(key))
+            plan = LayerPlan("Sequential", layer.name or layer.label or "block", shape, out)
             return PlanNode(path, key, depth, layer, plan, children, "block")
         if isinstance(layer, Parallel):
-            return self.parallel(layer, shape, depth, path, key)
+            return self.parallel(layer, shape, depth, path, key, scope)
         return PlanNode(path, key, depth, layer, layer.plan(shape, self.batch))
 
-    def parallel(self, layer: Parallel, shape: Shape, depth: int, path: str, key: str) -> PlanNode:
+    def parallel(self, layer: Parallel, shape: Shape, depth: int, path: str, key: str, scope: _Scope) -> PlanNode:
+        """A merge is wiring, not a module: unnamed, it adds nothing to the keys of its branches' named layers
+        (they share the enclosing list's names), and an unnamed branch adds nothing either. An unnamed layer in an
+        unnamed branch goes by the merge's key, the branch's label and its position (``0.main.1``)."""
         branches: list[PlanNode] = []
         names = [branch.name for branch in layer.branches]
+        named = _Scope.of(key) if layer.name else scope
         for b, branch in enumerate(layer.branches, start=1):
-            part = branch.name if branch.name and names.count(branch.name) == 1 else str(b - 1)
-            branch_path, branch_key = f"{path}.{b}", f"{key}.{part}"
-            children, out = self.sequence(branch.layers, shape, depth + 2, f"{branch_path}.", f"{branch_key}.")
-            plan = LayerPlan("Branch" if branch.layers else "Identity", branch.name or f"branch{b}", shape, out)
+            label = branch.label or str(b - 1)
+            if branch.name and names.count(branch.name) == 1:
+                branch_key = f"{named.named}{branch.name}"
+                inner = _Scope.of(branch_key)
+            else:
+                branch_key = f"{key}.{label}"
+                inner = _Scope(named.named, f"{branch_key}.")
+            branch_path = f"{path}.{b}"
+            children, out = self.sequence(branch.layers, shape, depth + 2, f"{branch_path}.", inner)
+            kind = "Branch" if branch.layers else "Identity"
+            plan = LayerPlan(kind, branch.name or branch.label or f"branch{b}", shape, out)
             branches.append(PlanNode(branch_path, branch_key, depth + 1, branch, plan, children, "branch"))
         shapes = [b.plan.out_shape for b in branches]
         out = layer.merge_shape(shapes)
         plan = LayerPlan(
             layer.kind,
-            layer.name or layer.kind.lower(),
+            layer.name or layer.label or layer.kind.lower(),
             shape,
             out,
             detail=f"{len(layer.branches)} branches",
@@ -118,7 +144,7 @@ def plan_layers(layers: Sequence[LayerSpec], input_shape: Sequence[int], *, batc
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ShapeError("`batch`", f"must be >= 1; got {batch}")
-    nodes, _ = _Planner(batch).sequence(layers, tuple(input_shape), 0, "", "")
+    nodes, _ = _Planner(batch).sequence(layers, tuple(input_shape), 0, "", _Scope())
     return nodes
 
 

@@ -41,10 +41,15 @@ def _shapes_text(shapes: Sequence[Shape]) -> str:
 
 @dataclass(frozen=True)
 class Sequential:
-    """Layers applied one after another (a named block, a repeated block, a residual branch)."""
+    """Layers applied one after another (a named block, a repeated block, a residual branch).
+
+    ``name`` is the name the spec gives (a segment of its layers' weight keys, `featmap.net.plan`); ``label``
+    is what the table shows when there is none (the block's definition, ``main``, ``shortcut``, ``branch2``).
+    """
 
     layers: tuple[LayerSpec, ...] = ()
     name: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -56,12 +61,15 @@ class Parallel:
     (a channel gate: squeeze-and-excitation, broadcast over H×W) or ``aux`` (the first branch goes on; the
     others are auxiliary heads whose outputs feed nothing, as Inception's training-time classifiers).
 
-    An empty branch is the identity (a plain residual shortcut, the main path of a gate).
+    An empty branch is the identity (a plain residual shortcut, the main path of a gate). ``name`` is the name
+    the spec gives (a merge without one adds nothing to its layers' weight keys); ``label`` is what the table
+    shows when there is none (``residual``, ``gate``, ``parallel``).
     """
 
     branches: tuple[Sequential, ...]
     merge_mode: str = "add"
     name: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "branches", tuple(self.branches))
@@ -141,18 +149,19 @@ def without_aux(layers: Sequence[LayerSpec]) -> tuple[LayerSpec, ...]:
     >>> from featmap.net.layers import Dense, Flatten
     >>> net = (Parallel((Sequential(), Sequential((Flatten(), Dense(10)))), "aux"), Flatten())
     >>> without_aux(net)
-    (Sequential(layers=(), name=None), Flatten(name=None))
+    (Sequential(layers=(), name=None, label=None), Flatten(name=None))
     """
     out: list[LayerSpec] = []
     for layer in layers:
         if isinstance(layer, Parallel):
-            branches = tuple(Sequential(without_aux(b.layers), b.name) for b in layer.branches)
+            branches = tuple(Sequential(without_aux(b.layers), b.name, b.label) for b in layer.branches)
             if layer.merge_mode == "aux":
-                out.append(Sequential(branches[0].layers, layer.name if branches[0].layers else None))
+                keep = branches[0].layers
+                out.append(Sequential(keep, layer.name if keep else None, layer.label if keep else None))
             else:
-                out.append(Parallel(branches, layer.merge_mode, layer.name))
+                out.append(Parallel(branches, layer.merge_mode, layer.name, layer.label))
         elif isinstance(layer, Sequential):
-            out.append(Sequential(without_aux(layer.layers), layer.name))
+            out.append(Sequential(without_aux(layer.layers), layer.name, layer.label))
         else:
             out.append(layer)
     return tuple(out)

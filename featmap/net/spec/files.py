@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,8 @@ class _FileParser:
             spec = self.layer(item, f"{where}[{i}]", args, depth)
             count += _count(spec)
             LAYERS.check(count, f"{self.path}: {where}[{i}]: layers so far")  # blocks of blocks grow fast
-            if isinstance(spec, Sequential) and spec.name is None:
+            if isinstance(item, Mapping) and "repeat" in item and item.get("name") is None:
+                assert isinstance(spec, Sequential)
                 out.extend(spec.layers)  # an unnamed repeat: its copies join this list
             else:
                 out.append(spec)
@@ -187,7 +188,14 @@ class _FileParser:
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise self.err(f"{where}.repeat", f"must be a whole number >= 1; got {brief(times)}")
         REPEAT.check(times, f"{self.path}: {where}.repeat")
-        body = {k: v for k, v in item.items() if k not in ("repeat", "name")}
+        pattern = item.get("names")
+        if pattern is not None and (not isinstance(pattern, str) or not re.search(r"\{[in]\}", pattern)):
+            raise self.err(
+                f"{where}.names",
+                f"must be a name pattern with {{i}} (0-based) or {{n}} (1-based); got {brief(pattern)}",
+                'e.g. names: "denselayer{n}"',
+            )
+        body = {k: v for k, v in item.items() if k not in ("repeat", "name", "names")}
         if set(body) == {"layers"}:
             one: LayerSpec = Sequential(self.layers(body["layers"], f"{where}.layers", args, depth + 1))
         elif "block" in body and set(body) <= {"block", "args"}:
@@ -195,8 +203,11 @@ class _FileParser:
         else:
             raise self.err(where, "a repeat needs `layers: [...]` or `block: NAME`")
         LAYERS.check(_count(one) * times, f"{self.path}: {where}: {times} repeats of {_count(one)} layers")
-        base = name or (one.name if isinstance(one, Sequential) and one.name else "repeat")
-        copies = tuple(_named(one, f"{base}.{i}") for i in range(times))
+        base = name or (one.label if isinstance(one, Sequential) and one.label else "repeat")
+        copies = tuple(
+            replace(one, name=None if pattern is None else pattern.format(i=i, n=i + 1), label=f"{base}.{i}")
+            for i in range(times)
+        )
         return Sequential(copies, name)  # unnamed: spliced into the enclosing list
 
     def block(self, item: Mapping[str, Any], where: str, depth: int, name: str | None) -> LayerSpec:
@@ -229,18 +240,18 @@ class _FileParser:
                 f"block {ref!r} takes {params}; got {sorted(map(str, call_args))}",
                 "give exactly its params",
             )
-        return Sequential(self.layers(body, f"blocks.{ref}", call_args, depth + 1), name or ref)
+        return Sequential(self.layers(body, f"blocks.{ref}", call_args, depth + 1), name, ref)
 
     def residual(self, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
         if isinstance(value, list):
             value = {"main": value}
         if not isinstance(value, Mapping) or "main" not in value or set(value) - {"main", "shortcut"}:
             raise self.err(where, "needs `main: [...]` and optionally `shortcut: [...]` (identity when absent)")
-        main = Sequential(self.layers(value["main"], f"{where}.main", args, depth + 1), "main")
+        main = Sequential(self.layers(value["main"], f"{where}.main", args, depth + 1), None, "main")
         shortcut = Sequential(
-            self.layers(value.get("shortcut") or [], f"{where}.shortcut", args, depth + 1), "shortcut"
+            self.layers(value.get("shortcut") or [], f"{where}.shortcut", args, depth + 1), None, "shortcut"
         )
-        return Parallel((main, shortcut), "add", name or "residual")
+        return Parallel((main, shortcut), "add", name, "residual")
 
     def side(
         self, kind: str, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None
@@ -248,10 +259,10 @@ class _FileParser:
         """``gate: [...]``: a branch whose output multiplies the main path (squeeze-and-excitation);
         ``aux: [...]``: an auxiliary head fed from here whose output feeds nothing."""
         if kind == "gate":  # the name is the gate's (like a residual's); the branch is "gate"
-            branch = Sequential(self.layers(value, where, args, depth + 1), "gate")
-            return Parallel((Sequential((), "main"), branch), "mul", name or "gate")
-        branch = Sequential(self.layers(value, where, args, depth + 1), name or "head")  # the head carries the name
-        return Parallel((Sequential((), "main"), branch), "aux", "aux")
+            branch = Sequential(self.layers(value, where, args, depth + 1), None, "gate")
+            return Parallel((Sequential((), None, "main"), branch), "mul", name, "gate")
+        branch = Sequential(self.layers(value, where, args, depth + 1), name, "head")  # the head carries the name
+        return Parallel((Sequential((), None, "main"), branch), "aux", None, "aux")
 
     def parallel(self, value: Any, where: str, args: Mapping[str, Any], depth: int, name: str | None) -> LayerSpec:
         if not isinstance(value, Mapping) or not isinstance(value.get("branches"), list):
@@ -261,11 +272,12 @@ class _FileParser:
         branches: list[Sequential] = []
         count = 0
         for i, b in enumerate(value["branches"]):
-            branches.append(Sequential(self.layers(b, f"{where}.branches[{i}]", args, depth + 1), f"branch{i + 1}"))
+            layers = self.layers(b, f"{where}.branches[{i}]", args, depth + 1)
+            branches.append(Sequential(layers, None, f"branch{i + 1}"))
             count += max(_count(branches[-1]), 1)
             LAYERS.check(count, f"{self.path}: {where}.branches[{i}]: layers so far")
         try:
-            return Parallel(tuple(branches), value.get("merge", "concat"), name or "parallel")
+            return Parallel(tuple(branches), value.get("merge", "concat"), name, "parallel")
         except SpecError as exc:
             raise self.err(where, f"{exc.what} {exc.problem}") from None
 
@@ -280,11 +292,7 @@ def _count(spec: LayerSpec) -> int:
 
 
 def _named(spec: LayerSpec, name: str | None) -> LayerSpec:
-    if name is None:
-        return spec
-    from dataclasses import replace
-
-    return replace(spec, name=name)
+    return spec if name is None else replace(spec, name=name)
 
 
 _PARAM = re.compile(r"\$\{(\w+)\}|\$(\w+)")
