@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "FeatmapError",
     "ImageReadError",
@@ -31,12 +33,15 @@ class FeatmapError(ValueError):
     #: The command line's exit code for this kind of error.
     exit_code = 1
 
-    def __init__(self, what: str, problem: str, fix: str | None = None) -> None:
+    def __init__(self, what: str, problem: str, fix: str | None = None, *, details: Sequence[str] = ()) -> None:
         what, problem = _printable(what), _printable(problem)
         fix = None if fix is None else _printable(fix)
         self.what = what
         self.problem = problem
         self.fix = fix
+        #: Lines that itemise the one-line message (every tensor a weights file lacks…): the command line prints
+        #: them indented under it, each one line; ``str()`` is the one line alone.
+        self.details = tuple(_printable(line) for line in details)
         text = f"{what}: {problem}" if what else problem
         if fix:
             text = f"{text}; {fix}"

@@ -106,7 +106,7 @@ def test_a_residual_block_and_named_layers_match_torch(tmp_path):
         "  - relu\n"
         "  - name: res\n"
         "    residual:\n"
-        "      main: [{conv: '4@3x3/p1', name: conv}, {bn: , name: bn}]\n"
+        "      main: [{name: main, sequential: [{conv: '4@3x3/p1', name: conv}, {bn: , name: bn}]}]\n"
         "  - relu\n"
         "  - gap\n"
         "  - flatten\n"
@@ -130,7 +130,7 @@ def test_a_residual_block_and_named_layers_match_torch(tmp_path):
         logits = model(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float())[0].numpy()
     from featmap.net.spec import parse_file
 
-    # torch's keys: res.main.conv.weight — featmap's residual branch is named `main` too
+    # torch's keys: res.main.conv.weight — the residual adds only its name (res), the branch holds `main`
     result = run_network(parse_file(spec).layers, x, WeightSource(_state(model)))
     np.testing.assert_allclose(result.logits, logits, atol=1e-5)
 

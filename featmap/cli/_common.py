@@ -125,6 +125,8 @@ class FeatmapCommand(click.Command):
                 if isinstance(exc, OptionError):
                     raise click.UsageError(flag_words(str(exc)), ctx) from None
                 _err("error", _one_line(flag_words(str(exc))))
+                for line in exc.details:  # the itemised list under the one line (e.g. every missing tensor)
+                    click.echo(f"  {_one_line(line)}", err=True)
                 ctx.exit(exit_code_for(exc, self.name or ""))
             except OSError as exc:  # the file system refused (a name too long, a full disk, no permission)
                 if debug:

@@ -64,24 +64,25 @@ class WeightSource:
             raise SpecError("`layout`", f"must be torch or keras; got {self.layout!r}")
 
     def bind(self, nodes: Sequence[PlanNode]) -> None:
-        """Match ``tensors`` to every layer of ``nodes`` at once (before any work): a missing or mis-shaped tensor
-        is an error naming the layer; tensors no layer takes become a warning."""
+        """Match ``tensors`` to every layer of ``nodes`` at once (before any work): every missing or mis-shaped
+        tensor is listed in one error; tensors no layer takes become a warning."""
         if not self.tensors:
             if self.init is None:  # every layer needs its kernels then: say which does not have them, before any work
                 for node in iter_leaves(nodes):
                     if node.plan.weights and not _has_bank(node):
                         self.for_node(node)
             return
-        from featmap.net.weights import match_weights
+        from featmap.net.weights import NetworkTensors, match_weights
 
-        expected: dict[str, tuple[int, ...]] = {}
-        kinds: dict[str, str] = {}
-        for node in iter_leaves(nodes):
-            if node.plan.weights and not _has_bank(node):
-                kinds[node.key] = _kind(node)
-                for name, shape in node.plan.weights:
-                    expected[f"{node.key}.{name}"] = shape
-        matched, warnings = match_weights(expected, self.tensors, layout=self.layout, kinds=kinds, source=self.source)
+        wanted = NetworkTensors.of(nodes)
+        matched, warnings = match_weights(
+            wanted.expected,
+            self.tensors,
+            layout=self.layout,
+            kinds=wanted.kinds,
+            labels=wanted.labels,
+            source=self.source,
+        )
         for key, tensor in matched.items():
             if key.endswith("running_var") and np.any(np.asarray(tensor) < 0):
                 raise SpecError(

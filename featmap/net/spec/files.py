@@ -197,20 +197,17 @@ class _FileParser:
             )
         body = {k: v for k, v in item.items() if k not in ("repeat", "name", "names")}
         if set(body) == {"layers"}:
-            one: LayerSpec = Sequential(self.layers(body["layers"], f"{where}.layers", args, depth + 1))
+            one = Sequential(self.layers(body["layers"], f"{where}.layers", args, depth + 1))
         elif "block" in body and set(body) <= {"block", "args"}:
             one = self.block(body, where, depth, None)
         else:
             raise self.err(where, "a repeat needs `layers: [...]` or `block: NAME`")
         LAYERS.check(_count(one) * times, f"{self.path}: {where}: {times} repeats of {_count(one)} layers")
-        base = name or (one.label if isinstance(one, Sequential) and one.label else "repeat")
-        copies = tuple(
-            replace(one, name=None if pattern is None else pattern.format(i=i, n=i + 1), label=f"{base}.{i}")
-            for i in range(times)
-        )
+        base = name or one.label or "repeat"
+        copies = tuple(replace(one, name=_copy_name(pattern, i), label=f"{base}.{i}") for i in range(times))
         return Sequential(copies, name)  # unnamed: spliced into the enclosing list
 
-    def block(self, item: Mapping[str, Any], where: str, depth: int, name: str | None) -> LayerSpec:
+    def block(self, item: Mapping[str, Any], where: str, depth: int, name: str | None) -> Sequential:
         ref = item["block"]
         call_args = item.get("args", {})
         if isinstance(ref, Mapping):
@@ -289,6 +286,13 @@ def _count(spec: LayerSpec) -> int:
     if isinstance(spec, Parallel):
         return sum(_count(branch) for branch in spec.branches)
     return 1
+
+
+def _copy_name(pattern: str | None, index: int) -> str | None:
+    """A repeat's copy's name from ``names:`` (``denselayer{n}``: ``{i}`` counts from 0, ``{n}`` from 1)."""
+    if pattern is None:
+        return None
+    return pattern.replace("{i}", str(index)).replace("{n}", str(index + 1))
 
 
 def _named(spec: LayerSpec, name: str | None) -> LayerSpec:

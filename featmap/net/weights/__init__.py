@@ -51,12 +51,16 @@ from featmap.net.weights._common import BYTES_ENV, ELEMENTS_ENV, KINDS
 from featmap.net.weights.files import load_weights
 from featmap.net.weights.initial import init_weights
 from featmap.net.weights.keras import is_keras_file
-from featmap.net.weights.layouts import match_weights, reorder_flatten_columns, to_torch_layout
+from featmap.net.weights.layouts import reorder_flatten_columns, to_torch_layout
+from featmap.net.weights.matching import NetworkTensors, WeightsCheck, check_tensors, match_weights
 
 __all__ = [
     "BYTES_ENV",
     "ELEMENTS_ENV",
     "KINDS",
+    "NetworkTensors",
+    "WeightsCheck",
+    "check_tensors",
     "init_weights",
     "is_keras_file",
     "load_weights",

@@ -1,5 +1,6 @@
-"""Reading weights files: ``.npz`` (numpy), ``.safetensors`` (the optional ``safetensors`` package) and Keras 3
-``.weights.h5``/``.keras`` (the optional ``h5py``; `featmap.net.weights.keras`)."""
+"""Reading weights files: ``.npz`` (numpy), ``.safetensors`` (the optional ``safetensors`` package), PyTorch
+checkpoints (the optional ``torch``; `featmap.net.weights.torchfile`) and Keras 3 ``.weights.h5``/``.keras`` (the
+optional ``h5py``; `featmap.net.weights.keras`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from featmap.errors import MissingExtraError, SpecError, install_hint
 from featmap.net.weights._common import BYTES_ENV, DEFAULT_BYTES, Weights, check_size, limit
 from featmap.net.weights.keras import HDF5_MAGIC, is_keras_file, read_keras
+from featmap.net.weights.torchfile import is_torch_zip, read_torch
 
 __all__ = ["load_weights"]
 
@@ -24,12 +26,16 @@ _FIX_CORRUPT = "re-export or re-download the file"
 
 
 def load_weights(path: str | os.PathLike[str]) -> Weights:
-    """Read every tensor of a ``.npz`` (numpy), ``.safetensors`` or Keras 3 file, by name, in file order.
+    """Read every tensor of a ``.npz`` (numpy), ``.safetensors``, PyTorch (``torch.save``) or Keras 3 file, by
+    name, in file order.
 
     The format is recognised by content. Arrays come back as float32 (float64 kept); integer tensors
     are converted, anything else (strings, objects, booleans, complex) is refused. Needs the optional
-    ``safetensors`` package for ``.safetensors`` (``pip install 'featmap[weights]'``). A Keras file's tensors
-    keep Keras names and layout (``c1.kernel``); `is_keras_file` tells such a file apart.
+    ``safetensors`` package for ``.safetensors`` (``pip install 'featmap[weights]'``) and ``torch`` for a PyTorch
+    checkpoint (``pip install 'featmap[torch]'``; `featmap.net.weights.torchfile`: a ``state_dict``, or one inside a
+    training checkpoint, read with ``torch.load(weights_only=True)``; a whole pickled model or an optimiser's state is
+    refused). A Keras file's tensors keep Keras names and layout (``c1.kernel``); `is_keras_file` tells such a file
+    apart.
 
     Raises `SpecError` naming the file (and the tensor) for a missing, empty, unknown, corrupt or
     truncated file, a non-numeric tensor, a NaN or infinity (with its first index), and a file or
@@ -39,7 +45,9 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
     """
     p = Path(path)
     if not p.is_file():
-        raise SpecError(str(p), "does not exist" if not p.exists() else "is not a file", "give a .npz or .safetensors")
+        raise SpecError(
+            str(p), "does not exist" if not p.exists() else "is not a file", "give a .safetensors, .npz or .pt file"
+        )
     size, max_bytes = p.stat().st_size, limit(BYTES_ENV, DEFAULT_BYTES)
     if size > max_bytes:
         raise SpecError(str(p), f"is {size:,} bytes, over the limit of {max_bytes:,}", f"set {BYTES_ENV}={size}")
@@ -49,18 +57,16 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
         raise SpecError(str(p), "is empty", _FIX_CORRUPT)
     if head.startswith(HDF5_MAGIC) or head.startswith(b"PK") and is_keras_file(p):
         arrays = read_keras(p)  # Keras 3 .weights.h5 / .keras: Keras names and layout (featmap.net.weights.keras)
+    elif head.startswith(b"PK") and is_torch_zip(p) or head.startswith(b"\x80"):
+        arrays = read_torch(p)  # torch.save's zip or legacy format (featmap.net.weights.torchfile)
     elif head.startswith(b"PK"):
         arrays = _read_npz(p)
     elif len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
         arrays = _read_safetensors(p)
     elif head.startswith(b"\x93NUMPY"):
         raise SpecError(str(p), "is a single .npy array, not named tensors", _FIX_FORMAT)
-    elif head.startswith(b"\x80"):
-        raise SpecError(
-            str(p), "looks like a pickle (a PyTorch .pt/.pth file?), which featmap never unpickles", _FIX_FORMAT
-        )
     else:
-        raise SpecError(str(p), "is not a weights file (.npz or .safetensors)", _FIX_FORMAT)
+        raise SpecError(str(p), "is not a weights file (.safetensors, .npz, .pt/.pth, Keras .weights.h5)", _FIX_FORMAT)
     return {name: _checked(p, name, a) for name, a in arrays.items()}
 
 
@@ -92,10 +98,6 @@ def _read_npz(p: Path) -> dict[str, NDArray[Any]]:
     try:
         with zipfile.ZipFile(p) as zf:
             members = zf.namelist()
-            if any(m.endswith("data.pkl") for m in members):
-                raise SpecError(
-                    str(p), "is a PyTorch zip file (torch.save), which featmap never unpickles", _FIX_FORMAT
-                )
             bad = [m for m in members if not m.endswith(".npy")]
             if bad or not members:
                 problem = f"holds {bad[0]!r}, not a numpy array" if bad else "holds no arrays"
