@@ -1,7 +1,8 @@
 """featmap: see what a convolutional layer does to a picture.
 
 The Python API: `apply` (kernels over an image: arrays and the table's facts), `forward` (a whole layer
-stack on an image), `shape` (the layer calculator), `kernel` (one kernel), and the numeric functions
+stack on an image), `shape` (the layer calculator), `check_weights` (a weights file against a network),
+`kernel` (one kernel), and the numeric functions
 `conv2d`, `pool2d`, `activate`, ...
 They are imported on first use, so that ``featmap --help`` does not load numpy.
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from featmap.errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
 
 if TYPE_CHECKING:
-    from featmap.api import apply, forward, kernel, shape
+    from featmap.api import apply, check_weights, forward, kernel, shape
     from featmap.core.ops import activate, conv2d, pad
     from featmap.core.pool import global_pool, pool2d
     from featmap.explain import trace_conv, trace_pool
@@ -38,6 +39,7 @@ __all__ = [
     "__version__",
     "activate",
     "apply",
+    "check_weights",
     "conv2d",
     "global_pool",
     "forward",
@@ -52,6 +54,7 @@ __all__ = [
 _LAZY = {
     "apply": "api",
     "kernel": "api",
+    "check_weights": "api",
     "forward": "api",
     "shape": "api",
     "activate": "core.ops",

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from featmap.kernels import Kernel
     from featmap.net.spec import Model
     from featmap.net.summary import Summary
+    from featmap.net.weights import WeightsCheck
     from featmap.run.executor import NetworkResult
     from featmap.run.pipeline import FeatureMaps
 
-__all__ = ["apply", "forward", "kernel", "resolve_layers", "shape"]
+__all__ = ["apply", "check_weights", "forward", "kernel", "resolve_layers", "shape"]
 
 
 def apply(
@@ -308,3 +309,66 @@ def kernel(
             f"e.g. {chosen[0].name!r}" if chosen else None,
         )
     return chosen[0]
+
+
+def check_weights(
+    layers: Any,
+    weights: str | os.PathLike[str] | dict[str, Any],
+    *,
+    input: str | Sequence[int] | None = None,  # noqa: A002 - as `shape` names it
+    layout: str | None = None,
+) -> WeightsCheck:
+    """Every tensor a network needs against a weights file, without running anything: what
+    ``featmap weights check`` prints.
+
+    Parameters
+    ----------
+    layers : str, sequence of str, Model, or sequence of layers
+        As `shape` takes them: a preset (``"resnet18"``), a spec file, tokens or layer objects.
+    weights : path or dict
+        A ``.safetensors``/``.npz``/``.pt``/``.pth`` file (PyTorch ``state_dict`` names), a Keras 3 file, or
+        tensors by name.
+    input : str or sequence of int, optional
+        The input shape the network is planned on (a dense layer after ``flatten`` depends on it); defaults to
+        the preset's or spec's own.
+    layout : {"torch", "keras"}, optional
+        Names and layout of ``weights``; a Keras file is recognised by its content.
+
+    Returns
+    -------
+    WeightsCheck
+        One row per tensor in the network's order (``ok``, ``missing`` with the file's nearest names, ``shape``
+        with both shapes), then one per tensor of the file no layer takes (``unused``); ``ok`` is whether the
+        network can run on the file.
+
+    Examples
+    --------
+    >>> import numpy as np, featmap
+    >>> check = featmap.check_weights(["conv:2@3x3"], {"0.weight": np.zeros((2, 1, 3, 3))}, input="8x8x1")
+    >>> [(row.key, row.status) for row in check.rows]
+    [('0.weight', 'ok'), ('0.bias', 'missing')]
+    """
+    from featmap.net.plan import plan_layers
+    from featmap.net.spec import parse_shape
+    from featmap.net.weights import NetworkTensors, check_tensors, is_keras_file, load_weights
+
+    model = resolve_layers(layers)
+    if input is None and model.input_shape is None:
+        raise SpecError("`input`", "is needed to plan the network", "e.g. `input` 224x224x3 (HxWxC)")
+    input_shape = parse_shape(input) if input is not None else model.input_shape
+    assert input_shape is not None  # one of the two above
+    if isinstance(weights, dict):
+        tensors, source = weights, "weights"
+    else:
+        tensors, source = dict(load_weights(weights)), str(weights)
+        if layout is None and is_keras_file(Path(weights)):
+            layout = "keras"
+    wanted = NetworkTensors.of(plan_layers(model.layers, input_shape))
+    return check_tensors(
+        wanted.expected,
+        tensors,
+        layout=layout or "torch",
+        kinds=wanted.kinds,
+        labels=wanted.labels,
+        source=source,
+    )

@@ -295,7 +295,7 @@ def test_missing_tensor_names_layer_and_shape() -> None:
         "net.npz: does not fit the network: 8 tensors: 7 found, 1 missing, 0 mis-shaped (first: F6.bias missing); "
         "`featmap weights check` lists every tensor; see README, 'Weights files'"
     )
-    assert info.value.details == ("missing  F6.bias  84 (layer 4 F6)",)  # no unused tensor to be near
+    assert info.value.details == ("missing: F6.bias 84 (layer 4 F6)",)  # no unused tensor to be near
 
 
 def test_misshaped_tensor_names_both_shapes() -> None:
@@ -303,7 +303,7 @@ def test_misshaped_tensor_names_both_shapes() -> None:
     with pytest.raises(ShapeError) as info:
         match_weights(LENET, found, source="net.npz")
     assert "1 mis-shaped" in str(info.value)
-    assert info.value.details == ("shape    C1.weight: the network needs 6×1×5×5, the file has 6×1×3×3",)
+    assert info.value.details == ("mis-shaped: C1.weight: the network needs 6×1×5×5, the file has 6×1×3×3",)
 
 
 def test_keras_layout_in_a_torch_file_gets_a_hint() -> None:
@@ -332,7 +332,8 @@ def test_keras_layout_names_and_conversion() -> None:
     with pytest.raises(ShapeError) as info:
         match_weights(LENET, {**keras_file, "F6.kernel": torch_side["F6.weight"]}, layout="keras")
     assert info.value.details == (
-        "shape    F6.weight (`F6.kernel`): the network needs 84×120, the file has 84×120; PyTorch layout after conversion",
+        "mis-shaped: F6.weight (`F6.kernel`): the network needs 84×120, the file has 84×120; PyTorch layout after "
+        "conversion",
     )
 
 

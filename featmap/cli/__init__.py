@@ -3,7 +3,7 @@
 Each command parses its options, makes one library call and renders the result. Library errors
 (`FeatmapError`) become one line on stderr, ``featmap: error: <what>: <problem>; <fix>``, and exit 1.
 Heavy modules (numpy, Pillow, Rich) are imported inside the commands so ``--help`` stays fast.
-One module per command group: `apply` (single images and batches), `explain`, `kernels`, `shape`.
+One module per command group: `apply` (single images and batches), `explain`, `kernels`, `shape`, `weights`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from featmap.cli.apply import apply
 from featmap.cli.explain import explain
 from featmap.cli.kernels import kernels
 from featmap.cli.shape import shape
+from featmap.cli.weights import weights
 
 __all__ = ["ExitCode", "cli", "main"]
 
@@ -53,6 +54,7 @@ cli.add_command(apply)
 cli.add_command(explain)
 cli.add_command(kernels)
 cli.add_command(shape)
+cli.add_command(weights)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,6 +26,8 @@ _HOME = {
     "summary_explain": "summary",
     "summary_markdown": "summary",
     "summary_view": "summary",
+    "weights_dict": "weights",
+    "weights_view": "weights",
 }
 __all__ = sorted(_HOME)
 

@@ -73,15 +73,17 @@ class TensorRow:
         where = f" (layer {self.layer})" if self.layer else ""
         if self.status == "missing":
             near = f"; nearest in the file: {', '.join(self.near)}" if self.near else ""
-            return f"missing  {self.key}  {_shape(self.expected)}{where}{near}"
+            return f"missing: {self.key} {_shape(self.expected)}{where}{near}"
         if self.status == "shape":
             named = f" (`{self.name}`)" if self.name and self.name != self.key else ""
             note = f"; {self.note}" if self.note else ""
             return (
-                f"shape    {self.key}{named}: the network needs {_shape(self.expected)}, the file has "
+                f"mis-shaped: {self.key}{named}: the network needs {_shape(self.expected)}, the file has "
                 f"{_shape(self.found)}{where}{note}"
             )
-        return f"{self.status:8} {self.key}  {_shape(self.found if self.status == 'unused' else self.expected)}"
+        if self.status == "unused":
+            return f"not used: {self.key} {_shape(self.found)}"
+        return f"ok: {self.key} {_shape(self.expected)}"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
