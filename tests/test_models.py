@@ -1,6 +1,7 @@
 """The model-zoo presets (issue 11): stage shapes under torchvision's module names, Inception's auxiliary head,
 the spec features they use (${name}, gate, aux), and, where torch and torchvision are installed, every preset
-against the real model (trainable total, output, every stage, every layer holding parameters)."""
+against the real model (trainable total, output, every stage, every layer holding parameters); the presets
+running torchvision's weights by their names: tests/test_torch_checkpoints.py."""
 
 from __future__ import annotations
 
@@ -142,66 +143,10 @@ def test_parity_with_torchvision(name: str) -> None:
         sys.path.remove(str(REPO / "tools"))
     from .zoo_reference import differences
 
-    ref = reference(name)
+    try:
+        ref = reference(name, device="meta")  # shapes without weights or arithmetic
+    except NotImplementedError:  # regnet works its widths out on real tensors
+        ref = reference(name)
     assert differences(name, ref) == []
     if name == "inception_v3":
         assert differences(name, ref, aux=False) == []
-
-
-def _torch_tensors_in_run_order(model: object, x: object) -> list[tuple[str, object]]:
-    """Every parameter and buffer of the modules that hold parameters, in the order the forward pass runs them."""
-    import torch
-
-    order: list[object] = []
-    handles = [
-        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
-        for m in model.modules()  # type: ignore[attr-defined]
-        if any(True for _ in m.parameters(recurse=False))
-    ]
-    with torch.no_grad():
-        model(x)  # type: ignore[operator]
-    for h in handles:
-        h.remove()
-    tensors = []
-    for module in order:
-        for name, value in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
-            if name != "num_batches_tracked":
-                tensors.append((name, value.detach().numpy()))
-    return tensors
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["mobilenet_v3_small", "shufflenet_v2_x1_0", "efficientnet_b0", "regnet_y_400mf", "convnext_tiny", "densenet121"],
-)
-def test_forward_equals_torchvision_with_its_weights(name: str) -> None:
-    """The preset runs torchvision's own (randomly initialised) weights to the same logits, layer kinds and
-    wiring included (gates, hardswish, chunks and shuffles, drop-path, grouped convolutions)."""
-    torch, torchvision = torch_and_torchvision()
-    import numpy as np
-
-    from featmap.run.executor import WeightSource, run_network
-
-    torch.manual_seed(0)
-    net = getattr(torchvision.models, name)(weights=None).eval()
-    for module in net.modules():  # non-trivial statistics, so batch norm is really checked
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    image = np.random.default_rng(3).random((96, 96, 3), dtype=np.float32)
-    x = torch.from_numpy(np.moveaxis(image, -1, 0)[None].copy())
-    theirs = _torch_tensors_in_run_order(net, x)
-    with torch.no_grad():
-        expected = net(x)[0].numpy()
-    model = load_model(name)
-    nodes = plan_layers(model.layers, image.shape)
-    from featmap.net.plan import iter_leaves
-
-    ours = [(f"{leaf.key}.{w}", shape) for leaf in iter_leaves(nodes) for w, shape in leaf.plan.weights]
-    assert len(ours) == len(theirs)
-    tensors = {}
-    for (key, shape), (_, value) in zip(ours, theirs, strict=True):
-        assert value.size == int(np.prod(shape)), key
-        tensors[key] = value.reshape(shape).astype(np.float32)
-    result = run_network(model.layers, image, WeightSource(tensors=tensors))
-    np.testing.assert_allclose(result.logits, expected, rtol=1e-3, atol=2e-4 * float(np.abs(expected).max()))

@@ -46,13 +46,18 @@ def channels_last(module: Any, shape: tuple[int, ...]) -> list[int]:
     return dims
 
 
-def reference(name: str) -> dict[str, Any]:
-    """Run one torchvision model on a zero image in eval mode and record what it does."""
+def reference(name: str, device: str = "cpu") -> dict[str, Any]:
+    """Run one torchvision model on a zero image in eval mode and record what it does.
+
+    ``device="meta"`` works the shapes out without weights or arithmetic (what the tests use: fast, no memory);
+    a model whose construction needs real numbers (regnet) raises ``NotImplementedError`` there.
+    """
     import torch
     import torchvision
 
     size, kwargs = MODELS[name]
-    model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
+    with torch.device(device):
+        model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
     names = {module: path for path, module in model.named_modules()}
     stage_modules = {}
     for child_name, child in model.named_children():
@@ -89,7 +94,7 @@ def reference(name: str) -> dict[str, Any]:
     if name == "inception_v3":  # the auxiliary head runs only in training mode; run it on its own input
         handles.append(model.Mixed_6e.register_forward_hook(lambda _m, _i, out: aux_output.append(out)))
     with torch.no_grad():
-        out = model(torch.zeros(1, 3, size, size))
+        out = model(torch.zeros(1, 3, size, size, device=device))
         if aux_output:
             model.AuxLogits(aux_output[0])
     for h in handles:

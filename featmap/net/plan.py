@@ -3,9 +3,12 @@ on the shape it receives. The shape calculator (`featmap.net.summary`) and the e
 read the resulting tree; neither works geometry out again.
 
 Each `PlanNode` has two names: ``path``, the 1-based position the table prints (``3.1.2``), and ``key``, the
-name its weights go by — the layer's own ``name`` where the spec gives one that no sibling shares, else its
-0-based index in its parent list, dotted: exactly what ``torch.nn.Sequential``'s ``state_dict`` gives an
-unnamed stack (``0.weight``).
+name its weights go by, derived as PyTorch derives ``state_dict`` names from module attributes: the path of the
+names the spec gives, dotted. A layer or block adds its ``name`` where the spec gives one that no sibling shares,
+else its 0-based index in its list (``torch.nn.Sequential``'s ``0.weight``). A merge (residual, parallel, gate,
+aux) and its branches are wiring, not modules: they add nothing unless named, so a named layer in a residual's
+branch is keyed beside the residual (``layer1.0.conv1``). An unnamed layer in an unnamed branch goes by the merge's
+position, the branch's label and its own position (``0.main.2``), there being no module to hold it.
 
 Examples
 --------

@@ -2,10 +2,13 @@
 
 Naming convention
 -----------------
-A parameterised layer's *key* is the dotted path of its position in the spec: each component is the
-layer's ``name`` when the spec gives one, else its 0-based index in its parent list, exactly what
-``torch.nn.Sequential(...).state_dict()`` gives for an unnamed stack (``0.weight``, ``3.bias``) and for
-a named one (``nn.Sequential(OrderedDict(C1=...))`` gives ``C1.weight``). Tensors, in PyTorch layout:
+A parameterised layer's *key* is derived as PyTorch derives ``state_dict`` names from module attributes
+(`featmap.net.plan`): the dotted path of the names the spec gives, a layer or block without a name being its
+0-based index in its list (``torch.nn.Sequential(...).state_dict()``'s ``0.weight``, ``3.bias``; a named stack
+``nn.Sequential(OrderedDict(C1=...))`` gives ``C1.weight``), and merges and their branches adding nothing unless
+named (``layer1.0.conv1.weight``). Files: `load_weights` (``.npz``, ``.safetensors``, PyTorch ``.pt``/``.pth``,
+Keras); `check_tensors` and `match_weights` (`featmap.net.weights.matching`) match them to a network, every
+missing, mis-shaped and unused tensor at once. Tensors, in PyTorch layout:
 
 =============  =============================================  ============================
 layer          tensors (featmap / PyTorch)                    shapes
