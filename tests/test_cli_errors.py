@@ -226,7 +226,7 @@ def test_presets_do_not_warn_when_only_padding_is_unused(runner: CliRunner, mode
     # The stems (7x7/s2/p3 then 3x3/s2/p1 max pool on 224; AlexNet's 11x11/s4/p2) drop only padding rows.
     # ResNet's 1x1/s2 shortcut convs do leave a real input row unused, and say so.
     warned = [line for line in result.stderr.splitlines() if "leaves the last" in line]
-    assert all("1.1.2.1 (conv2d)" in line for line in warned), warned
+    assert all("1.1.2.1.1 (conv2d)" in line for line in warned), warned  # block 0's shortcut: downsample.0
 
 
 def test_a_float_gaussian_is_separable(runner: CliRunner) -> None:

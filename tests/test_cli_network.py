@@ -128,7 +128,7 @@ def test_weights_of_another_network_are_refused(runner, spec, digit, tmp_path):
         cli, ["apply", str(digit), "--spec", str(spec), "--weights", str(wrong), "-o", str(tmp_path)]
     )
     assert result.exit_code == 1
-    assert "`3.weight` has shape 5×2×3×3; expected 3×2×3×3" in result.stderr
+    assert "mis-shaped: 3.weight: the network needs 3×2×3×3, the file has 5×2×3×3" in result.stderr
 
 
 def test_a_spec_without_input_runs_at_the_images_own_size(runner, tmp_path):

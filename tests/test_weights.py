@@ -295,7 +295,8 @@ def test_missing_tensor_names_layer_and_shape() -> None:
         "net.npz: does not fit the network: 8 tensors: 7 found, 1 missing, 0 mis-shaped (first: F6.bias missing); "
         "`featmap weights check` lists every tensor; see README, 'Weights files'"
     )
-    assert info.value.details == ("missing: F6.bias 84 (layer 4 F6)",)  # no unused tensor to be near
+    # no unused tensor to be near: the names the other layers took
+    assert info.value.details == ("missing: F6.bias 84 (layer 4 F6); nearest in the file: bn.bias, C1.bias",)
 
 
 def test_misshaped_tensor_names_both_shapes() -> None:

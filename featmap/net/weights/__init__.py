@@ -55,12 +55,13 @@ from featmap.net.weights.files import load_weights
 from featmap.net.weights.initial import init_weights
 from featmap.net.weights.keras import is_keras_file
 from featmap.net.weights.layouts import reorder_flatten_columns, to_torch_layout
-from featmap.net.weights.matching import NetworkTensors, WeightsCheck, check_tensors, match_weights
+from featmap.net.weights.matching import MAX_LINES, NetworkTensors, WeightsCheck, check_tensors, match_weights
 
 __all__ = [
     "BYTES_ENV",
     "ELEMENTS_ENV",
     "KINDS",
+    "MAX_LINES",
     "NetworkTensors",
     "WeightsCheck",
     "check_tensors",

@@ -291,12 +291,16 @@ def _resolve(
         out[key] = fitted
         rows.append(TensorRow(key, "ok", shape, tuple(array.shape), label, name if name != key else "", (), fit_note))
     pool = [n for n in found if n not in used and not n.endswith(_SKIPPED)]
+    taken = [n for n in found if n in used]
     looked = 0
     for i, row in enumerate(rows):
         if row.status == "missing" and looked < _NEAR_ROWS:  # difflib is quadratic: enough rows for anyone to read
             looked += 1
-            near = tuple(difflib.get_close_matches(row.key, pool, n=_NEAR, cutoff=0.5))
-            rows[i] = TensorRow(row.key, row.status, row.expected, None, row.layer, "", near)
+            # the file's unused names first (a renamed tensor), then names other layers took
+            near = difflib.get_close_matches(row.key, pool, n=_NEAR, cutoff=0.6)
+            if len(near) < _NEAR:
+                near += difflib.get_close_matches(row.key, taken, n=_NEAR - len(near), cutoff=0.6)
+            rows[i] = TensorRow(row.key, row.status, row.expected, None, row.layer, "", tuple(near))
     rows += [TensorRow(n, "unused", None, tuple(np.shape(found[n]))) for n in pool]
     check = WeightsCheck(source, tuple(rows), () if note is None else (note,), layout)
     return check, out

@@ -80,9 +80,12 @@ def read_torch(path: str | Path) -> dict[str, NDArray[Any]]:
 def _load(torch: Any, p: Path) -> Any:
     """``torch.load`` with the restricted unpickler (memory-mapped for the zip format); its refusals as one line."""
     import pickle
+    import warnings
 
     try:
-        return torch.load(p, map_location="cpu", weights_only=True, mmap=is_torch_zip(p))
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says what matters
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True, mmap=is_torch_zip(p))
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         name = found[1] if found else ""
@@ -91,7 +94,8 @@ def _load(torch: Any, p: Path) -> Any:
         elif name:
             problem = f"holds a Python object ({name}) besides tensors, which featmap never unpickles"
         else:
-            problem = f"cannot be read as tensors ({_first_line(exc)})"
+            why = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+            problem = f"is not a PyTorch checkpoint featmap can read ({_first_line(why[1] if why else exc)})"
         raise SpecError(str(p), problem, _SAVE) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise SpecError(
