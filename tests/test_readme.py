@@ -15,6 +15,7 @@ example.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import re
@@ -43,7 +44,13 @@ SKIPPED = {
     "keras.Sequential": "needs Keras (tests/test_weights.py checks Keras files when it is installed)",
     "--weights net.keras": "needs net.keras, which the Keras example (skipped without Keras) saves",
     "--model vgg16 --init glorot": "VGG-16 at 224×224 takes ~10 s here; tests/test_upto_rows.py runs --upto",
+    "renamed.pth": "a shown session on a renamed checkpoint (tests/test_weights_check.py makes such files)",
 }
+if importlib.util.find_spec("torch") is None:  # the PyTorch example saves net.pth; later ones read it
+    SKIPPED |= {
+        "class Block(nn.Module)": "needs torch (pip install '.[torch]')",
+        "--weights net.pth": "needs net.pth, which the PyTorch example (skipped without torch) saves",
+    }
 
 #: Arguments that name a file the command reads: it must exist when the command runs.
 _INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".yaml", ".yml", ".json", ".csv", ".npy", ".npz", ".safetensors",

@@ -138,7 +138,8 @@ def test_without_torch_the_extra_is_named(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(SpecError) as info:
         load_weights(path)
     assert str(info.value) == (
-        f"{path}: is a PyTorch checkpoint (torch.save) and torch is not installed; pip install 'featmap[torch]'"
+        f"{path}: is a PyTorch checkpoint (torch.save) and torch is not installed; "
+        "pip install 'featmap[torch]' (in a clone: pip install '.[torch]')"
     )
 
 

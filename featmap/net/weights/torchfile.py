@@ -24,12 +24,12 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from featmap.errors import SpecError
+from featmap.errors import MissingExtraError, SpecError, install_hint
 from featmap.net.weights._common import check_size
 
 __all__ = ["INSTALL_HINT", "is_torch_zip", "read_torch"]
 
-INSTALL_HINT = "pip install 'featmap[torch]'"
+INSTALL_HINT = install_hint("torch")
 _SAVE = "save the weights alone: torch.save(model.state_dict(), path)"
 #: Keys under which training scripts keep the model's state dict in a checkpoint, in the order looked at.
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")
@@ -55,7 +55,7 @@ def read_torch(path: str | Path) -> dict[str, NDArray[Any]]:
     try:
         import torch
     except ImportError:
-        raise SpecError(
+        raise MissingExtraError(
             str(p), "is a PyTorch checkpoint (torch.save) and torch is not installed", INSTALL_HINT
         ) from None
     obj = _load(torch, p)
@@ -95,7 +95,7 @@ def _load(torch: Any, p: Path) -> Any:
             problem = f"holds a Python object ({name}) besides tensors, which featmap never unpickles"
         else:
             why = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-            problem = f"is not a PyTorch checkpoint featmap can read ({_first_line(why[1] if why else exc)})"
+            problem = f"is not a PyTorch checkpoint featmap can read ({_first_line(why[1] if why else str(exc))})"
         raise SpecError(str(p), problem, _SAVE) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise SpecError(
@@ -108,7 +108,7 @@ def _is_module_class(name: str) -> bool:
     return bool(re.fullmatch(r"[\w.]+\.[A-Z]\w*", name))
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return text[:100] + ("…" if len(text) > 100 else "")
 
