@@ -35,10 +35,10 @@ def test_every_row_path_is_an_upto(model: str) -> None:
         assert inside or (merge and row["kind"] == "Identity"), (row, job.upto)
 
 
-def test_vgg16_block_1_2_stops_after_its_relu() -> None:
-    job = make_network_job(load_model("vgg16"), init="kaiming", upto="1.2")
-    assert job.upto == "1.2.2"
-    assert [name for name, _ in job.layer_maps()] == ["01-conv2d", "02-relu", "03-conv2d", "04-relu"]
+def test_mobilenet_v2_block_1_1_stops_after_its_relu6() -> None:
+    job = make_network_job(load_model("mobilenet_v2"), init="kaiming", upto="1.1")  # features.0: conv, bn, relu6
+    assert job.upto == "1.1.3"
+    assert [name for name, _ in job.layer_maps()] == ["001-conv2d", "002-bn", "003-relu6"]  # 156 outputs: 3 digits
 
 
 def test_upto_a_block_on_the_command_line(tmp_path: Path) -> None:
