@@ -29,6 +29,7 @@ from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 from featmap.net.records import FeatureMap, FeatureMaps, MapInfo, MapStats
+from featmap.run import fused
 
 __all__ = [
     "FeatureMap",
@@ -190,6 +191,19 @@ def _shape3(arr: NDArray[np.floating]) -> Shape3:
     return (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
 
 
+def _shape3_of(shape: tuple[int, ...]) -> Shape3:
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def _info(plan: KernelPlan, conv_shape: Shape3, final: NDArray[np.floating], pooled: bool) -> MapInfo:
+    assert plan.conv_plan.geometry is not None  # a conv plan always has one
+    geometry = plan.conv_plan.geometry
+    stats = MapStats.of(final)
+    return MapInfo(
+        plan.kernel.name, plan.kernel.size, geometry, conv_shape, _shape3(final), pooled, plan.conv_plan.params, stats
+    )
+
+
 def iter_feature_maps(
     image: NDArray[np.floating],
     bank: KernelBank,
@@ -218,8 +232,17 @@ def iter_feature_maps(
                 raise ShapeError(what, problem, "change the stride or padding, or drop `strict`")
     acc: NDArray[np.floating] | None = None
     first: tuple[MapInfo, KernelPlan] | None = None
+    banded = fused.fits(image, conv, pool, how)  # the one place a run takes the fused, band-by-band path
     for plan in plans:
         kernel = plan.kernel
+        if banded:
+            assert isinstance(pool, Pool2d | None)  # fits() allows no other
+            out_shape = _shape3_of(plan.conv_plan.out_shape if plan.pool_plan is None else plan.pool_plan.out_shape)
+            final = fused.banded_map(
+                image, plan.weights, plan.conv, plan.conv_plan, act, pool, out_shape, _commutes(act, pool)
+            )
+            yield FeatureMap(final, _info(plan, _shape3_of(plan.conv_plan.out_shape), final, pool is not None))
+            continue
         response = plan.conv.forward(image, plan.conv_plan, plan.weights)
         if how is not None:
             if acc is not None and acc.shape != response.shape:
@@ -236,17 +259,7 @@ def iter_feature_maps(
             else:
                 np.maximum(acc, response, out=acc)
         final = _finish(response, act, plan)
-        assert plan.conv_plan.geometry is not None  # a conv plan always has one
-        info = MapInfo(
-            kernel.name,
-            kernel.size,
-            plan.conv_plan.geometry,
-            _shape3(response),
-            _shape3(final),
-            pool is not None,
-            plan.conv_plan.params,
-            MapStats.of(final),
-        )
+        info = _info(plan, _shape3(response), final, pool is not None)
         first = first or (info, plan)
         yield FeatureMap(final, info)
     if how is not None and acc is not None and first is not None:

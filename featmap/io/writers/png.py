@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.core.ops import display_scale, row_bands, to_display
 from featmap.enums import Normalize
 from featmap.errors import SpecError
 from featmap.io.images import atomic_write
-from featmap.io.pngencode import encode_png
+from featmap.io.pngencode import PngStream, encode_png
 from featmap.io.writers import Writer
 from featmap.io.writers.pixels import quantize, to_pixels
 
@@ -73,6 +74,9 @@ class PngWriter(Writer):
 
     def add(self, target: Path, fmap: FeatureMap) -> Path:
         out = self.options
+        values = fmap.values
+        if out.colormap is None and out.normalize is not Normalize.PERCENTILE and values.shape[-1] in (1, 3):
+            return _stream_scaled(self.path_for(target), values, out.normalize, out.bit_depth, out.png_compress)
         if out.colormap is None and out.normalize is not Normalize.PERCENTILE:
             pixels = to_pixels(fmap.values, out.normalize, out.bit_depth)
         else:
@@ -84,3 +88,21 @@ class PngWriter(Writer):
             pixels = drawn.pixels
             self.scales[fmap.info.name] = (drawn.shown, drawn.colormap)
         return save_png(self.path_for(target), pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
+
+
+def _stream_scaled(
+    path: Path, values: NDArray[np.floating], normalize: Normalize, bit_depth: int, compress_level: int
+) -> Path:
+    """`save_png` of `to_pixels`, a band of rows at a time from the float map to the file: the pixels and the
+    PNG bytes are never held whole (the same bytes: `featmap.io.png.PngStream`)."""
+    arr = values if values.dtype.kind == "f" else values.astype(np.float32)
+    low, span = display_scale(arr, normalize)
+    rows_of = arr[:, :, 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
+
+    def write(handle: IO[bytes]) -> None:
+        stream = PngStream(handle.write, rows_of.shape, np.uint8 if bit_depth == 8 else np.uint16, compress_level)
+        for rows in row_bands(rows_of):
+            stream.write(quantize(to_display(rows_of[rows], normalize, low, span), bit_depth))
+        stream.close()
+
+    return atomic_write(path, write)

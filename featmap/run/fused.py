@@ -1,0 +1,135 @@
+"""Kernel maps a band of rows at a time: conv → activation → pool with no full-size float temporary.
+
+Today's path (`featmap.run.pipeline.iter_feature_maps`) convolves the whole image into a full-size float map
+per kernel, then pools it: on a 1024² image a 4 MB temporary written and read back per kernel, and page
+faults for every fresh one (measured: 5.6 ms of system time per image). Here each kernel's convolution runs
+on bands of `BAND_ROWS` output rows (a few hundred KB, in cache), each band is activated and pooled at once
+into the map's pooled array, the only full-size result (a quarter of the conv's size under a 2×2 pool), which
+min-max scaling needs whole anyway. The PNG writer then quantises and deflates that a band at a time
+(`featmap.io.writers.png`, `featmap.io.pngencode.PngStream`).
+
+The same engine computes each band (`featmap.core.engine.correlate` on the band's rows plus the kernel's halo,
+with the image's own padding only where the band meets an edge), so every value is the one the whole-image
+pass gives: tests/test_fused.py compares them bit for bit. `fits` says when a run qualifies; anything else
+(strides, dilation, pooling with padding or ceil mode, colour, combined maps) takes the whole-image path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from featmap.core.engine import correlate
+from featmap.core.geometry import ConvGeometry, conv_geometry
+from featmap.core.ops import activate
+from featmap.enums import Activation
+from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
+
+__all__ = ["BAND_ROWS", "banded_map", "fits"]
+
+#: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 256 rows of a
+#: 1024-wide map (1 MB of float32). OpenCV sets up each filter call anew (measured: 64-row bands made
+#: sepFilter2D 4x slower per image than one whole-image call; 256-row bands cost about the same).
+BAND_ROWS = 64
+BAND_VALUES = 1 << 18
+
+
+def fits(image: NDArray[np.floating], conv: Conv2d, pool: Pool2d | GlobalPool2d | None, combine: object) -> bool:
+    """Whether a kernel run can go band by band (``FEATMAP_FUSED=0`` says never): one float32 channel, stride 1
+    and no dilation, no combined map, and no pooling or a pool whose windows tile the rows (valid padding,
+    stride = size, floor mode)."""
+    if os.environ.get("FEATMAP_FUSED", "1") == "0":  # the whole-image path, to compare against
+        return False
+    if combine is not None or image.ndim != 3 or image.shape[2] != 1 or image.dtype != np.float32:
+        return False
+    if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or image.shape[0] < 2 * BAND_ROWS:
+        return False
+    if pool is None:
+        return True
+    if not isinstance(pool, Pool2d) or pool.padding != "valid" or pool.ceil_mode:
+        return False
+    stride = pool.size if pool.stride is None else pool.stride
+    return tuple(stride) == tuple(pool.size) and BAND_ROWS % pool.size[0] == 0
+
+
+@cache
+def _band_geometry(hw: tuple[int, int], kernel: tuple[int, int], padding: tuple[int, int, int, int]) -> ConvGeometry:
+    return conv_geometry(hw, kernel, padding=padding)
+
+
+@cache
+def _pool_plan(pool: Pool2d, shape: tuple[int, int, int]) -> LayerPlan:
+    return pool.plan(shape)
+
+
+def banded_map(
+    image: NDArray[np.floating],
+    weights: dict[str, NDArray[np.floating]],
+    conv: Conv2d,
+    conv_plan: LayerPlan,
+    act: Act,
+    pool: Pool2d | None,
+    out_shape: tuple[int, int, int],
+    commutes: bool,
+) -> NDArray[np.floating]:
+    """One kernel's final map (conv → activation → pool), computed a band of `BAND_ROWS` conv rows at a time.
+
+    ``conv_plan`` is the whole image's plan (its padding says where the edges are); ``out_shape`` is the final
+    map's shape; ``commutes`` says the pool may go before the activation, as `iter_feature_maps` does it.
+    """
+    geometry = conv_plan.geometry
+    assert geometry is not None  # a conv plan always has one
+    top, bottom, left, right = geometry.padding
+    kh, kw = geometry.kernel_hw
+    height = image.shape[0]
+    conv_rows = geometry.out_hw[0]
+    bank = np.asarray(weights["weight"])
+    if conv.flip:
+        bank = bank[:, :, ::-1, ::-1]
+    bank = np.ascontiguousarray(bank, dtype=image.dtype)
+    bias = weights.get("bias")
+    result = np.empty(out_shape, dtype=image.dtype)
+    step = 1 if pool is None else pool.size[0]
+    done = 0  # final rows written
+    per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
+    for start in range(0, conv_rows, per_band):
+        rows = min(per_band, conv_rows - start)
+        if pool is not None:
+            rows -= rows % step  # the floor pool's unused last conv row(s)
+            if rows == 0:
+                break
+        first, last = start - top, start + rows - top + kh - 1  # input rows read, [first, last)
+        source = image[max(first, 0) : min(last, height)]
+        # The band is filtered with the whole image's padding, so the engine places the kernel exactly as it
+        # does on the whole image (OpenCV sums a centred symmetric kernel in another order than an off-centre
+        # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
+        band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
+        skip = start - max(first, 0)
+        band = correlate(source, bank, band_geometry, 1, conv.pad_mode, conv.pad_value)[skip : skip + rows]
+        if bias is not None:
+            band += np.asarray(bias, dtype=image.dtype)
+        final = _finish(band, act, pool, commutes)
+        result[done : done + final.shape[0]] = final
+        done += final.shape[0]
+    assert done == out_shape[0], (done, out_shape)
+    return result
+
+
+def _finish(band: NDArray[np.floating], act: Act, pool: Pool2d | None, commutes: bool) -> NDArray[np.floating]:
+    """Activate and pool one band, in `featmap.run.pipeline`'s order."""
+
+    def pooled(values: NDArray[np.floating]) -> NDArray[np.floating]:
+        if pool is None:
+            return values
+        shape = (int(values.shape[0]), int(values.shape[1]), int(values.shape[2]))
+        return pool.forward(values, _pool_plan(pool, shape), {})
+
+    if act.kind is Activation.NONE:
+        return pooled(band)
+    if commutes:
+        small = pooled(band)
+        return activate(small, act.kind, out=small, **dict(act.params))
+    return pooled(activate(band, act.kind, out=band, **dict(act.params)))

@@ -1,0 +1,70 @@
+"""featmap.run.fused: band-by-band kernel maps equal the whole-image path's bit for bit (values, shapes, stats)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featmap.kernels import Kernel, KernelBank, KernelLibrary
+from featmap.net.layers import Act, Conv2d, Pool2d
+from featmap.run import fused
+from featmap.run.pipeline import iter_feature_maps
+
+
+def _bank(*names: str) -> KernelBank:
+    lib = KernelLibrary()
+    return KernelBank(tuple(lib[name] for name in names))
+
+
+def _both(image: np.ndarray, bank: KernelBank, conv: Conv2d, act: Act, pool: Pool2d | None, monkeypatch) -> tuple:
+    assert fused.fits(image, conv, pool, None)
+    banded = list(iter_feature_maps(image, bank, conv, act, pool))
+    monkeypatch.setenv("FEATMAP_FUSED", "0")
+    assert not fused.fits(image, conv, pool, None)
+    whole = list(iter_feature_maps(image, bank, conv, act, pool))
+    monkeypatch.delenv("FEATMAP_FUSED")
+    return banded, whole
+
+
+def _photo(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    ramp = np.cumsum(rng.random(shape, dtype=np.float32), axis=1)
+    return (ramp / ramp.max() * 0.7 + rng.random(shape, dtype=np.float32) * 0.3)[:, :, None].astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(128, 97), (301, 250), (129, 64), (255, 6)])
+@pytest.mark.parametrize(
+    ("padding", "pad_mode", "act", "pool"),
+    [
+        ("same", "zeros", "relu", ("max", 2)),
+        ("valid", "zeros", "none", None),
+        ("same", "reflect", "abs", ("avg", 2)),
+        ("full", "replicate", "tanh", ("min", 4)),
+        ((2, 0, 1, 3), "zeros", "leaky_relu", ("max", 2)),
+    ],
+)
+def test_banded_maps_equal_whole_image_maps(
+    shape: tuple[int, int], padding, pad_mode: str, act: str, pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(sum(shape))
+    image = _photo(rng, shape)
+    bank = _bank("sobel_x", "sobel_y", "laplacian_4")
+    bank = KernelBank((*bank, Kernel("g5", rng.random((5, 5)).astype(np.float32), bias=-0.5)))
+    conv = Conv2d(padding=padding, pad_mode=pad_mode)
+    pooling = None if pool is None else Pool2d(pool[0], pool[1])
+    banded, whole = _both(image, bank, conv, Act(act), pooling, monkeypatch)
+    assert len(banded) == len(whole) == 4
+    for a, b in zip(banded, whole, strict=True):
+        assert a.values.dtype == b.values.dtype == np.float32
+        np.testing.assert_array_equal(a.values, b.values)
+        assert a.info == b.info
+
+
+def test_what_does_not_fit_takes_the_whole_image_path() -> None:
+    gray = np.zeros((200, 200, 1), np.float32)
+    assert fused.fits(gray, Conv2d(padding="same"), Pool2d("max", 2), None)
+    assert not fused.fits(np.zeros((200, 200, 3), np.float32), Conv2d(), None, None)  # colour
+    assert not fused.fits(gray, Conv2d(stride=(2, 2)), None, None)
+    assert not fused.fits(gray, Conv2d(), Pool2d("max", 2, stride=1), None)  # overlapping windows
+    assert not fused.fits(gray, Conv2d(), Pool2d("max", 3), None)  # windows do not tile a band
+    assert not fused.fits(gray, Conv2d(), None, "magnitude")
+    assert not fused.fits(np.zeros((20, 200, 1), np.float32), Conv2d(), None, None)  # one band anyway
