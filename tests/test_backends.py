@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -197,3 +198,17 @@ def test_scheduler_local_starts_and_closes_its_own_cluster(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["processed"]) == 3
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "pool")
+
+
+def test_one_job_runs_on_one_opencv_thread_and_restores_the_count() -> None:
+    cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    seen: list[int] = []
+    try:
+        backend = choose_backend(None, jobs=1)
+        tasks: list[Any] = [(i, SimpleNamespace(path=f"img{i}.png")) for i in range(2)]
+        backend.run(tasks, lambda task: (seen.append(cv2.getNumThreads()), task), lambda *_: None, lambda _: None)
+        assert seen == [1, 1] and cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)

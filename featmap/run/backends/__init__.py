@@ -13,9 +13,35 @@ which alone writes the manifest and reports progress. Only where the work runs d
 
 from __future__ import annotations
 
-from featmap.run.backends.base import Backend, Finish, InProcess, Outcome, Starting, Task, Work
+from collections.abc import Sequence
 
-__all__ = ["Backend", "Finish", "InProcess", "Outcome", "Starting", "Task", "Work", "choose_backend"]
+from featmap.run.backends.base import (
+    Backend,
+    Finish,
+    HandOut,
+    InProcess,
+    Outcome,
+    Starting,
+    Task,
+    Work,
+    _as_is,
+)
+
+__all__ = ["Backend", "Finish", "InProcess", "OneCore", "Outcome", "Starting", "Task", "Work", "choose_backend"]
+
+
+class OneCore(InProcess):
+    """``-j 1``: every image in this process on one OpenCV thread, so that ``-j N`` means N cores (OpenCV's
+    own thread pool would otherwise spread one image's filters over every core)."""
+
+    def run(
+        self, tasks: Sequence[Task], work: Work, finish: Finish, starting: Starting, hand_out: HandOut = _as_is
+    ) -> None:
+        """Process the tasks in order with one OpenCV thread; the thread count is restored after."""
+        from featmap.run.workers import one_opencv_thread
+
+        with one_opencv_thread():
+            super().run(tasks, work, finish, starting, hand_out)
 
 
 def choose_backend(scheduler: str | None, *, jobs: int, chunk: int | None = None) -> Backend:
@@ -26,7 +52,7 @@ def choose_backend(scheduler: str | None, *, jobs: int, chunk: int | None = None
 
         return DaskBackend(scheduler, jobs=jobs, chunk=chunk)
     if jobs <= 1:
-        return InProcess()
+        return OneCore()
     from featmap.run.backends.pool import LocalPool
 
     return LocalPool(jobs)
