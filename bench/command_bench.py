@@ -176,12 +176,17 @@ def bench_set(
 def bench_big(work: Path, rounds: int, featmap: list[str], env: dict[str, str]) -> None:
     folder = work / "big"
     folder.mkdir()
-    rng = np.random.default_rng(3)
-    small = rng.random((60, 40, 3)).astype(np.float32) * 255
-    base = np.asarray(Image.fromarray(small.astype(np.uint8)).resize((6000, 4000), Image.Resampling.BICUBIC))
-    noisy = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
     photo = folder / "big.jpg"
-    Image.fromarray(noisy).save(photo, quality=90)
+    # Made in a child process: a process started from this one reports at least this one's peak RSS as its own
+    # (Linux keeps the high-water mark across exec), so this one stays small.
+    make = (
+        "import numpy as np, sys; from PIL import Image; rng = np.random.default_rng(3); "
+        "small = Image.fromarray((rng.random((60, 40, 3)) * 255).astype(np.uint8)); "
+        "base = np.asarray(small.resize((6000, 4000), Image.Resampling.BICUBIC), np.float32); "
+        "base += rng.normal(0, 6, base.shape).astype(np.float32); "
+        "Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(sys.argv[1], quality=90)"
+    )
+    subprocess.run([sys.executable, "-c", make, str(photo)], check=True)
     command = [*featmap, "apply", str(photo), *KERNEL_ARGS, "-k", "laplacian_8", "--padding", "same"]
     command += ["--activation", "relu", "--pool", "max", "-q", "-o", str(work / "out")]
     runs = [timed(command, work / "out", env) for _ in range(rounds)]
