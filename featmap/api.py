@@ -146,12 +146,12 @@ def resolve_layers(layers: Any) -> Model:
         return layers
     if isinstance(layers, (str, os.PathLike)):
         text = str(layers)
-        if isinstance(layers, str) and text in {m.name for m in list_models()}:
-            return load_model(text)
-        if Path(text).suffix.lower() == ".onnx":
+        if Path(text).suffix.lower() == ".onnx":  # before the presets: naming one reads them all
             from featmap.net.onnx import load_onnx
 
             return load_onnx(text)
+        if isinstance(layers, str) and text in {m.name for m in list_models()}:
+            return load_model(text)
         if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
             return parse_file(text)
         return load_model(text)  # its error lists the presets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "FeatmapError",
@@ -10,6 +11,7 @@ __all__ = [
     "KernelFileError",
     "LimitError",
     "MissingExtraError",
+    "ModelMappingError",
     "NothingToDoError",
     "OptionError",
     "OutputBusyError",
@@ -24,10 +26,15 @@ __all__ = [
 class FeatmapError(ValueError):
     """Base class: a user-facing error with what went wrong, the problem and the fix.
 
+    ``details`` are further lines (one item each, e.g. every node of a model that cannot be mapped): the first
+    line stays ``what: problem; fix`` and each detail follows on its own indented line.
+
     Examples
     --------
     >>> str(FeatmapError("stride", "must be >= 1; got 0", "use a stride of 1 or more"))
     'stride: must be >= 1; got 0; use a stride of 1 or more'
+    >>> FeatmapError("net.onnx", "2 nodes cannot be mapped", details=("a (Erf)", "b (If)")).details
+    ('a (Erf)', 'b (If)')
     """
 
     #: The command line's exit code for this kind of error.
@@ -45,7 +52,17 @@ class FeatmapError(ValueError):
         text = f"{what}: {problem}" if what else problem
         if fix:
             text = f"{text}; {fix}"
+        #: The first line alone (``what: problem; fix``).
+        self.line = text
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with its parts, details included (a batch's helper processes send errors back)."""
+        return _rebuild, (type(self), self.what, self.problem, self.fix, self.details)
+
+
+def _rebuild(cls: type[FeatmapError], what: str, problem: str, fix: str | None, details: tuple[str, ...]) -> Any:
+    return cls(what, problem, fix, details=details)
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
@@ -72,6 +89,13 @@ class ImageReadError(FeatmapError):
 
 class SpecError(FeatmapError):
     """A layer specification or option value is malformed."""
+
+
+class ModelMappingError(SpecError):
+    """A model file whose graph featmap cannot run (operators, control flow, dynamic sizes): a usage error (exit 2),
+    with every offending node as a detail line."""
+
+    exit_code = 2
 
 
 class OptionError(SpecError):

@@ -159,7 +159,17 @@ class NetworkJob:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "layer"
+    """A layer name as a folder name: ``/layer1/layer1.0/conv1/Conv`` (an ONNX node) → ``layer1_layer1.0_conv1_Conv``;
+    past 60 characters the end is kept (it names the node; the folder's number keeps it unique).
+
+    >>> _safe("/features/features.denseblock4/features.denseblock4.denselayer16/conv2/Conv")
+    'features.denseblock4.denselayer16_conv2_Conv'
+    """
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")
+    if len(text) > 60:
+        text = text[-60:]
+        text = text[text.index("_") + 1 :] if "_" in text[:-1] else text
+    return text or "layer"
 
 
 def make_network_job(

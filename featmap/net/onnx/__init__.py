@@ -14,15 +14,19 @@ Add, Mul or Concat, and Split.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from featmap.errors import MissingExtraError, SpecError, install_hint
+from featmap.errors import MissingExtraError, ModelMappingError, SpecError, install_hint
+from featmap.net.layers import LayerSpec
+from featmap.net.onnx.tensors import TensorRef, TensorStore
 from featmap.net.spec import Model
 
-__all__ = ["INSTALL_HINT", "is_onnx_path", "load_onnx"]
+__all__ = ["INSTALL_HINT", "is_onnx_file", "is_onnx_path", "load_onnx", "onnx_weights"]
 
 INSTALL_HINT = install_hint("onnx")
 Shape = tuple[int, ...]
@@ -33,6 +37,25 @@ def is_onnx_path(text: str | Path) -> bool:
     return str(text).lower().endswith(".onnx")
 
 
+#: The keys of the fields that follow ``ir_version`` in a ``ModelProto`` (producer name and version, domain, model
+#: version, doc string, graph, opset, metadata), as the first byte of each.
+_MODEL_FIELD_KEYS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72}
+
+
+def is_onnx_file(path: str | Path) -> bool:
+    """Whether ``path`` is an ONNX model: by its extension, or by its first bytes (a ``ModelProto`` opens with its
+    ``ir_version``, field 1: byte 0x08, a version from 3 to 12, then the key of another model field; no YAML or
+    JSON text, zip, HDF5 or safetensors header of a usual size starts so)."""
+    if is_onnx_path(path):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(3)
+    except OSError:
+        return False
+    return len(head) == 3 and head[0] == 0x08 and 3 <= head[1] <= 12 and head[2] in _MODEL_FIELD_KEYS
+
+
 def _import_onnx() -> Any:
     try:
         import onnx
@@ -41,10 +64,9 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _constants(onnx: Any, graph: Any) -> tuple[dict[str, Shape], dict[str, np.ndarray]]:
-    """Every initializer's and Constant node's shape, and the values of those small enough to keep."""
-    from onnx import numpy_helper
-
+def _constants(graph: Any, store: TensorStore) -> tuple[dict[str, Shape], dict[str, np.ndarray]]:
+    """Every initializer's and Constant node's shape, and the values of those small enough to keep (read through
+    ``store``: a small tensor may lie in an external data file too)."""
     shapes: dict[str, Shape] = {}
     values: dict[str, np.ndarray] = {}
     tensors = [(t.name, t) for t in graph.initializer]
@@ -54,10 +76,9 @@ def _constants(onnx: Any, graph: Any) -> tuple[dict[str, Shape], dict[str, np.nd
     for name, tensor in tensors:
         shapes[name] = tuple(int(d) for d in tensor.dims)
         if np.prod(shapes[name], dtype=np.int64) <= 64:
-            try:
-                values[name] = numpy_helper.to_array(tensor)
-            except (ValueError, TypeError):  # a payload left on disk: only its shape is known
-                pass
+            found = store.small(name, strict=name in store.tensors)
+            if found is not None:
+                values[name] = found
     for node in graph.node:  # weights aliased through Identity, or transposed at run time
         if node.op_type in ("Identity", "Transpose") and node.input and node.input[0] in shapes:
             shape = shapes[node.input[0]]
@@ -70,41 +91,75 @@ def _constants(onnx: Any, graph: Any) -> tuple[dict[str, Shape], dict[str, np.nd
     return shapes, values
 
 
-def _input(graph: Any, constants: dict[str, Shape]) -> tuple[str, tuple[int | None, ...]]:
+def _input(graph: Any, constants: dict[str, Shape]) -> tuple[str, tuple[int | str | None, ...]]:
     inputs = [i for i in graph.input if i.name not in constants]
     if not inputs:
         raise SpecError("ONNX", "the graph has no input")
     first = inputs[0]
-    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim)
+    dims = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in first.type.tensor_type.shape.dim
+    )
     return first.name, dims
 
 
-def _featmap_shape(dims: tuple[int | None, ...], override: Shape | None, path: Path) -> Shape:
+def _featmap_shape(name: str, dims: tuple[int | str | None, ...], override: Shape | None, path: Path) -> Shape:
     if override is not None:
         return override
-    if len(dims) == 4 and all(d for d in dims[1:]):
+    fixed = [isinstance(d, int) and d > 0 for d in dims]
+    if len(dims) == 4 and all(fixed[1:]):
         _, c, h, w = dims
         return (int(h), int(w), int(c))  # type: ignore[arg-type]
-    if len(dims) == 2 and dims[1]:
-        return (int(dims[1]),)
-    shown = "×".join("?" if d is None else str(d) for d in dims)
-    raise SpecError(f"{path}", f"the input's shape is {shown} (not fixed N×C×H×W)", "give --input HxWxC")
+    if len(dims) == 2 and fixed[1]:
+        return (int(dims[1]),)  # type: ignore[arg-type]
+    shown = "×".join("?" if d is None else str(d) for d in dims) or "unknown"
+    raise ModelMappingError(
+        str(path),
+        f"its input {name!r} has dynamic sizes ({shown}); featmap plans every layer for one N×C×H×W shape",
+        "export with a fixed input size (no dynamic_axes / dynamic_shapes), or give `featmap shape --input HxWxC`",
+        details=(f"{name} (input): {shown}",),
+    )
 
 
-def load_onnx(path: str | Path, input_shape: Shape | None = None) -> Model:
-    """The featmap layers of the ONNX model at ``path`` and its input shape (``H×W×C`` from ``N×C×H×W``).
+@dataclass(frozen=True)
+class _Mapped:
+    """A read ONNX file: the model, the weighted layers' tensors by featmap key, and where to read them."""
 
-    Raises `SpecError` naming the file when the package is missing, the file is not ONNX, or operators cannot be
-    mapped (one line per operator type, with counts).
-    """
-    from featmap.net.onnx.graph import GraphStructure, NotExpressible
+    model: Model
+    binding: dict[str, tuple[TensorRef, Shape]]
+    store: TensorStore
 
-    p = Path(path)
-    onnx = _import_onnx()
-    from featmap.net.onnx._wire import read_without_payloads
+
+def _size_checked(p: Path) -> int:
+    """The file's size, refused over the weights limit (an ONNX file is mostly weights) before it is read."""
+    from featmap.net.weights import BYTES_ENV
+    from featmap.net.weights._common import DEFAULT_BYTES, limit
 
     try:
-        data = read_without_payloads(p)
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise SpecError(str(p), "no such file", "check the path") from None
+    except OSError as exc:
+        raise SpecError(str(p), f"cannot be read ({exc.strerror})", "check the path") from None
+    if not p.is_file():
+        raise SpecError(str(p), "is not a file", "give an .onnx file")
+    max_bytes = limit(BYTES_ENV, DEFAULT_BYTES)
+    if size > max_bytes:
+        raise SpecError(
+            str(p),
+            f"is {size:,} bytes, over the weights limit of {max_bytes:,} ({BYTES_ENV})",
+            f"set {BYTES_ENV}={size} (or more) to allow it",
+        )
+    return size
+
+
+def _read(p: Path, input_shape: Shape | None) -> _Mapped:
+    from featmap.net.onnx._wire import read_structure
+    from featmap.net.onnx.graph import GraphStructure, NotExpressible
+
+    onnx = _import_onnx()
+    _size_checked(p)
+    try:
+        data, payloads = read_structure(p)
         model = onnx.ModelProto.FromString(data)
     except FileNotFoundError:
         raise SpecError(str(p), "no such file", "check the path") from None
@@ -112,33 +167,76 @@ def load_onnx(path: str | Path, input_shape: Shape | None = None) -> Model:
         if isinstance(exc, SpecError):
             raise
         raise SpecError(
-            str(p), f"is not an ONNX model ({exc})", "export it with torch.onnx.export or tf2onnx"
+            str(p), f"is not an ONNX model ({str(exc)[:120]})", "export it with torch.onnx.export or tf2onnx"
         ) from None
     graph = model.graph
     if not graph.node or not graph.output:
         raise SpecError(str(p), "has an empty graph", "export the model again")
-    shapes, values = _constants(onnx, graph)
+    store = TensorStore(p, model, payloads)
+    shapes, values = _constants(graph, store)
     start, dims = _input(graph, shapes)
-    in_shape = _featmap_shape(dims, input_shape, p)
-    structure = GraphStructure(graph, shapes, values)
+    in_shape = _featmap_shape(start, dims, input_shape, p)
+    structure = GraphStructure(graph, shapes, values, model, store.small)
+    stopped = None
     try:
         layers = structure.layers(start, in_shape)
     except NotExpressible as exc:
-        if not structure.unsupported:
-            raise SpecError(str(p), str(exc), "featmap maps sequences, residual adds, concats and gates") from None
-        layers = ()
-    if structure.unsupported:
-        total = sum(structure.unsupported.values())
-        lines = [f"{total} node(s) featmap cannot map:"]
-        for (op, reason), count in sorted(structure.unsupported.items()):
-            lines.append(f"  {op} × {count}: {reason} (first: {structure.first_seen[(op, reason)]})")
-        raise SpecError(str(p), "\n".join(lines), "see README, 'ONNX', for the operators featmap reads")
+        if not structure.refused:
+            raise ModelMappingError(
+                str(p), str(exc), "featmap maps sequences, residual adds, concats and gates"
+            ) from None
+        layers, stopped = (), str(exc)
+    if structure.refused:
+        raise structure.refused.error(str(p), stopped)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     producer = f"{model.producer_name} {model.producer_version}".strip() or "unknown producer"
-    return Model(
+    mapped = Model(
         p.stem,
         layers,
         in_shape,
         f"ONNX graph ({producer}, opset {opset}, {len(graph.node)} nodes)",
         str(p),
+        weights=p,
     )
+    return _Mapped(mapped, _binding(structure, layers, in_shape), store)
+
+
+def _binding(structure: Any, layers: tuple[LayerSpec, ...], in_shape: Shape) -> dict[str, tuple[TensorRef, Shape]]:
+    """Every weight of the planned layers (``KEY.weight``…) → the ONNX tensor it comes from and its shape."""
+    from featmap.net.plan import iter_leaves, plan_layers
+
+    binding: dict[str, tuple[TensorRef, Shape]] = {}
+    for node in iter_leaves(plan_layers(layers, in_shape)):
+        if not node.plan.weights:
+            continue
+        refs = structure.refs[getattr(node.layer, "name", None)]
+        for name, shape in node.plan.weights:
+            binding[f"{node.key}.{name}"] = (refs[name], shape)
+    return binding
+
+
+def load_onnx(path: str | Path, input_shape: Shape | None = None) -> Model:
+    """The featmap layers of the ONNX model at ``path`` and its input shape (``H×W×C`` from ``N×C×H×W``); the
+    model's ``weights`` is the file itself (`onnx_weights` reads its initializers).
+
+    Each layer is named after the ONNX node it comes from (``/layer1/layer1.0/conv1/Conv``, or the node's output
+    where it has no name). Raises `SpecError` naming the file when the package is missing, the file is too large
+    or not ONNX, and `ModelMappingError` listing every node that cannot be mapped, one a line.
+    """
+    return _read(Path(path), input_shape).model
+
+
+def onnx_weights(path: str | Path) -> dict[str, NDArray[np.floating[Any]]]:
+    """The weights of the ONNX model at ``path`` by featmap key (``KEY.weight``, PyTorch layout), read from its
+    initializers (and external data files) through memory maps, after the limits are checked on their sizes
+    (``FEATMAP_MAX_WEIGHTS_BYTES``, ``FEATMAP_MAX_WEIGHTS_ELEMENTS``)."""
+    from featmap.net.weights._common import check_size
+
+    p = Path(path)
+    mapped = _read(p, None)
+    total = 0
+    for ref, _ in mapped.binding.values():
+        if ref.name is not None:
+            total += mapped.store.nbytes(ref.name)
+            check_size(str(p), ref.name, mapped.store.shape(ref.name), total)
+    return {key: mapped.store.read(ref, shape) for key, (ref, shape) in mapped.binding.items()}

@@ -9,9 +9,10 @@ Wire format (protobuf): each field is a varint key ``(number << 3) | type`` foll
 from __future__ import annotations
 
 import mmap
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KEEP_BYTES", "read_without_payloads"]
+__all__ = ["KEEP_BYTES", "Payload", "read_structure", "read_without_payloads"]
 
 #: Tensor payloads up to this size are kept (shapes for Reshape, sizes for Split, a Clip's bounds…).
 KEEP_BYTES = 4096
@@ -77,28 +78,49 @@ def _encode(value: int) -> bytes:
             return bytes(out)
 
 
-def _tensor_without_payload(buf: mmap.mmap, start: int, stop: int) -> bytes:
+@dataclass(frozen=True)
+class Payload:
+    """Where a left-out tensor payload lies in the file: its protobuf field (9 ``raw_data``, 4 ``float_data``…),
+    whether it is length-delimited (packed), the byte range of its value, and that of the whole tensor message."""
+
+    field: int
+    packed: bool
+    start: int
+    stop: int
+    tensor_start: int
+    tensor_stop: int
+
+
+def _tensor_without_payload(buf: mmap.mmap, start: int, stop: int) -> tuple[bytes, Payload | None]:
     kept = bytearray()
-    for number, _kind, field_start, value_start, end in _fields(buf, start, stop):
+    payload = None
+    for number, kind, field_start, value_start, end in _fields(buf, start, stop):
         if number in _TENSOR_PAYLOADS and end - value_start > KEEP_BYTES:
+            payload = Payload(number, kind == 2, value_start, end, start, stop)
             continue
         kept += buf[field_start:end]
-    return bytes(kept)
+    return bytes(kept), payload
 
 
-def _graph_without_payloads(buf: mmap.mmap, start: int, stop: int) -> bytes:
+def _graph_without_payloads(buf: mmap.mmap, start: int, stop: int) -> tuple[bytes, dict[int, Payload]]:
     out = bytearray()
+    payloads: dict[int, Payload] = {}
+    index = 0
     for number, kind, field_start, value_start, end in _fields(buf, start, stop):
         if number == _GRAPH_INITIALIZER and kind == 2 and end - value_start > KEEP_BYTES:
-            tensor = _tensor_without_payload(buf, value_start, end)
+            tensor, payload = _tensor_without_payload(buf, value_start, end)
+            if payload is not None:
+                payloads[index] = payload
             out += _key(number, 2) + _encode(len(tensor)) + tensor
         else:
             out += buf[field_start:end]
-    return bytes(out)
+        index += number == _GRAPH_INITIALIZER
+    return bytes(out), payloads
 
 
-def read_without_payloads(path: Path) -> bytes:
-    """The bytes of the ONNX model at ``path`` with large initializer payloads removed (a valid ModelProto).
+def read_structure(path: Path) -> tuple[bytes, dict[int, Payload]]:
+    """The bytes of the ONNX model at ``path`` with large initializer payloads removed (a valid ModelProto), and
+    where each removed payload lies, by the initializer's position in the graph.
 
     Raises ``ValueError`` when the file is not a protobuf message.
     """
@@ -107,10 +129,16 @@ def read_without_payloads(path: Path) -> bytes:
             raise ValueError("the file is empty")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             out = bytearray()
+            payloads: dict[int, Payload] = {}
             for number, kind, field_start, value_start, end in _fields(buf, 0, len(buf)):
                 if number == _MODEL_GRAPH and kind == 2:
-                    graph = _graph_without_payloads(buf, value_start, end)
+                    graph, payloads = _graph_without_payloads(buf, value_start, end)
                     out += _key(number, 2) + _encode(len(graph)) + graph
                 else:
                     out += buf[field_start:end]
-            return bytes(out)
+            return bytes(out), payloads
+
+
+def read_without_payloads(path: Path) -> bytes:
+    """The bytes of the ONNX model at ``path`` with large initializer payloads removed (see `read_structure`)."""
+    return read_structure(path)[0]

@@ -20,7 +20,25 @@ import numpy as np
 
 from featmap.net.onnx.operators import attrs
 
-__all__ = ["fold"]
+__all__ = ["FIRST_INPUT_ONLY", "fold"]
+
+#: Inputs of these operators beyond the first are parameters (a shape, split sizes, bounds), not data.
+FIRST_INPUT_ONLY = {
+    "Reshape",
+    "Split",
+    "Slice",
+    "Clip",
+    "Pad",
+    "Resize",
+    "Upsample",
+    "ReduceMean",
+    "Squeeze",
+    "Unsqueeze",
+    "Dropout",
+    "Gather",
+    "Expand",
+    "Tile",
+}
 
 _ARITHMETIC = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}
 

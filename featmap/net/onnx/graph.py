@@ -6,61 +6,47 @@ SiLU). Shape plumbing (``Shape``, ``Gather``… feeding a ``Reshape``) is not on
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from featmap.enums import Activation
 from featmap.errors import FeatmapError
-from featmap.net.layers import Act, LayerSpec, Parallel, Sequential, Split
-from featmap.net.onnx.folding import fold
-from featmap.net.onnx.operators import MERGES, Context, Unsupported, attrs, map_node
+from featmap.net.layers import LayerSpec, Parallel, Sequential, Split
+from featmap.net.onnx.folding import FIRST_INPUT_ONLY, fold
+from featmap.net.onnx.operators import MERGES, OPERATORS, Context, Unsupported, attrs, map_node
+from featmap.net.onnx.patterns import chain_concats, fuse_patterns, simplified_gate, unique_names
+from featmap.net.onnx.refusals import CONTROL_FLOW, Refusals
+from featmap.net.onnx.tensors import TensorRef
+from featmap.net.onnx.weights import weight_refs
 from featmap.net.plan import plan_layers
 
 __all__ = ["GraphStructure", "NotExpressible"]
 
 Shape = tuple[int, ...]
 
-#: Inputs of these operators beyond the first are parameters (a shape, split sizes, bounds), not data.
-_FIRST_INPUT_ONLY = {
-    "Reshape",
-    "Split",
-    "Slice",
-    "Clip",
-    "Pad",
-    "Resize",
-    "Upsample",
-    "ReduceMean",
-    "Squeeze",
-    "Unsqueeze",
-    "Dropout",
-    "Gather",
-    "Expand",
-    "Tile",
-}
-
 
 class NotExpressible(Exception):
     """The graph's wiring has no featmap form (a tensor used across branches, a loop…)."""
 
 
-def _short(name: str) -> str | None:
-    """The module path in a PyTorch export's node name (``/features/features.0/Conv`` → ``features.0``)."""
-    parts = [p for p in name.split("/") if p]
-    if len(parts) >= 2:
-        return parts[-2]
-    return re.sub(r"[^\w.-]", "_", name) or None
-
-
 class GraphStructure:
     """The data path of ``graph`` (an ``onnx.GraphProto``), ready to be turned into featmap layers."""
 
-    def __init__(self, graph: Any, shapes: dict[str, Shape], values: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        graph: Any,
+        shapes: dict[str, Shape],
+        values: dict[str, np.ndarray],
+        model: Any = None,
+        read: Callable[[str], np.ndarray | None] | None = None,
+    ) -> None:
         self.graph = graph
-        self.nodes = list(graph.node)
+        self.nodes = fuse_patterns(list(graph.node), values, {o.name for o in graph.output})
+        self.names = unique_names(self.nodes)
+        #: Each weighted layer's tensors by layer name (`featmap.net.onnx.weights`).
+        self.refs: dict[str, dict[str, TensorRef]] = {}
         self.constants = set(shapes)
         self.producer: dict[str, int] = {}
         for index, node in enumerate(self.nodes):
@@ -68,29 +54,17 @@ class GraphStructure:
                 self.producer[out] = index
         self.values = values
         self.onnx_shapes: dict[str, Shape] = {}
-        self.ctx = Context(shapes, values, self._next, self.evaluate)
-        self._chain_concats()
-        self.unsupported: Counter[tuple[str, str]] = Counter()
-        self.first_seen: dict[tuple[str, str], str] = {}
+        self.ctx = Context(shapes, values, self._next, self.evaluate, read or (lambda name: None))
+        chain_concats(self.nodes, self.producer)
+        self.refused = Refusals(model)
+        for index, node in enumerate(self.nodes):
+            if node.op_type in CONTROL_FLOW:
+                self.refused.note(self.names[index], node.op_type, CONTROL_FLOW[node.op_type], index)
         self.skip: set[int] = set()
         self.open_forks: set[tuple[str, str]] = set()
         self._data_path()
 
     # ------------------------------------------------------------------ graph facts
-
-    def _chain_concats(self) -> None:
-        """``Concat(a, b, c)`` where ``Concat(a, b)`` exists becomes ``Concat(that, c)`` (DenseNet's layers each
-        concatenate every earlier output: as a chain, each layer is a concat of its input and its new maps)."""
-        by_inputs: dict[tuple[str, ...], str] = {}
-        for node in self.nodes:
-            if node.op_type != "Concat":
-                continue
-            inputs = tuple(node.input)
-            prefix = by_inputs.get(inputs[:-1]) if len(inputs) > 2 else None
-            by_inputs.setdefault(inputs, node.output[0])
-            if prefix is not None and attrs(node).get("axis") == attrs(self.nodes[self.producer[prefix]]).get("axis"):
-                del node.input[:]
-                node.input.extend([prefix, inputs[-1]])
 
     def evaluate(self, name: str, depth: int = 0) -> np.ndarray | None:
         """The value of a small tensor computed from shapes and constants (export-time shape plumbing)."""
@@ -116,7 +90,7 @@ class GraphStructure:
         return value
 
     def data_inputs(self, node: Any) -> list[str]:
-        names = node.input[:1] if node.op_type in _FIRST_INPUT_ONLY else node.input
+        names = node.input[:1] if node.op_type in FIRST_INPUT_ONLY else node.input
         return [n for n in names if n and n not in self.constants]
 
     def _data_path(self) -> None:
@@ -163,10 +137,13 @@ class GraphStructure:
         layers, _, _ = self.sequence(start, self.graph.output[0].name, input_shape, "nchw")
         return tuple(layers)
 
+    def name_of(self, node: Any) -> str:
+        return self.names[self.producer[node.output[0]]]
+
     def note(self, node: Any, reason: str) -> None:
-        key = (node.op_type, reason)
-        self.unsupported[key] += 1
-        self.first_seen.setdefault(key, node.name or node.op_type)
+        standard = node.domain in ("", "ai.onnx")
+        op = node.op_type if standard else f"{node.domain}.{node.op_type}"
+        self.refused.note(self.name_of(node), op, reason, self.producer[node.output[0]])
 
     def plan_shape(self, layers: Sequence[LayerSpec], shape: Shape | None, node: Any) -> Shape | None:
         if shape is None or not layers:
@@ -174,7 +151,7 @@ class GraphStructure:
         try:
             planned = plan_layers(layers, shape)
         except FeatmapError as exc:
-            raise NotExpressible(f"node {node.name or node.op_type!r} ({node.op_type}): {exc.problem}") from None
+            raise NotExpressible(f"node {self.name_of(node)!r} ({node.op_type}): {exc.problem}") from None
         return planned[-1].plan.out_shape
 
     def sequence(
@@ -201,18 +178,26 @@ class GraphStructure:
         return layers, shape, layout
 
     def one(self, node: Any, shape: Shape | None, layout: str) -> tuple[list[LayerSpec], Shape | None, str]:
-        """One node's layers, planned; an unmapped node is noted and the shape is unknown from there on."""
-        try:
-            mapped, layout = map_node(node, shape or (), layout, self.ctx)
-        except Unsupported as exc:
-            self.note(node, str(exc))
+        """One node's layers, planned and named after it; an unmapped node is noted and mapping goes on with the
+        shape ONNX infers for its output, else its input's (unknown: later nodes are noted only when their operator
+        is unknown)."""
+        if shape is None and (node.op_type not in OPERATORS or node.domain not in ("", "ai.onnx")):
+            self.note(node, "no featmap layer for this operator")
+        if shape is None:
             return [], None, layout
-        name = _short(node.name)
-        if name and len(mapped) == 1:
-            from dataclasses import replace
-
-            mapped = [replace(mapped[0], name=name)]
-        self._fold(node, mapped)
+        try:
+            mapped, layout = map_node(node, shape, layout, self.ctx)
+        except Unsupported as exc:
+            self.note(node, str(exc))  # then on with ONNX's shape of its output, else as if element-wise
+            return [], self.refused.inferred(node.output[0], layout) or shape, layout
+        follower = self._next(node)
+        name = self.name_of(self._fold(node, mapped))  # a layer made of several nodes is named after the last
+        mapped = [replace(layer, name=name if k == len(mapped) - 1 else f"{name}:{type(layer).__name__.lower()}")
+                  for k, layer in enumerate(mapped)]  # fmt: skip
+        for layer in mapped:
+            refs = weight_refs(node, layer, self.ctx, follower)
+            if refs:
+                self.refs[str(getattr(layer, "name", ""))] = refs  # every layer kind has a name
         before = shape
         shape = self.plan_shape(mapped, shape, node)
         self._check_weights(node, mapped, before)
@@ -231,16 +216,23 @@ class GraphStructure:
         else:
             self.onnx_shapes[tensor] = (1, *shape)
 
-    def _fold(self, node: Any, mapped: list[LayerSpec]) -> None:
-        """Nodes a mapping took in with this one: a MatMul's bias Add, a channel shuffle's Transpose, Reshape."""
+    def _fold(self, node: Any, mapped: list[LayerSpec]) -> Any:
+        """Nodes a mapping took in with this one (a MatMul's bias Add, a channel shuffle's Transpose, Reshape) are
+        skipped from here on; returns the last of them (``node`` itself when there are none)."""
         follower = self._next(node)
         if node.op_type == "MatMul" and getattr(mapped[0], "bias", False) and follower is not None:
             self.skip.add(self.producer[follower.output[0]])
+            return follower
         if node.op_type == "Reshape" and mapped and type(mapped[0]).__name__ == "ChannelShuffle":
             assert follower is not None
             self.skip.add(self.producer[follower.output[0]])
             after = self._next(follower)
             self.skip.add(self.producer[after.output[0]])
+            return after
+        if node.op_type == "Reshape" and not mapped and follower is not None and follower.op_type == "Gather":
+            self.skip.add(self.producer[follower.output[0]])  # `restrides`: the pair gives the tensor back
+            return follower
+        return node
 
     def _check_weights(self, node: Any, mapped: Sequence[LayerSpec], shape: Shape | None) -> None:
         """The initializers of ``node`` (and a folded bias) hold as many values as featmap's plan counts."""
@@ -253,11 +245,13 @@ class GraphStructure:
         if node.op_type not in ("Conv", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization", "Mul"):
             return  # other inputs are settings (a shape, bounds, axes), not weights
         held = sum(int(np.prod(self.ctx.shapes[n])) for n in names)
+        if node.op_type == "LayerNormalization" and len(names) == 1:
+            held *= 2  # no bias input: featmap's shift is zeros
         plan = plan_layers(mapped, shape)[0].plan
         counted = plan.params + plan.non_trainable
         if held != counted:
             raise NotExpressible(
-                f"node {node.name or node.op_type!r} ({node.op_type}): its weights hold {held:,} values but a "
+                f"node {self.name_of(node)!r} ({node.op_type}): its weights hold {held:,} values but a "
                 f"{plan.kind} on {'×'.join(map(str, shape))} has {counted:,}"
             )
 
@@ -292,9 +286,7 @@ class GraphStructure:
         join = self.nodes[join_index]
         mode = MERGES.get(join.op_type)
         if mode is None:
-            raise NotExpressible(
-                f"branches meet at a {join.op_type} node ({join.name!r}); featmap merges by Add, Concat, Mul"
-            )
+            return self._refused_join(tensor, join, shape, layout)
         self._check_axis(join, layout, shape)
         branches: list[Sequential] = []
         groups = self._groups(tensor, starts, self.data_inputs(join)) if split is None and mode == "concat" else None
@@ -310,11 +302,24 @@ class GraphStructure:
             else:  # an exporter flattened a nested concat: rebuild it from where its inputs part
                 body, layout_after = self._nested_concat(begin, names, start_shape, layout)
             branches.append(Sequential((*lead, *body), f"branch{k + 1}"))
-        merged: LayerSpec = Parallel(tuple(branches), mode, _short(join.name) or mode)
-        merged = _simplified(merged)
+        merged: LayerSpec = Parallel(tuple(branches), mode, self.name_of(join))
+        merged = simplified_gate(merged)
         new_shape = self.plan_shape([merged], shape, join)
         self.record(join.output[0], new_shape, layout_after)
         return merged, join.output[0], new_shape, layout_after
+
+    def _refused_join(
+        self, tensor: str, join: Any, shape: Shape | None, layout: str
+    ) -> tuple[LayerSpec, str, Shape | None, str]:
+        """Branches that meet at a node featmap cannot merge by: noted, and their own nodes judged, then mapping
+        goes on after it."""
+        self.note(join, f"branches meet at a {join.op_type} node; featmap merges by Add, Concat, Mul")
+        for name in self.data_inputs(join):
+            try:
+                self.sequence(tensor, name, shape, layout)
+            except NotExpressible:
+                pass
+        return Sequential((), self.name_of(join)), join.output[0], self.refused.inferred(join.output[0], layout), layout
 
     def _groups(self, tensor: str, starts: list[int], inputs: list[str]) -> list[list[str]]:
         """A concat's inputs in runs reached through the same first node from ``tensor`` (one branch each)."""
@@ -360,7 +365,12 @@ class GraphStructure:
             sizes = self.ctx.value(split.input[1]).tolist()
         for j, out in enumerate(split.output):
             if out == target or any(self._reaches(c, target) for c in self.consumers.get(out, [])):
-                part = Split(j, sizes=tuple(int(s) for s in sizes)) if sizes else Split(j, chunks=len(split.output))
+                name = f"{self.name_of(split)}:{j}"
+                part = (
+                    Split(j, sizes=tuple(int(s) for s in sizes), name=name)
+                    if sizes
+                    else Split(j, chunks=len(split.output), name=name)
+                )
                 return out, [part]
         raise NotExpressible(f"no output of split {split.name!r} leads to {target!r}")
 
@@ -373,16 +383,3 @@ class GraphStructure:
         channel = {1, 1 - rank} if layout == "nchw" else {rank - 1, -1}
         if axis not in channel:
             raise NotExpressible(f"concat {join.name!r} along axis {axis} (featmap concatenates channels)")
-
-
-def _simplified(merged: LayerSpec) -> LayerSpec:
-    """``x · sigmoid(x)`` is SiLU, ``x · hardsigmoid(x)`` is hardswish: one activation instead of a gate."""
-    if not isinstance(merged, Parallel) or merged.merge_mode != "mul" or len(merged.branches) != 2:
-        return merged
-    first, second = (b.layers for b in merged.branches)
-    for identity, gate in ((first, second), (second, first)):
-        if not identity and len(gate) == 1 and isinstance(gate[0], Act):
-            kind = {"sigmoid": "silu", "hardsigmoid": "hardswish"}.get(gate[0].kind.value)
-            if kind:
-                return Act(Activation(kind), name=merged.name)
-    return merged

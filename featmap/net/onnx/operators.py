@@ -48,6 +48,8 @@ class Context:
     values: Mapping[str, np.ndarray]
     next_node: Callable[[Any], Any]
     evaluate: Callable[[str], np.ndarray | None] = lambda name: None
+    #: A stored tensor too large to be kept with the graph (an index table), read from the file; None if not one.
+    read: Callable[[str], np.ndarray | None] = lambda name: None
 
     def shape(self, name: str) -> Shape:
         if name not in self.shapes:
@@ -59,6 +61,8 @@ class Context:
         if name in self.values:
             return self.values[name]
         found = self.evaluate(name)
+        if found is None:
+            found = self.read(name)
         if found is None:
             raise Unsupported(f"input {name!r} is not a constant")
         return found
@@ -251,7 +255,22 @@ def _flatten(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSp
     return [] if len(shape) == 1 else [Flatten()]
 
 
+def restrides(node: Any, follower: Any, shape: Shape, layout: str, ctx: Context) -> bool:
+    """Whether ``node`` (a Reshape to ``[-1]``) and ``follower`` (a Gather of every element in order, shaped as the
+    tensor was) give the tensor back unchanged: torch's dynamo export of ``as_strided`` (ConvNeXt's head)."""
+    if follower is None or follower.op_type != "Gather" or attrs(follower).get("axis", 0) != 0 or len(shape) != 3:
+        return False
+    if [int(v) for v in ctx.value(node.input[1]).reshape(-1)] != [-1]:
+        return False
+    indices = ctx.value(follower.input[1])
+    h, w, c = shape
+    as_onnx = (1, c, h, w) if layout == "nchw" else (1, h, w, c)
+    return tuple(indices.shape) == as_onnx and np.array_equal(indices.reshape(-1), np.arange(indices.size))
+
+
 def _reshape(node: Any, shape: Shape, layout: str, ctx: Context) -> list[LayerSpec]:
+    if restrides(node, ctx.next_node(node), shape, layout, ctx):
+        return []
     target = [int(v) for v in ctx.value(node.input[1]).reshape(-1)]
     if len(target) == 2 and target[1] in (-1, math.prod(shape)):
         return [] if len(shape) == 1 else [Flatten()]
@@ -350,7 +369,9 @@ LAYOUT_AFTER = {(0, 2, 3, 1): "nhwc", (0, 3, 1, 2): "nchw"}
 def map_node(node: Any, shape: Shape, layout: str, ctx: Context) -> tuple[list[LayerSpec], str]:
     """The featmap layers for one node and the layout after it; `Unsupported` when there are none."""
     mapper = OPERATORS.get(node.op_type)
-    if mapper is None or node.domain not in ("", "ai.onnx"):
+    if node.domain not in ("", "ai.onnx"):
+        raise Unsupported(f"an operator of the {node.domain!r} domain, not standard ONNX")
+    if mapper is None:
         raise Unsupported("no featmap layer for this operator")
     layers = mapper(node, shape, layout, ctx)
     if node.op_type == "Transpose":
