@@ -140,7 +140,7 @@ def resolve_layers(layers: Any) -> Model:
     layer tokens (``["conv:6@5x5", "maxpool:2"]``); a `Model` is returned as it is; anything else is
     taken as layer objects.
     """
-    from featmap.net.spec import Model, list_models, load_model, parse_file, parse_tokens
+    from featmap.net.spec import Model, list_models, load_model, parse_tokens
 
     if isinstance(layers, Model):
         return layers
@@ -153,7 +153,9 @@ def resolve_layers(layers: Any) -> Model:
         if isinstance(layers, str) and text in {m.name for m in list_models()}:
             return load_model(text)
         if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
-            return parse_file(text)
+            from featmap.net.networks import load_network_file
+
+            return load_network_file(text)  # a spec, or an ONNX model by its first bytes
         return load_model(text)  # its error lists the presets
     items = tuple(layers)
     if not items:
@@ -269,10 +271,11 @@ def forward(
     if isinstance(weights, dict):
         tensors = weights
     elif weights is not None or (init is None and model.weights is not None):
-        from featmap.net.weights import is_keras_file, load_weights
+        from featmap.net.networks import load_network_weights
+        from featmap.net.weights import is_keras_file
 
         file = weights if weights is not None else model.weights
-        tensors = dict(load_weights(file))  # type: ignore[arg-type]
+        tensors = load_network_weights(file)  # type: ignore[arg-type]
         layout = "keras" if is_keras_file(file) else layout  # type: ignore[arg-type]
     source = WeightSource(tensors, init, seed, layout)
     return run_network(model.layers, pixels, source, upto=upto)

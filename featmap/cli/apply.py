@@ -161,11 +161,14 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
         flag = stray[0].replace("_", "-")
         raise click.UsageError(f"--{flag} applies to -k kernels; a network's layers carry their own options")
     from featmap.io.images import parse_color
-    from featmap.net.spec import load_model, parse_file
+    from featmap.net.networks import load_network_file
+    from featmap.net.spec import load_model
     from featmap.run.jobs import make_output
     from featmap.run.netjob import make_network_job
 
-    model = load_model(opts["model"]) if opts["model"] else parse_file(opts["spec_file"], kernel_dirs=kernel_dirs)
+    model = (
+        load_model(opts["model"]) if opts["model"] else load_network_file(opts["spec_file"], kernel_dirs=kernel_dirs)
+    )
     output = make_output(
         **{**{name: opts[name] for name in _OUTPUT_OPTIONS}, "out_dir": local_out_dir(opts["out_dir"])}
     )

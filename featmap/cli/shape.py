@@ -60,9 +60,9 @@ def shape(
 
 def _onnx_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | None:
     """The ONNX file given as ``featmap shape model.onnx`` or ``--spec model.onnx``, if any."""
-    from featmap.net.onnx import is_onnx_path
+    from featmap.net.onnx import is_onnx_file, is_onnx_path
 
-    if spec_file is not None and is_onnx_path(spec_file):
+    if spec_file is not None and is_onnx_file(spec_file):
         return spec_file
     if len(tokens) == 1 and is_onnx_path(tokens[0]):
         return Path(tokens[0])

@@ -51,9 +51,9 @@ _NOMINAL_HW = (224, 224)
 @lru_cache(maxsize=4)
 def _read_weights(path: str, mtime_ns: int) -> dict[str, NDArray[np.floating]]:
     """A weights file, read once per process (a batch runs many images with it)."""
-    from featmap.net.weights import load_weights
+    from featmap.net.networks import load_network_weights
 
-    return dict(load_weights(path))
+    return load_network_weights(path)
 
 
 @dataclass(frozen=True)
@@ -159,17 +159,8 @@ class NetworkJob:
 
 
 def _safe(name: str) -> str:
-    """A layer name as a folder name: ``/layer1/layer1.0/conv1/Conv`` (an ONNX node) → ``layer1_layer1.0_conv1_Conv``;
-    past 60 characters the end is kept (it names the node; the folder's number keeps it unique).
-
-    >>> _safe("/features/features.denseblock4/features.denseblock4.denselayer16/conv2/Conv")
-    'features.denseblock4.denselayer16_conv2_Conv'
-    """
-    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")
-    if len(text) > 60:
-        text = text[-60:]
-        text = text[text.index("_") + 1 :] if "_" in text[:-1] else text
-    return text or "layer"
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")  # an ONNX node /a/b/Conv: a_b_Conv
+    return (text if len(text) <= 60 else text[-60:].partition("_")[2] or text[-60:]) or "layer"  # long: its end
 
 
 def make_network_job(

@@ -131,8 +131,7 @@ class _Mapped:
 
 def _size_checked(p: Path) -> int:
     """The file's size, refused over the weights limit (an ONNX file is mostly weights) before it is read."""
-    from featmap.net.weights import BYTES_ENV
-    from featmap.net.weights._common import DEFAULT_BYTES, limit
+    from featmap.net.weights._common import BYTES_ENV, DEFAULT_BYTES, limit
 
     try:
         size = p.stat().st_size

@@ -336,12 +336,6 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
     ``kernel_dirs`` before the built-in library.
     """
     p = Path(path)
-    from featmap.net.onnx import is_onnx_file
-
-    if is_onnx_file(p):  # recognised before the text path: an ONNX file is binary and mostly weights
-        from featmap.net.onnx import load_onnx
-
-        return load_onnx(p)
     doc = read_document(p, SpecError, "check the path, or see --list-models")
     if isinstance(doc, list):
         doc = {"layers": doc}

@@ -1,0 +1,46 @@
+"""A network file by what it holds: a YAML/JSON layer spec (`featmap.net.spec`) or an ONNX model
+(`featmap.net.onnx`, recognised by its extension or its first bytes, before any text is read), and the tensors of
+a weights file: ``.npz``, ``.safetensors`` or Keras (`featmap.net.weights`), or an ONNX model's own initializers.
+
+The one place that tells the two kinds apart, above both readers (neither imports the other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from featmap.net.spec import Model
+
+__all__ = ["load_network_file", "load_network_weights"]
+
+
+def load_network_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> Model:
+    """The `Model` in the file at ``path``: an ONNX model (its weights are the file itself) or a spec file."""
+    from featmap.net.onnx import is_onnx_file
+
+    if is_onnx_file(path):
+        from featmap.net.onnx import load_onnx
+
+        return load_onnx(path)
+    from featmap.net.spec import parse_file
+
+    return parse_file(path, kernel_dirs=kernel_dirs)
+
+
+def load_network_weights(path: str | Path) -> dict[str, NDArray[np.floating[Any]]]:
+    """The tensors of the weights file at ``path`` by name; an ONNX model's initializers by the keys of the layers
+    mapped from it."""
+    from featmap.net.onnx import is_onnx_file
+
+    if Path(path).is_file() and is_onnx_file(path):
+        from featmap.net.onnx import onnx_weights
+
+        return onnx_weights(path)
+    from featmap.net.weights import load_weights
+
+    return dict(load_weights(path))
