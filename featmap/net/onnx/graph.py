@@ -43,7 +43,7 @@ class GraphStructure:
         read: Callable[[str], np.ndarray | None] | None = None,
     ) -> None:
         self.graph = graph
-        self.nodes = fuse_patterns(list(graph.node), values, {o.name for o in graph.output})
+        self.nodes = fuse_patterns(list(graph.node), values, {o.name for o in graph.output}, set(shapes))
         self.names = unique_names(self.nodes)
         #: Each weighted layer's tensors by layer name (`featmap.net.onnx.weights`).
         self.refs: dict[str, dict[str, TensorRef]] = {}

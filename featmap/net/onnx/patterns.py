@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +58,16 @@ def _close(value: float | None, target: float) -> bool:
 
 
 class _Graph:
-    def __init__(self, nodes: list[Any], values: Mapping[str, np.ndarray], outputs: set[str]) -> None:
+    def __init__(
+        self,
+        nodes: list[Any],
+        values: Mapping[str, np.ndarray],
+        outputs: set[str],
+        constants: AbstractSet[str] = frozenset(),
+    ) -> None:
         self.nodes = nodes
         self.values = values
+        self.constants = constants  # every stored tensor (initializer or Constant), small or not
         self.outputs = outputs
         self.producer = {out: i for i, node in enumerate(nodes) for out in node.output}
         self.consumers: dict[str, list[int]] = {}
@@ -98,8 +106,54 @@ class _Graph:
                 return data, factor
         return None
 
-    def gelu(self, erf: Any) -> tuple[str, list[Any]] | None:
-        """``(x, nodes)`` when ``erf`` is the heart of an erf-spelled GELU of ``x``: the nodes it is made of."""
+    def axes(self, node: Any) -> list[int] | None:
+        """A ReduceMean's axes (an attribute below opset 18, an input from it)."""
+        for attribute in node.attribute:
+            if attribute.name == "axes":
+                return list(attribute.ints)
+        value = self.values.get(node.input[1]) if len(node.input) > 1 else None
+        return None if value is None else [int(v) for v in value.reshape(-1)]
+
+    def follow(self, tensor: str, op: str) -> Any:
+        """The one consumer of ``tensor`` when it is an ``op`` node, else None."""
+        node = self.only_consumer(tensor)
+        return node if node is not None and node.op_type == op else None
+
+    def layernorm(self, mean: Any) -> tuple[Any, list[Any]] | None:
+        """``(LayerNormalization node, nodes)`` when ``mean`` starts a layer norm over the last axis spelled out
+        (PyTorch's export below opset 17): ``d = x - mean(x)``, ``d / sqrt(mean(d²) + eps) · weight + bias``."""
+        if self.axes(mean) != [-1]:
+            return None
+        x = mean.input[0]
+        sub = self.follow(mean.output[0], "Sub")
+        if sub is None or list(sub.input) != [x, mean.output[0]]:
+            return None
+        d = sub.output[0]
+        readers = [self.nodes[i] for i in self.consumers.get(d, [])]
+        power: Any = next(
+            (n for n in readers if n.op_type == "Pow" and _close(_scalar(self.values, n.input[1]), 2)), None
+        )
+        var: Any = None if power is None else self.follow(power.output[0], "ReduceMean")
+        add: Any = None if var is None or self.axes(var) != [-1] else self.follow(var.output[0], "Add")
+        eps = None if add is None else _scalar(self.values, self.other(add, var.output[0]) or "")
+        root: Any = None if eps is None else self.follow(add.output[0], "Sqrt")
+        div: Any = None if root is None else self.follow(root.output[0], "Div")
+        if div is None or list(div.input) != [d, root.output[0]] or len(readers) != 2 or d in self.outputs:
+            return None
+        scale: Any = self.follow(div.output[0], "Mul")
+        weight = None if scale is None else self.other(scale, div.output[0])
+        shift: Any = None if weight is None or weight not in self.constants else self.follow(scale.output[0], "Add")
+        bias: Any = None if shift is None else self.other(shift, scale.output[0])
+        if bias is None or bias not in self.constants:
+            return None
+        from onnx import helper
+
+        attributes = [helper.make_attribute("axis", -1), helper.make_attribute("epsilon", eps)]
+        fused = Node("LayerNormalization", shift.name, [x, str(weight), bias], [shift.output[0]], attribute=attributes)
+        return fused, [mean, sub, power, var, add, root, div, scale, shift]
+
+    def gelu(self, erf: Any) -> tuple[Any, list[Any]] | None:
+        """``(Gelu node, nodes)`` when ``erf`` is the heart of an erf-spelled GELU: the nodes it is made of."""
         found = self.scaled(erf.input[0])
         if found is None or not _close(found[1], 1 / math.sqrt(2)):
             return None
@@ -131,30 +185,31 @@ class _Graph:
             used.append(mul)
             tensor = mul.output[0]
             if has_x and _close(factor, 0.5):
-                return x, used
+                return Node("Gelu", mul.name, [x], [mul.output[0]]), used
         return None
 
 
-def fuse_patterns(nodes: list[Any], values: Mapping[str, np.ndarray], outputs: set[str]) -> list[Any]:
-    """``nodes`` with each erf-spelled GELU replaced by one ``Gelu`` node (in the place of its last node);
-    ``values`` are the graph's small constants and ``outputs`` its output names (never fused away)."""
-    if not any(node.op_type == "Erf" for node in nodes):
+def fuse_patterns(
+    nodes: list[Any], values: Mapping[str, np.ndarray], outputs: set[str], constants: AbstractSet[str] = frozenset()
+) -> list[Any]:
+    """``nodes`` with each erf-spelled GELU replaced by one ``Gelu`` node and each spelled-out layer norm by one
+    ``LayerNormalization`` node (each in the place of its last node); ``values`` are the graph's small constants
+    and ``outputs`` its output names (never fused away); ``constants`` names every stored tensor."""
+    if not any(node.op_type in ("Erf", "ReduceMean") for node in nodes):
         return nodes
-    graph = _Graph(nodes, values, outputs)
+    graph = _Graph(nodes, values, outputs, constants)
     replaced: dict[int, Any] = {}
     dropped: set[int] = set()
     for node in nodes:
-        if node.op_type != "Erf":
-            continue
-        found = graph.gelu(node)
+        found = graph.gelu(node) if node.op_type == "Erf" else None
+        found = graph.layernorm(node) if node.op_type == "ReduceMean" else found
         if found is None:
             continue
-        x, used = found
-        last = used[-1]
+        fused, used = found
         indices = [graph.producer[n.output[0]] for n in used]
         if dropped.intersection(indices):
             continue
-        replaced[indices[-1]] = Node("Gelu", last.name, [x], [last.output[0]])
+        replaced[indices[-1]] = fused
         dropped.update(indices)
     return [replaced.get(i, node) for i, node in enumerate(nodes) if i not in dropped or i in replaced]
 
