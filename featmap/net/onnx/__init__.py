@@ -44,7 +44,7 @@ _MODEL_FIELD_KEYS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72}
 
 def is_onnx_file(path: str | Path) -> bool:
     """Whether ``path`` is an ONNX model: by its extension, or by its first bytes (a ``ModelProto`` opens with its
-    ``ir_version``, field 1: byte 0x08, a version from 3 to 12, then the key of another model field; no YAML or
+    ``ir_version``, field 1: byte 0x08, a version from 3 to 40, then the key of another model field; no YAML or
     JSON text, zip, HDF5 or safetensors header of a usual size starts so)."""
     if is_onnx_path(path):
         return True
@@ -53,7 +53,7 @@ def is_onnx_file(path: str | Path) -> bool:
             head = handle.read(3)
     except OSError:
         return False
-    return len(head) == 3 and head[0] == 0x08 and 3 <= head[1] <= 12 and head[2] in _MODEL_FIELD_KEYS
+    return len(head) == 3 and head[0] == 0x08 and 3 <= head[1] <= 40 and head[2] in _MODEL_FIELD_KEYS
 
 
 def _import_onnx() -> Any:
