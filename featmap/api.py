@@ -221,6 +221,8 @@ def forward(
     seed: int = 0,
     layout: str = "torch",
     upto: str | None = None,
+    preprocess: str | None = None,
+    resize: str | None = None,
 ) -> NetworkResult:
     """Run a whole layer stack on an image: every layer's output, the summary of the same plans, the warnings.
 
@@ -241,6 +243,10 @@ def forward(
         Names and layout of ``weights``.
     upto : str, optional
         Stop after this layer (number, key or name, as `shape` shows).
+    preprocess, resize : str, optional
+        The input transform over the model's own (`featmap.net.preprocess`: ``imagenet``, ``imagenet-299``,
+        ``white-on-black``, ``none``) and its resize mode (``crop``, ``stretch``, ``pad``). A preset applies its
+        own: torchvision's resize, centre crop and ImageNet normalisation, LeNet-5's white-on-black digits.
 
     Returns
     -------
@@ -259,14 +265,18 @@ def forward(
     (30, 30, 2)
     """
     from featmap.core.ops import as_float_image
+    from featmap.net.preprocess import prepare
+    from featmap.net.preprocess import resolve as resolve_preprocess
     from featmap.run.executor import WeightSource, run_network
-    from featmap.run.netjob import fit_input, load_for_network
+    from featmap.run.netinput import load_for_network
 
     model = resolve_layers(layers)
     if isinstance(image, (str, os.PathLike)):
-        pixels, _, _ = load_for_network(image, model)
+        pixels, _, notes = load_for_network(image, model, preprocess=preprocess, resize=resize)
     else:
-        pixels, _ = fit_input(as_float_image(image, "image"), model)
+        pre = resolve_preprocess(model.preprocess, preprocess, resize)
+        prepared = prepare(as_float_image(image, "image"), model.input_shape, pre)
+        pixels, notes = prepared.tensor, prepared.notes
     tensors: dict[str, Any] = {}
     if isinstance(weights, dict):
         tensors = weights
@@ -278,7 +288,10 @@ def forward(
         tensors = load_network_weights(file)  # type: ignore[arg-type]
         layout = "keras" if is_keras_file(file) else layout  # type: ignore[arg-type]
     source = WeightSource(tensors, init, seed, layout)
-    return run_network(model.layers, pixels, source, upto=upto)
+    from dataclasses import replace
+
+    result = run_network(model.layers, pixels, source, upto=upto)
+    return replace(result, warnings=(*notes, *result.warnings)) if notes else result
 
 
 def kernel(

@@ -69,6 +69,24 @@ _JOB_OPTIONS = (
     help="Layout and names of --weights tensors.",
 )
 @click.option("--upto", default=None, help="Stop after this layer (number, key or name, as featmap shape shows).")
+@click.option(
+    "--preprocess",
+    default=None,
+    help="Input transform over the model's own: imagenet, imagenet-299, white-on-black or none.",
+)
+@click.option(
+    "--resize",
+    "resize_mode",
+    type=click.Choice(["crop", "stretch", "pad"]),
+    default=None,
+    help="Fit images to the network's input: shorter side + centre crop, stretch, or fit + black pad.",
+)
+@click.option(
+    "--labels",
+    "labels_file",
+    default=None,
+    help="Class names: a file (one a line, or JSON list/dict) or imagenet-1k; one per output.",
+)
 @kernel_options
 @conv_options
 @click.option("--color", is_flag=True, help="Keep RGB channels instead of converting to gray (BT.601 luma).")
@@ -135,7 +153,7 @@ def apply(
     _apply_batch(images, job, opts, as_json, (as_dict, view))
 
 
-_NETWORK_OPTIONS = ("weights", "init", "layout", "upto")
+_NETWORK_OPTIONS = ("weights", "init", "layout", "upto", "preprocess", "resize_mode", "labels_file")
 # -k's layer options: a network's layers carry their own.
 _KERNEL_ONLY = (
     "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
@@ -152,7 +170,8 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
             raise click.UsageError("give kernels (-k NAME) or a network (--spec FILE or --model NAME)")
         stray = [name for name in (*_NETWORK_OPTIONS, "seed", "channels") if _from_command_line(ctx, name)]
         if stray:
-            raise click.UsageError(f"--{stray[0]} goes with --spec or --model, not -k")
+            flag = {"resize_mode": "resize", "labels_file": "labels"}.get(stray[0], stray[0])
+            raise click.UsageError(f"--{flag} goes with --spec or --model, not -k")
         return None
     if kernel_specs or len(given) > 1:
         raise click.UsageError("give one of -k, --spec and --model")
@@ -182,6 +201,9 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
         output=output,
         background=parse_color(opts["background"]),
         max_pixels=opts["max_pixels"],
+        preprocess=opts["preprocess"],
+        resize=opts["resize_mode"],
+        labels=opts["labels_file"],
     )
 
 

@@ -216,6 +216,11 @@ def batch_view(report: BatchReport, problems: Sequence[tuple[str, str]], ignored
         ),
         counts,
     ]
+    if report.predictions:
+        shown = ", ".join(f"{label} × {count}" for label, count in report.predictions[:20])
+        more = len(report.predictions) - 20
+        where = f" (every image: {report.predictions_file})" if report.predictions_file else ""
+        parts.append(Text(f"predicted: {shown}" + (f", … {more} more classes" if more > 0 else "") + where))
     if report.failed or problems:
         failures = Table(title="failed", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
         failures.add_column("file", no_wrap=True)
@@ -259,4 +264,12 @@ def batch_dict(report: BatchReport, problems: Sequence[tuple[str, str]], ignored
         "seconds": round(report.seconds, 3),
         "images_per_second": round(report.images_per_second, 2),
         "interrupted": report.interrupted,
+        **(
+            {
+                "predictions": [{"label": label, "images": count} for label, count in report.predictions],
+                "predictions_file": str(report.predictions_file),
+            }
+            if report.predictions
+            else {}
+        ),
     }

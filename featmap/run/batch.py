@@ -75,6 +75,9 @@ class BatchReport:
     seconds: float
     interrupted: bool = False
     notes: tuple[str, ...] = ()
+    #: A network's batch: how many images each top-1 class got (most first), and predictions.csv.
+    predictions: tuple[tuple[str, int], ...] = ()
+    predictions_file: Path | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -216,9 +219,42 @@ def _run_batch(
         if reports:
             write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
     notes.extend(getattr(chosen, "notes", ()))
+    counts, csv_file = _predictions(items, processed, skipped, job, manifest.path, digest)
     return BatchReport(
-        tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, notes=tuple(notes)
+        tuple(processed),
+        tuple(skipped),
+        tuple(failed),
+        len(items),
+        clock() - started,
+        notes=tuple(notes),
+        predictions=counts,
+        predictions_file=csv_file,
     )
+
+
+def _predictions(
+    items: Sequence[InputImage],
+    processed: Sequence[ImageResult],
+    skipped: Sequence[str],
+    job: ApplyJob | NetworkJob,
+    manifest: Path,
+    digest: str,
+) -> tuple[tuple[tuple[str, int], ...], Path | None]:
+    """A network batch's class counts and ``predictions.csv`` (`featmap.io.writers.predictions`): this run's
+    images and, for the ones a resume skipped, the predictions their manifest records hold."""
+    if not isinstance(job, NetworkJob):
+        return (), None
+    from featmap.io.writers.predictions import class_counts, tops_from_manifest, write_predictions
+
+    tops = [(r.input.path, list(getattr(r, "top", ()))) for r in processed]
+    rows = [(path, [{"index": i, "label": label, "probability": p} for i, label, p in top]) for path, top in tops]
+    if skipped:
+        recorded = tops_from_manifest(manifest, digest)
+        given = {str(item.path): str(item.path.resolve()) for item in items}
+        rows += [(path, recorded.get(given.get(path, path), [])) for path in skipped]
+    if not any(top for _, top in rows):
+        return (), None
+    return class_counts(rows), write_predictions(job.output.out_dir, rows)
 
 
 def _targets_or_none(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path] | None:

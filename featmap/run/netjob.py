@@ -33,12 +33,14 @@ from numpy.typing import NDArray
 
 from featmap.errors import FeatmapError, OptionError, SpecError
 from featmap.io.discover import InputImage
-from featmap.io.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, load_image, resize_pixels
+from featmap.io.images import DEFAULT_MAX_PIXELS, ImageInfo
 from featmap.io.outputs import OutputOptions
 from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_layers, stop_after
+from featmap.net.preprocess import resolve as resolve_preprocess
 from featmap.net.spec import Model
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, WeightSource, iter_network, top_classes
+from featmap.run.netinput import check_job_labels, load_for_network, weights_layout, with_labels
 from featmap.run.netreport import ReportBuilder, extra_record, report_page, report_target
 
 __all__ = ["LayerFacts", "NetworkImageResult", "NetworkJob", "make_network_job", "process_network_image"]
@@ -70,6 +72,8 @@ class NetworkJob:
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     output: OutputOptions = field(default_factory=OutputOptions)
+    preprocess: str | None = None  # --preprocess NAME over the model's transform (featmap.net.preprocess)
+    resize: str | None = None  # --resize crop|stretch|pad
 
     @property
     def channels(self) -> int:
@@ -147,6 +151,7 @@ class NetworkJob:
             "layout": self.layout,
             "upto": self.upto,
             "background": self.background,
+            "input": [repr(resolve_preprocess(self.model.preprocess, self.preprocess, self.resize)), self.model.labels],
             "normalize": str(out.normalize),
             "bit_depth": out.bit_depth,
             "raw": out.raw,
@@ -174,19 +179,24 @@ def make_network_job(
     output: OutputOptions | None = None,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    preprocess: str | None = None,
+    resize: str | None = None,
+    labels: str | Path | None = None,
 ) -> NetworkJob:
     """A `NetworkJob` from named options. The weights come from ``weights`` (a file), else the model's own
-    weights file (a trained preset), else ``init``; a spec whose conv layers name kernels needs none."""
+    weights file (a trained preset), else ``init``; a spec whose conv layers name kernels needs none.
+    ``preprocess``/``resize`` override the model's input transform, ``labels`` its class names (`netinput`)."""
     if weights is not None and init is not None:
         raise SpecError("`weights`", "a weights file and a random `init` were both given", "give one of them")
     file = Path(weights) if weights is not None else (model.weights if init is None else None)
-    if file is not None and layout == "torch":
-        from featmap.net.weights import is_keras_file
-
-        layout = "keras" if is_keras_file(file) else layout  # Keras names, kernels and flatten order
+    layout = weights_layout(file, layout)  # a Keras file: Keras names, kernels and flatten order
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")
-    job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, output or OutputOptions())
+    resolve_preprocess(model.preprocess, preprocess, resize)  # an unknown name is refused before any work
+    model = with_labels(model, labels)
+    out = output or OutputOptions()
+    job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, out, preprocess, resize)
+    check_job_labels(job, str(labels) if labels is not None else f"{model.name}: labels")
     if upto is not None:  # any row featmap shape prints (a block stops after its last output: see stop_after)
         try:
             stop = stop_after(job.plan(job.nominal_shape), upto)
@@ -227,30 +237,9 @@ class NetworkImageResult:
     seconds: float
     records: tuple[dict[str, Any], ...] = ()
     maps: tuple[Any, ...] = ()
-
-
-def fit_input(pixels: NDArray[np.floating], model: Model) -> tuple[NDArray[np.floating], tuple[str, ...]]:
-    """``pixels`` resized to the model's declared input, if it declares one of another size (dense layers are
-    sized for it), and the note that says so."""
-    wanted = model.input_shape
-    if wanted is None or len(wanted) != 3 or pixels.shape[:2] == wanted[:2]:
-        return pixels, ()
-    note = f"resized {pixels.shape[1]}×{pixels.shape[0]} to the network's input {wanted[1]}×{wanted[0]}"
-    return resize_pixels(pixels, (wanted[0], wanted[1])), (note,)
-
-
-def load_for_network(
-    path: str | os.PathLike[str],
-    model: Model,
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> tuple[NDArray[np.floating], LoadedImage, tuple[str, ...]]:
-    """An image file as a network sees it: gray or RGB as its input declares, resized to it; the loaded image
-    and the notes (a resize)."""
-    color = model.input_shape is not None and model.input_shape[-1] == 3
-    image = load_image(path, color=color, background=background, max_pixels=max_pixels)
-    pixels, notes = fit_input(image.pixels, model)
-    return pixels, image, notes
+    #: What the network saw: the preprocessed tensor, and the same picture in [0, 1] for drawing.
+    network_input: NDArray[np.float32] | None = None
+    shown_input: NDArray[np.float32] | None = None
 
 
 def network_targets(
@@ -292,7 +281,9 @@ def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = F
     from featmap.io.writers.raw import save_raw
 
     started = time.perf_counter()
-    pixels, image, resized = load_for_network(item.path, job.model, job.background, job.max_pixels)
+    pixels, image, resized = load_for_network(
+        item.path, job.model, job.background, job.max_pixels, job.preprocess, job.resize
+    )
     nodes = job.plan(pixels.shape)
     source = job.weights()
     out = job.output
@@ -355,6 +346,8 @@ def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = F
     top: tuple[tuple[int, str, float], ...] = ()
     if last is not None and last.values.ndim == 1 and job.upto is None:
         top = tuple(top_classes(last.values, job.top, job.model.labels))
+        ranked = [{"index": i, "label": label, "probability": p} for i, label, p in top]
+        records = [{**r, "top": ranked} if r.get("layer") == last.node.path else r for r in records]  # manifest
     if sheet is not None:
         written = sheet.write(
             out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem),
@@ -371,7 +364,15 @@ def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = F
         replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)
     notes = (*resized, *replaced, *summary.warnings, *source.warnings)
     return NetworkImageResult(
-        image.info, tuple(facts), top, notes, digest, time.perf_counter() - started, tuple(records)
+        image.info,
+        tuple(facts),
+        top,
+        notes,
+        digest,
+        time.perf_counter() - started,
+        tuple(records),
+        network_input=pixels,
+        shown_input=image.pixels,
     )
 
 

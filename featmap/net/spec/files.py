@@ -71,6 +71,8 @@ class Model:
     source: str = ""
     weights: Path | None = None
     labels: tuple[str, ...] = ()
+    #: The input transform the network was trained with (`featmap.net.preprocess`): a name or a mapping.
+    preprocess: Any = None
 
 
 class _FileParser:
@@ -324,7 +326,7 @@ def _walk(value: Any, args: Mapping[str, Any], missing: Any) -> Any:
     return value
 
 
-_SPEC_KEYS = ("name", "description", "source", "input", "blocks", "layers", "weights", "labels")
+_SPEC_KEYS = ("name", "description", "source", "input", "blocks", "layers", "weights", "labels", "preprocess")
 
 
 def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> Model:
@@ -332,7 +334,9 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
     ``blocks``, ``name``, ``description``, ``source``, ``weights``, ``labels``).
 
     ``weights`` names a weights file relative to the spec; ``labels`` lists the class names of the last
-    layer's outputs. Kernels named by conv layers (``kernels: [sobel_x, sobel_y]``) are looked up in
+    layer's outputs (or names a label file beside the spec, or ``imagenet-1k``: `featmap.net.labels`);
+    ``preprocess`` is the input transform the network was trained with (`featmap.net.preprocess`). Kernels
+    named by conv layers (``kernels: [sobel_x, sobel_y]``) are looked up in
     ``kernel_dirs`` before the built-in library.
     """
     p = Path(path)
@@ -358,9 +362,11 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
     weights = doc.get("weights")
     if weights is not None and (not isinstance(weights, str) or not weights.strip()):
         raise SpecError(f"{p}: weights", f"must be a file name; got {brief(weights)}", "e.g. weights: my_net.npz")
-    labels = doc.get("labels") or []
-    if not isinstance(labels, list) or not all(isinstance(x, (str, int)) for x in labels):
-        raise SpecError(f"{p}: labels", "must be a list of class names", "e.g. labels: [cat, dog]")
+    from featmap.net.labels import spec_labels
+    from featmap.net.preprocess import check_spec_preprocess
+
+    labels = spec_labels(doc["labels"], p) if doc.get("labels") else ()
+    preprocess = check_spec_preprocess(doc.get("preprocess"), str(p))
     return Model(
         str(doc.get("name") or p.stem),
         layers,
@@ -368,7 +374,8 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
         str(doc.get("description") or ""),
         str(doc.get("source") or ""),
         None if weights is None else p.resolve().parent / weights,
-        tuple(str(x) for x in labels),
+        labels,
+        preprocess,
     )
 
 
