@@ -148,3 +148,24 @@ def test_spec_and_metadata_declarations(tmp_path: Path) -> None:
     assert from_metadata({}) is None
     with pytest.raises(OptionError, match="no transform named 'imagenett'"):
         resolve(None, "imagenett")
+
+
+def test_onnx_metadata_declares_the_transform(tmp_path: Path) -> None:
+    """An ONNX file whose metadata holds ``featmap.preprocess`` runs with that transform."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    helper.set_model_props(model, {"featmap.preprocess": '{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}'})
+    onnx.save(model, tmp_path / "m.onnx")
+    from featmap.net.onnx import load_onnx
+
+    assert resolve(load_onnx(tmp_path / "m.onnx").preprocess).std == (0.25, 0.25, 0.25)
+    out = featmap.forward(np.full((8, 8, 3), 0.75, np.float32), str(tmp_path / "m.onnx"))
+    assert np.allclose(out.logits, 1.0)  # (0.75 - 0.5) / 0.25 through the Relu

@@ -154,6 +154,7 @@ def _size_checked(p: Path) -> int:
 def _read(p: Path, input_shape: Shape | None) -> _Mapped:
     from featmap.net.onnx._wire import read_structure
     from featmap.net.onnx.graph import GraphStructure, NotExpressible
+    from featmap.net.preprocess import from_metadata
 
     onnx = _import_onnx()
     _size_checked(p)
@@ -196,6 +197,7 @@ def _read(p: Path, input_shape: Shape | None) -> _Mapped:
         f"ONNX graph ({producer}, opset {opset}, {len(graph.node)} nodes)",
         str(p),
         weights=p,
+        preprocess=from_metadata({prop.key: prop.value for prop in model.metadata_props}),
     )
     return _Mapped(mapped, _binding(structure, layers, in_shape), store)
 
