@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from featmap.io.manifest_index import index_lines, records
+from featmap.io.outputs import Manifest
 
 
 def reference(lines: list[str]) -> dict[str, tuple[str, str]]:
@@ -66,3 +68,34 @@ def test_records_keep_what_a_rerun_reads() -> None:
         {"input": "/p/b.png", "options": "o1", "status": "failed", "error": "bad"},
         {"input": '/p/q"d.png', "options": "o1", "png": "d/k.png", "status": "ok"},
     ]
+
+
+def test_manifest_resume_agrees_with_json_loads_on_odd_lines(tmp_path: Path) -> None:
+    """`Manifest` (the fast reader and the once-resolved resume check) answers as a plain json.loads reader."""
+    out = tmp_path / "out"
+    out.mkdir()
+    src = tmp_path / "in"
+    src.mkdir()
+    names = ["plain.png", "ünï cødé.png", 'q"uote.png', "back\\slash.png", "cut.png"]
+    for name in names:
+        (src / name).touch()
+    lines = [
+        line(input=str(src / n), kernel="k", options="o1", png=f"{i}/k.png", status="ok") for i, n in enumerate(names)
+    ]
+    lines.append(line(input=str(src / "plain.png"), options="o1", status="failed", error='bad "x" ü'))
+    lines[-2] = lines[-2][:-12]  # the last output's line cut short by a crash
+    lines.append(lines.pop(-2))  # ... and last in the file, with no newline
+    (out / "manifest.jsonl").write_text("".join(lines), encoding="utf-8")
+    expected = reference(lines)
+    assert set(expected) == {"0/k.png", "1/k.png", "2/k.png", "3/k.png"}
+    manifest = Manifest(out)
+    for i, name in enumerate(names):
+        target = out / str(i) / "k.png"
+        target.parent.mkdir()
+        target.touch()
+        want = expected.get(f"{i}/k.png") == (str((src / name).resolve()), "o1")
+        assert want == (i < 4)
+        assert manifest.complete([target], src / name, "o1") is want
+        assert manifest.made_by(target, src / name, "o1", finished=True) is want
+        assert manifest.complete([target], src / name, "o2") is False
+    assert manifest.complete([], src / "plain.png", "o1") is False

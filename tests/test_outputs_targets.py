@@ -34,3 +34,19 @@ def test_a_symlinked_subfolder_leading_out_is_refused(tmp_path: Path) -> None:
     (tmp_path / "out" / "photo").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(SpecError, match="points outside the output folder"):
         OutputOptions(tmp_path / "out").target(Path("/in/photo.jpg"), "k")
+
+
+@pytest.mark.parametrize("link", ["trip", "trip/photo"])
+def test_a_symlink_at_any_depth_leading_out_is_refused(tmp_path: Path, link: str) -> None:
+    """The resume's shortcut (a plain last name is inside when its folder is) still sees a link at any level."""
+    (tmp_path / "out" / "trip").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "photo").mkdir(parents=True)
+    if link == "trip":
+        (tmp_path / "out" / "trip").rmdir()
+        (tmp_path / "out" / "trip").symlink_to(tmp_path / "elsewhere")
+    else:
+        (tmp_path / "out" / "trip" / "photo").symlink_to(tmp_path / "elsewhere" / "photo")
+    options = OutputOptions(tmp_path / "out")
+    assert options.target(Path("/in/other.jpg"), "k", rel_dir=Path("plain")) == tmp_path / "out/plain/other/k.png"
+    with pytest.raises(SpecError, match="points outside the output folder"):
+        options.target(Path("/in/photo.jpg"), "k", rel_dir=Path("trip"))

@@ -178,6 +178,9 @@ class OutputOptions:
             _INSIDE.clear()
         key = (self.out_dir, folder)
         if key not in _INSIDE:
+            head, _, last = folder.rpartition("/")
+            if head and last not in ("", ".", "..") and not os.path.islink(f"{self.out_dir}/{folder}"):
+                return self._inside(head)  # a plain last name: inside when its folder is (one lstat, not a resolve)
             root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
             _INSIDE[key] = (self.out_dir / folder).resolve().is_relative_to(root)
         return _INSIDE[key]
@@ -254,7 +257,9 @@ class Manifest:
         A file that a run with that input and options was writing when it was killed counts too, unless
         ``finished`` (then only a completed, recorded output counts).
         """
-        rel, made = self.rel(path), (str(source.resolve()), digest)
+        return self._made_by(self.rel(path), (str(source.resolve()), digest), finished)
+
+    def _made_by(self, rel: str, made: tuple[str, str], finished: bool) -> bool:
         rec = self._by_png.get(rel)
         if rec and rec.get("status", "ok") == "ok" and (rec.get("input"), rec.get("options")) == made:
             return True
@@ -301,7 +306,10 @@ class Manifest:
 
     def complete(self, targets: Sequence[Path], source: Path, digest: str) -> bool:
         """True when every target exists and was made from ``source`` with these options (resume)."""
-        return bool(targets) and all(p.is_file() and self.made_by(p, source, digest, finished=True) for p in targets)
+        if not targets:
+            return False
+        made = (str(source.resolve()), digest)  # once, not once a target (resolving is a resume's main cost)
+        return all(p.is_file() and self._made_by(self.rel(p), made, True) for p in targets)
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Add records in one write (``O_APPEND``), so lines from one image are never split."""
