@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +74,14 @@ def dask_cluster() -> object:
     os.environ.update(saved)
     yield cluster
     cluster.close()
+
+
+@pytest.fixture
+def memory() -> Iterator[str]:
+    """``memory://featmap-test``: fsspec's in-process file system (skipped without the ``dask`` extra), emptied
+    after the test."""
+    fsspec = pytest.importorskip("fsspec", reason="the dask extra is not installed: pip install '.[dask]'")
+    fs = fsspec.filesystem("memory")
+    yield "memory://featmap-test"
+    if fs.exists("/featmap-test"):
+        fs.rm("/featmap-test", recursive=True)

@@ -45,14 +45,6 @@ def test_url_words() -> None:
     assert local_path("file:///tmp/x") == "/tmp/x"
 
 
-@pytest.fixture
-def memory() -> Iterator[str]:
-    fs = fsspec.filesystem("memory")
-    yield "memory://featmap-test"
-    if fs.exists("/featmap-test"):
-        fs.rm("/featmap-test", recursive=True)
-
-
 def test_memory_run_matches_the_local_pool_and_resumes(tmp_path: Path, memory: str) -> None:
     photos = make_photos(tmp_path / "in", 5, broken=True)
     (photos / "sub").mkdir()

@@ -266,6 +266,16 @@ class RemoteOutput:
             self._dirty = False
             self._flushed_at = now
 
+    def manifest_lines(self) -> list[str]:
+        """The manifest's lines as they stand (what was read at the start and every record since)."""
+        return "".join(self._parts).splitlines()
+
+    def put(self, rel: str, data: bytes) -> str:
+        """Write ``rel`` whole in one PUT (an object appears complete or not at all); returns its URL."""
+        self.fs.pipe_file(f"{self.root}/{rel}", data)
+        self.existing.add(rel)
+        return join_url(self.url, rel)
+
     def remove(self, rels: Sequence[str]) -> None:
         """Delete outputs (of unfinished images), ignoring those already gone."""
         for rel in rels:

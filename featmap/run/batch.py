@@ -9,15 +9,17 @@ workers and removes whatever the unfinished images had written.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from featmap.errors import FeatmapError
 from featmap.io.discover import InputImage
 from featmap.io.outputs import MANIFEST_NAME, Manifest, OutputLock, OutputOptions
 from featmap.io.writers import open_writers
 from featmap.io.writers.pictures import REPORT_KEY
+from featmap.io.writers.predictions import Row, tops_from_manifest, write_predictions
 from featmap.run.backends import Backend, choose_backend
 from featmap.run.imagejob import (
     ImageResult,
@@ -77,7 +79,7 @@ class BatchReport:
     notes: tuple[str, ...] = ()
     #: A network's batch: how many images each top-1 class got (most first), and predictions.csv.
     predictions: tuple[tuple[str, int], ...] = ()
-    predictions_file: Path | None = None
+    predictions_file: Path | str | None = None  # a URL for a remote output folder
 
     @property
     def images_per_second(self) -> float:
@@ -219,7 +221,14 @@ def _run_batch(
         if reports:
             write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
     notes.extend(getattr(chosen, "notes", ()))
-    counts, csv_file = _predictions(items, processed, skipped, job, manifest.path, digest)
+    given = {str(item.path): str(item.path.resolve()) for item in items}
+    counts, csv_file = batch_predictions(
+        job,
+        processed,
+        [(path, given.get(path, path)) for path in skipped],
+        lambda: tops_from_manifest(manifest.path, digest),
+        lambda rows: write_predictions(job.output.out_dir, rows),
+    )
     return BatchReport(
         tuple(processed),
         tuple(skipped),
@@ -232,29 +241,31 @@ def _run_batch(
     )
 
 
-def _predictions(
-    items: Sequence[InputImage],
-    processed: Sequence[ImageResult],
-    skipped: Sequence[str],
+def batch_predictions(
     job: ApplyJob | NetworkJob,
-    manifest: Path,
-    digest: str,
-) -> tuple[tuple[tuple[str, int], ...], Path | None]:
-    """A network batch's class counts and ``predictions.csv`` (`featmap.io.writers.predictions`): this run's
-    images and, for the ones a resume skipped, the predictions their manifest records hold."""
+    processed: Sequence[ImageResult],
+    skipped: Sequence[tuple[str, str]],
+    recorded: Callable[[], Mapping[str, Sequence[dict[str, Any]]]],
+    write: Callable[[list[Row]], Path | str],
+) -> tuple[tuple[tuple[str, int], ...], Path | str | None]:
+    """A network batch's class counts and ``predictions.csv`` (`featmap.io.writers.predictions`), for every
+    back end and output (`run_batch`, `featmap.run.backends.urlbatch`): this run's images and, for the ones a
+    resume skipped (``(input as shown, its manifest input)``), the predictions ``recorded()`` (the manifest's)
+    hold. ``write(rows)`` writes the file and returns where; nothing is written for a batch without predictions."""
     if not isinstance(job, NetworkJob):
         return (), None
-    from featmap.io.writers.predictions import class_counts, tops_from_manifest, write_predictions
+    from featmap.io.writers.predictions import class_counts
 
-    tops = [(r.input.path, list(getattr(r, "top", ()))) for r in processed]
-    rows = [(path, [{"index": i, "label": label, "probability": p} for i, label, p in top]) for path, top in tops]
+    tops = [(str(r.input.path), list(getattr(r, "top", ()))) for r in processed]
+    rows: list[Row] = [
+        (path, [{"index": i, "label": label, "probability": p} for i, label, p in top]) for path, top in tops
+    ]
     if skipped:
-        recorded = tops_from_manifest(manifest, digest)
-        given = {str(item.path): str(item.path.resolve()) for item in items}
-        rows += [(path, recorded.get(given.get(path, path), [])) for path in skipped]
+        found = recorded()
+        rows += [(shown, found.get(key, [])) for shown, key in skipped]
     if not any(top for _, top in rows):
         return (), None
-    return class_counts(rows), write_predictions(job.output.out_dir, rows)
+    return class_counts(rows), write(rows)
 
 
 def _targets_or_none(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path] | None:

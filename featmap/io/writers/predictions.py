@@ -26,7 +26,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PREDICTIONS_NAME", "class_counts", "predictions_csv", "tops_from_manifest", "write_predictions"]
+__all__ = [
+    "PREDICTIONS_NAME",
+    "class_counts",
+    "predictions_csv",
+    "tops_from_lines",
+    "tops_from_manifest",
+    "write_predictions",
+]
 
 PREDICTIONS_NAME = "predictions.csv"
 Row = tuple[str, Sequence[dict[str, Any]]]
@@ -62,18 +69,23 @@ def class_counts(rows: Iterable[Row]) -> tuple[tuple[str, int], ...]:
 
 def tops_from_manifest(manifest: Path, digest: str) -> dict[str, list[dict[str, Any]]]:
     """Resolved input path → the prediction recorded with options ``digest`` (a later record wins)."""
-    found: dict[str, list[dict[str, Any]]] = {}
     try:
         with open(manifest, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if '"top": [' not in line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash
-                if isinstance(rec, dict) and rec.get("options") == digest and isinstance(rec.get("top"), list):
-                    found[str(rec.get("input"))] = rec["top"]
+            return tops_from_lines(fh, digest)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        pass
+        return {}
+
+
+def tops_from_lines(lines: Iterable[str], digest: str) -> dict[str, list[dict[str, Any]]]:
+    """`tops_from_manifest` for a manifest's lines already at hand (a remote output's, kept in memory)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if '"top": [' not in line:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if isinstance(rec, dict) and rec.get("options") == digest and isinstance(rec.get("top"), list):
+            found[str(rec.get("input"))] = rec["top"]
     return found

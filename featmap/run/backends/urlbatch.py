@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,25 @@ class _LocalOutput:
         for rel in rels:
             (self.out_dir / rel).unlink(missing_ok=True)
 
+    def manifest_lines(self) -> list[str]:
+        try:
+            return self.manifest.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return []
+
+    def put(self, rel: str, data: bytes) -> Path:
+        from featmap.io.images import atomic_write
+
+        return atomic_write(self.out_dir / rel, lambda handle: handle.write(data))
+
 
 def _source(item: Any) -> str:
     return item.url if isinstance(item, UrlImage) else str(Path(item.path).resolve())
+
+
+def _shown(item: Any) -> str:
+    """An input as a result names it (``input.path``): its URL, or its path as given."""
+    return item.url if isinstance(item, UrlImage) else str(item.path)
 
 
 def run_url_batch(
@@ -72,8 +89,9 @@ def run_url_batch(
     local folder that must then be ``job.output.out_dir``). See `featmap.run.batch.run_batch`."""
     from featmap.io.discover import InputImage
     from featmap.io.writers import open_writers
+    from featmap.io.writers.predictions import PREDICTIONS_NAME, predictions_csv, tops_from_lines
     from featmap.run.backends import choose_backend
-    from featmap.run.batch import BatchInterrupted, BatchReport, Progress
+    from featmap.run.batch import BatchInterrupted, BatchReport, Progress, batch_predictions
     from featmap.run.imagejob import ImageResult, _planned, targets_for
 
     started = clock()
@@ -93,6 +111,7 @@ def run_url_batch(
     writers = open_writers(job.output)  # only asked where their files go
     processed: list[ImageResult] = []
     skipped: list[str] = []
+    shown: dict[str, str] = {}  # a skipped input's manifest name → its name in predictions.csv
     failed: list[tuple[str, str]] = []
     pending: dict[int, tuple[Any, list[str], set[str]]] = {}
 
@@ -118,6 +137,7 @@ def run_url_batch(
             continue
         if skip_existing and all(exists(rel) and output.made_by(rel, source, digest) for rel in pngs):
             skipped.append(source)
+            shown[source] = _shown(item)
             continue
         clobbered = [rel for rel in pngs if exists(rel) and not output.made_by(rel, source, digest)]
         if clobbered and not job.output.overwrite:
@@ -156,4 +176,12 @@ def run_url_batch(
         raise
     output.flush(clock())
     processed.sort(key=lambda r: r.input.path)
-    return BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)
+    predicted = batch_predictions(
+        job,
+        processed,
+        [(shown[source], source) for source in skipped],
+        lambda: tops_from_lines(output.manifest_lines(), digest),
+        lambda rows: output.put(PREDICTIONS_NAME, predictions_csv(rows)),
+    )
+    done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started)
+    return replace(done, predictions=predicted[0], predictions_file=predicted[1])
