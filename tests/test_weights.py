@@ -64,6 +64,26 @@ def test_compressed_npz_and_any_suffix(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_weights(path)["a"], np.eye(3))
 
 
+def test_safetensors_whose_header_starts_like_a_pickle_is_read_as_safetensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header length with low byte 0x80 (a pickle's first byte) is still a .safetensors file, torch or not."""
+    st = pytest.importorskip("safetensors.numpy")
+    w = RNG.standard_normal((4, 3)).astype(np.float32)
+    for pad in range(64):  # vary the header length until its low byte is 0x80
+        st.save_file({"0.weight": w}, str(tmp_path / "w.safetensors"), metadata={"p": "x" * pad})
+        if (tmp_path / "w.safetensors").read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no header length with low byte 0x80 in the range tried")
+
+    def no_torch(path: object) -> None:
+        raise AssertionError("read as a PyTorch checkpoint")
+
+    monkeypatch.setattr("featmap.net.weights.files.read_torch", no_torch)
+    np.testing.assert_array_equal(load_weights(tmp_path / "w.safetensors")["0.weight"], w)
+
+
 def test_safetensors_round_trip(tmp_path: Path) -> None:
     st = pytest.importorskip("safetensors.numpy")
     w = RNG.standard_normal((4, 3)).astype(np.float32)

@@ -57,12 +57,13 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
         raise SpecError(str(p), "is empty", _FIX_CORRUPT)
     if head.startswith(HDF5_MAGIC) or head.startswith(b"PK") and is_keras_file(p):
         arrays = read_keras(p)  # Keras 3 .weights.h5 / .keras: Keras names and layout (featmap.net.weights.keras)
+    elif len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        # before the pickle test: a header length whose low byte is 0x80 starts like a pickle
+        arrays = _read_safetensors(p)
     elif head.startswith(b"PK") and is_torch_zip(p) or head.startswith(b"\x80"):
         arrays = read_torch(p)  # torch.save's zip or legacy format (featmap.net.weights.torchfile)
     elif head.startswith(b"PK"):
         arrays = _read_npz(p)
-    elif len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
-        arrays = _read_safetensors(p)
     elif head.startswith(b"\x93NUMPY"):
         raise SpecError(str(p), "is a single .npy array, not named tensors", _FIX_FORMAT)
     else:
