@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,11 @@ from click.testing import CliRunner
 from featmap.cli import cli
 
 from .conftest import SAMPLES
-from .test_report_browser import ARGS, CHROMIUM, pytestmark, sync_playwright
+from .test_report_browser import browser, pytestmark  # the one Chromium fixture
 
-__all__ = ["pytestmark"]
+__all__ = ["browser", "pytestmark"]
 
 LENET_NPZ = Path(__file__).resolve().parent.parent / "featmap" / "net" / "models" / "lenet5-digits.npz"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    assert sync_playwright is not None
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Page:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,9 @@ from PIL import Image
 from featmap.cli import cli
 
 from .conftest import SAMPLES
-from .test_report_browser import ARGS, CHROMIUM, pytestmark, sync_playwright
+from .test_report_browser import browser, pytestmark  # the one Chromium fixture
 
-__all__ = ["pytestmark"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    assert sync_playwright is not None
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
+__all__ = ["browser", "pytestmark"]
 
 
 @pytest.fixture(scope="module")
