@@ -1,9 +1,12 @@
-"""A whole batch of image files (`run_batch`); one file is `featmap.run.imagejob` (re-exported here).
+"""The one batch loop (`run_batch`); one file is `featmap.run.imagejob` (re-exported here).
 
-Per image: `featmap.run.imagejob.process_image` (load → maps or layers → writers, each file written atomically).
-A batch runs images on a back end (in-process, a pool of worker processes, Dask), reports progress through a
-callback, records every output and failure in the output folder's manifest, and on an interrupt stops the
-workers and removes whatever the unfinished images had written.
+Per image: `featmap.run.imagejob.process_image` (load → maps or layers → writers, each file written atomically),
+through `featmap.run.work`. A batch takes local files and fsspec URLs alike, writes to a local folder or a URL
+(`featmap.run.stores`: one interface, local paths the fast case), runs images on a back end (in-process, a pool
+of worker processes, Dask), reports progress through a callback, records every output and failure in the output
+folder's manifest, resumes from it, and on an interrupt stops the workers and removes whatever the unfinished
+images had written. Discovery, progress, manifest, resume, clean-up, clobber checks and predictions.csv are
+written here once, for every storage and back end.
 """
 
 from __future__ import annotations
@@ -16,24 +19,24 @@ from typing import Any
 
 from featmap.errors import FeatmapError
 from featmap.io.discover import InputImage
-from featmap.io.outputs import MANIFEST_NAME, Manifest, OutputLock, OutputOptions
+from featmap.io.outputs import MANIFEST_NAME, OutputOptions
+from featmap.io.storage import UrlImage
 from featmap.io.writers import open_writers
 from featmap.io.writers.pictures import REPORT_KEY
-from featmap.io.writers.predictions import Row, tops_from_manifest, write_predictions
-from featmap.run.backends import Backend, choose_backend
+from featmap.io.writers.predictions import PREDICTIONS_NAME, Row, predictions_csv
+from featmap.run.backends import Backend, InProcess, Task, Work, choose_backend
 from featmap.run.imagejob import (
     ImageResult,
     WrittenMap,
-    _existing,
-    _remove_partial,
-    _settle,
+    _planned,
     apply_image,
     process_image,
     targets_for,
 )
 from featmap.run.jobs import ApplyJob
 from featmap.run.netjob import NetworkJob
-from featmap.run.work import work_image
+from featmap.run.stores import LocalStore, Store, open_store, shown, source
+from featmap.run.work import work_image, work_url
 from featmap.run.workers import signals_deferred
 
 __all__ = [
@@ -97,148 +100,179 @@ class BatchInterrupted(Exception):
 
 
 def run_batch(
-    items: Sequence[InputImage],
-    job: ApplyJob,
+    items: Sequence[Any],
+    job: ApplyJob | NetworkJob,
     *,
     jobs: int = 1,
     skip_existing: bool = False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
     clock: Callable[[], float] = time.perf_counter,
     backend: Backend | None = None,
+    out: str | Path | None = None,
 ) -> BatchReport:
-    """Apply ``job`` to every item on ``jobs`` processes: this one and ``jobs - 1`` helpers.
+    """Apply ``job`` to every item on ``jobs`` processes (this one and ``jobs - 1`` helpers), or on
+    ``backend`` (`featmap.run.backends`: a Dask cluster; the manifest stays here).
 
-    The output folder is locked for the run (`OutputLock`: another run writing there raises
-    `OutputBusyError`); what a killed run left (its lock, its temporary files) is cleared and said in
-    the report's ``notes``. See `_run_batch` for the rest.
+    ``items`` are local `InputImage`s and fsspec `featmap.io.storage.UrlImage`s; ``out`` is where the outputs
+    go: None (or a local folder, which must then be ``job.output.out_dir``) for the job's output folder, or an
+    fsspec URL (`featmap.run.stores`). A local folder is locked for the run (`OutputLock`: another run writing
+    there raises `OutputBusyError`); what a killed run left (its lock, its temporary files) is cleared and said
+    in the report's ``notes``.
+
+    A file that fails (corrupt, truncated, too large, an output that may not be replaced) is recorded
+    with its reason and the batch goes on. ``skip_existing`` skips inputs whose outputs the manifest
+    shows were made with the same options. Outputs are byte-identical whatever ``jobs``, the back end or the
+    storage is. On KeyboardInterrupt (or any other exception) the workers are stopped, files written by
+    unfinished images are removed, and `BatchInterrupted` carries the report of what was done.
     """
-    lock = OutputLock(job.output.out_dir).acquire()
-    notes = tuple(f"cleared {what}" for what in lock.cleared)
+    chosen = _backend_for(items, out, backend, jobs)
+    store = open_store(out, job.output.out_dir, open_writers(job.output))
+    notes = store.open()
     try:
         report = _run_batch(
-            items, job, jobs=jobs, skip_existing=skip_existing, on_progress=on_progress, clock=clock, backend=backend
+            items, job, store, chosen, skip_existing=skip_existing, on_progress=on_progress, clock=clock
         )
     except BatchInterrupted as stop:
         stop.report = replace(stop.report, notes=notes)
         raise
     finally:
-        _settle(job.output.out_dir)
-        lock.release()
+        store.close()
     return replace(report, notes=notes + report.notes)
 
 
-def _run_batch(
-    items: Sequence[InputImage],
-    job: ApplyJob,
-    *,
-    jobs: int = 1,
-    skip_existing: bool = False,
-    on_progress: Callable[[Progress], None] = lambda progress: None,
-    clock: Callable[[], float] = time.perf_counter,
-    backend: Backend | None = None,
-) -> BatchReport:
-    """Apply ``job`` to every item on ``jobs`` processes: this one and ``jobs - 1`` helpers, or on
-    ``backend`` (`featmap.run.backends`: a Dask cluster; the manifest stays here).
+def _backend_for(items: Sequence[Any], out: str | Path | None, backend: Backend | None, jobs: int) -> Backend:
+    """``backend``, or this machine's for ``jobs``; ``memory://`` lives in this process only."""
+    urls = [str(getattr(item, "url", "")) for item in items]
+    in_memory = any(url.startswith("memory://") for url in urls) or str(out or "").startswith("memory://")
+    if backend is None:
+        return InProcess() if in_memory else choose_backend(None, jobs=jobs)
+    if in_memory and not isinstance(backend, InProcess):
+        raise FeatmapError(
+            "memory://", "lives in this process only; other processes cannot see it", "drop --scheduler and use -j 1"
+        )
+    return backend
 
-    A file that fails (corrupt, truncated, too large, an output that may not be replaced) is recorded
-    with its reason and the batch goes on. ``skip_existing`` skips inputs whose outputs the manifest
-    shows were made with the same options. Outputs are byte-identical whatever ``jobs`` is. On
-    KeyboardInterrupt (or any other exception) the workers are stopped, files written by unfinished
-    images are removed, and `BatchInterrupted` carries the report of what was done.
-    """
+
+def _reason(exc: FeatmapError) -> str:
+    return f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else "")
+
+
+def _run_batch(
+    items: Sequence[Any],
+    job: ApplyJob | NetworkJob,
+    store: Store,
+    backend: Backend,
+    *,
+    skip_existing: bool,
+    on_progress: Callable[[Progress], None],
+    clock: Callable[[], float],
+) -> BatchReport:
+    """The batch loop of `run_batch` on an opened ``store``."""
     started = clock()
-    manifest = Manifest(job.output.out_dir)
     digest = job.options_hash()
     processed: list[ImageResult] = []
-    skipped: list[str] = []
+    skipped: list[Any] = []
     failed: list[tuple[str, str]] = []
-    pending: dict[int, tuple[InputImage, dict[str, Path], set[Path]]] = {}
+    pending: dict[int, tuple[Any, dict[str, Path], set[Path]]] = {}
     writers = open_writers(job.output)  # only asked where their files go
+    overwrite = job.output.overwrite
 
-    def fail(item: InputImage, reason: str) -> None:
-        failed.append((str(item.path), reason))
-        manifest.append([{"input": str(item.path.resolve()), "options": digest, "status": "failed", "error": reason}])
+    def fail(item: Any, reason: str) -> None:
+        failed.append((shown(item), reason))
+        store.append([{"input": source(item), "options": digest, "status": "failed", "error": reason}], clock())
 
     def report(current: str | None = None) -> None:
         done = len(processed) + len(failed) + len(skipped)
         on_progress(Progress(done, len(items), len(failed), len(skipped), current))
 
+    local_only = store.out_url is None
     for index, item in enumerate(items):
+        if isinstance(item, UrlImage):
+            local_only = False
+            named = InputImage(item.path, item.rel_dir, item.stem)  # its targets, by its name
+        else:
+            named = item
         try:
-            targets = targets_for(item, job)
-        except FeatmapError as exc:  # a name that cannot be an output (the --name pattern and this file)
-            fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
+            targets = targets_for(named, job)
+            wanted = list(targets.values())
+            if skip_existing and store.complete(item, wanted, digest):
+                skipped.append(item)
+                continue
+            store.check(item, wanted, digest, overwrite=overwrite)
+        except FeatmapError as exc:  # a name that cannot be an output, or one that may not be replaced
+            fail(item, _reason(exc))
             continue
-        if skip_existing and manifest.complete(list(targets.values()), item.path, digest):
-            skipped.append(str(item.path))
-            continue
-        try:
-            manifest.check(targets.values(), item.path, digest, overwrite=job.output.overwrite)
-        except FeatmapError as exc:
-            fail(item, f"{exc.what}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else ""))
-            continue
-        pending[index] = (item, targets, _existing(targets, writers))
+        pending[index] = (item, targets, store.existing(_planned(targets, writers)))
     report()
 
-    def start(task: tuple[int, InputImage, ApplyJob]) -> tuple[int, InputImage, ApplyJob]:
+    def start(task: Task) -> Task:
         """Journal an image's targets as it is handed out: after a kill -9 they are known as this run's."""
-        manifest.begin(pending[task[0]][1].values(), task[1].path, digest)
+        item, targets, _ = pending[task[0]]
+        store.begin(item, list(targets.values()), digest)
         return task
 
     def finish(index: int, result: ImageResult | None, error: str | None) -> None:
         with signals_deferred():  # an interrupt between the last write and its manifest line would orphan it
             item, targets, before = pending.pop(index)
             if result is None:
-                _remove_partial(targets, before, writers)
+                store.remove(targets, before)
                 fail(item, error or "failed")
             else:
-                manifest.append(result.records)
+                store.append(result.records, clock())
                 processed.append(result)
-        report(str(item.path))
+        report(shown(item))
 
-    tasks = [(index, item, job) for index, (item, _, _) in pending.items()]
-    notes: list[str] = []
-    chosen = backend or choose_backend(None, jobs=jobs)
+    if local_only:  # the fast case: the per-image function writes into the folder itself
+        tasks: list[Task] = [(index, item, job) for index, (item, _, _) in pending.items()]
+        work: Work = work_image
+    else:  # fetched and uploaded around the same per-image function
+        tasks = [(index, item, (job, store.out_url)) for index, (item, _, _) in pending.items()]
+        work = work_url
     try:
-        chosen.run(tasks, work_image, finish, report, start)
+        backend.run(tasks, work, finish, report, start)
     except BaseException as exc:
         for index in list(pending):
             item, targets, before = pending.pop(index)
-            _remove_partial(targets, before, writers)
+            store.remove(targets, before)
             if not isinstance(exc, KeyboardInterrupt):
-                failed.append((str(item.path), f"not processed: {type(exc).__name__}: {exc}"))
+                failed.append((shown(item), f"not processed: {type(exc).__name__}: {exc}"))
+        store.flush(clock())
         if not isinstance(exc, KeyboardInterrupt):
             raise
         done = BatchReport(tuple(processed), tuple(skipped), tuple(failed), len(items), clock() - started, True)
         raise BatchInterrupted(done, exc) from exc
+    store.flush(clock())
     processed.sort(key=lambda r: r.input.path)
-    if job.output.report:  # an index of every image's report (kernels or a network), kept ones included
-        from featmap.io.writers.report import write_index
-
-        found = [(str(item.path), _targets_or_none(item, job)) for item in items]
-        reports = [(source, paths[REPORT_KEY]) for source, paths in found if paths is not None]
-        reports = [(source, report) for source, report in reports if report.is_file()]
-        if reports:
-            write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
-    notes.extend(getattr(chosen, "notes", ()))
-    given = {str(item.path): str(item.path.resolve()) for item in items}
+    if job.output.report and isinstance(store, LocalStore):  # an index of every image's report, kept ones included
+        _write_report_index(items, job)
     counts, csv_file = batch_predictions(
         job,
         processed,
-        [(path, given.get(path, path)) for path in skipped],
-        lambda: tops_from_manifest(manifest.path, digest),
-        lambda rows: write_predictions(job.output.out_dir, rows),
+        [(shown(item), source(item)) for item in skipped] if isinstance(job, NetworkJob) else [],
+        lambda: store.recorded_tops(digest),
+        lambda rows: store.put(PREDICTIONS_NAME, predictions_csv(rows)),
     )
     return BatchReport(
         tuple(processed),
-        tuple(skipped),
+        tuple(shown(item) for item in skipped),
         tuple(failed),
         len(items),
         clock() - started,
-        notes=tuple(notes),
+        notes=tuple(getattr(backend, "notes", ())),
         predictions=counts,
         predictions_file=csv_file,
     )
+
+
+def _write_report_index(items: Sequence[Any], job: ApplyJob | NetworkJob) -> None:
+    """``report.html`` linking each image's report (kernels or a network), the ones a resume kept included."""
+    from featmap.io.writers.report import write_index
+
+    found = [(shown(item), _targets_or_none(item, job)) for item in items]
+    reports = [(source, paths[REPORT_KEY]) for source, paths in found if paths is not None]
+    reports = [(source, report) for source, report in reports if report.is_file()]
+    if reports:
+        write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
 
 
 def batch_predictions(
