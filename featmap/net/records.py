@@ -2,11 +2,17 @@
 
 The executor (`featmap.run.executor`) and the kernel-bank pipeline (`featmap.run.pipeline`) produce them; the
 writers (`featmap.io.writers`) and the renderers consume them. Facts and arrays only: no files, no printing.
+
+One map is what a writer takes (`Map`: its ``values`` and its facts, `MapFacts`: name, shape, parameters,
+statistics), whatever made it: a kernel's map (`FeatureMap` with `MapInfo`) and one channel of a network layer's
+output (`ChannelMap` with `ChannelInfo`) are both one. `LayerMaps` is the unit a run hands the writers: one layer
+output's maps, with the layer's whole output when a network made it (for the writers that take a layer's stack).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,7 +20,18 @@ from numpy.typing import NDArray
 from featmap.core.geometry import ConvGeometry
 from featmap.net.plan import PlanNode
 
-__all__ = ["FeatureMap", "FeatureMaps", "LayerOutput", "MapInfo", "MapStats"]
+__all__ = [
+    "ChannelInfo",
+    "ChannelMap",
+    "FeatureMap",
+    "FeatureMaps",
+    "LayerMaps",
+    "LayerOutput",
+    "Map",
+    "MapFacts",
+    "MapInfo",
+    "MapStats",
+]
 
 Shape3 = tuple[int, int, int]
 Array = NDArray[np.floating]
@@ -117,3 +134,89 @@ class LayerOutput:
     node: PlanNode
     values: Array
     stats: MapStats
+
+
+class MapFacts(Protocol):
+    """What every writer may read about a map, whatever made it (`MapInfo`, `ChannelInfo`)."""
+
+    @property
+    def name(self) -> str:
+        """The map's key among an image's targets (a kernel's name, ``03-C3/007`` for a network channel)."""
+        ...
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The map's ``(H, W, C)``."""
+        ...
+
+    @property
+    def params(self) -> int:
+        """The weights and biases that made it."""
+        ...
+
+    @property
+    def stats(self) -> MapStats:
+        """Statistics of what the map belongs to (the kernel's map; the network layer's whole output)."""
+        ...
+
+
+class Map(Protocol):
+    """One map as the writers take it: float ``(H, W, C)`` values and their facts."""
+
+    @property
+    def values(self) -> NDArray[np.floating]:
+        """The float map, ``(H, W, C)``."""
+        ...
+
+    @property
+    def info(self) -> MapFacts:
+        """Its facts."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """The facts of one channel of a network layer's output drawn as a map.
+
+    Attributes
+    ----------
+    name : str
+        ``{folder}/{channel:03d}`` (``03-C3/007``), the map's key among the image's targets.
+    layer : str
+        The layer's path in the plan (``features.0``).
+    channel : int
+    shape : (H, W, 1)
+        The plane's shape (a flat output is a one-row strip ``(1, N, 1)``).
+    params : int
+        The layer's parameters.
+    stats : MapStats
+        Of the layer's whole output.
+    """
+
+    name: str
+    layer: str
+    channel: int
+    shape: Shape3
+    params: int
+    stats: MapStats
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """One channel of a network layer's output, ``(H, W, 1)``, with its `ChannelInfo`."""
+
+    values: NDArray[np.floating]
+    info: ChannelInfo
+
+
+@dataclass(frozen=True)
+class LayerMaps:
+    """One layer output as the writers take it: its maps in order, and the layer's whole output (a network layer;
+    None for a kernel's map, which is a layer of its own). ``folder`` names the layer (its maps' folder or the
+    kernel's name); ``stack`` is the key of the layer's whole-stack file among the targets a run hands the writers
+    (``03-C3/all``), or None."""
+
+    folder: str
+    maps: tuple[Map, ...]
+    output: LayerOutput | None = None
+    stack: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,15 @@ from featmap.io.images import ImageInfo, load_image
 from featmap.io.outputs import Manifest, OutputLock, OutputOptions, safe_stem
 from featmap.io.writers import Writer, open_writers
 from featmap.io.writers.pictures import REPORT_KEY, SHEET_KEY
+from featmap.net.records import LayerMaps
+from featmap.run.imagerun import ImageJob, ImageRun, write_image
 from featmap.run.jobs import ApplyJob
-from featmap.run.netjob import NetworkJob, network_targets, process_network_image
+from featmap.run.netimage import NetworkRun
+from featmap.run.netjob import NetworkJob
 from featmap.run.pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
 from featmap.run.workers import signals_deferred
 
-__all__ = ["ImageResult", "WrittenMap", "apply_image", "map_names", "process_image", "targets_for"]
+__all__ = ["ImageResult", "KernelRun", "WrittenMap", "apply_image", "map_names", "process_image", "targets_for"]
 
 
 @dataclass(frozen=True)
@@ -60,84 +63,99 @@ def _rel(path: Path, root: Path) -> str:
 
 def map_names(job: ApplyJob) -> list[str]:
     """The names of the maps a job writes: its kernels, then the combined map."""
-    return list(job.bank.names) + ([job.combine.value] if job.combine is not None else [])
+    return job.map_names
 
 
-def targets_for(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> dict[str, Path]:
+def targets_for(item: InputImage, job: ImageJob, *, single: bool = False) -> dict[str, Path]:
     """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
     of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
-    if isinstance(job, NetworkJob):
-        return network_targets(item, job, single=single)
-    out = job.output
-    targets = {name: out.target(item.path, name, rel_dir=item.rel_dir, stem=item.stem) for name in map_names(job)}
-    if out.sheet:
-        targets[SHEET_KEY] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
-    if out.report:
-        folder = out.extra_target(item.path, "report.html", rel_dir=item.rel_dir, stem=item.stem)
-        targets[REPORT_KEY] = out.out_dir / "report.html" if single else folder
-    return targets
+    return job.targets(item, single=single)
 
 
 def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool = False) -> ImageResult:
     """Load one image, run the job's kernels (or network) and write its maps; the manifest is left to the caller.
 
-    Maps are computed and written one after another, so memory holds one map at a time.
+    Layer outputs are computed and written one after another, so memory holds one at a time. The only thing
+    that differs between a kernel bank and a network is the stream of layer outputs (`featmap.run.imagerun`).
     """
-    if isinstance(job, NetworkJob):
-        return process_network_image(item, job, single=single)  # type: ignore[return-value]  # the batch reads the shared fields
-    started = time.perf_counter()
-    path = item.path
-    image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
-    job.check_plan((image.info.height, image.info.width), image.pixels.shape[-1], str(path))
-    out = job.output
-    digest = job.options_hash()
-    targets = targets_for(item, job, single=single)
-    notes = geometry_notes((image.info.height, image.info.width), job.bank, job.conv, job.pool, image.pixels.shape[-1])
-    written: list[WrittenMap] = []
-    records: list[dict[str, Any]] = []
-    maps = iter_feature_maps(
-        image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
+    run: ImageRun = (
+        KernelRun(item, job, single=single) if isinstance(job, ApplyJob) else NetworkRun(item, job, single=single)
     )
-    writers = open_writers(out)
-    for writer in writers:
-        writer.begin(image, job)
-    for fmap in _finite_maps(maps, str(path)):
-        files: dict[str | None, Path | None] = {}
-        for writer in writers:
-            made = writer.add(targets[fmap.info.name], fmap)
-            if writer.per_map:
-                files[writer.manifest_key] = made
-        png, raw = files.pop("png"), files.pop("raw", None)
+    result: ImageResult = write_image(run, job)  # a network's NetworkImageResult: the batch reads the shared fields
+    return result
+
+
+class KernelRun:
+    """One image through an `ApplyJob` (an `featmap.run.imagerun.ImageRun`): each kernel's map (then the combined
+    map) is a layer output of its own, refused before anything of it is written when it is not finite."""
+
+    def __init__(self, item: InputImage, job: ApplyJob, *, single: bool = False) -> None:
+        self.started = time.perf_counter()
+        self.item, self.job = item, job
+        path = item.path
+        self.image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
+        height, width, channels = self.image.info.height, self.image.info.width, self.image.pixels.shape[-1]
+        job.check_plan((height, width), channels, str(path))
+        self.digest = job.options_hash()
+        self.targets = self.writer_targets = job.targets(item, single=single)
+        self.formats = job.output.formats
+        self.notes = geometry_notes((height, width), job.bank, job.conv, job.pool, channels)
+        self.written_maps: list[WrittenMap] = []
+        self.records: list[dict[str, Any]] = []
+
+    def layers(self) -> Iterator[LayerMaps]:
+        """Each kernel's map, then the combined map, as a layer of one map."""
+        job = self.job
+        maps = iter_feature_maps(
+            self.image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
+        )
+        for fmap in _finite_maps(maps, str(self.item.path)):
+            yield LayerMaps(fmap.info.name, (fmap,))
+
+    def written(self, layer: LayerMaps, files: Mapping[str, list[Path | None]], writers: Sequence[Writer]) -> None:
+        """The map's manifest record and its `WrittenMap`."""
+        (fmap,) = layer.maps
+        info = fmap.info
+        assert isinstance(info, MapInfo), "a kernel's map has its MapInfo"
+        out, image = self.job.output, self.image.info
+        made = {w.manifest_key: files[w.name][0] for w in writers if w.per_map}
+        png, raw = made.pop("png"), made.pop("raw", None)
         assert png is not None, "the png writer returns its file"
-        shown, colormap = _scale(writers, fmap.info, out)
-        written.append(WrittenMap(fmap.info, png, raw, shown, colormap))
-        records.append(
+        shown, colormap = _scale(writers, info, out)
+        self.written_maps.append(WrittenMap(info, png, raw, shown, colormap))
+        self.records.append(
             {
-                "input": str(path.resolve()),
-                "kernel": fmap.info.name,
+                "input": str(self.item.path.resolve()),
+                "kernel": info.name,
                 "png": _rel(png, out.out_dir),
                 "raw": None if raw is None else _rel(raw, out.out_dir),
-                **{key: None if file is None else _rel(file, out.out_dir) for key, file in files.items() if key},
-                "options": digest,
-                "input_shape": [image.info.height, image.info.width, image.info.channels],
-                "conv_shape": list(fmap.info.conv_shape),
-                "shape": list(fmap.info.shape),
-                "params": fmap.info.params,
-                "stats": asdict(fmap.info.stats),
+                **{key: None if file is None else _rel(file, out.out_dir) for key, file in made.items() if key},
+                "options": self.digest,
+                "input_shape": [image.height, image.width, image.channels],
+                "conv_shape": list(info.conv_shape),
+                "shape": list(info.shape),
+                "params": info.params,
+                "stats": asdict(info.stats),
                 "mapped": {"low": shown.low, "high": shown.high, "method": shown.method, "colormap": colormap},
                 "status": "ok",
             }
         )
-        del fmap
-    for writer in writers:
-        for made in writer.finish(targets):
-            if writer.name == "pictures":  # sheet and report: recorded, so re-runs replace them and resume sees them
-                key = next(k for k in (SHEET_KEY, REPORT_KEY) if targets.get(k) == made)
-                rel = _rel(made, out.out_dir)
-                records.append(
-                    {"input": str(path.resolve()), "kernel": key, "png": rel, "options": digest, "status": "ok"}
-                )
-    return ImageResult(image.info, tuple(written), notes, digest, time.perf_counter() - started, tuple(records))
+
+    def finished(self, writer: Writer, files: tuple[Path, ...]) -> None:
+        """The sheet and report: recorded, so re-runs replace them and resume sees them."""
+        if writer.name != "pictures":
+            return
+        out, targets = self.job.output, self.targets
+        for made in files:
+            key = next(k for k in (SHEET_KEY, REPORT_KEY) if targets.get(k) == made)
+            record = {"input": str(self.item.path.resolve()), "kernel": key, "png": _rel(made, out.out_dir)}
+            self.records.append({**record, "options": self.digest, "status": "ok"})
+
+    def result(self) -> ImageResult:
+        """The image's outcome."""
+        seconds = time.perf_counter() - self.started
+        maps = tuple(self.written_maps)
+        return ImageResult(self.image.info, maps, self.notes, self.digest, seconds, tuple(self.records))
 
 
 def _scale(writers: Sequence[Writer], info: MapInfo, out: OutputOptions) -> tuple[DisplayRange, str | None]:
@@ -151,7 +169,7 @@ def _scale(writers: Sequence[Writer], info: MapInfo, out: OutputOptions) -> tupl
     return range_from_stats(info.stats.min, info.stats.max, out.normalize), None
 
 
-def apply_image(source: str | os.PathLike[str], job: ApplyJob) -> ImageResult:
+def apply_image(source: str | os.PathLike[str], job: ApplyJob | NetworkJob) -> ImageResult:
     """Apply ``job`` to one image file and record its outputs in the manifest.
 
     Existing outputs are replaced only when the manifest shows this input and these options made

@@ -1,6 +1,10 @@
 """`ApplyJob`, everything `featmap apply` does to one image besides the input path, and `make_job`, the one
 function that builds it from named options (used by the command line and by `featmap.apply`).
 
+Every image command's job (`ApplyJob`, `featmap.run.netjob.NetworkJob`) is an `ImageJob`
+(`featmap.run.imagerun`): an options hash, the targets of an input, and an `ImageRun` per image (the stream of
+its layer outputs and its manifest records), which `write_image` hands to one set of writers.
+
 Option combinations are checked here, and errors name the parameters (`pool_size`), never command-line
 flags: `featmap.cli` maps parameter names to flags.
 
@@ -24,7 +28,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featmap.core.budget import check_image_plan
 from featmap.core.geometry import PaddingArg, as_pair
@@ -34,8 +38,22 @@ from featmap.io.images import DEFAULT_MAX_PIXELS, parse_color
 from featmap.io.outputs import OutputOptions
 from featmap.kernels import Kernel, KernelBank, KernelLibrary
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
+from featmap.run.imagerun import ImageJob, ImageRun, write_image
 
-__all__ = ["ApplyJob", "KernelsArg", "make_bank", "make_job", "make_layers", "make_output"]
+if TYPE_CHECKING:
+    from featmap.io.discover import InputImage
+
+__all__ = [
+    "ApplyJob",
+    "ImageJob",
+    "ImageRun",
+    "KernelsArg",
+    "make_bank",
+    "make_job",
+    "make_layers",
+    "make_output",
+    "write_image",
+]
 
 #: Kernel names, tags, files or parametric specs (``"gaussian:size=5"``), `Kernel` objects, or a `KernelBank`.
 KernelsArg = str | Kernel | KernelBank | Sequence[str | Kernel]
@@ -84,6 +102,25 @@ class ApplyJob:
             pool=(pool.size, pool.stride, pool.padding) if isinstance(pool, Pool2d) else None,
             what=what,
         )
+
+    @property
+    def map_names(self) -> list[str]:
+        """The names of the maps the job writes: its kernels, then the combined map."""
+        return list(self.bank.names) + ([self.combine.value] if self.combine is not None else [])
+
+    def targets(self, item: InputImage, *, single: bool = False) -> dict[str, Path]:
+        """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
+        of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
+        from featmap.io.writers.pictures import REPORT_KEY, SHEET_KEY
+
+        out, path, rel_dir, stem = self.output, item.path, item.rel_dir, item.stem
+        targets = {name: out.target(path, name, rel_dir=rel_dir, stem=stem) for name in self.map_names}
+        if out.sheet:
+            targets[SHEET_KEY] = out.extra_target(path, "sheet.png", rel_dir=rel_dir, stem=stem)
+        if out.report:
+            folder = out.extra_target(path, "report.html", rel_dir=rel_dir, stem=stem)
+            targets[REPORT_KEY] = out.out_dir / "report.html" if single else folder
+        return targets
 
     def options_hash(self) -> str:
         """A digest of every setting that changes an output's pixels (kernels' weights included)."""

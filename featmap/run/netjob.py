@@ -1,10 +1,9 @@
 """`featmap apply --spec/--model` on image files: a `NetworkJob` (the layers, where the weights come from, how
-maps are written) and `process_network_image`, the per-image function the batch runs.
+maps are written, the files an input gets) and `make_network_job`, the one builder from named options. One image
+through it is `featmap.run.netimage` (`process_network_image`, re-exported here).
 
 Each layer's output is written as one PNG per channel in a folder per layer, named so that they sort in layer
-order: ``{stem}/03-C3/007.png`` is channel 7 of the third layer written (key ``C3``). A flat output (flatten,
-dense) is a one-pixel-high strip. With ``raw``, each layer's whole float32 stack goes beside its PNGs
-(``{stem}/03-C3/all.npy``).
+order: ``{stem}/03-C3/007.png`` is channel 7 of the third layer written (key ``C3``).
 
 Examples
 --------
@@ -18,32 +17,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import FeatmapError, OptionError, SpecError
 from featmap.io.discover import InputImage
-from featmap.io.images import DEFAULT_MAX_PIXELS, ImageInfo
+from featmap.io.images import DEFAULT_MAX_PIXELS
 from featmap.io.outputs import OutputOptions
 from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_layers, stop_after
 from featmap.net.preprocess import resolve as resolve_preprocess
 from featmap.net.spec import Model
-from featmap.net.summary import summarize_plan
-from featmap.run.executor import LayerOutput, WeightSource, iter_network, top_classes
-from featmap.run.netinput import check_job_labels, load_for_network, weights_layout, with_labels
-from featmap.run.netreport import ReportBuilder, extra_record, report_page, report_target
+from featmap.run.executor import WeightSource
+from featmap.run.netimage import LayerFacts, NetworkImageResult, process_network_image
+from featmap.run.netinput import check_job_labels, weights_layout, with_labels
+from featmap.run.netreport import report_target
 
-__all__ = ["LayerFacts", "NetworkImageResult", "NetworkJob", "make_network_job", "process_network_image"]
+__all__ = [
+    "LayerFacts",
+    "NetworkImageResult",
+    "NetworkJob",
+    "make_network_job",
+    "network_targets",
+    "process_network_image",
+]
 
 # A spec without an input shape is planned on this (H, W) to name its layers' folders; images then run at
 # their own size.
@@ -136,6 +138,12 @@ class NetworkJob:
                 break
         return found
 
+    def targets(
+        self, item: InputImage, *, single: bool = False, maps: Sequence[tuple[str, int]] | None = None
+    ) -> dict[str, Path]:
+        """Every file ``item`` will produce, by name (see `network_targets`)."""
+        return network_targets(item, self, maps, single=single)
+
     def options_hash(self) -> str:
         """A digest of everything that changes an output's pixels."""
         weights = None
@@ -210,38 +218,6 @@ def make_network_job(
     return job
 
 
-@dataclass(frozen=True)
-class LayerFacts:
-    """One layer output of a run: where it sits, its shape, parameters, statistics and the files written."""
-
-    folder: str
-    path: str
-    key: str
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    params: int
-    stats: dict[str, float]
-    files: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class NetworkImageResult:
-    """The outcome of one image through a network: every layer's facts, the top classes and the records."""
-
-    input: ImageInfo
-    layers: tuple[LayerFacts, ...]
-    top: tuple[tuple[int, str, float], ...]
-    warnings: tuple[str, ...]
-    options_hash: str
-    seconds: float
-    records: tuple[dict[str, Any], ...] = ()
-    maps: tuple[Any, ...] = ()
-    #: What the network saw: the preprocessed tensor, and the same picture in [0, 1] for drawing.
-    network_input: NDArray[np.float32] | None = None
-    shown_input: NDArray[np.float32] | None = None
-
-
 def network_targets(
     item: InputImage, job: NetworkJob, maps: Sequence[tuple[str, int]] | None = None, *, single: bool = False
 ) -> dict[str, Path]:
@@ -262,139 +238,3 @@ def network_targets(
     if out.report:
         targets["(report)"] = report_target(item, out, single=single)
     return targets
-
-
-def _planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
-    """A layer output as ``(H, W, C)``: a 1-D ``(L, C)`` output as columns, a flat one (or 1×1×C) as a one-row
-    strip."""
-    if values.ndim == 1 or (values.ndim == 3 and values.shape[0] * values.shape[1] == 1):
-        return values.reshape(1, -1, 1)
-    if values.ndim == 2:
-        return values[:, np.newaxis, :]
-    return values
-
-
-def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = False) -> NetworkImageResult:
-    """Load one image, run the network on it and write every layer's maps; the manifest is left to the caller."""
-    from featmap.io.writers.pixels import map_pixels
-    from featmap.io.writers.png import save_png
-    from featmap.io.writers.raw import save_raw
-
-    started = time.perf_counter()
-    pixels, image, resized = load_for_network(
-        item.path, job.model, job.background, job.max_pixels, job.preprocess, job.resize
-    )
-    nodes = job.plan(pixels.shape)
-    source = job.weights()
-    out = job.output
-    digest = job.options_hash()
-    maps = job.layer_maps(pixels.shape)
-    names = iter(maps)
-    targets = network_targets(item, job, maps, single=single)
-    facts: list[LayerFacts] = []
-    records: list[dict[str, Any]] = []
-    last: LayerOutput | None = None
-    sheet = None
-    if out.sheet:  # one row per layer (featmap.io.writers.pictures); the sheet's size is checked before any work
-        from featmap.io.writers.pictures import LayerRows
-
-        sheet = LayerRows(image, out, maps, pixels, job.model.labels)
-    writers = _channel_writers()
-    report = ReportBuilder(nodes, pixels, source) if out.report else None  # checks the report size limit now
-    for result in iter_network(nodes, pixels, source, upto=job.upto):
-        folder, _ = next(names)
-        planes = _planes(result.values)
-
-        def write(ch: int, planes: NDArray[np.floating] = planes, folder: str = folder) -> Path:
-            drawn = map_pixels(
-                planes[:, :, ch : ch + 1],
-                out.normalize,
-                bit_depth=out.bit_depth,
-                colormap=out.colormap,
-                percentiles=out.percentiles,
-            )
-            target = targets[f"{folder}/{ch:03d}"]
-            return save_png(target, drawn.pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
-
-        # A layer's channels are independent files: numpy's reductions, the deflate and the file calls release
-        # the GIL, so two threads write them in about 0.6 of the time (VGG-16's 960 maps, measured)
-        files: list[Path] = list(writers.map(write, range(planes.shape[2])))
-        records += [_record(item, result, folder, png, out, digest) for png in files]
-        if out.raw is not None:
-            raw_path = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
-            stack = result.values if out.raw == "npy" else planes  # a TIFF page is 2-D: flat outputs as a strip
-            files.append(save_raw(raw_path.with_suffix("." + out.raw), stack, out.raw))
-        if sheet is not None:
-            sheet.add_layer(folder, planes, tuple(result.values.shape), result.node.plan.kind)
-        if report is not None:
-            report.add(result, folder, job.layout)
-        node = result.node
-        facts.append(
-            LayerFacts(
-                folder,
-                node.path,
-                node.key,
-                node.plan.name,
-                node.plan.kind,
-                tuple(result.values.shape),
-                node.plan.params,
-                asdict(result.stats),
-                tuple(files),
-            )
-        )
-        last = result
-    top: tuple[tuple[int, str, float], ...] = ()
-    if last is not None and last.values.ndim == 1 and job.upto is None:
-        top = tuple(top_classes(last.values, job.top, job.model.labels))
-        ranked = [{"index": i, "label": label, "probability": p} for i, label, p in top]
-        records = [{**r, "top": ranked} if r.get("layer") == last.node.path else r for r in records]  # manifest
-    if sheet is not None:
-        written = sheet.write(
-            out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem),
-            top,
-            None if last is None else last.values,
-        )
-        records.append(extra_record(item, "(sheet)", written, out, digest))
-    summary = summarize_plan(nodes, tuple(pixels.shape))
-    if report is not None:
-        written = report.write(targets["(report)"], report_page(job, image.info, pixels, resized, summary))
-        records.append(extra_record(item, "(report)", written, out, digest))
-    replaced: tuple[str, ...] = ()
-    if job.init is not None and job.model.weights is not None:
-        replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)
-    notes = (*resized, *replaced, *summary.warnings, *source.warnings)
-    return NetworkImageResult(
-        image.info,
-        tuple(facts),
-        top,
-        notes,
-        digest,
-        time.perf_counter() - started,
-        tuple(records),
-        network_input=pixels,
-        shown_input=image.pixels,
-    )
-
-
-def _channel_writers() -> ThreadPoolExecutor:
-    """The threads that write a layer's channel PNGs (one per core, at most two: the files are small)."""
-    return _POOL
-
-
-_POOL = ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)), thread_name_prefix="featmap-png")
-
-
-def _record(
-    item: InputImage, result: LayerOutput, folder: str, png: Path, out: OutputOptions, digest: str
-) -> dict[str, Any]:
-    return {
-        "input": str(item.path.resolve()),
-        "kernel": f"{folder}/{png.stem}",
-        "layer": result.node.path,
-        "png": png.relative_to(out.out_dir).as_posix(),
-        "options": digest,
-        "shape": list(result.values.shape),
-        "params": result.node.plan.params,
-        "stats": asdict(result.stats),
-        "status": "ok",
-    }

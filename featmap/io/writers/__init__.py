@@ -15,11 +15,17 @@ A writer is a subclass of `Writer` in its own module of this package, plus one l
         manifest_key = "gif"       # the manifest record field that names the file (None: not recorded)
         per_map = False            # True: one file per map (add returns it); False: one per image
 
-        def add(self, target, fmap):       # each map of an image, in bank order (then the combined map)
+        def add(self, target, fmap):       # each map of an image, in order (a kernel's, a network channel's)
             self.frames.append(...)        # keep what you need; the map's array is freed after the call
             return None
         def finish(self, targets):         # the image is done; ``targets`` maps map names to their paths
             return (atomic_write(path, ...),)
+
+A run hands the writers one layer output at a time (`Writer.add_layer` with a `featmap.net.records.LayerMaps`:
+a kernel's map is a layer of its own, a network layer brings its channels and its whole output); the default
+calls `add` for each map, and a writer overrides it to take the layer as one (the PNG writer writes a layer's
+channels on two threads; the raw writers write a network layer's whole stack). A map is a
+`featmap.net.records.Map` (values and facts) whatever made it.
 
 A new writer instance is opened for every image, so state kept on ``self`` is per image. Every file is
 written with `featmap.io.images.atomic_write` (temporary sibling, then rename). `planned_paths` must name
@@ -45,7 +51,7 @@ from featmap.errors import SpecError
 if TYPE_CHECKING:
     from featmap.io.images import LoadedImage
     from featmap.io.outputs import OutputOptions
-    from featmap.net.records import FeatureMap
+    from featmap.net.records import LayerMaps, Map
 
 __all__ = ["REGISTRY", "Writer", "get_writer", "open_writers", "register", "writer_names"]
 
@@ -85,8 +91,13 @@ class Writer(ABC):
         return [self.path_for(t) for t in targets.values()] if self.per_map else []
 
     @abstractmethod
-    def add(self, target: Path, fmap: FeatureMap) -> Path | None:
+    def add(self, target: Path, fmap: Map) -> Path | None:
         """Take one map of the image; return the file written for it, or None (a per-image writer)."""
+
+    def add_layer(self, targets: Mapping[str, Path], layer: LayerMaps) -> list[Path | None]:
+        """Take one layer output of the image (its maps go to ``targets[map.info.name]``); return the files
+        written for it in order (None for a map a per-image writer keeps). The default adds each map."""
+        return [self.add(targets[m.info.name], m) for m in layer.maps]
 
     def finish(self, targets: Mapping[str, Path]) -> tuple[Path, ...]:
         """The image's last map has been added: write any per-image file and return what was written."""

@@ -26,7 +26,7 @@ from featmap.io.writers.sheet import MAX_SHEET_PANELS, Panel, SheetRow, build_sh
 
 if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
-    from featmap.net.records import FeatureMap, MapInfo
+    from featmap.net.records import Map, MapInfo
 
 __all__ = [
     "PICTURE_SIDE",
@@ -282,9 +282,13 @@ class PicturesWriter(Writer):
     def planned_paths(self, targets: Mapping[str, Path]) -> list[Path]:
         return [path for key, path in targets.items() if key in (SHEET_KEY, REPORT_KEY)]
 
-    def add(self, target: Path, fmap: FeatureMap) -> None:
+    def add(self, target: Path, fmap: Map) -> None:
+        from featmap.net.records import MapInfo
+
         if self.pictures is None:
             raise RuntimeError("PicturesWriter.begin must be called with the image before its maps")
+        if not isinstance(fmap.info, MapInfo):
+            raise TypeError("a network's sheet and report are drawn by layer (featmap.run.netimage)")
         self.pictures.add(fmap.values, fmap.info, target)
 
     def finish(self, targets: Mapping[str, Path]) -> tuple[Path, ...]:

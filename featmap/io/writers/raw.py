@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from featmap.io.images import atomic_write
 from featmap.io.writers import Writer
 
 if TYPE_CHECKING:
-    from featmap.net.records import FeatureMap
+    from featmap.net.records import LayerMaps, Map
 
 __all__ = ["NpyWriter", "TiffWriter", "save_raw"]
 
@@ -38,23 +39,36 @@ def save_raw(path: str | os.PathLike[str], values: NDArray[np.floating], fmt: st
     )
 
 
-class NpyWriter(Writer):
+class _RawWriter(Writer):
+    """Each map's float32 values beside its PNG; a network layer's whole output as one file (``all.npy``)."""
+
+    manifest_key = "raw"
+
+    def add(self, target: Path, fmap: Map) -> Path:
+        return save_raw(self.path_for(target), fmap.values, self.name)
+
+    def add_layer(self, targets: Mapping[str, Path], layer: LayerMaps) -> list[Path | None]:
+        """A network layer's stack at ``targets[layer.stack]``: as the layer made it in a ``.npy``; a TIFF's
+        pages are 2-D, so there the maps side by side (a flat output as its one-row strip)."""
+        if layer.output is None or layer.stack is None:
+            return super().add_layer(targets, layer)
+        values = layer.output.values
+        if self.name == "tiff" and len(layer.maps) == 1:
+            values = layer.maps[0].values  # the one plane: a flat output's strip
+        elif self.name == "tiff" and values.ndim == 2:
+            values = values[:, np.newaxis, :]  # a 1-D (L, C) output: its columns
+        return [save_raw(self.path_for(targets[layer.stack]), values, self.name)]
+
+
+class NpyWriter(_RawWriter):
     """Each map's float32 values as a ``.npy`` file beside its PNG."""
 
     name = "npy"
     suffix = ".npy"
-    manifest_key = "raw"
-
-    def add(self, target: Path, fmap: FeatureMap) -> Path:
-        return save_raw(self.path_for(target), fmap.values, "npy")
 
 
-class TiffWriter(Writer):
+class TiffWriter(_RawWriter):
     """Each map's float32 values as a float TIFF beside its PNG."""
 
     name = "tiff"
     suffix = ".tiff"
-    manifest_key = "raw"
-
-    def add(self, target: Path, fmap: FeatureMap) -> Path:
-        return save_raw(self.path_for(target), fmap.values, "tiff")

@@ -16,7 +16,7 @@ from featmap.io.images import atomic_write
 from featmap.io.writers import Writer
 
 if TYPE_CHECKING:
-    from featmap.net.records import FeatureMap
+    from featmap.net.records import Map
 
 __all__ = ["JsonWriter", "write_json"]
 
@@ -47,19 +47,19 @@ class JsonWriter(Writer):
         path = self.summary_path(targets)
         return [] if path is None else [path]
 
-    def add(self, target: Path, fmap: FeatureMap) -> None:
+    def add(self, target: Path, fmap: Map) -> None:
+        from featmap.net.records import ChannelInfo, MapInfo
+
         info = fmap.info
-        self.records.append(
-            {
-                "name": info.name,
-                "kernel_size": list(info.kernel_size),
-                "conv_shape": list(info.conv_shape),
-                "shape": list(info.shape),
-                "params": info.params,
-                "stats": asdict(info.stats),
-                "combined_from": list(info.combined_from),
-            }
-        )
+        record: dict[str, Any] = {"name": info.name}
+        if isinstance(info, MapInfo):
+            record.update(kernel_size=list(info.kernel_size), conv_shape=list(info.conv_shape))
+        elif isinstance(info, ChannelInfo):
+            record.update(layer=info.layer, channel=info.channel)
+        record.update(shape=list(info.shape), params=info.params, stats=asdict(info.stats))
+        if isinstance(info, MapInfo):
+            record["combined_from"] = list(info.combined_from)
+        self.records.append(record)
 
     def finish(self, targets: Mapping[str, Path]) -> tuple[Path, ...]:
         path = self.summary_path(targets)

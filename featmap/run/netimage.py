@@ -1,0 +1,225 @@
+"""One image through a network (`NetworkRun`): loaded as the network sees it, planned, then each layer output's
+channels handed to the writers as maps (`featmap.net.records.ChannelMap`), with the layer's sheet row, report
+record and manifest records; `process_network_image` runs it through `featmap.run.imagerun.write_image`.
+
+Each layer's output is written as one PNG per channel in a folder per layer, named so that they sort in layer
+order: ``{stem}/03-C3/007.png`` is channel 7 of the third layer written (key ``C3``). A flat output (flatten,
+dense) is a one-pixel-high strip. With ``raw``, each layer's whole float32 stack goes beside its PNGs
+(``{stem}/03-C3/all.npy``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from featmap.io.discover import InputImage
+from featmap.io.images import ImageInfo
+from featmap.net.records import ChannelInfo, ChannelMap, LayerMaps
+from featmap.net.summary import summarize_plan
+from featmap.run.executor import LayerOutput, iter_network, top_classes
+from featmap.run.imagerun import write_image
+from featmap.run.netinput import load_for_network
+from featmap.run.netreport import ReportBuilder, extra_record, report_page
+
+if TYPE_CHECKING:
+    from featmap.io.writers import Writer
+    from featmap.run.netjob import NetworkJob
+
+__all__ = ["LayerFacts", "NetworkImageResult", "NetworkRun", "planes", "process_network_image"]
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """One layer output of a run: where it sits, its shape, parameters, statistics and the files written."""
+
+    folder: str
+    path: str
+    key: str
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: int
+    stats: dict[str, float]
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class NetworkImageResult:
+    """The outcome of one image through a network: every layer's facts, the top classes and the records."""
+
+    input: ImageInfo
+    layers: tuple[LayerFacts, ...]
+    top: tuple[tuple[int, str, float], ...]
+    warnings: tuple[str, ...]
+    options_hash: str
+    seconds: float
+    records: tuple[dict[str, Any], ...] = ()
+    maps: tuple[Any, ...] = ()
+    #: What the network saw: the preprocessed tensor, and the same picture in [0, 1] for drawing.
+    network_input: NDArray[np.float32] | None = None
+    shown_input: NDArray[np.float32] | None = None
+
+
+def planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
+    """A layer output as ``(H, W, C)``: a 1-D ``(L, C)`` output as columns, a flat one (or 1×1×C) as a one-row
+    strip.
+
+    Examples
+    --------
+    >>> planes(np.zeros(10)).shape, planes(np.zeros((1, 1, 4))).shape, planes(np.zeros((5, 3))).shape
+    ((1, 10, 1), (1, 4, 1), (5, 1, 3))
+    """
+    if values.ndim == 1 or (values.ndim == 3 and values.shape[0] * values.shape[1] == 1):
+        return values.reshape(1, -1, 1)
+    if values.ndim == 2:
+        return values[:, np.newaxis, :]
+    return values
+
+
+def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = False) -> NetworkImageResult:
+    """Load one image, run the network on it and write every layer's maps; the manifest is left to the caller."""
+    result: NetworkImageResult = write_image(NetworkRun(item, job, single=single), job)
+    return result
+
+
+class NetworkRun:
+    """One image through a `NetworkJob` (an `featmap.run.imagerun.ImageRun`): the channel PNGs and raw stacks go
+    through the writers; the sheet (one row per layer) and the report are drawn as the layers go by."""
+
+    def __init__(self, item: InputImage, job: NetworkJob, *, single: bool = False) -> None:
+        self.started = time.perf_counter()
+        self.item, self.job = item, job
+        out = job.output
+        self.pixels, self.image, self.resized = load_for_network(
+            item.path, job.model, job.background, job.max_pixels, job.preprocess, job.resize
+        )
+        self.nodes = job.plan(self.pixels.shape)
+        self.source = job.weights()
+        self.digest = job.options_hash()
+        self.maps = job.layer_maps(self.pixels.shape)
+        self.targets = job.targets(item, single=single, maps=self.maps)
+        stacks: dict[str, Path] = {}
+        if out.raw is not None:  # each layer's whole stack beside its PNGs
+            for folder, _ in self.maps:
+                stacks[f"{folder}/all"] = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
+        self.writer_targets: Mapping[str, Path] = {**self.targets, **stacks} if stacks else self.targets
+        self.formats = tuple(name for name in out.formats if name != "pictures")  # the sheet and report: below
+        self.facts: list[LayerFacts] = []
+        self.records: list[dict[str, Any]] = []
+        self.last: LayerOutput | None = None
+        self.sheet = None
+        if out.sheet:  # one row per layer (featmap.io.writers.pictures); the sheet's size is checked before any work
+            from featmap.io.writers.pictures import LayerRows
+
+            self.sheet = LayerRows(self.image, out, self.maps, self.pixels, job.model.labels)
+        # checks the report size limit now
+        self.report = ReportBuilder(self.nodes, self.pixels, self.source) if out.report else None
+
+    def layers(self) -> Iterator[LayerMaps]:
+        """Each layer output's channels as maps, with the layer's whole output."""
+        names = iter(self.maps)
+        raw = self.job.output.raw is not None
+        for result in iter_network(self.nodes, self.pixels, self.source, upto=self.job.upto):
+            folder, _ = next(names)
+            drawn = planes(result.values)
+            node = result.node
+            shape = (drawn.shape[0], drawn.shape[1], 1)
+            maps = tuple(
+                ChannelMap(
+                    drawn[:, :, ch : ch + 1],
+                    ChannelInfo(f"{folder}/{ch:03d}", node.path, ch, shape, node.plan.params, result.stats),
+                )
+                for ch in range(drawn.shape[2])
+            )
+            yield LayerMaps(folder, maps, result, f"{folder}/all" if raw else None)
+
+    def written(self, layer: LayerMaps, files: Mapping[str, list[Path | None]], writers: Sequence[Writer]) -> None:
+        """The layer's manifest records (one per channel PNG), its sheet row and report record, and its facts."""
+        result = layer.output
+        assert result is not None, "a network layer brings its output"
+        out, item = self.job.output, self.item
+        pngs = [p for p in files["png"] if p is not None]
+        self.records += [_record(item, result, layer.folder, png, out.out_dir, self.digest) for png in pngs]
+        made: list[Path] = [*pngs, *(p for name, made in files.items() if name != "png" for p in made if p)]
+        if self.sheet is not None:
+            self.sheet.add_layer(layer.folder, planes(result.values), tuple(result.values.shape), result.node.plan.kind)
+        if self.report is not None:
+            self.report.add(result, layer.folder, self.job.layout)
+        node = result.node
+        self.facts.append(
+            LayerFacts(
+                layer.folder,
+                node.path,
+                node.key,
+                node.plan.name,
+                node.plan.kind,
+                tuple(result.values.shape),
+                node.plan.params,
+                asdict(result.stats),
+                tuple(made),
+            )
+        )
+        self.last = result
+
+    def finished(self, writer: Writer, files: tuple[Path, ...]) -> None:
+        """No per-image writer here: the sheet and report are written in `result`."""
+
+    def result(self) -> NetworkImageResult:
+        """The prediction, the sheet and the report, then the image's outcome."""
+        job, item, out, last = self.job, self.item, self.job.output, self.last
+        records = self.records
+        top: tuple[tuple[int, str, float], ...] = ()
+        if last is not None and last.values.ndim == 1 and job.upto is None:
+            top = tuple(top_classes(last.values, job.top, job.model.labels))
+            ranked = [{"index": i, "label": label, "probability": p} for i, label, p in top]
+            records = [{**r, "top": ranked} if r.get("layer") == last.node.path else r for r in records]  # manifest
+        if self.sheet is not None:
+            written = self.sheet.write(
+                out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem),
+                top,
+                None if last is None else last.values,
+            )
+            records.append(extra_record(item, "(sheet)", written, out, self.digest))
+        summary = summarize_plan(self.nodes, tuple(self.pixels.shape))
+        if self.report is not None:
+            page = report_page(job, self.image.info, self.pixels, self.resized, summary)
+            written = self.report.write(self.targets["(report)"], page)
+            records.append(extra_record(item, "(report)", written, out, self.digest))
+        replaced: tuple[str, ...] = ()
+        if job.init is not None and job.model.weights is not None:
+            replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)
+        notes = (*self.resized, *replaced, *summary.warnings, *self.source.warnings)
+        return NetworkImageResult(
+            self.image.info,
+            tuple(self.facts),
+            top,
+            notes,
+            self.digest,
+            time.perf_counter() - self.started,
+            tuple(records),
+            network_input=self.pixels,
+            shown_input=self.image.pixels,
+        )
+
+
+def _record(
+    item: InputImage, result: LayerOutput, folder: str, png: Path, out_dir: Path, digest: str
+) -> dict[str, Any]:
+    return {
+        "input": str(item.path.resolve()),
+        "kernel": f"{folder}/{png.stem}",
+        "layer": result.node.path,
+        "png": png.relative_to(out_dir).as_posix(),
+        "options": digest,
+        "shape": list(result.values.shape),
+        "params": result.node.plan.params,
+        "stats": asdict(result.stats),
+        "status": "ok",
+    }

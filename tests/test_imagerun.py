@@ -1,0 +1,145 @@
+"""One job type and one set of writers (featmap.run.imagerun): a kernel bank and a network hand the same map
+records to the same writers, and a network's channel PNGs are the PNG writer's bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featmap.io.discover import InputImage
+from featmap.io.outputs import OutputOptions
+from featmap.io.writers import open_writers
+from featmap.io.writers.pixels import map_pixels
+from featmap.io.writers.png import save_png
+from featmap.net.records import ChannelInfo, ChannelMap, LayerMaps, MapStats
+from featmap.net.spec import parse_file
+from featmap.run.imagejob import process_image
+from featmap.run.jobs import make_job, make_output
+from featmap.run.netimage import NetworkRun, process_network_image
+from featmap.run.netjob import make_network_job
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "net.yaml"
+    path.write_text(text)
+    return path
+
+
+def _item(path: Path) -> InputImage:
+    return InputImage(path, Path(), path.stem)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"colormap": "auto"},
+        {"bit_depth": 16},
+        {"normalize": "percentile", "percentiles": (5.0, 95.0)},
+        {"normalize": "clip"},
+    ],
+)
+def test_a_networks_channel_pngs_are_the_png_writers_bytes(
+    tmp_path: Path, gray_png: Path, options: dict[str, object]
+) -> None:
+    """Every channel PNG equals what the network path wrote before it went through `PngWriter` (`map_pixels`
+    of the channel, then `save_png`), computed here from the layer's raw stack."""
+    spec = _spec(
+        tmp_path, "layers:\n  - {conv: {kernels: [sobel_x, sobel_y, laplacian_4]}}\n  - relu\n  - maxpool: 2\n"
+    )
+    out = make_output(out_dir=tmp_path / "out", raw="npy", **options)  # type: ignore[arg-type]
+    job = make_network_job(parse_file(spec), output=out)
+    result = process_network_image(_item(gray_png), job)
+    assert [layer.folder for layer in result.layers] == ["01-conv2d", "02-relu", "03-maxpool2d"]
+    for layer in result.layers:
+        *pngs, stack = layer.files
+        values = np.load(stack)
+        assert [p.name for p in pngs] == [f"{ch:03d}.png" for ch in range(values.shape[2])]
+        for ch, png in enumerate(pngs):
+            drawn = map_pixels(
+                values[:, :, ch : ch + 1],
+                out.normalize,
+                bit_depth=out.bit_depth,
+                colormap=out.colormap,
+                percentiles=out.percentiles,
+            )
+            before = save_png(tmp_path / "before.png", drawn.pixels, bit_depth=out.bit_depth)
+            assert png.read_bytes() == before.read_bytes(), (layer.folder, ch)
+
+
+def test_a_channel_png_maps_its_own_min_and_max_to_black_and_white(tmp_path: Path, gray_png: Path) -> None:
+    """Independently of the writers: min-max of each channel, rounded to the nearest 8-bit level."""
+    spec = _spec(tmp_path, "layers:\n  - {conv: {kernels: [sobel_x, box_3]}}\n")
+    job = make_network_job(parse_file(spec), output=make_output(out_dir=tmp_path / "out", raw="npy"))
+    (layer,) = process_network_image(_item(gray_png), job).layers
+    values = np.load(layer.files[-1]).astype(np.float64)
+    for ch in range(2):
+        plane = values[:, :, ch]
+        expected = np.rint((plane - plane.min()) / (plane.max() - plane.min()) * 255)
+        assert np.array_equal(np.asarray(Image.open(layer.files[ch])), expected.astype(np.uint8))
+
+
+def test_one_process_image_for_a_bank_and_a_one_layer_spec(tmp_path: Path, gray_png: Path) -> None:
+    """`-k sobel_x -k box_3` and a spec of one conv layer naming the same kernels: the same pixels, map for
+    channel, through the same `process_image`."""
+    bank = make_job(["sobel_x", "box_3"], out_dir=tmp_path / "bank", raw="npy")
+    spec = _spec(tmp_path, "layers:\n  - {conv: {kernels: [sobel_x, box_3]}}\n")
+    net = make_network_job(parse_file(spec), output=make_output(out_dir=tmp_path / "net", raw="npy"))
+    kernels = process_image(_item(gray_png), bank)
+    network = process_image(_item(gray_png), net)
+    (layer,) = network.layers  # type: ignore[attr-defined]  # a network's result: its layers
+    assert [m.info.name for m in kernels.maps] == ["sobel_x", "box_3"]
+    for ch, written in enumerate(kernels.maps):
+        assert written.raw is not None
+        assert np.array_equal(np.load(written.raw)[:, :, 0], np.load(layer.files[-1])[:, :, ch])
+        assert np.array_equal(np.asarray(Image.open(written.png)), np.asarray(Image.open(layer.files[ch])))
+    # the hand-worked value: sobel_x over the square's left edge (40 → 200 between columns 7 and 8), rows 7-16
+    assert np.load(kernels.maps[0].raw)[7, 6, 0] == pytest.approx(4 * 160 / 255, rel=1e-6)  # type: ignore[arg-type]
+
+
+def test_the_network_stream_is_layer_maps_named_as_the_targets(tmp_path: Path, gray_png: Path) -> None:
+    spec = _spec(tmp_path, "layers:\n  - {conv: {kernels: [sobel_x, sobel_y]}}\n  - flatten\n")
+    job = make_network_job(parse_file(spec), output=make_output(out_dir=tmp_path / "out", raw="tiff"))
+    run = NetworkRun(_item(gray_png), job)
+    layers = list(run.layers())
+    assert [(x.folder, len(x.maps), x.stack) for x in layers] == [
+        ("01-conv2d", 2, "01-conv2d/all"),
+        ("02-flatten", 1, "02-flatten/all"),
+    ]
+    for layer in layers:
+        assert layer.output is not None
+        for ch, fmap in enumerate(layer.maps):
+            assert isinstance(fmap.info, ChannelInfo) and fmap.info.channel == ch
+            assert fmap.info.name in run.targets and fmap.info.stats == layer.output.stats
+    conv, flat = layers
+    assert conv.maps[1].values.shape == (22, 30, 1)  # 24×32, valid 3×3
+    assert np.array_equal(conv.maps[1].values[:, :, 0], conv.output.values[:, :, 1])  # type: ignore[union-attr]
+    assert flat.maps[0].values.shape == (1, 22 * 30 * 2, 1)  # a flat output: a one-row strip
+    (tiff,) = open_writers(job.output, ["tiff"])[0].add_layer(run.writer_targets, flat)
+    assert tiff is not None and tiff.name == "all.tiff"
+    assert np.array_equal(np.asarray(Image.open(tiff)), flat.maps[0].values[:, :, 0])  # the strip as its page
+
+
+def test_the_json_writer_takes_a_network_channel(tmp_path: Path) -> None:
+    """A writer made for kernel maps takes a network channel as it is: the facts every map has, plus its layer."""
+    stats = MapStats(-1.0, 2.0, 0.5, 1.0)
+    plane = np.array([[[-1.0], [2.0]]], np.float32)
+    fmap = ChannelMap(plane, ChannelInfo("01-conv/003", "0", 3, (1, 2, 1), 28, stats))
+    targets = {"01-conv/003": tmp_path / "img" / "01-conv2d" / "003.png"}
+    (writer,) = open_writers(OutputOptions(tmp_path), ["json"])
+    assert writer.add_layer(targets, LayerMaps("01-conv2d", (fmap,))) == [None]
+    (path,) = writer.finish(targets)
+    assert json.loads(path.read_text())["maps"] == [
+        {
+            "name": "01-conv/003",
+            "layer": "0",
+            "channel": 3,
+            "shape": [1, 2, 1],
+            "params": 28,
+            "stats": {"min": -1.0, "max": 2.0, "mean": 0.5, "std": 1.0},
+        }
+    ]
