@@ -15,6 +15,8 @@ direct        one pass per kernel tap over strided views, multiply-accumulate   
 separable     a rank-1 kernel as a column pass then a row pass (kh + kw passes)  rank 1, no OpenCV
 fft           scipy.signal.fftconvolve in float64 on the whole plane, then slice kh·kw / stride² ≥ 100
 im2col        row bands of windows (cache-sized) times the bank, one BLAS call    several channels/filter
+depthwise     one multiply-accumulate per tap over all channels (`core.gemm`)    groups = C ≥ 8
+pointwise     the (H·W, C) input times the bank in row bands (`core.gemm`)       1×1, unpadded, C ≥ 8
 ============  =================================================================  ========================
 """
 
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core import cvfilter
+from featmap.core import cvfilter, gemm
 from featmap.core.geometry import ConvGeometry, strided_slice
 from featmap.core.kernelmath import rank1_factors, spread_kernel
 from featmap.enums import PaddingMode
@@ -278,6 +280,12 @@ def correlate(
         )
     check_padding((arr.shape[0], arr.shape[1]), geometry.padding, pad_mode)
     n_out, per_group, kh, kw = bank.shape
+    channels = arr.shape[2]
+    if method == "auto" and channels >= _HWC_MIN_CHANNELS:  # a network's inner layer, channel-last (core.gemm)
+        if per_group == 1 and groups == channels:
+            return gemm.depthwise(pad_input(arr, geometry.padding, pad_mode, pad_value), bank, geometry)
+        if groups == 1 and kh == kw == 1 and not any(geometry.padding):
+            return gemm.pointwise(arr, bank, stride=geometry.stride)
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
         padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
@@ -289,7 +297,6 @@ def correlate(
             else _im2col(padded, bank, geometry, groups)
         )
     use_opencv = method in ("auto", "opencv") and cvfilter.opencv() is not None
-    channels = arr.shape[2]
     if use_opencv and (channels == n_out == 1 or _shared_kernel(bank, channels)):
         source = arr[:, :, 0] if channels == 1 else arr
         out = cvfilter.correlate(source, bank[0, 0], geometry, pad_mode, pad_value)

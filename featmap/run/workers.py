@@ -102,11 +102,15 @@ def _helper_environment() -> Iterator[None]:
 
 @contextmanager
 def one_opencv_thread() -> Iterator[None]:
-    """This process on one OpenCV thread for a while (the parent, when it works beside its helpers)."""
+    """This process on one OpenCV thread and one BLAS thread for a while (``-j 1``; the parent, when it works
+    beside its helpers): ``-j N`` means N cores (`featmap.core.blas`)."""
+    from featmap.core import blas
+
     before = threads()
     set_threads(1)
     try:
-        yield
+        with blas.one_thread():
+            yield
     finally:
         set_threads(before)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featmap.core.gemm import pointwise
 from featmap.net.layers.base import DEFAULT_CONTEXT, Array, LayerPlan, RunContext, Shape, Weights, fmt_int
 from featmap.net.layers.conv import positive
 
@@ -105,9 +106,13 @@ class Dense:
         )
 
     def forward(self, x: Array, plan: LayerPlan, weights: Weights, context: RunContext = DEFAULT_CONTEXT) -> Array:
-        """``x @ weight.T + bias``."""
+        """``x @ weight.T + bias``; at every position of an ``H×W×C`` input one BLAS product over all positions
+        (`featmap.core.gemm.pointwise`), not one per row."""
         weight = np.asarray(weights["weight"], dtype=x.dtype)
+        bias = weights.get("bias")
+        if x.ndim > 1:
+            return pointwise(x, weight, None if bias is None else np.asarray(bias, dtype=x.dtype))
         out = np.matmul(x, weight.T)
-        if "bias" in weights:
-            out += np.asarray(weights["bias"], dtype=x.dtype)
+        if bias is not None:
+            out += np.asarray(bias, dtype=x.dtype)
         return out

@@ -1,0 +1,121 @@
+"""featmap.core.gemm: the channel-last kernels of a network's inner layers (depthwise, pointwise, dense at every
+position) against scipy.ndimage in float64, against the engine's numpy tap walk (``method="direct"``), and the
+engine's automatic choice against both, on random shapes, strides, dilations, padding modes and multipliers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from featmap.core import gemm
+from featmap.core.engine import correlate, pad_input
+from featmap.core.geometry import conv_geometry
+from featmap.enums import PaddingMode
+
+# scipy's names for featmap's padding modes (design.md's crosswalk)
+SCIPY_MODE = {"zeros": "constant", "reflect": "mirror", "symmetric": "reflect", "replicate": "nearest"}
+
+
+def scipy_depthwise(
+    x: np.ndarray, bank: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], pad: int, mode: str
+) -> np.ndarray:
+    """Each filter ``c·m + k`` on channel ``c``, by scipy in float64: padded by numpy, then a 'valid' correlation
+    (the window's top-left at each kept position), then strided."""
+    channels = x.shape[2]
+    mult = bank.shape[0] // channels
+    kh, kw = bank.shape[2:]
+    (dh, dw), (sh, sw) = dilation, stride
+    spread_h, spread_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    padded = pad_input(x.astype(np.float64), (pad, pad, pad, pad), PaddingMode(mode))
+    top, left = spread_h // 2, spread_w // 2  # ndimage centres the kernel: shift back to the window's top-left
+    out = []
+    for n in range(bank.shape[0]):
+        kernel = np.zeros((spread_h, spread_w))
+        kernel[::dh, ::dw] = bank[n, 0]
+        full = ndimage.correlate(padded[:, :, n // mult], kernel, mode="constant")
+        valid = full[top : top + padded.shape[0] - spread_h + 1, left : left + padded.shape[1] - spread_w + 1]
+        out.append(valid[::sh, ::sw])
+    return np.stack(out, axis=-1)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "symmetric", "replicate"])
+@pytest.mark.parametrize(
+    ("size", "channels", "mult", "kernel", "stride", "dilation", "pad"),
+    [
+        ((17, 23), 8, 1, (3, 3), (1, 1), (1, 1), 1),
+        ((19, 16), 12, 1, (3, 3), (2, 2), (1, 1), 1),
+        ((29, 31), 16, 1, (7, 7), (1, 1), (1, 1), 3),
+        ((21, 20), 8, 2, (5, 3), (2, 1), (1, 2), 2),
+        ((15, 33), 9, 3, (3, 3), (1, 3), (2, 2), 2),
+    ],
+)
+def test_depthwise_equals_scipy(size, channels, mult, kernel, stride, dilation, pad, mode) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(sum(size) + channels + mult)
+    x = rng.standard_normal((*size, channels)).astype(np.float32)
+    bank = rng.standard_normal((channels * mult, 1, *kernel)).astype(np.float32)
+    g = conv_geometry(size, kernel, stride=stride, padding=pad, dilation=dilation)
+    got = gemm.depthwise(pad_input(x, g.padding, PaddingMode(mode)), bank, g)
+    ref = scipy_depthwise(x, bank, stride, dilation, pad, mode)
+    assert got.shape == ref.shape == (*g.out_hw, channels * mult) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+    auto = correlate(x, bank, g, channels, PaddingMode(mode))  # the engine picks the depthwise kernel here
+    np.testing.assert_array_equal(auto, got)
+    direct = correlate(x, bank, g, channels, PaddingMode(mode), method="direct")
+    np.testing.assert_allclose(auto, direct, rtol=1e-5, atol=1e-5 * float(np.abs(direct).max()))
+
+
+def test_depthwise_hand_worked() -> None:
+    """Two channels, a 2×2 box on one and a delta on the other, valid padding."""
+    x = np.stack([np.arange(9.0).reshape(3, 3), np.full((3, 3), 5.0)], axis=-1).astype(np.float32)
+    x = np.concatenate([x] * 4, axis=2)  # 8 channels: the engine's threshold for the channel-last kernels
+    bank = np.zeros((8, 1, 2, 2), np.float32)
+    bank[0::2] = 1.0
+    bank[1::2, 0, 1, 1] = 1.0
+    g = conv_geometry((3, 3), (2, 2))
+    out = correlate(x, bank, g, 8)
+    assert out[..., 0].tolist() == [[8.0, 12.0], [20.0, 24.0]]
+    assert out[..., 1].tolist() == [[5.0, 5.0], [5.0, 5.0]]
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (3, 1)])
+@pytest.mark.parametrize(("size", "channels", "filters"), [((13, 17), 8, 5), ((32, 9), 64, 24), ((7, 7), 512, 33)])
+def test_pointwise_equals_a_float64_product(size, channels, filters, stride) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(channels + filters)
+    x = rng.standard_normal((*size, channels)).astype(np.float32)
+    bank = rng.standard_normal((filters, channels, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    ref = x[:: stride[0], :: stride[1]].astype(np.float64) @ bank[:, :, 0, 0].T.astype(np.float64) + bias
+    got = gemm.pointwise(x, bank, bias, stride=stride)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+    g = conv_geometry(size, 1, stride=stride)
+    auto = correlate(x, bank, g, 1)
+    np.testing.assert_array_equal(auto, gemm.pointwise(x, bank, stride=stride))
+    direct = correlate(x, bank, g, 1, method="direct")
+    np.testing.assert_allclose(auto, direct, rtol=1e-5, atol=1e-5 * float(np.abs(direct).max()))
+
+
+def test_matmul_rows_bands_equal_one_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands of a few rows give the one-call product, bias included."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((101, 40)).astype(np.float32)
+    w = rng.standard_normal((40, 7)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    monkeypatch.setattr(gemm, "_BAND_BYTES", 40 * 4 * 16)  # bands of 16 rows
+    got = gemm.matmul_rows(a, w, np.empty((101, 7), np.float32), bias)
+    ref = a.astype(np.float64) @ w.astype(np.float64) + bias
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_dense_at_every_position_equals_torch_linear() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
+    from featmap.net.layers import Dense
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((9, 11, 24)).astype(np.float32)
+    w = {"weight": rng.standard_normal((40, 24)).astype(np.float32), "bias": rng.standard_normal(40).astype(np.float32)}
+    layer = Dense(40, pointwise=True)
+    got = layer.forward(x, layer.plan(x.shape), w)
+    ref = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w["weight"]), torch.from_numpy(w["bias"]))
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(ref.numpy()).max()))
