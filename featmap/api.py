@@ -135,8 +135,8 @@ def apply(
 def resolve_layers(layers: Any) -> Model:
     """A `featmap.net.spec.Model` from a preset name, a spec file, layer tokens or layer objects.
 
-    A string is a built-in preset (``"vgg16"``), a YAML/JSON spec file or an ONNX file (``featmap[onnx]``,
-    its own input shape); a sequence of strings is
+    A string is a built-in preset (``"vgg16"``), a YAML/JSON spec file, an ONNX file (``featmap[onnx]``,
+    its own input shape) or a Keras 3 ``.keras`` model (``featmap[keras]``); a sequence of strings is
     layer tokens (``["conv:6@5x5", "maxpool:2"]``); a `Model` is returned as it is; anything else is
     taken as layer objects.
     """
@@ -152,7 +152,7 @@ def resolve_layers(layers: Any) -> Model:
             return load_onnx(text)
         if isinstance(layers, str) and text in {m.name for m in list_models()}:
             return load_model(text)
-        if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).exists():
+        if Path(text).suffix.lower() in (".yaml", ".yml", ".json", ".keras") or Path(text).exists():
             from featmap.net.networks import load_network_file
 
             return load_network_file(text)  # a spec, or an ONNX model by its first bytes

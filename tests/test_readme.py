@@ -43,6 +43,8 @@ SKIPPED = {
     "s3://": "needs object storage (tests/test_backends_storage.py runs a local S3 server)",
     "keras.Sequential": "needs Keras (tests/test_weights.py checks Keras files when it is installed)",
     "--weights net.keras": "needs net.keras, which the Keras example (skipped without Keras) saves",
+    "--spec net.keras": "needs net.keras, which the Keras example (skipped without Keras) saves",
+    "featmap shape net.keras": "needs net.keras, which the Keras example (skipped without Keras) saves",
     "torch.onnx.export": "needs torch and torchvision (tests/test_onnx_runtime.py exports torchvision's models)",
     "--spec model.onnx": "needs the model.onnx the export above writes (tests/test_onnx_weights.py runs ONNX files)",
     "--model vgg16 --init glorot": "VGG-16 at 224×224 takes ~10 s here; tests/test_upto_rows.py runs --upto",

@@ -23,7 +23,7 @@ from featmap.cli._common import (
     "spec_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A YAML/JSON layer-spec file.",
+    help="A YAML/JSON layer-spec file, an ONNX or a .keras model.",
 )
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size for MACs and memory.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
@@ -52,6 +52,7 @@ def shape(
       featmap shape --model vgg16
       featmap shape --spec my_net.yaml --input 224x224x3 --json
       featmap shape model.onnx           (needs: pip install 'featmap[onnx]')
+      featmap shape model.keras
     """
     _shape_command(
         tokens, input_text, model, spec_file, batch, "json" if as_json else fmt, explain, list_models, no_aux
@@ -67,6 +68,15 @@ def _onnx_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | No
     if len(tokens) == 1 and is_onnx_path(tokens[0]):
         return Path(tokens[0])
     return None
+
+
+def _keras_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | None:
+    """The Keras model given as ``featmap shape model.keras`` or ``--spec model.keras``, if any."""
+    from featmap.net.spec.keras import is_keras_model, is_keras_path
+
+    if spec_file is not None and (is_keras_path(spec_file) or is_keras_model(spec_file)):
+        return spec_file
+    return Path(tokens[0]) if len(tokens) == 1 and is_keras_path(tokens[0]) else None
 
 
 def _shape_command(
@@ -126,6 +136,10 @@ def _shape_command(
         from featmap.net.spec import parse_shape
 
         found = load_onnx(onnx_file, parse_shape(input_text) if input_text is not None else None)
+    elif (keras_file := _keras_argument(tokens, spec_file)) is not None:
+        from featmap.net.spec.keras import load_keras_model
+
+        found = load_keras_model(keras_file)
     elif tokens:
         found = Model("", parse_tokens(tokens))
     else:

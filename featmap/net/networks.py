@@ -1,5 +1,6 @@
-"""A network file by what it holds: a YAML/JSON layer spec (`featmap.net.spec`) or an ONNX model
-(`featmap.net.onnx`, recognised by its extension or its first bytes, before any text is read), and the tensors of
+"""A network file by what it holds: a YAML/JSON layer spec (`featmap.net.spec`), an ONNX model
+(`featmap.net.onnx`, recognised by its extension or its first bytes, before any text is read) or a Keras 3
+``.keras`` model (`featmap.net.spec.keras`: a zip holding ``config.json`` and its weights), and the tensors of
 a weights file: ``.npz``, ``.safetensors`` or Keras (`featmap.net.weights`), or an ONNX model's own initializers.
 
 The one place that tells the two kinds apart, above both readers (neither imports the other).
@@ -20,13 +21,19 @@ __all__ = ["load_network_file", "load_network_weights"]
 
 
 def load_network_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> Model:
-    """The `Model` in the file at ``path``: an ONNX model (its weights are the file itself) or a spec file."""
+    """The `Model` in the file at ``path``: an ONNX or Keras model (its weights are the file itself) or a spec
+    file."""
     from featmap.net.onnx import is_onnx_file
+    from featmap.net.spec.keras import is_keras_model, is_keras_path
 
     if is_onnx_file(path):
         from featmap.net.onnx import load_onnx
 
         return load_onnx(path)
+    if is_keras_path(path) or is_keras_model(path):
+        from featmap.net.spec.keras import load_keras_model
+
+        return load_keras_model(path)
     from featmap.net.spec import parse_file
 
     return parse_file(path, kernel_dirs=kernel_dirs)

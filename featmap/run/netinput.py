@@ -55,7 +55,7 @@ def load_for_network(
     """An image file as a network sees it, by the model's input transform (or ``preprocess``/``resize``):
     gray or RGB as its input declares, resized, cropped, normalised. Returns the tensor, the image with the
     picture the network saw (in [0, 1], for drawing) as its pixels, and the notes."""
-    color = model.input_shape is not None and model.input_shape[-1] == 3
+    color = model.channels == 3
     image = load_image(path, color=color, background=background, max_pixels=max_pixels)
     pre = resolve_preprocess(model.preprocess, preprocess, resize)
     prepared = prepare(image.pixels, model.input_shape, pre, gray=color and image.info.mode in GRAY_MODES)

@@ -80,7 +80,7 @@ class NetworkJob:
     @property
     def channels(self) -> int:
         """The input channels the spec asks for: 1 reads images as gray, 3 as RGB."""
-        return self.model.input_shape[-1] if self.model.input_shape else 1
+        return self.model.channels or 1
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3) and self.model.input_shape and len(self.model.input_shape) == 3:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from featmap.net.layers import (
     Sequential,
     Split,
 )
+from featmap.net.spec.model import Model
 from featmap.net.spec.tokens import ALIASES, GRAMMAR_HINT, parse_shape, parse_token
 
 __all__ = ["MODEL_DIR", "Model", "list_models", "load_model", "parse_file"]
@@ -57,22 +58,6 @@ _FIELDS: dict[str, tuple[type[Any], set[str]]] = {
     "chunk": (Split, {"chunks", "index"}),
     "split": (Split, {"sizes", "index"}),
 }
-
-
-@dataclass(frozen=True)
-class Model:
-    """A parsed spec file: its layers, default input shape and description; a trained model also names its
-    weights file (beside the spec) and its class labels."""
-
-    name: str
-    layers: tuple[LayerSpec, ...]
-    input_shape: Shape | None = None
-    description: str = ""
-    source: str = ""
-    weights: Path | None = None
-    labels: tuple[str, ...] = ()
-    #: The input transform the network was trained with (`featmap.net.preprocess`): a name or a mapping.
-    preprocess: Any = None
 
 
 class _FileParser:
