@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,8 +31,19 @@ from featmap.net.layers import Conv2d, LayerSpec, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
 from featmap.net.summary import Summary, summarize_plan
+from featmap.run.groups import ChannelGroup, GroupOutput, run_groups
 
-__all__ = ["LayerOutput", "NetworkResult", "WeightSource", "iter_network", "run_network", "top_classes"]
+__all__ = [
+    "ChannelGroup",
+    "GroupOutput",
+    "LayerOutput",
+    "NetworkResult",
+    "WeightSource",
+    "iter_channel_groups",
+    "iter_network",
+    "run_network",
+    "top_classes",
+]
 
 Array = NDArray[np.floating]
 INIT_METHODS = ("kaiming", "glorot")
@@ -223,6 +234,24 @@ def iter_network(
         yield from runner.walk(nodes, np.asarray(image))
     except _Stop:
         return
+
+
+def iter_channel_groups(
+    nodes: Sequence[PlanNode],
+    image: Array,
+    weights: WeightSource,
+    groups: Sequence[ChannelGroup] | None = None,
+    *,
+    tap: Callable[[ChannelGroup, Array], None] | None = None,
+) -> Iterator[GroupOutput]:
+    """Run planned ``nodes``, a conv layer and the per-channel layers after it (activation, pooling, batch norm),
+    one channel group of the conv at a time (one output channel per group when ``groups`` is None), and yield each
+    group's final maps: memory holds one group's maps, not the layer's (`featmap.run.groups`, where the fused band
+    path serves every group that fits it). A `-k` bank runs this way, a group per kernel.
+    """
+    _check_input(nodes, image)
+    weights.bind(nodes)
+    yield from run_groups(nodes, np.asarray(image), weights.for_node, groups, tap=tap)
 
 
 def check_network_limits(nodes: Sequence[PlanNode], itemsize: int = 4) -> int:

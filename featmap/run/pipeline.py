@@ -23,20 +23,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.geometry import ConvGeometry
-from featmap.core.ops import activate, row_bands
-from featmap.enums import Activation, Combine, PoolKind, parse_enum
+from featmap.enums import Activation, Combine, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
-from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
+from featmap.net.layers import Act, CombineMaps, Conv2d, GlobalPool2d, LayerPlan, LayerSpec, Pool2d
 from featmap.net.records import FeatureMap, FeatureMaps, MapInfo, MapStats
-from featmap.run import fused
+from featmap.run.executor import WeightSource, iter_channel_groups
+from featmap.run.groups import ChannelGroup, plan_stack, run_tail
 
 __all__ = [
+    "BankLayer",
     "FeatureMap",
     "FeatureMaps",
     "KernelPlan",
     "MapInfo",
     "MapStats",
+    "bank_layers",
     "geometry_notes",
     "plan_kernels",
     "iter_feature_maps",
@@ -155,38 +157,6 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-# Non-decreasing activations: max and min pooling commute with them exactly (they only pick values).
-_MONOTONE = frozenset({Activation.NONE, Activation.RELU, Activation.RELU6, Activation.SIGMOID, Activation.TANH})
-
-
-def _commutes(act: Act, pool: Pool2d | GlobalPool2d | None) -> bool:
-    """True when pooling before the activation gives the same map: then only the pooled pixels are activated."""
-    if pool is None or parse_enum(PoolKind, pool.kind, "pool mode") is PoolKind.AVG:
-        return False
-    if act.kind is Activation.LEAKY_RELU:
-        return float(dict(act.params).get("slope", 0.01)) >= 0
-    return act.kind in _MONOTONE
-
-
-def _pool(values: NDArray[np.floating], plan: KernelPlan) -> NDArray[np.floating]:
-    if plan.pool is None or plan.pool_plan is None:
-        return values
-    return plan.pool.forward(values, plan.pool_plan, {})
-
-
-def _finish(values: NDArray[np.floating], act: Act, plan: KernelPlan) -> NDArray[np.floating]:
-    """Activate, then pool; max/min pooling goes first where it commutes (a 2×2 pool: a quarter of the work).
-
-    ``values`` is the caller's to give up: it is activated in place, so a large map exists once.
-    """
-    if act.kind is Activation.NONE:
-        return _pool(values, plan)
-    if _commutes(act, plan.pool):
-        pooled = _pool(values, plan)
-        return activate(pooled, act.kind, out=pooled, **dict(act.params))
-    return _pool(activate(values, act.kind, out=values, **dict(act.params)), plan)
-
-
 def _shape3(arr: NDArray[np.floating]) -> Shape3:
     return (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
 
@@ -202,6 +172,50 @@ def _info(plan: KernelPlan, conv_shape: Shape3, final: NDArray[np.floating], poo
     return MapInfo(
         plan.kernel.name, plan.kernel.size, geometry, conv_shape, _shape3(final), pooled, plan.conv_plan.params, stats
     )
+
+
+@dataclass(frozen=True)
+class BankLayer:
+    """Consecutive kernels of a bank that read the image alike, as one conv layer: the layer stack (a `Conv2d`
+    whose filters are the kernels, then the activation and the pool) and its channel groups, one per kernel.
+
+    A bank of one kernel size is one such layer; kernels of another size, or a per-channel kernel among 2-D ones on
+    a colour image, start another, since their maps differ in shape or in channels.
+    """
+
+    kernels: tuple[Kernel, ...]
+    layers: tuple[LayerSpec, ...]
+    groups: tuple[ChannelGroup, ...]
+
+
+def bank_layers(
+    bank: KernelBank, conv: Conv2d, act: Act, pool: Pool2d | GlobalPool2d | None, channels: int
+) -> list[BankLayer]:
+    """``bank`` on an image of ``channels`` channels as conv layers with ``conv``'s options: each 2-D kernel on a
+    colour image a depthwise filter of every channel (its map keeps the channels), every other kernel one filter
+    over all the channels; then ``act`` (unless none) and ``pool``."""
+    runs: list[list[Kernel]] = []
+    for kernel in bank:
+        if runs and _reads(runs[-1][0], channels) == _reads(kernel, channels):
+            runs[-1].append(kernel)
+        else:
+            runs.append([kernel])
+    tail: tuple[LayerSpec, ...] = (() if act.kind is Activation.NONE else (act,)) + (() if pool is None else (pool,))
+    found = []
+    for run_ in runs:
+        depthwise = channels > 1 and not run_[0].per_channel
+        layer = replace(conv, filters=None, kernel=None, groups=1, bank=KernelBank(tuple(run_)), depthwise=depthwise)
+        n = len(run_)
+        groups = tuple(
+            ChannelGroup(slice(i, None, n) if depthwise else slice(i, i + 1), k.bias is not None, k.name)
+            for i, k in enumerate(run_)
+        )
+        found.append(BankLayer(tuple(run_), (layer, *tail), groups))
+    return found
+
+
+def _reads(kernel: Kernel, channels: int) -> tuple[tuple[int, int], bool]:
+    return kernel.size, channels > 1 and not kernel.per_channel
 
 
 def iter_feature_maps(
@@ -221,62 +235,69 @@ def iter_feature_maps(
     for a Sobel pair; ``max``: the largest response, as over a compass set), then activates and pools
     the result like the others. ``strict=True`` turns a stride that leaves rows unused into a
     `ShapeError`. Image ``(H, W, C)``; a gray image has C = 1.
+
+    The bank runs as a layer stack (`bank_layers`: a conv layer whose filters are the kernels, the activation, the
+    pool; `CombineMaps` for the combined map), planned by `featmap.net.plan` and run by the executor one channel
+    group (one kernel's map) at a time (`featmap.run.executor.iter_channel_groups`).
     """
     if image.ndim != 3:
         raise ShapeError("image", f"must be (H, W, C); got shape {image.shape}")
     how = None if combine is None else parse_enum(Combine, combine, "combine")
-    plans = plan_kernels(_shape3(image), bank, conv, pool)
+    shape = _shape3(image)
+    plans = plan_kernels(shape, bank, conv, pool)
     if strict:
         for plan in plans:
             for what, problem in plan.notes():
                 raise ShapeError(what, problem, "change the stride or padding, or drop `strict`")
-    acc: NDArray[np.floating] | None = None
-    first: tuple[MapInfo, KernelPlan] | None = None
-    banded = fused.fits(image, conv, pool, how)  # the one place a run takes the fused, band-by-band path
-    for plan in plans:
-        kernel = plan.kernel
-        if banded:
-            assert isinstance(pool, Pool2d | None)  # fits() allows no other
-            out_shape = _shape3_of(plan.conv_plan.out_shape if plan.pool_plan is None else plan.pool_plan.out_shape)
-            final = fused.banded_map(
-                image, plan.weights, plan.conv, plan.conv_plan, act, pool, out_shape, _commutes(act, pool)
+    merge = None if how is None else CombineMaps(how, max(1, len(bank)))
+    merged: list[NDArray[np.floating]] = []  # the running merge, once the first map is in
+
+    def tap(group: ChannelGroup, maps: NDArray[np.floating]) -> None:
+        assert merge is not None
+        if merged and merged[0].shape != maps.shape:
+            raise ShapeError(
+                "`combine`",
+                f"maps differ in shape ({_shape3(merged[0])} vs {_shape3(maps)} from {group.name!r})",
+                "use `padding` same, or combine kernels of one size",
             )
-            yield FeatureMap(final, _info(plan, _shape3_of(plan.conv_plan.out_shape), final, pool is not None))
-            continue
-        response = plan.conv.forward(image, plan.conv_plan, plan.weights)
-        if how is not None:
-            if acc is not None and acc.shape != response.shape:
-                raise ShapeError(
-                    "`combine`",
-                    f"maps differ in shape ({_shape3(acc)} vs {_shape3(response)} from {kernel.name!r})",
-                    "use `padding` same, or combine kernels of one size",
-                )
-            if acc is None:
-                acc = np.square(response) if how is Combine.MAGNITUDE else response.copy()
-            elif how is Combine.MAGNITUDE:
-                for rows in row_bands(acc):  # no full-size temporary for the square
-                    acc[rows] += np.square(response[rows])
-            else:
-                np.maximum(acc, response, out=acc)
-        final = _finish(response, act, plan)
-        info = _info(plan, _shape3(response), final, pool is not None)
-        first = first or (info, plan)
-        yield FeatureMap(final, info)
-    if how is not None and acc is not None and first is not None:
-        merged = np.sqrt(acc, out=acc) if how is Combine.MAGNITUDE else acc
-        final = _finish(merged, act, first[1])
+        merged[:] = [merge.add(merged[0] if merged else None, maps)]
+
+    pooled = pool is not None
+    layers = bank_layers(bank, conv, act, pool, shape[2])
+    for layer, kernel_plans in zip(layers, _split(plans, layers), strict=True):
+        nodes = plan_stack(layer.layers, shape)
+        groups = iter_channel_groups(nodes, image, WeightSource(), layer.groups, tap=None if merge is None else tap)
+        for out, plan in zip(groups, kernel_plans, strict=True):
+            yield FeatureMap(out.values, _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled))
+            del out  # one map at a time: the caller holds the last one
+    if merge is not None and merged:
+        first = plans[0]
+        assert first.conv_plan.geometry is not None  # a conv plan always has one
+        result = merge.finish(merged.pop())
+        # the combined map's stack: the merge, then the bank's activation and pool
+        tail = plan_stack((merge, *layers[0].layers[1:]), (*result.shape[:-1], result.shape[-1] * merge.maps))
+        final = run_tail(tail[1:], result)
         info = MapInfo(
-            how.value,
-            first[0].kernel_size,
-            first[0].geometry,
-            _shape3(merged),
+            merge.mode.value,
+            first.kernel.size,
+            first.conv_plan.geometry,
+            _shape3(result),
             _shape3(final),
-            pool is not None,
+            pooled,
             0,
             MapStats.of(final),
             bank.names,
         )
         yield FeatureMap(final, info)
+
+
+def _split(plans: list[KernelPlan], layers: list[BankLayer]) -> list[list[KernelPlan]]:
+    """``plans`` (one per kernel) in the bank's conv layers."""
+    found, start = [], 0
+    for layer in layers:
+        found.append(plans[start : start + len(layer.kernels)])
+        start += len(layer.kernels)
+    return found
 
 
 def run(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from featmap.net.layers.base import LayerPlan, RunContext
 from featmap.net.layers.channels import ChannelShuffle, DropPath, LayerNorm, LayerScale, Softmax, Split
+from featmap.net.layers.combine import CombineMaps
 from featmap.net.layers.containers import MERGE_MODES, Parallel, Sequential, without_aux
 from featmap.net.layers.conv import Conv1d, Conv2d
 from featmap.net.layers.dense import Dense, Flatten
@@ -31,6 +32,7 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "BatchNorm",
     "ChannelShuffle",
+    "CombineMaps",
     "DropPath",
     "LayerNorm",
     "LayerScale",
@@ -70,6 +72,7 @@ LayerSpec = (
     | Split
     | ChannelShuffle
     | DropPath
+    | CombineMaps
     | Sequential
     | Parallel
 )
@@ -93,4 +96,5 @@ LEAF_KINDS = (
     Split,
     ChannelShuffle,
     DropPath,
+    CombineMaps,
 )

@@ -1,0 +1,214 @@
+"""Run a conv layer and the per-channel layers after it one channel group at a time.
+
+A conv layer followed by layers that treat each channel on its own (activation, pooling, batch norm, dropout) can
+be run for a few of its output channels at a time: the conv on the group's filters only, then the per-channel
+layers on the group's maps. Memory then holds one group's maps, not the layer's: a `-k` bank of 5 kernels on a
+6000×4000 photo holds one map at a time, a 64-filter conv on a big photo one channel at a time. Each group is its
+own small stack (the conv's filters of the group, the same per-channel layers), planned by `featmap.net.plan`
+and run by the layers' own forward passes, with two shortcuts that give the same values:
+
+- the fused band path (`featmap.run.fused`): a conv(+activation)(+pool) group that `fused.fits` runs a band of
+  rows at a time, with no full-size float temporary;
+- max and min pooling go before a non-decreasing activation they commute with (only the pooled pixels are
+  activated), and activations run in place on the group's own maps.
+
+`featmap.run.executor.iter_channel_groups` is the entry point with a `WeightSource`; a kernel bank
+(`featmap.run.pipeline`) is such a stack with one group per kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from featmap.core.ops import activate
+from featmap.enums import Activation, PoolKind, parse_enum
+from featmap.errors import SpecError
+from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, LayerSpec, Pool2d
+from featmap.net.plan import PlanNode, plan_layers
+from featmap.run import fused
+
+__all__ = [
+    "PER_CHANNEL",
+    "ChannelGroup",
+    "GroupOutput",
+    "channel_groups",
+    "channel_span",
+    "commutes",
+    "plan_stack",
+    "run_groups",
+    "run_tail",
+]
+
+Array = NDArray[np.floating]
+WeightsFor = Callable[[PlanNode], Mapping[str, Array]]
+
+#: Layer kinds that treat each channel on its own, so that they can run on a few channels of their input.
+PER_CHANNEL = (Act, Pool2d, GlobalPool2d, BatchNorm, Dropout)
+
+# Non-decreasing activations: max and min pooling commute with them exactly (they only pick values).
+_MONOTONE = frozenset({Activation.NONE, Activation.RELU, Activation.RELU6, Activation.SIGMOID, Activation.TANH})
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Some output channels of a conv layer, run together: ``channels`` slices them (a step picks one filter per
+    conv group, as a depthwise bank's kernel); ``bias=False`` leaves the layer's bias out for them (a kernel of a
+    bank that has none); ``name`` is the caller's (a kernel's name)."""
+
+    channels: slice
+    bias: bool = True
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class GroupOutput:
+    """One group's final maps and the group's own planned stack (its conv, then the per-channel layers)."""
+
+    group: ChannelGroup
+    nodes: tuple[PlanNode, ...]
+    values: Array
+
+
+def commutes(act: Act, pool: object) -> bool:
+    """True when pooling before the activation gives the same map: then only the pooled pixels are activated."""
+    if not isinstance(pool, Pool2d | GlobalPool2d) or parse_enum(PoolKind, pool.kind, "pool mode") is PoolKind.AVG:
+        return False
+    if act.kind is Activation.LEAKY_RELU:
+        return float(dict(act.params).get("slope", 0.01)) >= 0
+    return act.kind in _MONOTONE
+
+
+def channel_span(nodes: Sequence[PlanNode]) -> int:
+    """How many of ``nodes``, from the first, form a `Conv2d` and the per-channel layers after it (0: none)."""
+    if not nodes or nodes[0].role != "layer" or not isinstance(nodes[0].layer, Conv2d):
+        return 0
+    count = 1
+    while count < len(nodes) and nodes[count].role == "layer" and isinstance(nodes[count].layer, PER_CHANNEL):
+        count += 1
+    return count
+
+
+def channel_groups(node: PlanNode, size: int = 1) -> tuple[ChannelGroup, ...]:
+    """A conv node's output channels in groups of ``size`` (rounded to whole conv groups where it has several)."""
+    filters = node.plan.out_shape[-1]
+    per = filters // node.plan.groups
+    step = size if node.plan.groups == 1 else max(1, -(-size // per)) * per
+    return tuple(ChannelGroup(slice(start, min(start + step, filters))) for start in range(0, filters, step))
+
+
+def _sub_conv(
+    node: PlanNode, x: Array, weights: Mapping[str, Array], group: ChannelGroup
+) -> tuple[Conv2d, Array, dict[str, Array]]:
+    """The group's conv layer (its filters only), its input (the channels those filters read) and its tensors."""
+    layer = node.layer
+    assert isinstance(layer, Conv2d)
+    filters, conv_groups = node.plan.out_shape[-1], node.plan.groups
+    picked = range(filters)[group.channels]
+    per, in_per = filters // conv_groups, node.plan.in_shape[-1] // conv_groups
+    owners = sorted({o // per for o in picked})
+    if not picked or (group.channels.step or 1) < 0 or len(picked) % len(owners):
+        raise SpecError("channel group", f"{group.channels} picks no whole set of {filters} filters")
+    if conv_groups > 1 and any(sum(1 for o in picked if o // per == g) != len(picked) // len(owners) for g in owners):
+        raise SpecError("channel group", f"{group.channels} picks unequal filters from the conv's groups")
+    if conv_groups == 1 or len(owners) == conv_groups:
+        source = x
+    elif owners == list(range(owners[0], owners[-1] + 1)):
+        source = x[..., owners[0] * in_per : (owners[-1] + 1) * in_per]
+    else:
+        source = np.take(x, [c for g in owners for c in range(g * in_per, (g + 1) * in_per)], axis=-1)
+    index = np.asarray(picked)
+    tensors = {"weight": np.asarray(weights["weight"])[index]}
+    if group.bias and weights.get("bias") is not None:
+        tensors["bias"] = np.asarray(weights["bias"])[index]
+    sub = replace(
+        layer,
+        filters=len(picked),
+        groups=len(owners) if conv_groups > 1 else 1,
+        bias="bias" in tensors,
+        depthwise=False,
+        bank=None,
+        name=None,
+    )
+    return sub, source, tensors
+
+
+@lru_cache(maxsize=256)
+def plan_stack(layers: tuple[LayerSpec, ...], shape: tuple[int, ...]) -> tuple[PlanNode, ...]:
+    """A group's stack planned once per shape (a batch runs the same groups on image after image)."""
+    return plan_layers(layers, shape)
+
+
+def run_groups(
+    nodes: Sequence[PlanNode],
+    image: Array,
+    weights_for: WeightsFor,
+    groups: Sequence[ChannelGroup] | None = None,
+    *,
+    tap: Callable[[ChannelGroup, Array], None] | None = None,
+) -> Iterator[GroupOutput]:
+    """Run ``nodes`` (a `Conv2d` node, then per-channel nodes: see `channel_span`) on ``image`` one channel group
+    at a time, and yield each group's final maps (one group per output channel when ``groups`` is None).
+
+    ``tap(group, conv_maps)`` sees each group's conv output before the per-channel layers run (a combined map is
+    merged from them); the fused band path, which never holds a conv output whole, is not taken then.
+    """
+    if not nodes or channel_span(nodes) != len(nodes):
+        raise SpecError("layers", "a channel-group run is a conv layer followed only by per-channel layers")
+    conv, tail = nodes[0], tuple(nodes[1:])
+    conv_weights = weights_for(conv)
+    tail_weights = [weights_for(node) for node in tail]
+    for group in groups if groups is not None else channel_groups(conv):
+        layer, source, tensors = _sub_conv(conv, image, conv_weights, group)
+        index = np.arange(conv.plan.out_shape[-1])[group.channels]
+        sliced = [{name: np.asarray(t)[index] for name, t in w.items()} for w in tail_weights]
+        planned = plan_stack((layer, *(node.layer for node in tail)), tuple(source.shape))
+        values = _fused(planned, source, tensors) if tap is None else None
+        if values is None:
+            values = layer.forward(source, planned[0].plan, tensors)
+            if tap is not None:
+                tap(group, values)
+            values = run_tail(planned[1:], values, sliced)
+        yield GroupOutput(group, planned, values)
+        del values  # the caller has the group's maps: make the next group's without holding them
+
+
+def _fused(planned: tuple[PlanNode, ...], source: Array, tensors: dict[str, Array]) -> Array | None:
+    """The group's maps by `featmap.run.fused` when its conv(+activation)(+pool) fits that path, else None."""
+    conv, rest = planned[0], [node.layer for node in planned[1:]]
+    act = rest.pop(0) if rest and isinstance(rest[0], Act) else Act()
+    pool = rest.pop(0) if rest and isinstance(rest[0], Pool2d) else None
+    assert isinstance(conv.layer, Conv2d) and isinstance(act, Act) and isinstance(pool, Pool2d | None)
+    if rest or not fused.fits(source, conv.layer, pool, None):
+        return None
+    out = planned[-1].plan.out_shape
+    shape = (int(out[0]), int(out[1]), int(out[2]))
+    return fused.banded_map(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
+
+
+def run_tail(nodes: Sequence[PlanNode], values: Array, weights: Sequence[Mapping[str, Array]] = ()) -> Array:
+    """Per-channel layers on maps the caller gives up (``weights`` per node, none by default): activations run in
+    place, and a pool that commutes with the activation before it goes first."""
+    weights = list(weights) or [{} for _ in nodes]
+    i = 0
+    while i < len(nodes):
+        layer = nodes[i].layer
+        if isinstance(layer, Act) and i + 1 < len(nodes) and commutes(layer, nodes[i + 1].layer):
+            values = _forward(nodes[i + 1], values, weights[i + 1])
+            values = activate(values, layer.kind, out=values, **dict(layer.params))
+            i += 2
+            continue
+        if isinstance(layer, Act):
+            values = activate(values, layer.kind, out=values, **dict(layer.params))
+        else:
+            values = _forward(nodes[i], values, weights[i])
+        i += 1
+    return values
+
+
+def _forward(node: PlanNode, values: Array, weights: Mapping[str, Array]) -> Array:
+    return node.layer.forward(values, node.plan, weights)  # type: ignore[union-attr]  # a leaf layer
