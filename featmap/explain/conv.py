@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from featmap.core.engine import window_taps
-from featmap.core.geometry import ConvGeometry, PaddingArg, conv_geometry
-from featmap.core.ops import activate, pad
+from featmap.core.geometry import ConvGeometry, PaddingArg, as_pair
+from featmap.core.ops import pad
 from featmap.enums import Activation, PaddingMode, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.explain.arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
 from featmap.explain.limits import Matrix, check_matrix
+from featmap.net.layers import Act, Conv2d
 
 __all__ = ["ConvStep", "ConvTrace", "trace_conv"]
 
@@ -107,12 +108,6 @@ class ConvTrace:
         )
 
 
-def _activate(values: Matrix, activation: Activation, slope: float) -> Matrix:
-    if activation is Activation.LEAKY_RELU:
-        return activate(values, activation, slope=slope)
-    return activate(values, activation)
-
-
 def trace_conv(
     x: ArrayLike,
     weights: ArrayLike,
@@ -127,13 +122,17 @@ def trace_conv(
     activation: str | Activation = "none",
     slope: float = 0.01,
     geometry: ConvGeometry | None = None,
+    layer: Conv2d | None = None,
 ) -> ConvTrace:
     """Trace a cross-correlation (``flip=True``: convolution) of ``x`` with one filter.
 
     ``x`` is ``(H, W)`` or ``(H, W, C)``; ``weights`` is ``(kh, kw)`` for a one-channel input or
     ``(C, kh, kw)``, one slice per channel, summed over the channels as a CNN filter is. Options mean
-    what they mean for `featmap.conv2d`; the output is `activate(conv2d(...) + bias)`. ``geometry`` is a
-    layer plan's (`featmap.net.layers.Conv2d.plan`); without one it is worked out from the options.
+    what they mean for `featmap.conv2d`; the output is `activate(conv2d(...) + bias)`. ``layer`` is the conv
+    layer to trace (`featmap.net.layers.Conv2d`: its stride, padding, pad mode, dilation and flip; without one
+    it is made from the options): its plan for this one filter places the windows (``geometry``, a plan's,
+    overrides it), and the activation layer's forward pass (`featmap.net.layers.Act`) makes the output from the
+    sums, which are the products of each window added in float64, as the steps show them.
     """
     arr = check_matrix(x, "input")
     w = np.asarray(weights)
@@ -151,12 +150,20 @@ def trace_conv(
             "give one kernel slice per input channel (inline: slices split by `|`), or explain a gray input",
         )
     act = parse_enum(Activation, activation, "activation")
-    mode = parse_enum(PaddingMode, pad_mode, "pad_mode")
     bias = 0.0 if bias is None else bias  # None: no bias, as for conv2d
     if not np.isfinite(bias):
         raise SpecError("bias", f"must be a finite number; got {bias}")
-    g = geometry or conv_geometry(arr.shape[:2], kernel.shape[1:], stride=stride, padding=padding, dilation=dilation)
+    if layer is None:
+        mode = parse_enum(PaddingMode, pad_mode, "pad_mode")
+        pair_stride, pair_dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
+        layer = Conv2d(
+            stride=pair_stride, padding=padding, pad_mode=mode, pad_value=pad_value, dilation=pair_dilation, flip=flip
+        )
+    one = replace(layer, filters=1, kernel=kernel.shape[1:], groups=1, depthwise=False, bank=None, name=None)
+    g = geometry or one.plan(arr.shape).geometry
+    assert g is not None  # a conv plan always has one
     check_fits(g, arr, kernel.shape[1:])
+    mode, pad_value, flip = one.pad_mode, one.pad_value, one.flip
     padded = pad(arr, g.padding, mode, pad_value=pad_value)
     mask = np.ones(g.padded_hw, dtype=bool)
     top, _, left, _ = g.padding
@@ -166,7 +173,8 @@ def trace_conv(
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, in one message
         for i, j, view in window_taps(padded, g):
             sums += view @ applied[:, i, j]
-        output = _activate(sums + bias, act, slope)
+        act_layer = Act(act, (("slope", slope),) if act is Activation.LEAKY_RELU else ())
+        output = act_layer.forward(sums + bias, act_layer.plan(sums.shape), {})
     if not (np.all(np.isfinite(sums)) and np.all(np.isfinite(output))):
         raise SpecError("input", "values overflow: the sums are not finite", "use smaller numbers")
     return ConvTrace(

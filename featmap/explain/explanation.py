@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from featmap.errors import ShapeError, SpecError
@@ -69,26 +68,13 @@ def explain(
     conv_trace = None
     if weights is not None:
         activation = act or Act()
-        layer = conv or Conv2d()
-        geometry = None
-        if np.ndim(weights) in (2, 3):  # the layer's own plan places the windows (other shapes: trace_conv refuses)
-            kh, kw = np.shape(weights)[-2:]
-            kernel_hw = (int(kh), int(kw))
-            planned = replace(layer, filters=1, kernel=kernel_hw, groups=1, depthwise=False, bank=None)
-            geometry = planned.plan(check_matrix(x, "input").shape).geometry
-        conv_trace = trace_conv(
+        conv_trace = trace_conv(  # the layer's own plan places the windows
             x,
             weights,
             bias,
-            stride=layer.stride,
-            padding=layer.padding,
-            pad_mode=layer.pad_mode,
-            pad_value=layer.pad_value,
-            dilation=layer.dilation,
-            flip=layer.flip,
             activation=activation.kind,
             slope=float(dict(activation.params).get("slope", 0.01)),
-            geometry=geometry,
+            layer=conv or Conv2d(),
         )
         _check_strict(conv_trace.axes, "conv", strict)
     pool_trace = None
@@ -97,10 +83,7 @@ def explain(
         if isinstance(pool, GlobalPool2d):
             pool_trace = trace_pool(source_map, mode=pool.kind, global_pool=True)
         else:
-            plan = pool.plan(np.atleast_3d(source_map).shape)
-            pool_trace = trace_pool(
-                source_map, pool.size, stride=pool.stride, padding=pool.padding, mode=pool.kind, geometry=plan.geometry
-            )
+            pool_trace = trace_pool(source_map, layer=pool)  # the layer's own plan and forward pass
         _check_strict(pool_trace.axes, "pool", strict)
     return Explanation(source, conv_trace, pool_trace, kernel_name, title)
 

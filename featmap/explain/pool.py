@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from featmap.core.engine import window_taps
-from featmap.core.geometry import ConvGeometry, PaddingArg, pool_geometry
+from featmap.core.geometry import ConvGeometry, PaddingArg, as_pair, pool_geometry
 from featmap.enums import PoolKind, parse_enum
 from featmap.errors import ShapeError
 from featmap.explain.arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
 from featmap.explain.limits import Matrix, check_matrix
+from featmap.net.layers import Pool2d
 
 __all__ = ["PoolStep", "PoolTrace", "trace_pool"]
 
@@ -83,11 +84,14 @@ def trace_pool(
     mode: str | PoolKind = "max",
     global_pool: bool = False,
     geometry: ConvGeometry | None = None,
+    layer: Pool2d | None = None,
 ) -> PoolTrace:
     """Trace max, average or min pooling of a one-channel ``x``; ``stride`` defaults to ``size``.
 
-    ``global_pool=True`` pools the whole plane into one value (``size`` is then ignored). ``geometry`` is a
-    layer plan's (`featmap.net.layers.Pool2d.plan`); without one it is worked out from the options.
+    ``global_pool=True`` pools the whole plane into one value (``size`` is then ignored). ``layer`` is the
+    pooling layer to trace (`featmap.net.layers.Pool2d`; without one it is made from the options): its plan
+    places the windows (``geometry``, a plan's, overrides it) and its forward pass gives the output; the trace
+    adds what the layer does not keep: the padded cells, each window's count and winner.
     """
     arr = check_matrix(x, "input")
     if arr.shape[2] != 1:
@@ -96,24 +100,35 @@ def trace_pool(
             f"has {arr.shape[2]} channels; pooling is explained one channel at a time",
             "give a 2-D matrix (or a gray crop)",
         )
-    kind = parse_enum(PoolKind, mode, "pool")
-    if global_pool:
-        size, stride, padding = arr.shape[:2], 1, "valid"
-    g = geometry or pool_geometry(arr.shape[:2], size, stride=stride, padding=padding)
+    if global_pool:  # one window over the whole plane
+        layer = Pool2d(parse_enum(PoolKind, mode, "pool"), (int(arr.shape[0]), int(arr.shape[1])), (1, 1), "valid")
+    elif layer is None:
+        # the options' form says an empty window in its own words before the layer's rule on padding does
+        _window_counts(pool_geometry(arr.shape[:2], size, stride=stride, padding=padding), arr.shape)
+        pool_stride = None if stride is None else as_pair(stride, "stride")
+        layer = Pool2d(parse_enum(PoolKind, mode, "pool"), as_pair(size, "size"), pool_stride, padding)
+    kind = layer.kind
+    plan = layer.plan(arr.shape)
+    if geometry is not None:
+        plan = replace(plan, geometry=geometry)
+    g = plan.geometry
+    assert g is not None  # a window pooling's plan has one
     check_fits(g, arr, g.kernel_hw)
-    top, _, left, _ = g.padding
-    mask = np.ones(g.padded_hw, dtype=bool)
-    mask[top : top + arr.shape[0], left : left + arr.shape[1]] = False
+    mask, counts = _window_counts(g, arr.shape)
     padded = np.full((*g.padded_hw, 1), np.nan)
     padded[~mask] = arr.reshape(-1, 1)
-    fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]
-    filled = np.where(mask[:, :, np.newaxis], fill, padded)
-    reduce: np.ufunc = {PoolKind.MAX: np.maximum, PoolKind.MIN: np.minimum, PoolKind.AVG: np.add}[kind]
-    out = np.full(g.out_hw, fill)
+    output = layer.forward(arr, plan, {})[:, :, 0]
+    return PoolTrace(arr, padded, mask, kind, g, axes_of(g), counts, output, global_pool)
+
+
+def _window_counts(g: ConvGeometry, shape: tuple[int, ...]) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """The padding's cells (True) of the padded plane, and how many input cells each window holds (none: an
+    error)."""
+    top, _, left, _ = g.padding
+    mask = np.ones(g.padded_hw, dtype=bool)
+    mask[top : top + shape[0], left : left + shape[1]] = False
     cells = np.zeros(g.out_hw)
-    real_cells = (~mask[:, :, np.newaxis]).astype(np.float64)
-    for (_, _, view), (_, _, real) in zip(window_taps(filled, g), window_taps(real_cells, g), strict=True):
-        reduce(out, view[:, :, 0], out=out)
+    for _, _, real in window_taps((~mask[:, :, np.newaxis]).astype(np.float64), g):
         cells += real[:, :, 0]
     counts = cells.astype(np.int64)
     if np.any(counts == 0):
@@ -122,6 +137,4 @@ def trace_pool(
             f"pooling pads of {g.padding} leave a {g.kernel_hw[0]}×{g.kernel_hw[1]} window with no input cell",
             "pad at most half the window, or use `same`",
         )
-    if kind is PoolKind.AVG:
-        out = out / counts
-    return PoolTrace(arr, padded, mask, kind, g, axes_of(g), counts, out, global_pool)
+    return mask, counts
