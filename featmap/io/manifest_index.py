@@ -11,15 +11,38 @@ faster than `json.loads` on every line, and a tuple per output instead of a dict
 ...          '{"input": "/p/b.png", "options": "ab12", "png": "b/k.png", "st']
 >>> index_lines(lines)
 {'a/k.png': ('/p/a.png', 'ab12')}
+
+**The index beside the manifest.** A resume of a 10⁶-line manifest should not read 500 MB of JSON. `Outputs`
+is what a re-run needs of the manifest (each output's latest maker, as a small integer into a table of
+distinct ``(input, options)`` pairs), and `read_outputs` keeps it in ``.featmap-manifest.index`` beside the
+manifest: a header naming how many bytes of the manifest it covers and a BLAKE2b hash of the last 64 KiB of
+them, the makers' numbers as one numpy ``int32`` array and the names as NUL-separated text. The manifest is
+only ever appended to, so an index whose covered bytes still end with the same hash is valid and only the
+lines after them are read; anything else (a manifest rewritten, cut short, replaced) means a full read and a
+new index. The JSON-lines manifest stays the record people read; the index can be deleted at any time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-__all__ = ["index_lines", "records"]
+import numpy as np
+
+__all__ = ["INDEX_MIN_BYTES", "INDEX_NAME", "Outputs", "index_lines", "read_outputs", "records"]
+
+#: The index's file name, beside ``manifest.jsonl``.
+INDEX_NAME = ".featmap-manifest.index"
+#: An index is written once this many bytes of the manifest are not in one (about 8,000 lines): below that,
+#: reading the lines costs less than reading an index.
+INDEX_MIN_BYTES = 4 << 20
+_MAGIC = b"featmap manifest index 1\n"
+_TAIL = 1 << 16  # the manifest bytes whose hash validates an index: the last 64 KiB it covers
+_READ = 16 << 20  # the manifest is read in blocks of this many bytes (never whole: it may be 500 MB)
 
 
 def index_lines(lines: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -58,3 +81,161 @@ def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash says nothing about the outputs
+
+
+class Outputs:
+    """Each output's latest maker: ``png`` → maker number (``-1``: a record whose status is not ``ok``, or
+    whose input or options are not text), and the makers ``(input, options)`` by number."""
+
+    def __init__(self, by_png: dict[str, int] | None = None, makers: list[tuple[str, str]] | None = None) -> None:
+        self.by_png: dict[str, int] = by_png or {}
+        self.makers: list[tuple[str, str]] = makers or []
+        self._numbers: dict[tuple[str, str], int] | None = None  # built on first use
+
+    def number(self, maker: tuple[str, str]) -> int | None:
+        """The number of ``(input, options)``, or None when no output was ever made by it."""
+        if self._numbers is None:
+            self._numbers = dict(zip(self.makers, range(len(self.makers)), strict=True))
+        return self._numbers.get(maker)
+
+    def add(self, rec: Any) -> None:
+        """Remember a record (a later record of a png replaces an earlier one, as in `index_lines`)."""
+        if not isinstance(rec, dict) or not isinstance(rec.get("png"), str):
+            return
+        source, options = rec.get("input"), rec.get("options")
+        if rec.get("status", "ok") != "ok" or not isinstance(source, str) or not isinstance(options, str):
+            self.by_png[rec["png"]] = -1
+            return
+        maker = (source, options)
+        found = self.number(maker)
+        if found is None:
+            found = len(self.makers)
+            self.makers.append(maker)
+            assert self._numbers is not None
+            self._numbers[maker] = found
+        self.by_png[rec["png"]] = found
+
+    def maker(self, png: str) -> tuple[str, str] | None:
+        """``(input, options)`` of the output ``png``, or None (not recorded, or not ``ok``)."""
+        found = self.by_png.get(png, -1)
+        return None if found < 0 else self.makers[found]
+
+
+def read_outputs(manifest: Path, *, save: bool = True) -> tuple[Outputs, int, int]:
+    """The outputs a manifest records, through its index where that is valid; returns them, the manifest
+    bytes read (complete lines) and the bytes the index on disk covers. With ``save``, an index is written
+    when `INDEX_MIN_BYTES` or more were read from the lines (a failure to write one is harmless)."""
+    try:
+        size = os.stat(manifest).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return Outputs(), 0, 0
+    loaded = _load(manifest.with_name(INDEX_NAME), manifest, size)
+    outputs, covered = loaded if loaded is not None else (Outputs(), 0)
+    end = _read_tail(manifest, covered, outputs)
+    if save and end - covered >= INDEX_MIN_BYTES and save_index(outputs, manifest, end):
+        covered = end
+    return outputs, end, covered
+
+
+def _tail_hash(manifest: Path, size: int) -> str | None:
+    """BLAKE2b of the last `_TAIL` bytes of the first ``size`` bytes of ``manifest``."""
+    try:
+        with open(manifest, "rb") as fh:
+            fh.seek(max(0, size - _TAIL))
+            data = fh.read(min(size, _TAIL))
+    except OSError:
+        return None
+    return hashlib.blake2b(data, digest_size=16).hexdigest() if len(data) == min(size, _TAIL) else None
+
+
+def save_index(outputs: Outputs, manifest: Path, size: int) -> bool:
+    """Write the index of ``outputs``, which the first ``size`` bytes of ``manifest`` recorded; False when it
+    cannot be written (a name holding a NUL, a read-only folder)."""
+    from featmap.io.images import atomic_write
+
+    pngs = list(outputs.by_png)
+    texts = ["\0".join(pngs), "\0".join(m[0] for m in outputs.makers), "\0".join(m[1] for m in outputs.makers)]
+    counts = (len(pngs), len(outputs.makers), len(outputs.makers))
+    if any(text.count("\0") != max(count - 1, 0) for text, count in zip(texts, counts, strict=True)):
+        return False  # a NUL inside a name (an escaped one in the JSON): this manifest goes without an index
+    tail = _tail_hash(manifest, size)
+    if tail is None:
+        return False
+    blobs = [text.encode("utf-8", "surrogatepass") for text in texts]
+    numbers = np.fromiter(outputs.by_png.values(), dtype="<i4", count=len(pngs))
+    header = {"size": size, "tail": tail, "outputs": len(pngs), "makers": len(outputs.makers)}
+    header["bytes"] = [len(blob) for blob in blobs]
+    head = _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
+
+    def write(handle: Any) -> None:
+        handle.write(head)
+        handle.write(numbers.tobytes())
+        for blob in blobs:
+            handle.write(blob)
+
+    try:
+        atomic_write(manifest.with_name(INDEX_NAME), write)
+    except OSError:
+        return False
+    return True
+
+
+def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
+    """The index at ``path`` and the manifest bytes it covers, or None when it is missing, damaged or does
+    not belong to the first bytes of ``manifest`` (``size`` bytes long now)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(_MAGIC):
+        return None
+    start = data.find(b"\n", len(_MAGIC)) + 1
+    try:
+        header = json.loads(data[len(_MAGIC) : start])
+        covered, count, makers = int(header["size"]), int(header["outputs"]), int(header["makers"])
+        lengths = [int(n) for n in header["bytes"]]
+        tail = str(header["tail"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not 0 < covered <= size or len(lengths) != 3 or len(data) != start + 4 * count + sum(lengths):
+        return None
+    if _tail_hash(manifest, covered) != tail:
+        return None  # the manifest was rewritten or cut: not the lines this index was made from
+    numbers = np.frombuffer(data, dtype="<i4", count=count, offset=start).tolist()
+    at = start + 4 * count
+    texts = []
+    for length in lengths:
+        texts.append(data[at : at + length].decode("utf-8", "surrogatepass"))
+        at += length
+    sizes = (count, makers, makers)
+    pngs, sources, options = (text.split("\0") if text or n else [] for text, n in zip(texts, sizes, strict=True))
+    if len(pngs) != count or len(sources) != makers or len(options) != makers:
+        return None
+    if count and not -1 <= min(numbers) <= max(numbers) < makers:
+        return None
+    return Outputs(dict(zip(pngs, numbers, strict=True)), list(zip(sources, options, strict=True))), covered
+
+
+def _read_tail(manifest: Path, start: int, outputs: Outputs) -> int:
+    """Add each record of ``manifest`` from byte ``start`` on to ``outputs``; return the byte just past the
+    last complete line (a last line with no newline, cut short by a crash, is read as `records` reads it but
+    not counted, so the next read starts at it again)."""
+    end = start
+    try:
+        with open(manifest, "rb") as fh:
+            fh.seek(start)
+            rest = b""
+            while block := fh.read(_READ):
+                block = rest + block
+                cut = block.rfind(b"\n") + 1
+                rest = block[cut:]
+                lines = block[:cut].decode("utf-8", "replace").split("\n")
+                lines.pop()  # the empty string after the last newline
+                end += cut
+                for rec in records(line + "\n" for line in lines):
+                    outputs.add(rec)
+            for rec in records([rest.decode("utf-8", "replace")] if rest else []):
+                outputs.add(rec)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        pass
+    return end

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import string
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,9 @@ def safe_stem(name: str) -> str:
 # (out_dir, folder) → inside. Bounded; a batch's folders are resolved once each instead of twice per target.
 _INSIDE_ROOT: dict[Path, Path] = {}
 _INSIDE: dict[tuple[Path, str], bool] = {}
+# The last folder found to be plain (not a symlink) and when: an image's targets share their folder, so its
+# other targets, asked for within 50 ms, are not checked again (one lstat an image, not one a target).
+_LAST_PLAIN: list[Any] = [None, 0.0]
 # A name pattern's result with no empty, "." or ".." segment and no leading or trailing "/": joined as text.
 _PLAIN_NAME = re.compile(r"(?!\.{1,2}(?:/|$))[^/]+(?:/(?!\.{1,2}(?:/|$))[^/]+)*")
 
@@ -179,8 +183,13 @@ class OutputOptions:
         key = (self.out_dir, folder)
         if key not in _INSIDE:
             head, _, last = folder.rpartition("/")
-            if head and last not in ("", ".", "..") and not os.path.islink(f"{self.out_dir}/{folder}"):
-                return self._inside(head)  # a plain last name: inside when its folder is (one lstat, not a resolve)
+            if head and last not in ("", ".", ".."):
+                now = time.monotonic()
+                if _LAST_PLAIN[0] == key and now - _LAST_PLAIN[1] < 0.05:  # an image's other targets, just now
+                    return self._inside(head)
+                if not os.path.islink(f"{self.out_dir}/{folder}"):
+                    _LAST_PLAIN[:] = [key, now]
+                    return self._inside(head)  # a plain last name: inside when its folder is (one lstat)
             root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
             _INSIDE[key] = (self.out_dir / folder).resolve().is_relative_to(root)
         return _INSIDE[key]
@@ -222,19 +231,18 @@ class Manifest:
     """
 
     def __init__(self, out_dir: Path) -> None:
+        from featmap.io.manifest_index import read_outputs
+
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / MANIFEST_NAME
         self.journal = self.out_dir / JOURNAL_NAME
-        self._by_png: dict[str, dict[str, Any]] = {}
+        # Each output's maker, through the index beside the manifest (featmap.io.manifest_index): at 10⁶ lines
+        # only the lines after the index are read. _size: the manifest's bytes known here (complete lines).
+        self._outputs, self._size, self._indexed = read_outputs(self.path)
         self._writing: dict[str, set[tuple[str, str]]] = {}
-        for rec in _read_manifest(self.path):  # featmap.io.manifest_index: ~6x json.loads at 10⁶ lines
-            self._remember(rec)
+        self._resolved: dict[Path, tuple[str, dict[str, bool]]] = {}  # input folder → (real path, is-link by name)
         for rec in _read_lines(self.journal):
             self._expect(rec)
-
-    def _remember(self, rec: Any) -> None:
-        if isinstance(rec, dict) and isinstance(rec.get("png"), str):
-            self._by_png[rec["png"]] = rec
 
     def _expect(self, rec: Any) -> None:
         if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("input", "options")):
@@ -257,13 +265,33 @@ class Manifest:
         A file that a run with that input and options was writing when it was killed counts too, unless
         ``finished`` (then only a completed, recorded output counts).
         """
-        return self._made_by(self.rel(path), (str(source.resolve()), digest), finished)
-
-    def _made_by(self, rel: str, made: tuple[str, str], finished: bool) -> bool:
-        rec = self._by_png.get(rel)
-        if rec and rec.get("status", "ok") == "ok" and (rec.get("input"), rec.get("options")) == made:
+        made = (self._real(source), digest)
+        number = self._outputs.number(made)
+        if number is not None and self._outputs.by_png.get(self.rel(path)) == number:
             return True
-        return not finished and made in self._writing.get(rel, set())
+        return not finished and made in self._writing.get(self.rel(path), set())
+
+    def _real(self, source: Path) -> str:
+        """``str(source.resolve())``, with each input folder resolved once and its files told apart from
+        symlinks by one listing (a resume asks for every input of a batch: one ``realpath`` is a ``lstat`` per
+        part of the path)."""
+        folder, name = source.parent, source.name
+        if name in ("", ".", ".."):
+            return str(source.resolve())
+        known = self._resolved.get(folder)
+        if known is None:
+            if len(self._resolved) > 64:
+                self._resolved.clear()
+            try:
+                with os.scandir(folder) as entries:
+                    links = {entry.name: entry.is_symlink() for entry in entries}
+            except OSError:
+                links = {}
+            known = self._resolved[folder] = (str(folder.resolve()), links)
+        real, links = known
+        if links.get(name, True):  # a symlink, or a file the listing did not have: resolve it whole
+            return str(source.resolve())
+        return real + name if real.endswith("/") else f"{real}/{name}"
 
     def begin(self, targets: Iterable[Path], source: Path, digest: str) -> None:
         """Journal that ``targets`` are about to be written from ``source`` with options ``digest`` (one line)."""
@@ -276,11 +304,11 @@ class Manifest:
         by the run that was writing them (a killed run's leftovers); remove it when nothing is left."""
         keep = []
         for rel, makers in self._writing.items():
-            rec = self._by_png.get(rel, {})
+            made = self._outputs.maker(rel)
             if not (self.out_dir / rel).exists():
                 continue
             for source, digest in sorted(makers):
-                if (rec.get("input"), rec.get("options"), rec.get("status", "ok")) != (source, digest, "ok"):
+                if made != (source, digest):
                     keep.append({"input": source, "options": digest, "png": rel})
         if not keep:
             self.journal.unlink(missing_ok=True)
@@ -308,14 +336,31 @@ class Manifest:
         """True when every target exists and was made from ``source`` with these options (resume)."""
         if not targets:
             return False
-        made = (str(source.resolve()), digest)  # once, not once a target (resolving is a resume's main cost)
-        return all(p.is_file() and self._made_by(self.rel(p), made, True) for p in targets)
+        number = self._outputs.number((self._real(source), digest))  # once, not once a target
+        if number is None:
+            return False
+        by_png = self._outputs.by_png
+        # The manifest first (no file system call), then the files.
+        return all(by_png.get(self.rel(p)) == number for p in targets) and all(p.is_file() for p in targets)
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
-        """Add records in one write (``O_APPEND``), so lines from one image are never split."""
-        _append_lines(self.path, records)
+        """Add records in one write (``O_APPEND``), so lines from one image are never split; every
+        `featmap.io.manifest_index.INDEX_MIN_BYTES` appended, the index is brought up to date (a killed run's
+        resume then reads only its last lines)."""
+        from featmap.io.manifest_index import INDEX_MIN_BYTES, save_index
+
+        written = _append_lines(self.path, records)
         for rec in records:
-            self._remember(rec)
+            self._outputs.add(rec)
+        self._resolved.clear()
+        self._size += written
+        if self._size - self._indexed >= INDEX_MIN_BYTES:
+            try:
+                current = os.stat(self.path).st_size
+            except OSError:
+                return
+            if current == self._size and save_index(self._outputs, self.path, self._size):  # only our lines
+                self._indexed = self._size
 
 
 def _read_lines(path: Path) -> Iterator[Any]:
@@ -331,25 +376,14 @@ def _read_lines(path: Path) -> Iterator[Any]:
         return
 
 
-def _read_manifest(path: Path) -> Iterator[Any]:
-    """`_read_lines` for the manifest, fast: an output's record holds only the fields a re-run reads."""
-    from featmap.io.manifest_index import records
-
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            yield from records(fh)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return
-
-
-def _append_lines(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """Append records as JSON lines in one ``O_APPEND`` write."""
+def _append_lines(path: Path, records: Sequence[dict[str, Any]]) -> int:
+    """Append records as JSON lines in one ``O_APPEND`` write; returns the bytes written."""
     if not records:
-        return
+        return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, text.encode())
+        return os.write(fd, data)
     finally:
         os.close(fd)
