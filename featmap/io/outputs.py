@@ -265,11 +265,14 @@ class Manifest:
         A file that a run with that input and options was writing when it was killed counts too, unless
         ``finished`` (then only a completed, recorded output counts).
         """
-        made = (self._real(source), digest)
+        return self._made_by(self.rel(path), (self._real(source), digest), finished)
+
+    def _made_by(self, rel: str, made: tuple[str, str], finished: bool) -> bool:
+        """`made_by` for the output ``rel`` and the maker ``(input as recorded, options)``."""
         number = self._outputs.number(made)
-        if number is not None and self._outputs.by_png.get(self.rel(path)) == number:
+        if number is not None and self._outputs.by_png.get(rel) == number:
             return True
-        return not finished and made in self._writing.get(self.rel(path), set())
+        return not finished and made in self._writing.get(rel, set())
 
     def _real(self, source: Path) -> str:
         """``str(source.resolve())``, with each input folder resolved once and its files told apart from
