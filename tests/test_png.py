@@ -110,3 +110,24 @@ def test_stream_refuses_wrong_rows() -> None:
     stream.write(np.zeros((1, 3), np.uint8))
     with pytest.raises(ValueError, match="1 were given"):
         stream.close()
+
+
+def test_streams_open_at_once_in_one_thread_keep_their_own_rows(rng: np.random.Generator, deflate: str) -> None:
+    """The filtered rows live in a per-thread buffer reused from map to map; a second stream opened before the
+    first closes gets its own, and a buffer grown by a large map serves a small one after: same bytes."""
+    big = rng.integers(0, 256, (300, 400), dtype=np.uint8)
+    small = np.cumsum(rng.integers(0, 3, (40, 50)), axis=1).astype(np.uint8)
+    alone = {name: encode_png(pixels) for name, pixels in (("big", big), ("small", small))}
+    parts: dict[str, list[bytes]] = {"big": [], "small": []}
+    first = png.PngStream(parts["big"].append, big.shape, np.uint8)
+    second = png.PngStream(parts["small"].append, small.shape, np.uint8)
+    for start in range(0, 300, 64):  # interleaved bands
+        first.write(big[start : start + 64])
+        second.write(small[start // 8 : start // 8 + 8])
+    second.write(small[(300 // 64 + 1) * 8 :])
+    first.close()
+    second.close()
+    assert {name: b"".join(chunks) for name, chunks in parts.items()} == alone
+    assert encode_png(small) == alone["small"] and encode_png(big) == alone["big"]  # the grown buffer reused
+    decoded = cv2.imdecode(np.frombuffer(alone["small"], np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded, small)

@@ -1,4 +1,4 @@
-"""A PNG encoder for feature maps: the Up row filter and a fast deflate, streamed a band of rows at a time.
+"""A PNG encoder for feature maps: the Up row filter and a fast deflate, given a band of rows at a time.
 
 Feature maps are smooth or mostly flat, so the Up filter (each byte minus the one above) and a fast
 deflate compress them well at a fraction of the usual cost. Level 1, the default, deflates with
@@ -6,13 +6,16 @@ ISA-L (the ``isal`` package) at its level 1, else with zlib's run-length strateg
 2-9 are zlib's standard strategy at that level. Measured on a 512² pooled Sobel map, deflate alone:
 ISA-L 0.60 ms, 128 KB; zlib run-length 2.1 ms, 117 KB; zlib level 6 5.8 ms, 122 KB.
 
-**Same pixels, same bytes.** A streaming deflater's output depends on how its input is cut into calls, so
-`PngStream` never hands the deflater the caller's bands: it copies the filtered rows into a staging buffer
-and deflates exactly `DEFLATE_CHUNK` bytes per call (the last call takes the rest), and it cuts the
-compressed stream into IDAT chunks of exactly `IDAT_SIZE` bytes (the last one shorter). Every boundary is a
-function of the pixels' shape alone: whichever bands a caller streams, whichever process, order or back end
-encodes the map, the file is the same (tests/test_png_determinism.py encodes maps in fresh processes with
-different heap states and orders). `encode_png` is `PngStream` given the whole map as one band.
+**Same pixels, same bytes.** `PngStream` filters each band as it comes into one buffer holding the map's
+filtered rows (a byte per pixel and row more than the pixels), then deflates that buffer in one call when
+the stream closes, and cuts the compressed bytes into IDAT chunks of exactly `IDAT_SIZE` bytes (the last one
+shorter). A streaming deflater's output depends on how its input is cut into calls, and ISA-L's streaming
+state reads past the bytes it was given (seen: one map of 15 came out different in a fresh process under
+the full suite's load, with a 64 KiB cut), so nothing here depends on the caller's bands or on what a
+process's memory held: one-shot compression, the same bytes whichever process, order, band or back end
+(tests/test_png_determinism.py encodes maps in fresh processes with different heap states and orders). The
+buffer is kept per thread and reused by the next map, so a batch does not fault in fresh pages per map.
+`encode_png` is `PngStream` given the whole map as one band.
 
 Examples
 --------
@@ -24,6 +27,8 @@ Examples
 from __future__ import annotations
 
 import struct
+import threading
+import weakref
 import zlib
 from collections.abc import Callable
 from functools import cache
@@ -33,16 +38,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["DEFLATE_CHUNK", "FAST_LEVEL", "IDAT_SIZE", "PNG_SIGNATURE", "PngStream", "encode_png"]
+__all__ = ["FAST_LEVEL", "IDAT_SIZE", "PNG_SIGNATURE", "PngStream", "encode_png"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST_LEVEL = 1
-#: Filtered bytes per deflate call: fixed, so the stream depends on the pixels only (64 KiB costs the same
-#: as one call for the whole map: 1.61 against 1.53 ms on a 512² map, measured).
-DEFLATE_CHUNK = 1 << 16
 #: Compressed bytes per IDAT chunk (the last one holds the rest).
 IDAT_SIZE = 1 << 18
 _FILTER_NONE, _FILTER_UP = 0, 2
+_SCRATCH = threading.local()  # each thread's buffer of filtered rows, reused from map to map
 
 
 def _chunk(kind: bytes, data: bytes | bytearray | memoryview) -> bytes:
@@ -60,13 +63,34 @@ def isal_zlib() -> ModuleType | None:
     return module
 
 
-def _deflater(level: int) -> Any:
-    """A zlib-format streaming compressor (header, deflate, Adler-32), as PNG's IDAT holds."""
+def _deflate(data: memoryview, level: int) -> bytes:
+    """A zlib-format stream (header, deflate, Adler-32) of ``data``, as PNG's IDAT holds, in one call."""
     fast = isal_zlib() if level == FAST_LEVEL else None
     if fast is not None:
-        return fast.compressobj(1)
+        return bytes(fast.compress(data, 1))
     strategy = zlib.Z_RLE if level == FAST_LEVEL else zlib.Z_DEFAULT_STRATEGY
-    return zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+    packer = zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+    return packer.compress(data) + packer.flush()
+
+
+def _scratch(size: int, user: object) -> NDArray[np.uint8]:
+    """This thread's buffer of at least ``size`` bytes for ``user`` (grown by half again when too small), or a
+    new one while another stream of this thread, not yet closed, holds it."""
+    holder = getattr(_SCRATCH, "user", None)
+    if holder is not None and holder() is not None:
+        return np.empty(size, dtype=np.uint8)
+    buffer: NDArray[np.uint8] | None = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(max(size, 0 if buffer is None else buffer.size * 3 // 2), dtype=np.uint8)
+        _SCRATCH.buffer = buffer
+    _SCRATCH.user = weakref.ref(user)
+    return buffer[:size]
+
+
+def _release(user: object) -> None:
+    holder = getattr(_SCRATCH, "user", None)
+    if holder is not None and holder() is user:
+        _SCRATCH.user = None
 
 
 def _check(dtype: np.dtype[Any], shape: tuple[int, ...], compress_level: int) -> None:
@@ -80,10 +104,11 @@ def _check(dtype: np.dtype[Any], shape: tuple[int, ...], compress_level: int) ->
 
 class PngStream:
     """Encode one PNG of ``shape`` pixels, given as bands of rows in order, into ``sink`` (e.g. a file's
-    ``write``): the signature and header at once, IDAT chunks as they fill, the end on `close`.
+    ``write``): the signature and header at once, the IDAT chunks and the end on `close`.
 
-    Only one band of filtered rows, `DEFLATE_CHUNK` staged bytes and less than `IDAT_SIZE` compressed bytes
-    are held at a time. Bands may have any number of rows; the bytes do not depend on them.
+    The filtered rows are held (in this thread's reused buffer) until `close` deflates them in one call;
+    no band is kept. Bands may have any number of rows; the bytes do not depend on them. One stream at a
+    time per thread (its buffer is the thread's).
     """
 
     def __init__(
@@ -99,13 +124,11 @@ class PngStream:
         self._height, width = shape[0], shape[1]
         self._dtype = kind.newbyteorder(">")  # PNG is big-endian
         self._row_bytes = width * (3 if len(shape) == 3 else 1) * kind.itemsize
-        self._previous: NDArray[np.uint8] | None = None  # the last row given, for the Up filter
+        self._level = compress_level
+        size = self._height * (self._row_bytes + 1)
+        self._filtered = _scratch(size, self).reshape(self._height, self._row_bytes + 1)
+        self._previous = np.empty(0, dtype=np.uint8)  # the last row given, for the Up filter
         self._rows_done = 0
-        self._filtered = np.empty((0, self._row_bytes + 1), dtype=np.uint8)  # reused between bands
-        self._stage = np.empty(DEFLATE_CHUNK, dtype=np.uint8)
-        self._staged = 0
-        self._packer = _deflater(compress_level)
-        self._pending = bytearray()
         color_type = 2 if len(shape) == 3 else 0
         header = struct.pack(">IIBBBBB", width, self._height, 8 * kind.itemsize, color_type, 0, 0, 0)
         sink(PNG_SIGNATURE + _chunk(b"IHDR", header))
@@ -114,50 +137,31 @@ class PngStream:
         """Append rows ``band`` (``(rows, W)`` or ``(rows, W, 3)``, the stream's dtype)."""
         if band.shape[0] == 0:
             return
-        if self._rows_done + band.shape[0] > self._height:
-            raise ValueError(f"PNG has {self._height} rows; got {self._rows_done + band.shape[0]}")
-        raw = np.ascontiguousarray(band.astype(self._dtype, copy=False)).view(np.uint8).reshape(band.shape[0], -1)
+        done, count = self._rows_done, band.shape[0]
+        if done + count > self._height:
+            raise ValueError(f"PNG has {self._height} rows; got {done + count}")
+        raw = np.ascontiguousarray(band.astype(self._dtype, copy=False)).view(np.uint8).reshape(count, -1)
         if raw.shape[1] != self._row_bytes:
             raise ValueError(f"PNG rows have {self._row_bytes} bytes; got {raw.shape[1]}")
-        count = raw.shape[0]
-        if self._filtered.shape[0] < count:
-            self._filtered = np.empty((count, self._row_bytes + 1), dtype=np.uint8)
-        rows = self._filtered[:count]
+        rows = self._filtered[done : done + count]
         rows[:, 0] = _FILTER_UP
-        if self._previous is None:
+        if done == 0:
             rows[0, 0] = _FILTER_NONE
             rows[0, 1:] = raw[0]
-        else:
+        else:  # the row above is the last one given: unfiltered, it is the sum of the filtered ones above it
             np.subtract(raw[0], self._previous, out=rows[0, 1:])  # modulo 256, as the Up filter is defined
         np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
         self._previous = raw[-1].copy()
         self._rows_done += count
-        self._feed(rows.reshape(-1))
-
-    def _feed(self, data: NDArray[np.uint8]) -> None:
-        start = 0
-        while start < data.size:
-            take = min(DEFLATE_CHUNK - self._staged, data.size - start)
-            self._stage[self._staged : self._staged + take] = data[start : start + take]
-            self._staged += take
-            start += take
-            if self._staged == DEFLATE_CHUNK:
-                self._emit(self._packer.compress(self._stage.data))
-                self._staged = 0
-
-    def _emit(self, compressed: bytes) -> None:
-        self._pending += compressed
-        while len(self._pending) >= IDAT_SIZE:
-            self._sink(_chunk(b"IDAT", memoryview(self._pending)[:IDAT_SIZE]))
-            del self._pending[:IDAT_SIZE]
 
     def close(self) -> None:
-        """Deflate the rest and write the last IDAT and IEND; every row must have been given."""
+        """Deflate the rows and write the IDAT chunks and IEND; every row must have been given."""
         if self._rows_done != self._height:
             raise ValueError(f"PNG has {self._height} rows; {self._rows_done} were given")
-        self._emit(self._packer.compress(self._stage[: self._staged].data) + self._packer.flush())
-        if self._pending:
-            self._sink(_chunk(b"IDAT", self._pending))
+        compressed = memoryview(_deflate(self._filtered.reshape(-1).data, self._level))
+        _release(self)
+        for start in range(0, len(compressed), IDAT_SIZE):
+            self._sink(_chunk(b"IDAT", compressed[start : start + IDAT_SIZE]))
         self._sink(_chunk(b"IEND", b""))
 
 
