@@ -2,7 +2,8 @@
 
 The Python API: `apply` (kernels over an image: arrays and the table's facts), `forward` (a whole layer
 stack on an image), `shape` (the layer calculator), `check_weights` (a weights file against a network),
-`kernel` (one kernel), and the numeric functions
+`kernel` (one kernel); files and batches as ``featmap apply`` runs them (`ApplyOptions`, `build_job`,
+`apply_file`, `find_images`, `apply_batch`); and the numeric functions
 `conv2d`, `pool2d`, `activate`, ...
 They are imported on first use, so that ``featmap --help`` does not load numpy.
 
@@ -23,6 +24,16 @@ from featmap.errors import FeatmapError, ImageReadError, KernelFileError, Option
 
 if TYPE_CHECKING:
     from featmap.api import apply, check_weights, forward, kernel, shape
+    from featmap.batch_api import (
+        ApplyOptions,
+        BatchInterrupted,
+        FoundImages,
+        apply_batch,
+        apply_file,
+        apply_layers,
+        build_job,
+        find_images,
+    )
     from featmap.core.ops import activate, conv2d, pad
     from featmap.core.pool import global_pool, pool2d
     from featmap.explain import trace_conv, trace_pool
@@ -30,7 +41,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyOptions",
+    "BatchInterrupted",
     "FeatmapError",
+    "FoundImages",
     "ImageReadError",
     "KernelFileError",
     "OptionError",
@@ -39,8 +53,13 @@ __all__ = [
     "__version__",
     "activate",
     "apply",
+    "apply_batch",
+    "apply_file",
+    "apply_layers",
+    "build_job",
     "check_weights",
     "conv2d",
+    "find_images",
     "global_pool",
     "forward",
     "kernel",
@@ -57,6 +76,14 @@ _LAZY = {
     "check_weights": "api",
     "forward": "api",
     "shape": "api",
+    "ApplyOptions": "batch_api",
+    "BatchInterrupted": "batch_api",
+    "FoundImages": "batch_api",
+    "apply_batch": "batch_api",
+    "apply_file": "batch_api",
+    "apply_layers": "batch_api",
+    "build_job": "batch_api",
+    "find_images": "batch_api",
     "activate": "core.ops",
     "conv2d": "core.ops",
     "pad": "core.ops",

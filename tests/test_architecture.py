@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("io.writers", ("featmap.io.writers",)),
     ("run", ("featmap.run",)),
     ("render", ("featmap.render",)),
-    ("api", ("featmap", "featmap.api")),
+    ("api", ("featmap", "featmap.api", "featmap.batch_api")),
     ("cli", ("featmap.cli", "featmap.__main__")),  # ``python -m featmap`` is the command line
 )
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
@@ -232,3 +232,16 @@ def test_imports_by_name_stay_in_their_layer() -> None:
     assert all(layer_of(m) == "io.writers" and m in MODULES for m in named), sorted(named)
     homes = {f"featmap.render.{home}" for home in render._HOME.values()}
     assert all(layer_of(m) == "render" and m in MODULES for m in homes), sorted(homes)
+
+
+def test_the_command_line_calls_only_the_public_api() -> None:
+    # Click commands parse, call `featmap`'s API and render: nothing of the run layer is theirs to call.
+    reached = sorted(
+        f"{src} -> {dst}"
+        for src, targets in GRAPH.items()
+        if layer_of(src) == "cli"
+        for dst in targets
+        if layer_of(dst) == "run"
+    )
+    assert not reached, "the command line reaches past the API into featmap.run:\n" + "\n".join(reached)
+    assert "featmap.batch_api" in GRAPH["featmap.cli.apply"] or "featmap" in GRAPH["featmap.cli.apply"]

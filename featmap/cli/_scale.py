@@ -1,26 +1,23 @@
-"""The apply command's scale-out options: ``--scheduler`` and ``--chunk``, and URLs for inputs and ``-o``.
+"""The apply command's scale-out options: ``--scheduler`` and ``--chunk``, and ``-o`` as a folder or a URL.
 
-Kept apart from `featmap.cli.apply` so that the command only asks `scaled_batch` whether a batch goes to
-fsspec or Dask; local paths without ``--scheduler`` never import either.
+Whether a batch goes to fsspec or Dask is `featmap.apply_batch`'s to decide; local paths without
+``--scheduler`` never import either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from featmap.errors import brief
-from featmap.io.storage import is_remote, local_path
+from featmap.io.storage import is_remote, local_out_dir, local_path
 
-__all__ = ["OutLocation", "local_out_dir", "scale_options", "scaled_batch"]
+__all__ = ["OutLocation", "local_out_dir", "scale_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Where a remote output's target paths are worked out; nothing is ever written there.
-_REMOTE_PLACEHOLDER = Path("/featmap-remote-output")
 
 
 class OutLocation(click.ParamType):  # type: ignore[type-arg]  # generic only in newer Click
@@ -67,11 +64,6 @@ def folder_problem(path: Path) -> str:
     return ""
 
 
-def local_out_dir(out: Path | str) -> Path:
-    """The folder `OutputOptions` works out targets in: the output folder, or a placeholder for a URL."""
-    return out if isinstance(out, Path) else _REMOTE_PLACEHOLDER
-
-
 def scale_options(func: F) -> F:
     """``--scheduler`` (also ``FEATMAP_SCHEDULER``) and ``--chunk``."""
     func = click.option(
@@ -88,47 +80,3 @@ def scale_options(func: F) -> F:
         help="Run the batch on Dask: 'local' (a LocalCluster of -j workers) or tcp://host:8786 "
         "(pip install 'featmap[dask]').",
     )(func)
-
-
-def scaled_batch(
-    images: Sequence[str], job: Any, opts: dict[str, Any], jobs: int
-) -> tuple[list[Any], list[tuple[str, str]], int, Callable[..., Any]] | None:
-    """For URLs or ``--scheduler``: ``(items, problems, ignored, run)`` with ``run(on_progress)`` the batch.
-    None for local paths on this machine (the command's own path, unchanged)."""
-    out = opts["out_dir"]
-    scheduler = opts.get("scheduler") or None
-    remote = is_remote(out) or any(is_remote(i) for i in images)
-    if not remote and not scheduler:
-        return None
-    backend = None
-    if scheduler:
-        from featmap.run.backends import choose_backend
-        from featmap.run.backends.dask import require_dask
-
-        require_dask()
-        backend = choose_backend(scheduler, jobs=jobs, chunk=opts.get("chunk"))
-    skip = opts["skip_existing"]
-    if not remote:
-        from featmap.io.discover import discover
-        from featmap.run.batch import run_batch
-
-        items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[out])
-
-        def run_local(on_progress: Any) -> Any:
-            return run_batch(items, job, jobs=jobs, skip_existing=skip, on_progress=on_progress, backend=backend)
-
-        return items, problems, ignored, run_local
-    from featmap.io.storage import discover_urls
-    from featmap.run.backends.urlbatch import run_url_batch
-
-    found, problems, ignored = discover_urls(
-        [local_path(i) for i in images], recursive=opts["recursive"], exclude=out if is_remote(out) else None
-    )
-    if not is_remote(out):
-        excluded = Path(out).resolve()
-        found = [i for i in found if getattr(i, "url", None) or not Path(i.path).resolve().is_relative_to(excluded)]
-
-    def run_urls(on_progress: Any) -> Any:
-        return run_url_batch(found, job, out, backend=backend, jobs=jobs, skip_existing=skip, on_progress=on_progress)
-
-    return found, problems, ignored, run_urls

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +21,7 @@ from featmap.cli._common import (
     kernel_options,
     output_options,
 )
-from featmap.cli._scale import local_out_dir, scale_options, scaled_batch
-from featmap.errors import FeatmapError, NothingToDoError
-
-_OUTPUT_OPTIONS = (
-    "out_dir name_pattern normalize bit_depth raw png_compress overwrite colormap percentiles sheet scale sheet_width "
-    "channels sheet_normalize report"
-).split()
-# Options that `featmap.run.jobs.make_job` takes under the same name.
-_JOB_OPTIONS = (
-    "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
-    "combine strict color background max_pixels out_dir name_pattern normalize bit_depth raw png_compress overwrite "
-    "colormap percentiles sheet report scale sheet_width channels sheet_normalize"
-).split()
+from featmap.cli._scale import scale_options
 
 
 @click.command(cls=FeatmapCommand, short_help="Run kernels or a network on images and write the feature maps.")
@@ -76,14 +64,12 @@ _JOB_OPTIONS = (
 )
 @click.option(
     "--resize",
-    "resize_mode",
     type=click.Choice(["crop", "stretch", "pad"]),
     default=None,
     help="Fit images to the network's input: shorter side + centre crop, stretch, or fit + black pad.",
 )
 @click.option(
     "--labels",
-    "labels_file",
     default=None,
     help="Class names: a file (one a line, or JSON list/dict) or imagenet-1k; one per output.",
 )
@@ -121,28 +107,26 @@ def apply(
       featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """
+    import featmap
     from featmap.render import apply_dict, apply_view, network_dict, network_view
-    from featmap.run.batch import apply_image
-    from featmap.run.jobs import make_job
 
     # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
     opts["sheet_normalize"] = (
         opts["normalize"] if _from_command_line(click.get_current_context(), "normalize") else None
     )
-    job: Any = _network_job(kernel_specs, kernel_dirs, opts)
-    as_dict, view, hint = network_dict, network_view, ""
-    if job is None:
-        named = {name: opts[name] for name in _JOB_OPTIONS}
-        job = make_job(kernel_specs, kernel_dirs=kernel_dirs, **{**named, "out_dir": local_out_dir(opts["out_dir"])})
+    network = _check_sources(kernel_specs, opts)
+    options = featmap.ApplyOptions(**{f.name: opts[f.name] for f in fields(featmap.ApplyOptions)})
+    if network:
+        job: Any = featmap.build_job(
+            model=opts["model"], spec=opts["spec_file"], kernel_dirs=kernel_dirs, options=options
+        )
+        as_dict, view, hint = network_dict, network_view, ""
+    else:
+        job = featmap.build_job(kernel_specs, kernel_dirs=kernel_dirs, options=options)
         as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
-        from featmap.io.discover import InputImage
-        from featmap.run.preflight import check_batch
-
-        # the same up-front check as a batch's (an existing output is the image's own one error)
-        check_batch([InputImage(Path(images[0]), Path(), Path(images[0]).stem)], job, overwrite=True)
-        result = apply_image(images[0], job)
+        result = featmap.apply_file(images[0], job)
         for note in result.warnings:
             _err("warning", f"{images[0]}: {note}{hint}")
         if as_json:
@@ -153,7 +137,7 @@ def apply(
     _apply_batch(images, job, opts, as_json, (as_dict, view))
 
 
-_NETWORK_OPTIONS = ("weights", "init", "layout", "upto", "preprocess", "resize_mode", "labels_file")
+_NETWORK_OPTIONS = ("weights", "init", "layout", "upto", "preprocess", "resize", "labels")
 # -k's layer options: a network's layers carry their own.
 _KERNEL_ONLY = (
     "stride padding pad_mode pad_value dilation flip activation slope pool pool_size pool_stride pool_padding "
@@ -161,8 +145,9 @@ _KERNEL_ONLY = (
 ).split()
 
 
-def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], opts: dict[str, Any]) -> Any:
-    """The `NetworkJob` of ``--spec``/``--model``, or None for ``-k``; refuses mixing the two."""
+def _check_sources(kernel_specs: tuple[str, ...], opts: dict[str, Any]) -> bool:
+    """True for ``--spec``/``--model`` (a network), False for ``-k``; refuses mixing the two and options of the
+    other kind given on the command line."""
     ctx = click.get_current_context()
     given = [name for name in ("spec_file", "model") if opts[name]]
     if not given:
@@ -170,41 +155,15 @@ def _network_job(kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], o
             raise click.UsageError("give kernels (-k NAME) or a network (--spec FILE or --model NAME)")
         stray = [name for name in (*_NETWORK_OPTIONS, "seed", "channels") if _from_command_line(ctx, name)]
         if stray:
-            flag = {"resize_mode": "resize", "labels_file": "labels"}.get(stray[0], stray[0])
-            raise click.UsageError(f"--{flag} goes with --spec or --model, not -k")
-        return None
+            raise click.UsageError(f"--{stray[0]} goes with --spec or --model, not -k")
+        return False
     if kernel_specs or len(given) > 1:
         raise click.UsageError("give one of -k, --spec and --model")
     stray = [name for name in _KERNEL_ONLY if _from_command_line(ctx, name)]
     if stray:
         flag = stray[0].replace("_", "-")
         raise click.UsageError(f"--{flag} applies to -k kernels; a network's layers carry their own options")
-    from featmap.io.images import parse_color
-    from featmap.net.networks import load_network_file
-    from featmap.net.spec import load_model
-    from featmap.run.jobs import make_output
-    from featmap.run.netjob import make_network_job
-
-    model = (
-        load_model(opts["model"]) if opts["model"] else load_network_file(opts["spec_file"], kernel_dirs=kernel_dirs)
-    )
-    output = make_output(
-        **{**{name: opts[name] for name in _OUTPUT_OPTIONS}, "out_dir": local_out_dir(opts["out_dir"])}
-    )
-    return make_network_job(
-        model,
-        weights=opts["weights"],
-        init=opts["init"],
-        seed=opts["seed"],
-        layout=opts["layout"],
-        upto=opts["upto"],
-        output=output,
-        background=parse_color(opts["background"]),
-        max_pixels=opts["max_pixels"],
-        preprocess=opts["preprocess"],
-        resize=opts["resize_mode"],
-        labels=opts["labels_file"],
-    )
+    return True
 
 
 def _from_command_line(ctx: click.Context, name: str) -> bool:
@@ -223,44 +182,27 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
     """A batch (files, folders, globs, URLs); ``single`` renders one image's result (a URL output of one file)."""
     import signal
 
-    from featmap.io.discover import discover
+    import featmap
     from featmap.render import batch_dict, batch_view
-    from featmap.run.batch import BatchInterrupted, run_batch
-    from featmap.run.workers import keep_freed_memory
 
-    keep_freed_memory()  # this process runs image after image: reuse freed pages (see featmap.run.workers)
-
-    jobs = opts["jobs"] or os.cpu_count() or 1
-    scaled = scaled_batch(images, job, opts, jobs)  # URLs or --scheduler (featmap.cli._scale)
-    if scaled is None:
-        items, problems, ignored = discover(images, recursive=opts["recursive"], exclude=[opts["out_dir"]])
-    else:
-        items, problems, ignored, run_scaled = scaled
-    if not items and problems:
-        output = "output folder" in problems[0][1]
-        raise FeatmapError(
-            problems[0][0], problems[0][1], "choose another -o folder" if output else "check the path or pattern"
-        )
-    if not items:
-        raise NothingToDoError(
-            " ".join(images)[:200],
-            f"holds no image ({ignored} file{'' if ignored == 1 else 's'} ignored: not images, or hidden)",
-            "nothing to do; check the folder, or pass -r to descend into sub-folders",
-        )
-    if isinstance(opts["out_dir"], Path):  # what no pixel decides, for the whole batch, before any work
-        from featmap.run.preflight import check_batch
-
-        check_batch(items, job, overwrite=opts["overwrite"])
+    found = featmap.find_images(images, recursive=opts["recursive"], out=opts["out_dir"])
+    problems, ignored = found.problems, found.ignored
     show = sys.stderr.isatty() and not opts["quiet"]
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     code = ExitCode.OK
     try:
         with _progress(show) as on_progress:
-            if scaled is None:
-                report = run_batch(items, job, jobs=jobs, skip_existing=opts["skip_existing"], on_progress=on_progress)
-            else:
-                report = run_scaled(on_progress)
-    except BatchInterrupted as stop:
+            report = featmap.apply_batch(
+                found.items,
+                job,
+                out=opts["out_dir"],
+                jobs=opts["jobs"],
+                scheduler=opts["scheduler"] or None,
+                chunk=opts["chunk"],
+                skip_existing=opts["skip_existing"],
+                on_progress=on_progress,
+            )
+    except featmap.BatchInterrupted as stop:
         report = stop.report
         code = ExitCode.TERMINATED if isinstance(stop.cause, Terminated) else ExitCode.INTERRUPTED
         _err(

@@ -140,8 +140,8 @@ explain.params = [p for p in explain.params if p.name != "combine"]  # one kerne
 
 def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path, ...], opts: dict[str, Any]) -> Any:
     """Read the input, the kernel and the layers from the options, and explain them."""
+    from featmap.batch_api import apply_layers
     from featmap.explain import explain as explain_matrix
-    from featmap.run.jobs import make_layers
 
     if (opts["input_value"] is None) == (opts["image"] is None):
         raise click.UsageError('give one input: --input "1 2; 3 4", --input FILE.csv, or --image FILE --crop X,Y,W,H')
@@ -162,7 +162,7 @@ def _explain_input(ctx: click.Context, mode: str | None, kernel_dirs: tuple[Path
         raise click.UsageError('conv mode needs a kernel: -k NAME or -k "1 0 -1; 2 0 -2; 1 0 -1" (or: explain pool)')
     x, source = _read_input(opts)
     weights, name, kernel_bias = (None, "", None) if mode == "pool" else _read_kernel(opts["kernel_spec"], kernel_dirs)
-    conv, act, pool = make_layers(  # the layers featmap apply builds from the same options
+    conv, act, pool = apply_layers(  # the layers featmap apply builds from the same options
         pool=pool_word, **{key: opts[key] for key in _LAYER_OPTIONS}
     )
     bias = opts["bias"] if opts["bias"] is not None else kernel_bias or 0.0

@@ -12,6 +12,7 @@ boundary: local files keep the local fast path (no fsspec, atomic rename) exactl
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ __all__ = [
     "filesystem",
     "is_remote",
     "join_url",
+    "local_out_dir",
     "local_path",
     "require_fsspec",
+    "storage_options",
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -39,6 +42,19 @@ def is_remote(text: str | object) -> bool:
     """True for a URL that fsspec must open (any scheme but ``file://``)."""
     match = _SCHEME.match(str(text))
     return bool(match) and match.group(1).lower() != "file"  # type: ignore[union-attr]
+
+
+#: Where a remote output's target paths are worked out; nothing is ever written there.
+REMOTE_PLACEHOLDER = Path("/featmap-remote-output")
+
+
+def local_out_dir(out: str | os.PathLike[str]) -> Path:
+    """The folder a job works its targets out in: the output folder, or a placeholder for a URL.
+
+    >>> local_out_dir("maps"), local_out_dir("s3://bucket/maps/")
+    (PosixPath('maps'), PosixPath('/featmap-remote-output'))
+    """
+    return REMOTE_PLACEHOLDER if is_remote(out) else Path(out)
 
 
 def local_path(text: str) -> str:
@@ -119,10 +135,42 @@ def require_fsspec() -> Any:
     return fsspec
 
 
+#: Object storage clients' attempts per request (the first and one retry) and seconds to connect: an endpoint that
+#: is down is one line within a second or two, not after botocore's default 5 attempts with back-off (~6 s, or
+#: minutes where the connection hangs). ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE`` and fsspec's own ``s3``
+#: ``config_kwargs`` (``FSSPEC_S3_CONFIG_KWARGS``) win over these.
+S3_ATTEMPTS = 2
+S3_CONNECT_SECONDS = 5.0
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """The fsspec options featmap gives a URL's file system: for ``s3://``, botocore's retries and connect timeout
+    (`S3_ATTEMPTS`, `S3_CONNECT_SECONDS`) unless the user set their own; nothing for other schemes.
+
+    Examples
+    --------
+    >>> storage_options("memory://x")
+    {}
+    """
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("s3", "s3a"):
+        return {}
+    import os
+
+    from fsspec.config import conf
+
+    given = dict(conf.get("s3", {}).get("config_kwargs", {}))
+    mine: dict[str, Any] = {"connect_timeout": S3_CONNECT_SECONDS}
+    if not (os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE")):
+        mine["retries"] = {"mode": "standard", "total_max_attempts": S3_ATTEMPTS}
+    return {"config_kwargs": {**mine, **given}}
+
+
 def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec file system of ``url`` (with `storage_options`) and the path in it."""
     fsspec = require_fsspec()
     try:
-        return fsspec.core.url_to_fs(url)  # type: ignore[no-any-return]
+        return fsspec.core.url_to_fs(url, **storage_options(url))  # type: ignore[no-any-return]
     except (ImportError, ValueError) as exc:
         scheme = url.split("://", 1)[0]
         fix = (

@@ -177,23 +177,21 @@ def _run_batch(
     writers = open_writers(job.output)  # only asked where their files go
     overwrite = job.output.overwrite
 
+    local_only = store.out_url is None and not any(isinstance(item, UrlImage) for item in items)
+    # A batch with URLs names a local input by its resolved path, one without as given (as each always has).
+    name = shown if local_only else source
+
     def fail(item: Any, reason: str) -> None:
-        failed.append((shown(item), reason))
+        failed.append((name(item), reason))
         store.append([{"input": source(item), "options": digest, "status": "failed", "error": reason}], clock())
 
     def report(current: str | None = None) -> None:
         done = len(processed) + len(failed) + len(skipped)
         on_progress(Progress(done, len(items), len(failed), len(skipped), current))
 
-    local_only = store.out_url is None
     for index, item in enumerate(items):
-        if isinstance(item, UrlImage):
-            local_only = False
-            named = InputImage(item.path, item.rel_dir, item.stem)  # its targets, by its name
-        else:
-            named = item
         try:
-            targets = targets_for(named, job)
+            targets = targets_for(InputImage(item.path, item.rel_dir, item.stem) if not local_only else item, job)
             wanted = list(targets.values())
             if skip_existing and store.complete(item, wanted, digest):
                 skipped.append(item)
@@ -220,7 +218,7 @@ def _run_batch(
             else:
                 store.append(result.records, clock())
                 processed.append(result)
-        report(shown(item))
+        report(name(item))
 
     if local_only:  # the fast case: the per-image function writes into the folder itself
         tasks: list[Task] = [(index, item, job) for index, (item, _, _) in pending.items()]
@@ -235,7 +233,7 @@ def _run_batch(
             item, targets, before = pending.pop(index)
             store.remove(targets, before)
             if not isinstance(exc, KeyboardInterrupt):
-                failed.append((shown(item), f"not processed: {type(exc).__name__}: {exc}"))
+                failed.append((name(item), f"not processed: {type(exc).__name__}: {exc}"))
         store.flush(clock())
         if not isinstance(exc, KeyboardInterrupt):
             raise
@@ -254,7 +252,7 @@ def _run_batch(
     )
     return BatchReport(
         tuple(processed),
-        tuple(shown(item) for item in skipped),
+        tuple(name(item) for item in skipped),
         tuple(failed),
         len(items),
         clock() - started,
