@@ -172,7 +172,7 @@ def apply_file(image: str | os.PathLike[str], job: ApplyJob | NetworkJob) -> Ima
 
     path = Path(image)
     check_batch([InputImage(path, Path(), path.stem)], job, overwrite=True)
-    return apply_image(image, job)  # type: ignore[arg-type]  # a NetworkJob runs the same way
+    return apply_image(image, job)
 
 
 class FoundImages(NamedTuple):
