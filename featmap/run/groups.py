@@ -101,40 +101,68 @@ def channel_groups(node: PlanNode, size: int = 1) -> tuple[ChannelGroup, ...]:
     return tuple(ChannelGroup(slice(start, min(start + step, filters))) for start in range(0, filters, step))
 
 
-def _sub_conv(
-    node: PlanNode, x: Array, weights: Mapping[str, Array], group: ChannelGroup
-) -> tuple[Conv2d, Array, dict[str, Array]]:
-    """The group's conv layer (its filters only), its input (the channels those filters read) and its tensors."""
-    layer = node.layer
-    assert isinstance(layer, Conv2d)
-    filters, conv_groups = node.plan.out_shape[-1], node.plan.groups
-    picked = range(filters)[group.channels]
-    per, in_per = filters // conv_groups, node.plan.in_shape[-1] // conv_groups
+@dataclass(frozen=True)
+class _Pick:
+    """A group's conv layer (its filters only), the output channels it computes and the input channels it reads
+    (None: all of them; a slice; or a list)."""
+
+    layer: Conv2d
+    index: NDArray[np.intp]
+    inputs: slice | list[int] | None
+
+
+@lru_cache(maxsize=1024)
+def _pick(layer: Conv2d, shape: tuple[int, int, int], channels: tuple[int | None, ...], bias: bool) -> _Pick:
+    """Work out a group's conv once (a batch runs the same groups on image after image); ``shape`` is the conv's
+    ``(filters, groups, input channels)``."""
+    filters, conv_groups, in_channels = shape
+    picked = range(filters)[slice(*channels)]
+    per, in_per = filters // conv_groups, in_channels // conv_groups
     owners = sorted({o // per for o in picked})
-    if not picked or (group.channels.step or 1) < 0 or len(picked) % len(owners):
-        raise SpecError("channel group", f"{group.channels} picks no whole set of {filters} filters")
+    if not picked or (channels[2] or 1) < 0 or len(picked) % len(owners):
+        raise SpecError("channel group", f"{slice(*channels)} picks no whole set of {filters} filters")
     if conv_groups > 1 and any(sum(1 for o in picked if o // per == g) != len(picked) // len(owners) for g in owners):
-        raise SpecError("channel group", f"{group.channels} picks unequal filters from the conv's groups")
-    if conv_groups == 1 or len(owners) == conv_groups:
-        source = x
-    elif owners == list(range(owners[0], owners[-1] + 1)):
-        source = x[..., owners[0] * in_per : (owners[-1] + 1) * in_per]
-    else:
-        source = np.take(x, [c for g in owners for c in range(g * in_per, (g + 1) * in_per)], axis=-1)
-    index = np.asarray(picked)
-    tensors = {"weight": np.asarray(weights["weight"])[index]}
-    if group.bias and weights.get("bias") is not None:
-        tensors["bias"] = np.asarray(weights["bias"])[index]
+        raise SpecError("channel group", f"{slice(*channels)} picks unequal filters from the conv's groups")
+    inputs: slice | list[int] | None = None
+    if conv_groups > 1 and len(owners) < conv_groups:
+        if owners == list(range(owners[0], owners[-1] + 1)):
+            inputs = slice(owners[0] * in_per, (owners[-1] + 1) * in_per)
+        else:
+            inputs = [c for g in owners for c in range(g * in_per, (g + 1) * in_per)]
     sub = replace(
         layer,
         filters=len(picked),
         groups=len(owners) if conv_groups > 1 else 1,
-        bias="bias" in tensors,
+        bias=bias,
         depthwise=False,
         bank=None,
         name=None,
     )
-    return sub, source, tensors
+    index = np.asarray(picked, dtype=np.intp)
+    index.setflags(write=False)
+    return _Pick(sub, index, inputs)
+
+
+def _sub_conv(
+    node: PlanNode, x: Array, weights: Mapping[str, Array], group: ChannelGroup
+) -> tuple[Conv2d, Array, dict[str, Array], NDArray[np.intp]]:
+    """The group's conv layer (its filters only), its input (the channels those filters read), its tensors and the
+    output channels it computes."""
+    layer = node.layer
+    assert isinstance(layer, Conv2d)
+    bias = group.bias and weights.get("bias") is not None
+    shape = (node.plan.out_shape[-1], node.plan.groups, node.plan.in_shape[-1])
+    pick = _pick(layer, shape, (group.channels.start, group.channels.stop, group.channels.step), bias)
+    if pick.inputs is None:
+        source = x
+    elif isinstance(pick.inputs, slice):
+        source = x[..., pick.inputs]
+    else:
+        source = np.take(x, pick.inputs, axis=-1)
+    tensors = {"weight": np.asarray(weights["weight"])[pick.index]}
+    if bias:
+        tensors["bias"] = np.asarray(weights["bias"])[pick.index]
+    return pick.layer, source, tensors, pick.index
 
 
 @lru_cache(maxsize=256)
@@ -163,9 +191,8 @@ def run_groups(
     conv_weights = weights_for(conv)
     tail_weights = [weights_for(node) for node in tail]
     for group in groups if groups is not None else channel_groups(conv):
-        layer, source, tensors = _sub_conv(conv, image, conv_weights, group)
-        index = np.arange(conv.plan.out_shape[-1])[group.channels]
-        sliced = [{name: np.asarray(t)[index] for name, t in w.items()} for w in tail_weights]
+        layer, source, tensors, index = _sub_conv(conv, image, conv_weights, group)
+        sliced = [{name: np.asarray(t)[index] for name, t in w.items()} if w else {} for w in tail_weights]
         planned = plan_stack((layer, *(node.layer for node in tail)), tuple(source.shape))
         values = _fused(planned, source, tensors) if tap is None else None
         if values is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +28,7 @@ from featmap.enums import Activation, Combine, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
 from featmap.net.layers import Act, CombineMaps, Conv2d, GlobalPool2d, LayerPlan, LayerSpec, Pool2d
+from featmap.net.plan import PlanNode
 from featmap.net.records import FeatureMap, FeatureMaps, MapInfo, MapStats
 from featmap.run.executor import WeightSource, iter_channel_groups
 from featmap.run.groups import ChannelGroup, plan_stack, run_tail
@@ -89,6 +91,14 @@ class KernelPlan:
 
 def plan_kernels(shape: Shape3, bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None) -> list[KernelPlan]:
     """Each kernel of ``bank`` as a conv layer with ``conv``'s options on an image of ``shape``, planned once."""
+    return list(_plan_kernels((int(shape[0]), int(shape[1]), int(shape[2])), bank, conv, pool))
+
+
+@lru_cache(maxsize=64)
+def _plan_kernels(
+    shape: Shape3, bank: KernelBank, conv: Conv2d, pool: Pool2d | GlobalPool2d | None
+) -> tuple[KernelPlan, ...]:
+    """`plan_kernels`, once per shape and bank (a batch plans the same bank on image after image)."""
     channels = shape[2]
     if (
         conv.filters is not None
@@ -112,7 +122,7 @@ def plan_kernels(shape: Shape3, bank: KernelBank, conv: Conv2d, pool: Pool2d | G
             tensors["bias"] = np.full(weights.shape[0], kernel.bias, dtype=np.float32)
         pool_plan = None if pool is None else pool.plan(conv_plan.out_shape)
         plans.append(KernelPlan(kernel, layer, conv_plan, pool, pool_plan, tensors))
-    return plans
+    return tuple(plans)
 
 
 def stride_warnings(
@@ -194,6 +204,14 @@ def bank_layers(
     """``bank`` on an image of ``channels`` channels as conv layers with ``conv``'s options: each 2-D kernel on a
     colour image a depthwise filter of every channel (its map keeps the channels), every other kernel one filter
     over all the channels; then ``act`` (unless none) and ``pool``."""
+    return list(_bank_layers(bank, conv, act, pool, channels))
+
+
+@lru_cache(maxsize=64)
+def _bank_layers(
+    bank: KernelBank, conv: Conv2d, act: Act, pool: Pool2d | GlobalPool2d | None, channels: int
+) -> tuple[BankLayer, ...]:
+    """`bank_layers`, made once per bank and channel count."""
     runs: list[list[Kernel]] = []
     for kernel in bank:
         if runs and _reads(runs[-1][0], channels) == _reads(kernel, channels):
@@ -211,7 +229,25 @@ def bank_layers(
             for i, k in enumerate(run_)
         )
         found.append(BankLayer(tuple(run_), (layer, *tail), groups))
-    return found
+    return tuple(found)
+
+
+class _KernelWeights(WeightSource):
+    """A bank's conv layers take their tensors from their kernels, made once per layer and channel count."""
+
+    def for_node(self, node: PlanNode) -> dict[str, NDArray[np.floating]]:
+        layer = node.layer
+        if isinstance(layer, Conv2d) and layer.bank is not None:
+            return _bank_tensors(layer, node.plan.in_shape[-1])
+        return super().for_node(node)
+
+
+@lru_cache(maxsize=64)
+def _bank_tensors(layer: Conv2d, channels: int) -> dict[str, NDArray[np.floating]]:
+    made = layer.bank_weights(channels)
+    for tensor in made.values():
+        tensor.setflags(write=False)
+    return made
 
 
 def _reads(kernel: Kernel, channels: int) -> tuple[tuple[int, int], bool]:
@@ -266,7 +302,7 @@ def iter_feature_maps(
     layers = bank_layers(bank, conv, act, pool, shape[2])
     for layer, kernel_plans in zip(layers, _split(plans, layers), strict=True):
         nodes = plan_stack(layer.layers, shape)
-        groups = iter_channel_groups(nodes, image, WeightSource(), layer.groups, tap=None if merge is None else tap)
+        groups = iter_channel_groups(nodes, image, _KernelWeights(), layer.groups, tap=None if merge is None else tap)
         for out, plan in zip(groups, kernel_plans, strict=True):
             yield FeatureMap(out.values, _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled))
             del out  # one map at a time: the caller holds the last one
