@@ -246,12 +246,12 @@ def test_control_flow_and_dynamic_sizes(tmp_path: Path) -> None:
     with pytest.raises(ModelMappingError) as info:
         load_onnx(tmp_path / "if.onnx")
     assert info.value.details[0].startswith("/cond/If (If): control flow (If): featmap runs one fixed stack")
-    g = Graph((1, 3, "height", "width"))  # type: ignore[arg-type]
+    g = Graph((1, "channels", "height", "width"))  # type: ignore[arg-type]
     path = g.save(tmp_path / "dyn.onnx", g.add("Relu", ["x"]))
     result = CliRunner().invoke(cli, ["shape", str(path)])
-    assert result.exit_code == 2
-    assert "its input 'x' has dynamic sizes (1×3×height×width)" in result.stderr
-    assert result.stderr.splitlines()[1] == "  x (input): 1×3×height×width"
+    assert result.exit_code == 2  # open height and width run (tests/test_onnx_dynamic.py); open channels cannot
+    assert "its input 'x' has open sizes (1×channels×height×width) featmap cannot run" in result.stderr
+    assert result.stderr.splitlines()[1] == "  x (input): 1×channels×height×width"
     assert CliRunner().invoke(cli, ["shape", str(path), "--input", "8x8x3"]).exit_code == 0
 
 

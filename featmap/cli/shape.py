@@ -79,6 +79,20 @@ def _keras_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | N
     return Path(tokens[0]) if len(tokens) == 1 and is_keras_path(tokens[0]) else None
 
 
+def _open_input(dims: tuple[int | str, ...], where: str) -> str:
+    """The stand-in input a model with open sizes is shown at (ONNX's first mapping size), said on stderr."""
+    from featmap.net.spec.model import STAND_IN_HW
+
+    size = [d if isinstance(d, int) else p for d, p in zip(dims[:2], STAND_IN_HW, strict=False)]
+    text = "x".join(map(str, (*size, dims[-1])))
+    _err(
+        "warning",
+        f"{where}: the input is {'×'.join(map(str, dims))} (open sizes); shapes below are for {text.replace('x', '×')}"
+        f"; give --input HxWxC for yours",
+    )
+    return text
+
+
 def _shape_command(
     tokens: tuple[str, ...],
     input_text: str | None,
@@ -151,11 +165,15 @@ def _shape_command(
 
         found = replace(found, layers=without_aux(found.layers))
     name = found.name or None
+    if input_text is None and found.input_shape is None and found.input_dims:  # open sizes: shown at a stand-in
+        input_text = _open_input(found.input_dims, found.source or name or "the model")
     result = summarize_layers(found, input=input_text, batch=batch)
     for note in result.warnings:
         _err("warning", note)
     if fmt == "json":
         data = summary_dict(result, name)
+        if found.input_dims and found.input_shape is None:
+            data["input_dims"] = list(found.input_dims)
         if explain:
             data["explain"] = {row.path: list(row.explain) for row in result.layers if row.explain}
         click.echo(json.dumps(data, indent=2, allow_nan=False))

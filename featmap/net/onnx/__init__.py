@@ -25,6 +25,7 @@ from featmap.errors import MissingExtraError, ModelMappingError, SpecError, inst
 from featmap.net.layers import LayerSpec
 from featmap.net.onnx.tensors import TensorRef, TensorStore
 from featmap.net.spec import Model
+from featmap.net.spec.model import STAND_IN_HW
 
 __all__ = ["INSTALL_HINT", "is_onnx_file", "is_onnx_path", "load_onnx", "onnx_weights"]
 
@@ -102,20 +103,34 @@ def _input(graph: Any, constants: dict[str, Shape]) -> tuple[str, tuple[int | st
     return first.name, dims
 
 
-def _featmap_shape(name: str, dims: tuple[int | str | None, ...], override: Shape | None, path: Path) -> Shape:
+#: The sizes an input's open height and width are mapped at: a stand-in, then odd sizes that would show a mapping
+#: depending on them (``SAME_LOWER`` pads). Each image is then planned at its own size.
+OPEN_PROBES = (STAND_IN_HW, (225, 231))
+
+
+def _featmap_shape(
+    name: str, dims: tuple[int | str | None, ...], override: Shape | None, path: Path
+) -> tuple[Shape, tuple[int | str, ...]]:
+    """The shape to map the graph at, and the input's open dims as ``(H, W, C)`` (names for the open sizes; empty
+    when the input is fixed or ``override`` fixes it)."""
     if override is not None:
-        return override
+        return override, ()
     fixed = [isinstance(d, int) and d > 0 for d in dims]
     if len(dims) == 4 and all(fixed[1:]):
         _, c, h, w = dims
-        return (int(h), int(w), int(c))  # type: ignore[arg-type]
+        return (int(h), int(w), int(c)), ()  # type: ignore[arg-type]
     if len(dims) == 2 and fixed[1]:
-        return (int(dims[1]),)  # type: ignore[arg-type]
+        return (int(dims[1]),), ()  # type: ignore[arg-type]
     shown = "×".join("?" if d is None else str(d) for d in dims) or "unknown"
+    if len(dims) == 4 and fixed[1]:  # open height and/or width: each image at its own size, as ONNX Runtime runs it
+        c = int(dims[1])  # type: ignore[arg-type]
+        h, w = (d if isinstance(d, int) and d > 0 else str(d or "?") for d in dims[2:])
+        stand_in = tuple(d if isinstance(d, int) else p for d, p in zip((h, w), OPEN_PROBES[0], strict=True))
+        return (*stand_in, c), (h, w, c)
     raise ModelMappingError(
         str(path),
-        f"its input {name!r} has dynamic sizes ({shown}); featmap plans every layer for one N×C×H×W shape",
-        "export with a fixed input size (no dynamic_axes / dynamic_shapes), or give `featmap shape --input HxWxC`",
+        f"its input {name!r} has open sizes ({shown}) featmap cannot run: only height and width may be open",
+        "export with fixed channels (and features), or give `featmap shape --input HxWxC`",
         details=(f"{name} (input): {shown}",),
     )
 
@@ -153,7 +168,6 @@ def _size_checked(p: Path) -> int:
 
 def _read(p: Path, input_shape: Shape | None) -> _Mapped:
     from featmap.net.onnx._wire import read_structure
-    from featmap.net.onnx.graph import GraphStructure, NotExpressible
     from featmap.net.preprocess import from_metadata
 
     onnx = _import_onnx()
@@ -175,8 +189,33 @@ def _read(p: Path, input_shape: Shape | None) -> _Mapped:
     store = TensorStore(p, model, payloads)
     shapes, values = _constants(graph, store)
     start, dims = _input(graph, shapes)
-    in_shape = _featmap_shape(start, dims, input_shape, p)
-    structure = GraphStructure(graph, shapes, values, model, store.small)
+    in_shape, open_dims = _featmap_shape(start, dims, input_shape, p)
+    structure, layers = _map(p, graph, shapes, values, model, store, start, in_shape)
+    if open_dims:
+        _check_open(p, start, open_dims, layers, _map(p, graph, shapes, values, model, store, start, _probe(open_dims)))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    producer = f"{model.producer_name} {model.producer_version}".strip() or "unknown producer"
+    mapped = Model(
+        p.stem,
+        layers,
+        None if open_dims else in_shape,
+        f"ONNX graph ({producer}, opset {opset}, {len(graph.node)} nodes)",
+        str(p),
+        weights=p,
+        preprocess=from_metadata({prop.key: prop.value for prop in model.metadata_props}),
+        input_dims=open_dims,
+    )
+    return _Mapped(mapped, _binding(structure, layers, in_shape), store)
+
+
+def _map(
+    p: Path, graph: Any, shapes: dict[str, Shape], values: dict[str, np.ndarray], model: Any, store: TensorStore,
+    start: str, in_shape: Shape,
+) -> tuple[Any, tuple[LayerSpec, ...]]:  # fmt: skip
+    """The graph's structure and layers mapped for an input of ``in_shape``; every refusal raised at once."""
+    from featmap.net.onnx.graph import GraphStructure, NotExpressible
+
+    structure = GraphStructure(graph, shapes, dict(values), model, store.small)  # shape values are worked out anew
     stopped = None
     try:
         layers = structure.layers(start, in_shape)
@@ -188,18 +227,48 @@ def _read(p: Path, input_shape: Shape | None) -> _Mapped:
         layers, stopped = (), str(exc)
     if structure.refused:
         raise structure.refused.error(str(p), stopped)
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    producer = f"{model.producer_name} {model.producer_version}".strip() or "unknown producer"
-    mapped = Model(
-        p.stem,
-        layers,
-        in_shape,
-        f"ONNX graph ({producer}, opset {opset}, {len(graph.node)} nodes)",
-        str(p),
-        weights=p,
-        preprocess=from_metadata({prop.key: prop.value for prop in model.metadata_props}),
+    return structure, layers
+
+
+def _probe(open_dims: tuple[int | str, ...]) -> Shape:
+    """The second size an input with open ``(H, W, C)`` is mapped at."""
+    h, w, c = open_dims
+    return (h if isinstance(h, int) else OPEN_PROBES[1][0], w if isinstance(w, int) else OPEN_PROBES[1][1], int(c))
+
+
+def _check_open(
+    p: Path, start: str, open_dims: tuple[int | str, ...], layers: tuple[LayerSpec, ...], probed: tuple[Any, Any]
+) -> None:
+    """Refuse a graph whose layers change with its open input size (one mapping must serve every image)."""
+    from featmap.net.plan import layers_fingerprint
+
+    other = probed[1]
+    if layers_fingerprint(layers) == layers_fingerprint(other):
+        return
+    first = next(
+        (getattr(a, "name", None) for a, b in zip(_leaves(layers), _leaves(other), strict=False) if a != b), None
     )
-    return _Mapped(mapped, _binding(structure, layers, in_shape), store)
+    shown = "×".join(map(str, open_dims))
+    raise ModelMappingError(
+        str(p),
+        f"its input {start!r} has open sizes ({shown}) and node {first!r} maps to other layers at another size",
+        "export with a fixed input size (no dynamic_axes / dynamic_shapes)",
+    )
+
+
+def _leaves(layers: tuple[LayerSpec, ...]) -> list[LayerSpec]:
+    from featmap.net.layers import Parallel, Sequential
+
+    out: list[LayerSpec] = []
+    for layer in layers:
+        if isinstance(layer, Sequential):
+            out += _leaves(layer.layers)
+        elif isinstance(layer, Parallel):
+            for branch in layer.branches:
+                out += _leaves(branch.layers)
+        else:
+            out.append(layer)
+    return out
 
 
 def _binding(structure: Any, layers: tuple[LayerSpec, ...], in_shape: Shape) -> dict[str, tuple[TensorRef, Shape]]:

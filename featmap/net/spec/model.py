@@ -9,9 +9,11 @@ from typing import Any
 
 from featmap.net.layers import LayerSpec
 
-__all__ = ["Model"]
+__all__ = ["STAND_IN_HW", "Model"]
 
 Shape = tuple[int, ...]
+#: The height and width a model with open input sizes is mapped and shown at when no size is given.
+STAND_IN_HW = (224, 224)
 
 
 @dataclass(frozen=True)
