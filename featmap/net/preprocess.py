@@ -14,6 +14,12 @@ light for a network trained on white ink on black (``ink="white-on-black"``), an
 ``none``            stretched to the input, values kept in [0, 1]
 ==================  ==========================================================================================
 
+``transform_input: true`` is torchvision's GoogLeNet and Inception v3 step of that name (on by default with
+their ImageNet weights, and in the ``googlenet`` and ``inception_v3`` presets): the network re-scales an
+ImageNet-normalised input to the (0.5, 0.5, 0.5) normalisation it was trained on, ``x · (std / 0.5) +
+(mean − 0.5) / 0.5`` per channel with ImageNet's mean and std, in float32 as torchvision computes it. It is the
+model's own step: it stays when ``--preprocess`` replaces the rest of the transform.
+
 Resampling is Pillow's bilinear filter on float32 planes, antialiased when shrinking (the filter's support
 grows with the scale), which is what ``torchvision.transforms.Resize`` does to a PIL image and
 ``torch.nn.functional.interpolate(mode="bilinear", antialias=True)`` to a tensor; the tests compare with the
@@ -71,7 +77,8 @@ METADATA_KEY = "featmap.preprocess"
 class Preprocess:
     """An input transform. ``resize``: the shorter side before a centre crop (None: the input's own size);
     ``mode``: ``crop``, ``stretch`` or ``pad``; ``mean``/``std`` per channel (None: values kept in [0, 1]);
-    ``ink``: ``white-on-black`` inverts a digit that looks dark on light."""
+    ``ink``: ``white-on-black`` inverts a digit that looks dark on light; ``transform_input``: torchvision's
+    GoogLeNet / Inception v3 re-scaling after it (see the module's text)."""
 
     name: str = "custom"
     mode: str = "stretch"
@@ -79,6 +86,11 @@ class Preprocess:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     ink: str | None = None
+    transform_input: bool = False
+
+    def __repr__(self) -> str:  # the field list as dataclasses writes it; transform_input only when on
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "transform_input"]
+        return f"Preprocess({', '.join(shown)}{', transform_input=True' if self.transform_input else ''})"
 
     def __post_init__(self) -> None:
         if self.mode not in RESIZE_MODES:
@@ -93,6 +105,8 @@ class Preprocess:
             raise SpecError("`preprocess.std`", f"must be > 0; got {list(self.std)}")
         if self.ink not in (None, "white-on-black"):
             raise SpecError("`preprocess.ink`", f"must be white-on-black; got {brief(self.ink)}")
+        if not isinstance(self.transform_input, bool):
+            raise SpecError("`preprocess.transform_input`", f"must be true or false; got {brief(self.transform_input)}")
 
 
 PRESETS = {
@@ -121,11 +135,19 @@ def resolve(declared: Any, override: str | None = None, resize: str | None = Non
         raise SpecError(
             "`preprocess`", f"must be a name or a mapping; got {brief(chosen)}", f"e.g. {', '.join(PRESETS)}"
         )
+    if override is not None and _transforms_input(declared):
+        pre = replace(pre, transform_input=True)  # the network's own step, whatever comes before it
     if resize is not None:
         if resize not in RESIZE_MODES:
             raise OptionError("`resize`", f"must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
         pre = replace(pre, mode=resize)
     return pre
+
+
+def _transforms_input(declared: Any) -> bool:
+    if isinstance(declared, Preprocess):
+        return declared.transform_input
+    return isinstance(declared, Mapping) and declared.get("transform_input") is True
 
 
 def _from_mapping(doc: Mapping[str, Any]) -> Preprocess:
@@ -215,7 +237,19 @@ def prepare(
                 f"preprocess {pre.name}", f"has {len(mean)} means for an input of {c} channels", "give one per channel"
             )
         x = (x - mean) / std
+    if pre.transform_input:
+        x = _transform_input(x)
     return Prepared(np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(shown), tuple(notes))
+
+
+def _transform_input(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """torchvision's GoogLeNet / Inception v3 ``_transform_input``: ``x · (std / 0.5) + (mean − 0.5) / 0.5`` per
+    channel, ImageNet's mean and std, the two factors rounded to float32 as torch rounds a Python scalar."""
+    if x.shape[2] != 3:
+        raise SpecError("preprocess transform_input", f"needs an RGB input; got {x.shape[2]} channels", "drop it")
+    scale = np.array([s / 0.5 for s in IMAGENET_STD], np.float32)
+    shift = np.array([(m - 0.5) / 0.5 for m in IMAGENET_MEAN], np.float32)
+    return (x * scale + shift).astype(np.float32)
 
 
 def resample(pixels: NDArray[np.float32], size_hw: tuple[int, int]) -> NDArray[np.float32]:
