@@ -180,7 +180,8 @@ class OutputOptions:
         checks every target of every input, and resolving is most of a target's cost)."""
         if len(_INSIDE) > 4096:
             _INSIDE.clear()
-        key = (self.out_dir, folder)
+        out = self.out_dir if self.out_dir.is_absolute() else Path(os.getcwd(), self.out_dir)  # a relative one: cwd's
+        key = (out, folder)
         if key not in _INSIDE:
             head, _, last = folder.rpartition("/")
             if head and last not in ("", ".", ".."):
@@ -190,7 +191,7 @@ class OutputOptions:
                 if not os.path.islink(f"{self.out_dir}/{folder}"):
                     _LAST_PLAIN[:] = [key, now]
                     return self._inside(head)  # a plain last name: inside when its folder is (one lstat)
-            root = _INSIDE_ROOT.get(self.out_dir) or _INSIDE_ROOT.setdefault(self.out_dir, self.out_dir.resolve())
+            root = _INSIDE_ROOT.get(out) or _INSIDE_ROOT.setdefault(out, self.out_dir.resolve())
             _INSIDE[key] = (self.out_dir / folder).resolve().is_relative_to(root)
         return _INSIDE[key]
 
