@@ -5,7 +5,6 @@ saved by Keras (torch back end) in the test, run with no hand-written spec and c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,9 @@ import featmap
 from featmap.cli import cli as cli_main
 from featmap.errors import ModelMappingError, SpecError
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
+from .test_weights_keras import _keras
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-
-
-def _keras() -> Any:
-    try:
-        import keras
-    except Exception as exc:  # ImportError, or a back end that cannot start
-        pytest.skip(f"keras with the torch back end cannot be imported ({type(exc).__name__}: {exc})")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"keras runs on the {keras.backend.backend()} back end here; these tests use torch")
-    return keras
 
 
 def _predict(model: Any, image: np.ndarray) -> np.ndarray:
