@@ -175,12 +175,19 @@ class OutputOptions:
             _check_name_lengths(rel)
         return self.out_dir / rel
 
+    def _absolute_out_dir(self) -> Path:
+        """The output folder as an absolute path, worked out once: what the inside checks are cached under (a
+        relative folder is the current folder's, which may change between runs in one process)."""
+        root = self.out_dir if self.out_dir.is_absolute() else Path(os.getcwd(), self.out_dir)
+        object.__setattr__(self, "_absolute_out", root)  # kept on the instance: one Path per run, not per target
+        return root
+
     def _inside(self, folder: str) -> bool:
         """True when ``out_dir/folder`` resolves inside ``out_dir``; each folder is resolved once (a resume
         checks every target of every input, and resolving is most of a target's cost)."""
         if len(_INSIDE) > 4096:
             _INSIDE.clear()
-        out = self.out_dir if self.out_dir.is_absolute() else Path(os.getcwd(), self.out_dir)  # a relative one: cwd's
+        out = self.__dict__.get("_absolute_out") or self._absolute_out_dir()
         key = (out, folder)
         if key not in _INSIDE:
             head, _, last = folder.rpartition("/")
