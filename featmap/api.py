@@ -1,8 +1,8 @@
 """The Python API: `apply`, `shape` and `kernel`, re-exported as ``featmap.apply`` and so on.
 
-The command line calls these (or the job builder they share, `featmap.run.jobs.make_job`) and only
-renders what they return. Options are keyword-only and errors name them (``pool_size``), never
-command-line flags.
+The command line calls these (and, for files and batches, `featmap.batch_api`) and only renders what they
+return; `apply` and `featmap.build_job` hand their options to the same job builder, `featmap.run.jobs.make_job`.
+Options are keyword-only and errors name them (``pool_size``), never command-line flags.
 """
 
 from __future__ import annotations
@@ -100,30 +100,11 @@ def apply(
     """
     from featmap.core.ops import as_float_image
     from featmap.io.images import DEFAULT_MAX_PIXELS, load_image
-    from featmap.run.jobs import make_job
+    from featmap.run.jobs import make_job, taken_by
     from featmap.run.pipeline import run
 
-    job = make_job(
-        kernels,
-        kernel_dirs=kernel_dirs,
-        stride=stride,
-        padding=padding,
-        pad_mode=pad_mode,
-        pad_value=pad_value,
-        dilation=dilation,
-        flip=flip,
-        activation=activation,
-        slope=slope,
-        pool=pool,
-        pool_size=pool_size,
-        pool_stride=pool_stride,
-        pool_padding=pool_padding,
-        combine=combine,
-        strict=strict,
-        color=color,
-        background=background,
-        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-    )
+    given = {**locals(), "max_pixels": DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels}
+    job = make_job(**taken_by(make_job, given))  # every option by its name, as the command line's
     if isinstance(image, (str, os.PathLike)):
         loaded = load_image(image, color=job.color, background=job.background, max_pixels=job.max_pixels)
         pixels = loaded.pixels

@@ -15,7 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -102,12 +101,6 @@ class ApplyOptions:
     labels: str | os.PathLike[str] | None = None
 
 
-def _taken_by(function: Callable[..., Any], values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` that ``function`` takes by name (its keyword-only parameters)."""
-    names = inspect.signature(function).parameters
-    return {key: value for key, value in values.items() if key in names}
-
-
 def build_job(
     kernels: Any = None,
     *,
@@ -125,6 +118,7 @@ def build_job(
         Ready for `apply_file` and `apply_batch`; every option was checked (errors name the option).
     """
     from featmap.io.storage import local_out_dir
+    from featmap.run.jobs import taken_by
 
     values = asdict(options or ApplyOptions())
     values["out_dir"] = local_out_dir(values["out_dir"])
@@ -133,7 +127,7 @@ def build_job(
 
         if kernels is None:
             raise SpecError("`kernels`", "no kernel given", "give kernels, a `model` or a `spec`")
-        return make_job(kernels, kernel_dirs=kernel_dirs, **_taken_by(make_job, values))
+        return make_job(kernels, kernel_dirs=kernel_dirs, **taken_by(make_job, values))
     if kernels is not None or (model is not None and spec is not None):
         raise SpecError("`kernels`", "kernels, a `model` and a `spec` were given together", "give one of them")
     from featmap.io.images import parse_color
@@ -146,10 +140,10 @@ def build_job(
     network = load_model(model) if model is not None else load_network_file(Path(str(spec)), kernel_dirs=dirs)
     background = values.pop("background")
     values.update(
-        output=make_output(**_taken_by(make_output, values)),
+        output=make_output(**taken_by(make_output, values)),
         background=parse_color(background) if isinstance(background, str) else background,
     )
-    return make_network_job(network, **_taken_by(make_network_job, values))
+    return make_network_job(network, **taken_by(make_network_job, values))
 
 
 def apply_layers(*, pool: str | None = None, **layer_options: Any) -> tuple[Conv2d, Act, Pool2d | GlobalPool2d | None]:

@@ -22,10 +22,11 @@ featmap.errors.OptionError: `pool_size` and `pool_stride` need `pool` max, avg o
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ __all__ = [
     "make_job",
     "make_layers",
     "make_output",
+    "taken_by",
     "write_image",
 ]
 
@@ -144,6 +146,19 @@ class ApplyJob:
         }
         text = json.dumps(recipe, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def taken_by(function: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that ``function`` takes by name: one set of named options reaches each builder
+    (`make_layers`, `make_output`, `make_job`) without the names listed again at every call.
+
+    Examples
+    --------
+    >>> taken_by(make_layers, {"stride": 2, "out_dir": "maps"})
+    {'stride': 2}
+    """
+    names = inspect.signature(function).parameters
+    return {key: value for key, value in values.items() if key in names}
 
 
 def make_bank(kernels: KernelsArg, *, kernel_dirs: Iterable[str | os.PathLike[str]] = ()) -> KernelBank:
@@ -293,37 +308,9 @@ def make_job(
     -------
     ApplyJob
     """
-    conv, act, layer = make_layers(
-        stride=stride,
-        padding=padding,
-        pad_mode=pad_mode,
-        pad_value=pad_value,
-        dilation=dilation,
-        flip=flip,
-        activation=activation,
-        slope=slope,
-        pool=pool,
-        pool_size=pool_size,
-        pool_stride=pool_stride,
-        pool_padding=pool_padding,
-    )
-    output = make_output(
-        out_dir=out_dir,
-        name_pattern=name_pattern,
-        normalize=normalize,
-        bit_depth=bit_depth,
-        raw=raw,
-        png_compress=png_compress,
-        overwrite=overwrite,
-        colormap=colormap,
-        percentiles=percentiles,
-        sheet=sheet,
-        report=report,
-        scale=scale,
-        sheet_width=sheet_width,
-        channels=channels,
-        sheet_normalize=sheet_normalize,
-    )
+    given = locals()  # every option once, handed to each builder by the names it takes
+    conv, act, layer = make_layers(**taken_by(make_layers, given))
+    output = make_output(**taken_by(make_output, given))
     return ApplyJob(
         make_bank(kernels, kernel_dirs=kernel_dirs),
         conv,

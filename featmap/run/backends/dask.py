@@ -2,7 +2,7 @@
 
 ``local`` starts a `distributed.LocalCluster` of ``jobs`` single-threaded worker processes (and closes it at
 the end); ``tcp://host:8786`` (any scheduler address) connects to a running cluster. Each task carries a
-chunk of a few images and runs the same per-image function as the local pool (`featmap.run.batch.work`, or the
+chunk of a few images and runs the same per-image function as the local pool (`featmap.run.work.work_image`, or the
 fsspec wrapper), so results are byte-identical; only the outcomes come back. A bounded window of chunks is in
 flight at a time: the client's memory does not grow with the batch, and an interrupt has little to cancel.
 On Ctrl-C the outstanding chunks are cancelled, a LocalCluster's workers are stopped at once, and on a
