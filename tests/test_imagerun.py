@@ -143,3 +143,64 @@ def test_the_json_writer_takes_a_network_channel(tmp_path: Path) -> None:
             "stats": {"min": -1.0, "max": 2.0, "mean": 0.5, "std": 1.0},
         }
     ]
+
+
+def test_the_kernel_page_reads_the_layer_record_the_network_page_reads(tmp_path: Path, gray_png: Path) -> None:
+    """`-k sobel_x` on the kernel page and a one-layer spec naming sobel_x on the network page: the same
+    `LayerRecord` facts (the conv's plan on the input, its weights), so the network page is the kernel page grown."""
+    from featmap.io.images import load_image
+    from featmap.io.writers.pictures import Pictures
+    from featmap.io.writers.report import kernel_records, report_data
+    from featmap.run.executor import iter_network
+    from featmap.run.netreport import ReportBuilder
+    from featmap.run.pipeline import iter_feature_maps
+
+    bank = make_job(["sobel_x"], out_dir=tmp_path / "bank", report=True)
+    image = load_image(gray_png)
+    pictures = Pictures(image, bank)
+    for fmap in iter_feature_maps(image.pixels, bank.bank, bank.conv, bank.act, bank.pool):
+        pictures.add(fmap.values, fmap.info, tmp_path / "bank" / "square" / "sobel_x.png")
+    pictures.finish_scales()
+    (kernel,) = kernel_records(pictures, tmp_path / "bank")
+
+    spec = _spec(tmp_path, "layers:\n  - {conv: {kernels: [sobel_x]}}\n")
+    net = make_network_job(parse_file(spec), output=make_output(out_dir=tmp_path / "net", report=True))
+    nodes = net.plan(image.pixels.shape)
+    builder = ReportBuilder(nodes, image.pixels, net.weights())
+    for output in iter_network(nodes, image.pixels, net.weights()):
+        builder.add(output, "01-conv2d", net.layout)
+    (layer,) = builder.records
+
+    assert (kernel.index, kernel.sources, layer.index, layer.sources) == (1, (0,), 1, (0,))
+    for fact in ("kind", "in_shape", "out_shape", "params", "geometry"):
+        assert getattr(kernel.plan, fact) == getattr(layer.plan, fact), fact
+    assert kernel.plan.out_shape == (22, 30, 1) and kernel.plan.params == 9  # 24×32 valid 3×3; 9 weights, no bias
+    assert np.array_equal(kernel.weights["weight"].ravel(), layer.weights["weight"].ravel())
+    assert kernel.op["type"] == layer.op["type"] == "conv" and kernel.op["pad_mode"] == layer.op["pad_mode"]
+    # the page's map is the record: its shapes, parameters, statistics and weights
+    (page_map,) = report_data(pictures, tmp_path / "bank")["maps"]
+    assert page_map["conv_shape"] == [22, 30, 1] and page_map["params"] == 9 and page_map["combined_from"] == []
+    assert page_map["weights"] == [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
+    assert page_map["stats"] == dict(kernel.stats) and page_map["png"] == "square/sobel_x.png"
+
+
+def test_a_combined_map_is_a_record_reading_the_maps_it_merges(tmp_path: Path, gray_png: Path) -> None:
+    from featmap.io.images import load_image
+    from featmap.io.writers.pictures import Pictures
+    from featmap.io.writers.report import kernel_records, report_data
+    from featmap.run.pipeline import iter_feature_maps
+
+    job = make_job(["sobel_x", "sobel_y"], combine="magnitude", out_dir=tmp_path, report=True)
+    image = load_image(gray_png)
+    pictures = Pictures(image, job)
+    maps = iter_feature_maps(image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine)
+    for fmap in maps:
+        pictures.add(fmap.values, fmap.info, tmp_path / f"{fmap.info.name}.png")
+    pictures.finish_scales()
+    records = kernel_records(pictures, tmp_path)
+    assert [(r.name, r.sources, r.plan.kind) for r in records] == [
+        ("sobel_x", (0,), "Conv2d"),
+        ("sobel_y", (0,), "Conv2d"),
+        ("magnitude", (1, 2), "magnitude"),
+    ]
+    assert [m["combined_from"] for m in report_data(pictures, tmp_path)["maps"]] == [[], [], [0, 1]]

@@ -3,6 +3,9 @@
 The executor (`featmap.run.executor`) and the kernel-bank pipeline (`featmap.run.pipeline`) produce them; the
 writers (`featmap.io.writers`) and the renderers consume them. Facts and arrays only: no files, no printing.
 
+The HTML report reads one `LayerRecord` per layer, whatever ran it: a network layer, or a kernel's map (a
+one-layer network's channel) on the kernel page.
+
 One map is what a writer takes (`Map`: its ``values`` and its facts, `MapFacts`: name, shape, parameters,
 statistics), whatever made it: a kernel's map (`FeatureMap` with `MapInfo`) and one channel of a network layer's
 output (`ChannelMap` with `ChannelInfo`) are both one. `LayerMaps` is the unit a run hands the writers: one layer
@@ -11,13 +14,15 @@ output's maps, with the layer's whole output when a network made it (for the wri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.geometry import ConvGeometry
+from featmap.net.layers import LayerPlan
 from featmap.net.plan import PlanNode
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "FeatureMaps",
     "LayerMaps",
     "LayerOutput",
+    "LayerRecord",
     "Map",
     "MapFacts",
     "MapInfo",
@@ -220,3 +226,31 @@ class LayerMaps:
     maps: tuple[Map, ...]
     output: LayerOutput | None = None
     stack: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One layer of a run as the report needs it, whatever ran it (a network layer; a kernel's map, with the
+    activation and pooling drawn with it).
+
+    ``sources`` are the indices of the records whose outputs the layer read (0 is the network's input, record
+    ``i`` is ``records[i - 1]``); ``op`` says what the layer computes, with its parameters (``{"type": "conv",
+    "pad_mode": "zeros", …}``, see `featmap.run.netreport.layer_op`); ``weights`` its tensors in PyTorch's layout;
+    ``output`` its float32 output, or None when the page shows only its pictures (``thumbs``) and statistics;
+    ``shape`` the shape written when steps after the layer go with its record (a kernel's pooled map; None: the
+    plan's ``out_shape``).
+    """
+
+    index: int
+    name: str
+    path: str
+    folder: str
+    plan: LayerPlan
+    op: Mapping[str, Any]
+    sources: tuple[int, ...]
+    weights: Mapping[str, NDArray[np.floating]] = field(default_factory=dict)
+    output: NDArray[np.floating] | None = None
+    thumbs: Mapping[str, Any] = field(default_factory=dict)
+    stats: Mapping[str, float] = field(default_factory=dict)
+    exact: bool = False
+    shape: tuple[int, ...] | None = None

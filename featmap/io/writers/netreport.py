@@ -1,6 +1,6 @@
 """The HTML report of a network run: the kernel report's page (``report_template.html``) grown to a whole
-layer stack, built from neutral per-layer records (`LayerRecord`) so that a kernel bank (a one-layer network)
-and a spec, preset or ONNX graph give the same page.
+layer stack, built from neutral per-layer records (`featmap.net.records.LayerRecord`, as the kernel page is) so
+that a kernel bank (a one-layer network) and a spec, preset or ONNX graph give the same page.
 
 The page shows the input as the network saw it, every layer's channels as thumbnails on one scale and
 colormap per layer (diverging about 0 for a layer with negative values, sequential from 0 otherwise), each
@@ -17,11 +17,9 @@ measured again before it is written and refused with the limit if it is over.
 from __future__ import annotations
 
 import base64
-import html
-import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +29,10 @@ from numpy.typing import NDArray
 from featmap.io.colormaps import DIVERGING_DEFAULT, SEQUENTIAL_DEFAULT, get_colormap
 from featmap.io.display import layer_scale
 from featmap.io.images import atomic_write
-from featmap.io.writers.report import _data_uri, _deflate, _template
+from featmap.io.writers.report import _data_uri, _deflate, _template, render_html
 from featmap.io.writers.sheet import shrink
 from featmap.limits import REPORT_SIZE
-from featmap.net.layers import LayerPlan
+from featmap.net.records import LayerRecord
 
 __all__ = [
     "THUMB_SIDE",
@@ -53,30 +51,6 @@ THUMB_SIDE = 64
 FIRST_CHANNELS = 16
 _OVERHEAD = 40_000  # facts, per-layer text and the colormaps, besides the template
 _BASE64 = 4 / 3
-
-
-@dataclass(frozen=True)
-class LayerRecord:
-    """One layer of a run as the report needs it, whatever ran it.
-
-    ``sources`` are the indices of the records whose outputs the layer read (0 is the network's input, record
-    ``i`` is ``records[i - 1]``); ``op`` says what the layer computes, with its parameters (``{"type": "conv",
-    "pad_mode": "zeros", …}``, see `featmap.run.netreport.layer_op`); ``weights`` its tensors in PyTorch's layout;
-    ``output`` its float32 output, or None when the page shows only its thumbnails (``thumbs``) and statistics.
-    """
-
-    index: int
-    name: str
-    path: str
-    folder: str
-    plan: LayerPlan
-    op: Mapping[str, Any]
-    sources: tuple[int, ...]
-    weights: Mapping[str, NDArray[np.floating]] = field(default_factory=dict)
-    output: NDArray[np.floating] | None = None
-    thumbs: Mapping[str, Any] = field(default_factory=dict)
-    stats: Mapping[str, float] = field(default_factory=dict)
-    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -256,9 +230,8 @@ def network_page_data(page: NetworkPage, records: Sequence[LayerRecord]) -> dict
 
 
 def render_network_html(data: dict[str, Any]) -> str:
-    """The page: the report template with the network data."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return _template().replace("{{TITLE}}", html.escape(str(data["title"]))).replace("{{DATA}}", text)
+    """The page: the report template with the network data (`featmap.io.writers.report.render_html`)."""
+    return render_html(data)
 
 
 def write_network_report(path: Path, page: NetworkPage, records: Sequence[LayerRecord]) -> Path:

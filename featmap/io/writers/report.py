@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page per image (pictures as ``data:`` URIs, no network), and an
 index page for a batch.
 
-The page shows the run's facts, the per-map table, the input, the kernels and the maps; hovering or
+The page shows the run's facts, the per-map table, the input, the kernels and the maps (each map read from its
+`featmap.net.records.LayerRecord`, `kernel_records`: the record the network report reads for a layer); hovering or
 tapping a map pixel outlines its receptive window on the input (stride, padding, dilation; padded cells
 marked) and lists the window's values, the weights, the products, the sum, the bias, the activation and
 the pooling step that give the pixel's value. Its script (``report_template.html``, shipped with the
@@ -36,12 +37,22 @@ from featmap.io.pngencode import encode_png
 from featmap.io.writers.captions import op_summary
 from featmap.io.writers.png import quantize
 from featmap.io.writers.sheet import shrink
-from featmap.net.layers import GlobalPool2d, Pool2d
+from featmap.net.layers import GlobalPool2d, LayerPlan, Pool2d
+from featmap.net.records import LayerRecord
 
 if TYPE_CHECKING:
     from featmap.io.writers.pictures import DrawnMap, Pictures
 
-__all__ = ["GENERATOR", "INPUT_PICTURE_SIDE", "MAP_PICTURE_SIDE", "encode_samples", "write_index", "write_report"]
+__all__ = [
+    "GENERATOR",
+    "INPUT_PICTURE_SIDE",
+    "MAP_PICTURE_SIDE",
+    "encode_samples",
+    "kernel_records",
+    "render_html",
+    "write_index",
+    "write_report",
+]
 
 MAP_PICTURE_SIDE = 256
 INPUT_PICTURE_SIDE = 512
@@ -189,34 +200,82 @@ def _pool_data(pictures: Pictures, conv_hw: tuple[int, int]) -> dict[str, Any] |
     }
 
 
-def _map_data(pictures: Pictures, index: int, m: DrawnMap, out_dir: Path) -> dict[str, Any]:
-    info = m.info
+def kernel_records(pictures: Pictures, out_dir: Path) -> list[LayerRecord]:
+    """The kernel page's layers: each map of the bank (then the combined map) as the `LayerRecord` the network
+    report reads, a channel of the one-layer network the bank is: its conv planned on the input (a combined map:
+    the merge of the maps it names), its weights and bias, the map's pictures and statistics; the activation and
+    pooling go with each record (``shape``: the map as written)."""
+    job = pictures.job
+    conv = job.conv
+    in_shape = tuple(pictures.image.pixels.shape)
     names = [d.info.name for d in pictures.maps]
-    try:
-        png = m.png.relative_to(out_dir).as_posix()
-    except ValueError:
-        png = m.png.as_posix()
+    records = []
+    for index, m in enumerate(pictures.maps, start=1):
+        info = m.info
+        merged = bool(info.combined_from)
+        plan = LayerPlan(
+            "Conv2d" if not merged or job.combine is None else job.combine.value,
+            info.name,
+            info.conv_shape if merged else in_shape,
+            info.conv_shape,
+            params=info.params,
+            geometry=info.geometry,
+            field="keep" if merged else "window",
+            kernel=info.kernel_size,
+        )
+        op = {"type": "merge" if merged else "conv", "pad_mode": conv.pad_mode.value, "pad_value": conv.pad_value}
+        sources = tuple(names.index(n) + 1 for n in info.combined_from) or (0,)
+        try:
+            png = m.png.relative_to(out_dir).as_posix()
+        except ValueError:
+            png = m.png.as_posix()
+        pictured = {
+            "mapped": m.shown.text(),
+            "colormap": "gray" if m.colormap is None else m.colormap.name,
+            "colormap_source": None if m.colormap is None else m.colormap.qualified,
+            "picture": _picture(m.small, m),
+            "bar": _bar(m),
+            "low": m.shown.low,
+            "high": m.shown.high,
+            "png": png,
+        }
+        records.append(
+            LayerRecord(
+                index,
+                info.name,
+                str(index - 1),
+                info.name,
+                plan,
+                {**op, "flip": conv.flip, "bias": m.bias},
+                sources,
+                {} if m.weights is None else {"weight": m.weights},
+                thumbs=pictured,
+                stats=asdict(info.stats),
+                shape=info.shape,
+            )
+        )
+    return records
+
+
+def _map_data(record: LayerRecord) -> dict[str, Any]:
+    """One map of the kernel page from its `LayerRecord`."""
+    plan, pictured = record.plan, record.thumbs
+    weights = record.weights.get("weight")
     return {
-        "index": index,
-        "name": info.name,
-        "kernel_size": list(info.kernel_size),
-        "weights": None if m.weights is None else m.weights.tolist(),
-        "weights_picture": _weights_picture(m.weights),
-        "bias": m.bias,
-        "combined_from": [names.index(n) for n in info.combined_from],
-        "conv_shape": list(info.conv_shape),
-        "shape": list(info.shape),
-        "params": info.params,
-        "stats": asdict(info.stats),
-        "mapped": m.shown.text(),
-        "colormap": "gray" if m.colormap is None else m.colormap.name,
-        "colormap_source": None if m.colormap is None else m.colormap.qualified,
-        "picture": _picture(m.small, m),
-        "bar": _bar(m),
-        "low": m.shown.low,
-        "high": m.shown.high,
-        "png": png,
-        "pad": list(info.geometry.padding),
+        "index": record.index - 1,
+        "name": record.name,
+        "kernel_size": list(plan.kernel or ()),
+        "weights": None if weights is None else weights.tolist(),
+        "weights_picture": _weights_picture(weights),
+        "bias": record.op.get("bias"),
+        "combined_from": [source - 1 for source in record.sources if source > 0],
+        "conv_shape": list(plan.out_shape),
+        "shape": list(record.shape or plan.out_shape),
+        "params": plan.params,
+        "stats": dict(record.stats),
+        **{key: pictured[key] for key in ("mapped", "colormap", "colormap_source", "picture", "bar", "low", "high")},
+        "png": pictured["png"],
+        "pad": [0, 0, 0, 0] if plan.geometry is None else list(plan.geometry.padding),
     }
 
 
@@ -235,8 +294,9 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
     job = pictures.job
     image = pictures.image
     info = image.info
-    first = pictures.maps[0].info if pictures.maps else None
-    conv_hw = (first.conv_shape[0], first.conv_shape[1]) if first else (info.height, info.width)
+    records = kernel_records(pictures, out_dir)
+    first = records[0].plan.geometry if records else None
+    conv_hw = (records[0].plan.out_shape[0], records[0].plan.out_shape[1]) if records else (info.height, info.width)
     picture = shrink(image.pixels, INPUT_PICTURE_SIDE)
     levels = quantize(np.clip(picture, 0.0, 1.0), 8)
     levels = levels[:, :, 0] if levels.shape[2] == 1 else levels[:, :, :3]
@@ -248,7 +308,7 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
             ["channels used", "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} (RGB)"],
             ["operation", op_summary(job)],
             ["kernels", ", ".join(k.name for k in job.bank)],
-            ["maps", f"{len(pictures.maps)} written under {job.output.out_dir}"],
+            ["maps", f"{len(records)} written under {job.output.out_dir}"],
         ],
         "input": {
             **encode_input(image.pixels, _source_rgb(image)),
@@ -256,8 +316,8 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
             "picture_hw": list(levels.shape[:2]),
         },
         "conv": {
-            "stride": list(first.geometry.stride) if first else [1, 1],
-            "dilation": list(first.geometry.dilation) if first else [1, 1],
+            "stride": list(first.stride) if first else [1, 1],
+            "dilation": list(first.dilation) if first else [1, 1],
             "mode": job.conv.pad_mode.value,
             "value": job.conv.pad_value,
             "flip": job.conv.flip,
@@ -265,7 +325,7 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
         "act": {"kind": job.act.kind.value, "slope": float(act_params.get("slope", 0.01))},
         "pool": _pool_data(pictures, conv_hw),
         "combine": None if job.combine is None else job.combine.value,
-        "maps": [_map_data(pictures, i, m, out_dir) for i, m in enumerate(pictures.maps)],
+        "maps": [_map_data(record) for record in records],
     }
 
 
