@@ -239,3 +239,30 @@ def test_files_that_are_not_keras_models(tmp_path: Path) -> None:
     assert not is_keras_model(tmp_path / "text.keras")
     run = CliRunner().invoke(cli_main, ["shape", str(tmp_path / "missing.keras")])
     assert run.exit_code != 0 and "no such file" in run.stderr and "Traceback" not in run.output
+
+
+def test_zero_padding_is_folded_into_the_conv_after_it(tmp_path: Path) -> None:
+    """Keras' ResNet stem pads with ``ZeroPadding2D`` then convolves ``valid``: one featmap conv with that padding
+    per side (uneven too), Keras' answer; a padding before anything but such a conv is refused by name."""
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(31)
+    x = keras.Input((17, 15, 3))
+    y = L.Conv2D(4, 7, strides=2, name="conv1")(L.ZeroPadding2D(3, name="pad1")(x))
+    y = L.ReLU(name="relu1")(L.BatchNormalization(name="bn1")(y))
+    y = L.DepthwiseConv2D(3, name="dw")(L.ZeroPadding2D(((0, 1), (1, 0)), name="pad2")(y))
+    model = keras.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(y)))
+    _randomise(model, 32)
+    model.save(tmp_path / "stem.keras")
+    from featmap.net.spec.keras import load_keras_model
+
+    convs = [layer for layer in load_keras_model(tmp_path / "stem.keras").layers if type(layer).__name__ == "Conv2d"]
+    assert [(c.name, c.padding) for c in convs] == [("conv1", (3, 3, 3, 3)), ("dw", (0, 1, 1, 0))]
+    image = np.random.default_rng(33).uniform(0, 1, (17, 15, 3)).astype("float32")
+    result = featmap.forward(image, str(tmp_path / "stem.keras"))
+    np.testing.assert_allclose(result.logits, _predict(model, image), rtol=1e-5, atol=1e-6)
+    bad = keras.Sequential([keras.Input((8, 8, 1)), L.ZeroPadding2D(1, name="zp"), L.MaxPooling2D(2, name="mp")])
+    bad.save(tmp_path / "bad.keras")
+    with pytest.raises(ModelMappingError) as caught:
+        load_keras_model(tmp_path / "bad.keras")
+    assert caught.value.details == ("zp (ZeroPadding2D): no Conv2D with valid padding right after it to fold it into",)

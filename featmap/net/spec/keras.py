@@ -7,8 +7,9 @@ A ``Sequential`` model, or a ``Functional`` one whose branches meet at ``Add``, 
 ``InputLayer``, ``Conv2D`` (``channels_last``), ``DepthwiseConv2D`` (multiplier 1), ``MaxPooling2D``,
 ``AveragePooling2D``, ``GlobalAveragePooling2D`` / ``GlobalMaxPooling2D``, ``Flatten``, ``Dense``,
 ``BatchNormalization`` (its epsilon), ``Dropout`` / ``SpatialDropout2D``, ``Activation``, ``ReLU`` (with
-``max_value`` 6), ``LeakyReLU``, ``Softmax``, ``Identity``. A layer's ``activation`` becomes a layer of its own
-after it. Every other layer is listed, one a line, in one refusal.
+``max_value`` 6), ``LeakyReLU``, ``Softmax``, ``Identity``, and ``ZeroPadding2D`` right before a conv with valid
+padding (it becomes that conv's padding, per side). A layer's ``activation`` becomes a layer of its own after it.
+Every other layer is listed, one a line, in one refusal.
 """
 
 from __future__ import annotations
@@ -132,6 +133,16 @@ def _ints(value: Any, count: int = 2) -> tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * count
 
 
+def _pads(value: Any) -> tuple[int, int, int, int]:
+    """``ZeroPadding2D``'s ``padding`` (an int, ``[h, w]`` or ``[[top, bottom], [left, right]]``) per side."""
+    if isinstance(value, int):
+        return (value,) * 4
+    rows, cols = value
+    top, bottom = (rows, rows) if isinstance(rows, int) else rows
+    left, right = (cols, cols) if isinstance(cols, int) else cols
+    return (int(top), int(bottom), int(left), int(right))
+
+
 class KerasLayers:
     """Keras layer configs → featmap layers, noting what has no featmap kind in ``refused``."""
 
@@ -140,6 +151,8 @@ class KerasLayers:
         self.refused: list[str] = []
         #: The outermost input as (H, W, C), ``"H"``/``"W"`` for open sizes; () until an input is seen.
         self.dims: tuple[int | str, ...] = ()
+        #: A ``ZeroPadding2D`` waiting for the conv it is folded into: its name and (top, bottom, left, right).
+        self.pad: tuple[str, tuple[int, int, int, int]] | None = None
 
     def input_dims(self, dims: Any) -> None:
         """Note the model's input from a ``batch_shape`` (the first seen is the outermost model's)."""
@@ -160,7 +173,14 @@ class KerasLayers:
             build = item.get("build_config") or {}
             self.input_dims(build.get("input_shape"))
             out += self.layer(cls, lc, build)
+        self.flush()
         return tuple(out)
+
+    def flush(self) -> None:
+        """Refuse a ``ZeroPadding2D`` that no conv follows (the end of a model or branch, a fork)."""
+        if self.pad is not None:
+            self.refuse(self.pad[0], "ZeroPadding2D", "no Conv2D with valid padding right after it to fold it into")
+            self.pad = None
 
     def layer(self, cls: str, lc: dict[str, Any], build: dict[str, Any]) -> list[LayerSpec]:
         """The featmap layers of one Keras layer (none, noted in ``refused``, when there is no such kind)."""
@@ -169,6 +189,17 @@ class KerasLayers:
         name = str(lc.get("name"))
         if lc.get("data_format", "channels_last") != "channels_last":
             return self.refuse(name, cls, f"data_format {lc.get('data_format')} (featmap is channels_last)")
+        pending, self.pad = self.pad, None
+        if cls == "ZeroPadding2D":  # folded into the valid conv after it: the conv's own padding, per side
+            self.pad = pending  # two in a row: the first is refused below when the second finds no conv
+            self.flush()
+            self.pad = (name, _pads(lc.get("padding", 1)))
+            return []
+        if pending is not None:
+            if cls in ("Conv2D", "DepthwiseConv2D") and lc.get("padding", "valid") == "valid":
+                return self.conv(cls, {**lc, "padding": pending[1]}, name)
+            self.pad = pending
+            self.flush()
         if cls == "Sequential":
             return [Sequential(self.sequential(lc), name)]
         if cls == "Functional":
@@ -233,7 +264,7 @@ class KerasLayers:
             filters=None if depthwise else int(lc["filters"]),
             kernel=_ints(lc["kernel_size"]),  # type: ignore[arg-type]
             stride=_ints(lc.get("strides", 1)),  # type: ignore[arg-type]
-            padding=str(lc.get("padding", "valid")),
+            padding=lc["padding"] if isinstance(lc.get("padding"), tuple) else str(lc.get("padding", "valid")),
             dilation=_ints(lc.get("dilation_rate", 1)),  # type: ignore[arg-type]
             groups=int(lc.get("groups", 1)),
             bias=bool(lc.get("use_bias", True)),

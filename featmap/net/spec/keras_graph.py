@@ -117,8 +117,10 @@ class _Graph:
                 tensor = edges[0]
                 layers += self.layers_of(tensor)
                 continue
+            self.reader.flush()  # a ZeroPadding2D right before a fork has no one conv to fold into
             merged, tensor = self.fork(tensor, edges, target, depth)
             layers.append(merged)
+        self.reader.flush()
         return layers
 
     def fork(self, tensor: str, edges: list[str], target: str, depth: int) -> tuple[LayerSpec, str]:
