@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from featmap.core import cvfilter, gemm
 from featmap.core.geometry import ConvGeometry, strided_slice
 from featmap.core.kernelmath import rank1_factors, spread_kernel
+from featmap.core.memo import remembered
 from featmap.enums import PaddingMode
 from featmap.errors import ShapeError, SpecError
 
@@ -219,6 +220,16 @@ def _im2col(
     return result.reshape(ho, wo, n_out)
 
 
+def _hwc_matrices(bank: NDArray[np.floating], groups: int) -> list[NDArray[np.floating]]:
+    """Each group's filters as the (kh·kw·C/groups, N/groups) matrix of `_im2col_hwc`'s product."""
+    n_out, per_group, kh, kw = bank.shape
+    per_out = n_out // groups
+    return [
+        np.ascontiguousarray(bank[g * per_out : (g + 1) * per_out].transpose(2, 3, 1, 0).reshape(-1, per_out))
+        for g in range(groups)
+    ]
+
+
 def _im2col_hwc(
     padded: NDArray[np.floating], bank: NDArray[np.floating], g: ConvGeometry, groups: int
 ) -> NDArray[np.floating]:
@@ -233,11 +244,10 @@ def _im2col_hwc(
     pixels = max(wo, _HWC_BAND_BYTES // (taps * padded.dtype.itemsize))
     band = max(1, min(ho, pixels // wo))
     windows = np.empty((band, wo, kh, kw, per_group), dtype=padded.dtype)
+    matrices = remembered(f"hwc/{groups}", (bank,), lambda: _hwc_matrices(bank, groups))  # once per weights
     for group in range(groups):
         channels = slice(group * per_group, (group + 1) * per_group)
-        weights = np.ascontiguousarray(
-            bank[group * per_out : (group + 1) * per_out].transpose(2, 3, 1, 0).reshape(taps, per_out)
-        )
+        weights = matrices[group]
         for r0 in range(0, ho, band):
             rows = min(band, ho - r0)
             for i in range(kh):

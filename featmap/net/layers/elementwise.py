@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from featmap.core.ops import activate
 from featmap.enums import Activation, parse_enum
 from featmap.errors import SpecError
+from featmap.net.fold import bn_affine
 from featmap.net.layers.base import DEFAULT_CONTEXT, Array, LayerPlan, RunContext, Shape, Weights
 
 __all__ = ["Act", "BatchNorm", "Dropout"]
@@ -81,10 +80,7 @@ class BatchNorm:
     def forward(self, x: Array, plan: LayerPlan, weights: Weights, context: RunContext = DEFAULT_CONTEXT) -> Array:
         """Normalise each channel with its running statistics, then scale and shift."""
         dtype = x.dtype
-        scale = np.asarray(weights["weight"], np.float64) / np.sqrt(
-            np.asarray(weights["running_var"], np.float64) + self.eps
-        )
-        shift = np.asarray(weights["bias"], np.float64) - np.asarray(weights["running_mean"], np.float64) * scale
+        scale, shift = bn_affine(weights, self.eps)
         out = x * scale.astype(dtype)
         out += shift.astype(dtype)
         return out

@@ -1,0 +1,182 @@
+"""A network's final output alone (``featmap.forward(..., outputs="final")``): the layers run as
+`featmap.run.executor` runs them, but since no layer's own output is looked at, the run may change how it gets
+there without changing what it gets:
+
+- a batch norm right after a convolution is folded into it (`featmap.net.fold`): one layer's work, not two;
+- an activation or a batch norm on an array that nothing else holds works in place (no new array per layer);
+- no statistics: each output is checked to be finite by one sum (finite only if every value is), and a run
+  that meets a NaN or an infinity, or any error, is run again by the executor, which names the layer.
+
+The result equals the executor's last output to float32 rounding (the fold rounds a product once instead of
+twice: within 1e-5 of the output's scale, tests/test_logits.py).
+
+Examples
+--------
+>>> import numpy as np
+>>> from featmap.net.plan import plan_layers
+>>> from featmap.net.spec import parse_tokens
+>>> from featmap.run.executor import WeightSource
+>>> nodes = plan_layers(parse_tokens(["conv:4@3x3/same", "bn", "relu", "flatten", "dense:3"]), (8, 8, 1))
+>>> node, logits = final_output(nodes, np.ones((8, 8, 1), np.float32), WeightSource(init="kaiming", seed=0))
+>>> node.path, logits.shape
+('5', (3,))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from featmap.core.memo import remembered
+from featmap.core.ops import activate
+from featmap.errors import FeatmapError, SpecError
+from featmap.net.fold import bn_affine, fold_into_conv
+from featmap.net.layers import Act, BatchNorm, Conv2d, LayerSpec, RunContext
+from featmap.net.plan import PlanNode, plan_layers
+from featmap.net.records import LayerOutput, MapStats
+from featmap.net.summary import summarize_plan
+from featmap.run.executor import (
+    NetworkResult,
+    WeightSource,
+    _check_input,
+    check_network_limits,
+    iter_network,
+)
+
+__all__ = ["final_output", "run_final"]
+
+Array = NDArray[np.floating]
+
+
+class _Stop(Exception):
+    """The ``upto`` layer has run."""
+
+
+class _NotFinite(Exception):
+    """An output holds a NaN or an infinity: the executor runs again to name the layer."""
+
+
+def _finite(values: Array) -> bool:
+    """True when every value is finite: their sum is (a NaN or an infinity makes it NaN or infinite); only a sum
+    that overflows is checked value by value."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sum(values))
+    return math.isfinite(total) or bool(np.isfinite(values).all())
+
+
+class _Runner:
+    def __init__(self, weights: WeightSource, context: RunContext, upto: str | None) -> None:
+        self.weights = weights
+        self.context = context
+        self.upto = upto
+        self.last: PlanNode | None = None
+
+    def _named(self, node: PlanNode) -> bool:
+        return self.upto is not None and self.upto in (node.path, node.key, node.plan.name)
+
+    def _foldable(self, node: PlanNode, after: PlanNode | None) -> bool:
+        return (
+            after is not None
+            and after.role == "layer"
+            and isinstance(node.layer, Conv2d)
+            and isinstance(after.layer, BatchNorm)
+            and not self._named(node)
+        )
+
+    def _folded(self, conv: PlanNode, bn: PlanNode) -> dict[str, Array]:
+        """The convolution's weights with the batch norm after it folded in, worked out once per weights."""
+        cw, bw = self.weights.for_node(conv), self.weights.for_node(bn)
+        eps = bn.layer.eps  # type: ignore[union-attr]  # a BatchNorm
+        arrays = [np.asarray(w[k]) for w, k in ((cw, "weight"), (bw, "weight"), (bw, "bias"))]
+        arrays += [np.asarray(bw["running_mean"]), np.asarray(bw["running_var"])]
+        if "bias" in cw:
+            arrays.append(np.asarray(cw["bias"]))
+        return remembered(f"fold/{eps!r}", arrays, lambda: fold_into_conv(cw, bw, eps))
+
+    def _done(self, node: PlanNode, values: Array) -> None:
+        if not _finite(values):
+            raise _NotFinite
+        self.last = node
+
+    def _leaf(self, node: PlanNode, x: Array, owned: bool) -> tuple[Array, bool]:
+        layer, weights = node.layer, self.weights.for_node(node)
+        if owned and isinstance(layer, Act):
+            return activate(x, layer.kind, out=x, **dict(layer.params)), True
+        if owned and isinstance(layer, BatchNorm):  # the layer's own arithmetic, on the same array
+            scale, shift = bn_affine(weights, layer.eps)
+            x *= scale.astype(x.dtype)
+            x += shift.astype(x.dtype)
+            return x, True
+        out = node.layer.forward(x, node.plan, weights, self.context)  # type: ignore[union-attr]  # a leaf
+        return out, owned or not np.may_share_memory(out, x)
+
+    def walk(self, nodes: Sequence[PlanNode], x: Array, owned: bool) -> tuple[Array, bool]:
+        """The output of ``nodes`` on ``x``, and whether this run alone holds it (so it may be changed in place);
+        raises `_Stop` holding nothing once the ``upto`` layer has run (`last` is then its output's node)."""
+        i = 0
+        while i < len(nodes):
+            node = nodes[i]
+            if node.role == "layer":
+                after = nodes[i + 1] if i + 1 < len(nodes) else None
+                if after is not None and self._foldable(node, after):
+                    folded = self._folded(node, after)
+                    x, owned = node.layer.forward(x, node.plan, folded, self.context), True  # type: ignore[union-attr]
+                    node, i = after, i + 1
+                else:
+                    x, owned = self._leaf(node, x, owned)
+                self._done(node, x)
+            elif node.role == "block":
+                x, owned = self.walk(node.children, x, owned)
+            else:
+                branches = [self.walk(branch.children, x, False)[0] for branch in node.children]
+                merged = node.layer.merge(branches)  # type: ignore[union-attr]  # role "merge" is a Parallel
+                owned = not any(np.may_share_memory(merged, b) for b in (x, *branches))
+                x = merged
+                self._done(node, x)
+            if self._named(node):
+                self.result = x
+                raise _Stop
+            i += 1
+        return x, owned
+
+    result: Array
+
+
+def final_output(
+    nodes: Sequence[PlanNode],
+    image: Array,
+    weights: WeightSource,
+    *,
+    context: RunContext | None = None,
+    upto: str | None = None,
+) -> tuple[PlanNode, Array]:
+    """The last output `featmap.run.executor.iter_network` would yield for the same arguments, and its node,
+    without the outputs before it (see the module's notes)."""
+    _check_input(nodes, image)
+    check_network_limits(nodes, image.dtype.itemsize)
+    weights.bind(nodes)
+    runner = _Runner(weights, context or RunContext(weights.layout), upto)
+    try:
+        values, _ = runner.walk(nodes, np.asarray(image), False)
+    except _Stop:
+        values = runner.result
+    except (_NotFinite, FeatmapError):
+        outputs = list(iter_network(nodes, image, weights, context=context, upto=upto))  # raises, naming the layer
+        values, runner.last = outputs[-1].values, outputs[-1].node  # (or, rounded otherwise, finds it finite)
+    if runner.last is None:
+        raise SpecError("network", "has no layers", "give at least one layer")
+    return runner.last, values
+
+
+def run_final(
+    layers: Sequence[LayerSpec], image: Array, weights: WeightSource, *, upto: str | None = None
+) -> NetworkResult:
+    """`featmap.run.executor.run_network` with only the final output (and its statistics) in ``outputs``."""
+    nodes = plan_layers(layers, image.shape)
+    node, values = final_output(nodes, image, weights, upto=upto)
+    summary = summarize_plan(nodes, tuple(image.shape))
+    output = LayerOutput(node, values, MapStats.of(values))
+    return NetworkResult(tuple(image.shape), (output,), summary, (*summary.warnings, *weights.warnings))

@@ -1,0 +1,149 @@
+"""featmap.run.logits and featmap.net.fold: the final output alone (batch norms folded into convolutions,
+activations in place, no statistics) equals the executor's last output within 1e-5 of its scale, on presets with
+batch norm, residuals, depthwise convolutions and concatenations; ``upto``; a non-finite value still stops the
+run naming the layer; the fold against torch's own conv-then-bn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import featmap
+from featmap.errors import ShapeError, SpecError
+from featmap.net.fold import bn_affine, fold_into_conv
+from featmap.net.plan import plan_layers
+from featmap.net.spec import load_model, parse_tokens
+from featmap.run.executor import WeightSource, iter_network
+from featmap.run.logits import final_output
+
+
+def relative(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
+
+
+def bn_tensors(rng: np.random.Generator, channels: int) -> dict[str, np.ndarray]:
+    return {
+        "weight": (rng.random(channels) + 0.5).astype(np.float32),
+        "bias": rng.standard_normal(channels).astype(np.float32),
+        "running_mean": rng.standard_normal(channels).astype(np.float32),
+        "running_var": (rng.random(channels) + 0.5).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1", "shufflenet_v2_x1_0"])
+def test_final_output_equals_the_executors_last_output(name: str) -> None:
+    """Seeded weights with batch-norm statistics that are not the initial ones (so that folding shows)."""
+    model = load_model(name)
+    shape = (64, 64, 3)
+    nodes = plan_layers(model.layers, shape)
+    image = np.random.default_rng(1).random(shape, dtype=np.float32)
+    rng = np.random.default_rng(2)
+    source = WeightSource(init="kaiming", seed=3)
+    source.bind(nodes)
+    tensors: dict[str, np.ndarray] = {}
+    from featmap.net.plan import iter_leaves
+
+    for node in iter_leaves(nodes):
+        made = source.for_node(node)
+        if node.plan.kind == "BatchNorm":
+            made = bn_tensors(rng, node.plan.in_shape[-1])
+        tensors.update({f"{node.key}.{k}": v for k, v in made.items()})
+    reference = list(iter_network(nodes, image, WeightSource(tensors)))[-1]
+    node, values = final_output(nodes, image, WeightSource(tensors))
+    assert node.path == reference.node.path and values.shape == reference.values.shape
+    assert relative(values, reference.values) < 1e-5
+    again = final_output(nodes, image, WeightSource(tensors))[1]  # the folded weights remembered: same values
+    np.testing.assert_array_equal(again, values)
+
+
+def test_upto_stops_at_a_folded_convolution_and_leaves_the_input_alone() -> None:
+    layers = parse_tokens(["conv:4@3x3/same", "bn", "relu", "conv:3@3x3", "bn", "relu"])
+    shape = (9, 9, 2)
+    nodes = plan_layers(layers, shape)
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    kept = image.copy()
+    rng = np.random.default_rng(4)
+    tensors = {
+        "0.weight": rng.standard_normal((4, 2, 3, 3)).astype(np.float32),
+        "0.bias": rng.standard_normal(4).astype(np.float32),
+        "3.weight": rng.standard_normal((3, 4, 3, 3)).astype(np.float32),
+        "3.bias": rng.standard_normal(3).astype(np.float32),
+        **{f"1.{k}": v for k, v in bn_tensors(rng, 4).items()},
+        **{f"4.{k}": v for k, v in bn_tensors(rng, 3).items()},
+    }
+    for upto in ("1", "2", "4", "5", "6"):
+        ref = list(iter_network(nodes, image, WeightSource(tensors), upto=upto))[-1]
+        node, values = final_output(nodes, image, WeightSource(tensors), upto=upto)
+        assert node.path == upto == ref.node.path
+        assert relative(values, ref.values) < 1e-5
+    # stopping at the first convolution itself: not folded, the executor's very values
+    node, values = final_output(nodes, image, WeightSource(tensors), upto="1")
+    np.testing.assert_array_equal(values, list(iter_network(nodes, image, WeightSource(tensors), upto="1"))[-1].values)
+    np.testing.assert_array_equal(image, kept)
+
+
+def test_a_non_finite_value_names_the_layer() -> None:
+    layers = parse_tokens(["conv:2@1x1", "bn", "relu", "flatten", "dense:2"])
+    nodes = plan_layers(layers, (2, 2, 1))
+    rng = np.random.default_rng(0)
+    bn = bn_tensors(rng, 2)
+    bn["weight"] = np.array([np.inf, 1.0], np.float32)
+    tensors = {
+        "0.weight": np.ones((2, 1, 1, 1), np.float32),
+        "0.bias": np.zeros(2, np.float32),
+        **{f"1.{k}": v for k, v in bn.items()},
+        "4.weight": np.ones((2, 8), np.float32),
+        "4.bias": np.zeros(2, np.float32),
+    }
+    with pytest.raises(ShapeError, match=r"layer 2 \(bn\).*non-finite"):
+        final_output(nodes, np.ones((2, 2, 1), np.float32), WeightSource(tensors))
+
+
+def test_the_fold_equals_torchs_conv_then_batch_norm() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
+    rng = np.random.default_rng(7)
+    conv = {"weight": rng.standard_normal((6, 2, 3, 3)).astype(np.float32)}  # no bias: the fold gives one
+    bn = bn_tensors(rng, 6)
+    x = rng.standard_normal((1, 4, 10, 10)).astype(np.float32)
+    t = {k: torch.from_numpy(v) for k, v in bn.items()}
+    groups = 2
+    ref = torch.nn.functional.batch_norm(
+        torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(conv["weight"]), groups=groups),
+        t["running_mean"],
+        t["running_var"],
+        t["weight"],
+        t["bias"],
+        training=False,
+        eps=1e-3,
+    ).numpy()
+    folded = fold_into_conv(conv, bn, 1e-3)
+    got = torch.nn.functional.conv2d(
+        torch.from_numpy(x), torch.from_numpy(folded["weight"]), torch.from_numpy(folded["bias"]), groups=groups
+    ).numpy()
+    assert folded["weight"].dtype == folded["bias"].dtype == np.float32
+    assert relative(got, ref) < 1e-5
+
+
+def test_bn_affine_by_hand() -> None:
+    scale, shift = bn_affine(
+        {
+            "weight": np.array([3.0]),
+            "bias": np.array([0.5]),
+            "running_mean": np.array([2.0]),
+            "running_var": np.array([9.0]),
+        },
+        0.0,
+    )
+    assert scale.tolist() == [1.0] and shift.tolist() == [-1.5]
+
+
+def test_forward_outputs_final_keeps_the_last_output_only() -> None:
+    digit = np.random.default_rng(0).random((32, 32, 1), dtype=np.float32)
+    every = featmap.forward(digit, "lenet5-digits")
+    final = featmap.forward(digit, "lenet5-digits", outputs="final")
+    assert len(final.outputs) == 1 and final.outputs[0].node.path == every.outputs[-1].node.path
+    assert relative(final.logits, every.logits) < 1e-5
+    assert final.summary == every.summary
+    assert final.outputs[0].stats.max == pytest.approx(float(final.logits.max()))
+    with pytest.raises(SpecError, match="outputs"):
+        featmap.forward(digit, "lenet5-digits", outputs="some")
