@@ -230,9 +230,8 @@ def forward(
         ``white-on-black``, ``none``) and its resize mode (``crop``, ``stretch``, ``pad``). A preset applies its
         own: torchvision's resize, centre crop and ImageNet normalisation, LeNet-5's white-on-black digits.
     outputs : {"all", "final"}
-        ``final`` keeps only the last output (the logits): batch norms are folded into the convolutions before
-        them and activations work in place (`featmap.run.logits`), equal to ``all``'s last output to float32
-        rounding, and several times faster on a network with batch norm.
+        ``final`` keeps only the last output, faster (`featmap.run.logits`: batch norms folded, equal to float32
+        rounding).
 
     Returns
     -------
@@ -278,12 +277,9 @@ def forward(
     source = WeightSource(tensors, init, seed, layout)
     from dataclasses import replace
 
-    if outputs == "final":
-        from featmap.run.logits import run_final
+    from featmap.run.logits import run_final
 
-        result = run_final(model.layers, pixels, source, upto=upto)
-    else:
-        result = run_network(model.layers, pixels, source, upto=upto)
+    result = (run_final if outputs == "final" else run_network)(model.layers, pixels, source, upto=upto)
     return replace(result, warnings=(*notes, *result.warnings)) if notes else result
 
 
