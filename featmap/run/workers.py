@@ -1,8 +1,13 @@
 """Helper processes for a batch: each starts with one BLAS and one OpenCV thread and a malloc that keeps
 freed memory, leaves Ctrl-C to the parent, and all can be stopped at once.
 
-Processes are spawned (not forked: the parent may run threads, such as Rich's progress display), so a
-helper pays ~0.3 s of imports before its first image; `featmap.run.batch` has the parent work meanwhile.
+Helpers start warm: they are forked by a server (`multiprocessing`'s fork server), a fresh interpreter
+started with the helpers' environment that imports featmap's per-image modules (`PRELOAD`) once and never
+runs an image itself, so no OpenCV or BLAS thread exists in it when it forks (a child forked from a process
+whose OpenCV thread pool has started hangs in its first OpenCV call; this process, which works beside its
+helpers, has one). `start_server` starts it without waiting; the local pool does that as its run begins, so
+the server's ~0.3 s of imports run while this process does the first image, and a helper asked for later
+costs a fork. Where there is no fork server (not POSIX), helpers are spawned.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
-from featmap.core.cvfilter import set_threads, threads
+__all__ = ["PRELOAD", "Helpers", "keep_freed_memory", "one_opencv_thread", "signals_deferred", "start_server"]
 
-__all__ = ["Helpers", "keep_freed_memory", "one_opencv_thread", "signals_deferred"]
+#: The modules the helpers' server imports once for every helper: everything an image needs.
+PRELOAD = ("featmap.run.work",)
 
 # glibc's malloc: allocations under 32 MiB come from the heap and freed memory is kept, so the next image's
 # arrays reuse pages already mapped instead of faulting in fresh ones. Measured on 1024² JPEGs with four
@@ -45,21 +51,54 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, _TRIM_THRESHOLD))
 
 
+def _context() -> Any:
+    """The helpers' start method: the fork server where there is one, else spawn."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def start_server() -> bool:
+    """Start the helpers' fork server now, with the helpers' environment and `PRELOAD`, and return at once (its
+    imports run beside this process's work); False where helpers are spawned instead. Starting it again does
+    nothing while it runs. It ends when this process does."""
+    context = _context()
+    if context.get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    with _helper_environment():  # the server's environment is every helper's
+        context.set_forkserver_preload(list(PRELOAD))
+        forkserver.ensure_running()
+    return True
+
+
 def _helper_init(parent: int) -> None:
     """In each helper: one OpenCV thread (BLAS got one from its starting environment); Ctrl-C ignored;
     a watcher that ends the helper as soon as its parent is gone (``kill -9`` of the parent leaves no helper,
     and so no resource tracker either, holding the parent's pipes)."""
+    import multiprocessing
     import signal
     import threading
 
+    from featmap.core.cvfilter import set_threads
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(1)
+    # multiprocessing's handle on the process that asked for this one: its sentinel reads end-of-file once that
+    # process is gone, zombie or reaped (a pid check would wait on a zombie parent forever, and a forked
+    # helper's parent process is the fork server, which lives while any helper does).
+    asker = multiprocessing.parent_process()
 
     def watch() -> None:
         import time
 
-        while os.getppid() == parent:
-            time.sleep(0.2)
+        if asker is not None:
+            asker.join()
+        else:
+            while os.getppid() == parent:
+                time.sleep(0.2)
         os._exit(1)  # the parent died: its results have nowhere to go
 
     threading.Thread(target=watch, name="featmap-parent-watch", daemon=True).start()
@@ -105,6 +144,7 @@ def one_opencv_thread() -> Iterator[None]:
     """This process on one OpenCV thread and one BLAS thread for a while (``-j 1``; the parent, when it works
     beside its helpers): ``-j N`` means N cores (`featmap.core.blas`)."""
     from featmap.core import blas
+    from featmap.core.cvfilter import set_threads, threads
 
     before = threads()
     set_threads(1)
@@ -116,15 +156,16 @@ def one_opencv_thread() -> Iterator[None]:
 
 
 class Helpers:
-    """A pool of ``count`` spawned helper processes."""
+    """A pool of ``count`` helper processes, forked by the fork server (`start_server`, started here if it was
+    not), or spawned where there is none."""
 
     def __init__(self, count: int) -> None:
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         self.count = count
+        start_server()
         self._pool = ProcessPoolExecutor(
-            count, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_init, initargs=(os.getpid(),)
+            count, mp_context=_context(), initializer=_helper_init, initargs=(os.getpid(),)
         )
 
     def submit(self, func: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -3,10 +3,11 @@
 This process starts on the first image at once (with OpenCV's own threads, as ``-j 1`` does), and from that
 image's time judges the rest: helpers are started only when the remaining work outlasts their start-up, and
 are given images only once they report ready. Until then, and between handing images out, this process
-works itself. Helpers are spawned, not forked: a child forked after OpenCV has started its thread pool
-hangs in its first OpenCV call (measured here: forked helpers never became ready), and this process has
-already run an image with OpenCV's threads by then. A 2-image batch never starts a helper, and a large one
-loses only the helpers' ~0.3 s start-up on one core.
+works itself. Helpers are not forked from this process: a child forked after OpenCV has started its thread
+pool hangs in its first OpenCV call (measured here: such helpers never became ready), and this process has
+already run an image with OpenCV's threads by then. They are forked by a fork server with featmap's modules
+imported (`featmap.run.workers.start_server`), started when the run begins, so a helper costs a fork once
+the server is up, not ~0.3 s of interpreter start-up and imports each. A 2-image batch never starts a helper.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from contextlib import ExitStack
 from typing import Any
 
 from featmap.run.backends.base import Finish, HandOut, InProcess, Starting, Task, Work, _as_is, task_name
-from featmap.run.workers import Helpers, one_opencv_thread
+from featmap.run.workers import Helpers, one_opencv_thread, start_server
 
 __all__ = ["HELPER_START_SECONDS", "LocalPool"]
 
-#: A helper's start-up (spawn + imports) measured on the 2-core machine: 0.25-0.35 s.
+#: A helper's start-up when its server is not ready yet (spawn + imports) measured on the 2-core machine:
+#: 0.25-0.35 s; a fork from a ready server costs a few ms.
 HELPER_START_SECONDS = 0.3
 #: Images queued per ready helper: one running, one waiting, so it never idles while this process works.
 _QUEUED_PER_HELPER = 2
@@ -54,6 +56,8 @@ class LocalPool:
         if self.jobs <= 1 or len(tasks) <= 1:
             alone.run(tasks, work, finish, starting, hand_out)
             return
+        if len(tasks) > 2:
+            start_server()  # its imports run while this process does the first image
         queue = deque(tasks)
         task = queue.popleft()
         starting(task_name(task))
