@@ -85,11 +85,34 @@ def _check_combine(items: Sequence[Any], job: Any) -> None:
         )
 
 
+def _busy(out_dir: Path) -> bool:
+    """Whether a live run holds the folder (`OutputLock`): the batch then refuses it as busy (exit 5), and the
+    files that run is writing are not another input's outputs."""
+    import fcntl
+    import os
+
+    from featmap.io.outputlock import LOCK_NAME
+
+    try:
+        fd = os.open(out_dir / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file is closed
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def _check_existing(items: Sequence[Any], job: Any) -> None:
     from featmap.run.imagejob import targets_for
 
     out_dir = Path(job.output.out_dir)
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+    if not out_dir.is_dir() or not any(out_dir.iterdir()) or _busy(out_dir):
         return
     manifest = Manifest(out_dir) if (out_dir / MANIFEST_NAME).exists() else None
     digest = job.options_hash()
