@@ -204,3 +204,23 @@ def test_a_combined_map_is_a_record_reading_the_maps_it_merges(tmp_path: Path, g
         ("magnitude", (1, 2), "magnitude"),
     ]
     assert [m["combined_from"] for m in report_data(pictures, tmp_path)["maps"]] == [[], [], [0, 1]]
+
+
+@pytest.mark.parametrize("raw", ["npy", "tiff"])
+def test_a_network_image_that_fails_part_way_leaves_no_layer_stack(tmp_path: Path, raw: str) -> None:
+    """Layer 1 (×1e30) is finite and written, stack included; layer 2 overflows float32: the image fails and
+    nothing of it is left, its first layer's ``all.npy`` neither."""
+    from featmap.errors import FeatmapError
+    from featmap.run.imagejob import apply_image
+
+    gray = tmp_path / "g.png"
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(gray)
+    (tmp_path / "big.yaml").write_text("name: big\nweights: [[1000000000000000000000000000000]]\n")
+    spec = _spec(tmp_path, "layers:\n  - {conv: {kernels: [big]}}\n  - {conv: {kernels: [big]}}\n")
+    out = tmp_path / "out"
+    job = make_network_job(
+        parse_file(spec, kernel_dirs=[tmp_path / "big.yaml"]), output=make_output(out_dir=out, raw=raw)
+    )
+    with pytest.raises(FeatmapError, match="non-finite"):
+        apply_image(gray, job)
+    assert [p for p in out.rglob("*") if p.is_file()] == []

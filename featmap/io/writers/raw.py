@@ -47,6 +47,12 @@ class _RawWriter(Writer):
     def add(self, target: Path, fmap: Map) -> Path:
         return save_raw(self.path_for(target), fmap.values, self.name)
 
+    def planned_paths(self, targets: Mapping[str, Path]) -> list[Path]:
+        """Each map's file, and for a network's channel targets (``03-C3/007``) their layer's stack beside them
+        (``all.npy``), so that an image that fails part-way leaves no stack behind."""
+        stacks = {t.parent / f"all{self.suffix}": None for key, t in targets.items() if _is_channel(key)}
+        return [*super().planned_paths(targets), *stacks]
+
     def add_layer(self, targets: Mapping[str, Path], layer: LayerMaps) -> list[Path | None]:
         """A network layer's stack at ``targets[layer.stack]``: as the layer made it in a ``.npy``; a TIFF's
         pages are 2-D, so there the maps side by side (a flat output as its one-row strip)."""
@@ -58,6 +64,12 @@ class _RawWriter(Writer):
         elif self.name == "tiff" and values.ndim == 2:
             values = values[:, np.newaxis, :]  # a 1-D (L, C) output: its columns
         return [save_raw(self.path_for(targets[layer.stack]), values, self.name)]
+
+
+def _is_channel(key: str) -> bool:
+    """A network channel's target key: ``{folder}/{channel:03d}``."""
+    folder, _, channel = key.rpartition("/")
+    return bool(folder) and channel.isdigit()
 
 
 class NpyWriter(_RawWriter):
