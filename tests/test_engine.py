@@ -227,6 +227,15 @@ def test_float32_gaussian_counts_as_rank_one() -> None:
     assert rank1_factors(noisy.astype(np.float32)) is None  # rank 2 well above float32 rounding
 
 
+def test_float64_kernel_with_a_small_second_component_is_not_rank_one() -> None:
+    # Hypothesis found it: a 1e-9 second component was dropped as rounding, off by 2e-9 in a float64 conv
+    k = np.array([[1.0, 1e-9], [1e-9, 1e-9]])
+    assert rank1_factors(k) is None
+    x = np.full((3, 3), 2.0)
+    out = conv2d(x, k)[..., 0]
+    np.testing.assert_allclose(out, 2.0 * k.sum(), rtol=0, atol=1e-15)
+
+
 @needs_opencv
 @settings(max_examples=150, deadline=None)
 @given(

@@ -39,8 +39,9 @@ def _rank1_factors(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
     kernel = np.frombuffer(data, dtype=dtype).reshape(shape)
     k64 = kernel.astype(np.float64)
-    precision = 16 * float(np.finfo(kernel.dtype).eps) if kernel.dtype.kind == "f" else 0.0
-    tolerance = max(1e-9, precision)
+    # The kernel's own precision: a float32 Gaussian's second singular value (~1e-8 of the first) is rounding, but
+    # a float64 kernel's 1e-9 is a real second component (dropping it would err by 1e-9 of the input's scale).
+    tolerance = 16 * float(np.finfo(kernel.dtype).eps) if kernel.dtype.kind == "f" else 1e-12
     s = np.linalg.svd(k64, compute_uv=False)
     if s[0] == 0 or (len(s) > 1 and s[1] > tolerance * s[0]):
         return None
