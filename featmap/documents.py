@@ -21,8 +21,9 @@ from featmap.limits import DEPTH, FILE_SIZE, FILE_VALUES, YAML_ALIAS_NODES
 
 __all__ = ["check_depth", "parse_yaml", "read_document"]
 
-# YAML 1.2 core schema floats that YAML 1.1 misses: an exponent without a dot (1e-3, 2E+5, -3e2).
-_FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
+# YAML 1.2 core schema floats that YAML 1.1 misses: an exponent without a dot (1e-3, 2E+5, -3e2) or without a
+# sign (1.0e30, .5e3; YAML 1.1's float rule wants ``1.0e+30``).
+_FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 def read_document(path: Path, error: type[FeatmapError], missing_fix: str) -> Any:
@@ -101,7 +102,7 @@ def _loader() -> Any:
         """The safe loader, with YAML 1.2's exponent floats."""
 
     Loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789"))
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+.0123456789"))
     return Loader
 
 

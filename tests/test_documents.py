@@ -66,7 +66,19 @@ def test_a_named_pipe_is_not_read_forever(tmp_path: Path) -> None:
         load_kernel_file(fifo)
 
 
-@pytest.mark.parametrize(("written", "value"), [("1e-3", 0.001), ("2E+2", 200.0), ("-5e1", -50.0), ("1.5e-3", 0.0015)])
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("1e-3", 0.001),
+        ("2E+2", 200.0),
+        ("-5e1", -50.0),
+        ("1.5e-3", 0.0015),
+        ("1.0e30", 1.0e30),
+        ("-2.5E3", -2500.0),
+        (".5e3", 500.0),
+        ("1.e2", 100.0),
+    ],
+)
 def test_numbers_are_read_as_users_write_them(tmp_path: Path, written: str, value: float) -> None:
     path = tmp_path / "k.yaml"
     path.write_text(f"name: k\nweights: [[1, 2]]\nscale: {written}\n")
