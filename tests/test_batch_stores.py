@@ -141,3 +141,21 @@ def test_a_url_batch_refuses_another_runs_outputs_with_the_local_message(tmp_pat
         "pass --overwrite to replace it, or choose another -o folder"
     )
     assert local_reason == f"{tmp_path / 'o'}/{remote_reason}"
+
+
+def test_a_url_batch_with_reports_writes_the_local_batchs_index(tmp_path: Path, memory: str) -> None:
+    items, _, _ = discover([make_photos(tmp_path / "in", 3, broken=True)])
+    local = run_batch(items, make_job(tmp_path / "local", report=True), jobs=1)
+    assert len(local.processed) == 3 and (tmp_path / "local" / "report.html").is_file()
+    out = f"{memory}/maps"
+    assert len(run_batch(items, make_job(Path("/unused"), report=True), out=out).processed) == 3
+    remote = _remote(out)
+    expected = tree_bytes(tmp_path / "local")
+    assert sorted(remote) == sorted([*expected, "manifest.jsonl"])
+    # every map and the index alike; an image's own report names the folder its maps were written under
+    assert {k: v for k, v in remote.items() if not k.endswith("/report.html") and k != "manifest.jsonl"} == {
+        k: v for k, v in expected.items() if not k.endswith("/report.html")
+    }
+    index = remote["report.html"].decode()
+    assert remote["report.html"] == expected["report.html"]
+    assert index.count("<li>") == 3 and 'href="p00/report.html"' in index and "broken.png" not in index

@@ -35,7 +35,7 @@ from featmap.run.imagejob import (
 )
 from featmap.run.jobs import ApplyJob
 from featmap.run.netjob import NetworkJob
-from featmap.run.stores import LocalStore, Store, open_store, shown, source
+from featmap.run.stores import Store, open_store, shown, source
 from featmap.run.work import work_image, work_url
 from featmap.run.workers import signals_deferred
 
@@ -241,8 +241,10 @@ def _run_batch(
         raise BatchInterrupted(done, exc) from exc
     store.flush(clock())
     processed.sort(key=lambda r: r.input.path)
-    if job.output.report and isinstance(store, LocalStore):  # an index of every image's report, kept ones included
-        _write_report_index(items, job)
+    if job.output.report:  # an index of every image's report (kernels or a network), kept ones included
+        found = [(shown(item), _targets_or_none(item, job)) for item in items]
+        reports = [(source, paths[REPORT_KEY]) for source, paths in found if paths is not None]
+        store.write_index([r[0] for r in reports], [r[1] for r in reports])
     counts, csv_file = batch_predictions(
         job,
         processed,
@@ -260,17 +262,6 @@ def _run_batch(
         predictions=counts,
         predictions_file=csv_file,
     )
-
-
-def _write_report_index(items: Sequence[Any], job: ApplyJob | NetworkJob) -> None:
-    """``report.html`` linking each image's report (kernels or a network), the ones a resume kept included."""
-    from featmap.io.writers.report import write_index
-
-    found = [(shown(item), _targets_or_none(item, job)) for item in items]
-    reports = [(source, paths[REPORT_KEY]) for source, paths in found if paths is not None]
-    reports = [(source, report) for source, report in reports if report.is_file()]
-    if reports:
-        write_index(job.output.out_dir, [r[0] for r in reports], [r[1] for r in reports])
 
 
 def batch_predictions(
@@ -300,9 +291,9 @@ def batch_predictions(
     return class_counts(rows), write(rows)
 
 
-def _targets_or_none(item: InputImage, job: ApplyJob | NetworkJob) -> dict[str, Path] | None:
+def _targets_or_none(item: Any, job: ApplyJob | NetworkJob) -> dict[str, Path] | None:
     """An item's targets, or None for one whose name cannot be an output (it failed with the reason)."""
     try:
-        return targets_for(item, job)
+        return targets_for(InputImage(item.path, item.rel_dir, item.stem) if isinstance(item, UrlImage) else item, job)
     except FeatmapError:
         return None

@@ -85,6 +85,10 @@ class Store(Protocol):
         """Write a file of the whole batch (``predictions.csv``) whole; returns where it went."""
         ...
 
+    def write_index(self, inputs: Sequence[str], reports: Sequence[Path]) -> None:
+        """``report.html`` linking those of ``reports`` (targets, by input) that are there."""
+        ...
+
 
 class LocalStore:
     """A local output folder: the manifest and its journal, the run's lock, the writers' own files."""
@@ -156,6 +160,13 @@ class LocalStore:
 
         return atomic_write(self.out_dir / name, lambda handle: handle.write(data))
 
+    def write_index(self, inputs: Sequence[str], reports: Sequence[Path]) -> None:
+        from featmap.io.writers.report import write_index
+
+        found = [(source, report) for source, report in zip(inputs, reports, strict=True) if report.is_file()]
+        if found:  # refuses to replace a report.html featmap did not write
+            write_index(self.out_dir, [f[0] for f in found], [f[1] for f in found])
+
 
 class UrlStore:
     """An fsspec output folder: listed once when opened; the manifest kept here and written whole."""
@@ -216,6 +227,14 @@ class UrlStore:
 
     def put(self, name: str, data: bytes) -> str:
         return str(self.output.put(name, data))
+
+    def write_index(self, inputs: Sequence[str], reports: Sequence[Path]) -> None:
+        from featmap.io.writers.report import index_page
+
+        there = self.output.existing
+        found = [(source, report) for source, report in zip(inputs, reports, strict=True) if self._rel(report) in there]
+        if found:
+            self.put("report.html", index_page(self.out_dir, [f[0] for f in found], [f[1] for f in found]))
 
 
 def open_store(out: str | Path | None, out_dir: Path, writers: list[Writer]) -> Store:

@@ -48,6 +48,7 @@ __all__ = [
     "INPUT_PICTURE_SIDE",
     "MAP_PICTURE_SIDE",
     "encode_samples",
+    "index_page",
     "kernel_records",
     "render_html",
     "write_index",
@@ -358,6 +359,13 @@ def write_index(out_dir: Path, inputs: Sequence[str], reports: Sequence[Path]) -
     target = Path(out_dir) / "report.html"
     if target.is_file() and GENERATOR not in target.read_text(encoding="utf-8", errors="replace")[:4096]:
         raise OutputExistsError(str(target), "exists and is not a featmap report", "choose another -o folder")
+    encoded = index_page(out_dir, inputs, reports)
+    return atomic_write(target, lambda fh: fh.write(encoded))
+
+
+def index_page(out_dir: Path, inputs: Sequence[str], reports: Sequence[Path]) -> bytes:
+    """The bytes of `write_index`'s page (a remote output folder puts them whole)."""
+    target = Path(out_dir) / "report.html"
     items = "\n".join(
         f'<li><a href="{html.escape(_relative(report, target.parent), quote=True)}">'
         f'{html.escape(Path(source).name)}</a> <span class="path">{html.escape(source)}</span></li>'
@@ -374,5 +382,4 @@ def write_index(out_dir: Path, inputs: Sequence[str], reports: Sequence[Path]) -
 {items}
 </ol></body></html>
 """
-    encoded = page.encode("utf-8")
-    return atomic_write(target, lambda fh: fh.write(encoded))
+    return page.encode("utf-8")
