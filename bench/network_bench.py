@@ -1,23 +1,34 @@
-"""Networks on images: whole `featmap apply --model` commands as a user times them, and the executor against
-PyTorch's CPU forward pass on the same stack in the same run (torch optional).
+"""Networks on images: whole `featmap apply --model` commands as a user times them, and featmap's executor against
+PyTorch's CPU forward pass and ONNX Runtime on the same networks and weights in the same run (torch, torchvision's
+model code and onnxruntime optional).
 
-    python bench/network_bench.py [--runs 5]
+    python bench/network_bench.py [--runs 5] [--threads 1] [--models resnet18,vgg16,mobilenet_v2,convnext_tiny]
 
-Prints each command's median wall time and peak memory, and featmap's executor time over torch's.
+Prints each command's median wall time and peak memory (``FEATMAP_BENCH_PYTHONPATH`` times another checkout's
+featmap), then per network at 224×224×3, interleaved rounds (one of each per round, warm), medians:
+featmap's executor with every layer's output and its statistics (what `featmap apply` computes before writing),
+featmap's final output alone (``featmap.forward(..., outputs="final")``), torch, ONNX Runtime, and the ratios
+against issue 22's targets (final ≤ 2× ONNX Runtime, ≤ 0.7× torch). Every peer runs on ``--threads`` threads
+(featmap's BLAS through `featmap.core.blas`, ``torch.set_num_threads``, ONNX Runtime's ``intra_op_num_threads``):
+``-j 1`` means one core.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from featmap.net.spec import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 _MEASURE = (
@@ -30,12 +41,16 @@ _MEASURE = (
 def whole_command(args: list[str], runs: int) -> tuple[float, float]:
     """Median wall seconds and the largest peak RSS (MB) of ``featmap ARGS`` run ``runs`` times (one warm-up)."""
     times, peaks = [], []
+    env = dict(os.environ)
+    if os.environ.get("FEATMAP_BENCH_PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["FEATMAP_BENCH_PYTHONPATH"]
     for i in range(runs + 1):
         out = subprocess.run(
             [sys.executable, "-c", _MEASURE, sys.executable, "-m", "featmap", *args],
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         ).stdout.split()
         if out[2] != "0":
             raise SystemExit(f"featmap {' '.join(args)} failed with exit code {out[2]}")
@@ -56,45 +71,98 @@ def vgg16_two_blocks() -> tuple[list, str]:
     return list(model.layers), pools[1]
 
 
-def executor_vs_torch(runs: int) -> None:
-    """featmap's executor and torch's forward on VGG-16's first two blocks, 224×224×3, run in turn (one of each
-    per round, so that both see the same machine), median of the per-round ratios."""
+def _peers(name: str, threads: int) -> tuple[Any, Any, Any, list[Any], str | None]:
+    """torchvision's seeded ``name`` (VGG-16: its first two blocks), its tensors by PyTorch's names, a function
+    running ONNX Runtime on it (or None), featmap's layers and the ``upto`` that ends them where torch's does."""
+    sys.path.append(str(REPO))  # tests/onnx_zoo.py: seeded torchvision models and the ONNX export
+    from tests.onnx_zoo import export, seeded_model
+
+    model = seeded_model(name)
+    layers, upto = list(load_model(name).layers), None
+    tensors = {k: v.numpy() for k, v in model.state_dict().items()}  # featmap binds the whole preset's tensors
+    if name == "vgg16":
+        layers, upto = vgg16_two_blocks()
+        model = model.features[:10]
+    session = None
+    try:
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = export(model, Path(folder) / f"{name}.onnx", 224)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except ImportError:
+        pass
+    return model, tensors, session, layers, upto
+
+
+def executor_vs_peers(runs: int, threads: int, names: list[str]) -> None:
+    """featmap (every output; the final output alone), torch and ONNX Runtime on each network, one of each per
+    round so that all see the same machine; medians of the times and of the per-round ratios."""
     from featmap.net.plan import plan_layers
-    from featmap.run.executor import WeightSource, iter_network
 
-    layers, upto = vgg16_two_blocks()
-    x = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)
-    nodes = plan_layers(layers, x.shape)
-    source = WeightSource(init="kaiming", seed=0)
-
-    def ours() -> None:
-        for _ in iter_network(nodes, x, source, upto=upto):
-            pass
-
+    try:
+        from featmap.run.logits import final_output
+    except ImportError:  # a checkout from before outputs="final"
+        final_output = None
     try:
         import torch
     except ImportError:
-        times = [_timed(ours) for _ in range(runs + 1)][1:]
-        print(f"  featmap executor   {statistics.median(times) * 1000:8.1f} ms   (torch not installed: no ratio)")
+        print("  torch is not installed: no peers (pip install torch; torchvision with --no-deps)")
         return
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-    ).eval()  # fmt: skip
+    torch.set_num_threads(threads)
+    try:
+        from featmap.core import blas
+
+        blas.set_threads(threads)
+    except ImportError:  # a checkout from before featmap.core.blas: set OPENBLAS_NUM_THREADS instead
+        pass
+    x = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    print(f"{'network, 224²':14s} {'every output':>12s} {'final':>8s} {'torch':>8s} {'ORT':>8s}"
+          f"   {'final/ORT':>9s} {'final/torch':>11s} {'every/torch':>11s}   (ms; {threads} thread(s))")  # fmt: skip
+    for name in names:
+        model, tensors, session, layers, upto = _peers(name, threads)
+        nodes = plan_layers(layers, x.shape)
+
+        rounds = [_round(nodes, x, tensors, upto, final_output, model, xt, session) for _ in range(runs + 1)][1:]
+        ms = [statistics.median(r[k] for r in rounds) * 1000 for k in range(4)]
+
+        def ratio(a: int, b: int, have: bool, rounds: list[tuple[float, ...]] = rounds) -> str:
+            return f"{statistics.median(r[a] / r[b] for r in rounds):.2f}" if have else "n/a"
+
+        has_final, has_ort = final_output is not None, session is not None
+        print(
+            f"{name:14s} {ms[0]:12.1f} {ms[1] if has_final else float('nan'):8.1f} {ms[2]:8.1f} "
+            f"{ms[3] if has_ort else float('nan'):8.1f}   {ratio(1, 3, has_final and has_ort):>9s} "
+            f"{ratio(1, 2, has_final):>11s} {ratio(0, 2, True):>11s}"
+        )
+    print("targets (issue 22): final/ORT <= 2, final/torch <= 0.7")
+
+
+def _round(
+    nodes: Any, x: Any, tensors: Any, upto: str | None, final_output: Any, model: Any, xt: Any, session: Any
+) -> tuple[float, float, float, float]:
+    """One round: featmap every output, featmap final output, torch, ONNX Runtime (0 for what is missing)."""
+    import torch
+
+    from featmap.run.executor import WeightSource, iter_network
+
+    def every() -> None:
+        for _ in iter_network(nodes, x, WeightSource(tensors), upto=upto):
+            pass
 
     def theirs() -> None:
         with torch.no_grad():
             model(xt)
 
-    pairs = [(_timed(ours), _timed(theirs)) for _ in range(runs + 1)][1:]
-    t_ours = statistics.median(p[0] for p in pairs)
-    t_torch = statistics.median(p[1] for p in pairs)
-    ratio = statistics.median(p[0] / p[1] for p in pairs)
-    print(f"  featmap executor   {t_ours * 1000:8.1f} ms   (every layer's output and its statistics)")
-    print(f"  torch CPU forward  {t_torch * 1000:8.1f} ms   ({torch.get_num_threads()} threads)")
-    print(f"  featmap / torch    {ratio:8.2f}   (median of {runs} interleaved rounds; issue 10's target: <= 1.5)")
+    final = 0.0 if final_output is None else _timed(lambda: final_output(nodes, x, WeightSource(tensors), upto=upto))
+    runtime = 0.0
+    if session is not None:
+        feed = {session.get_inputs()[0].name: xt.numpy()}
+        runtime = _timed(lambda: session.run(None, feed))
+    return _timed(every), final, _timed(theirs), runtime
 
 
 def _timed(func: object) -> float:
@@ -106,7 +174,20 @@ def _timed(func: object) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    parser.add_argument("--threads", type=int, default=1, help="threads of every peer (default 1: one core)")
+    parser.add_argument("--models", default="resnet18,vgg16,mobilenet_v2,convnext_tiny")
+    parser.add_argument("--no-commands", action="store_true", help="only the executor against its peers")
+    args = parser.parse_args()
+    runs = args.runs
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if not args.no_commands:
+        whole_commands(runs)
+    print(f"networks in process, interleaved, median of {runs} rounds after a warm-up")
+    executor_vs_peers(runs, args.threads, args.models.split(","))
+
+
+def whole_commands(runs: int) -> None:
+    """The three `featmap apply --model` commands, timed whole."""
     _, upto = vgg16_two_blocks()
     with tempfile.TemporaryDirectory() as tmp:
         photo64 = Path(tmp) / "photo64.png"
@@ -124,7 +205,7 @@ def main() -> None:
                     out,
                     "--overwrite",
                 ],
-                0.4,
+                0.35,
             ),
             (
                 "Tiny VGG, 64×64 photo, kaiming init",
@@ -154,8 +235,6 @@ def main() -> None:
             seconds, peak = whole_command(args, runs)
             verdict = "ok" if seconds <= target else "MISS"
             print(f"  {label:42s} {seconds:6.2f} s  {peak:7.0f} MB   target < {target} s: {verdict}")
-    print("VGG-16 blocks 1-2 on 224×224×3, random weights, in process")
-    executor_vs_torch(runs)
 
 
 if __name__ == "__main__":
