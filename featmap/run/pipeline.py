@@ -74,7 +74,6 @@ class KernelPlan:
     conv_plan: LayerPlan
     pool: Pool2d | GlobalPool2d | None
     pool_plan: LayerPlan | None
-    weights: dict[str, NDArray[np.floating]]
 
     def notes(self) -> list[tuple[str, str]]:
         """``(what, problem)`` for each stride that does not fit evenly: the conv's, then the pool's."""
@@ -117,11 +116,8 @@ def _plan_kernels(
             conv, filters=weights.shape[0], kernel=kernel.size, groups=groups, bias=kernel.bias is not None, bank=None
         )
         conv_plan = layer.plan(shape)
-        tensors = {"weight": weights}
-        if kernel.bias is not None:
-            tensors["bias"] = np.full(weights.shape[0], kernel.bias, dtype=np.float32)
         pool_plan = None if pool is None else pool.plan(conv_plan.out_shape)
-        plans.append(KernelPlan(kernel, layer, conv_plan, pool, pool_plan, tensors))
+        plans.append(KernelPlan(kernel, layer, conv_plan, pool, pool_plan))
     return tuple(plans)
 
 
