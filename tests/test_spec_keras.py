@@ -5,6 +5,7 @@ saved by Keras (torch back end) in the test, run with no hand-written spec and c
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import featmap
+import featmap.net.spec.keras
 from featmap.cli import cli as cli_main
-from featmap.errors import ModelMappingError, SpecError
+from featmap.errors import LimitError, ModelMappingError, SpecError
 
 from .test_weights_keras import _keras
 
@@ -266,3 +268,13 @@ def test_zero_padding_is_folded_into_the_conv_after_it(tmp_path: Path) -> None:
     with pytest.raises(ModelMappingError) as caught:
         load_keras_model(tmp_path / "bad.keras")
     assert caught.value.details == ("zp (ZeroPadding2D): no Conv2D with valid padding right after it to fold it into",)
+
+
+@pytest.mark.parametrize("depth", [200, 100_000])
+def test_a_deeply_nested_config_is_refused_by_the_depth_limit(tmp_path: Path, depth: int) -> None:
+    # a hostile .keras file: config.json nests past the depth limit (and, at 100,000, past Python's stack)
+    path = tmp_path / "deep.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", '{"config": ' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(LimitError, match="nesting"):
+        featmap.net.spec.keras.read_config(path)

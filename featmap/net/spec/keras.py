@@ -19,8 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from featmap.documents import check_depth
 from featmap.enums import Activation, PoolKind
 from featmap.errors import ModelMappingError, SpecError
+from featmap.limits import DEPTH
 from featmap.net.layers import (
     Act,
     BatchNorm,
@@ -79,6 +81,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
             if size > _CONFIG_BYTES:
                 raise SpecError(f"{p}: config.json", f"is {size:,} bytes, over 16 MiB", "is this a Keras model file?")
             config = json.loads(zf.read("config.json"))
+    except RecursionError:  # brackets nested past the interpreter's stack: over the depth limit, said as such
+        DEPTH.check(DEPTH.value() + 1, f"{p}: config.json: nesting")
+        raise  # not reached: the check above raises
     except FileNotFoundError:
         raise SpecError(str(p), "no such file", "check the path") from None
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -86,6 +91,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise SpecError(str(p), problem, "save it in Keras 3 with model.save('model.keras')") from None
     if not isinstance(config, dict):
         raise SpecError(f"{p}: config.json", f"holds a {type(config).__name__}, not a model", KERAS_FIX)
+    check_depth(config, f"{p}: config.json")  # the layer walk recurses into nested models
     return config
 
 
