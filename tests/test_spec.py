@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from featmap.errors import SpecError
@@ -11,6 +12,7 @@ from featmap.net.layers import (
     Act,
     AdaptiveAvgPool2d,
     BatchNorm,
+    CombineMaps,
     Conv1d,
     Conv2d,
     Dense,
@@ -51,6 +53,8 @@ from featmap.net.summary import summarize
         ("act:leaky_relu,slope=0.2", Act("leaky_relu", (("slope", 0.2),))),
         ("dropout:0.3", Dropout(0.3)),
         ("dropout", Dropout(0.5)),
+        ("combine:magnitude", CombineMaps("magnitude", 2)),
+        ("combine:MAX/8", CombineMaps("max", 8)),
     ],
 )
 def test_tokens(token: str, expect: object) -> None:
@@ -71,6 +75,9 @@ def test_tokens(token: str, expect: object) -> None:
         ("flatten:2", r"flatten takes no arguments"),
         ("dropout:1.5", r"rate must be in \[0, 1\)"),
         ("conv1d:4@3/s2x2", r"a 1-D stride is one number"),
+        ("combine:sum", r"combine mode 'sum' is not one of magnitude, max"),
+        ("combine:max/two", r"takes one option, the number of maps"),
+        ("combine:max/0", r"combine of 0 maps; give 1 or more"),
     ],
 )
 def test_bad_tokens_name_the_layer_and_the_fix(token: str, match: str) -> None:
@@ -196,3 +203,18 @@ def test_a_mistyped_layer_type_gets_close_matches() -> None:
         parse_token("avgpoo:2")
     with pytest.raises(SpecError, match="did you mean relu"):
         parse_token("rleu")
+
+
+def test_combine_token_runs_as_the_hypot_and_max_of_the_conv_maps() -> None:
+    """``combine:magnitude`` after a conv of 2 filters is sqrt(a² + b²) of its two maps; ``combine:max/4`` of 4
+    filters the largest of them (the same weights: one seed, the conv first in both networks)."""
+    from featmap.run.executor import WeightSource, run_network
+
+    rng = np.random.default_rng(4)
+    image = rng.random((9, 11, 1)).astype(np.float32)
+    for conv, combine, merge in (("conv:2@3x3", "combine:magnitude", "hypot"), ("conv:4@3x3", "combine:max/4", "max")):
+        maps = run_network(parse_tokens([conv]), image, WeightSource(init="kaiming", seed=3)).logits
+        merged = run_network(parse_tokens([conv, combine]), image, WeightSource(init="kaiming", seed=3)).logits
+        assert merged.shape == (7, 9, 1)
+        expect = np.hypot(maps[..., 0], maps[..., 1]) if merge == "hypot" else maps.max(axis=-1)
+        np.testing.assert_allclose(merged[..., 0], expect, rtol=1e-6, atol=1e-7)

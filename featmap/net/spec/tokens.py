@@ -4,7 +4,7 @@
     maxpool:3/s2/p1/ceil  avgpool:2   gap   gmp   adaptiveavgpool:7x7
     flatten   dense:10   bn   relu   act:leaky_relu,slope=0.2   dropout:0.5
     silu   hardswish   hardsigmoid   gelu   softmax   layernorm:eps=1e-6   layerscale
-    chunk:2/1   split:16,48/0   shuffle:2   droppath:0.1
+    chunk:2/1   split:16,48/0   shuffle:2   droppath:0.1   combine:magnitude   combine:max/8
 
 Examples
 --------
@@ -20,13 +20,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from featmap.enums import Activation, PoolKind, parse_enum
+from featmap.enums import Activation, Combine, PoolKind, parse_enum
 from featmap.errors import SpecError
 from featmap.net.layers import (
     Act,
     AdaptiveAvgPool2d,
     BatchNorm,
     ChannelShuffle,
+    CombineMaps,
     Conv1d,
     Conv2d,
     Dense,
@@ -93,6 +94,7 @@ ALIASES = {
     "split": "split",
     "shuffle": "shuffle",
     "channel_shuffle": "shuffle",
+    "combine": "combine",
 }
 #: Other names for activations: ``swish`` is SiLU.
 ACTIVATION_ALIASES = {"swish": "silu", "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid"}
@@ -271,6 +273,8 @@ def _build(kind: str, main: str, opt_parts: Sequence[str], what: str) -> LayerSp
         return ChannelShuffle(int(main))
     if kind in ("chunk", "split"):
         return _split(kind, main, opt_parts, what)
+    if kind == "combine":
+        return _combine(main, opt_parts, what)
     if kind == "dropout":
         try:
             rate = float(main) if main else 0.5
@@ -294,6 +298,19 @@ def _number(text: str, what: str, key: str) -> float:
         return float(text)
     except ValueError:
         raise SpecError(what, f"{key} {text!r} is not a number") from None
+
+
+def _combine(main: str, opt_parts: Sequence[str], what: str) -> CombineMaps:
+    """``combine:MODE[/N]``: N maps (2 by default) side by side on the channels merged into one (``--combine``)."""
+    modes = ", ".join(mode.value for mode in Combine)
+    if len(opt_parts) > 1 or (opt_parts and not opt_parts[0].strip().isdigit()):
+        raise SpecError(what, "a combine takes one option, the number of maps", "e.g. combine:magnitude/2")
+    if main.strip().lower() not in {mode.value for mode in Combine}:
+        raise SpecError(what, f"combine mode {main!r} is not one of {modes}", "e.g. combine:magnitude or combine:max/8")
+    maps = int(opt_parts[0]) if opt_parts else 2
+    if maps < 1:
+        raise SpecError(what, f"combine of {maps} maps", "give 1 or more maps, e.g. combine:max/8")
+    return CombineMaps(Combine(main.strip().lower()), maps)
 
 
 def _split(kind: str, main: str, opt_parts: Sequence[str], what: str) -> Split:
