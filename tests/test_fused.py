@@ -68,3 +68,36 @@ def test_what_does_not_fit_takes_the_whole_image_path() -> None:
     assert not fused.fits(gray, Conv2d(), Pool2d("max", 3), None)  # windows do not tile a band
     assert not fused.fits(gray, Conv2d(), None, "magnitude")
     assert not fused.fits(np.zeros((20, 200, 1), np.float32), Conv2d(), None, None)  # one band anyway
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "relu6", "leaky_relu", "abs", "sigmoid", "tanh", "silu", "gelu"])
+@pytest.mark.parametrize("pool", [None, ("max", 2), ("min", 2), ("avg", 2), ("max", (2, 4)), ("max", (1, 2))])
+def test_every_activation_and_pool_in_bands_equals_the_whole_image(act: str, pool, monkeypatch) -> None:
+    """The band loop's in-place stages (filter into a reused buffer, bias, pool into the map's rows, activation
+    on those rows) give the whole-image path's bits, whichever stage order the activation and pool need."""
+    rng = np.random.default_rng(len(act) * 31 + (0 if pool is None else len(pool[0])))
+    image = _photo(rng, (300, 203))
+    flat = np.zeros((9, 9), np.float32)  # maps with flat zero regions: ties between signed zeros in every window
+    image[40:120, 10:90, 0] = 0.0
+    bank = _bank("sobel_x", "laplacian_4")
+    bank = KernelBank((*bank, Kernel("g3", rng.standard_normal((3, 3)).astype(np.float32), bias=0.25)))
+    bank = KernelBank((*bank, Kernel("flat", flat)))
+    conv = Conv2d(padding="same", flip=act == "abs")
+    pooling = None if pool is None else Pool2d(pool[0], pool[1])
+    banded, whole = _both(image, bank, conv, Act(act), pooling, monkeypatch)
+    for a, b in zip(banded, whole, strict=True):
+        np.testing.assert_array_equal(a.values.view(np.uint32), b.values.view(np.uint32))
+        assert a.info == b.info
+
+
+def test_non_finite_bands_equal_the_whole_image(monkeypatch) -> None:
+    """Overflowing weights give infinities and NaNs (inf - inf) in the conv bands: the same ones, at the same
+    places, as the whole-image path, so the same map is refused with the same first bad value."""
+    rng = np.random.default_rng(11)
+    image = _photo(rng, (260, 140))
+    huge = np.array([[3e38, 0, -3e38], [3e38, 0, -3e38], [0, 0, 0]], np.float32)
+    bank = KernelBank((Kernel("huge", huge),))
+    for act, pool in (("relu", Pool2d("max", 2)), ("none", None), ("tanh", Pool2d("min", 2))):
+        banded, whole = _both(image, bank, Conv2d(padding="same"), Act(act), pool, monkeypatch)
+        assert act == "tanh" or not np.isfinite(banded[0].values).all()  # tanh maps the infinities to ±1
+        np.testing.assert_array_equal(banded[0].values.view(np.uint32), whole[0].values.view(np.uint32))

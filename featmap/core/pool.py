@@ -1,7 +1,9 @@
 """Max, average and min pooling over windows of an ``(H, W, C)`` array, and global pooling.
 
 Pooling walks the window taps as strided views (see `featmap.core.engine.window_taps`), so the work is
-one pass over the output per window cell and no window copy is made.
+one pass over the output per window cell and no window copy is made. Max and min pooling whose windows tile
+the input (stride = size, no padding: the usual 2×2 pool) take `tile_pool`, a pass per window column into a
+small band and a pass per window row out of it, which picks the very same cell of every window.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from featmap.core.ops import as_float_image
 from featmap.enums import PoolKind, parse_enum
 from featmap.errors import ShapeError
 
-__all__ = ["check_pool_padding", "global_pool", "pool2d", "pool_windows"]
+__all__ = ["check_pool_padding", "global_pool", "pool2d", "pool_windows", "tile_pool", "tiles"]
+
+#: Values of `tile_pool`'s band of column maxima (or minima): 1 MB of float32, in cache.
+TILE_BAND_VALUES = 1 << 18
 
 
 def _cells_per_window(size: int, window: int, stride: int, before: int, out: int) -> NDArray[np.int64]:
@@ -81,6 +86,8 @@ def pool_windows(
 ) -> NDArray[np.floating]:
     """Pool ``(H, W, C)`` on a worked-out ``geometry`` (padding already including any ``ceil_mode`` reach);
     ``declared_padding`` is the padding asked for, which ``count_include_pad`` counts."""
+    if kind is not PoolKind.AVG and tiles(geometry):
+        return tile_pool(arr, geometry.kernel_hw, kind)
     top, bottom, left, right = geometry.padding
     (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
     fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]
@@ -104,6 +111,63 @@ def pool_windows(
             cols = _cells_per_window(w, kw, sw, left, wo)
         out /= np.outer(rows, cols).astype(out.dtype)[:, :, np.newaxis]
     return out
+
+
+def tiles(geometry: ConvGeometry) -> bool:
+    """Whether a pool's windows tile its input: stride = window size and no padding (the unused last rows and
+    columns of a floor pool are simply not read)."""
+    return tuple(geometry.stride) == tuple(geometry.kernel_hw) and not any(geometry.padding)
+
+
+def tile_pool(
+    arr: NDArray[np.floating],
+    size: tuple[int, int],
+    kind: PoolKind,
+    *,
+    out: NDArray[np.floating] | None = None,
+) -> NDArray[np.floating]:
+    """Max or min pooling of ``(H, W, C)`` over ``size`` windows that tile it (stride = size, valid, floor), into
+    ``out`` when given (``(H // kh, W // kw, C)``, ``arr``'s dtype) and returned.
+
+    Each window's columns are reduced first, a band of rows at a time into a small buffer (``C`` values per
+    cell, `TILE_BAND_VALUES` a band), then its rows: the window's cells in the order `pool_windows` walks
+    them, grouped by row. The result is `pool_windows`' to the bit, signed zeros and NaNs included: numpy's
+    maximum (minimum) returns its first argument when it is a NaN, else the second when that is a NaN or not
+    smaller (larger), the same in its vector and scalar loops (x86; ARM's fmax treats -0 < +0 and is
+    order-free), so a fold picks the first NaN, else the last cell holding the extreme, however the cells are
+    grouped, as long as their order is kept (tests/test_pool.py checks it against the tap-by-tap fold).
+
+    Examples
+    --------
+    >>> x = np.arange(16, dtype=np.float32).reshape(4, 4, 1)
+    >>> tile_pool(x, (2, 2), PoolKind.MAX)[..., 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
+    """
+    kh, kw = size
+    ho, wo, channels = arr.shape[0] // kh, arr.shape[1] // kw, arr.shape[2]
+    reduce: np.ufunc = np.maximum if kind is PoolKind.MAX else np.minimum
+    result = np.empty((ho, wo, channels), dtype=arr.dtype) if out is None else out
+    step = max(1, TILE_BAND_VALUES // max(1, kh * wo * channels))
+    columns = None if kh == 1 else np.empty((min(step, ho) * kh, wo, channels), dtype=arr.dtype)
+    for start in range(0, ho, step):
+        rows = min(step, ho - start)
+        source = arr[start * kh : (start + rows) * kh]
+        target = result[start : start + rows]
+        band = target if columns is None else columns[: rows * kh]
+        _fold(reduce, band, [source[:, j : wo * kw : kw] for j in range(kw)])
+        if columns is not None:
+            _fold(reduce, target, [band[i::kh] for i in range(kh)])
+    return result
+
+
+def _fold(reduce: np.ufunc, into: NDArray[np.floating], values: list[NDArray[np.floating]]) -> None:
+    """``into = reduce(...reduce(reduce(values[0], values[1]), values[2])...)``, in that order."""
+    if len(values) == 1:
+        np.copyto(into, values[0])
+        return
+    reduce(values[0], values[1], out=into)
+    for more in values[2:]:
+        reduce(into, more, out=into)
 
 
 def global_pool(x: ArrayLike, mode: str | PoolKind = "avg") -> NDArray[np.floating]:

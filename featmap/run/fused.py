@@ -17,15 +17,18 @@ pass gives: tests/test_fused.py compares them bit for bit. `fits` says when a ru
 from __future__ import annotations
 
 import os
+import threading
 from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core.engine import correlate
+from featmap.core import cvfilter
+from featmap.core.engine import check_padding, correlate
 from featmap.core.geometry import ConvGeometry, conv_geometry
 from featmap.core.ops import activate
-from featmap.enums import Activation
+from featmap.core.pool import tile_pool
+from featmap.enums import Activation, PoolKind
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
 __all__ = ["BAND_ROWS", "banded_map", "fits"]
@@ -91,6 +94,7 @@ def banded_map(
         bank = bank[:, :, ::-1, ::-1]
     bank = np.ascontiguousarray(bank, dtype=image.dtype)
     bias = weights.get("bias")
+    bias_value = None if bias is None else np.asarray(bias, dtype=image.dtype)
     result = np.empty(out_shape, dtype=image.dtype)
     step = 1 if pool is None else pool.size[0]
     done = 0  # final rows written
@@ -108,28 +112,58 @@ def banded_map(
         # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
         band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
         skip = start - max(first, 0)
-        band = correlate(source, bank, band_geometry, 1, conv.pad_mode, conv.pad_value)[skip : skip + rows]
-        if bias is not None:
-            band += np.asarray(bias, dtype=image.dtype)
-        final = _finish(band, act, pool, commutes)
-        result[done : done + final.shape[0]] = final
-        done += final.shape[0]
+        band = _correlate(source, bank, band_geometry, conv)[skip : skip + rows]
+        if bias_value is not None:
+            band += bias_value
+        final_rows = rows // step
+        _finish(band, act, pool, commutes, result[done : done + final_rows])
+        done += final_rows
     assert done == out_shape[0], (done, out_shape)
     return result
 
 
-def _finish(band: NDArray[np.floating], act: Act, pool: Pool2d | None, commutes: bool) -> NDArray[np.floating]:
-    """Activate and pool one band, in `featmap.run.pipeline`'s order."""
+_BUFFERS = threading.local()  # each thread's conv band buffer, reused from band to band and map to map
 
-    def pooled(values: NDArray[np.floating]) -> NDArray[np.floating]:
-        if pool is None:
-            return values
-        shape = (int(values.shape[0]), int(values.shape[1]), int(values.shape[2]))
-        return pool.forward(values, _pool_plan(pool, shape), {})
 
-    if act.kind is Activation.NONE:
-        return pooled(band)
-    if commutes:
-        small = pooled(band)
-        return activate(small, act.kind, out=small, **dict(act.params))
-    return pooled(activate(band, act.kind, out=band, **dict(act.params)))
+def _band_buffer(shape: tuple[int, int], dtype: np.dtype[np.floating]) -> NDArray[np.floating]:
+    """This thread's buffer for a conv band of ``shape`` (grown when too small: bands are alike in a batch)."""
+    size = shape[0] * shape[1]
+    buffer: NDArray[np.floating] | None = getattr(_BUFFERS, "band", None)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = np.empty(size, dtype=dtype)
+        _BUFFERS.band = buffer
+    return buffer[:size].reshape(shape)
+
+
+def _correlate(
+    source: NDArray[np.floating], bank: NDArray[np.floating], geometry: ConvGeometry, conv: Conv2d
+) -> NDArray[np.floating]:
+    """The band's conv rows ``(rows, W, N)``: `featmap.core.engine.correlate`'s values; where that takes OpenCV for
+    one filter on one channel, the same `featmap.core.cvfilter.correlate` call filtering into the band buffer."""
+    if bank.shape[:2] != (1, 1) or source.shape[2] != 1 or cvfilter.opencv() is None:
+        return correlate(source, bank, geometry, 1, conv.pad_mode, conv.pad_value)
+    check_padding((source.shape[0], source.shape[1]), geometry.padding, conv.pad_mode)
+    plane = source[:, :, 0]
+    into = _band_buffer((plane.shape[0], plane.shape[1]), plane.dtype)
+    out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
+    return out.reshape(out.shape[0], out.shape[1], 1)
+
+
+def _finish(
+    band: NDArray[np.floating], act: Act, pool: Pool2d | None, commutes: bool, into: NDArray[np.floating]
+) -> None:
+    """Activate and pool one band into ``into`` (its rows of the map), in `featmap.run.pipeline`'s order; the band
+    is the caller's scratch."""
+    params = dict(act.params)
+    if pool is None:
+        activate(band, act.kind, out=into, **params)
+        return
+    if act.kind is not Activation.NONE and not commutes:
+        band = activate(band, act.kind, out=band, **params)
+    if pool.kind is PoolKind.AVG:
+        shape = (int(band.shape[0]), int(band.shape[1]), int(band.shape[2]))
+        into[...] = pool.forward(band, _pool_plan(pool, shape), {})
+    else:
+        tile_pool(band, (pool.size[0], pool.size[1]), pool.kind, out=into)
+    if act.kind is not Activation.NONE and commutes:
+        activate(into, act.kind, out=into, **params)
