@@ -270,14 +270,16 @@ def test_seven_by_seven_strides() -> None:
     assert out[1, 1] == x[3:6, 3:6].sum()
 
 
-@pytest.mark.parametrize("mode", ["minmax", "clip", "abs", "symmetric"])
+@pytest.mark.parametrize("mode", ["minmax", "clip", "abs", "symmetric", "percentile"])
 @pytest.mark.parametrize("bit_depth", [8, 16])
 def test_to_pixels_is_quantize_of_normalize_band_by_band(
     mode: str, bit_depth: int, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
 ) -> None:
     import featmap.core.ops as ops
+    import featmap.io.writers.pixels as pixels
 
     monkeypatch.setattr(ops, "_BAND_VALUES", 100)  # many bands, the last one short
+    monkeypatch.setattr(pixels, "PIXEL_BAND_VALUES", 100)
     maps = [
         rng.standard_normal((57, 13, 1)).astype(np.float32) * 3,
         rng.standard_normal((3, 41, 29)).astype(np.float32).transpose(1, 2, 0),  # a strided view, as banks return
@@ -290,3 +292,49 @@ def test_to_pixels_is_quantize_of_normalize_band_by_band(
         assert got.dtype == (np.uint8 if bit_depth == 8 else np.uint16)
         np.testing.assert_array_equal(got, expected)
     assert to_pixels(np.array([[-1.0, 0.0, 1.0]]), "symmetric").tolist() == [[0, 128, 255]]
+
+
+def _near_every_tie() -> np.ndarray:
+    """float32 display values whose product with 255 lies within a few float32 steps of every k + 1/2 (where
+    rounding half to even decides), plus 0, -0, 1 and the smallest values."""
+    centres = ((np.arange(255) + 0.5) / 255).astype(np.float32)
+    steps = np.arange(-40, 41, dtype=np.int32)
+    near = (centres.view(np.int32)[:, None] + steps[None, :]).reshape(-1).view(np.float32)
+    ends = np.array([0.0, -0.0, 1.0, np.nextafter(np.float32(1), np.float32(0)), 1e-45, 1e-38], np.float32)
+    return np.concatenate([near[(near >= 0) & (near <= 1)], ends]).astype(np.float32)
+
+
+@pytest.mark.parametrize("width", [31, 64, 513])  # under OpenCV's vector step (its scalar loop), and over it
+def test_quantize_into_is_quantize_near_every_tie(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import featmap.io.writers.pixels as pixels
+
+    values = _near_every_tie()
+    values = np.resize(values, (-(-values.size // width), width))
+    expected = quantize(values, 8)
+    assert len(np.unique(expected)) == 256
+    for shape in (values.shape, (*values.shape, 1)):
+        got = pixels.quantize_into(values.copy().reshape(shape), np.empty(shape, np.uint8), unit=True)
+        np.testing.assert_array_equal(got.reshape(values.shape), expected)
+    monkeypatch.setattr(pixels, "opencv", lambda: None)  # numpy's levels, the same
+    got = pixels.quantize_into(values.copy(), np.empty(values.shape, np.uint8), unit=True)
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 9), st.integers(1, 70), st.sampled_from([1, 3])),
+        elements=st.floats(0, 1, width=32),
+    ),
+    bit_depth=st.sampled_from([8, 16]),
+)
+def test_quantize_into_is_quantize(values: np.ndarray, bit_depth: int) -> None:
+    from featmap.io.writers.pixels import quantize_into
+
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    expected = quantize(values, bit_depth)
+    np.testing.assert_array_equal(quantize_into(values.copy(), np.empty(values.shape, dtype), unit=True), expected)
+    stretched = values * 3 - 1  # outside [0, 1]: clipped first
+    expected = quantize(stretched, bit_depth)
+    np.testing.assert_array_equal(quantize_into(stretched.copy(), np.empty(values.shape, dtype)), expected)

@@ -131,3 +131,17 @@ def test_streams_open_at_once_in_one_thread_keep_their_own_rows(rng: np.random.G
     assert encode_png(small) == alone["small"] and encode_png(big) == alone["big"]  # the grown buffer reused
     decoded = cv2.imdecode(np.frombuffer(alone["small"], np.uint8), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(decoded, small)
+
+
+def test_chunk_crc_is_zlibs_crc32() -> None:
+    """The CRC of every chunk (ISA-L's where installed) is zlib's CRC-32 of the chunk type and data, as PNG defines."""
+    import struct
+    import zlib
+
+    from featmap.io import pngencode
+
+    data = np.random.default_rng(3).integers(0, 256, 300_001, dtype=np.uint8).tobytes()
+    for kind, body in ((b"IDAT", data), (b"IEND", b""), (b"IDAT", memoryview(data)[7:70_000])):
+        chunk = pngencode._chunk(kind, body)
+        assert chunk[:8] == struct.pack(">I", len(body)) + kind and chunk[8:-4] == bytes(body)
+        assert struct.unpack(">I", chunk[-4:])[0] == zlib.crc32(bytes(body), zlib.crc32(kind))

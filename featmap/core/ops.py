@@ -321,7 +321,14 @@ def display_scale(arr: NDArray[np.floating], kind: Normalize) -> tuple[Any, Any]
     return None, peak
 
 
-def to_display(band: NDArray[np.floating], kind: Normalize, low: Any, span: Any) -> NDArray[np.floating]:
+def to_display(
+    band: NDArray[np.floating], kind: Normalize, low: Any, span: Any, out: NDArray[np.floating] | None = None
+) -> NDArray[np.floating]:
+    """Display values of ``band`` for ``kind`` and `display_scale`'s ``(low, span)``; ``(band - low) / span`` is
+    written into ``out`` when it is given (the result's dtype and shape), the same values with no temporary."""
+    if out is not None and kind in (Normalize.MINMAX, Normalize.PERCENTILE) and span is not None:
+        np.subtract(band, low, out=out)
+        return np.divide(out, span, out=out)
     if kind in (Normalize.MINMAX, Normalize.PERCENTILE):
         return np.clip(band, 0, 1) if span is None else (band - low) / span
     if kind is Normalize.CLIP:

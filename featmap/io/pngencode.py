@@ -49,8 +49,16 @@ _SCRATCH = threading.local()  # each thread's buffer of filtered rows, reused fr
 
 
 def _chunk(kind: bytes, data: bytes | bytearray | memoryview) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind))
-    return struct.pack(">I", len(data)) + kind + bytes(data) + struct.pack(">I", crc)
+    crc = _crc32()(data, _crc32()(kind))
+    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
+
+
+@cache
+def _crc32() -> Callable[..., int]:
+    """CRC-32 (PNG's and zlib's, the same polynomial and value): ISA-L's, ~30x zlib's on a map's IDAT, when
+    ``isal`` is installed."""
+    fast = isal_zlib()
+    return zlib.crc32 if fast is None else fast.crc32
 
 
 @cache

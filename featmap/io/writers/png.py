@@ -12,13 +12,13 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core.ops import display_scale, row_bands, to_display
+from featmap.core.ops import display_scale
 from featmap.enums import Normalize
 from featmap.errors import SpecError
 from featmap.io.images import atomic_write
 from featmap.io.pngencode import PngStream, encode_png
 from featmap.io.writers import Writer
-from featmap.io.writers.pixels import quantize, to_pixels
+from featmap.io.writers.pixels import pixel_bands, quantize, to_pixels
 
 if TYPE_CHECKING:
     from featmap.io.colormaps import Colormap
@@ -119,8 +119,8 @@ def _stream_scaled(
 
     def write(handle: IO[bytes]) -> None:
         stream = PngStream(handle.write, rows_of.shape, np.uint8 if bit_depth == 8 else np.uint16, compress_level)
-        for rows in row_bands(rows_of):
-            stream.write(quantize(to_display(rows_of[rows], normalize, low, span), bit_depth))
+        for band in pixel_bands(rows_of, normalize, low, span, bit_depth):
+            stream.write(band)
         stream.close()
 
     return atomic_write(path, write)
