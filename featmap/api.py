@@ -57,7 +57,8 @@ def apply(
     ----------
     image : array_like or path
         ``(H, W)`` or ``(H, W, C)`` values (used as given, float32 unless float64), or an image file,
-        read as ``featmap apply`` reads it (gray BT.601 luma unless ``color``, alpha on ``background``).
+        read as ``featmap apply`` reads it (gray unless ``color``: BT.601 luma, a JPEG's own luma plane; alpha on
+        ``background``).
     kernels : str, Kernel, KernelBank or sequence of str / Kernel
         Kernel names, tags, kernel files or parametric specs (``"gaussian:size=5,sigma=1.2"``), or `Kernel`
         objects (see `kernel`).

@@ -240,7 +240,7 @@ def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object
 
     fast = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     with monkeypatch.context() as patch:
-        patch.setattr(featmap.io.images, "_fast_jpeg", lambda path, opened: None)
+        patch.setattr(featmap.io.images, "_fast_jpeg", lambda path, opened, gray: None)
         slow = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     return fast, slow
 
@@ -261,7 +261,7 @@ def test_fast_jpeg_path_gives_pillows_pixels(
         path = tmp_path / f"{mode}.jpg"
         Image.fromarray(pixels, mode).save(path, **save)
         with Image.open(path) as opened:
-            assert _fast_jpeg(path, opened) is not None  # the fast path is taken
+            assert _fast_jpeg(path, opened, gray=True) is not None  # the fast path is taken
         for color in (False, True):
             fast, slow = _both_decoders(path, monkeypatch, color=color)
             np.testing.assert_array_equal(fast, slow)
@@ -294,5 +294,5 @@ def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
         load_image(path)
     path.write_bytes(whole + b"\\0" * 16)  # bytes after the end marker: Pillow reads it, OpenCV is not asked
     with Image.open(path) as opened:
-        assert _fast_jpeg(path, opened) is None
+        assert _fast_jpeg(path, opened, gray=True) is None
     assert load_image(path).pixels.shape == (64, 64, 1)

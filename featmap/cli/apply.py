@@ -75,7 +75,11 @@ from featmap.cli._scale import scale_options
 )
 @kernel_options
 @conv_options
-@click.option("--color", is_flag=True, help="Keep RGB channels instead of converting to gray (BT.601 luma).")
+@click.option(
+    "--color",
+    is_flag=True,
+    help="Keep RGB channels instead of converting to gray (BT.601 luma; a JPEG's own luma plane).",
+)
 @click.option("--background", default="white", show_default=True, help="Colour under transparent pixels.")
 @click.option(
     "--max-pixels",

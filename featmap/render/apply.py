@@ -72,7 +72,7 @@ def _mapped_text(written: WrittenMap) -> str:
 
 def input_header(info: ImageInfo, second_line: str) -> Text:
     """The view's first lines: the input file, its size, Pillow mode and the channels used, then ``second_line``."""
-    colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
+    colour = f"gray ({info.gray})" if info.channels == 1 else f"{info.channels} channels"
     return Text.assemble(
         (info.path, "bold"),
         f"  {info.width}×{info.height}  {info.format} mode {info.mode}  → {colour}\n",
@@ -185,6 +185,7 @@ def apply_dict(result: ImageResult, job: ApplyJob) -> dict[str, Any]:
             "mode": info.mode,
             "format": info.format,
             "channels": info.channels,
+            "gray": info.gray if info.channels == 1 else None,
         },
         "activation": job.act.kind.value,
         "pool": _pool_text(job),

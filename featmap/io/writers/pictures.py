@@ -108,7 +108,7 @@ class Pictures:
     def title(self) -> list[str]:
         """The sheet's and report's header lines."""
         info = self.image.info
-        colour = "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} channels"
+        colour = f"gray ({info.gray})" if info.channels == 1 else f"{info.channels} channels"
         return [f"{Path(info.path).name}  {info.width}×{info.height} {info.format} {info.mode} → {colour}"]
 
     def scale_line(self) -> str:

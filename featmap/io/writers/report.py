@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from featmap.core.geometry import pool_geometry
 from featmap.errors import FeatmapError, OutputExistsError
-from featmap.io.images import LUMA_BT601, LoadedImage, atomic_write, load_image
+from featmap.io.images import GRAY_BT601, LUMA_BT601, LoadedImage, atomic_write, load_image
 from featmap.io.pngencode import encode_png
 from featmap.io.writers.captions import op_summary
 from featmap.io.writers.png import quantize
@@ -281,8 +281,9 @@ def _map_data(record: LayerRecord) -> dict[str, Any]:
 
 
 def _source_rgb(image: LoadedImage) -> NDArray[np.float32] | None:
-    """The RGB an 8-bit RGB image's gray was made from (decoded again: the pipeline kept only the luma)."""
-    if image.info.channels != 1 or image.info.mode != "RGB":
+    """The RGB an 8-bit RGB image's gray was computed from (decoded again: the pipeline kept only the luma); None
+    for a JPEG's luma plane, which is 8-bit samples of its own."""
+    if image.info.channels != 1 or image.info.mode != "RGB" or image.info.gray != GRAY_BT601:
         return None
     try:
         return load_image(image.info.path, color=True).pixels
@@ -306,7 +307,7 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
         "title": pictures.title()[0],
         "facts": [
             ["input", f"{info.path} ({info.width}×{info.height}, {info.format} mode {info.mode})"],
-            ["channels used", "gray (BT.601 luma)" if info.channels == 1 else f"{info.channels} (RGB)"],
+            ["channels used", f"gray ({info.gray})" if info.channels == 1 else f"{info.channels} (RGB)"],
             ["operation", op_summary(job)],
             ["kernels", ", ".join(k.name for k in job.bank)],
             ["maps", f"{len(records)} written under {job.output.out_dir}"],
