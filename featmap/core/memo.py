@@ -1,7 +1,13 @@
 """Values worked out from weight arrays once, not once per image: a folded batch norm (`featmap.net.fold`), a
 bank laid out as a GEMM's matrix (`featmap.core.engine`). A network's weights are the same arrays from one
-image to the next, so such values are remembered by the arrays' identity, checked against a sum of their
-values (an array changed in place is worked out again), and dropped when the arrays are.
+image to the next, so such values are remembered by the arrays' identity, checked against a fingerprint of their
+bytes (an array changed in place is worked out again), and dropped when the arrays are.
+
+The fingerprint is the shape, the dtype and the wrapping 64-bit sum of the bytes read as integers: one pass at
+memory speed (a float sum missed a change too small to move it, and cost ~1.7× as much). An array that cannot
+change (`frozen`: read-only, owning its memory or a read-only view of such an array, as every value this module
+helps make) is not read at all: a network's folded weights and GEMM matrices are then checked for the price of a
+weak reference.
 
 Examples
 --------
@@ -28,28 +34,55 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["remembered"]
+__all__ = ["fingerprint", "freeze", "frozen", "remembered"]
 
 T = TypeVar("T")
 
 # (what, ids of the arrays) -> (weak references to the arrays, their sums, the value)
-_ENTRIES: dict[tuple[Any, ...], tuple[tuple[weakref.ref[Any], ...], tuple[float, ...], Any]] = {}
+_ENTRIES: dict[tuple[Any, ...], tuple[tuple[weakref.ref[Any], ...], tuple[Any, ...], Any]] = {}
 
 
-def _sums(arrays: Sequence[np.ndarray]) -> tuple[float, ...]:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return tuple(float(np.sum(a)) for a in arrays)
+def frozen(array: np.ndarray) -> bool:
+    """True when ``array``'s values cannot change in place: it and every array it views are read-only and the
+    last owns its memory (numpy refuses to make a view writeable again while its base is read-only)."""
+    a: Any = array
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        if a.base is None:
+            return True
+        a = a.base
+    return False
+
+
+def freeze(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only (a value worked out here, so that its own checks cost nothing); returned."""
+    array.flags.writeable = False
+    return array
+
+
+def fingerprint(array: np.ndarray) -> tuple[Any, ...]:
+    """What must stay equal for a value worked out from ``array`` to stay valid: its shape, its dtype and the
+    wrapping sum of its bytes as 64-bit integers (8-bit ones for a size not a multiple of 8); nothing more
+    for a `frozen` array."""
+    if frozen(array):
+        return ()
+    raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    if raw.size % 8 == 0:
+        total = int(np.add.reduce(raw.view(np.uint64)))
+    else:
+        total = int(np.add.reduce(raw, dtype=np.uint64))
+    return (array.shape, array.dtype.str, total)
 
 
 def remembered(what: str, arrays: Sequence[np.ndarray], compute: Callable[[], T]) -> T:
     """``compute()``, remembered under ``what`` while ``arrays`` (the same objects, with the same sums) live."""
     key = (what, *(id(a) for a in arrays))
-    sums = _sums(arrays)
+    prints = tuple(fingerprint(a) for a in arrays)
     hit = _ENTRIES.get(key)
     if hit is not None:
         refs, seen, value = hit
-        same = all(r() is a for r, a in zip(refs, arrays, strict=True))
-        if same and all(x == y or (x != x and y != y) for x, y in zip(seen, sums, strict=True)):
+        if seen == prints and all(r() is a for r, a in zip(refs, arrays, strict=True)):
             return value  # type: ignore[no-any-return]  # stored by this function as T
     value = compute()
 
@@ -60,5 +93,5 @@ def remembered(what: str, arrays: Sequence[np.ndarray], compute: Callable[[], T]
         refs = tuple(weakref.ref(a, forget) for a in arrays)
     except TypeError:  # an object that takes no weak reference: not remembered
         return value
-    _ENTRIES[key] = (refs, sums, value)
+    _ENTRIES[key] = (refs, prints, value)
     return value

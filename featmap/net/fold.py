@@ -27,6 +27,8 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.core.memo import freeze
+
 __all__ = ["bn_affine", "fold_into_conv"]
 
 Array = NDArray[np.floating]
@@ -50,4 +52,5 @@ def fold_into_conv(conv: Mapping[str, Array], bn: Mapping[str, Array], eps: floa
         # one correctly rounded float32 product per weight (no float64 copy of a large bank)
         folded = weight.astype(dtype, copy=False) * scale.astype(dtype).reshape(-1, *([1] * (weight.ndim - 1)))
         offset = shift if bias is None else np.asarray(bias, np.float64) * scale + shift
-    return {"weight": folded, "bias": offset.astype(dtype)}
+    # read-only: the run remembers values made from these (`featmap.core.memo`) and need not re-read them
+    return {"weight": freeze(folded), "bias": freeze(offset.astype(dtype))}
