@@ -187,15 +187,15 @@ def test_im2col_agrees_with_the_tap_walk(mode: str, stride: object, dilation: ob
 
 
 @pytest.mark.parametrize("stride", [1, 2, (1, 3)])
-@pytest.mark.parametrize("dilation", [1, (2, 1)])
+@pytest.mark.parametrize("dilation", [1, (2, 1), (1, 2)])
 @pytest.mark.parametrize("groups", [1, 3])
 def test_channel_last_im2col_agrees_with_the_tap_walk(
     stride: object, dilation: object, groups: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Filters over 8+ channels take the (H, W, C) im2col (one copy per tap); bands cut at the byte limit."""
-    from featmap.core import engine
+    """Filters over 8+ channels take the (H, W, C) im2col (one copy per kernel row); bands cut at the byte limit."""
+    from featmap.core import gemm
 
-    monkeypatch.setattr(engine, "_HWC_BAND_BYTES", 20_000)  # a few rows per band, the last one short
+    monkeypatch.setattr(gemm, "_HWC_BAND_BYTES", 20_000)  # a few rows per band, the last one short
     rng = np.random.default_rng(groups)
     x = rng.random((41, 37, 24), dtype=np.float32)
     bank = rng.standard_normal((9, 24 // groups, 3, 2)).astype(np.float32)

@@ -55,14 +55,54 @@ def test_depthwise_equals_scipy(size, channels, mult, kernel, stride, dilation, 
     x = rng.standard_normal((*size, channels)).astype(np.float32)
     bank = rng.standard_normal((channels * mult, 1, *kernel)).astype(np.float32)
     g = conv_geometry(size, kernel, stride=stride, padding=pad, dilation=dilation)
-    got = gemm.depthwise(pad_input(x, g.padding, PaddingMode(mode)), bank, g)
+    got = gemm.depthwise(pad_input(x, g.padding, PaddingMode(mode)), bank, g, padded=True)
     ref = scipy_depthwise(x, bank, stride, dilation, pad, mode)
+    if mode == "zeros":  # the padding left unread gives the same sums, bit for bit
+        np.testing.assert_array_equal(gemm.depthwise(x, bank, g), got)
     assert got.shape == ref.shape == (*g.out_hw, channels * mult) and got.dtype == np.float32
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
     auto = correlate(x, bank, g, channels, PaddingMode(mode))  # the engine picks the depthwise kernel here
     np.testing.assert_array_equal(auto, got)
     direct = correlate(x, bank, g, channels, PaddingMode(mode), method="direct")
     np.testing.assert_allclose(auto, direct, rtol=1e-5, atol=1e-5 * float(np.abs(direct).max()))
+
+
+def tap_walk(padded: np.ndarray, bank: np.ndarray, g: object) -> np.ndarray:
+    """The depthwise sum as the tap walk makes it, in the input's dtype: tap (0, 0)'s product, then each next
+    tap's product added in row-major order (the order featmap's outputs were made in, so the same pixels)."""
+    channels, n_out = padded.shape[2], bank.shape[0]
+    source = np.repeat(padded, n_out // channels, axis=2)
+    total = None
+    for i in range(bank.shape[2]):
+        for j in range(bank.shape[3]):
+            rows, cols = g.tap_slices(i, j)  # type: ignore[attr-defined]
+            product = source[rows, cols] * bank[:, 0, i, j]
+            total = product if total is None else total + product
+    assert total is not None
+    return total
+
+
+@pytest.mark.parametrize(
+    ("size", "channels", "mult", "kernel", "stride", "dilation", "pad"),
+    [
+        ((9, 8), 16, 1, (3, 3), (1, 1), (1, 1), 1),
+        ((9, 9), 8, 1, (3, 3), (2, 2), (1, 1), 1),
+        ((10, 13), 8, 2, (5, 3), (2, 3), (1, 2), (2, 0, 1, 3)),
+        ((6, 7), 24, 1, (7, 7), (1, 1), (1, 1), 3),
+        ((5, 5), 8, 1, (3, 3), (1, 1), (3, 3), 4),  # whole bands of windows in the padding
+    ],
+)
+def test_depthwise_adds_taps_in_row_major_order_then_the_bias(  # type: ignore[no-untyped-def]
+    size, channels, mult, kernel, stride, dilation, pad
+) -> None:
+    rng = np.random.default_rng(channels + mult + kernel[0])
+    x = rng.standard_normal((*size, channels)).astype(np.float32)
+    bank = rng.standard_normal((channels * mult, 1, *kernel)).astype(np.float32)
+    bias = rng.standard_normal(channels * mult).astype(np.float32)
+    g = conv_geometry(size, kernel, stride=stride, padding=pad, dilation=dilation)
+    expected = tap_walk(pad_input(x, g.padding, PaddingMode.ZEROS), bank, g) + bias
+    np.testing.assert_array_equal(gemm.depthwise(x, bank, g, bias), expected)
+    np.testing.assert_array_equal(correlate(x, bank, g, channels, bias=bias), expected)
 
 
 def test_depthwise_hand_worked() -> None:

@@ -30,7 +30,6 @@ from numpy.typing import NDArray
 from featmap.core import cvfilter, gemm
 from featmap.core.geometry import ConvGeometry, strided_slice
 from featmap.core.kernelmath import rank1_factors, spread_kernel
-from featmap.core.memo import remembered
 from featmap.enums import PaddingMode
 from featmap.errors import ShapeError, SpecError
 
@@ -43,10 +42,9 @@ _BAND_PIXELS = 32768
 # ...and at most this many bytes of windows per band, so that a conv over many channels (512 × 3×3 = 4,608 taps
 # per pixel, deep in a ResNet) copies cache-sized bands too: measured on 4×4×512, 3×3 → 512, 4.4 s → 0.02 s.
 _BAND_BYTES = 27 * _BAND_PIXELS * 4
-# Filters over this many channels or more use the (H, W, C) im2col: one copy per tap instead of one per tap and
-# channel. Windows per band up to this many bytes.
+# Filters over this many channels or more use the (H, W, C) im2col (`featmap.core.gemm.im2col_hwc`): one copy per
+# kernel row instead of one per tap and channel.
 _HWC_MIN_CHANNELS = 8
-_HWC_BAND_BYTES = 2 << 20  # measured on VGG-16 blocks 1-2: 8 MB 103 ms, 2 MB 90 ms, 1 MB 89 ms (three convs)
 # A bank of this many single-channel filters (a gray image) is one im2col product rather than a filter per map;
 # measured on 2048² gray, 3×3: 8 filters OpenCV 33-57 ms vs im2col 46-85; 32 filters 118-215 vs 78-91.
 _IM2COL_MIN_FILTERS = 12
@@ -220,48 +218,6 @@ def _im2col(
     return result.reshape(ho, wo, n_out)
 
 
-def _hwc_matrices(bank: NDArray[np.floating], groups: int) -> list[NDArray[np.floating]]:
-    """Each group's filters as the (kh·kw·C/groups, N/groups) matrix of `_im2col_hwc`'s product."""
-    n_out, per_group, kh, kw = bank.shape
-    per_out = n_out // groups
-    return [
-        np.ascontiguousarray(bank[g * per_out : (g + 1) * per_out].transpose(2, 3, 1, 0).reshape(-1, per_out))
-        for g in range(groups)
-    ]
-
-
-def _im2col_hwc(
-    padded: NDArray[np.floating], bank: NDArray[np.floating], g: ConvGeometry, groups: int
-) -> NDArray[np.floating]:
-    """Filters over many channels (a CNN's inner layers): a band of output rows' windows as a (pixels, taps·C)
-    matrix built from one copy per tap — each copies C contiguous channel values per pixel of the (H, W, C)
-    input — then one matrix product per band with the bank laid out (kh, kw, C) × N."""
-    n_out, per_group, kh, kw = bank.shape
-    ho, wo = g.out_hw
-    per_out, taps = n_out // groups, per_group * kh * kw
-    result = np.empty((ho, wo, n_out), dtype=padded.dtype)
-    flat = result.reshape(ho * wo, n_out)
-    pixels = max(wo, _HWC_BAND_BYTES // (taps * padded.dtype.itemsize))
-    band = max(1, min(ho, pixels // wo))
-    windows = np.empty((band, wo, kh, kw, per_group), dtype=padded.dtype)
-    matrices = remembered(f"hwc/{groups}", (bank,), lambda: _hwc_matrices(bank, groups))  # once per weights
-    for group in range(groups):
-        channels = slice(group * per_group, (group + 1) * per_group)
-        weights = matrices[group]
-        for r0 in range(0, ho, band):
-            rows = min(band, ho - r0)
-            for i in range(kh):
-                source_rows = padded[strided_slice(r0 * g.stride[0] + i * g.dilation[0], rows, g.stride[0])]
-                for j in range(kw):
-                    windows[:rows, :, i, j] = source_rows[:, g.tap_cols(j), channels]
-            np.matmul(
-                windows[:rows].reshape(rows * wo, taps),
-                weights,
-                out=flat[r0 * wo : (r0 + rows) * wo, group * per_out : (group + 1) * per_out],
-            )
-    return result
-
-
 def _shared_kernel(bank: NDArray[np.floating], channels: int) -> bool:
     """True for one 2-D kernel on every channel of a small image (depthwise): one OpenCV call does all."""
     return 1 < bank.shape[0] == channels <= cvfilter.MAX_CHANNELS and bool(np.all(bank == bank[0]))
@@ -275,13 +231,35 @@ def correlate(
     pad_mode: PaddingMode = PaddingMode.ZEROS,
     pad_value: float = 0.0,
     method: str = "auto",
+    bias: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]:
-    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``pad_mode`` say, with ``(N, C/groups, kh, kw)``.
+    """Cross-correlate ``(H, W, C)``, padded as ``geometry`` and ``pad_mode`` say, with ``(N, C/groups, kh, kw)``,
+    then add ``bias`` (``(N,)``, one value per filter) if given.
 
     Returns ``(H', W', N)``, possibly a view (per-channel filters store each map contiguously). ``method``
     forces a strategy (table above): ``opencv``, ``direct``, ``separable`` and ``fft`` for filters that
-    read one channel, ``im2col`` (any bank) or ``direct`` for filters over several channels.
+    read one channel, ``im2col`` (any bank) or ``direct`` for filters over several channels. The channel-last
+    kernels (`featmap.core.gemm`) add the bias band by band, while it is in the cache.
     """
+    if bias is not None:
+        bias = np.asarray(bias, dtype=arr.dtype)
+    out, biased = _correlate(arr, bank, geometry, groups, pad_mode, pad_value, method, bias)
+    if bias is not None and not biased:
+        out += bias  # the engine's output is fresh: no second full-size array
+    return out
+
+
+def _correlate(
+    arr: NDArray[np.floating],
+    bank: NDArray[np.floating],
+    geometry: ConvGeometry,
+    groups: int,
+    pad_mode: PaddingMode,
+    pad_value: float,
+    method: str,
+    bias: NDArray[np.floating] | None,
+) -> tuple[NDArray[np.floating], bool]:
+    """`correlate`'s output, and whether the strategy that made it added ``bias`` already."""
     if method not in METHODS:
         raise SpecError("`method`", f"unknown method {method!r}", f"use one of: {', '.join(METHODS)}")
     if method == "opencv" and cvfilter.opencv() is None:
@@ -293,24 +271,25 @@ def correlate(
     channels = arr.shape[2]
     if method == "auto" and channels >= _HWC_MIN_CHANNELS:  # a network's inner layer, channel-last (core.gemm)
         if per_group == 1 and groups == channels:
-            return gemm.depthwise(pad_input(arr, geometry.padding, pad_mode, pad_value), bank, geometry)
+            if pad_mode is PaddingMode.ZEROS and pad_value == 0:  # zeros that gemm.depthwise need not read
+                return gemm.depthwise(arr, bank, geometry, bias), True
+            padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
+            return gemm.depthwise(padded, bank, geometry, bias, padded=True), True
         if groups == 1 and kh == kw == 1 and not any(geometry.padding):
-            return gemm.pointwise(arr, bank, stride=geometry.stride)
+            return gemm.pointwise(arr, bank, bias, stride=geometry.stride), True
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
         padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
-        return (
-            _walk_bank(padded, bank, geometry, groups)
-            if method == "direct"
-            else _im2col_hwc(padded, bank, geometry, groups)
-            if per_group >= _HWC_MIN_CHANNELS
-            else _im2col(padded, bank, geometry, groups)
-        )
+        if method == "direct":
+            return _walk_bank(padded, bank, geometry, groups), False
+        if per_group >= _HWC_MIN_CHANNELS:
+            return gemm.im2col_hwc(padded, bank, geometry, groups, bias), True
+        return _im2col(padded, bank, geometry, groups), False
     use_opencv = method in ("auto", "opencv") and cvfilter.opencv() is not None
     if use_opencv and (channels == n_out == 1 or _shared_kernel(bank, channels)):
         source = arr[:, :, 0] if channels == 1 else arr
         out = cvfilter.correlate(source, bank[0, 0], geometry, pad_mode, pad_value)
-        return out.reshape(out.shape[0], out.shape[1], n_out)
+        return out.reshape(out.shape[0], out.shape[1], n_out), False
     ho, wo = geometry.out_hw
     per_out = n_out // groups
     result = np.empty((n_out, ho, wo), dtype=arr.dtype)
@@ -331,4 +310,4 @@ def correlate(
         if how == "separable" and rank1_factors(kernel) is None:
             how = "direct"
         _PLANE[how](plane, kernel, geometry, result[n], scratch)
-    return result.transpose(1, 2, 0)
+    return result.transpose(1, 2, 0), False

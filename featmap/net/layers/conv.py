@@ -69,10 +69,8 @@ def _correlate(
     if flip:
         bank = bank[:, :, ::-1, ::-1]
     bank = np.ascontiguousarray(bank, dtype=x.dtype)
-    out = correlate(as_planes(x), bank, plan.geometry, plan.groups, pad_mode, pad_value)
     bias = weights.get("bias")
-    if bias is not None:
-        out += np.asarray(bias, dtype=x.dtype)  # the engine's output is fresh: no second full-size array
+    out = correlate(as_planes(x), bank, plan.geometry, plan.groups, pad_mode, pad_value, bias=bias)
     return from_planes(out, plan.in_shape)
 
 
