@@ -190,7 +190,7 @@ def _im2col(
     """Filters over several channels: copy a band of output rows' windows (taps × pixels, cache-sized), then one
     matrix product with the bank per band. Result channel-first in memory, returned as ``(H', W', N)``."""
     n_out, per_group, kh, kw = bank.shape
-    sh, dh = g.stride[0], g.dilation[0]
+    (sh, sw), (dh, dw) = g.stride, g.dilation
     ho, wo = g.out_hw
     per_out, taps = n_out // groups, per_group * kh * kw
     planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
@@ -205,11 +205,14 @@ def _im2col(
             rows = min(band, ho - r0)
             t = 0
             for c in range(per_group):
-                for i in range(kh):
+                for i in range(kh):  # the kernel row's kw taps in one copy: a (kw, rows, W') strided view
                     source_rows = channels[c, strided_slice(r0 * sh + i * dh, rows, sh)]
-                    for j in range(kw):
-                        windows[t, : rows * wo].reshape(rows, wo)[...] = source_rows[:, g.tap_cols(j)]
-                        t += 1
+                    s_row, s_col = source_rows.strides
+                    taps_view = np.lib.stride_tricks.as_strided(
+                        source_rows, (kw, rows, wo), (dw * s_col, s_row, sw * s_col), writeable=False
+                    )
+                    windows[t : t + kw, : rows * wo].reshape(kw, rows, wo)[...] = taps_view
+                    t += kw
             np.matmul(
                 windows[:, : rows * wo].T,
                 weights,
