@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from featmap.errors import FeatmapError, NothingToDoError, SpecError
 from featmap.io.images import DEFAULT_MAX_PIXELS
-from featmap.run.batch import BatchInterrupted
 
 if TYPE_CHECKING:
     from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
-    from featmap.run.batch import BatchReport, ImageResult, Progress
+    from featmap.run.batch import BatchInterrupted, BatchReport, ImageResult, Progress
     from featmap.run.jobs import ApplyJob
     from featmap.run.netjob import NetworkJob
 
@@ -43,6 +42,16 @@ __all__ = [
 ]
 
 Pair = int | Sequence[int]
+
+
+def __getattr__(name: str) -> Any:
+    """`BatchInterrupted`, from `featmap.run.batch` on first use: one file (`apply_file`) does not load the batch
+    loop."""
+    if name == "BatchInterrupted":
+        from featmap.run.batch import BatchInterrupted
+
+        return BatchInterrupted
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def apply_file(image: str | os.PathLike[str], job: ApplyJob | NetworkJob) -> Ima
     the outputs of a re-run with the same options are replaced.
     """
     from featmap.io.discover import InputImage
-    from featmap.run.batch import apply_image
+    from featmap.run.imagejob import apply_image
     from featmap.run.preflight import check_batch
 
     path = Path(image)

@@ -147,23 +147,23 @@ def test_5_output_folder_busy(png: Path, tmp_path: Path) -> None:
 
 
 def test_70_a_bug(png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import featmap.run.batch
+    import featmap.run.imagejob  # one file runs through its apply_image (the batch loop is not loaded)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(featmap.run.batch, "apply_image", broken)
+    monkeypatch.setattr(featmap.run.imagejob, "apply_image", broken)
     code, err = _run(["apply", str(png), "-k", "sobel_x", "-o", str(tmp_path / "out")])
     assert code == 70 and "internal error (RuntimeError: boom" in err and "--debug" in err
 
 
 def test_130_interrupted(png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import featmap.run.batch
+    import featmap.run.imagejob
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(featmap.run.batch, "apply_image", interrupted)
+    monkeypatch.setattr(featmap.run.imagejob, "apply_image", interrupted)
     code, err = _run(["apply", str(png), "-k", "sobel_x", "-o", str(tmp_path / "out")])
     assert code == 130 and err.strip() == "featmap: error: interrupted"
 

@@ -3,27 +3,41 @@
 Each command parses its options, makes one library call and renders the result. Library errors
 (`FeatmapError`) become one line on stderr, ``featmap: error: <what>: <problem>; <fix>``, and exit 1.
 Heavy modules (numpy, Pillow, Rich) are imported inside the commands so ``--help`` stays fast.
-One module per command group: `apply` (single images and batches), `explain`, `kernels`, `shape`, `weights`.
+One module per command group: `apply` (single images and batches), `explain`, `kernels`, `shape`, `weights`;
+a command's module is imported when that command runs (or when ``--help`` lists them all), so
+``featmap apply`` does not load the other four.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
 
 import click
 
 from featmap import __version__
 from featmap.cli._common import ExitCode, FeatmapGroup, exit_code_for
-from featmap.cli.apply import apply
-from featmap.cli.explain import explain
-from featmap.cli.kernels import kernels
-from featmap.cli.shape import shape
-from featmap.cli.weights import weights
 
 __all__ = ["ExitCode", "cli", "main"]
 
+#: Each command's name -> the module under `featmap.cli` that defines it (under the same name).
+COMMAND_MODULES = {name: f"featmap.cli.{name}" for name in ("apply", "explain", "kernels", "shape", "weights")}
 
-@click.group(cls=FeatmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _CommandsOnDemand(FeatmapGroup):
+    """The ``featmap`` group: a command's module is imported the first time Click asks for the command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMAND_MODULES and cmd_name not in self.commands:
+            command: click.Command = getattr(import_module(COMMAND_MODULES[cmd_name]), cmd_name)
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_CommandsOnDemand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="featmap")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 @click.pass_context
@@ -48,13 +62,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
             raise
         click.echo(f"featmap: error: {exc}", err=True)
         ctx.exit(exit_code_for(exc, ""))
-
-
-cli.add_command(apply)
-cli.add_command(explain)
-cli.add_command(kernels)
-cli.add_command(shape)
-cli.add_command(weights)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -112,7 +112,6 @@ def apply(
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """
     import featmap
-    from featmap.render import apply_dict, apply_view, network_dict, network_view
 
     # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
     opts["sheet_normalize"] = (
@@ -120,12 +119,16 @@ def apply(
     )
     network = _check_sources(kernel_specs, opts)
     options = featmap.ApplyOptions(**{f.name: opts[f.name] for f in fields(featmap.ApplyOptions)})
-    if network:
+    if network:  # each kind imports only its own view
+        from featmap.render import network_dict, network_view
+
         job: Any = featmap.build_job(
             model=opts["model"], spec=opts["spec_file"], kernel_dirs=kernel_dirs, options=options
         )
         as_dict, view, hint = network_dict, network_view, ""
     else:
+        from featmap.render import apply_dict, apply_view
+
         job = featmap.build_job(kernel_specs, kernel_dirs=kernel_dirs, options=options)
         as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)

@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from featmap.io.images import ImageInfo
 from featmap.net.layers import GlobalPool2d, Pool2d
 from featmap.render.fit import FittedTable
 from featmap.render.kernels import shape_text
-from featmap.run.batch import ApplyJob, BatchReport, ImageResult, WrittenMap
-from featmap.run.pipeline import MapInfo
+
+if TYPE_CHECKING:  # annotations only: one image's table does not load the batch machinery
+    from featmap.io.images import ImageInfo
+    from featmap.run.batch import ApplyJob, BatchReport, ImageResult, WrittenMap
+    from featmap.run.pipeline import MapInfo
 
 __all__ = ["apply_dict", "apply_view", "batch_dict", "batch_view"]
 

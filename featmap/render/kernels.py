@@ -16,15 +16,17 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from featmap.core.ops import separable
-from featmap.kernels import Kernel
 from featmap.render.fit import FittedTable
+
+if TYPE_CHECKING:  # annotations only: a network's table (`shape_text`) does not load the kernel library
+    from featmap.kernels import Kernel
 
 __all__ = ["kernel_dict", "kernel_list", "kernel_show", "shape_text"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -12,7 +12,9 @@ from rich.text import Text
 
 from featmap.render.apply import input_header
 from featmap.render.kernels import shape_text
-from featmap.run.netjob import NetworkImageResult, NetworkJob
+
+if TYPE_CHECKING:  # annotations only
+    from featmap.run.netjob import NetworkImageResult, NetworkJob
 
 __all__ = ["network_dict", "network_view"]
 

@@ -21,8 +21,7 @@ from featmap.errors import FeatmapError
 from featmap.io.discover import InputImage
 from featmap.io.outputs import MANIFEST_NAME, OutputOptions
 from featmap.io.storage import UrlImage
-from featmap.io.writers import open_writers
-from featmap.io.writers.pictures import REPORT_KEY
+from featmap.io.writers import REPORT_KEY, open_writers
 from featmap.io.writers.predictions import PREDICTIONS_NAME, Row, predictions_csv
 from featmap.run.backends import Backend, InProcess, Task, Work, choose_backend
 from featmap.run.imagejob import (

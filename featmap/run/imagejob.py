@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,15 +21,15 @@ from featmap.io.discover import InputImage
 from featmap.io.display import DisplayRange, range_from_stats
 from featmap.io.images import ImageInfo, load_image
 from featmap.io.outputs import Manifest, OutputLock, OutputOptions, safe_stem
-from featmap.io.writers import Writer, open_writers
-from featmap.io.writers.pictures import REPORT_KEY, SHEET_KEY
-from featmap.net.records import LayerMaps
+from featmap.io.writers import REPORT_KEY, SHEET_KEY, Writer, open_writers
+from featmap.net.records import LayerMaps, MapInfo
 from featmap.run.imagerun import ImageJob, ImageRun, write_image
 from featmap.run.jobs import ApplyJob
-from featmap.run.netimage import NetworkRun
-from featmap.run.netjob import NetworkJob
-from featmap.run.pipeline import FeatureMap, MapInfo, geometry_notes, iter_feature_maps
 from featmap.run.workers import signals_deferred
+
+if TYPE_CHECKING:  # the rest is imported where a kernel bank or a network needs it, so each loads only its own
+    from featmap.run.netjob import NetworkJob
+    from featmap.run.pipeline import FeatureMap
 
 __all__ = ["ImageResult", "KernelRun", "WrittenMap", "apply_image", "map_names", "process_image", "targets_for"]
 
@@ -78,9 +78,12 @@ def process_image(item: InputImage, job: ApplyJob | NetworkJob, *, single: bool 
     Layer outputs are computed and written one after another, so memory holds one at a time. The only thing
     that differs between a kernel bank and a network is the stream of layer outputs (`featmap.run.imagerun`).
     """
-    run: ImageRun = (
-        KernelRun(item, job, single=single) if isinstance(job, ApplyJob) else NetworkRun(item, job, single=single)
-    )
+    if isinstance(job, ApplyJob):
+        run: ImageRun = KernelRun(item, job, single=single)
+    else:
+        from featmap.run.netimage import NetworkRun
+
+        run = NetworkRun(item, job, single=single)
     result: ImageResult = write_image(run, job)  # a network's NetworkImageResult: the batch reads the shared fields
     return result
 
@@ -90,6 +93,8 @@ class KernelRun:
     map) is a layer output of its own, refused before anything of it is written when it is not finite."""
 
     def __init__(self, item: InputImage, job: ApplyJob, *, single: bool = False) -> None:
+        from featmap.run.pipeline import geometry_notes
+
         self.started = time.perf_counter()
         self.item, self.job = item, job
         path = item.path
@@ -105,6 +110,8 @@ class KernelRun:
 
     def layers(self) -> Iterator[LayerMaps]:
         """Each kernel's map, then the combined map, as a layer of one map."""
+        from featmap.run.pipeline import iter_feature_maps
+
         job = self.job
         maps = iter_feature_maps(
             self.image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from featmap.core.budget import check_image_plan
 from featmap.core.geometry import PaddingArg, as_pair
@@ -37,12 +37,13 @@ from featmap.enums import Activation, Combine, Normalize, PaddingMode, PoolKind,
 from featmap.errors import OptionError, SpecError
 from featmap.io.images import DEFAULT_MAX_PIXELS, parse_color
 from featmap.io.outputs import OutputOptions
-from featmap.kernels import Kernel, KernelBank, KernelLibrary
+from featmap.io.writers import REPORT_KEY, SHEET_KEY
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
 from featmap.run.imagerun import ImageJob, ImageRun, write_image
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the kernel library loads when a bank is made (`make_bank`), not for a network's job
     from featmap.io.discover import InputImage
+    from featmap.kernels import Kernel, KernelBank
 
 __all__ = [
     "ApplyJob",
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 #: Kernel names, tags, files or parametric specs (``"gaussian:size=5"``), `Kernel` objects, or a `KernelBank`.
-KernelsArg = str | Kernel | KernelBank | Sequence[str | Kernel]
+KernelsArg: TypeAlias = "str | Kernel | KernelBank | Sequence[str | Kernel]"
 Pair = int | Sequence[int]
 
 
@@ -113,8 +114,6 @@ class ApplyJob:
     def targets(self, item: InputImage, *, single: bool = False) -> dict[str, Path]:
         """Every PNG an input will produce, by map name, then ``(sheet)`` and ``(report)`` when asked (the report
         of a ``single`` image is ``report.html`` in the output folder, else beside its sheet)."""
-        from featmap.io.writers.pictures import REPORT_KEY, SHEET_KEY
-
         out, path, rel_dir, stem = self.output, item.path, item.rel_dir, item.stem
         targets = {name: out.target(path, name, rel_dir=rel_dir, stem=stem) for name in self.map_names}
         if out.sheet:
@@ -169,6 +168,8 @@ def make_bank(kernels: KernelsArg, *, kernel_dirs: Iterable[str | os.PathLike[st
     >>> make_bank(["sobel_x", "gaussian:size=3,sigma=1"]).names
     ('sobel_x', 'gaussian-size3-sigma1')
     """
+    from featmap.kernels import Kernel, KernelBank, KernelLibrary
+
     if isinstance(kernels, KernelBank):
         return kernels
     items: Sequence[str | Kernel] = [kernels] if isinstance(kernels, (str, Kernel)) else kernels

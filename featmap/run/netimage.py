@@ -26,11 +26,11 @@ from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, iter_network, top_classes
 from featmap.run.imagerun import write_image
 from featmap.run.netinput import load_for_network
-from featmap.run.netreport import ReportBuilder, extra_record, report_page
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the sheet's and the report's modules load only when asked for
     from featmap.io.writers import Writer
     from featmap.run.netjob import NetworkJob
+    from featmap.run.netreport import ReportBuilder
 
 __all__ = ["LayerFacts", "NetworkImageResult", "NetworkRun", "planes", "process_network_image"]
 
@@ -119,8 +119,11 @@ class NetworkRun:
             from featmap.io.writers.pictures import LayerRows
 
             self.sheet = LayerRows(self.image, out, self.maps, self.pixels, job.model.labels)
-        # checks the report size limit now
-        self.report = ReportBuilder(self.nodes, self.pixels, self.source) if out.report else None
+        self.report: ReportBuilder | None = None
+        if out.report:
+            from featmap.run.netreport import ReportBuilder
+
+            self.report = ReportBuilder(self.nodes, self.pixels, self.source)  # checks the report size limit now
 
     def layers(self) -> Iterator[LayerMaps]:
         """Each layer output's channels as maps, with the layer's whole output."""
@@ -181,6 +184,8 @@ class NetworkRun:
             ranked = [{"index": i, "label": label, "probability": p} for i, label, p in top]
             records = [{**r, "top": ranked} if r.get("layer") == last.node.path else r for r in records]  # manifest
         if self.sheet is not None:
+            from featmap.run.netreport import extra_record
+
             written = self.sheet.write(
                 out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem),
                 top,
@@ -189,6 +194,8 @@ class NetworkRun:
             records.append(extra_record(item, "(sheet)", written, out, self.digest))
         summary = summarize_plan(self.nodes, tuple(self.pixels.shape))
         if self.report is not None:
+            from featmap.run.netreport import extra_record, report_page
+
             page = report_page(job, self.image.info, self.pixels, self.resized, summary)
             written = self.report.write(self.targets["(report)"], page)
             records.append(extra_record(item, "(report)", written, out, self.digest))

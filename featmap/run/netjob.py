@@ -36,7 +36,6 @@ from featmap.net.spec import Model
 from featmap.run.executor import WeightSource
 from featmap.run.netimage import LayerFacts, NetworkImageResult, process_network_image
 from featmap.run.netinput import check_job_labels, weights_layout, with_labels
-from featmap.run.netreport import report_target
 
 __all__ = [
     "LayerFacts",
@@ -236,5 +235,7 @@ def network_targets(
     if out.sheet:
         targets["(sheet)"] = out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem)
     if out.report:
+        from featmap.run.netreport import report_target  # the HTML report's modules load only when asked for
+
         targets["(report)"] = report_target(item, out, single=single)
     return targets

@@ -53,7 +53,11 @@ if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
     from featmap.net.records import LayerMaps, Map
 
-__all__ = ["REGISTRY", "Writer", "get_writer", "open_writers", "register", "writer_names"]
+__all__ = ["REGISTRY", "REPORT_KEY", "SHEET_KEY", "Writer", "get_writer", "open_writers", "register", "writer_names"]
+
+#: The keys of an image's targets (`featmap.run.batch.targets_for`) naming its sheet and its report (here, not in
+#: `featmap.io.writers.pictures`, so that a run without ``--sheet`` or ``--report`` does not load the drawing).
+SHEET_KEY, REPORT_KEY = "(sheet)", "(report)"
 
 #: name -> "module:Class" (relative to this package); a new writer is one module and one line here.
 REGISTRY: dict[str, str] = {

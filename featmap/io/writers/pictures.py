@@ -19,7 +19,7 @@ from featmap.io.colormaps import AUTO, Colormap
 from featmap.io.display import LAYER_SAMPLE_LIMIT, DisplayRange, layer_scale
 from featmap.io.images import LoadedImage, atomic_write
 from featmap.io.pngencode import encode_png
-from featmap.io.writers import Writer
+from featmap.io.writers import REPORT_KEY, SHEET_KEY, Writer
 from featmap.io.writers.captions import BankRun, op_summary, shape_text
 from featmap.io.writers.pixels import scale_for
 from featmap.io.writers.sheet import MAX_SHEET_PANELS, Panel, SheetRow, build_sheet, shrink
@@ -257,10 +257,6 @@ class LayerRows:
         )
         encoded = encode_png(pixels, self.output.png_compress)
         return atomic_write(path, lambda fh: fh.write(encoded))
-
-
-#: The keys of an image's targets (`featmap.run.batch.targets_for`) naming its sheet and its report.
-SHEET_KEY, REPORT_KEY = "(sheet)", "(report)"
 
 
 class PicturesWriter(Writer):

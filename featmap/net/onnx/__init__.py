@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import MissingExtraError, ModelMappingError, SpecError, install_hint
 from featmap.net.layers import LayerSpec
-from featmap.net.onnx.tensors import TensorRef, TensorStore
 from featmap.net.spec import Model
 from featmap.net.spec.model import STAND_IN_HW
+
+if TYPE_CHECKING:  # the tensor store loads with a model (`_read`): telling a weights file's kind does not need it
+    from featmap.net.onnx.tensors import TensorRef, TensorStore
 
 __all__ = ["INSTALL_HINT", "is_onnx_file", "is_onnx_path", "load_onnx", "onnx_weights"]
 
@@ -168,6 +170,7 @@ def _size_checked(p: Path) -> int:
 
 def _read(p: Path, input_shape: Shape | None) -> _Mapped:
     from featmap.net.onnx._wire import read_structure
+    from featmap.net.onnx.tensors import TensorStore
     from featmap.net.preprocess import from_metadata
 
     onnx = _import_onnx()

@@ -1,0 +1,100 @@
+"""What each command imports: the modules it uses and not the rest (lazy imports, pinned without timing).
+
+Start-up is most of a small command's time (LeNet-5 on a digit runs its layers in about a millisecond, the
+imports take the rest), so a command must not load what only other commands or options use: the batch loop and
+its back ends, the kernel library for a network, the sheet and report drawing without ``--sheet``/``--report``,
+ONNX's tensor store, the other commands' modules. Each case runs the command in a fresh interpreter and reads
+`sys.modules` when it has finished; a case that asks for the sheet and the report checks that the probe does see
+what an option loads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, SAMPLES
+
+#: Runs ``featmap ARGS`` in this interpreter, then writes its exit code and every loaded module's name to a file.
+_PROBE = """
+import json, sys
+from featmap.cli import main
+code = 0
+try:
+    main(sys.argv[2:])
+except SystemExit as exc:
+    code = exc.code
+with open(sys.argv[1], "w", encoding="utf-8") as handle:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, handle)
+"""
+
+#: Loaded only by what needs them.
+BATCH = ("featmap.run.batch", "featmap.run.backends", "featmap.run.stores", "featmap.run.work")
+PICTURES = ("featmap.io.writers.pictures", "featmap.io.writers.sheet", "featmap.io.writers.report")
+NETWORK_REPORT = ("featmap.run.netreport", "featmap.io.writers.netreport")
+OTHER_COMMANDS = ("featmap.cli.explain", "featmap.cli.kernels", "featmap.cli.shape", "featmap.cli.weights")
+OPTIONAL = ("scipy", "dask", "distributed", "fsspec", "onnx", "onnxruntime", "torch", "safetensors", "h5py")
+
+
+def loaded_by(tmp_path: Path, *args: str) -> set[str]:
+    """The modules loaded by ``featmap ARGS`` run in a fresh interpreter (which must succeed)."""
+    report = tmp_path / "modules.json"
+    subprocess.run(
+        [sys.executable, "-c", _PROBE, str(report), *args],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    found = json.loads(report.read_text(encoding="utf-8"))
+    assert found["code"] in (0, None), found["code"]
+    return set(found["modules"])
+
+
+def test_a_network_on_one_image_loads_only_the_network_path(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    modules = loaded_by(
+        tmp_path, "apply", str(SAMPLES / "digits" / "digit_7.png"), "--model", "lenet5-digits", "-o", str(out)
+    )
+    assert (out / "digit_7" / "01-C1" / "000.png").is_file()
+    assert {"featmap.run.netimage", "featmap.run.executor", "featmap.render.network", "numpy", "yaml"} <= modules
+    unused = (*BATCH, *PICTURES, *NETWORK_REPORT, *OTHER_COMMANDS, *OPTIONAL)
+    assert sorted(modules & {*unused, "featmap.kernels", "featmap.run.pipeline", "featmap.net.onnx.tensors"}) == []
+    assert "rich.progress" not in modules  # no progress bar for one image
+
+
+def test_the_sheet_and_report_load_their_modules_when_asked_for(tmp_path: Path) -> None:
+    digit = str(SAMPLES / "digits" / "digit_7.png")
+    modules = loaded_by(
+        tmp_path, "apply", digit, "--model", "lenet5-digits", "--sheet", "--report", "-o", str(tmp_path)
+    )
+    assert (tmp_path / "report.html").is_file()
+    assert {*PICTURES, *NETWORK_REPORT} <= modules
+    assert sorted(modules & {*BATCH, *OTHER_COMMANDS}) == []
+
+
+def test_kernels_on_one_image_load_neither_the_batch_nor_the_network_path(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    modules = loaded_by(tmp_path, "apply", str(SAMPLES / "camera.png"), "-k", "sobel_x", "-o", str(out))
+    assert (out / "camera" / "sobel_x.png").is_file()
+    assert {"featmap.run.pipeline", "featmap.kernels", "featmap.render.apply"} <= modules
+    unused = (*BATCH, *PICTURES, *OTHER_COMMANDS, *OPTIONAL)
+    assert sorted(modules & {*unused, "featmap.run.netimage", "featmap.net.onnx"}) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_help_and_version_load_no_numpy_pillow_or_rich(tmp_path: Path, args: list[str]) -> None:
+    modules = loaded_by(tmp_path, *args)
+    assert sorted(modules & {"numpy", "PIL", "rich", "yaml", "cv2"}) == []
+    if args == ["--version"]:
+        assert sorted(modules & {"featmap.cli.apply", *OTHER_COMMANDS}) == []
+
+
+def test_a_command_loads_only_its_own_module(tmp_path: Path) -> None:
+    modules = loaded_by(tmp_path, "shape", "conv:6@5x5", "--input", "32x32x1")
+    assert "featmap.cli.shape" in modules
+    assert sorted(modules & {"featmap.cli.apply", "featmap.cli.explain", "featmap.cli.kernels", *BATCH}) == []
