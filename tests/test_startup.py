@@ -98,3 +98,21 @@ def test_a_command_loads_only_its_own_module(tmp_path: Path) -> None:
     modules = loaded_by(tmp_path, "shape", "conv:6@5x5", "--input", "32x32x1")
     assert "featmap.cli.shape" in modules
     assert sorted(modules & {"featmap.cli.apply", "featmap.cli.explain", "featmap.cli.kernels", *BATCH}) == []
+
+
+def test_the_helpers_server_preloads_what_every_kind_of_image_needs() -> None:
+    """A command imports only its own path, so the helpers' fork server names both in `PRELOAD`: helpers forked
+    from it start with the kernel and the network path and the PNG writer loaded, and no OpenCV (a server with
+    OpenCV's threads would hand helpers a pool that hangs)."""
+    code = (
+        "import importlib, json, sys\n"
+        "from featmap.run.workers import PRELOAD\n"
+        "for name in PRELOAD:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    modules = set(json.loads(proc.stdout))
+    per_image = {"featmap.run.work", "featmap.run.pipeline", "featmap.kernels", "featmap.run.netimage"}
+    assert per_image | {"featmap.run.executor", "featmap.io.writers.png", "featmap.io.pngencode"} <= modules
+    assert "cv2" not in modules

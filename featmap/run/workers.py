@@ -20,8 +20,16 @@ from typing import Any
 
 __all__ = ["PRELOAD", "Helpers", "keep_freed_memory", "one_opencv_thread", "signals_deferred", "start_server"]
 
-#: The modules the helpers' server imports once for every helper: everything an image needs.
-PRELOAD = ("featmap.run.work",)
+#: The modules the helpers' server imports once for every helper: everything an image needs, for a kernel bank and
+#: a network alike, with its writers (a command imports only its own path, so each is named here).
+PRELOAD = (
+    "featmap.run.work",
+    "featmap.run.pipeline",
+    "featmap.run.netjob",
+    "featmap.run.netreport",
+    "featmap.io.writers.png",
+    "featmap.io.writers.pictures",
+)
 
 # glibc's malloc: allocations under 32 MiB come from the heap and freed memory is kept, so the next image's
 # arrays reuse pages already mapped instead of faulting in fresh ones. Measured on 1024² JPEGs with four
