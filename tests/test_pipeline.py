@@ -130,6 +130,50 @@ def test_map_stats_match_numpy_over_many_bands(monkeypatch: pytest.MonkeyPatch, 
         assert stats.std == pytest.approx(reference.std(), rel=1e-9)
 
 
+def _stats_reference(values: np.ndarray, block: int) -> tuple[float, float, float, float]:
+    """MapStats.of's arithmetic written out step by step (a float64 copy of each block, then the shift subtracted)."""
+    flat = values.reshape(-1)
+    block = min(block, flat.size)
+    shift = float(flat[:block].mean(dtype=np.float64))
+    total = squares = 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, flat.size, block):
+            part = flat[start : start + block].astype(np.float64)
+            part -= shift
+            total += float(part.sum())
+            squares += float(np.einsum("i,i->", part, part))
+        mean = total / flat.size
+        variance = max(squares / flat.size - mean * mean, 0.0)
+    return float(values.min()), float(values.max()), shift + mean, float(np.sqrt(variance))
+
+
+@pytest.mark.parametrize("block", [1 << 18, 1000])
+def test_map_stats_are_the_stepwise_float64_arithmetic_to_the_bit(
+    block: int, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
+    """Every digit the manifest prints: the same float64 operations in the same blocks, whatever buffer holds them."""
+    import featmap.net.records as records
+    from featmap.net.records import MapStats
+
+    monkeypatch.setattr(records, "_STATS_BLOCK", block)
+    spiky = rng.standard_normal((300, 301, 1)).astype(np.float32) * 1e-3 + 7
+    spiky[5, 7] = np.inf
+    nan = rng.random((64, 70, 1)).astype(np.float32)
+    nan[3, 3] = np.nan
+    for values in (
+        rng.standard_normal((512, 512, 1)).astype(np.float32) * 3 + 1e4,
+        rng.random((700, 333, 1)).astype(np.float32),
+        rng.random((41, 23, 1)) * 5 - 2,  # float64
+        rng.random((3, 170, 110)).astype(np.float32).transpose(1, 2, 0),  # a strided view
+        np.zeros((9, 9, 1), np.float32),
+        spiky,
+        nan,
+    ):
+        got = MapStats.of(values)
+        expected = _stats_reference(values, block)
+        assert [repr(v) for v in (got.min, got.max, got.mean, got.std)] == [repr(v) for v in expected]
+
+
 def test_a_conv_with_its_own_filters_is_refused_not_ignored():
     from featmap.errors import SpecError
 
