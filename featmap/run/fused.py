@@ -119,6 +119,8 @@ def banded_map(
         _finish(band, act, pool, commutes, result[done : done + final_rows])
         done += final_rows
     assert done == out_shape[0], (done, out_shape)
+    if pool is not None and commutes and act.kind is not Activation.NONE:  # once, on the pooled map, as run_tail
+        activate(result, act.kind, out=result, **dict(act.params))
     return result
 
 
@@ -152,8 +154,8 @@ def _correlate(
 def _finish(
     band: NDArray[np.floating], act: Act, pool: Pool2d | None, commutes: bool, into: NDArray[np.floating]
 ) -> None:
-    """Activate and pool one band into ``into`` (its rows of the map), in `featmap.run.pipeline`'s order; the band
-    is the caller's scratch."""
+    """Pool one band into ``into`` (its rows of the map), activated first unless the activation commutes with the
+    pool (then `banded_map` activates the whole pooled map once); the band is the caller's scratch."""
     params = dict(act.params)
     if pool is None:
         activate(band, act.kind, out=into, **params)
@@ -165,5 +167,3 @@ def _finish(
         into[...] = pool.forward(band, _pool_plan(pool, shape), {})
     else:
         tile_pool(band, (pool.size[0], pool.size[1]), pool.kind, out=into)
-    if act.kind is not Activation.NONE and commutes:
-        activate(into, act.kind, out=into, **params)
