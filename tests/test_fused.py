@@ -11,6 +11,13 @@ from featmap.run import fused
 from featmap.run.pipeline import iter_feature_maps
 
 
+@pytest.fixture(autouse=True)
+def _small_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands of `fused.BAND_ROWS` (64) conv rows: these images are then cut into 2-5 bands, a short last one too
+    (at the default size one band would hold each of them whole)."""
+    monkeypatch.setattr(fused, "BAND_VALUES", 1)
+
+
 def _bank(*names: str) -> KernelBank:
     lib = KernelLibrary()
     return KernelBank(tuple(lib[name] for name in names))
