@@ -172,3 +172,19 @@ def test_s3_on_the_cluster_matches_the_local_pool(tmp_path: Path, s3_endpoint: s
         found, make_job(Path("/unused")), "s3://featmap-bucket/maps", backend=backend, skip_existing=True
     )
     assert len(again.skipped) == 6 and not again.processed
+
+
+def test_a_resume_on_s3_skips_the_done_images_and_remakes_a_deleted_output(tmp_path: Path, s3_endpoint: str) -> None:
+    """The URL store (moto's S3 server): the same batch-wide names; the folder is listed once."""
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("featmap-resume")
+    items, _, _ = discover([make_photos(tmp_path / "in", 4)])
+    out = "s3://featmap-resume/maps"
+    assert len(run_batch(items, make_job(Path("/unused")), jobs=1, out=out).processed) == 4
+    again = run_batch(items, make_job(Path("/unused")), jobs=1, out=out, skip_existing=True)
+    assert not again.processed and len(again.skipped) == 4
+    hit = items[1]
+    fs.rm(f"featmap-resume/maps/{hit.stem}/sobel_x.png")
+    fs.invalidate_cache()
+    redo = run_batch(items, make_job(Path("/unused")), jobs=1, out=out, skip_existing=True)
+    assert [Path(r.input.path).name for r in redo.processed] == [hit.path.name] and len(redo.skipped) == 3

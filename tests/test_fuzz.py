@@ -396,6 +396,7 @@ def test_file_system_situations(image: Path, situation: dict[str, Any]) -> None:
             elif situation["out"] == "stale-temp":
                 (out / "p0").mkdir()
                 (out / "p0" / ".sobel_x.png.999999.tmp").write_bytes(b"half")
+                (out / ".featmap.lock").write_text("")  # the killed run's lock file, before its pid was written
         args = ["apply", str(src), "-k", "sobel_x", "-o", str(out), "-j", "1", "-q"]
         args += ["-r"] if situation["recursive"] else []
         args += ["--skip-existing"] if situation["skip"] else []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,9 +49,26 @@ def test_taking_the_lock_clears_a_dead_runs_temporary_files_only(tmp_path: Path)
     (out / "a" / ".sobel_x.png.4242.tmp").write_bytes(b"half")
     (out / "a" / "sobel_x.png").write_bytes(b"done")
     (out / "a" / ".notes.tmp").write_bytes(b"not ours")  # no pid: not an atomic_write temporary
+    (out / LOCK_NAME).write_text("")  # the dead run's lock file, killed before it wrote its pid
     with OutputLock(out) as lock:
         assert lock.cleared == ["1 temporary file of an unfinished run"]
     assert sorted(p.name for p in (out / "a").iterdir()) == [".notes.tmp", "sobel_x.png"]
+
+
+def test_a_folder_whose_last_run_ended_cleanly_is_not_walked(tmp_path: Path, monkeypatch: Any) -> None:
+    """Every run that writes holds the lock and removes its file as it ends; with no lock file left there is no
+    dead run's temporary file to look for (a resume's folder holds 250,000 folders)."""
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    walked: list[Any] = []
+    monkeypatch.setattr(os, "walk", lambda *args, **kwargs: walked.append(args) or iter(()))
+    with OutputLock(out) as lock:
+        assert lock.cleared == []
+    assert walked == []
+    (out / LOCK_NAME).write_text('{"pid": 999999, "started": "then"}')  # killed: its lock file stayed
+    with OutputLock(out) as lock:
+        assert lock.cleared == ["a stale lock (pid 999999, started then, no longer running)"]
+    assert walked == [(out,)]
 
 
 def test_an_output_folder_that_is_a_file(tmp_path: Path) -> None:

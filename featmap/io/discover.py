@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from featmap.io.images import is_image
+from featmap.io.images import IMAGE_SUFFIXES, is_image
 from featmap.io.outputs import safe_stem
 
 __all__ = ["InputImage", "discover"]
@@ -39,8 +39,10 @@ def _hidden(name: str) -> bool:
 
 def _walk(
     root: Path, recursive: bool, exclude: set[Path], problems: list[tuple[str, str]] | None = None
-) -> Iterable[Path]:
-    """Files under ``root`` in sorted order; hidden entries and ``exclude`` skipped; symlink loops cut.
+) -> Iterable[tuple[Path, str, list[tuple[str, str, bool]]]]:
+    """Each folder under ``root`` with its files in sorted order: ``(folder, its resolved path, [(path, name,
+    is a symlink)])`` (a folder resolved once, not a file at a time: a batch may hold 10⁵ files); hidden
+    entries and ``exclude`` skipped; symlink loops cut.
 
     An entry that cannot be followed (a symlink pointing at itself or at a missing file) is added to
     ``problems`` and the walk goes on."""
@@ -57,30 +59,65 @@ def _walk(
         except OSError:
             continue
         subdirs = []
+        files = []
         for entry in entries:
-            if _hidden(entry.name):
+            if entry.name[0] == ".":  # hidden
                 continue
-            path = Path(entry.path)
             try:
                 is_dir = entry.is_dir()  # follows symlinks; `seen` stops loops between folders
                 is_file = not is_dir and entry.is_file()
-                if not is_dir and not is_file and entry.is_symlink():
+                link = entry.is_symlink()
+                if not is_dir and not is_file and link:
                     os.stat(entry.path)  # raises for a loop or a dangling link
             except OSError as exc:
                 if problems is not None:
-                    problems.append((str(path), f"cannot be followed ({exc.strerror}); skipped"))
+                    problems.append((str(Path(entry.path)), f"cannot be followed ({exc.strerror}); skipped"))
                 continue
             if is_dir:
                 if recursive:
-                    subdirs.append(path)
+                    subdirs.append(Path(entry.path))
             elif is_file:
-                yield path
+                files.append((entry.path, entry.name, link))
+        yield folder, str(real), files
         stack.extend(reversed(subdirs))
+
+
+def _child(folder: Path, name: str) -> Path:
+    """``folder / name`` for a plain file name: through pathlib's own shortcut for a listed name where this
+    Python has it (``Path.glob`` uses it; 0.4 µs where ``/`` takes 1.2 and ``Path(text)`` 2.5)."""
+    make = getattr(folder, "_make_child_relpath", None)
+    child = make(name) if make is not None else None
+    return child if isinstance(child, Path) else folder / name
+
+
+def _input(path: Path, rel_dir: Path, stem: str) -> InputImage:
+    """``InputImage(path, rel_dir, stem)``, made as a frozen dataclass's ``__init__`` makes it, without its
+    three ``object.__setattr__`` calls (a folder of 10⁵ images)."""
+    item = object.__new__(InputImage)
+    item.__dict__.update(path=path, rel_dir=rel_dir, stem=stem)
+    return item
+
+
+def _looks_like_image(path: str, name: str) -> bool:
+    """`is_image`, with the usual case (a known suffix) told from the name alone."""
+    dot = name.rfind(".")
+    if 0 < dot < len(name) - 1 and name[dot:].lower() in IMAGE_SUFFIXES:
+        return True
+    return is_image(path)
+
+
+def _stem(name: str) -> str:
+    """`safe_stem` of a file's name, the usual case (``photo.jpg``) without a `Path`."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 and name[0] != "." else safe_stem(name)
 
 
 def _unique_stems(items: list[InputImage]) -> list[InputImage]:
     """Give inputs that would write to the same place distinct stems: ``a.png``/``a.jpg`` → ``a_png``/``a_jpg``,
     and a numeric suffix if that still collides (same name in two folders given at once)."""
+    places = {(str(item.rel_dir), item.stem) for item in items}
+    if len(places) == len(items):
+        return items  # no two alike (the usual case, told apart as text: a `Path`'s hash is slow)
     groups: dict[tuple[Path, str], list[int]] = {}
     for i, item in enumerate(items):
         groups.setdefault((item.rel_dir, item.stem), []).append(i)
@@ -116,18 +153,19 @@ def discover(
     Files found in a folder keep their sub-folder in ``rel_dir``, so the output mirrors the input tree.
     """
     excluded = {p.resolve() for p in exclude}
+    excluded_text = [str(e) for e in excluded]
     found: list[InputImage] = []
     problems: list[tuple[str, str]] = []
     ignored = 0
-    seen: set[Path] = set()
+    seen: set[str] = set()
 
     def add(path: Path, rel_dir: Path) -> None:
         try:
-            real = path.resolve()
+            real = str(path.resolve())
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
             problems.append((str(path), f"cannot be followed ({exc}); skipped"))
             return
-        if real in seen or any(real.is_relative_to(e) for e in excluded):
+        if real in seen or any(_within(real, e) for e in excluded_text):
             return
         seen.add(real)
         found.append(InputImage(path, rel_dir, safe_stem(path.name)))
@@ -154,13 +192,25 @@ def discover(
                 )
                 continue
             if match.is_dir():
-                for file in _walk(match, recursive, excluded, problems):
-                    if is_image(file):
-                        add(file, file.parent.relative_to(match))
-                    else:
-                        ignored += 1
+                for folder, real, files in _walk(match, recursive, excluded, problems):
+                    rel_dir = folder.relative_to(match)
+                    prefix = real.rstrip("/") + "/"
+                    inside = any(_within(real, e) for e in excluded_text)  # its files are excluded too
+                    for text, name, link in files:
+                        if not _looks_like_image(text, name):
+                            ignored += 1
+                        elif link or inside:
+                            add(Path(text), rel_dir)
+                        elif (resolved := prefix + name) not in seen and resolved not in excluded_text:
+                            seen.add(resolved)  # `add`, for a plain file in a folder already resolved
+                            found.append(_input(_child(folder, name), rel_dir, _stem(name)))
             elif match.is_file():
                 if any(_hidden(part) for part in match.parts[-1:]) and match != path:
                     continue
                 add(match, Path())
     return _unique_stems(found), problems, ignored
+
+
+def _within(path: str, folder: str) -> bool:
+    """``Path(path).is_relative_to(folder)`` for resolved paths, as text."""
+    return path == folder or path.startswith(folder if folder.endswith("/") else folder + "/")

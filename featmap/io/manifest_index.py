@@ -16,10 +16,13 @@ faster than `json.loads` on every line, and a tuple per output instead of a dict
 is what a re-run needs of the manifest (each output's latest maker, as a small integer into a table of
 distinct ``(input, options)`` pairs), and `read_outputs` keeps it in ``.featmap-manifest.index`` beside the
 manifest: a header naming how many bytes of the manifest it covers and a BLAKE2b hash of the last 64 KiB of
-them, the makers' numbers as one numpy ``int32`` array and the names as NUL-separated text. The manifest is
-only ever appended to, so an index whose covered bytes still end with the same hash is valid and only the
-lines after them are read; anything else (a manifest rewritten, cut short, replaced) means a full read and a
-new index. The JSON-lines manifest stays the record people read; the index can be deleted at any time.
+them, the makers' numbers as one numpy ``int32`` array, each output file's fingerprint (`fingerprint` of its
+size and modification time, as a batch saw it right after writing it or when a resume verified it; 0: not
+known) as one ``uint64`` array, and the names as NUL-separated text. The manifest is only ever appended to,
+so an index whose covered bytes still end with the same hash is valid and only the lines after them are
+read; anything else (a manifest rewritten, cut short, replaced) means a full read and a new index. The
+JSON-lines manifest stays the record people read; the index can be deleted at any time (the fingerprints go
+with it: a resume then checks those files as it checks files it has none for).
 """
 
 from __future__ import annotations
@@ -33,16 +36,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["INDEX_MIN_BYTES", "INDEX_NAME", "Outputs", "index_lines", "read_outputs", "records"]
+__all__ = ["INDEX_MIN_BYTES", "INDEX_NAME", "Outputs", "fingerprint", "index_lines", "read_outputs", "records"]
 
 #: The index's file name, beside ``manifest.jsonl``.
 INDEX_NAME = ".featmap-manifest.index"
 #: An index is written once this many bytes of the manifest are not in one (about 8,000 lines): below that,
 #: reading the lines costs less than reading an index.
 INDEX_MIN_BYTES = 4 << 20
-_MAGIC = b"featmap manifest index 1\n"
+_MAGIC = b"featmap manifest index 2\n"
+_MAGIC_1 = b"featmap manifest index 1\n"  # the same without fingerprints: still read
 _TAIL = 1 << 16  # the manifest bytes whose hash validates an index: the last 64 KiB it covers
 _READ = 16 << 20  # the manifest is read in blocks of this many bytes (never whole: it may be 500 MB)
+
+
+def fingerprint(size: int, mtime_ns: int) -> int:
+    """One 64-bit number for a file's size and modification time (never 0, which means "not known"): a file
+    truncated, rewritten or replaced since gets another one, save for a chance of about 2⁻⁶⁰ that the size and
+    the time both changed by exactly matching amounts.
+
+    >>> fingerprint(100, 5) == fingerprint(100, 5) != fingerprint(99, 5)
+    True
+    """
+    return ((size * _MIX + mtime_ns) & _MASK) or 1
+
+
+_MIX = 0x9E3779B97F4A7C15  # an odd 64-bit constant: each byte of the size spreads over the whole number
+_MASK = (1 << 64) - 1
 
 
 def index_lines(lines: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -85,12 +104,42 @@ def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 class Outputs:
     """Each output's latest maker: ``png`` → maker number (``-1``: a record whose status is not ``ok``, or
-    whose input or options are not text), and the makers ``(input, options)`` by number."""
+    whose input or options are not text), the makers ``(input, options)`` by number, and `files`: ``png`` →
+    `fingerprint` of its file for the outputs whose file was seen since its record (``changed``: some not yet
+    in the index on disk)."""
 
-    def __init__(self, by_png: dict[str, int] | None = None, makers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        by_png: dict[str, int] | None = None,
+        makers: list[tuple[str, str]] | None = None,
+        prints: tuple[list[str], Any] | None = None,
+    ) -> None:
         self.by_png: dict[str, int] = by_png or {}
         self.makers: list[tuple[str, str]] = makers or []
         self._numbers: dict[tuple[str, str], int] | None = None  # built on first use
+        self._prints = prints  # (names, uint64 array) as the index holds them: `files` is made on first use
+        self._files: dict[str, int] | None = None if prints is not None else {}
+        self._dropped: set[str] = set()  # outputs recorded again before `files` was made: their prints are stale
+        self.changed = False
+        self.read_from: Any = None  # the files `read_outputs` read these from, when it read them whole
+
+    @property
+    def files(self) -> dict[str, int]:
+        """``png`` → the `fingerprint` of its file when it was written or last verified (known ones only)."""
+        if self._files is None:
+            assert self._prints is not None
+            names, prints = self._prints
+            known = np.flatnonzero(prints)
+            self._files = dict(zip([names[i] for i in known.tolist()], prints[known].tolist(), strict=True))
+            for png in self._dropped:
+                self._files.pop(png, None)
+            self._prints, self._dropped = None, set()
+        return self._files
+
+    def seen(self, png: str, size: int, mtime_ns: int) -> None:
+        """Remember the file of ``png`` as it is now (written by this run, or verified by a resume)."""
+        self.files[png] = fingerprint(size, mtime_ns)
+        self.changed = True
 
     def number(self, maker: tuple[str, str]) -> int | None:
         """The number of ``(input, options)``, or None when no output was ever made by it."""
@@ -99,9 +148,14 @@ class Outputs:
         return self._numbers.get(maker)
 
     def add(self, rec: Any) -> None:
-        """Remember a record (a later record of a png replaces an earlier one, as in `index_lines`)."""
+        """Remember a record (a later record of a png replaces an earlier one, as in `index_lines`, and forgets
+        its file's fingerprint: the file is another one now)."""
         if not isinstance(rec, dict) or not isinstance(rec.get("png"), str):
             return
+        if self._files is None:
+            self._dropped.add(rec["png"])
+        elif self._files.pop(rec["png"], None) is not None:
+            self.changed = True
         source, options = rec.get("input"), rec.get("options")
         if rec.get("status", "ok") != "ok" or not isinstance(source, str) or not isinstance(options, str):
             self.by_png[rec["png"]] = -1
@@ -124,17 +178,52 @@ class Outputs:
 def read_outputs(manifest: Path, *, save: bool = True) -> tuple[Outputs, int, int]:
     """The outputs a manifest records, through its index where that is valid; returns them, the manifest
     bytes read (complete lines) and the bytes the index on disk covers. With ``save``, an index is written
-    when `INDEX_MIN_BYTES` or more were read from the lines (a failure to write one is harmless)."""
-    try:
-        size = os.stat(manifest).st_size
-    except (FileNotFoundError, NotADirectoryError):
+    when `INDEX_MIN_BYTES` or more were read from the lines (a failure to write one is harmless). What `lend`
+    handed over is taken instead of reading, when the manifest and the index are the files it was read from."""
+    key = _files_key(manifest)
+    if key is None:
         return Outputs(), 0, 0
-    loaded = _load(manifest.with_name(INDEX_NAME), manifest, size)
+    if _LENT and _LENT[0] == key:
+        lent: tuple[Outputs, int, int] = _LENT[1]
+        _LENT.clear()
+        return lent
+    _LENT.clear()
+    loaded = _load(manifest.with_name(INDEX_NAME), manifest, key[0][2])
     outputs, covered = loaded if loaded is not None else (Outputs(), 0)
     end = _read_tail(manifest, covered, outputs)
     if save and end - covered >= INDEX_MIN_BYTES and save_index(outputs, manifest, end):
         covered = end
+        now = _files_key(manifest)  # the index is new; the manifest must be the one read
+        key = now if now is not None and now[0] == key[0] else None
+    outputs.read_from = key
     return outputs, end, covered
+
+
+def lend(outputs: Outputs, end: int, covered: int) -> None:
+    """Hand what `read_outputs` returned to its next call in this process (the batch's preflight reads the
+    manifest, then the batch itself: at 10⁶ lines that is read once): taken only while the manifest and its index
+    are still the files ``outputs`` came from, and only once."""
+    _LENT.clear()
+    if outputs.read_from is not None:
+        _LENT.extend([outputs.read_from, (outputs, end, covered)])
+
+
+_LENT: list[Any] = []  # [the files' key, (outputs, end, covered)]: what `lend` handed over, at most one
+
+
+def _files_key(manifest: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
+    """The manifest's and its index's identity now (device, inode, size, modification time), or None when
+    there is no manifest."""
+    try:
+        st = os.stat(manifest)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        ix = os.stat(manifest.with_name(INDEX_NAME))
+        index: tuple[int, ...] | None = (ix.st_dev, ix.st_ino, ix.st_size, ix.st_mtime_ns)
+    except OSError:
+        index = None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), index
 
 
 def _tail_hash(manifest: Path, size: int) -> str | None:
@@ -163,6 +252,8 @@ def save_index(outputs: Outputs, manifest: Path, size: int) -> bool:
         return False
     blobs = [text.encode("utf-8", "surrogatepass") for text in texts]
     numbers = np.fromiter(outputs.by_png.values(), dtype="<i4", count=len(pngs))
+    files = outputs.files
+    prints = np.fromiter((files.get(png, 0) for png in pngs), dtype="<u8", count=len(pngs))
     header = {"size": size, "tail": tail, "outputs": len(pngs), "makers": len(outputs.makers)}
     header["bytes"] = [len(blob) for blob in blobs]
     head = _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
@@ -170,6 +261,7 @@ def save_index(outputs: Outputs, manifest: Path, size: int) -> bool:
     def write(handle: Any) -> None:
         handle.write(head)
         handle.write(numbers.tobytes())
+        handle.write(prints.tobytes())
         for blob in blobs:
             handle.write(blob)
 
@@ -177,6 +269,7 @@ def save_index(outputs: Outputs, manifest: Path, size: int) -> bool:
         atomic_write(manifest.with_name(INDEX_NAME), write)
     except OSError:
         return False
+    outputs.changed = False
     return True
 
 
@@ -187,7 +280,8 @@ def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
         data = path.read_bytes()
     except OSError:
         return None
-    if not data.startswith(_MAGIC):
+    version = 2 if data.startswith(_MAGIC) else 1 if data.startswith(_MAGIC_1) else 0
+    if not version:
         return None
     start = data.find(b"\n", len(_MAGIC)) + 1
     try:
@@ -197,12 +291,17 @@ def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
         tail = str(header["tail"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not 0 < covered <= size or len(lengths) != 3 or len(data) != start + 4 * count + sum(lengths):
+    width = 4 if version == 1 else 12  # each output's maker (int32), then its file's fingerprint (uint64)
+    if not 0 < covered <= size or len(lengths) != 3 or len(data) != start + width * count + sum(lengths):
         return None
     if _tail_hash(manifest, covered) != tail:
         return None  # the manifest was rewritten or cut: not the lines this index was made from
     numbers = np.frombuffer(data, dtype="<i4", count=count, offset=start).tolist()
-    at = start + 4 * count
+    if version == 1:
+        prints = np.zeros(count, dtype="<u8")
+    else:
+        prints = np.frombuffer(data, dtype="<u8", count=count, offset=start + 4 * count).copy()
+    at = start + width * count
     texts = []
     for length in lengths:
         texts.append(data[at : at + length].decode("utf-8", "surrogatepass"))
@@ -213,7 +312,8 @@ def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
         return None
     if count and not -1 <= min(numbers) <= max(numbers) < makers:
         return None
-    return Outputs(dict(zip(pngs, numbers, strict=True)), list(zip(sources, options, strict=True))), covered
+    found = Outputs(dict(zip(pngs, numbers, strict=True)), list(zip(sources, options, strict=True)), (pngs, prints))
+    return found, covered
 
 
 def _read_tail(manifest: Path, start: int, outputs: Outputs) -> int:

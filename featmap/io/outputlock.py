@@ -27,7 +27,8 @@ class OutputLock:
     advisory ``flock`` that the system releases when the process dies, however it dies.
 
     Taking the lock after a killed run clears what that run left: its lock file and its temporary
-    files (``.NAME.PID.tmp``, never a finished output). A live run's lock raises `OutputBusyError`.
+    files (``.NAME.PID.tmp``, never a finished output; looked for only when a lock file was left, since every
+    run that writes holds the lock and removes its file when it ends). A live run's lock raises `OutputBusyError`.
     ``cleared`` lists what was cleared, for a note.
     """
 
@@ -41,6 +42,7 @@ class OutputLock:
         """Take the folder (creating it), or raise `OutputBusyError` naming the run that holds it."""
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            unclean = self.path.exists()  # a run that ended cleanly removed it; a killed one could not
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise _folder_error(self.out_dir, exc) from None
@@ -66,7 +68,9 @@ class OutputLock:
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         temps = 0
-        for folder, _, files in os.walk(self.out_dir):
+        # Temporary files are left only by a run killed while it held the folder, which leaves its lock file:
+        # without one the folder is not walked (a resume's holds 250,000 folders).
+        for folder, _, files in os.walk(self.out_dir) if unclean else ():
             for name in files:
                 if _TEMP.match(name):
                     try:

@@ -34,6 +34,7 @@ from featmap.run.imagejob import (
 )
 from featmap.run.jobs import ApplyJob
 from featmap.run.netjob import NetworkJob
+from featmap.run.resume import none_done
 from featmap.run.stores import Store, open_store, shown, source
 from featmap.run.work import work_image, work_url
 from featmap.run.workers import signals_deferred
@@ -188,13 +189,15 @@ def _run_batch(
         done = len(processed) + len(failed) + len(skipped)
         on_progress(Progress(done, len(items), len(failed), len(skipped), current))
 
+    # The resume check for the whole batch at once (featmap.run.resume): a look-up and a stat per output.
+    finished = store.done(items, job, digest) if skip_existing else none_done(items)
     for index, item in enumerate(items):
+        if finished[index]:
+            skipped.append(item)
+            continue
         try:
             targets = targets_for(InputImage(item.path, item.rel_dir, item.stem) if not local_only else item, job)
             wanted = list(targets.values())
-            if skip_existing and store.complete(item, wanted, digest):
-                skipped.append(item)
-                continue
             store.check(item, wanted, digest, overwrite=overwrite)
         except FeatmapError as exc:  # a name that cannot be an output, or one that may not be replaced
             fail(item, _reason(exc))

@@ -109,7 +109,9 @@ def _busy(out_dir: Path) -> bool:
 
 
 def _check_existing(items: Sequence[Any], job: Any) -> None:
+    from featmap.io.manifest_index import lend
     from featmap.run.imagejob import targets_for
+    from featmap.run.resume import Recorded
 
     out_dir = Path(job.output.out_dir)
     if not out_dir.is_dir() or not any(out_dir.iterdir()) or _busy(out_dir):
@@ -117,8 +119,11 @@ def _check_existing(items: Sequence[Any], job: Any) -> None:
     manifest = Manifest(out_dir) if (out_dir / MANIFEST_NAME).exists() else None
     digest = job.options_hash()
     clashes: list[Path] = []
-    for item in items:
-        if getattr(item, "url", None):
+    # An input whose every output the manifest records, last, as its own with these options clashes with
+    # nothing, whatever is on disk: asked for the whole batch, by name, with no file system call (a resume).
+    batch = Recorded(items, job, digest, manifest) if manifest is not None else None
+    for index, item in enumerate(items):
+        if getattr(item, "url", None) or (batch is not None and batch.recorded[index]):
             continue
         source = Path(item.path)
         try:
@@ -130,6 +135,9 @@ def _check_existing(items: Sequence[Any], job: Any) -> None:
                 if manifest is None or not manifest.made_by(target, source, digest):
                     clashes.append(target)
                     break
+    if manifest is not None and batch is not None and not clashes:  # the batch asks the same next: asked once
+        lend(manifest._outputs, manifest._size, manifest._indexed)
+        batch.share()
     if clashes:
         first = clashes[0]
         rel = first.relative_to(out_dir).as_posix() if first.is_relative_to(out_dir) else str(first)

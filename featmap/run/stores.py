@@ -2,15 +2,17 @@
 manifest, journal, lock, atomic renames; no fsspec) or an fsspec URL (`featmap.io.storage.RemoteOutput`: the
 folder listed once, the manifest kept here and written whole).
 
-The batch loop (`featmap.run.batch`) asks a store the same questions whatever it is: is an input's output
-complete (resume), may its targets be written (clobber check), which of them exist already (an unfinished
-image must not remove those), what to journal, where records and ``predictions.csv`` go. Targets are always
+The batch loop (`featmap.run.batch`) asks a store the same questions whatever it is: which inputs' outputs are
+complete (resume: `done`, for the whole batch at once, `featmap.run.resume`), may an input's targets be
+written (clobber check), which of them exist already (an unfinished image must not remove those), what to
+journal, where records and ``predictions.csv`` go. Targets are always
 the job's local paths (`featmap.run.imagejob.targets_for`); a URL store reads them relative to the job's
 output folder.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +53,10 @@ class Store(Protocol):
 
     def complete(self, item: Any, targets: Sequence[Path], digest: str) -> bool:
         """True when every target exists and was made from ``item`` with options ``digest`` (resume)."""
+        ...
+
+    def done(self, items: Sequence[Any], job: Any, digest: str) -> list[bool]:
+        """`complete` for every item of a batch at once (`featmap.run.resume`)."""
         ...
 
     def check(self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool) -> None:
@@ -109,12 +115,27 @@ class LocalStore:
         return tuple(f"cleared {what}" for what in self._lock.cleared)
 
     def close(self) -> None:
-        from featmap.run.imagejob import _settle
-
         if self._lock is not None:
-            _settle(self.out_dir)
+            try:  # the run's own manifest: all it appended and journaled is in it (another would read it again)
+                if self.manifest is not None:
+                    self.manifest.settle()
+                    self._save_prints()
+            except OSError:
+                pass  # trimming the journal, saving the index: a failure to is harmless
             self._lock.release()
             self._lock = None
+
+    def _save_prints(self) -> None:
+        """Keep the files' fingerprints this run took (written, or verified by a resume) in the manifest's index,
+        where the manifest has one or is large enough for one (`featmap.io.manifest_index`)."""
+        from featmap.io.manifest_index import INDEX_MIN_BYTES, save_index
+
+        manifest = self.manifest
+        outputs, size = manifest._outputs, manifest._size
+        if not outputs.changed or not size or (not manifest._indexed and size < INDEX_MIN_BYTES):
+            return
+        if os.stat(manifest.path).st_size == size and save_index(outputs, manifest.path, size):  # only our lines
+            manifest._indexed = size
 
     def complete(self, item: Any, targets: Sequence[Path], digest: str) -> bool:
         if not isinstance(item, UrlImage):
@@ -122,6 +143,12 @@ class LocalStore:
         made = (item.url, digest)  # a URL input is recorded by its URL, never resolved
         manifest = self.manifest
         return bool(targets) and all(p.is_file() and manifest._made_by(manifest.rel(p), made, True) for p in targets)
+
+    def done(self, items: Sequence[Any], job: Any, digest: str) -> list[bool]:
+        from featmap.run.resume import Recorded, done_items
+
+        batch = Recorded.shared(items, digest, self.manifest._outputs) or Recorded(items, job, digest, self.manifest)
+        return done_items(batch, self.out_dir)
 
     def check(self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool) -> None:
         if not isinstance(item, UrlImage):
@@ -141,6 +168,15 @@ class LocalStore:
 
     def append(self, records: Sequence[dict[str, Any]], now: float) -> None:
         self.manifest.append(records)
+        outputs = self.manifest._outputs
+        for rec in records:  # each file as this run wrote it: a resume knows it by its fingerprint
+            png = rec.get("png")
+            if isinstance(png, str) and rec.get("status", "ok") == "ok":
+                try:
+                    st = os.stat(f"{self.out_dir}/{png}")
+                except OSError:
+                    continue
+                outputs.seen(png, st.st_size, st.st_mtime_ns)
 
     def flush(self, now: float) -> None:
         pass  # every record was appended to the file as it came
@@ -194,6 +230,13 @@ class UrlStore:
 
     def complete(self, item: Any, targets: Sequence[Path], digest: str) -> bool:
         return bool(targets) and all(self._made_by(self._rel(p), item, digest) for p in targets)
+
+    def done(self, items: Sequence[Any], job: Any, digest: str) -> list[bool]:
+        from featmap.run.resume import target_names
+
+        # the folder was listed once when opened: every question is a look-up
+        pairs = zip(items, target_names(items, job), strict=True)
+        return [bool(found) and all(self._made_by(n, item, digest) for n in found or ()) for item, found in pairs]
 
     def check(self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool) -> None:
         if overwrite:

@@ -1,0 +1,266 @@
+"""``--skip-existing`` for a whole batch at once: which inputs' outputs are all there, made from them with the
+batch's options, and still the files that were written.
+
+A resume of 250,000 images (a 10⁶-line manifest) asks the question 10⁶ times, once per output; it used to ask
+it one image at a time through `featmap.run.imagejob.targets_for` (a `Path` and a folder check per output) and
+`pathlib` (a ``stat`` per output, and more per input). Here it is asked in three passes over the batch:
+
+1. `target_names`: every input's outputs as the manifest names them (``d0001/img/sobel_x.png``). A kernel job's
+   names differ from input to input only in the input's folder, stem and suffix, so the job's own
+   `targets` is asked once, for a probe input whose stem and suffix are markers, and each input's names are
+   that template filled in (checked against the job's own answer on the batch's first input; an input the
+   template cannot stand for, or a network's, whose outputs follow the image's size, is asked one at a time).
+2. The manifest's answer (`featmap.io.manifest_index.Outputs`): every output recorded, last, as made from this
+   input with these options. Dictionary look-ups, no file system call.
+3. The files, for the inputs the manifest says are done: one ``stat`` per output (a listing per folder would
+   cost as much: a batch's outputs are one folder per input), compared with the fingerprint (size and
+   modification time) the index holds for that file, taken right after this batch or an earlier one wrote it.
+
+**What is safe, and why.** Skipping writes nothing, so a wrong skip can only lose an output, never clobber
+one; the question is only which files count as done. An output counts when the manifest's last record of it
+is from this input with these options, and the file is a regular file with the size and time it had when it
+was written. A file deleted, truncated, rewritten or replaced since (another size or time) makes its input
+run again, and that run may replace it: the manifest says it is this input's output, exactly the rule that
+lets a re-run replace its own files (`featmap.run.stores.Store.check`); files the manifest gives to another
+input or other options are still refused. Where no fingerprint is known (a manifest written before there
+were any, a small manifest with no index beside it, the lines after the index), the file must be non-empty
+and, for a PNG, end with the PNG's closing ``IEND`` chunk (what a cut-short copy lacks); it is then
+fingerprinted as it is, and checked against that from the next resume on (`Outputs.seen`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from featmap.errors import FeatmapError
+from featmap.io.discover import InputImage
+from featmap.io.manifest_index import Outputs, fingerprint
+
+__all__ = ["Recorded", "done_items", "none_done", "target_names"]
+
+# Markers for a probe input's stem and suffix: characters no file name in a batch holds.
+_STEM, _EXT = "\x1fstem\x1f", "\x1fext\x1f"
+_UNSEEN = "\0"  # a folder not seen yet (no prefix holds a NUL)
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last 12 bytes: the empty IEND chunk and its CRC
+
+
+def target_names(items: Sequence[Any], job: Any) -> list[list[str] | None]:
+    """Each item's targets (`featmap.run.imagejob.targets_for`, in order) as names relative to the job's output
+    folder, as the manifest records them; None for an item whose targets cannot be worked out (its name cannot
+    be an output: processing it says why)."""
+    out_dir = Path(job.output.out_dir)
+    template = _template(job, out_dir)
+    if template is not None and items and _names_by_template(items[0], template) != _names_of(items[0], job, out_dir):
+        template = None  # the job names its outputs in a way the template does not follow: ask it for each
+    names: list[list[str] | None] = []
+    prefixes: dict[int, str | None] = {}
+    for item in items:
+        found = None
+        if template is not None:
+            found = _names_by_template(item, template, prefixes)
+        names.append(found if found is not None else _names_of(item, job, out_dir))
+    return names
+
+
+def _template(job: Any, out_dir: Path) -> tuple[str, bool] | None:
+    """The job's names of a probe input, NUL-joined, with ``{1}`` for the stem and ``{2}`` for the suffix (a
+    `str.format` template), and whether the suffix is used; None for a job whose names depend on more (a
+    network's layers follow the image's size)."""
+    from featmap.run.jobs import ApplyJob
+
+    if not isinstance(job, ApplyJob):
+        return None
+    probe = InputImage(Path(f"probe.{_EXT}"), Path(), _STEM)
+    try:
+        names = [_relative(p, out_dir) for p in job.targets(probe).values()]
+    except (FeatmapError, ValueError):
+        return None
+    if any(n is None or "\0" in n for n in names):
+        return None
+    text = "\0".join("{0}" + str(n).replace("{", "{{").replace("}", "}}") for n in names)
+    return text.replace(_STEM, "{1}").replace(_EXT, "{2}"), _EXT in text
+
+
+def _names_by_template(
+    item: Any, template: tuple[str, bool], prefixes: dict[int, str | None] | None = None
+) -> list[str] | None:
+    """``item``'s names from the job's template, or None where the template cannot stand for the job (a stem
+    that is not a plain name, an empty suffix where the pattern uses it, an unusual folder)."""
+    text, uses_ext = template
+    stem = item.stem
+    if not stem or stem in (".", "..") or "/" in stem or "\0" in stem:
+        return None
+    ext = item.path.suffix.lstrip(".") if uses_ext else ""
+    if uses_ext and (not ext or "/" in ext or "\0" in ext):
+        return None
+    rel_dir = item.rel_dir
+    prefix = prefixes.get(id(rel_dir), _UNSEEN) if prefixes is not None else _UNSEEN  # a batch's folders are shared
+    if prefix is _UNSEEN:
+        prefix = _prefix(rel_dir)
+        if prefixes is not None:
+            prefixes[id(rel_dir)] = prefix
+    if prefix is None:
+        return None
+    return text.format(prefix, stem, ext).split("\0")
+
+
+def _prefix(rel_dir: Any) -> str | None:
+    """``rel_dir`` as the start of a name under the output folder (``""`` or ``"a/b/"``), or None for a folder
+    that is not a plain relative one."""
+    rel = PurePosixPath(Path(rel_dir).as_posix())
+    if rel.is_absolute() or any(part in ("..", "") or "\0" in part for part in rel.parts):
+        return None
+    return "" if rel.parts == () else rel.as_posix() + "/"
+
+
+def _names_of(item: Any, job: Any, out_dir: Path) -> list[str] | None:
+    """``item``'s names from the job itself (`featmap.run.imagejob.targets_for`)."""
+    from featmap.run.imagejob import targets_for
+
+    try:
+        targets = targets_for(InputImage(item.path, item.rel_dir, item.stem), job)
+    except FeatmapError:
+        return None
+    names = [_relative(p, out_dir) for p in targets.values()]
+    return None if not names or any(n is None for n in names) else [str(n) for n in names]
+
+
+def _relative(path: Path, out_dir: Path) -> str | None:
+    """``path`` relative to ``out_dir`` as the manifest writes it, or None when it is not inside."""
+    text, root = str(path), str(out_dir)
+    if text.startswith(root + "/") and "/." not in text and "//" not in text:
+        return text[len(root) + 1 :]
+    try:
+        return path.relative_to(out_dir).as_posix()
+    except ValueError:
+        return None
+
+
+class Recorded:
+    """A batch as the manifest sees it: each item's target ``names`` (`target_names`), its ``sources`` (the
+    input as the manifest records it: its URL, or its resolved path), and whether the manifest records every
+    one of its outputs, last, as made from it with options ``digest`` (``recorded``)."""
+
+    def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
+        self.items, self.digest, self.outputs = items, digest, manifest._outputs
+        self.names = target_names(items, job)
+        self.sources = _sources(items, manifest)
+        by_png, number = self.outputs.by_png, self.outputs.number
+        self.recorded = []
+        for found, source in zip(self.names, self.sources, strict=True):
+            made = number((source, digest))
+            ok = made is not None and bool(found) and all(by_png.get(n, -1) == made for n in found or ())
+            self.recorded.append(ok)
+
+    def share(self) -> None:
+        """Keep this for `shared`: the batch asks again once the preflight has (`featmap.run.preflight`)."""
+        _SHARED[:] = [self]
+
+    @staticmethod
+    def shared(items: Sequence[Any], digest: str, outputs: Outputs) -> Recorded | None:
+        """What `share` kept for these very ``items``, options and manifest (`outputs`), once."""
+        kept = _SHARED[0] if _SHARED else None
+        _SHARED.clear()
+        if kept is None or kept.items is not items or len(kept.names) != len(items):
+            return None
+        return kept if kept.digest == digest and kept.outputs is outputs else None
+
+
+_SHARED: list[Recorded] = []
+
+
+def _sources(items: Sequence[Any], manifest: Any) -> list[str]:
+    """Each item as the manifest records inputs: its URL, or ``str(Path(item.path).resolve())`` worked out as
+    `featmap.io.outputs.Manifest._real` does (each folder resolved and listed once), from text."""
+    folders: dict[str, tuple[str, dict[str, bool]]] = {}
+    sources = []
+    for item in items:
+        url = getattr(item, "url", None)
+        if url:
+            sources.append(url)
+            continue
+        text = str(item.path)
+        folder, _, name = text.rpartition("/")
+        known = folders.get(folder)
+        if known is None:
+            if name in ("", ".", "..") or not folder or folder.endswith("/") or len(folders) > 4096:
+                sources.append(manifest._real(Path(text)))  # the root, a bare name, an odd path: as it says
+                continue
+            known = folders[folder] = _listed(Path(folder))
+        real, links = known
+        sources.append(f"{real}/{name}" if not links.get(name, True) else str(Path(text).resolve()))
+    return sources
+
+
+def _listed(folder: Path) -> tuple[str, dict[str, bool]]:
+    """``folder`` resolved, and which of its entries are symlinks (a missing folder: none known)."""
+    try:
+        with os.scandir(folder) as entries:
+            links = {entry.name: entry.is_symlink() for entry in entries}
+    except OSError:
+        links = {}
+    return str(folder.resolve()), links
+
+
+def none_done(items: Sequence[Any]) -> list[bool]:
+    """A batch that does not resume: nothing is done (and what the preflight kept for `Recorded.shared` is let
+    go: it holds the manifest's outputs)."""
+    _SHARED.clear()
+    return [False] * len(items)
+
+
+def done_items(batch: Recorded, out_dir: Path) -> list[bool]:
+    """For each input of ``batch``, whether its outputs are done: recorded as its own and still the files that
+    were written (see the module's docstring). Files without a fingerprint that pass are fingerprinted
+    (``outputs.changed``: the caller may save the index)."""
+    if not any(batch.recorded):
+        return list(batch.recorded)
+    outputs = batch.outputs
+    files, stat_of, regular = outputs.files, os.stat, stat.S_ISREG
+    root = str(out_dir) + "/"
+    done = []
+    for ok, found in zip(batch.recorded, batch.names, strict=True):
+        for name in found if ok and found else ():
+            try:  # the usual case inline (10⁶ outputs): a file as it was written, fingerprint and all
+                st = stat_of(root + name)
+            except (OSError, ValueError):
+                ok = False
+                break
+            known = files.get(name)
+            if known is None or not regular(st.st_mode) or known != fingerprint(st.st_size, st.st_mtime_ns):
+                if not _verified(root + name, name, files, outputs):
+                    ok = False
+                    break
+        done.append(ok)
+    return done
+
+
+def _verified(path: str, name: str, files: dict[str, int], outputs: Outputs) -> bool:
+    """Whether the output ``name`` at ``path`` is still the file that was written (see the module's docstring)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    known = files.get(name)
+    if known is not None:
+        return known == fingerprint(st.st_size, st.st_mtime_ns)
+    if st.st_size == 0 or (name.endswith(".png") and not _png_closed(path, st.st_size)):
+        return False
+    outputs.seen(name, st.st_size, st.st_mtime_ns)
+    return True
+
+
+def _png_closed(path: str, size: int) -> bool:
+    """Whether the file ends as every PNG does (its IEND chunk): one read of its last 12 bytes."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(size - len(_PNG_END), 0))
+            return fh.read(len(_PNG_END)) == _PNG_END
+    except OSError:
+        return False
