@@ -5,7 +5,8 @@ model code and onnxruntime optional).
     python bench/network_bench.py [--runs 5] [--threads 1] [--models resnet18,vgg16,mobilenet_v2,convnext_tiny]
 
 Prints each command's median wall time and peak memory (``FEATMAP_BENCH_PYTHONPATH`` times another checkout's
-featmap), then per network at 224×224×3, interleaved rounds (one of each per round, warm), medians:
+featmap; modules byte-compiled as an installed featmap's are, see `as_installed`), then per network at 224×224×3,
+interleaved rounds (one of each per round, warm), medians:
 featmap's executor with every layer's output and its statistics (what `featmap apply` computes before writing),
 featmap's final output alone (``featmap.forward(..., outputs="final")``), torch, ONNX Runtime, and the ratios
 against issue 22's targets (final ≤ 2× ONNX Runtime, ≤ 0.7× torch). Every peer runs on ``--threads`` threads
@@ -38,10 +39,20 @@ _MEASURE = (
 )
 
 
-def whole_command(args: list[str], runs: int) -> tuple[float, float]:
+def as_installed(env: dict[str, str], pycache: Path) -> dict[str, str]:
+    """``env`` with Python's bytecode cache on, kept under ``pycache``: an installed featmap has its modules
+    byte-compiled (pip compiles them), so a command should not pay for compiling ~100 modules on every run, as it
+    does where ``PYTHONDONTWRITEBYTECODE`` is set and the checkout has no ``__pycache__``. The first (warm-up) run
+    fills the cache; the checkout is not written to."""
+    env = {**env, "PYTHONPYCACHEPREFIX": str(pycache)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def whole_command(args: list[str], runs: int, pycache: Path) -> tuple[float, float]:
     """Median wall seconds and the largest peak RSS (MB) of ``featmap ARGS`` run ``runs`` times (one warm-up)."""
     times, peaks = [], []
-    env = dict(os.environ)
+    env = as_installed(dict(os.environ), pycache)
     if os.environ.get("FEATMAP_BENCH_PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["FEATMAP_BENCH_PYTHONPATH"]
     for i in range(runs + 1):
@@ -232,7 +243,7 @@ def whole_commands(runs: int) -> None:
         ]
         print(f"whole commands (median of {runs}, wall; peak RSS of the process)")
         for label, args, target in cases:
-            seconds, peak = whole_command(args, runs)
+            seconds, peak = whole_command(args, runs, Path(tmp) / "pycache")
             verdict = "ok" if seconds <= target else "MISS"
             print(f"  {label:42s} {seconds:6.2f} s  {peak:7.0f} MB   target < {target} s: {verdict}")
 
