@@ -159,3 +159,22 @@ def test_dense_at_every_position_equals_torch_linear() -> None:
     got = layer.forward(x, layer.plan(x.shape), w)
     ref = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w["weight"]), torch.from_numpy(w["bias"]))
     np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(ref.numpy()).max()))
+
+
+def test_workspace_reuses_memory_per_name_and_thread() -> None:
+    import threading
+
+    a = gemm.workspace("t-a", (4, 8), np.dtype(np.float32))
+    b = gemm.workspace("t-a", (2, 3), np.dtype(np.float64))
+    assert a.shape == (4, 8) and b.shape == (2, 3) and b.dtype == np.float64
+    assert np.shares_memory(a, b)  # the same temporary, reused
+    assert not np.shares_memory(a, gemm.workspace("t-b", (4, 8), np.dtype(np.float32)))
+    big = (gemm._WORKSPACE_BYTES // 4 + 1,)
+    assert not np.shares_memory(
+        gemm.workspace("t-c", big, np.dtype(np.float32)), gemm.workspace("t-c", big, np.dtype(np.float32))
+    )
+    other: list[np.ndarray] = []
+    thread = threading.Thread(target=lambda: other.append(gemm.workspace("t-a", (4, 8), np.dtype(np.float32))))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(a, other[0])  # each thread its own
