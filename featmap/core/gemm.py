@@ -183,8 +183,8 @@ def depthwise(
     phases = [x]
     if sw > 1:  # each column phase contiguous, so that a tap reads one run per row
         phases = [workspace(f"phase{p}", x[:, p::sw].shape, x.dtype) for p in range(sw)]
-        for p, phase in enumerate(phases):
-            phase[...] = x[:, p::sw]
+        for p, columns in enumerate(phases):
+            columns[...] = x[:, p::sw]
     tiles = remembered(f"depthwise/{wo}/{x.dtype.str}", (bank,), lambda: _tap_tiles(bank, wo, x.dtype))
     row_spans = [_tap_span(i * dh - top, sh, height, ho) for i in range(kh)]
     col_taps = []  # (phase, column offset in it, first and last output column) of each kernel column
