@@ -103,6 +103,7 @@ class NetworkRun:
         self.nodes = job.plan(self.pixels.shape)
         self.source = job.weights()
         self.digest = job.options_hash()
+        self.input_name = str(item.path.resolve())  # every manifest record names it
         self.maps = job.layer_maps(self.pixels.shape)
         self.targets = job.targets(item, single=single, maps=self.maps)
         stacks: dict[str, Path] = {}
@@ -147,9 +148,25 @@ class NetworkRun:
         """The layer's manifest records (one per channel PNG), its sheet row and report record, and its facts."""
         result = layer.output
         assert result is not None, "a network layer brings its output"
-        out, item = self.job.output, self.item
+        out = self.job.output
         pngs = [p for p in files["png"] if p is not None]
-        self.records += [_record(item, result, layer.folder, png, out.out_dir, self.digest) for png in pngs]
+        if pngs:  # one record per channel PNG; what they share is worked out once per layer
+            layer_path, shape, params = result.node.path, list(result.values.shape), result.node.plan.params
+            stats = asdict(result.stats)
+            self.records += [
+                {
+                    "input": self.input_name,
+                    "kernel": f"{layer.folder}/{png.stem}",
+                    "layer": layer_path,
+                    "png": png.relative_to(out.out_dir).as_posix(),
+                    "options": self.digest,
+                    "shape": list(shape),
+                    "params": params,
+                    "stats": dict(stats),
+                    "status": "ok",
+                }
+                for png in pngs
+            ]
         made: list[Path] = [*pngs, *(p for name, made in files.items() if name != "png" for p in made if p)]
         if self.sheet is not None:
             self.sheet.add_layer(layer.folder, planes(result.values), tuple(result.values.shape), result.node.plan.kind)
@@ -214,19 +231,3 @@ class NetworkRun:
             network_input=self.pixels,
             shown_input=self.image.pixels,
         )
-
-
-def _record(
-    item: InputImage, result: LayerOutput, folder: str, png: Path, out_dir: Path, digest: str
-) -> dict[str, Any]:
-    return {
-        "input": str(item.path.resolve()),
-        "kernel": f"{folder}/{png.stem}",
-        "layer": result.node.path,
-        "png": png.relative_to(out_dir).as_posix(),
-        "options": digest,
-        "shape": list(result.values.shape),
-        "params": result.node.plan.params,
-        "stats": asdict(result.stats),
-        "status": "ok",
-    }
