@@ -99,6 +99,28 @@ def test_a_non_finite_value_names_the_layer() -> None:
         final_output(nodes, np.ones((2, 2, 1), np.float32), WeightSource(tensors))
 
 
+@pytest.mark.parametrize(("activation", "checks"), [("relu6", 1), ("sigmoid", 1), ("act:leaky_relu,slope=1000", 2)])
+def test_an_infinity_an_activation_would_hide_is_still_found(
+    activation: str, checks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """relu6 and sigmoid turn an infinity into 6 and 1: the folded conv's output is checked before them (and they,
+    bounded, on a checked input, are not checked after); a leaky ReLU with a slope over 1 can overflow: checked."""
+    from featmap.run import logits
+
+    layers = parse_tokens(["conv:2@1x1", "bn", activation])
+    nodes = plan_layers(layers, (2, 2, 1))
+    bn = bn_tensors(np.random.default_rng(1), 2)
+    tensors = {"0.weight": np.ones((2, 1, 1, 1), np.float32), "0.bias": np.zeros(2, np.float32)}
+    tensors.update({f"1.{k}": v for k, v in bn.items()})
+    with pytest.raises(ShapeError, match=r"non-finite"):  # the executor, run again, names the layer
+        final_output(nodes, np.full((2, 2, 1), np.inf, np.float32), WeightSource(tensors))
+    seen: list[int] = []
+    real = logits._finite
+    monkeypatch.setattr(logits, "_finite", lambda values: seen.append(1) or real(values))
+    final_output(nodes, np.ones((2, 2, 1), np.float32), WeightSource(tensors))
+    assert len(seen) == checks  # the folded conv + bn, then the activation only when it can overflow
+
+
 def test_the_fold_equals_torchs_conv_then_batch_norm() -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
     rng = np.random.default_rng(7)

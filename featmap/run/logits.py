@@ -4,8 +4,9 @@ there without changing what it gets:
 
 - a batch norm right after a convolution is folded into it (`featmap.net.fold`): one layer's work, not two;
 - an activation or a batch norm on an array that nothing else holds works in place (no new array per layer);
-- no statistics: each output is checked to be finite by one sum (finite only if every value is), and a run
-  that meets a NaN or an infinity, or any error, is run again by the executor, which names the layer.
+- no statistics: each output is checked to be finite by one sum (finite only if every value is; not after an
+  activation that cannot make a finite input non-finite, done in place on a checked input), and a run that meets
+  a NaN or an infinity, or any error, is run again by the executor, which names the layer.
 
 The result equals the executor's last output to float32 rounding (the fold rounds a product once instead of
 twice: within 1e-5 of the output's scale, tests/test_logits.py).
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 
 from featmap.core.memo import remembered
 from featmap.core.ops import activate
+from featmap.enums import Activation
 from featmap.errors import FeatmapError, SpecError
 from featmap.net.fold import bn_affine, fold_into_conv
 from featmap.net.layers import Act, BatchNorm, Conv2d, LayerSpec, RunContext
@@ -67,12 +69,28 @@ def _finite(values: Array) -> bool:
     return math.isfinite(total) or bool(np.isfinite(values).all())
 
 
+# Activations whose output is finite wherever their input is: bounded, or |f(x)| <= |x| (leaky ReLU with a slope
+# of at most 1 in size).
+_BOUNDED = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.ABS, Activation.SIGMOID, Activation.TANH}
+_BOUNDED |= {Activation.SILU, Activation.HARDSWISH, Activation.HARDSIGMOID, Activation.GELU}
+
+
+def _keeps_finite(layer: object) -> bool:
+    """True for an activation that cannot turn a finite value into a NaN or an infinity."""
+    if not isinstance(layer, Act):
+        return False
+    if layer.kind is Activation.LEAKY_RELU:
+        return abs(dict(layer.params).get("slope", 0.01)) <= 1
+    return layer.kind in _BOUNDED
+
+
 class _Runner:
     def __init__(self, weights: WeightSource, context: RunContext, upto: str | None) -> None:
         self.weights = weights
         self.context = context
         self.upto = upto
         self.last: PlanNode | None = None
+        self.checked: Array | None = None  # the last output found finite
 
     def _named(self, node: PlanNode) -> bool:
         return self.upto is not None and self.upto in (node.path, node.key, node.plan.name)
@@ -96,9 +114,10 @@ class _Runner:
             arrays.append(np.asarray(cw["bias"]))
         return remembered(f"fold/{eps!r}", arrays, lambda: fold_into_conv(cw, bw, eps))
 
-    def _done(self, node: PlanNode, values: Array) -> None:
-        if not _finite(values):
+    def _done(self, node: PlanNode, values: Array, known_finite: bool = False) -> None:
+        if not known_finite and not _finite(values):
             raise _NotFinite
+        self.checked = values
         self.last = node
 
     def _leaf(self, node: PlanNode, x: Array, owned: bool) -> tuple[Array, bool]:
@@ -125,9 +144,12 @@ class _Runner:
                     folded = self._folded(node, after)
                     x, owned = node.layer.forward(x, node.plan, folded, self.context), True  # type: ignore[union-attr]
                     node, i = after, i + 1
+                    self._done(node, x)
                 else:
+                    before = x
                     x, owned = self._leaf(node, x, owned)
-                self._done(node, x)
+                    # an activation that keeps finite values finite, on values found finite, in place: no check
+                    self._done(node, x, x is before and before is self.checked and _keeps_finite(node.layer))
             elif node.role == "block":
                 x, owned = self.walk(node.children, x, owned)
             else:
