@@ -8,8 +8,8 @@ Two image sets, 1024² JPEGs at quality 90: *synthetic photos* (smooth shading, 
 sensor noise, made from a seed) and *crops* of the two sample photographs (bench/batch_bench.py's set).
 Each row is a fresh process from start to exit (interpreter start-up, imports, pool start-up, the uneven end
 of the work all count), run in alternating rounds so that a shared machine's drift hits every row alike; the
-median of the rounds is kept, for wall time and for the CPU time (user and system, the command and all its
-children: ``os.wait4``). Rows per set:
+median of the rounds is kept, for wall time and for the CPU time (user and system, the command and every
+process it started, at any depth: see `timed`). Rows per set:
 
 - ``featmap apply photos/ -k sobel_x -k sobel_y -k laplacian_4 -k gaussian:size=5,sigma=1 --padding same
   --activation relu --pool max -q -o out -j N`` for N = 1, 2;
@@ -120,7 +120,31 @@ def make_synthetic(folder: Path, count: int, size: int = 1024) -> None:
         )
 
 
+def become_subreaper() -> bool:
+    """Make this process the reaper of every orphan among its descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    ``os.wait4`` on a command counts the command and the children it waited for, not a child it left running: a
+    process pool's helpers forked by multiprocessing's fork server are reaped by that server, which outlives the
+    command's main process and is never waited for by it, so their CPU time was lost (``-j 2`` showed less CPU
+    per image than ``-j 1``). As a subreaper this process inherits such orphans and reaps them itself
+    (`timed`). False where it cannot be set (not Linux): the CPU of orphaned descendants is then not counted."""
+    import ctypes
+    import ctypes.util
+
+    pr_set_child_subreaper = 36  # from <linux/prctl.h>
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return bool(sys.platform.startswith("linux") and libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
 def timed(command: list[str], out: Path, env: dict[str, str]) -> Run:
+    """Wall time until the command exits; CPU time and peak RSS of the command and every process it started.
+
+    The command's own ``wait4`` covers it and the children it reaped; then every orphan it left (reparented to
+    this process by `become_subreaper`, e.g. a fork server and the helpers it reaped) is waited for until none
+    is left, and their CPU times are added (their peak RSS joins the maximum)."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
@@ -129,7 +153,14 @@ def timed(command: list[str], out: Path, env: dict[str, str]) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(command)}")
-    return Run(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024)
+    user, system, peak = usage.ru_utime, usage.ru_stime, usage.ru_maxrss
+    while True:  # the orphans: this process runs one command at a time, so any child left is this command's
+        try:
+            _, _, left = os.wait4(-1, 0)
+        except ChildProcessError:
+            break
+        user, system, peak = user + left.ru_utime, system + left.ru_stime, max(peak, left.ru_maxrss)
+    return Run(wall, user, system, peak / 1024)
 
 
 def _median(runs: list[Run], field: str) -> float:
@@ -216,6 +247,8 @@ def main() -> None:
     if os.environ.get("FEATMAP_BENCH_PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["FEATMAP_BENCH_PYTHONPATH"]
     featmap = [sys.executable, "-m", "featmap"]
+    if not become_subreaper():
+        print("note: not a subreaper (not Linux): the CPU of a command's orphaned processes is not counted")
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="featmap-command-bench-"))
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # bytecode as an installed featmap has it (see the docstring)
