@@ -224,3 +224,24 @@ def test_a_network_image_that_fails_part_way_leaves_no_layer_stack(tmp_path: Pat
     with pytest.raises(FeatmapError, match="non-finite"):
         apply_image(gray, job)
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_a_jobs_digest_and_plan_checks_are_worked_out_once_and_stay_right(tmp_path: Path) -> None:
+    import pickle
+    from dataclasses import replace
+
+    from featmap.core.budget import check_image_plan
+    from featmap.errors import LimitError
+
+    job = make_job(["sobel_x", "gaussian:size=5,sigma=1"], padding="same", pool="max")
+    twin = make_job(["sobel_x", "gaussian:size=5,sigma=1"], padding="same", pool="max")
+    digest = job.options_hash()
+    assert job.options_hash() == digest == twin.options_hash() == pickle.loads(pickle.dumps(job)).options_hash()
+    other = replace(job, output=make_output(normalize="clip"))  # a new job: its own digest, not the cached one
+    assert other.options_hash() != digest and other.options_hash() == replace(twin, output=other.output).options_hash()
+    sizes = [k.size for k in job.bank]
+    expected = check_image_plan((300, 200), 1, sizes, padding="same", pool=((2, 2), (2, 2), "valid"))
+    assert job.check_plan((300, 200), 1, "a.png") == job.check_plan((300, 200), 1, "b.png") == expected
+    for _ in range(2):  # a size over the limits is refused every time it is asked about, naming that image
+        with pytest.raises(LimitError, match="huge.png"):
+            job.check_plan((40_000, 40_000), 1, "huge.png")

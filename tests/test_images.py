@@ -225,6 +225,19 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
 
+def test_atomic_write_makes_missing_folders_and_names_a_file_in_the_way(tmp_path: Path) -> None:
+    # the folder is made only when the temporary file cannot be created without it
+    made = atomic_write(tmp_path / "a" / "b" / "map.png", lambda handle: handle.write(b"\x89PNG"))
+    assert made.read_bytes() == b"\x89PNG" and sorted(p.name for p in made.parent.iterdir()) == ["map.png"]
+    again = atomic_write(made, lambda handle: handle.write(b"new"))  # the folder exists now: replaced in place
+    assert again.read_bytes() == b"new" and sorted(p.name for p in made.parent.iterdir()) == ["map.png"]
+    (tmp_path / "file").write_bytes(b"in the way")
+    with pytest.raises(FileExistsError) as caught:  # as before: the error names the folder that is a file
+        atomic_write(tmp_path / "file" / "map.png", lambda handle: handle.write(b"x"))
+    assert caught.value.filename == str(tmp_path / "file")
+    assert (tmp_path / "file").read_bytes() == b"in the way"
+
+
 def test_parse_color() -> None:
     assert parse_color("black") == (0.0, 0.0, 0.0)
     assert parse_color("#ff0000") == (1.0, 0.0, 0.0)

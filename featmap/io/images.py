@@ -303,16 +303,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     old content or gets the complete new one.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "w+b") as handle:
+        with _create(temp) as handle:
             write(handle)
         os.replace(temp, target)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:  # its folder could not be made (a file in the way): there is nothing to remove
+            pass
         raise
     return target
+
+
+def _create(temp: Path) -> IO[bytes]:
+    """``temp`` created for writing; its folder is made only when missing (an image's maps share one), and the
+    buffer size is given, so no ``isatty`` call asks the file system what a terminal would want."""
+    try:
+        return open(temp, "w+b", buffering=1 << 16)
+    except (FileNotFoundError, NotADirectoryError):
+        temp.parent.mkdir(parents=True, exist_ok=True)  # a file in the way raises FileExistsError naming it
+        return open(temp, "w+b", buffering=1 << 16)
 
 
 def parse_color(text: str) -> tuple[float, float, float]:

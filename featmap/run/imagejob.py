@@ -10,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +102,7 @@ class KernelRun:
         height, width, channels = self.image.info.height, self.image.info.width, self.image.pixels.shape[-1]
         job.check_plan((height, width), channels, str(path))
         self.digest = job.options_hash()
+        self.source = str(path.resolve())  # the input as every record of it names it
         self.targets = self.writer_targets = job.targets(item, single=single)
         self.formats = job.output.formats
         self.notes = geometry_notes((height, width), job.bank, job.conv, job.pool, channels)
@@ -132,7 +133,7 @@ class KernelRun:
         self.written_maps.append(WrittenMap(info, png, raw, shown, colormap))
         self.records.append(
             {
-                "input": str(self.item.path.resolve()),
+                "input": self.source,
                 "kernel": info.name,
                 "png": _rel(png, out.out_dir),
                 "raw": None if raw is None else _rel(raw, out.out_dir),
@@ -142,7 +143,7 @@ class KernelRun:
                 "conv_shape": list(info.conv_shape),
                 "shape": list(info.shape),
                 "params": info.params,
-                "stats": asdict(info.stats),
+                "stats": _fields(info.stats),
                 "mapped": {"low": shown.low, "high": shown.high, "method": shown.method, "colormap": colormap},
                 "status": "ok",
             }
@@ -155,7 +156,7 @@ class KernelRun:
         out, targets = self.job.output, self.targets
         for made in files:
             key = next(k for k in (SHEET_KEY, REPORT_KEY) if targets.get(k) == made)
-            record = {"input": str(self.item.path.resolve()), "kernel": key, "png": _rel(made, out.out_dir)}
+            record = {"input": self.source, "kernel": key, "png": _rel(made, out.out_dir)}
             self.records.append({**record, "options": self.digest, "status": "ok"})
 
     def result(self) -> ImageResult:
@@ -163,6 +164,11 @@ class KernelRun:
         seconds = time.perf_counter() - self.started
         maps = tuple(self.written_maps)
         return ImageResult(self.image.info, maps, self.notes, self.digest, seconds, tuple(self.records))
+
+
+def _fields(stats: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` of a dataclass of plain values, without its recursive deep copy."""
+    return {f.name: getattr(stats, f.name) for f in fields(stats)}
 
 
 def _scale(writers: Sequence[Writer], info: MapInfo, out: OutputOptions) -> tuple[DisplayRange, str | None]:

@@ -93,9 +93,14 @@ class ApplyJob:
             )
 
     def check_plan(self, in_hw: tuple[int, int] = (1, 1), channels: int = 1, what: str = "") -> int:
-        """Check the job's sizes, and its memory on an ``in_hw`` image, against `featmap.limits`."""
+        """Check the job's sizes, and its memory on an ``in_hw`` image, against `featmap.limits`. A size that
+        passed is remembered by the job (a batch of same-sized images checks once)."""
+        passed: dict[tuple[tuple[int, int], int], int] = self.__dict__.setdefault("_plans_passed", {})
+        key = ((in_hw[0], in_hw[1]), channels)
+        if key in passed:
+            return passed[key]
         pool = self.pool
-        return check_image_plan(
+        passed[key] = check_image_plan(
             in_hw,
             channels,
             [k.size for k in self.bank],
@@ -105,6 +110,7 @@ class ApplyJob:
             pool=(pool.size, pool.stride, pool.padding) if isinstance(pool, Pool2d) else None,
             what=what,
         )
+        return passed[key]
 
     @property
     def map_names(self) -> list[str]:
@@ -124,7 +130,14 @@ class ApplyJob:
         return targets
 
     def options_hash(self) -> str:
-        """A digest of every setting that changes an output's pixels (kernels' weights included)."""
+        """A digest of every setting that changes an output's pixels (kernels' weights included), worked out
+        once per job (the job is frozen)."""
+        digest: str | None = self.__dict__.get("_options_hash")
+        if digest is None:
+            digest = self.__dict__["_options_hash"] = self._options_digest()
+        return digest
+
+    def _options_digest(self) -> str:
         out = self.output
         recipe: dict[str, Any] = {
             "conv": asdict(self.conv),
