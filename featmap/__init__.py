@@ -66,6 +66,7 @@ __all__ = [
     "pad",
     "pool2d",
     "shape",
+    "start_helpers",
     "trace_conv",
     "trace_pool",
 ]
@@ -92,6 +93,23 @@ _LAZY = {
     "trace_conv": "explain",
     "trace_pool": "explain",
 }
+
+
+def start_helpers(jobs: int | None = None) -> bool:
+    """Start the server that forks a batch's helper processes now, if ``jobs`` (default: every core) asks for
+    more than one process, and return at once; False when nothing was started.
+
+    `apply_batch` starts it anyway as its run begins. Started first (``featmap apply`` does so before it builds
+    the job), its imports run on another core while this process builds the job and finds the images, and the
+    first helper then costs a fork instead of a wait (`featmap.run.workers.start_server`).
+    """
+    import os
+
+    if (jobs or os.cpu_count() or 1) <= 1:
+        return False
+    from featmap.run.workers import start_server
+
+    return start_server()
 
 
 def __getattr__(name: str) -> Any:

@@ -71,6 +71,58 @@ def test_the_pool_does_not_start_helpers_for_a_small_batch(tmp_path: Path, monke
     assert len(report.processed) == 2 and started == []
 
 
+class _SlowToStart:
+    """Helpers whose start lasts until they are stopped, as a fork server still importing makes the first one wait."""
+
+    def __init__(self, count: int) -> None:
+        import threading
+
+        self.count = count
+        self.released = threading.Event()
+        self.stopped = False
+
+    def submit(self, func: Any, *args: Any) -> Any:
+        self.released.wait(timeout=20)
+        raise RuntimeError("cannot schedule new futures after shutdown")  # what a pool stopped meanwhile says
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+
+
+def test_the_pool_works_on_while_a_helper_starts_and_on_one_opencv_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import featmap.run.backends.pool as pool
+    from featmap.core.cvfilter import opencv, threads
+    from featmap.run.work import work_image
+
+    slow = _SlowToStart(1)
+    monkeypatch.setattr(pool, "Helpers", lambda count: slow)
+    monkeypatch.setattr(pool, "HELPER_START_SECONDS", 0.0)  # a helper is asked for after the first image
+    seen: list[tuple[int, bool]] = []  # (OpenCV threads, the helper still starting) as each image runs
+
+    def work(task: Any) -> Any:
+        seen.append((threads(), not slow.released.is_set()))
+        return work_image(task)
+
+    items, _, _ = discover([make_photos(tmp_path / "in", 6)])
+    job, alone = make_job(tmp_path / "two"), make_job(tmp_path / "one")
+    finished: list[int] = []
+    tasks = [(i, item, job) for i, item in enumerate(items)]
+    before = threads()
+    LocalPool(2).run(tasks, work, lambda i, result, error: finished.append(i), lambda name: None)
+    assert sorted(finished) == list(range(6)) and slow.stopped  # every image here; the helper stopped unused
+    assert [starting for _, starting in seen[1:]] == [True] * 5  # images 2-6 ran while the helper was starting
+    if opencv() is not None:
+        assert [count for count, _ in seen] == [1] * 6 and threads() == before  # -j 2: two cores, this one's one
+    run_batch(items, alone, jobs=1)
+    assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one") != {}
+
+
 def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_path: Path) -> None:
     photos = make_photos(tmp_path / "in", 10, size=160)
     items, _, _ = discover([photos])

@@ -117,3 +117,11 @@ def test_apply_layers_are_the_layers_of_a_job() -> None:
     conv, act, pool = featmap.apply_layers(stride=2, padding="same", activation="relu", pool="max", pool_size=3)
     job = make_job(["sobel_x"], stride=2, padding="same", activation="relu", pool="max", pool_size=3)
     assert (conv, act, pool) == (job.conv, job.act, job.pool)
+
+
+def test_start_helpers_starts_the_fork_server_only_for_more_than_one_process() -> None:
+    import multiprocessing
+
+    assert featmap.start_helpers(1) is False  # one process: nothing to start
+    assert featmap.start_helpers(2) is ("forkserver" in multiprocessing.get_all_start_methods())
+    assert featmap.start_helpers(2) is ("forkserver" in multiprocessing.get_all_start_methods())  # running: kept

@@ -113,6 +113,9 @@ def apply(
     """
     import featmap
 
+    if (len(images) > 1 or not Path(images[0]).is_file()) and not opts["scheduler"]:
+        featmap.start_helpers(opts["jobs"])  # a batch: the helpers' server imports while this process builds the job
+
     # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
     opts["sheet_normalize"] = (
         opts["normalize"] if _from_command_line(click.get_current_context(), "normalize") else None

@@ -171,13 +171,16 @@ class Helpers:
         from concurrent.futures import ProcessPoolExecutor
 
         self.count = count
-        start_server()
+        self._spawned = not start_server()  # forked helpers get the server's environment, spawned ones this one's
         self._pool = ProcessPoolExecutor(
             count, mp_context=_context(), initializer=_helper_init, initargs=(os.getpid(),)
         )
 
     def submit(self, func: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Queue ``func(*args)``; the pool starts a helper on submit while it has fewer than ``count``."""
+        """Queue ``func(*args)``; the pool starts a helper on submit while it has fewer than ``count`` (thread-safe:
+        a fork server's helpers leave this process's environment alone)."""
+        if not self._spawned:
+            return self._pool.submit(func, *args)
         with _helper_environment():
             return self._pool.submit(func, *args)
 

@@ -1,22 +1,26 @@
 """The local pool: this process plus up to ``jobs - 1`` helper processes, started only when they pay off.
 
-This process starts on the first image at once (with OpenCV's own threads, as ``-j 1`` does), and from that
-image's time judges the rest: helpers are started only when the remaining work outlasts their start-up, and
-are given images only once they report ready. Until then, and between handing images out, this process
-works itself. Helpers are not forked from this process: a child forked after OpenCV has started its thread
-pool hangs in its first OpenCV call (measured here: such helpers never became ready), and this process has
-already run an image with OpenCV's threads by then. They are forked by a fork server with featmap's modules
-imported (`featmap.run.workers.start_server`), started when the run begins, so a helper costs a fork once
-the server is up, not ~0.3 s of interpreter start-up and imports each. A 2-image batch never starts a helper.
+A batch of three images or more starts the helpers' fork server at once (`featmap.run.workers.start_server`;
+``featmap apply`` starts it earlier still, before it builds the job) and runs on one OpenCV thread from then on,
+so ``-j N`` means N cores: the server's imports, then the helpers, share the cores with this process, and
+OpenCV's second thread would only spin waiting for one. This process starts on the first image at once, and
+from that image's time judges the rest: helpers are started only when the remaining work outlasts their
+start-up, and are given images only once they report ready. Until then, and between handing images out, this
+process works itself; helpers are asked for from a thread (`_Starter`), since a helper's start waits until the
+server has finished its imports, and this process must not wait with it (it did: ~0.3-0.5 s a batch). Helpers
+are not forked from this process: a child forked after OpenCV has started its thread pool hangs in its first
+OpenCV call (measured here: such helpers never became ready). They are forked by the server, a fresh
+interpreter with featmap's modules imported, so a helper costs a fork once the server is up, not ~0.3 s of
+interpreter start-up and imports each. A 2-image batch never starts a helper.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from contextlib import ExitStack
 from typing import Any
 
 from featmap.run.backends.base import Finish, HandOut, InProcess, Starting, Task, Work, _as_is, task_name
@@ -40,6 +44,41 @@ def _ready() -> int:
     return os.getpid()
 
 
+class _Starter:
+    """Each helper's first task (`_ready`), submitted from a thread: starting a helper waits for the fork server to
+    finish its imports (up to ~0.4 s when the batch is quick to begin), and this process works meanwhile."""
+
+    def __init__(self, helpers: Helpers) -> None:
+        self.ready: list[Future[Any]] = []
+        self.error: BaseException | None = None  # why no (further) helper could be asked for
+        self._thread = threading.Thread(target=self._submit, args=(helpers,), name="featmap-helper-start", daemon=True)
+        self._thread.start()
+
+    def _submit(self, helpers: Helpers) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            for _ in range(helpers.count):
+                self.ready.append(helpers.submit(_ready))
+        except (OSError, RuntimeError, BrokenProcessPool) as exc:  # no process slots, or stopped meanwhile
+            self.error = exc
+
+    @property
+    def asked(self) -> bool:
+        """Every helper has been asked for (or asking failed)."""
+        return not self._thread.is_alive()
+
+    def failed(self) -> BaseException | None:
+        """Why no helper can work: asking failed before any was asked for, or every helper failed to start."""
+        if not self.asked:
+            return None
+        if not self.ready:
+            return self.error or RuntimeError("no helper was asked for")
+        if all(f.done() and f.exception() is not None for f in self.ready):
+            return self.ready[0].exception()
+        return None
+
+
 class LocalPool:
     """This process and up to ``jobs - 1`` spawned helpers (see the module's docstring)."""
 
@@ -53,12 +92,19 @@ class LocalPool:
     ) -> None:
         """Process the tasks; helpers are stopped at once on an exception or interrupt."""
         alone = InProcess()
-        if self.jobs <= 1 or len(tasks) <= 1:
+        if self.jobs <= 1 or len(tasks) <= 2:  # a helper would get one image at best, after its start-up
             alone.run(tasks, work, finish, starting, hand_out)
             return
-        if len(tasks) > 2:
-            start_server()  # its imports run while this process does the first image
-        queue = deque(tasks)
+        start_server()  # its imports run while this process does the first image
+        # From here other processes (the server's imports, then the helpers) share the cores with this one, which
+        # works on one OpenCV thread (-j N means N cores): OpenCV's second thread would spin waiting for a core.
+        with one_opencv_thread():
+            self._run(deque(tasks), alone, work, finish, starting, hand_out)
+
+    def _run(
+        self, queue: deque[Task], alone: InProcess, work: Work, finish: Finish, starting: Starting, hand_out: HandOut
+    ) -> None:
+        """`run` once helpers may pay: the first image here, then helpers if the rest outlasts their start-up."""
         task = queue.popleft()
         starting(task_name(task))
         began = time.perf_counter()
@@ -90,50 +136,44 @@ class LocalPool:
         from concurrent.futures.process import BrokenProcessPool
 
         died = "its helper process died (out of memory?); retry with fewer --jobs"
-        try:
-            ready = [helpers.submit(_ready) for _ in range(helpers.count)]
-        except (OSError, BrokenProcessPool) as exc:
-            self.notes.append(f"helper processes could not start ({exc}); every image ran in this process")
-            return False
+        starter = _Starter(helpers)
         running: dict[Future[Any], Task] = {}
         used = False
-        with ExitStack() as single_thread:
-            while queue or running:
-                if not used and all(f.done() and f.exception() is not None for f in ready):
-                    reason = ready[0].exception()
-                    self.notes.append(f"helper processes could not start ({reason}); the rest ran in this process")
-                    return False
-                capacity = _QUEUED_PER_HELPER * sum(1 for f in ready if f.done() and f.exception() is None)
-                if capacity and not used:
-                    used = True
-                    single_thread.enter_context(one_opencv_thread())  # two processes now share the cores
-                while queue and len(running) < capacity:
-                    task = queue.popleft()
-                    try:
-                        running[helpers.submit(work, hand_out(task))] = task
-                    except (OSError, BrokenProcessPool) as exc:  # a helper cannot start: the rest runs here
-                        queue.appendleft(task)
-                        self.notes.append(f"helper processes could not start ({exc}); the rest ran in this process")
-                        return used
-                if queue:
-                    task = queue.popleft()
-                    starting(task_name(task))
-                    finish(*work(hand_out(task)))
-                    finished = {future for future in running if future.done()}
-                else:
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    task = running.pop(future)
-                    try:
-                        outcome = future.result()
-                    except CancelledError:  # never started: it runs here
-                        queue.appendleft(task)
-                        continue
-                    except BrokenProcessPool:  # a helper died: its images fail, the rest run here
-                        finish(task[0], None, died)
-                        for other in list(running):
-                            finish(running.pop(other)[0], None, died)
-                        self.notes.append("a helper process died; the remaining images ran in this process")
-                        return used
-                    finish(*outcome)
+        while queue or running:
+            reason = None if used else starter.failed()
+            if reason is not None:
+                self.notes.append(f"helper processes could not start ({reason}); the rest ran in this process")
+                return False
+            ready = list(starter.ready)
+            capacity = _QUEUED_PER_HELPER * sum(1 for f in ready if f.done() and f.exception() is None)
+            used = used or capacity > 0
+            while queue and len(running) < capacity:
+                task = queue.popleft()
+                try:
+                    running[helpers.submit(work, hand_out(task))] = task
+                except (OSError, BrokenProcessPool) as exc:  # a helper cannot start: the rest runs here
+                    queue.appendleft(task)
+                    self.notes.append(f"helper processes could not start ({exc}); the rest ran in this process")
+                    return used
+            if queue:
+                task = queue.popleft()
+                starting(task_name(task))
+                finish(*work(hand_out(task)))
+                finished = {future for future in running if future.done()}
+            else:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                try:
+                    outcome = future.result()
+                except CancelledError:  # never started: it runs here
+                    queue.appendleft(task)
+                    continue
+                except BrokenProcessPool:  # a helper died: its images fail, the rest run here
+                    finish(task[0], None, died)
+                    for other in list(running):
+                        finish(running.pop(other)[0], None, died)
+                    self.notes.append("a helper process died; the remaining images ran in this process")
+                    return used
+                finish(*outcome)
         return used
