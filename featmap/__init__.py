@@ -118,3 +118,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'featmap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the ones imported on first use included."""
+    return sorted({*globals(), *_LAZY})

@@ -54,6 +54,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The module's names, `BatchInterrupted` included."""
+    return sorted({*globals(), "BatchInterrupted"})
+
+
 @dataclass(frozen=True)
 class ApplyOptions:
     """Every option of a ``featmap apply`` job besides the kernels or the network, by the library's names.

@@ -116,3 +116,21 @@ def test_the_helpers_server_preloads_what_every_kind_of_image_needs() -> None:
     per_image = {"featmap.run.work", "featmap.run.pipeline", "featmap.kernels", "featmap.run.netimage"}
     assert per_image | {"featmap.run.executor", "featmap.io.writers.png", "featmap.io.pngencode"} <= modules
     assert "cv2" not in modules
+
+
+@pytest.mark.parametrize("module", ["featmap", "featmap.batch_api", "featmap.render"])
+def test_names_imported_on_first_use_are_listed_and_resolve(module: str) -> None:
+    """`__all__` is whole, `dir()` lists what a module imports only on first use, and each of those names
+    resolves to the object of the module that defines it."""
+    code = (
+        "import importlib, json, sys\n"
+        f"m = importlib.import_module({module!r})\n"
+        "missing = [n for n in m.__all__ if n not in dir(m)]\n"
+        "homes = {n: getattr(m, n).__module__ for n in m.__all__ if hasattr(getattr(m, n), '__module__')}\n"
+        "print(json.dumps({'missing': missing, 'homes': homes}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    found = json.loads(proc.stdout)
+    assert found["missing"] == []
+    assert found["homes"].get("BatchInterrupted", "featmap.run.batch") == "featmap.run.batch"
+    assert all(home.startswith("featmap") for home in found["homes"].values())
