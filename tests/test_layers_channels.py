@@ -66,6 +66,25 @@ def test_layernorm_over_channels_hand_worked() -> None:
     assert (plan.params, plan.macs, plan.non_trainable) == (192, 0, 0)
 
 
+@pytest.mark.parametrize("shape", [(6, 5, 12), (7, 3), (9,)])
+def test_layernorm_bands_leave_every_value_as_one_pass_makes_it(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A band of positions at a time (here 2 positions of 12 values): each position's float64 arithmetic is the
+    whole-array formula's, bit for bit."""
+    from featmap.net.layers import channels
+
+    monkeypatch.setattr(channels, "_LAYERNORM_BAND_VALUES", 24)
+    x = (RNG.standard_normal(shape) * 4 + 2).astype(np.float32)
+    w = {"weight": RNG.standard_normal(shape[-1]), "bias": RNG.standard_normal(shape[-1])}
+    wide = x.astype(np.float64)
+    centred = wide - wide.mean(axis=-1, keepdims=True)
+    whole = centred / np.sqrt(np.mean(centred * centred, axis=-1, keepdims=True) + 1e-6) * w["weight"] + w["bias"]
+    out = _run(LayerNorm(eps=1e-6), x, w)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    np.testing.assert_array_equal(out, whole.astype(np.float32))
+
+
 def test_layerscale_softmax_droppath() -> None:
     x = RNG.standard_normal((3, 4, 5)).astype(np.float32)
     gamma = np.arange(1, 6, dtype=np.float32)

@@ -67,15 +67,30 @@ class LayerNorm:
         )
 
     def forward(self, x: Array, plan: LayerPlan, weights: Weights, context: RunContext = DEFAULT_CONTEXT) -> Array:
-        """Normalise each position's channel vector, then scale and shift (statistics in float64)."""
-        wide = np.asarray(x, np.float64)
-        mean = wide.mean(axis=-1, keepdims=True)
-        centred = wide - mean
-        var = np.mean(centred * centred, axis=-1, keepdims=True)
-        centred /= np.sqrt(var + self.eps)
-        centred *= np.asarray(weights["weight"], np.float64)
-        centred += np.asarray(weights["bias"], np.float64)
-        return centred.astype(x.dtype)
+        """Normalise each position's channel vector, then scale and shift (statistics in float64), a band of
+        positions at a time so that the float64 temporaries stay in the cache (each position's arithmetic is the
+        same whatever the band)."""
+        channels = x.shape[-1]
+        flat = np.asarray(x).reshape(-1, channels)
+        out = np.empty(flat.shape, dtype=x.dtype)
+        scale = np.asarray(weights["weight"], np.float64)
+        shift = np.asarray(weights["bias"], np.float64)
+        band = max(1, _LAYERNORM_BAND_VALUES // max(1, channels))
+        for start in range(0, flat.shape[0], band):
+            rows = slice(start, start + band)
+            wide = flat[rows].astype(np.float64)
+            mean = wide.mean(axis=-1, keepdims=True)
+            centred = np.subtract(wide, mean, out=wide)
+            var = np.mean(centred * centred, axis=-1, keepdims=True)
+            centred /= np.sqrt(var + self.eps)
+            centred *= scale
+            centred += shift
+            out[rows] = centred
+        return out.reshape(x.shape)
+
+
+# Values per LayerNorm band: its float64 temporaries (~3 of them) stay in the L2 cache.
+_LAYERNORM_BAND_VALUES = 1 << 15
 
 
 @dataclass(frozen=True)
