@@ -33,13 +33,14 @@ from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
 __all__ = ["BAND_ROWS", "banded_map", "fits"]
 
-#: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, a whole
-#: 1024² map, 174 rows (floored to 128) of a 6000-wide one, in this thread's reused buffer. OpenCV and the band's
-#: Python steps are set up anew for each band (measured: 64-row bands made sepFilter2D 4x slower per image than
-#: one whole-image call; per-image minimum CPU of 4 maps on 12 crops, 10 runs: 256-row bands 8.23 ms, 1M-value
-#: bands 7.64 ms; on a 6000×4000 photo the same within noise).
+#: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 256 rows of a
+#: 1024-wide map (1 MB of float32), in this thread's reused buffer. OpenCV and the band's Python steps are set up
+#: anew for each band (measured: 64-row bands made sepFilter2D 4x slower per image than one whole-image call).
+#: A whole 1024² map in one band is faster still (per-image minimum CPU of 4 maps on 12 crops, 10 runs: 7.25 ms
+#: against 6.77), but its buffer is a full-size map kept beside the map being made: a 900×700 bank then peaks at
+#: 4.3 maps (tests/test_groups.py holds 3.5), against 2.9 with these bands.
 BAND_ROWS = 64
-BAND_VALUES = 1 << 20
+BAND_VALUES = 1 << 18
 
 
 def fits(image: NDArray[np.floating], conv: Conv2d, pool: Pool2d | GlobalPool2d | None, combine: object) -> bool:
