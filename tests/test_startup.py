@@ -86,6 +86,21 @@ def test_kernels_on_one_image_load_neither_the_batch_nor_the_network_path(tmp_pa
     assert sorted(modules & {*unused, "featmap.run.netimage", "featmap.net.onnx"}) == []
 
 
+def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.new("L", (16, 12), 40 * i).save(photos / f"p{i}.png")
+    out = tmp_path / "out"
+    modules = loaded_by(tmp_path, "apply", str(photos), "-k", "sobel_x", "-j", "1", "-q", "-o", str(out))
+    assert (out / "p1" / "sobel_x.png").is_file()
+    assert {"featmap.run.batch", "featmap.run.pipeline"} <= modules
+    network = {"featmap.run.netjob", "featmap.run.netimage", "featmap.run.netinput", "featmap.net.preprocess"}
+    assert sorted(modules & {*network, *PICTURES, *OTHER_COMMANDS, *OPTIONAL}) == []
+
+
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
 def test_help_and_version_load_no_numpy_pillow_or_rich(tmp_path: Path, args: list[str]) -> None:
     modules = loaded_by(tmp_path, *args)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featmap.errors import FeatmapError
 from featmap.io.discover import InputImage
@@ -33,11 +33,13 @@ from featmap.run.imagejob import (
     targets_for,
 )
 from featmap.run.jobs import ApplyJob
-from featmap.run.netjob import NetworkJob
 from featmap.run.resume import none_done
 from featmap.run.stores import Store, open_store, shown, source
 from featmap.run.work import work_image, work_url
 from featmap.run.workers import signals_deferred
+
+if TYPE_CHECKING:  # a job that is not an ApplyJob is a NetworkJob: a kernel batch does not load the network path
+    from featmap.run.netjob import NetworkJob
 
 __all__ = [
     "MANIFEST_NAME",
@@ -250,7 +252,7 @@ def _run_batch(
     counts, csv_file = batch_predictions(
         job,
         processed,
-        [(shown(item), source(item)) for item in skipped] if isinstance(job, NetworkJob) else [],
+        [] if isinstance(job, ApplyJob) else [(shown(item), source(item)) for item in skipped],
         lambda: store.recorded_tops(digest),
         lambda rows: store.put(PREDICTIONS_NAME, predictions_csv(rows)),
     )
@@ -277,7 +279,7 @@ def batch_predictions(
     back end and output (`run_batch`, `featmap.run.backends.urlbatch`): this run's images and, for the ones a
     resume skipped (``(input as shown, its manifest input)``), the predictions ``recorded()`` (the manifest's)
     hold. ``write(rows)`` writes the file and returns where; nothing is written for a batch without predictions."""
-    if not isinstance(job, NetworkJob):
+    if isinstance(job, ApplyJob):  # a kernel bank predicts nothing
         return (), None
     from featmap.io.writers.predictions import class_counts
 
