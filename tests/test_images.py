@@ -253,7 +253,7 @@ def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object
 
     fast = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     with monkeypatch.context() as patch:
-        patch.setattr(featmap.io.images, "_fast_jpeg", lambda path, opened, gray: None)
+        patch.setattr(featmap.io.images, "opencv_jpeg", lambda path, opened, gray: None)
         slow = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     return fast, slow
 
@@ -263,10 +263,10 @@ def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object
     [{"quality": 90}, {"quality": 75, "subsampling": 0}, {"quality": 95, "progressive": True}],
     ids=["420", "444", "progressive"],
 )
-def test_fast_jpeg_path_gives_pillows_pixels(
+def test_opencv_jpeg_path_gives_pillows_pixels(
     tmp_path: Path, save: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from featmap.io.images import _fast_jpeg
+    from featmap.io.jpeg import opencv_jpeg
 
     rng = np.random.default_rng(5)
     smooth = np.cumsum(rng.integers(0, 9, (48, 40, 3)), axis=1).astype(np.uint8)
@@ -274,14 +274,14 @@ def test_fast_jpeg_path_gives_pillows_pixels(
         path = tmp_path / f"{mode}.jpg"
         Image.fromarray(pixels, mode).save(path, **save)
         with Image.open(path) as opened:
-            assert _fast_jpeg(path, opened, gray=True) is not None  # the fast path is taken
+            assert opencv_jpeg(path, opened, gray=True) is not None  # the fast path is taken
         for color in (False, True):
             fast, slow = _both_decoders(path, monkeypatch, color=color)
             np.testing.assert_array_equal(fast, slow)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_fast_jpeg_path_applies_exif_orientation(
+def test_opencv_jpeg_path_applies_exif_orientation(
     tmp_path: Path, orientation: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pixels = np.zeros((30, 50, 3), dtype=np.uint8)
@@ -296,7 +296,7 @@ def test_fast_jpeg_path_applies_exif_orientation(
 
 
 def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
-    from featmap.io.images import _fast_jpeg
+    from featmap.io.jpeg import opencv_jpeg
 
     rng = np.random.default_rng(6)
     path = tmp_path / "a.jpg"
@@ -307,5 +307,5 @@ def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
         load_image(path)
     path.write_bytes(whole + b"\\0" * 16)  # bytes after the end marker: Pillow reads it, OpenCV is not asked
     with Image.open(path) as opened:
-        assert _fast_jpeg(path, opened, gray=True) is None
+        assert opencv_jpeg(path, opened, gray=True) is None
     assert load_image(path).pixels.shape == (64, 64, 1)

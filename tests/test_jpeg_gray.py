@@ -11,8 +11,9 @@ import pytest
 from PIL import Image, ImageOps
 
 import featmap.errors
-import featmap.io.images
-from featmap.io.images import GRAY_BT601, GRAY_JPEG_PLANE, LUMA_BT601, jpeg_luma_plane, load_image
+import featmap.io.jpeg
+from featmap.io.images import GRAY_BT601, GRAY_JPEG_PLANE, LUMA_BT601, load_image
+from featmap.io.jpeg import jpeg_luma_plane
 
 SAVES = {
     "420": {"quality": 90},
@@ -41,7 +42,7 @@ def _pillow_plane(path: Path) -> np.ndarray:
 
 def _without_opencv(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> np.ndarray:
     with monkeypatch.context() as patch:
-        patch.setattr(featmap.io.images, "opencv", lambda: None)
+        patch.setattr(featmap.io.jpeg, "opencv", lambda: None)
         return load_image(path, **kwargs).pixels  # type: ignore[arg-type]
 
 

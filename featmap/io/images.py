@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,9 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from featmap.core.cvfilter import mix_channels, opencv
+from featmap.core.cvfilter import mix_channels
 from featmap.core.ops import row_bands
+from featmap.core.samples import ScaledSamples, as_floats
 from featmap.errors import ImageReadError, SpecError
+from featmap.io.jpeg import EXIF_ORIENTATION, jpeg_luma_plane, opencv_jpeg
 
 __all__ = [
     "GRAY_BT601",
@@ -32,7 +35,6 @@ __all__ = [
     "LoadedImage",
     "atomic_write",
     "is_image",
-    "jpeg_luma_plane",
     "load_image",
     "parse_color",
 ]
@@ -64,10 +66,20 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """A decoded image: ``pixels`` float32 ``(H, W, C)`` in [0, 1] and its `ImageInfo`."""
+    """A decoded image: ``pixels`` float32 ``(H, W, C)`` in [0, 1] and its `ImageInfo`.
 
-    pixels: NDArray[np.float32]
+    ``data`` is what a run reads: the pixels, or for an 8-bit gray image its samples (`ScaledSamples`), which the
+    fused band path converts a band of rows at a time; ``pixels`` is made from them when first asked for (the
+    same values), and kept.
+    """
+
+    data: NDArray[np.float32] | ScaledSamples
     info: ImageInfo
+
+    @cached_property
+    def pixels(self) -> NDArray[np.float32]:
+        """The image as float32 ``(H, W, C)`` in [0, 1]."""
+        return self.data.floats() if isinstance(self.data, ScaledSamples) else self.data
 
 
 @contextmanager
@@ -82,12 +94,9 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-_EXIF_ORIENTATION = 0x0112
-
-
-def _to_float(im: Image.Image, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
+def _to_float(im: Image.Image, background: Sequence[float], gray: bool) -> NDArray[np.float32] | ScaledSamples:
     """Decode any Pillow mode to float32 (H, W, 1 or 3) in [0, 1], alpha composited onto ``background``,
-    RGB turned to luma if ``gray``."""
+    RGB turned to luma if ``gray``; 8-bit gray as its samples (`_decoded`)."""
     mode = im.mode
     if mode == "1":
         im, mode = im.convert("L"), "L"
@@ -100,7 +109,17 @@ def _to_float(im: Image.Image, background: Sequence[float], gray: bool) -> NDArr
         im, mode = im.convert("LA"), "LA"
     elif mode == "RGBa":
         im, mode = im.convert("RGBA"), "RGBA"
-    return _array_to_float(np.asarray(im), mode, background, gray)
+    return _decoded(np.asarray(im), mode, background, gray)
+
+
+def _decoded(
+    arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool
+) -> NDArray[np.float32] | ScaledSamples:
+    """Decoded samples of a Pillow ``mode`` as a run takes them: 8-bit gray kept as its samples (`ScaledSamples`,
+    a quarter of the float image's memory), anything else in float32 (`_array_to_float`)."""
+    if arr.dtype == np.uint8 and mode == "L" and arr.ndim == 2:
+        return ScaledSamples(np.ascontiguousarray(arr[:, :, np.newaxis]))
+    return _array_to_float(arr, mode, background, gray)
 
 
 def _array_to_float(arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
@@ -112,54 +131,6 @@ def _array_to_float(arr: NDArray[Any], mode: str, background: Sequence[float], g
     for rows in row_bands(arr):
         out[rows] = _float_band(arr[rows], mode, background, gray)
     return out
-
-
-_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-
-_JPEG_RGB_IDS = (82, 71, 66)  # component ids "R", "G", "B": samples stored as RGB, not YCbCr
-
-
-def jpeg_luma_plane(opened: Image.Image) -> bool:
-    """Whether a JPEG's gray is its decoder's own luma plane: 8-bit gray samples, or three components stored as
-    YCbCr, whose Y is BT.601 luma (JFIF: ``0.299 R + 0.587 G + 0.114 B`` of the encoded picture).
-
-    Three components are YCbCr by libjpeg's rule: a JFIF marker says so; else an Adobe marker's transform (0:
-    RGB, anything else YCbCr); else component ids "R", "G", "B" mean RGB. A JPEG stored as RGB, CMYK or YCCK is
-    decoded to RGB and its gray computed in float as for any other format.
-    """
-    if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
-        return False
-    if opened.mode == "L" or "jfif" in opened.info:
-        return True
-    if "adobe_transform" in opened.info:
-        return bool(opened.info["adobe_transform"] != 0)
-    ids = tuple(layer[0] for layer in getattr(opened, "layer", ())[:3])
-    return ids != _JPEG_RGB_IDS
-
-
-def _fast_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8] | None:
-    """An 8-bit gray or RGB JPEG decoded by OpenCV straight into numpy, EXIF orientation applied: its luma
-    plane ``(H, W)`` when ``gray`` and `jpeg_luma_plane` (``cv2.IMREAD_GRAYSCALE``, the Y samples as libjpeg
-    decodes them), else its samples (``(H, W)`` gray, ``(H, W, 3)`` RGB); None for anything else (Pillow then
-    decodes it). Same pixels as Pillow's libjpeg-turbo (tested), in a quarter of the time, since Pillow's
-    decode plus its copy out to numpy cost 3-4x OpenCV's on 1024² photos.
-
-    A file that does not end with the JPEG end marker may be truncated: Pillow decodes it, and refuses it
-    if it is (OpenCV would fill the missing rows with gray)."""
-    cv2 = opencv()
-    if cv2 is None or opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
-        return None
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
-        return None
-    plane = opened.mode == "L" or (gray and jpeg_luma_plane(opened))
-    pixels = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if plane else cv2.IMREAD_COLOR)
-    width, height = opened.size
-    if opened.getexif().get(_EXIF_ORIENTATION, 1) in _TURNED:
-        width, height = height, width
-    if pixels is None or pixels.shape[:2] != (height, width):
-        return None
-    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # contiguous, so fast to convert
 
 
 def _float_band(arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
@@ -219,15 +190,15 @@ def load_image(
             fmt = opened.format or "?"
             original_mode = opened.mode
             plane = not color and jpeg_luma_plane(opened)
-            fast = _fast_jpeg(p, opened, gray=not color)
+            fast = opencv_jpeg(p, opened, gray=not color)
             if fast is not None:
-                data = _array_to_float(fast, "L" if fast.ndim == 2 else original_mode, background, gray=not color)
+                data = _decoded(fast, "L" if fast.ndim == 2 else original_mode, background, gray=not color)
             else:
                 if plane:
                     opened.draft("L", None)  # libjpeg's luma plane, at full size
                     plane = opened.mode == "L"
                 opened.load()
-                turned = opened.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1)
+                turned = opened.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
                 im = ImageOps.exif_transpose(opened) if turned else opened  # the transpose copies: only if needed
                 data = _to_float(im, background, gray=not color)
     except FileNotFoundError:
@@ -253,10 +224,12 @@ def load_image(
         raise ImageReadError(
             where, f"is corrupt or truncated ({reason})", "re-export or re-download the file"
         ) from None
-    if original_mode.startswith("F") and not np.all(np.isfinite(data)):  # only float samples can be NaN
+    if original_mode.startswith("F") and not np.all(np.isfinite(as_floats(data))):  # only float samples can be NaN
         raise ImageReadError(where, "holds NaN or infinite samples", "give an image with finite values")
     gray = GRAY_JPEG_PLANE if plane and original_mode != "L" else GRAY_BT601
     info = ImageInfo(where, data.shape[1], data.shape[0], original_mode, fmt, data.shape[2], gray)
+    if isinstance(data, ScaledSamples):
+        return LoadedImage(data, info)
     return LoadedImage(np.ascontiguousarray(data, dtype=np.float32), info)
 
 
@@ -269,7 +242,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         with Image.open(path) as opened:
             width, height = opened.size
-            turned = opened.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+            turned = opened.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(str(path), f"cannot be read ({exc})", "check the file") from None
     return (width, height) if turned else (height, width)

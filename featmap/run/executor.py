@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.core.samples import ImageData, ScaledSamples
 from featmap.errors import FeatmapError, ShapeError, SpecError
 from featmap.net.layers import Conv2d, LayerSpec, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
@@ -238,7 +239,7 @@ def iter_network(
 
 def iter_channel_groups(
     nodes: Sequence[PlanNode],
-    image: Array,
+    image: ImageData,
     weights: WeightSource,
     groups: Sequence[ChannelGroup] | None = None,
     *,
@@ -251,7 +252,8 @@ def iter_channel_groups(
     """
     _check_input(nodes, image)
     weights.bind(nodes)
-    yield from run_groups(nodes, np.asarray(image), weights.for_node, groups, tap=tap)
+    whole = image if isinstance(image, ScaledSamples) else np.asarray(image)  # samples stay samples (`run_groups`)
+    yield from run_groups(nodes, whole, weights.for_node, groups, tap=tap)
 
 
 def check_network_limits(nodes: Sequence[PlanNode], itemsize: int = 4) -> int:
@@ -274,7 +276,7 @@ def check_network_limits(nodes: Sequence[PlanNode], itemsize: int = 4) -> int:
     return total
 
 
-def _check_input(nodes: Sequence[PlanNode], image: Array) -> None:
+def _check_input(nodes: Sequence[PlanNode], image: ImageData) -> None:
     if nodes and tuple(image.shape) != nodes[0].plan.in_shape:
         raise ShapeError(
             "input",

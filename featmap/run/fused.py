@@ -28,6 +28,7 @@ from featmap.core.engine import check_padding, correlate
 from featmap.core.geometry import ConvGeometry, conv_geometry
 from featmap.core.ops import activate
 from featmap.core.pool import tile_pool
+from featmap.core.samples import ImageData, ScaledSamples
 from featmap.enums import Activation, PoolKind
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
@@ -43,7 +44,7 @@ BAND_ROWS = 64
 BAND_VALUES = 1 << 18
 
 
-def fits(image: NDArray[np.floating], conv: Conv2d, pool: Pool2d | GlobalPool2d | None, combine: object) -> bool:
+def fits(image: ImageData, conv: Conv2d, pool: Pool2d | GlobalPool2d | None, combine: object) -> bool:
     """Whether a kernel run can go band by band (``FEATMAP_FUSED=0`` says never): one float32 channel, stride 1
     and no dilation, no combined map, and no pooling or a pool whose windows tile the rows (valid padding,
     stride = size, floor mode)."""
@@ -72,7 +73,7 @@ def _pool_plan(pool: Pool2d, shape: tuple[int, int, int]) -> LayerPlan:
 
 
 def banded_map(
-    image: NDArray[np.floating],
+    image: ImageData,
     weights: dict[str, NDArray[np.floating]],
     conv: Conv2d,
     conv_plan: LayerPlan,
@@ -84,7 +85,8 @@ def banded_map(
     """One kernel's final map (conv → activation → pool), computed a band of `BAND_ROWS` conv rows at a time.
 
     ``conv_plan`` is the whole image's plan (its padding says where the edges are); ``out_shape`` is the final
-    map's shape; ``commutes`` says the pool may go before the activation, as `iter_feature_maps` does it.
+    map's shape; ``commutes`` says the pool may go before the activation, as `iter_feature_maps` does it. An
+    ``image`` of 8-bit samples (`ScaledSamples`) is converted to float a band of rows at a time.
     """
     geometry = conv_plan.geometry
     assert geometry is not None  # a conv plan always has one
@@ -109,7 +111,7 @@ def banded_map(
             if rows == 0:
                 break
         first, last = start - top, start + rows - top + kh - 1  # input rows read, [first, last)
-        source = image[max(first, 0) : min(last, height)]
+        source = _rows(image, max(first, 0), min(last, height))
         # The band is filtered with the whole image's padding, so the engine places the kernel exactly as it
         # does on the whole image (OpenCV sums a centred symmetric kernel in another order than an off-centre
         # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
@@ -128,6 +130,20 @@ def banded_map(
 
 
 _BUFFERS = threading.local()  # each thread's conv band buffer, reused from band to band and map to map
+
+
+def _rows(image: ImageData, start: int, stop: int) -> NDArray[np.floating]:
+    """Rows ``start:stop`` of the image in float: a view of a float image, or 8-bit samples converted into this
+    thread's source buffer (reused from band to band, as the conv band's)."""
+    if not isinstance(image, ScaledSamples):
+        return image[start:stop]
+    shape = (stop - start, *image.shape[1:])
+    size = shape[0] * shape[1] * shape[2]
+    buffer: NDArray[np.float32] | None = getattr(_BUFFERS, "source", None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=np.float32)
+        _BUFFERS.source = buffer
+    return image.rows(start, stop, out=buffer[:size].reshape(shape))
 
 
 def _band_buffer(shape: tuple[int, int], dtype: np.dtype[np.floating]) -> NDArray[np.floating]:

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.ops import activate
+from featmap.core.samples import ImageData, ScaledSamples, as_floats
 from featmap.enums import Activation, PoolKind, parse_enum
 from featmap.errors import SpecError
 from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, LayerSpec, Pool2d
@@ -144,8 +145,8 @@ def _pick(layer: Conv2d, shape: tuple[int, int, int], channels: tuple[int | None
 
 
 def _sub_conv(
-    node: PlanNode, x: Array, weights: Mapping[str, Array], group: ChannelGroup
-) -> tuple[Conv2d, Array, dict[str, Array], NDArray[np.intp]]:
+    node: PlanNode, x: ImageData, weights: Mapping[str, Array], group: ChannelGroup
+) -> tuple[Conv2d, ImageData, dict[str, Array], NDArray[np.intp]]:
     """The group's conv layer (its filters only), its input (the channels those filters read), its tensors and the
     output channels it computes."""
     layer = node.layer
@@ -156,9 +157,9 @@ def _sub_conv(
     if pick.inputs is None:
         source = x
     elif isinstance(pick.inputs, slice):
-        source = x[..., pick.inputs]
+        source = as_floats(x)[..., pick.inputs]
     else:
-        source = np.take(x, pick.inputs, axis=-1)
+        source = np.take(as_floats(x), pick.inputs, axis=-1)
     tensors = {"weight": np.asarray(weights["weight"])[pick.index]}
     if bias:
         tensors["bias"] = np.asarray(weights["bias"])[pick.index]
@@ -173,7 +174,7 @@ def plan_stack(layers: tuple[LayerSpec, ...], shape: tuple[int, ...]) -> tuple[P
 
 def run_groups(
     nodes: Sequence[PlanNode],
-    image: Array,
+    image: ImageData,
     weights_for: WeightsFor,
     groups: Sequence[ChannelGroup] | None = None,
     *,
@@ -183,10 +184,14 @@ def run_groups(
     at a time, and yield each group's final maps (one group per output channel when ``groups`` is None).
 
     ``tap(group, conv_maps)`` sees each group's conv output before the per-channel layers run (a combined map is
-    merged from them); the fused band path, which never holds a conv output whole, is not taken then.
+    merged from them); the fused band path, which never holds a conv output whole, is not taken then. An image of
+    8-bit samples (`ScaledSamples`) goes to the band path as it is (each band converted as it is read), and is
+    converted whole, once, for a run that does not take that path.
     """
     if not nodes or channel_span(nodes) != len(nodes):
         raise SpecError("layers", "a channel-group run is a conv layer followed only by per-channel layers")
+    if isinstance(image, ScaledSamples) and (tap is not None or _band_layers(nodes, image) is None):
+        image = image.floats()
     conv, tail = nodes[0], tuple(nodes[1:])
     conv_weights = weights_for(conv)
     tail_weights = [weights_for(node) for node in tail]
@@ -196,7 +201,7 @@ def run_groups(
         planned = plan_stack((layer, *(node.layer for node in tail)), tuple(source.shape))
         values = _fused(planned, source, tensors) if tap is None else None
         if values is None:
-            values = layer.forward(source, planned[0].plan, tensors)
+            values = layer.forward(as_floats(source), planned[0].plan, tensors)
             if tap is not None:
                 tap(group, values)
             values = run_tail(planned[1:], values, sliced)
@@ -204,14 +209,26 @@ def run_groups(
         del values  # the caller has the group's maps: make the next group's without holding them
 
 
-def _fused(planned: tuple[PlanNode, ...], source: Array, tensors: dict[str, Array]) -> Array | None:
-    """The group's maps by `featmap.run.fused` when its conv(+activation)(+pool) fits that path, else None."""
+def _band_layers(planned: Sequence[PlanNode], source: ImageData) -> tuple[Act, Pool2d | None] | None:
+    """The activation and pool of a conv(+activation)(+pool) stack that `featmap.run.fused` runs band by band on
+    ``source`` (`fused.fits`), else None."""
     conv, rest = planned[0], [node.layer for node in planned[1:]]
     act = rest.pop(0) if rest and isinstance(rest[0], Act) else Act()
     pool = rest.pop(0) if rest and isinstance(rest[0], Pool2d) else None
     assert isinstance(conv.layer, Conv2d) and isinstance(act, Act) and isinstance(pool, Pool2d | None)
     if rest or not fused.fits(source, conv.layer, pool, None):
         return None
+    return act, pool
+
+
+def _fused(planned: tuple[PlanNode, ...], source: ImageData, tensors: dict[str, Array]) -> Array | None:
+    """The group's maps by `featmap.run.fused` when its conv(+activation)(+pool) fits that path, else None."""
+    conv = planned[0]
+    layers = _band_layers(planned, source)
+    if layers is None:
+        return None
+    act, pool = layers
+    assert isinstance(conv.layer, Conv2d)
     out = planned[-1].plan.out_shape
     shape = (int(out[0]), int(out[1]), int(out[2]))
     return fused.banded_map(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from featmap.core.samples import CONVERT_WHOLE_UP_TO, ScaledSamples
 from featmap.errors import FeatmapError
 from featmap.io.discover import InputImage
 from featmap.io.display import DisplayRange, range_from_stats
@@ -99,7 +100,7 @@ class KernelRun:
         self.item, self.job = item, job
         path = item.path
         self.image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
-        height, width, channels = self.image.info.height, self.image.info.width, self.image.pixels.shape[-1]
+        height, width, channels = self.image.info.height, self.image.info.width, self.image.info.channels
         job.check_plan((height, width), channels, str(path))
         self.digest = job.options_hash()
         self.source = str(path.resolve())  # the input as every record of it names it
@@ -114,11 +115,13 @@ class KernelRun:
         from featmap.run.pipeline import iter_feature_maps
 
         job = self.job
-        maps = iter_feature_maps(
-            self.image.pixels, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict
-        )
+        data = self.image.data  # a big 8-bit gray image as its samples: the band path never holds its float image
+        if isinstance(data, ScaledSamples) and data.samples.size <= CONVERT_WHOLE_UP_TO:
+            data = self.image.pixels  # a small one converted once, not once per kernel
+        maps = iter_feature_maps(data, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict)
         for fmap in _finite_maps(maps, str(self.item.path)):
             yield LayerMaps(fmap.info.name, (fmap,))
+            del fmap  # the writers are done with it: make the next map without holding this one
 
     def written(self, layer: LayerMaps, files: Mapping[str, list[Path | None]], writers: Sequence[Writer]) -> None:
         """The map's manifest record and its `WrittenMap`."""
@@ -255,6 +258,7 @@ def _finite_maps(maps: Iterable[FeatureMap], where: str) -> Iterator[FeatureMap]
                     "scale the kernel down (`scale:` in its file) or use a smaller --pad-value",
                 )
             yield fmap
+            del fmap  # one map at a time
 
 
 def _planned(targets: dict[str, Path], writers: list[Writer]) -> list[Path]:

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.geometry import ConvGeometry
+from featmap.core.samples import ImageData
 from featmap.enums import Activation, Combine, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
@@ -163,7 +164,7 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-def _shape3(arr: NDArray[np.floating]) -> Shape3:
+def _shape3(arr: ImageData) -> Shape3:
     return (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
 
 
@@ -251,7 +252,7 @@ def _reads(kernel: Kernel, channels: int) -> tuple[tuple[int, int], bool]:
 
 
 def iter_feature_maps(
-    image: NDArray[np.floating],
+    image: ImageData,
     bank: KernelBank,
     conv: Conv2d = _NO_CONV_OPTIONS,
     act: Act = _NO_ACTIVATION,
@@ -266,7 +267,8 @@ def iter_feature_maps(
     kernels' convolution outputs *before* the activation (``magnitude``: ``sqrt(sum of squares)``, as
     for a Sobel pair; ``max``: the largest response, as over a compass set), then activates and pools
     the result like the others. ``strict=True`` turns a stride that leaves rows unused into a
-    `ShapeError`. Image ``(H, W, C)``; a gray image has C = 1.
+    `ShapeError`. Image ``(H, W, C)``; a gray image has C = 1. An image of 8-bit samples (`ScaledSamples`, as
+    `featmap.io.images.load_image` keeps 8-bit gray) gives the maps of its float values, bit for bit.
 
     The bank runs as a layer stack (`bank_layers`: a conv layer whose filters are the kernels, the activation, the
     pool; `CombineMaps` for the combined map), planned by `featmap.net.plan` and run by the executor one channel
@@ -299,7 +301,9 @@ def iter_feature_maps(
     for layer, kernel_plans in zip(layers, _split(plans, layers), strict=True):
         nodes = plan_stack(layer.layers, shape)
         groups = iter_channel_groups(nodes, image, _KernelWeights(), layer.groups, tap=None if merge is None else tap)
-        for out, plan in zip(groups, kernel_plans, strict=True):
+        kernel_plan = iter(kernel_plans)
+        for out in groups:  # not zip(): zip's reused result tuple would hold the last map while the next is made
+            plan = next(kernel_plan)
             yield FeatureMap(out.values, _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled))
             del out  # one map at a time: the caller holds the last one
     if merge is not None and merged:

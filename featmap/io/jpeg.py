@@ -1,0 +1,65 @@
+"""JPEG decoding beside Pillow's: which JPEGs have a luma plane to read as gray (`jpeg_luma_plane`), and OpenCV's
+decode straight into numpy (`opencv_jpeg`), which `featmap.io.images.load_image` takes where it can."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from featmap.core.cvfilter import opencv
+
+__all__ = ["EXIF_ORIENTATION", "jpeg_luma_plane", "opencv_jpeg"]
+
+#: The EXIF tag of the orientation.
+EXIF_ORIENTATION = 0x0112
+
+_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+_JPEG_RGB_IDS = (82, 71, 66)  # component ids "R", "G", "B": samples stored as RGB, not YCbCr
+
+
+def jpeg_luma_plane(opened: Image.Image) -> bool:
+    """Whether a JPEG's gray is its decoder's own luma plane: 8-bit gray samples, or three components stored as
+    YCbCr, whose Y is BT.601 luma (JFIF: ``0.299 R + 0.587 G + 0.114 B`` of the encoded picture).
+
+    Three components are YCbCr by libjpeg's rule: a JFIF marker says so; else an Adobe marker's transform (0:
+    RGB, anything else YCbCr); else component ids "R", "G", "B" mean RGB. A JPEG stored as RGB, CMYK or YCCK is
+    decoded to RGB and its gray computed in float as for any other format.
+    """
+    if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+        return False
+    if opened.mode == "L" or "jfif" in opened.info:
+        return True
+    if "adobe_transform" in opened.info:
+        return bool(opened.info["adobe_transform"] != 0)
+    ids = tuple(layer[0] for layer in getattr(opened, "layer", ())[:3])
+    return ids != _JPEG_RGB_IDS
+
+
+def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8] | None:
+    """An 8-bit gray or RGB JPEG decoded by OpenCV straight into numpy, EXIF orientation applied: its luma
+    plane ``(H, W)`` when ``gray`` and `jpeg_luma_plane` (``cv2.IMREAD_GRAYSCALE``, the Y samples as libjpeg
+    decodes them), else its samples (``(H, W)`` gray, ``(H, W, 3)`` RGB); None for anything else (Pillow then
+    decodes it). Same pixels as Pillow's libjpeg-turbo (tested), in a quarter of the time, since Pillow's
+    decode plus its copy out to numpy cost 3-4x OpenCV's on 1024² photos.
+
+    A file that does not end with the JPEG end marker may be truncated: Pillow decodes it, and refuses it
+    if it is (OpenCV would fill the missing rows with gray)."""
+    cv2 = opencv()
+    if cv2 is None or opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+        return None
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
+        return None
+    plane = opened.mode == "L" or (gray and jpeg_luma_plane(opened))
+    pixels = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if plane else cv2.IMREAD_COLOR)
+    width, height = opened.size
+    if opened.getexif().get(EXIF_ORIENTATION, 1) in _TURNED:
+        width, height = height, width
+    if pixels is None or pixels.shape[:2] != (height, width):
+        return None
+    decoded: NDArray[np.uint8] = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return decoded  # contiguous, so fast to convert
