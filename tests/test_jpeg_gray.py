@@ -146,3 +146,19 @@ def test_truncated_jpeg_is_refused_in_gray(tmp_path: Path) -> None:
     path.write_bytes(whole[: len(whole) * 2 // 3])
     with pytest.raises(featmap.errors.ImageReadError, match="corrupt or truncated"):
         load_image(path)
+
+
+def test_mpo_reads_its_first_picture_as_a_jpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MPO (a JPEG whose MPF segment lists more pictures after it: phones' depth maps, HDR gain maps) gives its
+    first picture, decoded as that picture saved alone as a JPEG is: the same luma plane, the same RGB."""
+    first, second = _photo(9), _photo(10)
+    Image.fromarray(first).save(tmp_path / "a.mpo", save_all=True, append_images=[Image.fromarray(second)])
+    Image.fromarray(first).save(tmp_path / "a.jpg")
+    with Image.open(tmp_path / "a.mpo") as im:
+        assert im.format == "MPO" and getattr(im, "n_frames", 1) == 2 and jpeg_luma_plane(im)
+    for color in (False, True):
+        mpo, alone = load_image(tmp_path / "a.mpo", color=color), load_image(tmp_path / "a.jpg", color=color)
+        np.testing.assert_array_equal(mpo.pixels, alone.pixels)
+        assert mpo.info.gray == alone.info.gray and mpo.info.format == "MPO"
+        np.testing.assert_array_equal(_without_opencv(tmp_path / "a.mpo", monkeypatch, color=color), mpo.pixels)
+    assert load_image(tmp_path / "a.mpo").info.gray == GRAY_JPEG_PLANE

@@ -170,13 +170,13 @@ def load_image(
     result is one channel of BT.601 luma (``0.299 R + 0.587 G + 0.114 B``, computed in float);
     ``color=True`` keeps RGB. GIFs and multi-page TIFFs give their first frame.
 
-    A JPEG stored as YCbCr or gray (`jpeg_luma_plane`: nearly every JPEG) is not decoded to RGB for its gray:
-    its gray is the decoder's own 8-bit luma plane divided by 255, the Y that JFIF defines as BT.601 luma of
-    the encoded picture (OpenCV's ``IMREAD_GRAYSCALE``, or Pillow's ``draft("L")`` without OpenCV: the same
-    libjpeg values; torchvision's ``decode_jpeg(mode=GRAY)`` too). It differs from luma of the decoded RGB by
-    that RGB's rounding (at most half a level where no channel clips) and, next to saturated colour, by RGB
-    clipped at 0 or 255 (photo crops: 0.08 levels on average, 12 at most). ``ImageInfo.gray`` says which gray
-    an image got.
+    A JPEG stored as YCbCr or gray (`jpeg_luma_plane`: nearly every JPEG, and an MPO's first picture) is not
+    decoded to RGB for its gray: its gray is the decoder's own 8-bit luma plane divided by 255, the Y that JFIF
+    defines as BT.601 luma of the encoded picture (OpenCV's ``IMREAD_GRAYSCALE``, or Pillow's ``draft("L")``
+    without OpenCV: the same libjpeg values; torchvision's ``decode_jpeg(mode=GRAY)`` too). It differs from
+    luma of the decoded RGB by that RGB's rounding (at most half a level where no channel clips) and, next to
+    saturated colour, by RGB clipped at 0 or 255 (photo crops: 0.08 levels on average, 12 at most).
+    ``ImageInfo.gray`` says which gray an image got.
 
     Raises `ImageReadError` with a one-line reason for a missing, unreadable, corrupt, truncated or
     too-large file, or one that is not an image.

@@ -11,10 +11,13 @@ from PIL import Image
 
 from featmap.core.cvfilter import opencv
 
-__all__ = ["EXIF_ORIENTATION", "jpeg_luma_plane", "opencv_jpeg"]
+__all__ = ["EXIF_ORIENTATION", "JPEG_FORMATS", "jpeg_luma_plane", "opencv_jpeg"]
 
 #: The EXIF tag of the orientation.
 EXIF_ORIENTATION = 0x0112
+#: Pillow's formats of a JPEG stream: MPO is a JPEG whose MPF segment lists more pictures after it (phones'
+#: depth maps, HDR gain maps); its first picture, the one a viewer shows and featmap reads, is a plain JPEG.
+JPEG_FORMATS = ("JPEG", "MPO")
 
 _TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
@@ -29,7 +32,7 @@ def jpeg_luma_plane(opened: Image.Image) -> bool:
     RGB, anything else YCbCr); else component ids "R", "G", "B" mean RGB. A JPEG stored as RGB, CMYK or YCCK is
     decoded to RGB and its gray computed in float as for any other format.
     """
-    if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+    if opened.format not in JPEG_FORMATS or opened.mode not in ("L", "RGB"):
         return False
     if opened.mode == "L" or "jfif" in opened.info:
         return True
@@ -49,7 +52,7 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
     A file that does not end with the JPEG end marker may be truncated: Pillow decodes it, and refuses it
     if it is (OpenCV would fill the missing rows with gray)."""
     cv2 = opencv()
-    if cv2 is None or opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+    if cv2 is None or opened.format not in JPEG_FORMATS or opened.mode not in ("L", "RGB"):
         return None
     data = np.fromfile(path, dtype=np.uint8)
     if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
