@@ -161,10 +161,11 @@ def test_the_batch_template_names_targets_as_targets_for_does(tmp_path: Path) ->
 
 
 def test_the_fast_stem_and_child_path_agree_with_pathlib() -> None:
-    from featmap.io.discover import _child, _stem
+    from featmap.io.discover import _child_maker, _stem
     from featmap.io.outputs import safe_stem
 
     for name in ["a.png", "a.", "..png", ".png", "a..png", "x. y", "ünï.cødé", "noext", "a.b.c", "-.jpeg", "..a"]:
         assert _stem(name) == safe_stem(name), name
         for folder in (Path("."), Path("/"), Path("a/b"), Path("/a")):
-            assert _child(folder, name) == folder / name and str(_child(folder, name)) == str(folder / name)
+            child = _child_maker(folder)(name)
+            assert child == folder / name and str(child) == str(folder / name) and isinstance(child, Path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -82,12 +82,13 @@ def _walk(
         stack.extend(reversed(subdirs))
 
 
-def _child(folder: Path, name: str) -> Path:
-    """``folder / name`` for a plain file name: through pathlib's own shortcut for a listed name where this
+def _child_maker(folder: Path) -> Callable[[str], Path]:
+    """``lambda name: folder / name`` for plain file names: pathlib's own shortcut for a listed name where this
     Python has it (``Path.glob`` uses it; 0.4 µs where ``/`` takes 1.2 and ``Path(text)`` 2.5)."""
     make = getattr(folder, "_make_child_relpath", None)
-    child = make(name) if make is not None else None
-    return child if isinstance(child, Path) else folder / name
+    if make is not None and isinstance(make("x"), Path) and make("x") == folder / "x":
+        return make  # type: ignore[no-any-return]
+    return folder.joinpath
 
 
 def _input(path: Path, rel_dir: Path, stem: str) -> InputImage:
@@ -96,14 +97,6 @@ def _input(path: Path, rel_dir: Path, stem: str) -> InputImage:
     item = object.__new__(InputImage)
     item.__dict__.update(path=path, rel_dir=rel_dir, stem=stem)
     return item
-
-
-def _looks_like_image(path: str, name: str) -> bool:
-    """`is_image`, with the usual case (a known suffix) told from the name alone."""
-    dot = name.rfind(".")
-    if 0 < dot < len(name) - 1 and name[dot:].lower() in IMAGE_SUFFIXES:
-        return True
-    return is_image(path)
 
 
 def _stem(name: str) -> str:
@@ -196,14 +189,18 @@ def discover(
                     rel_dir = folder.relative_to(match)
                     prefix = real.rstrip("/") + "/"
                     inside = any(_within(real, e) for e in excluded_text)  # its files are excluded too
+                    child = _child_maker(folder)
                     for text, name, link in files:
-                        if not _looks_like_image(text, name):
+                        dot = name.rfind(".")
+                        known = 0 < dot < len(name) - 1 and name[dot:].lower() in IMAGE_SUFFIXES
+                        if not known and not is_image(text):
                             ignored += 1
                         elif link or inside:
                             add(Path(text), rel_dir)
                         elif (resolved := prefix + name) not in seen and resolved not in excluded_text:
                             seen.add(resolved)  # `add`, for a plain file in a folder already resolved
-                            found.append(_input(_child(folder, name), rel_dir, _stem(name)))
+                            stem = name[:dot] if known and name[0] != "." else safe_stem(name)
+                            found.append(_input(child(name), rel_dir, stem))
             elif match.is_file():
                 if any(_hidden(part) for part in match.parts[-1:]) and match != path:
                     continue

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -52,11 +52,17 @@ def target_names(items: Sequence[Any], job: Any) -> list[list[str] | None]:
     """Each item's targets (`featmap.run.imagejob.targets_for`, in order) as names relative to the job's output
     folder, as the manifest records them; None for an item whose targets cannot be worked out (its name cannot
     be an output: processing it says why)."""
+    return [None if names is None else names.split("\0") for names in _joined_names(items, job)]
+
+
+def _joined_names(items: Sequence[Any], job: Any) -> list[str | None]:
+    """`target_names`, each item's names NUL-joined in one string (a batch of 250,000 keeps 250,000 strings,
+    not a million: the check splits them as it goes)."""
     out_dir = Path(job.output.out_dir)
     template = _template(job, out_dir)
     if template is not None and items and _names_by_template(items[0], template) != _names_of(items[0], job, out_dir):
         template = None  # the job names its outputs in a way the template does not follow: ask it for each
-    names: list[list[str] | None] = []
+    names: list[str | None] = []
     prefixes: dict[int, str | None] = {}
     for item in items:
         found = None
@@ -87,7 +93,7 @@ def _template(job: Any, out_dir: Path) -> tuple[str, bool] | None:
 
 def _names_by_template(
     item: Any, template: tuple[str, bool], prefixes: dict[int, str | None] | None = None
-) -> list[str] | None:
+) -> str | None:
     """``item``'s names from the job's template, or None where the template cannot stand for the job (a stem
     that is not a plain name, an empty suffix where the pattern uses it, an unusual folder)."""
     text, uses_ext = template
@@ -105,7 +111,7 @@ def _names_by_template(
             prefixes[id(rel_dir)] = prefix
     if prefix is None:
         return None
-    return text.format(prefix, stem, ext).split("\0")
+    return text.format(prefix, stem, ext)
 
 
 def _prefix(rel_dir: Any) -> str | None:
@@ -117,8 +123,8 @@ def _prefix(rel_dir: Any) -> str | None:
     return "" if rel.parts == () else rel.as_posix() + "/"
 
 
-def _names_of(item: Any, job: Any, out_dir: Path) -> list[str] | None:
-    """``item``'s names from the job itself (`featmap.run.imagejob.targets_for`)."""
+def _names_of(item: Any, job: Any, out_dir: Path) -> str | None:
+    """``item``'s names from the job itself (`featmap.run.imagejob.targets_for`), NUL-joined."""
     from featmap.run.imagejob import targets_for
 
     try:
@@ -126,7 +132,9 @@ def _names_of(item: Any, job: Any, out_dir: Path) -> list[str] | None:
     except FeatmapError:
         return None
     names = [_relative(p, out_dir) for p in targets.values()]
-    return None if not names or any(n is None for n in names) else [str(n) for n in names]
+    if not names or any(n is None or "\0" in n for n in names):
+        return None
+    return "\0".join(str(n) for n in names)
 
 
 def _relative(path: Path, out_dir: Path) -> str | None:
@@ -141,19 +149,18 @@ def _relative(path: Path, out_dir: Path) -> str | None:
 
 
 class Recorded:
-    """A batch as the manifest sees it: each item's target ``names`` (`target_names`), its ``sources`` (the
-    input as the manifest records it: its URL, or its resolved path), and whether the manifest records every
-    one of its outputs, last, as made from it with options ``digest`` (``recorded``)."""
+    """A batch as the manifest sees it: each item's target names (`target_names`, NUL-joined: ``names``) and
+    whether the manifest records every one of them, last, as made from the item (its URL, or its resolved
+    path) with options ``digest`` (``recorded``)."""
 
     def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
-        self.names = target_names(items, job)
-        self.sources = _sources(items, manifest)
+        self.names = _joined_names(items, job)
         by_png, number = self.outputs.by_png, self.outputs.number
         self.recorded = []
-        for found, source in zip(self.names, self.sources, strict=True):
-            made = number((source, digest))
-            ok = made is not None and bool(found) and all(by_png.get(n, -1) == made for n in found or ())
+        for found, source in zip(self.names, _sources(items, manifest), strict=True):
+            made = number((source, digest)) if found else None
+            ok = made is not None and all(by_png.get(n, -1) == made for n in str(found).split("\0"))
             self.recorded.append(ok)
 
     def share(self) -> None:
@@ -173,27 +180,25 @@ class Recorded:
 _SHARED: list[Recorded] = []
 
 
-def _sources(items: Sequence[Any], manifest: Any) -> list[str]:
+def _sources(items: Sequence[Any], manifest: Any) -> Iterator[str]:
     """Each item as the manifest records inputs: its URL, or ``str(Path(item.path).resolve())`` worked out as
     `featmap.io.outputs.Manifest._real` does (each folder resolved and listed once), from text."""
     folders: dict[str, tuple[str, dict[str, bool]]] = {}
-    sources = []
     for item in items:
         url = getattr(item, "url", None)
         if url:
-            sources.append(url)
+            yield url
             continue
         text = str(item.path)
         folder, _, name = text.rpartition("/")
         known = folders.get(folder)
         if known is None:
             if name in ("", ".", "..") or not folder or folder.endswith("/") or len(folders) > 4096:
-                sources.append(manifest._real(Path(text)))  # the root, a bare name, an odd path: as it says
+                yield manifest._real(Path(text))  # the root, a bare name, an odd path: as it says
                 continue
             known = folders[folder] = _listed(Path(folder))
         real, links = known
-        sources.append(f"{real}/{name}" if not links.get(name, True) else str(Path(text).resolve()))
-    return sources
+        yield f"{real}/{name}" if not links.get(name, True) else str(Path(text).resolve())
 
 
 def _listed(folder: Path) -> tuple[str, dict[str, bool]]:
@@ -224,7 +229,7 @@ def done_items(batch: Recorded, out_dir: Path) -> list[bool]:
     root = str(out_dir) + "/"
     done = []
     for ok, found in zip(batch.recorded, batch.names, strict=True):
-        for name in found if ok and found else ():
+        for name in found.split("\0") if ok and found else ():
             try:  # the usual case inline (10⁶ outputs): a file as it was written, fingerprint and all
                 st = stat_of(root + name)
             except (OSError, ValueError):
