@@ -130,7 +130,10 @@ class Outputs:
             assert self._prints is not None
             names, prints = self._prints
             known = np.flatnonzero(prints)
-            self._files = dict(zip([names[i] for i in known.tolist()], prints[known].tolist(), strict=True))
+            if len(known) == len(names):  # every file's (the usual case): no names picked out one by one
+                self._files = dict(zip(names, prints.tolist(), strict=True))
+            else:
+                self._files = dict(zip([names[i] for i in known.tolist()], prints[known].tolist(), strict=True))
             for png in self._dropped:
                 self._files.pop(png, None)
             self._prints, self._dropped = None, set()
