@@ -1,5 +1,5 @@
 """``python -m featmap``."""
 
-from featmap.cli import main
+from featmap.cli import run
 
-main()
+run()

@@ -239,6 +239,33 @@ def test_version_and_module_entry_point() -> None:
     assert proc.stdout.startswith("featmap, version ")
 
 
+@pytest.mark.parametrize(
+    ("args", "status", "shown"),
+    [
+        (["shape", "conv:6@5x5", "--input", "32x32x1"], 0, "156"),
+        (["shape", "conv:6@5x5", "--input", "3x3x1"], 1, "error"),
+    ],
+)
+def test_the_command_process_ends_with_its_status_output_and_exit_handlers(
+    tmp_path: Path, args: list[str], status: int, shown: str
+) -> None:
+    # featmap.cli.run (the console script, python -m featmap) ends the process without the interpreter's teardown:
+    # the exit handlers still run, every line is out, and the status is the command's
+    marker = tmp_path / "handlers.txt"
+    code = (
+        "import atexit, sys\n"
+        "marker = sys.argv[1]\n"
+        "atexit.register(lambda: open(marker, 'w').write('ran'))\n"
+        "sys.argv = ['featmap', *sys.argv[2:]]\n"
+        "from featmap.cli import run\n"
+        "run()\n"
+        "print('not reached')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(marker), *args], capture_output=True, text=True)
+    assert proc.returncode == status and marker.read_text() == "ran"
+    assert shown in (proc.stdout if status == 0 else proc.stderr) and "not reached" not in proc.stdout
+
+
 def test_every_command_has_help_and_is_in_readme(runner: CliRunner) -> None:
     readme = (SAMPLES.parent / "README.md").read_text(encoding="utf-8")
     for path in (["apply"], ["kernels", "list"], ["kernels", "show"], ["kernels"], ["shape"]):

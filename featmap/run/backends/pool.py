@@ -63,6 +63,11 @@ class _Starter:
         except (OSError, RuntimeError, BrokenProcessPool) as exc:  # no process slots, or stopped meanwhile
             self.error = exc
 
+    def wait(self) -> None:
+        """Until every helper has been asked for: one being started must exist before it can be stopped (a helper
+        started after `Helpers.stop` would never be told to exit, and this process would wait for it at exit)."""
+        self._thread.join()
+
     @property
     def asked(self) -> bool:
         """Every helper has been asked for (or asking failed)."""
@@ -119,16 +124,26 @@ class LocalPool:
             self.notes.append(f"helper processes could not start ({exc}); every image ran in this process")
             alone.run(list(queue), work, finish, starting, hand_out)
             return
+        starter = _Starter(helpers)
         try:
-            used = self._share(helpers, queue, work, finish, starting, hand_out)
+            used = self._share(helpers, starter, queue, work, finish, starting, hand_out)
         except BaseException:
+            starter.wait()
             helpers.stop()
             raise
+        starter.wait()
         helpers.close() if used and not queue else helpers.stop()  # unused helpers may still be importing
         alone.run(list(queue), work, finish, starting, hand_out)  # what is left if the helpers could not go on
 
     def _share(
-        self, helpers: Helpers, queue: deque[Task], work: Work, finish: Finish, starting: Starting, hand_out: HandOut
+        self,
+        helpers: Helpers,
+        starter: _Starter,
+        queue: deque[Task],
+        work: Work,
+        finish: Finish,
+        starting: Starting,
+        hand_out: HandOut,
     ) -> bool:
         """Share the queue with the helpers until it is empty, or until they cannot go on (the rest then
         stays in ``queue`` for this process)."""
@@ -136,7 +151,6 @@ class LocalPool:
         from concurrent.futures.process import BrokenProcessPool
 
         died = "its helper process died (out of memory?); retry with fewer --jobs"
-        starter = _Starter(helpers)
         running: dict[Future[Any], Task] = {}
         used = False
         while queue or running:
