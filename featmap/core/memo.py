@@ -42,6 +42,10 @@ T = TypeVar("T")
 _ENTRIES: dict[tuple[Any, ...], tuple[tuple[weakref.ref[Any], ...], tuple[Any, ...], Any]] = {}
 
 
+# Arrays up to this size are fingerprinted by their bytes (0.4 µs) rather than a sum (2.9 µs a call).
+_SMALL_BYTES = 4096
+
+
 def frozen(array: np.ndarray) -> bool:
     """True when ``array``'s values cannot change in place: it and every array it views are read-only and the
     last owns its memory (numpy refuses to make a view writeable again while its base is read-only)."""
@@ -63,10 +67,12 @@ def freeze(array: np.ndarray) -> np.ndarray:
 
 def fingerprint(array: np.ndarray) -> tuple[Any, ...]:
     """What must stay equal for a value worked out from ``array`` to stay valid: its shape, its dtype and the
-    wrapping sum of its bytes as 64-bit integers (8-bit ones for a size not a multiple of 8); nothing more
-    for a `frozen` array."""
+    wrapping sum of its bytes as 64-bit integers (8-bit ones for a size not a multiple of 8), or the bytes
+    themselves for a small array; nothing more for a `frozen` array."""
     if frozen(array):
         return ()
+    if array.nbytes <= _SMALL_BYTES:  # a batch norm's vectors, a bias: the bytes themselves, exact and quicker
+        return (array.shape, array.dtype.str, array.tobytes())
     raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     if raw.size % 8 == 0:
         total = int(np.add.reduce(raw.view(np.uint64)))
