@@ -1,8 +1,10 @@
-"""Image files in: decoding with Pillow (and OpenCV's JPEG path), and `atomic_write` for every output.
+"""Image files in: decoding with Pillow (and OpenCV's JPEG path, `featmap.io.jpeg`), and `atomic_write` for every
+output.
 
-`load_image` returns float32 ``(H, W, C)`` in [0, 1]. The writers (`featmap.io.writers`) write through
-`atomic_write` (a temporary file beside the target, then a rename), so an interrupted run never leaves
-half a file.
+`load_image` returns a `LoadedImage`: float32 ``(H, W, C)`` in [0, 1] (``pixels``), an 8-bit gray image kept as
+its samples (``data``, `featmap.core.samples.ScaledSamples`) until a run converts them. The writers
+(`featmap.io.writers`) write through `atomic_write` (a temporary file beside the target, then a rename), so an
+interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
