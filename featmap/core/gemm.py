@@ -1,6 +1,8 @@
 """Convolutions of a network's inner layers, channel-last: pointwise (1×1) convolutions and dense layers over the
-last axis as BLAS products in cache-sized bands, and depthwise convolutions as one multiply-accumulate per tap
-over all channels at once.
+last axis, and filters over many channels through an im2col of one copy per kernel row, as BLAS products in
+cache-sized bands; depthwise convolutions as one multiply and one add per tap over all channels at once, never
+reading the zero padding. Each adds its bias while a band is in the cache; their temporaries come from a
+per-thread `workspace`.
 
 `featmap.core.engine.correlate` picks these for filters over many channels; a kernel bank on an image (a gray
 or RGB picture) keeps the engine's other strategies.
@@ -27,7 +29,7 @@ from numpy.typing import NDArray
 from featmap.core.geometry import ConvGeometry
 from featmap.core.memo import freeze, remembered
 
-__all__ = ["depthwise", "im2col_hwc", "matmul_rows", "pointwise"]
+__all__ = ["depthwise", "im2col_hwc", "matmul_rows", "pointwise", "workspace"]
 
 Array = NDArray[np.floating]
 
