@@ -128,8 +128,10 @@ class LocalPool:
         try:
             used = self._share(helpers, starter, queue, work, finish, starting, hand_out)
         except BaseException:
-            starter.wait()
-            helpers.stop()
+            try:
+                starter.wait()
+            finally:  # stopped even if a second Ctrl-C cuts the wait short
+                helpers.stop()
             raise
         starter.wait()
         helpers.close() if used and not queue else helpers.stop()  # unused helpers may still be importing
