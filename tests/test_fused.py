@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from featmap.errors import FeatmapError
 from featmap.kernels import Kernel, KernelBank, KernelLibrary
 from featmap.net.layers import Act, Conv2d, Pool2d
 from featmap.run import fused
@@ -75,6 +78,17 @@ def test_what_does_not_fit_takes_the_whole_image_path() -> None:
     assert not fused.fits(gray, Conv2d(), Pool2d("max", 3), None)  # windows do not tile a band
     assert not fused.fits(gray, Conv2d(), None, "magnitude")
     assert not fused.fits(np.zeros((20, 200, 1), np.float32), Conv2d(), None, None)  # one band anyway
+    from featmap.core.geometry import conv_geometry
+
+    def edges(kernel: int, padding, mode: str) -> bool:
+        conv = Conv2d(padding=padding, pad_mode=mode)
+        return fused.fits(gray, conv, None, None, conv_geometry((200, 200), (kernel, kernel), padding=padding))
+
+    assert edges(3, "same", "reflect") and edges(7, "full", "symmetric") and edges(5, "valid", "circular")
+    assert edges(3, (0, 0, 1, 1), "circular")  # circular on the left and right only: bands are whole rows
+    assert not edges(3, "same", "circular")  # a band would wrap onto its own last rows
+    assert not edges(3, (3, 0, 0, 0), "zeros")  # more padding than the kernel reaches
+    assert not edges(33, "same", "zeros")  # a kernel taller than half a band
 
 
 @pytest.mark.parametrize("act", ["none", "relu", "relu6", "leaky_relu", "abs", "sigmoid", "tanh", "silu", "gelu"])
@@ -109,3 +123,48 @@ def test_non_finite_bands_equal_the_whole_image(monkeypatch) -> None:
             banded, whole = _both(image, bank, Conv2d(padding="same"), Act(act), pool, monkeypatch)
         assert act == "tanh" or not np.isfinite(banded[0].values).all()  # tanh maps the infinities to ±1
         np.testing.assert_array_equal(banded[0].values.view(np.uint32), whole[0].values.view(np.uint32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(128, 300),
+    width=st.integers(1, 90),
+    kernel=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    padding=st.sampled_from(["valid", "same", "full", (2, 0, 1, 3), (0, 3, 0, 0)]),
+    pad_mode=st.sampled_from(["zeros", "reflect", "symmetric", "replicate", "circular"]),
+    act=st.sampled_from(["none", "relu", "leaky_relu", "abs", "tanh", "sigmoid", "relu6"]),
+    pool=st.sampled_from([None, ("max", 2), ("min", 2), ("avg", 2), ("max", (4, 1)), ("min", (2, 3))]),
+    flip=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_any_fitting_run_in_bands_equals_the_whole_image(
+    height: int, width: int, kernel: tuple[int, int], padding, pad_mode: str, act: str, pool, flip: bool, seed: int
+) -> None:
+    """Random shapes, kernels (separable or not, with a bias), paddings, modes, activations and tiling pools: the
+    band loop's values (64-row bands) and statistics are the whole-image path's, bit for bit, and a run one path
+    refuses the other refuses with the same error. (It found circular padding wrapping a band onto its own rows,
+    symmetric padding of a 1-row last band reflecting twice, and reflect refusing that band: `fused.edges_fit`.)"""
+    rng = np.random.default_rng(seed)
+    image = _photo(rng, (height, width))
+    weights = rng.standard_normal(kernel).astype(np.float32)
+    if seed % 3 == 0:  # an outer product: OpenCV's sepFilter2D
+        weights = np.outer(rng.standard_normal(kernel[0]), rng.standard_normal(kernel[1])).astype(np.float32)
+    bank = KernelBank((Kernel("k", weights, bias=float(rng.standard_normal())),))
+    conv = Conv2d(padding=padding, pad_mode=pad_mode, flip=flip)
+    pooling = None if pool is None else Pool2d(pool[0], pool[1])
+
+    def run(fused_path: str) -> list | str:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("FEATMAP_FUSED", fused_path)
+            try:
+                return list(iter_feature_maps(image, bank, conv, Act(act), pooling))
+            except FeatmapError as error:
+                return f"{type(error).__name__}: {error}"
+
+    banded, whole = run("1"), run("0")
+    if isinstance(whole, str) or isinstance(banded, str):
+        assert banded == whole
+        return
+    for a, b in zip(banded, whole, strict=True):
+        np.testing.assert_array_equal(a.values.view(np.uint32), b.values.view(np.uint32))
+        assert a.info == b.info

@@ -29,10 +29,10 @@ from featmap.core.geometry import ConvGeometry, conv_geometry
 from featmap.core.ops import activate
 from featmap.core.pool import tile_pool
 from featmap.core.samples import ImageData, ScaledSamples
-from featmap.enums import Activation, PoolKind
+from featmap.enums import Activation, PaddingMode, PoolKind
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
-__all__ = ["BAND_ROWS", "banded_map", "fits"]
+__all__ = ["BAND_ROWS", "banded_map", "edges_fit", "fits"]
 
 #: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 256 rows of a
 #: 1024-wide map (1 MB of float32), in this thread's reused buffer. OpenCV and the band's Python steps are set up
@@ -44,11 +44,19 @@ BAND_ROWS = 64
 BAND_VALUES = 1 << 18
 
 
-def fits(image: ImageData, conv: Conv2d, pool: Pool2d | GlobalPool2d | None, combine: object) -> bool:
+def fits(
+    image: ImageData,
+    conv: Conv2d,
+    pool: Pool2d | GlobalPool2d | None,
+    combine: object,
+    geometry: ConvGeometry | None = None,
+) -> bool:
     """Whether a kernel run can go band by band (``FEATMAP_FUSED=0`` says never): one float32 channel, stride 1
     and no dilation, no combined map, and no pooling or a pool whose windows tile the rows (valid padding,
-    stride = size, floor mode)."""
+    stride = size, floor mode); with the conv's ``geometry``, also edges a band reproduces (`edges_fit`)."""
     if os.environ.get("FEATMAP_FUSED", "1") == "0":  # the whole-image path, to compare against
+        return False
+    if geometry is not None and not edges_fit(geometry, conv.pad_mode):
         return False
     if combine is not None or image.ndim != 3 or image.shape[2] != 1 or image.dtype != np.float32:
         return False
@@ -60,6 +68,18 @@ def fits(image: ImageData, conv: Conv2d, pool: Pool2d | GlobalPool2d | None, com
         return False
     stride = pool.size if pool.stride is None else pool.stride
     return tuple(stride) == tuple(pool.size) and BAND_ROWS % pool.size[0] == 0
+
+
+def edges_fit(geometry: ConvGeometry, pad_mode: PaddingMode) -> bool:
+    """Whether bands see the image's top and bottom edges as the whole image does: a kernel of at most half a band
+    and at most its height less one row of padding above and below (valid, same, full), and no circular padding
+    above or below (a band would wrap onto its own rows, not onto the image's other end). Then the first and the
+    last band hold more rows than their padding, as reflect, symmetric and replicate padding read."""
+    top, bottom = geometry.padding[:2]
+    kh = geometry.kernel_hw[0]
+    if kh > BAND_ROWS // 2 or max(top, bottom) >= kh:
+        return False
+    return pad_mode is not PaddingMode.CIRCULAR or not (top or bottom)
 
 
 @cache
@@ -90,10 +110,12 @@ def banded_map(
     """
     geometry = conv_plan.geometry
     assert geometry is not None  # a conv plan always has one
+    assert edges_fit(geometry, conv.pad_mode), "fits(..., geometry) said no"
     top, bottom, left, right = geometry.padding
     kh, kw = geometry.kernel_hw
     height = image.shape[0]
     conv_rows = geometry.out_hw[0]
+    check_padding((height, image.shape[1]), geometry.padding, conv.pad_mode)  # the whole image's refusal, as its own
     bank = np.asarray(weights["weight"])
     if conv.flip:
         bank = bank[:, :, ::-1, ::-1]
@@ -104,8 +126,12 @@ def banded_map(
     step = 1 if pool is None else pool.size[0]
     done = 0  # final rows written
     per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
-    for start in range(0, conv_rows, per_band):
+    start = 0
+    while start < conv_rows:
         rows = min(per_band, conv_rows - start)
+        if conv_rows - start - rows < BAND_ROWS:  # a short rest joins this band: the last band reaches its edge
+            rows = conv_rows - start
+        end = start + rows
         if pool is not None:
             rows -= rows % step  # the floor pool's unused last conv row(s)
             if rows == 0:
@@ -123,6 +149,7 @@ def banded_map(
         final_rows = rows // step
         _finish(band, act, pool, commutes, result[done : done + final_rows])
         done += final_rows
+        start = end
     assert done == out_shape[0], (done, out_shape)
     if pool is not None and commutes and act.kind is not Activation.NONE:  # once, on the pooled map, as run_tail
         activate(result, act.kind, out=result, **dict(act.params))

@@ -216,7 +216,7 @@ def _band_layers(planned: Sequence[PlanNode], source: ImageData) -> tuple[Act, P
     act = rest.pop(0) if rest and isinstance(rest[0], Act) else Act()
     pool = rest.pop(0) if rest and isinstance(rest[0], Pool2d) else None
     assert isinstance(conv.layer, Conv2d) and isinstance(act, Act) and isinstance(pool, Pool2d | None)
-    if rest or not fused.fits(source, conv.layer, pool, None):
+    if rest or not fused.fits(source, conv.layer, pool, None, conv.plan.geometry):
         return None
     return act, pool
 
