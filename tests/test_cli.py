@@ -266,6 +266,17 @@ def test_the_command_process_ends_with_its_status_output_and_exit_handlers(
     assert shown in (proc.stdout if status == 0 else proc.stderr) and "not reached" not in proc.stdout
 
 
+def test_a_profiled_command_still_gets_its_profile_written(tmp_path: Path) -> None:
+    # cProfile writes its report after the command returns: the exit without teardown must not skip it
+    report = tmp_path / "featmap.prof"
+    args = [sys.executable, "-m", "cProfile", "-o", str(report), "-m", "featmap", "--version"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("featmap, version ")
+    import pstats
+
+    assert any(name == "run" for _, _, name in pstats.Stats(str(report)).stats)  # type: ignore[attr-defined]
+
+
 def test_every_command_has_help_and_is_in_readme(runner: CliRunner) -> None:
     readme = (SAMPLES.parent / "README.md").read_text(encoding="utf-8")
     for path in (["apply"], ["kernels", "list"], ["kernels", "show"], ["kernels"], ["shape"]):

@@ -77,7 +77,8 @@ def run() -> None:
     handlers run (a pool's) and stdout and stderr are flushed, as at any exit. What is skipped is the teardown after:
     every module and object freed one by one, OpenBLAS and OpenCV joining their idle threads; 50-160 ms a
     command on the 2-core bench machine, a tenth of a one-image command. An exit status that is not a number,
-    an exception, or a stream that cannot be flushed leaves by the ordinary way, reported as Python reports it.
+    an exception, a stream that cannot be flushed, or a profiler or tracer watching (``python -m cProfile -m
+    featmap``, which writes its report after the command returns) leave by the ordinary way.
     """
     import atexit
     import os
@@ -96,7 +97,8 @@ def run() -> None:
     # concurrent.futures registered to run then), then the exit handlers.
     join_threads = getattr(threading, "_shutdown", None)
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if join_threads is None or run_exit_handlers is None:
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # python -m cProfile: it writes after
+    if join_threads is None or run_exit_handlers is None or watched:
         sys.exit(status)
     join_threads()
     run_exit_handlers()
