@@ -1,4 +1,4 @@
-"""Shared fixtures: a Click runner, small images written to tmp_path, and array helpers."""
+"""Shared fixtures: a Click runner, small images in tmp_path, array helpers; hypothesis without deadlines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 from PIL import Image
+
+# No hypothesis test has a deadline: how long an example takes is the machine's load, not a property of the code
+# (a 200 ms deadline failed a landing at load 5), and the suite makes no timing assertions.
+settings.register_profile("featmap", deadline=None)
+settings.load_profile("featmap")
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
