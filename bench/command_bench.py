@@ -149,7 +149,9 @@ def timed(command: list[str], out: Path, env: dict[str, str]) -> Run:
     is left, and their CPU times are added (their peak RSS joins the maximum)."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
+    # Run from the bench's own folder: ``python -m`` puts the working directory first on sys.path, so started in
+    # a checkout it would import that checkout's featmap whatever FEATMAP_BENCH_PYTHONPATH says.
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env, cwd=out.parent)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

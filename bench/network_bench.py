@@ -63,6 +63,7 @@ def whole_command(args: list[str], runs: int, pycache: Path) -> tuple[float, flo
             text=True,
             check=True,
             env=env,
+            cwd=pycache.parent,  # not a checkout: ``python -m`` puts the working directory first on sys.path
         ).stdout.split()
         if out[2] != "0":
             raise SystemExit(f"featmap {' '.join(args)} failed with exit code {out[2]}")
