@@ -263,8 +263,8 @@ def main() -> None:
     parser.add_argument("--sets", default="synthetic,crops", help="comma-separated: synthetic, crops")
     args = parser.parse_args()
     env = dict(os.environ)
-    if os.environ.get("FEATMAP_BENCH_PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["FEATMAP_BENCH_PYTHONPATH"]
+    # This checkout's featmap, or the one FEATMAP_BENCH_PYTHONPATH names (commands run outside any checkout).
+    env["PYTHONPATH"] = os.environ.get("FEATMAP_BENCH_PYTHONPATH") or str(Path(__file__).resolve().parent.parent)
     featmap = [sys.executable, "-m", "featmap"]
     if not become_subreaper():
         print("note: not a subreaper (not Linux): the CPU of a command's orphaned processes is not counted")

@@ -54,8 +54,7 @@ def whole_command(args: list[str], runs: int, pycache: Path) -> tuple[float, flo
     """Median wall seconds and the largest peak RSS (MB) of ``featmap ARGS`` run ``runs`` times (one warm-up)."""
     times, peaks = [], []
     env = as_installed(dict(os.environ), pycache)
-    if os.environ.get("FEATMAP_BENCH_PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["FEATMAP_BENCH_PYTHONPATH"]
+    env["PYTHONPATH"] = os.environ.get("FEATMAP_BENCH_PYTHONPATH") or str(REPO)  # this checkout's, or the other
     for i in range(runs + 1):
         out = subprocess.run(
             [sys.executable, "-c", _MEASURE, sys.executable, "-m", "featmap", *args],

@@ -26,12 +26,15 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+#: Commands run from here, outside any checkout: ``python -m`` puts the working directory first on sys.path.
+_OUTSIDE = tempfile.gettempdir()
 KERNELS = ["sobel_x", "sobel_y", "laplacian_4", "gaussian:size=5,sigma=1"]
 OPTIONS = ["--padding", "same", "--activation", "relu", "--pool", "max"]
 PER_FOLDER = 1000
@@ -92,7 +95,9 @@ def build_small(root: Path, count: int, env: dict[str, str]) -> tuple[Path, Path
         rng = np.random.default_rng(1)
         for i in range(count):
             Image.fromarray(rng.integers(0, 256, (256, 256), dtype=np.uint8)).save(photos / f"p{i:03d}.jpg")
-        subprocess.run(command(photos, out, recursive=False), env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            command(photos, out, recursive=False), env=env, check=True, stdout=subprocess.DEVNULL, cwd=_OUTSIDE
+        )
     return photos, out
 
 
@@ -104,7 +109,7 @@ def command(photos: Path, out: Path, *, recursive: bool = True) -> list[str]:
 
 def check(cmd: list[str], env: dict[str, str], images: int) -> None:
     """Run ``cmd`` once with ``--json`` (not timed): it must skip every image and process none."""
-    done = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True)
+    done = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, cwd=_OUTSIDE)
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {done.stderr[-2000:]}")
     report = json.loads(done.stdout)
@@ -116,7 +121,7 @@ def check(cmd: list[str], env: dict[str, str], images: int) -> None:
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     """Wall seconds of ``cmd`` (the table on stdout discarded, as a user's terminal shows it)."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=_OUTSIDE)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -130,7 +135,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="rebuild the fixture")
     args = parser.parse_args()
-    here = dict(os.environ)
+    here = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this checkout's featmap
     sides = {"this": here}
     if os.environ.get("FEATMAP_BENCH_PYTHONPATH"):
         sides["other"] = {**here, "PYTHONPATH": os.environ["FEATMAP_BENCH_PYTHONPATH"]}
