@@ -114,20 +114,31 @@ def _helper_init(parent: int) -> None:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM held back for a few statements (a step that must not be cut in two), then
-    delivered. Only in the main thread of a POSIX process; elsewhere a plain block."""
+    """SIGINT and SIGTERM held back for a few statements (a step that must not be cut in two), then delivered.
+    Only in the main thread; elsewhere a plain block.
+
+    Held by handlers that only note the signal, not by the thread's signal mask: a process-directed signal
+    that the main thread blocks goes to another thread of the process (the pool's manager, the PNG writers),
+    and CPython then runs the Python handler in the main thread at once, inside the block (seen: an image's
+    maps written, its task taken off the pending list, the interrupt raised before its manifest lines, so the
+    files were neither recorded nor removed). Noted signals are raised again, in order, after the block.
+    """
     import signal
     import threading
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    held = [signal.SIGINT, signal.SIGTERM]
+    noted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, frame: noted.append(number)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for number in dict.fromkeys(noted):
+            signal.raise_signal(number)
 
 
 @contextmanager
