@@ -150,3 +150,28 @@ def test_names_imported_on_first_use_are_listed_and_resolve(module: str) -> None
     assert found["missing"] == []
     assert found["homes"].get("BatchInterrupted", "featmap.run.batch") == "featmap.run.batch"
     assert all(home.startswith("featmap") for home in found["homes"].values())
+
+
+_BLAS_PROBE = """
+import json, os, sys
+import featmap.cli as cli
+def main():  # what the command would find as it starts
+    seen = {"timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"), "numpy_loaded": "numpy" in sys.modules}
+    print(json.dumps(seen))
+cli.main = main
+cli.run()
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "4"), ("20", "20")])
+def test_the_command_tells_openblas_not_to_spin_before_numpy_loads(given: str | None, expected: str) -> None:
+    import os
+
+    environment = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        environment["OPENBLAS_THREAD_TIMEOUT"] = given  # a user's own setting is kept
+    done = subprocess.run(
+        [sys.executable, "-c", _BLAS_PROBE], cwd=REPO, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"timeout": expected, "numpy_loaded": False}
