@@ -52,11 +52,54 @@ _NOMINAL_HW = (224, 224)
 
 
 @lru_cache(maxsize=4)
-def _read_weights(path: str, mtime_ns: int) -> dict[str, NDArray[np.floating]]:
-    """A weights file, read once per process (a batch runs many images with it)."""
+def _read_weights(path: str, digest: str) -> dict[str, NDArray[np.floating]]:
+    """A weights file, read once per process and content (a batch runs many images with it)."""
     from featmap.net.networks import load_network_weights
 
     return load_network_weights(path)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file at ``path`` (hex): what a network job's options hash knows its weights by."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightsStamp:
+    """A weights file as a run found it: its content's digest, and the size and modification time it had then (a
+    helper that finds them unchanged takes the digest as it is; anything else is hashed again)."""
+
+    path: str
+    digest: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, file: Path) -> WeightsStamp | None:
+        """The stamp of ``file`` now, or None when it is not a file (the run then says the file is missing)."""
+        path = file.resolve()
+        try:
+            before = path.stat()
+            digest = file_digest(path)
+        except OSError:
+            return None
+        return cls(str(path), digest, before.st_size, before.st_mtime_ns)
+
+    def check(self, file: Path) -> None:
+        """Refuse ``file`` if its content is no longer the one this run's outputs are recorded with."""
+        now = WeightsStamp.of(file)
+        if now is None:
+            raise SpecError(str(file), "weights file not found", "check the path")
+        if (now.size, now.mtime_ns) != (self.size, self.mtime_ns) and now.digest != self.digest:
+            raise SpecError(
+                str(file),
+                "weights file changed while this run was using it (its content is not the one the run started with)",
+                "run the command again once the file is final",
+            )
 
 
 @dataclass(frozen=True)
@@ -75,6 +118,8 @@ class NetworkJob:
     output: OutputOptions = field(default_factory=OutputOptions)
     preprocess: str | None = None  # --preprocess NAME over the model's transform (featmap.net.preprocess)
     resize: str | None = None  # --resize crop|stretch|pad
+    #: The weights file's content digest, taken once when the job is made (and shipped with it to the helpers).
+    stamp: WeightsStamp | None = field(default=None, compare=False, repr=False)
 
     @property
     def channels(self) -> int:
@@ -82,6 +127,10 @@ class NetworkJob:
         return self.model.channels or 1
 
     def __post_init__(self) -> None:
+        if self.weights_file is not None and (
+            self.stamp is None or self.stamp.path != str(Path(self.weights_file).resolve())
+        ):
+            object.__setattr__(self, "stamp", WeightsStamp.of(Path(self.weights_file)))
         if self.channels not in (1, 3) and self.model.input_shape and len(self.model.input_shape) == 3:
             raise SpecError(
                 f"{self.model.name}: input",
@@ -99,9 +148,10 @@ class NetworkJob:
         tensors: dict[str, NDArray[np.floating]] = {}
         if self.weights_file is not None:
             path = Path(self.weights_file)
-            if not path.is_file():
+            if self.stamp is None or not path.is_file():
                 raise SpecError(str(path), "weights file not found", "check the path")
-            tensors = _read_weights(str(path.resolve()), path.stat().st_mtime_ns)
+            self.stamp.check(path)
+            tensors = _read_weights(self.stamp.path, self.stamp.digest)
         return WeightSource(tensors, self.init, self.seed, self.layout, str(self.weights_file or "weights"))
 
     def plan(self, shape: Sequence[int]) -> tuple[PlanNode, ...]:
@@ -144,11 +194,9 @@ class NetworkJob:
         return network_targets(item, self, maps, single=single)
 
     def options_hash(self) -> str:
-        """A digest of everything that changes an output's pixels."""
-        weights = None
-        if self.weights_file is not None and Path(self.weights_file).is_file():
-            stat = Path(self.weights_file).stat()
-            weights = [str(Path(self.weights_file).resolve()), stat.st_size, stat.st_mtime_ns]
+        """A digest of everything that changes an output's pixels: the weights file by its content, hashed once
+        when the job is made, so a file touched but unchanged resumes and a changed one is done again."""
+        weights = None if self.stamp is None else self.stamp.digest  # content, not path and time (a copy resumes)
         out = self.output
         recipe = {
             "layers": layers_fingerprint(self.model.layers),
