@@ -19,7 +19,7 @@ from pathlib import Path
 from featmap.io.images import IMAGE_SUFFIXES, is_image
 from featmap.io.outputs import safe_stem
 
-__all__ = ["InputImage", "discover"]
+__all__ = ["FetchedImage", "InputImage", "discover"]
 
 _GLOB_CHARS = set("*?[")
 
@@ -31,6 +31,24 @@ class InputImage:
     path: Path
     rel_dir: Path
     stem: str
+
+    @property
+    def source(self) -> str | None:
+        """Where ``path`` was fetched from (`FetchedImage`); None: the file was given as it is."""
+        return None
+
+
+@dataclass(frozen=True)
+class FetchedImage(InputImage):
+    """A remote input's local copy (``path``, in a back end's temporary folder) and the URL it came from, which
+    every page and record names instead of the copy."""
+
+    url: str = ""
+
+    @property
+    def source(self) -> str | None:
+        """The URL the copy was fetched from."""
+        return self.url
 
 
 def _hidden(name: str) -> bool:

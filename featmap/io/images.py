@@ -14,7 +14,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +35,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageInfo",
     "LoadedImage",
+    "fetched_from",
     "atomic_write",
     "is_image",
     "load_image",
@@ -64,6 +65,13 @@ class ImageInfo:
     format: str
     channels: int
     gray: str = GRAY_BT601  # how one channel of gray was made: `GRAY_BT601` or `GRAY_JPEG_PLANE`
+    #: Where the file at ``path`` was fetched from (a URL input's local copy), or None for a file given as it is.
+    source: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """What the image is called to the user: the URL it was fetched from, else its path."""
+        return self.source or self.path
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,17 @@ class LoadedImage:
     def pixels(self) -> NDArray[np.float32]:
         """The image as float32 ``(H, W, C)`` in [0, 1]."""
         return self.data.floats() if isinstance(self.data, ScaledSamples) else self.data
+
+
+def fetched_from(image: LoadedImage, source: str | None) -> LoadedImage:
+    """``image`` named after the URL its file was fetched from (`ImageInfo.source`; the same arrays), or itself
+    when ``source`` is None."""
+    if source is None:
+        return image
+    named = LoadedImage(image.data, replace(image.info, source=source))
+    if "pixels" in image.__dict__:  # already made: shared, not made again
+        named.__dict__["pixels"] = image.__dict__["pixels"]
+    return named
 
 
 @contextmanager

@@ -53,6 +53,11 @@ class ImageRun(Protocol):
     """
 
     @property
+    def item(self) -> InputImage:
+        """The input (a `featmap.io.discover.FetchedImage` names the URL its file came from)."""
+        ...
+
+    @property
     def image(self) -> LoadedImage:
         """The input as loaded (what the sheet and report show)."""
         ...
@@ -95,11 +100,13 @@ def write_image(run: ImageRun, job: ImageJob) -> Any:
 
     Outputs are computed and written one layer after another, so memory holds one layer output at a time.
     """
+    from featmap.io.images import fetched_from
     from featmap.io.writers import open_writers
 
     writers = open_writers(job.output, run.formats)
+    image = fetched_from(run.image, run.item.source)  # a fetched input's pages name its URL, not the local copy
     for writer in writers:
-        writer.begin(run.image, job)
+        writer.begin(image, job)
     for layer in run.layers():
         run.written(layer, {w.name: w.add_layer(run.writer_targets, layer) for w in writers}, writers)
         del layer

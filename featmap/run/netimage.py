@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +213,8 @@ class NetworkRun:
         if self.report is not None:
             from featmap.run.netreport import extra_record, report_page
 
-            page = report_page(job, self.image.info, self.pixels, self.resized, summary)
+            info = replace(self.image.info, source=item.source)  # a fetched input's page names its URL
+            page = report_page(job, info, self.pixels, self.resized, summary)
             written = self.report.write(self.targets["(report)"], page)
             records.append(extra_record(item, "(report)", written, out, self.digest))
         replaced: tuple[str, ...] = ()

@@ -165,7 +165,7 @@ def report_page(
     seen = "×".join(map(str, pixels.shape))
     note = f"{seen}, float32, exactly the array the first layer read" + (f" ({'; '.join(notes)})" if notes else "")
     facts = [
-        ("input", f"{info.path} ({info.width}×{info.height}, {info.format} mode {info.mode})"),
+        ("input", f"{info.shown} ({info.width}×{info.height}, {info.format} mode {info.mode})"),
         ("network saw", note),
         ("network", f"{model.name}: {len(summary.layers)} rows, {summary.totals.params:,} parameters"),
         ("weights", weights),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from featmap.errors import FeatmapError
-from featmap.io.discover import InputImage
+from featmap.io.discover import FetchedImage, InputImage
 from featmap.io.storage import UrlImage, filesystem, join_url
 from featmap.run.imagejob import ImageResult, process_image
 from featmap.run.jobs import ApplyJob
@@ -65,7 +65,7 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
                 source.write_bytes(fs.cat_file(path))
             except (OSError, ValueError) as exc:  # missing, denied, network
                 return index, None, f"cannot read {item.url} ({type(exc).__name__}: {exc}); check the URL and access"
-        local_item = InputImage(source, item.rel_dir, item.stem) if isinstance(item, UrlImage) else item
+        local_item = FetchedImage(source, item.rel_dir, item.stem, item.url) if isinstance(item, UrlImage) else item
         local_job = job if out_url is None else replace(job, output=replace(job.output, out_dir=staged / "out"))
         _, result, error = work_image((index, local_item, local_job))
         if result is None:
@@ -93,4 +93,8 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
                 for m in result.maps
             )
             result = replace(result, maps=maps)
+            network: Any = result
+            if getattr(network, "layers", None):  # a network's layers: files relative to the folder, as a kernel's maps
+                layers = [replace(la, files=tuple(f.relative_to(out) for f in la.files)) for la in network.layers]
+                result = replace(network, layers=tuple(layers))
         return index, result, None

@@ -306,11 +306,11 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
     return {
         "title": pictures.title()[0],
         "facts": [
-            ["input", f"{info.path} ({info.width}×{info.height}, {info.format} mode {info.mode})"],
+            ["input", f"{info.shown} ({info.width}×{info.height}, {info.format} mode {info.mode})"],
             ["channels used", f"gray ({info.gray})" if info.channels == 1 else f"{info.channels} (RGB)"],
             ["operation", op_summary(job)],
             ["kernels", ", ".join(k.name for k in job.bank)],
-            ["maps", f"{len(records)} written under {job.output.out_dir}"],
+            ["maps", f"{len(records)} written; their paths below are relative to the output folder"],
         ],
         "input": {
             **encode_input(image.pixels, _source_rgb(image)),
