@@ -16,11 +16,16 @@ How PyTorch's "pad, then valid correlation" maps onto OpenCV:
   correlated with the kernel rows ``[p::sh]``; their sum is the output on kept rows only. OpenCV has no
   column stride, so kept columns are sliced from full rows. Zero padding survives the split (the border
   of a phase is zeros too); the other modes pad first.
+
+`band_filter` makes one kernel ready to filter bands of an image's rows (the fused band path,
+`featmap.run.fused`): the very call `correlate` would make on each band (same kernel arrays, anchor, border
+and destination), worked out once per map rather than once per band.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -32,7 +37,7 @@ from featmap.core.geometry import ConvGeometry
 from featmap.core.kernelmath import rank1_factors, spread_kernel
 from featmap.enums import PaddingMode
 
-__all__ = ["MAX_CHANNELS", "correlate", "mix_channels", "opencv", "set_threads", "threads"]
+__all__ = ["MAX_CHANNELS", "BandFilter", "band_filter", "correlate", "mix_channels", "opencv", "set_threads", "threads"]
 
 # One filter2D call filters up to this many interleaved channels with the same kernel; copyMakeBorder's
 # fill value has four entries.
@@ -175,3 +180,61 @@ def correlate(
     result = _by_row_phases(cv2, padded, spread, geometry, cv2.BORDER_CONSTANT, 0, 0)
     assert result is not None, "a padded input always fits"
     return result
+
+
+@dataclass(frozen=True, eq=False)
+class BandFilter:
+    """One 2-D kernel made ready to filter bands of an image's rows as `correlate` filters them, stride 1 and no
+    dilation, OpenCV's border standing in for the padding: ``sepFilter2D`` with the kernel's rank-1 factors, or
+    ``filter2D``, at the anchor of the image's top and left padding (see `band_filter`)."""
+
+    function: Any  #: cv2.sepFilter2D or cv2.filter2D
+    kernels: tuple[NDArray[np.floating], ...]  #: (row, column) factors, or the kernel itself
+    anchor: tuple[int, int]
+    border: int
+    rows_lost: int  #: filtered rows past the last output row: kernel height - 1 - (top + bottom padding)
+    columns: int  #: output columns, the first ones of each filtered row
+
+    def __call__(self, src: NDArray[np.floating], dst: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
+        """``correlate(src, kernel, geometry_of_src, ...)`` for a 2-D ``src`` of the image's width (a view); written
+        into ``dst`` (then a view of it) when it has the source's shape and is contiguous, as `correlate` does."""
+        if dst is None or dst.shape != src.shape or not dst.flags.c_contiguous:
+            dst = None
+        out = self.function(src, -1, *self.kernels, dst=dst, anchor=self.anchor, borderType=self.border)
+        return out[: src.shape[0] - self.rows_lost, : self.columns]
+
+
+def band_filter(
+    kernel: NDArray[np.floating], geometry: ConvGeometry, pad_mode: PaddingMode, pad_value: float, dtype: Any
+) -> BandFilter | None:
+    """``kernel`` made ready (`BandFilter`) to filter ``dtype`` bands of rows of the image ``geometry`` describes
+    (the whole image's: its padding, stride and width), or None where `correlate` would take another road on such a
+    band: a stride or dilation, circular padding or a pad value (padded first), padding past the kernel's reach (no
+    anchor places it), an all-zero kernel (no filtering at all), or no OpenCV.
+
+    Examples
+    --------
+    >>> from featmap.core.geometry import conv_geometry
+    >>> kernel = np.array([[1.0, 2.0, 1.0]] * 3, np.float32)
+    >>> geometry = conv_geometry((8, 5), (3, 3), padding="same")
+    >>> band = np.arange(30, dtype=np.float32).reshape(6, 5)
+    >>> ready = band_filter(kernel, geometry, PaddingMode.ZEROS, 0.0, np.float32)
+    >>> band_geometry = conv_geometry((6, 5), (3, 3), padding="same")
+    >>> bool(ready is None or (ready(band) == correlate(band, kernel, band_geometry, PaddingMode.ZEROS)).all())
+    True
+    """
+    cv2 = opencv()
+    top, bottom, left, right = geometry.padding
+    kh, kw = kernel.shape
+    if cv2 is None or tuple(geometry.stride) != (1, 1) or tuple(geometry.dilation) != (1, 1):
+        return None
+    if pad_mode is PaddingMode.CIRCULAR or pad_value != 0 or top >= kh or left >= kw:
+        return None
+    if top + bottom > kh - 1 or left + right > kw - 1:  # more output rows or columns than input ones
+        return None
+    spread = spread_kernel(kernel, (1, 1), dtype)  # as `correlate` hands it to OpenCV
+    if not spread.any():
+        return None
+    factors = rank1_factors(spread) if min(spread.shape) > 1 else None
+    function, kernels = (cv2.filter2D, (spread,)) if factors is None else (cv2.sepFilter2D, factors[::-1])
+    return BandFilter(function, kernels, (left, top), _border(cv2, pad_mode), kh - 1 - top - bottom, geometry.out_hw[1])

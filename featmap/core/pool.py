@@ -177,10 +177,10 @@ def _columns_buffer(shape: tuple[int, int, int], dtype: np.dtype[Any]) -> NDArra
     size = shape[0] * shape[1] * shape[2]
     if size > _KEPT_VALUES:
         return np.empty(shape, dtype=dtype)
-    kept: NDArray[np.floating] | None = getattr(_SCRATCH, dtype.name, None)
+    kept: NDArray[np.floating] | None = getattr(_SCRATCH, dtype.char, None)  # char: a C field (name is Python code)
     if kept is None or kept.size < size:
         kept = np.empty(max(size, 1 << 16), dtype=dtype)
-        setattr(_SCRATCH, dtype.name, kept)
+        setattr(_SCRATCH, dtype.char, kept)
     return kept[:size].reshape(shape)
 
 

@@ -123,6 +123,7 @@ def banded_map(
     bias = weights.get("bias")
     bias_value = None if bias is None else np.asarray(bias, dtype=image.dtype)
     result = np.empty(out_shape, dtype=image.dtype)
+    ready = _ready_filter(bank, image, geometry, conv)  # the band's OpenCV call, worked out once for every band
     step = 1 if pool is None else pool.size[0]
     done = 0  # final rows written
     per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
@@ -143,7 +144,7 @@ def banded_map(
         # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
         band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
         skip = start - max(first, 0)
-        band = _correlate(source, bank, band_geometry, conv)[skip : skip + rows]
+        band = _correlate(source, bank, band_geometry, conv, ready)[skip : skip + rows]
         if bias_value is not None:
             band += bias_value
         final_rows = rows // step
@@ -183,17 +184,35 @@ def _band_buffer(shape: tuple[int, int], dtype: np.dtype[np.floating]) -> NDArra
     return buffer[:size].reshape(shape)
 
 
+def _ready_filter(
+    bank: NDArray[np.floating], image: ImageData, geometry: ConvGeometry, conv: Conv2d
+) -> cvfilter.BandFilter | None:
+    """The OpenCV call that filters each band (`featmap.core.cvfilter.band_filter`) where the engine would take
+    OpenCV for the band (one filter on one channel), else None."""
+    if bank.shape[:2] != (1, 1) or image.shape[2] != 1 or cvfilter.opencv() is None:
+        return None
+    return cvfilter.band_filter(bank[0, 0], geometry, conv.pad_mode, conv.pad_value, image.dtype)
+
+
 def _correlate(
-    source: NDArray[np.floating], bank: NDArray[np.floating], geometry: ConvGeometry, conv: Conv2d
+    source: NDArray[np.floating],
+    bank: NDArray[np.floating],
+    geometry: ConvGeometry,
+    conv: Conv2d,
+    ready: cvfilter.BandFilter | None = None,
 ) -> NDArray[np.floating]:
     """The band's conv rows ``(rows, W, N)``: `featmap.core.engine.correlate`'s values; where that takes OpenCV for
-    one filter on one channel, the same `featmap.core.cvfilter.correlate` call filtering into the band buffer."""
+    one filter on one channel, the same OpenCV call (``ready``, or `featmap.core.cvfilter.correlate`) filtering into
+    the band buffer."""
     if bank.shape[:2] != (1, 1) or source.shape[2] != 1 or cvfilter.opencv() is None:
         return correlate(source, bank, geometry, 1, conv.pad_mode, conv.pad_value)
     check_padding((source.shape[0], source.shape[1]), geometry.padding, conv.pad_mode)
     plane = source[:, :, 0]
     into = _band_buffer((plane.shape[0], plane.shape[1]), plane.dtype)
-    out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
+    if ready is not None:
+        out = ready(plane, into)
+    else:
+        out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
     return out.reshape(out.shape[0], out.shape[1], 1)
 
 
