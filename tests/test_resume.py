@@ -109,7 +109,7 @@ def test_an_output_without_a_fingerprint_is_checked_once_and_kept(tmp_path: Path
     items, out, _ = _batch(tmp_path, 4)
     index = out / INDEX_NAME
     outputs, size, _ = read_outputs(out / "manifest.jsonl", save=False)
-    outputs.files.clear()
+    outputs.forget_files()
     assert manifest_index.save_index(outputs, out / "manifest.jsonl", size)
     assert read_outputs(out / "manifest.jsonl", save=False)[0].files == {}
     data = index.read_bytes()  # the same index in format 1: no fingerprints after the makers' numbers

@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from featmap.io.images import IMAGE_SUFFIXES, is_image
@@ -26,11 +26,13 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass(frozen=True)
 class InputImage:
-    """One input: its path, the folder it maps to under the output folder, and its output stem."""
+    """One input: its path, the folder it maps to under the output folder, and its output stem; ``resolved``:
+    ``str(path.resolve())`` where discovery worked it out (a plain file of a folder it listed), else None."""
 
     path: Path
     rel_dir: Path
     stem: str
+    resolved: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> str | None:
@@ -109,11 +111,11 @@ def _child_maker(folder: Path) -> Callable[[str], Path]:
     return folder.joinpath
 
 
-def _input(path: Path, rel_dir: Path, stem: str) -> InputImage:
-    """``InputImage(path, rel_dir, stem)``, made as a frozen dataclass's ``__init__`` makes it, without its
-    three ``object.__setattr__`` calls (a folder of 10⁵ images)."""
+def _input(path: Path, rel_dir: Path, stem: str, resolved: str) -> InputImage:
+    """``InputImage(path, rel_dir, stem, resolved)``, made as a frozen dataclass's ``__init__`` makes it, without
+    its ``object.__setattr__`` calls (a folder of 10⁵ images)."""
     item = object.__new__(InputImage)
-    item.__dict__.update(path=path, rel_dir=rel_dir, stem=stem)
+    item.__dict__.update(path=path, rel_dir=rel_dir, stem=stem, resolved=resolved)
     return item
 
 
@@ -179,7 +181,7 @@ def discover(
         if real in seen or any(_within(real, e) for e in excluded_text):
             return
         seen.add(real)
-        found.append(InputImage(path, rel_dir, safe_stem(path.name)))
+        found.append(InputImage(path, rel_dir, safe_stem(path.name), real))
 
     for spec in specs:
         text = os.fspath(spec)
@@ -218,7 +220,7 @@ def discover(
                         elif (resolved := prefix + name) not in seen and resolved not in excluded_text:
                             seen.add(resolved)  # `add`, for a plain file in a folder already resolved
                             stem = name[:dot] if known and name[0] != "." else safe_stem(name)
-                            found.append(_input(child(name), rel_dir, stem))
+                            found.append(_input(child(name), rel_dir, stem, resolved))
             elif match.is_file():
                 if any(_hidden(part) for part in match.parts[-1:]) and match != path:
                     continue

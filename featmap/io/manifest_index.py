@@ -30,13 +30,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["INDEX_MIN_BYTES", "INDEX_NAME", "Outputs", "fingerprint", "index_lines", "read_outputs", "records"]
+from featmap.io.manifest_outputs import Outputs, fingerprint, fingerprints
+
+__all__ = [
+    "INDEX_MIN_BYTES",
+    "INDEX_NAME",
+    "Outputs",
+    "fingerprint",
+    "fingerprints",
+    "index_lines",
+    "read_outputs",
+    "records",
+]
 
 #: The index's file name, beside ``manifest.jsonl``.
 INDEX_NAME = ".featmap-manifest.index"
@@ -47,21 +59,6 @@ _MAGIC = b"featmap manifest index 2\n"
 _MAGIC_1 = b"featmap manifest index 1\n"  # the same without fingerprints: still read
 _TAIL = 1 << 16  # the manifest bytes whose hash validates an index: the last 64 KiB it covers
 _READ = 16 << 20  # the manifest is read in blocks of this many bytes (never whole: it may be 500 MB)
-
-
-def fingerprint(size: int, mtime_ns: int) -> int:
-    """One 64-bit number for a file's size and modification time (never 0, which means "not known"): a file
-    truncated, rewritten or replaced since gets another one, save for a chance of about 2⁻⁶⁰ that the size and
-    the time both changed by exactly matching amounts.
-
-    >>> fingerprint(100, 5) == fingerprint(100, 5) != fingerprint(99, 5)
-    True
-    """
-    return ((size * _MIX + mtime_ns) & _MASK) or 1
-
-
-_MIX = 0x9E3779B97F4A7C15  # an odd 64-bit constant: each byte of the size spreads over the whole number
-_MASK = (1 << 64) - 1
 
 
 def index_lines(lines: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -100,82 +97,6 @@ def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash says nothing about the outputs
-
-
-class Outputs:
-    """Each output's latest maker: ``png`` → maker number (``-1``: a record whose status is not ``ok``, or
-    whose input or options are not text), the makers ``(input, options)`` by number, and `files`: ``png`` →
-    `fingerprint` of its file for the outputs whose file was seen since its record (``changed``: some not yet
-    in the index on disk)."""
-
-    def __init__(
-        self,
-        by_png: dict[str, int] | None = None,
-        makers: list[tuple[str, str]] | None = None,
-        prints: tuple[list[str], Any] | None = None,
-    ) -> None:
-        self.by_png: dict[str, int] = by_png or {}
-        self.makers: list[tuple[str, str]] = makers or []
-        self._numbers: dict[tuple[str, str], int] | None = None  # built on first use
-        self._prints = prints  # (names, uint64 array) as the index holds them: `files` is made on first use
-        self._files: dict[str, int] | None = None if prints is not None else {}
-        self._dropped: set[str] = set()  # outputs recorded again before `files` was made: their prints are stale
-        self.changed = False
-        self.read_from: Any = None  # the files `read_outputs` read these from, when it read them whole
-
-    @property
-    def files(self) -> dict[str, int]:
-        """``png`` → the `fingerprint` of its file when it was written or last verified (known ones only)."""
-        if self._files is None:
-            assert self._prints is not None
-            names, prints = self._prints
-            known = np.flatnonzero(prints)
-            if len(known) == len(names):  # every file's (the usual case): no names picked out one by one
-                self._files = dict(zip(names, prints.tolist(), strict=True))
-            else:
-                self._files = dict(zip([names[i] for i in known.tolist()], prints[known].tolist(), strict=True))
-            for png in self._dropped:
-                self._files.pop(png, None)
-            self._prints, self._dropped = None, set()
-        return self._files
-
-    def seen(self, png: str, size: int, mtime_ns: int) -> None:
-        """Remember the file of ``png`` as it is now (written by this run, or verified by a resume)."""
-        self.files[png] = fingerprint(size, mtime_ns)
-        self.changed = True
-
-    def number(self, maker: tuple[str, str]) -> int | None:
-        """The number of ``(input, options)``, or None when no output was ever made by it."""
-        if self._numbers is None:
-            self._numbers = dict(zip(self.makers, range(len(self.makers)), strict=True))
-        return self._numbers.get(maker)
-
-    def add(self, rec: Any) -> None:
-        """Remember a record (a later record of a png replaces an earlier one, as in `index_lines`, and forgets
-        its file's fingerprint: the file is another one now)."""
-        if not isinstance(rec, dict) or not isinstance(rec.get("png"), str):
-            return
-        if self._files is None:
-            self._dropped.add(rec["png"])
-        elif self._files.pop(rec["png"], None) is not None:
-            self.changed = True
-        source, options = rec.get("input"), rec.get("options")
-        if rec.get("status", "ok") != "ok" or not isinstance(source, str) or not isinstance(options, str):
-            self.by_png[rec["png"]] = -1
-            return
-        maker = (source, options)
-        found = self.number(maker)
-        if found is None:
-            found = len(self.makers)
-            self.makers.append(maker)
-            assert self._numbers is not None
-            self._numbers[maker] = found
-        self.by_png[rec["png"]] = found
-
-    def maker(self, png: str) -> tuple[str, str] | None:
-        """``(input, options)`` of the output ``png``, or None (not recorded, or not ``ok``)."""
-        found = self.by_png.get(png, -1)
-        return None if found < 0 else self.makers[found]
 
 
 def read_outputs(manifest: Path, *, save: bool = True) -> tuple[Outputs, int, int]:
@@ -245,26 +166,24 @@ def save_index(outputs: Outputs, manifest: Path, size: int) -> bool:
     cannot be written (a name holding a NUL, a read-only folder)."""
     from featmap.io.images import atomic_write
 
-    pngs = list(outputs.by_png)
-    texts = ["\0".join(pngs), "\0".join(m[0] for m in outputs.makers), "\0".join(m[1] for m in outputs.makers)]
-    counts = (len(pngs), len(outputs.makers), len(outputs.makers))
-    if any(text.count("\0") != max(count - 1, 0) for text, count in zip(texts, counts, strict=True)):
+    count = len(outputs)
+    names = outputs.names_blob()
+    texts = ["\0".join(m[0] for m in outputs.makers), "\0".join(m[1] for m in outputs.makers)]
+    if names.count(b"\0") != max(count - 1, 0) or any(t.count("\0") != max(len(outputs.makers) - 1, 0) for t in texts):
         return False  # a NUL inside a name (an escaped one in the JSON): this manifest goes without an index
     tail = _tail_hash(manifest, size)
     if tail is None:
         return False
-    blobs = [text.encode("utf-8", "surrogatepass") for text in texts]
-    numbers = np.fromiter(outputs.by_png.values(), dtype="<i4", count=len(pngs))
-    files = outputs.files
-    prints = np.fromiter((files.get(png, 0) for png in pngs), dtype="<u8", count=len(pngs))
-    header = {"size": size, "tail": tail, "outputs": len(pngs), "makers": len(outputs.makers)}
+    blobs = [names] + [text.encode("utf-8", "surrogatepass") for text in texts]
+    numbers, prints = (_little(a) for a in outputs.arrays())
+    header = {"size": size, "tail": tail, "outputs": count, "makers": len(outputs.makers)}
     header["bytes"] = [len(blob) for blob in blobs]
     head = _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
 
     def write(handle: Any) -> None:
         handle.write(head)
-        handle.write(numbers.tobytes())
-        handle.write(prints.tobytes())
+        handle.write(numbers)
+        handle.write(prints)
         for blob in blobs:
             handle.write(blob)
 
@@ -299,24 +218,34 @@ def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
         return None
     if _tail_hash(manifest, covered) != tail:
         return None  # the manifest was rewritten or cut: not the lines this index was made from
-    numbers = np.frombuffer(data, dtype="<i4", count=count, offset=start).tolist()
-    if version == 1:
-        prints = np.zeros(count, dtype="<u8")
-    else:
-        prints = np.frombuffer(data, dtype="<u8", count=count, offset=start + 4 * count).copy()
+    numbers = np.frombuffer(data, dtype="<i4", count=count, offset=start)
+    if count and not -1 <= numbers.min() <= numbers.max() < makers:
+        return None
+    prints = None if version == 1 else _native(data[start + 4 * count : start + 12 * count], "<u8")
     at = start + width * count
+    pngs = data[at : at + lengths[0]]
+    at += lengths[0]
     texts = []
-    for length in lengths:
+    for length in lengths[1:]:
         texts.append(data[at : at + length].decode("utf-8", "surrogatepass"))
         at += length
-    sizes = (count, makers, makers)
-    pngs, sources, options = (text.split("\0") if text or n else [] for text, n in zip(texts, sizes, strict=True))
-    if len(pngs) != count or len(sources) != makers or len(options) != makers:
+    sources, options = (text.split("\0") if text or makers else [] for text in texts)
+    if pngs.count(b"\0") != max(count - 1, 0) or len(sources) != makers or len(options) != makers:
         return None
-    if count and not -1 <= min(numbers) <= max(numbers) < makers:
-        return None
-    found = Outputs(dict(zip(pngs, numbers, strict=True)), list(zip(sources, options, strict=True)), (pngs, prints))
+    found = Outputs.from_index(
+        pngs, _native(numbers.tobytes(), "<i4"), prints, list(zip(sources, options, strict=True))
+    )
     return found, covered
+
+
+def _native(data: bytes, dtype: str) -> bytes:
+    """Little-endian ``dtype`` values (the index's order) in this machine's order."""
+    return data if sys.byteorder == "little" else np.frombuffer(data, dtype=dtype).byteswap().tobytes()
+
+
+def _little(values: Any) -> bytes:
+    """A numpy array's values in little-endian order (the index's)."""
+    return bytes(values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
 def _read_tail(manifest: Path, start: int, outputs: Outputs) -> int:

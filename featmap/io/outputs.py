@@ -278,7 +278,7 @@ class Manifest:
     def _made_by(self, rel: str, made: tuple[str, str], finished: bool) -> bool:
         """`made_by` for the output ``rel`` and the maker ``(input as recorded, options)``."""
         number = self._outputs.number(made)
-        if number is not None and self._outputs.by_png.get(rel) == number:
+        if number is not None and self._outputs.get(rel) == number:
             return True
         return not finished and made in self._writing.get(rel, set())
 
@@ -350,9 +350,9 @@ class Manifest:
         number = self._outputs.number((self._real(source), digest))  # once, not once a target
         if number is None:
             return False
-        by_png = self._outputs.by_png
         # The manifest first (no file system call), then the files.
-        return all(by_png.get(self.rel(p)) == number for p in targets) and all(p.is_file() for p in targets)
+        get = self._outputs.get
+        return all(get(self.rel(p)) == number for p in targets) and all(p.is_file() for p in targets)
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Add records in one write (``O_APPEND``), so lines from one image are never split; every

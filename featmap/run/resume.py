@@ -36,9 +36,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from featmap.errors import FeatmapError
 from featmap.io.discover import InputImage
-from featmap.io.manifest_index import Outputs, fingerprint
+from featmap.io.manifest_index import Outputs, fingerprint, fingerprints
 
 __all__ = ["Recorded", "done_items", "none_done", "target_names"]
 
@@ -100,7 +102,7 @@ def _names_by_template(
     stem = item.stem
     if not stem or stem in (".", "..") or "/" in stem or "\0" in stem:
         return None
-    ext = item.path.suffix.lstrip(".") if uses_ext else ""
+    ext = _suffix(item) if uses_ext else ""
     if uses_ext and (not ext or "/" in ext or "\0" in ext):
         return None
     rel_dir = item.rel_dir
@@ -112,6 +114,17 @@ def _names_by_template(
     if prefix is None:
         return None
     return text.format(prefix, stem, ext)
+
+
+def _suffix(item: Any) -> str:
+    """``item.path.suffix`` without its dot, from the resolved path's text where discovery kept it (the same last
+    name for a plain file)."""
+    resolved = getattr(item, "resolved", None)
+    if resolved is None:
+        return str(item.path.suffix).lstrip(".")
+    name = resolved[resolved.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot + 1 :] if 0 < dot < len(name) - 1 else ""
 
 
 def _prefix(rel_dir: Any) -> str | None:
@@ -149,19 +162,26 @@ def _relative(path: Path, out_dir: Path) -> str | None:
 
 
 class Recorded:
-    """A batch as the manifest sees it: each item's target names (`target_names`, NUL-joined: ``names``) and
-    whether the manifest records every one of them, last, as made from the item (its URL, or its resolved
-    path) with options ``digest`` (``recorded``)."""
+    """A batch as the manifest sees it: each item's target names (`target_names`, NUL-joined: ``names``),
+    whether the manifest records every one of them, last, as made from the item (its URL, or its resolved path)
+    with options ``digest`` (``recorded``), and where (``first``: the position in the manifest's outputs of the
+    item's first name when its names are the outputs there and after it, in order, as a batch records them;
+    -1 when they are elsewhere, looked up by name)."""
 
     def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
         self.names = _joined_names(items, job)
-        by_png, number = self.outputs.by_png, self.outputs.number
-        self.recorded = []
-        for found, source in zip(self.names, _sources(items, manifest), strict=True):
-            made = number((source, digest)) if found else None
-            ok = made is not None and all(by_png.get(n, -1) == made for n in str(found).split("\0"))
-            self.recorded.append(ok)
+        number = self.outputs.number
+        makers = [
+            number((source, digest)) if found else None
+            for found, source in zip(self.names, _sources(items, manifest), strict=True)
+        ]
+        self.first = _runs(self.outputs, self.names, makers)
+        get = self.outputs.get
+        self.recorded = [
+            first >= 0 or (made is not None and all(get(n) == made for n in str(found).split("\0")))
+            for first, made, found in zip(self.first, makers, self.names, strict=True)
+        ]
 
     def share(self) -> None:
         """Keep this for `shared`: the batch asks again once the preflight has (`featmap.run.preflight`)."""
@@ -180,11 +200,56 @@ class Recorded:
 _SHARED: list[Recorded] = []
 
 
+def _runs(outputs: Outputs, names: Sequence[str | None], makers: Sequence[int | None]) -> list[int]:
+    """For each item, the position of its first name when the outputs its maker made last are exactly its
+    names, at that position and the ones after it, in order (a batch appends an image's records together); else
+    -1. Asked of all makers at once (numpy), then one comparison of text an item: no name is looked up."""
+    numbers, _ = outputs.arrays()
+    wanted = np.array([-1 if m is None else m for m in makers], dtype=np.int64)
+    sizes = np.array([0 if n is None else n.count("\0") + 1 for n in names], dtype=np.int64)
+    first = np.full(len(names), -1, dtype=np.int64)
+    if not len(numbers) or not (wanted >= 0).any():
+        return first.tolist()
+    order = np.argsort(numbers, kind="stable")  # each maker's outputs together, by position
+    counts = np.bincount(numbers[numbers >= 0], minlength=len(outputs.makers))
+    begins = np.cumsum(counts) - counts + np.count_nonzero(numbers < 0)
+    made = np.maximum(wanted, 0)
+    count = counts[made]
+    low = order[np.minimum(begins[made], len(order) - 1)]
+    high = order[np.minimum(begins[made] + np.maximum(count, 1) - 1, len(order) - 1)]
+    run = (wanted >= 0) & (count == sizes) & (high - low == sizes - 1)
+    candidates = np.flatnonzero(run)
+    starts = low[candidates]
+    base, blob = outputs.base, outputs.blob
+    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0) if base else np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], ends + 1, [len(blob) + 1]])  # where each of the index's names starts
+    inside = starts + sizes[candidates] <= base
+    cut_from = offsets[np.where(inside, starts, 0)].tolist()
+    cut_to = (offsets[np.where(inside, starts + sizes[candidates], 0)] - 1).tolist()
+    text = outputs.names if not inside.all() else None
+    for i, at, size, lo, hi in zip(
+        candidates.tolist(), starts.tolist(), sizes[candidates].tolist(), cut_from, cut_to, strict=True
+    ):
+        mine = names[i]
+        if hi >= lo and at + size <= base:
+            same = blob[lo:hi] == str(mine).encode("utf-8", "surrogatepass")
+        else:
+            same = "\0".join(text[at : at + size]) == mine if text is not None else False
+        if same:
+            first[i] = at
+    return first.tolist()
+
+
 def _sources(items: Sequence[Any], manifest: Any) -> Iterator[str]:
-    """Each item as the manifest records inputs: its URL, or ``str(Path(item.path).resolve())`` worked out as
-    `featmap.io.outputs.Manifest._real` does (each folder resolved and listed once), from text."""
+    """Each item as the manifest records inputs: discovery's resolved path, its URL, or
+    ``str(Path(item.path).resolve())`` worked out as `featmap.io.outputs.Manifest._real` does (each folder
+    resolved and listed once), from text."""
     folders: dict[str, tuple[str, dict[str, bool]]] = {}
     for item in items:
+        resolved = getattr(item, "resolved", None)
+        if resolved is not None:
+            yield resolved
+            continue
         url = getattr(item, "url", None)
         if url:
             yield url
@@ -222,42 +287,81 @@ def done_items(batch: Recorded, out_dir: Path) -> list[bool]:
     """For each input of ``batch``, whether its outputs are done: recorded as its own and still the files that
     were written (see the module's docstring). Files without a fingerprint that pass are fingerprinted
     (``outputs.changed``: the caller may save the index)."""
-    if not any(batch.recorded):
+    todo = [i for i, ok in enumerate(batch.recorded) if ok]
+    if not todo:
         return list(batch.recorded)
     outputs = batch.outputs
-    files, stat_of, regular = outputs.files, os.stat, stat.S_ISREG
-    root = str(out_dir) + "/"
-    done = []
-    for ok, found in zip(batch.recorded, batch.names, strict=True):
-        for name in found.split("\0") if ok and found else ():
-            try:  # the usual case inline (10⁶ outputs): a file as it was written, fingerprint and all
-                st = stat_of(root + name)
-            except (OSError, ValueError):
-                ok = False
-                break
-            known = files.get(name)
-            if known is None or not regular(st.st_mode) or known != fingerprint(st.st_size, st.st_mtime_ns):
-                if not _verified(root + name, name, files, outputs):
-                    ok = False
-                    break
-        done.append(ok)
+    joined = [batch.names[i] or "" for i in todo]
+    counts = np.array([text.count("\0") + 1 for text in joined], dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    starts = np.array([batch.first[i] for i in todo], dtype=np.int64)
+    places = np.repeat(starts - bounds[:-1], counts) + np.arange(bounds[-1])  # each file's position in `outputs`
+    for slot in np.flatnonzero(starts < 0).tolist():  # names found elsewhere than one after another: by name
+        places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]
+    files = [name for text in joined for name in text.split("\0")]
+    sizes, times, modes = _stat_all(str(out_dir) + "/", files)
+    _, prints = outputs.arrays()
+    known = prints[places]
+    good = ((modes & _TYPE) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))
+    whole = np.logical_and.reduceat(good, bounds[:-1])
+    done = list(batch.recorded)
+    for slot in np.flatnonzero(~whole).tolist():  # a file changed, or without a fingerprint: looked at closer
+        lo, hi = int(bounds[slot]), int(bounds[slot + 1])
+        done[todo[slot]] = all(
+            bool(good[j])
+            or _verified(f"{out_dir}/{files[j]}", int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
+            for j in range(lo, hi)
+        )
     return done
 
 
-def _verified(path: str, name: str, files: dict[str, int], outputs: Outputs) -> bool:
-    """Whether the output ``name`` at ``path`` is still the file that was written (see the module's docstring)."""
+def _stat_all(root: str, names: list[str]) -> tuple[Any, Any, Any]:
+    """Each file's size, modification time (ns) and mode as numpy arrays (a missing file: mode 0): one ``stat``
+    a file, in blocks."""
+    count = len(names)
+    sizes, times, modes = (np.zeros(count, dtype=np.int64) for _ in range(3))
+    for at in range(0, count, _BLOCK):
+        paths = [root + name for name in names[at : at + _BLOCK]]
+        try:
+            found = list(map(os.stat, paths))
+        except (OSError, ValueError):
+            found = [_stat_or_missing(path) for path in paths]
+        end = at + len(found)
+        sizes[at:end] = [st.st_size for st in found]
+        times[at:end] = [st.st_mtime_ns for st in found]
+        modes[at:end] = [st.st_mode for st in found]
+    return sizes, times, modes
+
+
+_BLOCK = 1 << 14  # files stat'ed at once
+_TYPE = 0o170000  # a mode's file-type bits (`stat.S_IFMT`)
+
+
+class _Missing:
+    """What `_stat_all` takes for a file that is not there: mode 0, not a regular file."""
+
+    st_size = st_mtime_ns = st_mode = 0
+
+
+def _stat_or_missing(path: str) -> Any:
     try:
-        st = os.stat(path)
+        return os.stat(path)
     except (OSError, ValueError):
+        return _Missing
+
+
+def _verified(path: str, position: int, outputs: Outputs, size: int, mtime_ns: int, mode: int) -> bool:
+    """Whether the output at ``path`` (``position`` in ``outputs``; its ``stat`` gave ``size``, ``mtime_ns``,
+    ``mode``) is still the file that was written (see the module's docstring)."""
+    if not stat.S_ISREG(mode):
         return False
-    if not stat.S_ISREG(st.st_mode):
+    _, prints = outputs.arrays()
+    known = int(prints[position])
+    if known:
+        return known == fingerprint(size, mtime_ns)
+    if size == 0 or (path.endswith(".png") and not _png_closed(path, size)):
         return False
-    known = files.get(name)
-    if known is not None:
-        return known == fingerprint(st.st_size, st.st_mtime_ns)
-    if st.st_size == 0 or (name.endswith(".png") and not _png_closed(path, st.st_size)):
-        return False
-    outputs.seen(name, st.st_size, st.st_mtime_ns)
+    outputs.seen_at(position, size, mtime_ns)
     return True
 
 
