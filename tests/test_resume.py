@@ -4,19 +4,24 @@ other options; on local folders (with and without the index's fingerprints). On 
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from featmap.errors import OptionError
 from featmap.io import manifest_index
 from featmap.io.discover import InputImage, discover
 from featmap.io.manifest_index import INDEX_NAME, fingerprint, read_outputs
+from featmap.io.outputs import Manifest
 from featmap.run.batch import run_batch, targets_for
 from featmap.run.preflight import check_batch
-from featmap.run.resume import target_names
+from featmap.run.resume import Recorded, _runs, target_names
 from tests.test_backends import make_job, make_photos, tree_bytes
 
 
@@ -169,3 +174,52 @@ def test_the_fast_stem_and_child_path_agree_with_pathlib() -> None:
         for folder in (Path("."), Path("/"), Path("a/b"), Path("/a")):
             child = _child_maker(folder)(name)
             assert child == folder / name and str(child) == str(folder / name) and isinstance(child, Path)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_batch_s_outputs_are_found_one_after_another(tmp_path: Path, monkeypatch: Any, jobs: int) -> None:
+    """The check finds each input's outputs as the run of positions after its first (no name looked up), also with
+    a sheet and a report and when two processes finished images in any order; the positions are those of its names."""
+    monkeypatch.setattr(manifest_index, "INDEX_MIN_BYTES", 1)
+    items, _, _ = discover([make_photos(tmp_path / "in", 7)])
+    out = tmp_path / "out"
+    job = make_job(out, sheet=True, report=True)
+    assert len(run_batch(items, job, jobs=jobs).processed) == 7
+    manifest = Manifest(out)
+    batch = Recorded(items, job, job.options_hash(), manifest)
+    outputs = manifest._outputs
+    assert outputs.base == 7 * 5 and all(batch.recorded)
+    for first, names in zip(batch.first, batch.names, strict=True):
+        assert first >= 0
+        assert [outputs.position(n) for n in str(names).split("\0")] == list(range(first, first + 5))
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.booleans()), max_size=24),
+    st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=3), min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_outputs_found_one_after_another_are_the_input_s(
+    recs: list[tuple[int, int, bool]], wanted: list[list[int]], indexed: bool
+) -> None:
+    """`_runs` (names compared with the index's text) says an input's outputs start at a position only where the
+    manifest records each of them, last, as made by that input: checked against a plain per-name reading, on any
+    mix of records (re-made outputs, failures, other makers), read from an index and after one."""
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = Path(folder) / "manifest.jsonl"
+        lines = [
+            json.dumps({"input": f"/p/{m}.png", "options": "o", "png": f"{n}/k.png", "status": "ok" if ok else "x"})
+            + "\n"
+            for m, n, ok in recs
+        ]
+        manifest.write_text("".join(lines), encoding="utf-8")
+        outputs, size, _ = read_outputs(manifest, save=False)
+        if indexed and size and manifest_index.save_index(outputs, manifest, size):
+            outputs = read_outputs(manifest, save=False)[0]
+        names = ["\0".join(f"{n}/k.png" for n in want) for want in wanted]
+        makers = [outputs.number((f"/p/{i}.png", "o")) for i in range(len(wanted))]
+        for i, first in enumerate(_runs(outputs, names, makers)):
+            if first >= 0:
+                mine = names[i].split("\0")
+                assert outputs.names[first : first + len(mine)] == mine
+                assert all(outputs.maker(n) == (f"/p/{i}.png", "o") for n in mine)
