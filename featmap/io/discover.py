@@ -32,7 +32,7 @@ class InputImage:
     path: Path
     rel_dir: Path
     stem: str
-    resolved: str | None = field(default=None, compare=False, repr=False)
+    resolved: str | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     @property
     def source(self) -> str | None:
@@ -181,7 +181,7 @@ def discover(
         if real in seen or any(_within(real, e) for e in excluded_text):
             return
         seen.add(real)
-        found.append(InputImage(path, rel_dir, safe_stem(path.name), real))
+        found.append(InputImage(path, rel_dir, safe_stem(path.name), resolved=real))
 
     for spec in specs:
         text = os.fspath(spec)
