@@ -122,7 +122,7 @@ def test_stride_warning_goes_to_stderr_and_strict_refuses(runner: CliRunner, tmp
         tmp_path / "s",
     )
     assert strict.exit_code == 1
-    assert strict.stderr.startswith("featmap: error: conv 3x3: stride 3 leaves")
+    assert strict.stderr.startswith(f"featmap: error: {SAMPLES / 'checkerboard.png'}: conv 3x3: stride 3 leaves")
     assert strict.stderr.count("\n") == 1
 
 

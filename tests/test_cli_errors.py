@@ -83,7 +83,7 @@ def test_a_non_finite_map_is_refused_naming_kernel_and_position(
     kernel.write_text("name: huge\nweights: [[3e38, 3e38], [3e38, 3e38]]\n")
     out = tmp_path / "out"
     result = invoke(runner, "apply", gray_png, "-k", "sobel_x", "-k", kernel, "-o", out, "--json")
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 1 and json.loads(result.stdout)["exit_code"] == 1  # stdout stays JSON
     # 40/255 · 3e38 · 4 stays finite; the first 2x2 window reaching the 200-valued square (rows 6+, cols 8+) overflows
     assert "kernel 'huge': the map is not finite (inf first at row 5, column 7)" in result.stderr
     assert _files(out) == []  # sobel_x's map, written first, is gone too: a failed run leaves nothing

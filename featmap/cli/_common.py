@@ -40,6 +40,49 @@ def _err(kind: str, message: str) -> None:
     click.echo(f"featmap: {kind}: {message}", err=True)
 
 
+def asks_json(args: Sequence[str]) -> bool:
+    """Whether a command line asks for JSON on stdout (``--json``, ``--format json``).
+
+    Examples
+    --------
+    >>> asks_json(["apply", "a.png", "--json"]), asks_json(["shape", "--format", "json"]), asks_json(["-o", "x"])
+    (True, True, False)
+    """
+    return (
+        "--json" in args
+        or "--format=json" in args
+        or any(a == "--format" and b == "json" for a, b in zip(args, args[1:], strict=False))
+    )
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    """Whether the command line asked for JSON (noted by `FeatmapGroup`, else the command's own options)."""
+    return bool(ctx.meta.get("featmap.json") or ctx.params.get("as_json") or ctx.params.get("fmt") == "json")
+
+
+def _json_error(wanted: bool, message: str, code: int, details: Sequence[str] = ()) -> None:
+    """With ``--json`` (``wanted``), a failure's one line (and its detail lines) as the JSON document on stdout
+    too, so that stdout is JSON on every path: ``{"error": …, "exit_code": …}``."""
+    if not wanted:
+        return
+    import json
+
+    document: dict[str, Any] = {"error": message, "exit_code": int(code)}
+    if details:
+        document["details"] = list(details)
+    click.echo(json.dumps(document, indent=2))
+
+
+def _fail(ctx: click.Context, message: str, code: int, details: Sequence[str] = ()) -> None:
+    """Say a failure in one line on stderr (its details indented under it), as JSON on stdout with ``--json``,
+    and exit with ``code``."""
+    _err("error", message)
+    for line in details:  # the itemised list under the one line (e.g. every missing tensor)
+        click.echo(f"  {line}", err=True)
+    _json_error(_wants_json(ctx), message, code, details)
+    ctx.exit(code)
+
+
 # ----------------------------------------------------------------------------- library errors -> the command line
 
 #: Library parameter names (as errors write them, in backticks) -> the flags that set them. Only names whose
@@ -124,29 +167,23 @@ class FeatmapCommand(click.Command):
                     raise
                 if isinstance(exc, OptionError):
                     raise click.UsageError(flag_words(str(exc)), ctx) from None
-                _err("error", _one_line(flag_words(str(exc))))
-                for line in exc.details:  # the itemised list under the one line (e.g. every missing tensor)
-                    click.echo(f"  {_one_line(line)}", err=True)
-                ctx.exit(exit_code_for(exc, self.name or ""))
+                details = [_one_line(line) for line in exc.details]
+                _fail(ctx, _one_line(flag_words(str(exc))), exit_code_for(exc, self.name or ""), details)
             except OSError as exc:  # the file system refused (a name too long, a full disk, no permission)
                 if debug:
                     raise
-                _err("error", _one_line(_os_line(exc)))
-                ctx.exit(ExitCode.ERROR)
+                _fail(ctx, _one_line(_os_line(exc)), ExitCode.ERROR)
             except MemoryError:
                 if debug:
                     raise
-                _err("error", "out of memory; use a smaller image, fewer kernels or fewer --jobs")
-                ctx.exit(ExitCode.ERROR)
+                _fail(ctx, "out of memory; use a smaller image, fewer kernels or fewer --jobs", ExitCode.ERROR)
             except Exception as exc:
                 if debug:
                     raise
                 storage = _storage_error(exc, ctx)
                 if storage is not None:  # object storage: no credentials, no endpoint (one line naming the settings)
-                    _err("error", _one_line(str(storage)))
-                    ctx.exit(ExitCode.ERROR)
-                _err("error", _bug_line(exc))
-                ctx.exit(ExitCode.BUG)
+                    _fail(ctx, _one_line(str(storage)), ExitCode.ERROR)
+                _fail(ctx, _bug_line(exc), ExitCode.BUG)
             finally:
                 said: set[str] = set()
                 for warning in caught:
@@ -215,6 +252,16 @@ class FeatmapGroup(click.Group):
 
     command_class = FeatmapCommand
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        """The context, noting whether the command line asks for JSON (its commands' failures then print JSON
+        on stdout too, usage errors and interrupts included)."""
+        wants_json = asks_json(args)
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta["featmap.json"] = wants_json
+        return ctx
+
     def main(
         self,
         args: Sequence[str] | None = None,
@@ -225,6 +272,7 @@ class FeatmapGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        wants_json = asks_json(list(args) if args is not None else sys.argv[1:])
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:  # a bare `featmap`: the help, as Click shows it
@@ -234,12 +282,14 @@ class FeatmapGroup(click.Group):
             where = exc.ctx.command_path if exc.ctx is not None else "featmap"
             message = " ".join(exc.format_message().split()).rstrip(".")
             _err("error", f"{message}; see '{where} --help'")
+            _json_error(wants_json, f"{message}; see '{where} --help'", ExitCode.USAGE)
             sys.exit(ExitCode.USAGE)
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
         except click.Abort:
             _err("error", "interrupted")
+            _json_error(wants_json, "interrupted", ExitCode.INTERRUPTED)
             sys.exit(ExitCode.INTERRUPTED)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
@@ -247,8 +297,7 @@ class FeatmapGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            _err("error", "interrupted")
-            ctx.exit(ExitCode.INTERRUPTED)
+            _fail(ctx, "interrupted", ExitCode.INTERRUPTED)
 
 
 def _console(stderr: bool = False) -> Any:

@@ -22,6 +22,7 @@ from featmap.cli._common import (
     output_options,
 )
 from featmap.cli._scale import scale_options
+from featmap.errors import FeatmapError
 
 
 @click.command(cls=FeatmapCommand, short_help="Run kernels or a network on images and write the feature maps.")
@@ -136,7 +137,10 @@ def apply(
         as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
-        result = featmap.apply_file(images[0], job)
+        try:
+            result = featmap.apply_file(images[0], job)
+        except FeatmapError as exc:
+            raise naming(exc, images[0]) from None
         for note in result.warnings:
             _err("warning", f"{images[0]}: {note}{hint}")
         if as_json:
@@ -145,6 +149,31 @@ def apply(
             _console().print(view(result, job))
         return
     _apply_batch(images, job, opts, as_json, (as_dict, view))
+
+
+def naming(exc: FeatmapError, source: str) -> FeatmapError:
+    """One image's error with the image named first, as a batch names each failed image; an error that names a
+    file already (the image, a weights file, an output) is left as it is.
+
+    Examples
+    --------
+    >>> from featmap.errors import ShapeError
+    >>> print(naming(ShapeError("kernel", "3 is larger than the padded input 1"), "a.png"))
+    a.png: kernel: 3 is larger than the padded input 1
+    >>> print(naming(ShapeError("./a.png", "is too large"), "./a.png"))
+    ./a.png: is too large
+    """
+    if source in exc.line or str(Path(source)) in exc.line or _names_a_file(exc.what):
+        return exc
+    problem = f"{exc.what}: {exc.problem}" if exc.what else exc.problem
+    return type(exc)(source, problem, exc.fix, details=exc.details)
+
+
+def _names_a_file(what: str) -> bool:
+    try:
+        return "/" in what or (bool(what) and Path(what).exists())
+    except OSError:  # not a name the file system takes
+        return False
 
 
 _NETWORK_OPTIONS = ("weights", "init", "layout", "upto", "preprocess", "resize", "labels")
