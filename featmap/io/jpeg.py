@@ -3,6 +3,11 @@ decode straight into numpy (`opencv_jpeg`), which `featmap.io.images.load_image`
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +55,9 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
     decode plus its copy out to numpy cost 3-4x OpenCV's on 1024² photos.
 
     A file that does not end with the JPEG end marker may be truncated: Pillow decodes it, and refuses it
-    if it is (OpenCV would fill the missing rows with gray)."""
+    if it is (OpenCV would fill the missing rows with gray). So does a file whose decoding made libjpeg complain
+    (``Corrupt JPEG data: …``, which it writes on the process's stderr, caught here: `decoder_messages`): damaged
+    data OpenCV would fill in, which Pillow refuses or reads in its own way."""
     cv2 = opencv()
     if cv2 is None or opened.format not in JPEG_FORMATS or opened.mode not in ("L", "RGB"):
         return None
@@ -58,7 +65,10 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
     if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
         return None
     plane = opened.mode == "L" or (gray and jpeg_luma_plane(opened))
-    pixels = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if plane else cv2.IMREAD_COLOR)
+    with decoder_messages() as said:
+        pixels = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if plane else cv2.IMREAD_COLOR)
+    if said:
+        return None
     width, height = opened.size
     if opened.getexif().get(EXIF_ORIENTATION, 1) in _TURNED:
         width, height = height, width
@@ -66,3 +76,72 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
         return None
     decoded: NDArray[np.uint8] = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     return decoded  # contiguous, so fast to convert
+
+
+_CAUGHT: dict[int, int] = {}  # process id -> the memory file libjpeg's messages go to (one per process: not shared)
+_CATCHING = threading.Lock()
+
+
+def _message_file() -> int:
+    fd = _CAUGHT.get(os.getpid())
+    if fd is None:
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("featmap-libjpeg-messages", os.MFD_CLOEXEC)
+        else:  # pragma: no cover - not Linux
+            import tempfile
+
+            fd = os.dup(tempfile.TemporaryFile().fileno())
+        _CAUGHT[os.getpid()] = fd
+    return fd
+
+
+@contextmanager
+def decoder_messages() -> Iterator[list[str]]:
+    """What the native code writes on the process's stderr (file descriptor 2) while the block runs: libjpeg's
+    warnings, which OpenCV lets it print, are caught in a per-process memory file instead of reaching the user;
+    the list yields them, as lines, when the block is done. Anything else caught meanwhile (another thread's
+    output) is written on to stderr. A thread that finds another one catching runs its block uncaught.
+
+    Costs five system calls (no file is opened per call).
+
+    Examples
+    --------
+    >>> with decoder_messages() as said:
+    ...     _ = os.write(2, b"Corrupt JPEG data: 12 extraneous bytes before marker 0xd9\\n")
+    >>> said
+    ['Corrupt JPEG data: 12 extraneous bytes before marker 0xd9']
+    """
+    said: list[str] = []
+    if not _CATCHING.acquire(blocking=False):
+        yield said
+        return
+    try:
+        fd = _message_file()
+        try:
+            sys.stderr.flush()  # Python's own pending text goes where it was going
+        except (AttributeError, OSError, ValueError):
+            pass
+        saved = os.dup(2)
+        os.dup2(fd, 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.lseek(fd, 0, os.SEEK_CUR)  # fd 2 shared this file's offset: what was written
+            if size:
+                text = os.pread(fd, size, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                lines = text.decode("utf-8", "replace").splitlines()
+                said += [line for line in lines if not _elsewhere(line)]
+                passed = [line for line in lines if _elsewhere(line)]
+                if passed:
+                    os.write(2, ("\n".join(passed) + "\n").encode())
+    finally:
+        _CATCHING.release()
+
+
+def _elsewhere(line: str) -> bool:
+    """Whether a caught line is someone else's (a progress bar's frame, featmap's own lines), not libjpeg's."""
+    return "\x1b" in line or "\r" in line or line.startswith("featmap:")
