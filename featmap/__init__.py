@@ -95,13 +95,14 @@ _LAZY = {
 }
 
 
-def start_helpers(jobs: int | None = None) -> bool:
+def start_helpers(jobs: int | None = None, *, network: bool | None = None) -> bool:
     """Start the server that forks a batch's helper processes now, if ``jobs`` (default: every core) asks for
     more than one process, and return at once; False when nothing was started.
 
     `apply_batch` starts it anyway as its run begins. Started first (``featmap apply`` does so before it builds
     the job), its imports run on another core while this process builds the job and finds the images, and the
-    first helper then costs a fork instead of a wait (`featmap.run.workers.start_server`).
+    first helper then costs a fork instead of a wait (`featmap.run.workers.start_server`). ``network``: the
+    batch's kind, when known (True for a network, False for kernels), so the server imports only that path.
     """
     import os
 
@@ -109,7 +110,7 @@ def start_helpers(jobs: int | None = None) -> bool:
         return False
     from featmap.run.workers import start_server
 
-    return start_server()
+    return start_server(network)
 
 
 def __getattr__(name: str) -> Any:

@@ -35,14 +35,17 @@ class IntsType(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         text = value.strip().lower()
         if text in self.words:
             return text
-        from featmap.net.spec.tokens import (
-            _ints,  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
-        )
+        if text.isascii() and text.isdigit():  # one number (every default): parsed before numpy is loaded
+            numbers: tuple[int, ...] = (int(text),)
+        else:
+            from featmap.net.spec.tokens import (
+                _ints,  # the layer language's integer lists: N, NxM, N,M (lazy: keeps --help fast)
+            )
 
-        try:
-            numbers = _ints(text, self.name)
-        except SpecError:
-            self.fail(f"{value!r} is not {self._describe()}", param, ctx)
+            try:
+                numbers = _ints(text, self.name)
+            except SpecError:
+                self.fail(f"{value!r} is not {self._describe()}", param, ctx)
         if len(numbers) not in self.counts or any(n < self.minimum for n in numbers):
             self.fail(f"{value!r} is not {self._describe()}", param, ctx)
         return numbers[0] if len(numbers) == 1 else numbers

@@ -115,7 +115,8 @@ def apply(
     import featmap
 
     if (len(images) > 1 or not Path(images[0]).is_file()) and not opts["scheduler"]:
-        featmap.start_helpers(opts["jobs"])  # a batch: the helpers' server imports while this process builds the job
+        # a batch: the helpers' server imports its kind's path while this process builds the job
+        featmap.start_helpers(opts["jobs"], network=bool(opts["spec_file"] or opts["model"]))
 
     # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
     opts["sheet_normalize"] = (
