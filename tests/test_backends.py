@@ -107,7 +107,11 @@ def test_the_pool_works_on_while_a_helper_starts_and_on_one_opencv_thread(
 
     def work(task: Any) -> Any:
         seen.append((threads(), not slow.released.is_set()))
-        return work_image(task)
+        try:
+            return work_image(task)
+        finally:
+            if len(seen) == 6:  # the helper is "started" once every image is done (the pool waits for that)
+                slow.released.set()
 
     items, _, _ = discover([make_photos(tmp_path / "in", 6)])
     job, alone = make_job(tmp_path / "two"), make_job(tmp_path / "one")
@@ -123,8 +127,57 @@ def test_the_pool_works_on_while_a_helper_starts_and_on_one_opencv_thread(
     assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one") != {}
 
 
-def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_path: Path) -> None:
-    photos = make_photos(tmp_path / "in", 10, size=160)
+class _CannotStart:
+    """Helpers that cannot start (no process slots): asking fails at once."""
+
+    def __init__(self, count: int, log: list[str]) -> None:
+        self.count, self.log = count, log
+        log.append("asked")
+
+    def submit(self, func: Any, *args: Any) -> Any:
+        raise OSError("no process slots")
+
+    def stop(self) -> None:
+        self.log.append("stopped")
+
+    def close(self) -> None:
+        self.log.append("closed")
+
+
+@pytest.mark.parametrize(("count", "asked_first"), [(6, False), (16, True)])
+def test_a_large_batch_asks_for_its_helpers_before_its_first_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, asked_first: bool
+) -> None:
+    """From `EARLY_ASK_IMAGES` images on, the helpers are asked for before the first image (their start overlaps it);
+    when that image then shows they would not pay (here: a start of an hour), they are stopped and every image
+    runs here, with the same files as one process makes."""
+    import featmap.run.backends.pool as pool
+    from featmap.run.work import work_image
+
+    log: list[str] = []
+    monkeypatch.setattr(pool, "Helpers", lambda n: _CannotStart(n, log))
+    monkeypatch.setattr(pool, "HELPER_START_SECONDS", 3600.0)
+    assert pool.EARLY_ASK_IMAGES == 16
+
+    def work(task: Any) -> Any:
+        log.append("image")
+        return work_image(task)
+
+    items, _, _ = discover([make_photos(tmp_path / "in", count, size=64)])
+    job = make_job(tmp_path / "two")
+    finished: list[int] = []
+    tasks = [(i, item, job) for i, item in enumerate(items)]
+    LocalPool(2).run(tasks, work, lambda i, r, e: finished.append(i), lambda name: None)
+    assert sorted(finished) == list(range(count))
+    assert log == (["asked", "image", "stopped"] + ["image"] * (count - 1) if asked_first else ["image"] * count)
+    run_batch(items, make_job(tmp_path / "one"), jobs=1)
+    assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one") != {}
+
+
+@pytest.mark.parametrize("count", [10, 16])
+def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_path: Path, count: int) -> None:
+    """Helpers asked for after the first image (10 images) or before it (16, `EARLY_ASK_IMAGES`)."""
+    photos = make_photos(tmp_path / "in", count, size=160)
     items, _, _ = discover([photos])
     pool = LocalPool(2)
     original = pool_run = pool.run
@@ -146,7 +199,7 @@ def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_
     one = run_batch(items, make_job(tmp_path / "one"), jobs=1)
     two = run_batch(items, make_job(tmp_path / "two"), backend=pool)
     assert pool_run is original and helpers_used == [True]
-    assert len(one.processed) == len(two.processed) == 10
+    assert len(one.processed) == len(two.processed) == count
     assert tree_bytes(tmp_path / "one") == tree_bytes(tmp_path / "two") != {}
 
 

@@ -1,17 +1,18 @@
 """The local pool: this process plus up to ``jobs - 1`` helper processes, started only when they pay off.
 
 A batch of three images or more starts the helpers' fork server at once (`featmap.run.workers.start_server`;
-``featmap apply`` starts it earlier still, before it builds the job) and runs on one OpenCV thread from then on,
-so ``-j N`` means N cores: the server's imports, then the helpers, share the cores with this process, and
-OpenCV's second thread would only spin waiting for one. This process starts on the first image at once, and
-from that image's time judges the rest: helpers are started only when the remaining work outlasts their
-start-up, and are given images only once they report ready. Until then, and between handing images out, this
-process works itself; helpers are asked for from a thread (`_Starter`), since a helper's start waits until the
-server has finished its imports, and this process must not wait with it (it did: ~0.3-0.5 s a batch). Helpers
-are not forked from this process: a child forked after OpenCV has started its thread pool hangs in its first
-OpenCV call (measured here: such helpers never became ready). They are forked by the server, a fresh
-interpreter with featmap's modules imported, so a helper costs a fork once the server is up, not ~0.3 s of
-interpreter start-up and imports each. A 2-image batch never starts a helper.
+``featmap apply`` starts it earlier still, before it builds the job) and runs on one OpenCV thread from then on, so
+``-j N`` means N cores: the server's imports, then the helpers, share the cores with this process, and OpenCV's
+second thread would only spin waiting for one. This process starts on the first image at once, and from that image's
+time judges the rest: helpers are used only when the remaining work outlasts their start-up (a batch of
+`EARLY_ASK_IMAGES` or more has asked for them already, so that their start overlaps that image; they are stopped if
+it says they do not pay), and are given images only once they report ready. Until then, and between handing images
+out, this process works itself; helpers are asked for from a thread (`_Starter`), since a helper's start waits until
+the server has finished its imports, and this process must not wait with it (it did: ~0.3-0.5 s a batch). Helpers
+are not forked from this process: a child forked after OpenCV has started its thread pool hangs in its first OpenCV
+call (measured here: such helpers never became ready). They are forked by the server, a fresh interpreter with
+featmap's modules imported, so a helper costs a fork once the server is up, not ~0.3 s of interpreter start-up and
+imports each. A 2-image batch never starts a helper.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from typing import Any
 from featmap.run.backends.base import Finish, HandOut, InProcess, Starting, Task, Work, _as_is, task_name
 from featmap.run.workers import Helpers, one_opencv_thread, start_server
 
-__all__ = ["HELPER_START_SECONDS", "LocalPool"]
+__all__ = ["EARLY_ASK_IMAGES", "HELPER_START_SECONDS", "LocalPool"]
 
 #: A helper's start-up when its server is not ready yet (spawn + imports) measured on the 2-core machine:
 #: 0.25-0.35 s; a fork from a ready server costs a few ms.
 HELPER_START_SECONDS = 0.3
+#: A batch of this many images or more asks for its helpers at once, while this process does its first image
+#: (a 1024² JPEG with four kernels takes ~16 ms, so 16 of them outlast a helper's start even from a cold server):
+#: the helper is ready ~40-50 ms sooner than when asked for after that image. A smaller batch asks once the first
+#: image has shown whether helpers pay (asking costs a wait for the server's imports before helpers can be stopped).
+EARLY_ASK_IMAGES = 16
 #: Images queued per ready helper: one running, one waiting, so it never idles while this process works.
 _QUEUED_PER_HELPER = 2
 
@@ -84,6 +90,18 @@ class _Starter:
         return None
 
 
+def _stop(asked: tuple[Helpers, _Starter] | None) -> None:
+    """Stop helpers that were asked for, once each exists (`_Starter.wait`), even if a second Ctrl-C cuts the
+    wait short."""
+    if asked is None:
+        return
+    helpers, starter = asked
+    try:
+        starter.wait()
+    finally:
+        helpers.stop()
+
+
 class LocalPool:
     """This process and up to ``jobs - 1`` spawned helpers (see the module's docstring)."""
 
@@ -109,33 +127,45 @@ class LocalPool:
     def _run(
         self, queue: deque[Task], alone: InProcess, work: Work, finish: Finish, starting: Starting, hand_out: HandOut
     ) -> None:
-        """`run` once helpers may pay: the first image here, then helpers if the rest outlasts their start-up."""
-        task = queue.popleft()
-        starting(task_name(task))
-        began = time.perf_counter()
-        finish(*work(hand_out(task)))
+        """`run` once helpers may pay: the first image here, then helpers if the rest outlasts their start-up (a
+        large batch asks for them before its first image, `EARLY_ASK_IMAGES`)."""
+        early = self._ask(len(queue)) if len(queue) >= EARLY_ASK_IMAGES else None
+        try:
+            task = queue.popleft()
+            starting(task_name(task))
+            began = time.perf_counter()
+            finish(*work(hand_out(task)))
+        except BaseException:
+            _stop(early)
+            raise
         per_image = time.perf_counter() - began
         if len(queue) < 2 or len(queue) * per_image / 2 <= HELPER_START_SECONDS:  # one image left: a helper cannot help
+            _stop(early)
             alone.run(list(queue), work, finish, starting, hand_out)  # done sooner alone than with a helper
             return
-        try:
-            helpers = Helpers(min(self.jobs, len(queue) + 1) - 1)
-        except OSError as exc:  # no semaphores, no process slots...: this process does it all
-            self.notes.append(f"helper processes could not start ({exc}); every image ran in this process")
+        asked = early or self._ask(len(queue) + 1)
+        if asked is None:  # no semaphores, no process slots...: this process does it all
             alone.run(list(queue), work, finish, starting, hand_out)
             return
-        starter = _Starter(helpers)
+        helpers, starter = asked
         try:
             used = self._share(helpers, starter, queue, work, finish, starting, hand_out)
         except BaseException:
-            try:
-                starter.wait()
-            finally:  # stopped even if a second Ctrl-C cuts the wait short
-                helpers.stop()
+            _stop(asked)
             raise
         starter.wait()
         helpers.close() if used and not queue else helpers.stop()  # unused helpers may still be importing
         alone.run(list(queue), work, finish, starting, hand_out)  # what is left if the helpers could not go on
+
+    def _ask(self, images: int) -> tuple[Helpers, _Starter] | None:
+        """The helpers for ``images`` images, asked for from a thread (`_Starter`); None (and a note) when none can
+        start."""
+        try:
+            helpers = Helpers(min(self.jobs, images) - 1)
+        except OSError as exc:
+            self.notes.append(f"helper processes could not start ({exc}); every image ran in this process")
+            return None
+        return helpers, _Starter(helpers)
 
     def _share(
         self,
