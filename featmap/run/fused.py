@@ -34,14 +34,14 @@ from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
 __all__ = ["BAND_ROWS", "banded_map", "edges_fit", "fits"]
 
-#: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 256 rows of a
-#: 1024-wide map (1 MB of float32), in this thread's reused buffer. OpenCV and the band's Python steps are set up
-#: anew for each band (measured: 64-row bands made sepFilter2D 4x slower per image than one whole-image call).
-#: A whole 1024² map in one band is faster still (per-image minimum CPU of 4 maps on 12 crops, 10 runs: 7.25 ms
-#: against 6.77), but its buffer is a full-size map kept beside the map being made: a 900×700 bank then peaks at
-#: 4.3 maps (tests/test_groups.py holds 3.5), against 2.9 with these bands.
+#: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 128 rows of a
+#: 1024-wide map (512 KB of float32), in this thread's reused buffer: the band's source rows, its conv rows and the
+#: pool's column band then share the core's L2 cache. Per-image minimum CPU of 4 maps (no statistics) on 12 crops,
+#: bands alternated in one process, 8 rounds: 128 rows 0.946 of 256 rows' (64 rows 0.96, 512 rows 0.96, a whole map
+#: 0.93, but a whole map's buffer is a full-size map kept beside the map being made: a 900×700 bank then peaks at
+#: 4.3 maps, tests/test_groups.py holds 3.5). The OpenCV call is worked out once per map (`cvfilter.band_filter`).
 BAND_ROWS = 64
-BAND_VALUES = 1 << 18
+BAND_VALUES = 1 << 17
 
 
 def fits(
