@@ -223,3 +223,25 @@ def test_outputs_found_one_after_another_are_the_input_s(
                 mine = names[i].split("\0")
                 assert outputs.names[first : first + len(mine)] == mine
                 assert all(outputs.maker(n) == (f"/p/{i}.png", "o") for n in mine)
+
+
+def test_a_batch_looks_at_each_output_once_before_and_once_after_writing_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """Before an image runs, each of its outputs is looked at once (which are there: what an unfinished image must not
+    remove, and what may not be replaced, from one answer); after, once (its fingerprint); the journal settles from
+    the manifest without looking. A re-run with ``--overwrite`` (every output there) the same."""
+    items, _, _ = discover([make_photos(tmp_path / "in", 3)])
+    out = tmp_path / "out"
+    looks: dict[str, int] = {}
+    real_stat = os.stat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
+        if isinstance(text, str) and text.startswith(f"{out}/") and text.endswith(".png"):
+            looks[text] = looks.get(text, 0) + 1
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    for overwrite in (False, True):
+        looks.clear()
+        assert len(run_batch(items, make_job(out, overwrite=overwrite), jobs=1).processed) == 3
+        assert len(looks) == 3 * 3 and set(looks.values()) == {2}, looks

@@ -200,11 +200,12 @@ def _run_batch(
         try:
             targets = targets_for(InputImage(item.path, item.rel_dir, item.stem) if not local_only else item, job)
             wanted = list(targets.values())
-            store.check(item, wanted, digest, overwrite=overwrite)
+            there = store.existing(list(dict.fromkeys([*_planned(targets, writers), *wanted])))  # one stat a file
+            store.check(item, wanted, digest, overwrite=overwrite, existing=there)
         except FeatmapError as exc:  # a name that cannot be an output, or one that may not be replaced
             fail(item, _reason(exc))
             continue
-        pending[index] = (item, targets, store.existing(_planned(targets, writers)))
+        pending[index] = (item, targets, there)
     report()
 
     def start(task: Task) -> Task:

@@ -59,12 +59,15 @@ class Store(Protocol):
         """`complete` for every item of a batch at once (`featmap.run.resume`)."""
         ...
 
-    def check(self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool) -> None:
-        """Raise `OutputExistsError` when writing ``targets`` would clobber the input or another run's file."""
+    def check(
+        self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool, existing: set[Path] | None = None
+    ) -> None:
+        """Raise `OutputExistsError` when writing ``targets`` would clobber the input or another run's file;
+        ``existing``: which of them are there, as `existing` just said (None: looked at here)."""
         ...
 
     def existing(self, planned: Sequence[Path]) -> set[Path]:
-        """The files of ``planned`` already there: what an unfinished image must not remove."""
+        """The files of ``planned`` already there (one look each): what an unfinished image must not remove."""
         ...
 
     def begin(self, item: Any, targets: Sequence[Path], digest: str) -> None:
@@ -150,21 +153,27 @@ class LocalStore:
         batch = Recorded.shared(items, digest, self.manifest._outputs) or Recorded(items, job, digest, self.manifest)
         return done_items(batch, self.out_dir)
 
-    def check(self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool) -> None:
+    def check(
+        self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool, existing: set[Path] | None = None
+    ) -> None:
+        there = self.existing(targets) if existing is None else existing
         if not isinstance(item, UrlImage):
-            self.manifest.check(targets, Path(item.path), digest, overwrite=overwrite)
+            resolved = getattr(item, "resolved", None)
+            self.manifest.check(
+                targets, Path(item.path), digest, overwrite=overwrite, existing=there, resolved=resolved
+            )
             return
         manifest = self.manifest
         for path in targets:
-            if path.exists() and not overwrite and not manifest._made_by(manifest.rel(path), (item.url, digest), True):
+            if path in there and not overwrite and not manifest._made_by(manifest.rel(path), (item.url, digest), True):
                 raise OutputExistsError(str(path), _EXISTS, _EXISTS_FIX)
 
     def existing(self, planned: Sequence[Path]) -> set[Path]:
-        return {p for p in planned if p.exists()}
+        return {p for p in planned if _exists(p)}
 
     def begin(self, item: Any, targets: Sequence[Path], digest: str) -> None:
         if not isinstance(item, UrlImage):  # a URL input's files are staged whole: a kill leaves none half-made
-            self.manifest.begin(targets, Path(item.path), digest)
+            self.manifest.begin(targets, Path(item.path), digest, resolved=getattr(item, "resolved", None))
 
     def append(self, records: Sequence[dict[str, Any]], now: float) -> None:
         self.manifest.append(records)
@@ -238,8 +247,10 @@ class UrlStore:
         pairs = zip(items, target_names(items, job), strict=True)
         return [bool(found) and all(self._made_by(n, item, digest) for n in found or ()) for item, found in pairs]
 
-    def check(self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool) -> None:
-        if overwrite:
+    def check(
+        self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool, existing: set[Path] | None = None
+    ) -> None:
+        if overwrite:  # ``existing`` is not needed: the folder's listing answers
             return
         for path in targets:
             rel = self._rel(path)
@@ -278,6 +289,15 @@ class UrlStore:
         found = [(source, report) for source, report in zip(inputs, reports, strict=True) if self._rel(report) in there]
         if found:
             self.put("report.html", index_page(self.out_dir, [f[0] for f in found], [f[1] for f in found]))
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()`` in one ``stat`` (pathlib's own goes through more Python)."""
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def open_store(out: str | Path | None, out_dir: Path, writers: list[Writer]) -> Store:
