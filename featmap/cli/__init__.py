@@ -101,18 +101,27 @@ def run() -> None:
     """
     import atexit
     import os
+    import signal
     import sys
     import threading
 
-    quiet_blas_threads(os.environ)
+    from featmap.cli._common import raise_terminated
+
+    signal.signal(signal.SIGTERM, raise_terminated)  # from the start: a SIGTERM stops as Ctrl-C does, exit 143
     try:
+        quiet_blas_threads(os.environ)
         main()
     except SystemExit as exc:
         status = 0 if exc.code is None else exc.code
         if not isinstance(status, int):
             raise
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM before the command's own handling (start-up, imports)
+        from featmap.cli._common import asks_json, interrupted
+
+        status = interrupted(asks_json(sys.argv[1:]), exc)
     else:
         status = 0
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command is over: the exit below is not to be interrupted
     # CPython's own first steps of an exit, in its order: join the threads that are not daemons (and what
     # concurrent.futures registered to run then), then the exit handlers.
     join_threads = getattr(threading, "_shutdown", None)

@@ -73,6 +73,17 @@ def _json_error(wanted: bool, message: str, code: int, details: Sequence[str] = 
     click.echo(json.dumps(document, indent=2))
 
 
+def interrupted(wants_json: bool, exc: KeyboardInterrupt) -> int:
+    """Say an interrupt (Ctrl-C, or SIGTERM: `Terminated`) that came before a command could (one line; JSON with
+    ``--json``); its exit code."""
+    terminated = isinstance(exc, Terminated)
+    message = "terminated (SIGTERM)" if terminated else "interrupted"
+    code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
+    _err("error", message)
+    _json_error(wants_json, message, code)
+    return int(code)
+
+
 def _fail(ctx: click.Context, message: str, code: int, details: Sequence[str] = ()) -> None:
     """Say a failure in one line on stderr (its details indented under it), as JSON on stdout with ``--json``,
     and exit with ``code``."""
@@ -81,6 +92,15 @@ def _fail(ctx: click.Context, message: str, code: int, details: Sequence[str] = 
         click.echo(f"  {line}", err=True)
     _json_error(_wants_json(ctx), message, code, details)
     ctx.exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that a run stops as cleanly as on Ctrl-C (exit 143, not 130)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler of a command that writes files: stop like Ctrl-C (`Terminated`)."""
+    raise Terminated()
 
 
 # ----------------------------------------------------------------------------- library errors -> the command line
@@ -296,6 +316,8 @@ class FeatmapGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Terminated:
+            _fail(ctx, "terminated (SIGTERM); unfinished outputs were removed", ExitCode.TERMINATED)
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", ExitCode.INTERRUPTED)
 
@@ -320,6 +342,7 @@ from featmap.cli._options import (  # noqa: E402  # re-exported: the commands im
 
 __all__ = [
     "ExitCode",
+    "Terminated",
     "FeatmapCommand",
     "FeatmapGroup",
     "IntsType",
@@ -329,4 +352,5 @@ __all__ = [
     "flag_words",
     "kernel_options",
     "output_options",
+    "raise_terminated",
 ]

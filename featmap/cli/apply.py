@@ -15,11 +15,13 @@ import click
 from featmap.cli._common import (
     ExitCode,
     FeatmapCommand,
+    Terminated,
     _console,
     _err,
     conv_options,
     kernel_options,
     output_options,
+    raise_terminated,
 )
 from featmap.cli._scale import scale_options
 from featmap.errors import FeatmapError
@@ -112,6 +114,22 @@ def apply(
       featmap apply samples/camera.png -k sobel_x -k sobel_y --combine magnitude \\
           --padding same --pad-mode reflect --activation relu --pool max -o out/
     """
+    import signal
+    import threading
+
+    here = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if here else None  # SIGTERM stops as Ctrl-C does
+    try:
+        _apply(images, kernel_specs, kernel_dirs, as_json, opts)
+    finally:
+        if here:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _apply(
+    images: tuple[str, ...], kernel_specs: tuple[str, ...], kernel_dirs: tuple[Path, ...], as_json: bool, opts: Any
+) -> None:
+    """`apply` once SIGTERM is `Terminated`: the job, then one image or a batch."""
     import featmap
 
     if (len(images) > 1 or not Path(images[0]).is_file()) and not opts["scheduler"]:
@@ -210,25 +228,14 @@ def _from_command_line(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so that a batch can stop cleanly."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool, single: tuple[Any, Any]) -> None:
     """A batch (files, folders, globs, URLs); ``single`` renders one image's result (a URL output of one file)."""
-    import signal
-
     import featmap
     from featmap.render import batch_dict, batch_view
 
     found = featmap.find_images(images, recursive=opts["recursive"], out=opts["out_dir"])
     problems, ignored = found.problems, found.ignored
     show = sys.stderr.isatty() and not opts["quiet"]
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     code = ExitCode.OK
     try:
         with _progress(show) as on_progress:
@@ -250,8 +257,6 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
             f"interrupted after {len(report.processed)} of {report.total} images; "
             "unfinished outputs were removed; run again with --skip-existing to resume",
         )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     for note in report.notes:
         _err("note", note)
     said: dict[str, int] = {}
