@@ -189,7 +189,7 @@ def _read_lines(path: Path) -> Iterator[Any]:
             for line in fh:
                 try:
                     yield json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     continue  # a line cut short by a crash says nothing about the outputs
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return

@@ -95,8 +95,8 @@ def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
                             continue
         try:
             yield json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash says nothing about the outputs
+        except (json.JSONDecodeError, RecursionError):
+            continue  # a line cut short by a crash (or nested past the parser's depth) says nothing of the outputs
 
 
 def read_outputs(manifest: Path, *, save: bool = True) -> tuple[Outputs, int, int]:
@@ -226,9 +226,14 @@ def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
     pngs = data[at : at + lengths[0]]
     at += lengths[0]
     texts = []
-    for length in lengths[1:]:
-        texts.append(data[at : at + length].decode("utf-8", "surrogatepass"))
-        at += length
+    try:  # the names stay bytes; text that is not UTF-8 (a damaged index) is read again from the manifest
+        if not pngs.isascii():
+            pngs.decode("utf-8", "surrogatepass")
+        for length in lengths[1:]:
+            texts.append(data[at : at + length].decode("utf-8", "surrogatepass"))
+            at += length
+    except UnicodeDecodeError:
+        return None
     sources, options = (text.split("\0") if text or makers else [] for text in texts)
     if pngs.count(b"\0") != max(count - 1, 0) or len(sources) != makers or len(options) != makers:
         return None
