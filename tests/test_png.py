@@ -101,6 +101,60 @@ def test_large_map_is_cut_into_fixed_idat_chunks(rng: np.random.Generator, defla
     np.testing.assert_array_equal(decoded[:, :, ::-1], pixels)
 
 
+@pytest.mark.parametrize("level", [0, 1, 6])
+def test_large_map_is_deflated_as_it_comes_and_decodes_exactly(
+    level: int, rng: np.random.Generator, deflate: str
+) -> None:
+    """A map of more than STREAM_ABOVE filtered bytes goes to the deflater in DEFLATE_PIECE pieces as its bands
+    come: it decodes to its pixels (Pillow and OpenCV), its IDAT chunks are cut at IDAT_SIZE, and any bands give
+    the same bytes (pieces and chunks are cut at fixed offsets, never where a band ends)."""
+    height, width = 1100, 4001  # 4.4 MB of filtered rows: 4 full pieces and a short one
+    assert height * (width + 1) > png.STREAM_ABOVE
+    pixels = smooth(rng, (height, width), 255).astype(np.uint8)
+    pixels[::97] = rng.integers(0, 256, (pixels[::97].shape), dtype=np.uint8)  # some noise: many IDAT chunks
+    data = encode_png(pixels, level)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), pixels)
+    sizes = [size for _, size in _idat_offsets(data)]
+    assert len(sizes) > 1 and set(sizes[:-1]) == {png.IDAT_SIZE} and 0 < sizes[-1] <= png.IDAT_SIZE
+    for bands in ([1, 1099], [64] * 17 + [12], [550, 549, 1]):
+        parts: list[bytes] = []
+        stream = png.PngStream(parts.append, pixels.shape, np.uint8, level)
+        start = 0
+        for rows in bands:
+            stream.write(pixels[start : start + rows])
+            start += rows
+        stream.close()
+        assert b"".join(parts) == data, bands
+
+
+def test_small_map_keeps_the_one_call_stream(rng: np.random.Generator, deflate: str) -> None:
+    """At most STREAM_ABOVE filtered bytes: the rows are deflated in one call, as `encode_png` always did (the bytes
+    of every map a 1024² image makes are unchanged)."""
+    import zlib
+
+    height = png.STREAM_ABOVE // 2048
+    pixels = smooth(rng, (height, 2047), 255).astype(np.uint8)  # exactly STREAM_ABOVE filtered bytes
+    data = encode_png(pixels)
+    idat = b"".join(data[at + 8 : at + 8 + size] for at, size in _idat_offsets(data))
+    filtered = np.empty((height, 2048), np.uint8)
+    filtered[:, 0], filtered[0, 0] = 2, 0
+    filtered[0, 1:] = pixels[0]
+    np.subtract(pixels[1:], pixels[:-1], out=filtered[1:, 1:])
+    assert zlib.decompress(idat) == filtered.tobytes()
+    assert idat == png._deflate(memoryview(filtered.reshape(-1)), png.FAST_LEVEL)
+
+
+def _idat_offsets(data: bytes) -> list[tuple[int, int]]:
+    found, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        if data[at + 4 : at + 8] == b"IDAT":
+            found.append((at, length))
+        at += 12 + length
+    return found
+
+
 def test_stream_refuses_wrong_rows() -> None:
     stream = png.PngStream(lambda _: None, (2, 3), np.uint8)
     with pytest.raises(ValueError, match="3 bytes"):

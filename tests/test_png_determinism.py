@@ -1,5 +1,6 @@
 """Same map, same PNG bytes: in fresh processes whose heaps hold different leftovers, in any order, whole or
-streamed in bands of any size, with ISA-L's deflate and zlib's (issue 22, item 3)."""
+streamed in bands of any size, with ISA-L's deflate and zlib's (issue 22, item 3); small maps deflated in one
+call and a large one deflated in pieces as it comes (`featmap.io.pngencode.STREAM_ABOVE`)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,10 @@ def maps() -> list[np.ndarray]:
     out.append(rng.integers(0, 256, (400, 700), dtype=np.uint8))
     out.append(rng.integers(0, 65536, (130, 170), dtype=np.uint16))
     out.append((np.cumsum(rng.integers(0, 3, (200, 230, 3)), axis=1) % 256).astype(np.uint8))
+    # streamed (more than STREAM_ABOVE filtered bytes): deflated in fixed pieces as the bands come
+    big = (np.cumsum(rng.integers(-2, 3, (1500, 3000)), axis=1) % 256).astype(np.uint8)
+    big[::50] = rng.integers(0, 256, (30, 3000), dtype=np.uint8)
+    out.append(big)
     return out
 
 
@@ -91,7 +96,9 @@ def test_same_bytes_in_fresh_processes_any_order_and_bands(deflater: str, monkey
         pytest.skip("isal not installed")
     if deflater == "zlib":
         monkeypatch.setattr(png, "isal_zlib", lambda: None)
-    here = {i: hashlib.sha256(png.encode_png(m)).hexdigest() for i, m in enumerate(maps())}
+    made = maps()
+    assert made[-1].size + made[-1].shape[0] > png.STREAM_ABOVE >= made[0].size + made[0].shape[0]  # both kinds
+    here = {i: hashlib.sha256(png.encode_png(m)).hexdigest() for i, m in enumerate(made)}
     count = len(here)
     forward, backward = list(range(count)), list(reversed(range(count)))
     shuffled = [int(i) for i in np.random.default_rng(5).permutation(count)]

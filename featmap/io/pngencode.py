@@ -6,16 +6,22 @@ ISA-L (the ``isal`` package) at its level 1, else with zlib's run-length strateg
 2-9 are zlib's standard strategy at that level. Measured on a 512² pooled Sobel map, deflate alone:
 ISA-L 0.60 ms, 128 KB; zlib run-length 2.1 ms, 117 KB; zlib level 6 5.8 ms, 122 KB.
 
-**Same pixels, same bytes.** `PngStream` filters each band as it comes into one buffer holding the map's
-filtered rows (a byte per pixel and row more than the pixels), then deflates that buffer in one call when
-the stream closes, and cuts the compressed bytes into IDAT chunks of exactly `IDAT_SIZE` bytes (the last one
-shorter). A streaming deflater's output depends on how its input is cut into calls, and ISA-L's streaming
-state reads past the bytes it was given (seen: one map of 15 came out different in a fresh process under
-the full suite's load, with a 64 KiB cut), so nothing here depends on the caller's bands or on what a
-process's memory held: one-shot compression, the same bytes whichever process, order, band or back end
-(tests/test_png_determinism.py encodes maps in fresh processes with different heap states and orders). The
-buffer is kept per thread and reused by the next map, so a batch does not fault in fresh pages per map.
-`encode_png` is `PngStream` given the whole map as one band.
+**Same pixels, same bytes.** `PngStream` filters each band as it comes. A map of at most `STREAM_ABOVE`
+filtered bytes (a byte per pixel and row more than the pixels: every 1024² crop's map) goes into one buffer
+holding the map's filtered rows, deflated in one call when the stream closes. A larger map (the pooled maps of a
+6000×4000 photo, 6 MB each) is deflated as it comes, in pieces of exactly `DEFLATE_PIECE` bytes staged in a
+buffer whose bytes past a piece are fixed (zeros past the last one), so that neither the filtered rows nor the
+compressed map are ever held whole: a few MB less at the peak, at the same speed. Either way the compressed bytes
+are cut into IDAT chunks of exactly `IDAT_SIZE` bytes (the last one shorter). Every cut is a function of the
+map's shape alone, never of the caller's bands or of what a process's memory held, so the bytes are the same
+whichever process, order, band or back end (tests/test_png_determinism.py encodes maps of both kinds in fresh
+processes with different heap states and orders). A streamed map's bytes differ from the one-call stream of the
+same rows (ISA-L ends its blocks where its calls end), which is why small maps keep the one call: their bytes
+are those of every earlier release. (Until 7 Dec 2026 every map was streamed in 64 KiB pieces; one map of 15
+once came out different in a fresh process under the full suite's load, which later runs of the same pieces with
+other heaps, fills and bytes past the piece never reproduced.) The buffers are kept per thread and reused by the
+next map, so a batch does not fault in fresh pages per map. `encode_png` is `PngStream` given the whole map as
+one band.
 
 Examples
 --------
@@ -38,12 +44,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FAST_LEVEL", "IDAT_SIZE", "PNG_SIGNATURE", "PngStream", "encode_png"]
+__all__ = ["DEFLATE_PIECE", "FAST_LEVEL", "IDAT_SIZE", "PNG_SIGNATURE", "STREAM_ABOVE", "PngStream", "encode_png"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST_LEVEL = 1
 #: Compressed bytes per IDAT chunk (the last one holds the rest).
 IDAT_SIZE = 1 << 18
+#: Filtered bytes of a map above which it is deflated as it comes, in `DEFLATE_PIECE` pieces (4 MiB: a 2048² map
+#: or less keeps the one-call stream and its bytes).
+STREAM_ABOVE = 1 << 22
+#: Filtered bytes per deflate call of a streamed map (1 MiB: 6.2 ms for a 6 MB map against 5.3 in one call, warm).
+DEFLATE_PIECE = 1 << 20
+_PAST = 1 << 12  # staged bytes past a piece, kept zero
 _FILTER_NONE, _FILTER_UP = 0, 2
 _SCRATCH = threading.local()  # each thread's buffer of filtered rows, reused from map to map
 
@@ -81,6 +93,15 @@ def _deflate(data: memoryview, level: int) -> bytes:
     return packer.compress(data) + packer.flush()
 
 
+def _deflater(level: int) -> Any:
+    """A streaming compressor of the same zlib-format stream (level, library and strategy) as `_deflate`."""
+    fast = isal_zlib() if level == FAST_LEVEL else None
+    if fast is not None:
+        return fast.compressobj(1)
+    strategy = zlib.Z_RLE if level == FAST_LEVEL else zlib.Z_DEFAULT_STRATEGY
+    return zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+
+
 def _scratch(size: int, user: object) -> NDArray[np.uint8]:
     """This thread's buffer of at least ``size`` bytes for ``user`` (grown by half again when too small), or a
     new one while another stream of this thread, not yet closed, holds it."""
@@ -112,11 +133,12 @@ def _check(dtype: np.dtype[Any], shape: tuple[int, ...], compress_level: int) ->
 
 class PngStream:
     """Encode one PNG of ``shape`` pixels, given as bands of rows in order, into ``sink`` (e.g. a file's
-    ``write``): the signature and header at once, the IDAT chunks and the end on `close`.
+    ``write``): the signature and header at once, the IDAT chunks as they fill (a map of more than `STREAM_ABOVE`
+    filtered bytes) or on `close`, then the end.
 
-    The filtered rows are held (in this thread's reused buffer) until `close` deflates them in one call;
-    no band is kept. Bands may have any number of rows; the bytes do not depend on them. One stream at a
-    time per thread (its buffer is the thread's).
+    A small map's filtered rows are held (in this thread's reused buffer) until `close` deflates them in one call;
+    a large one's go to the deflater in `DEFLATE_PIECE` pieces as they come. No band is kept. Bands may have any
+    number of rows; the bytes do not depend on them.
     """
 
     def __init__(
@@ -134,7 +156,15 @@ class PngStream:
         self._row_bytes = width * (3 if len(shape) == 3 else 1) * kind.itemsize
         self._level = compress_level
         size = self._height * (self._row_bytes + 1)
-        self._filtered = _scratch(size, self).reshape(self._height, self._row_bytes + 1)
+        self._streamed = size > STREAM_ABOVE
+        # streamed: the staged piece (and zeros past the last one) and the deflater; else the map's filtered rows
+        self._stage = _scratch(DEFLATE_PIECE + _PAST if self._streamed else size, self)
+        if self._streamed:
+            self._stage[DEFLATE_PIECE:] = 0  # the bytes past a full piece: fixed, whatever the buffer held before
+        self._staged = 0
+        self._packer = _deflater(compress_level) if self._streamed else None
+        self._pending = bytearray()  # compressed bytes not yet in an IDAT chunk (streamed)
+        self._band = np.empty((0, self._row_bytes + 1), dtype=np.uint8)  # a streamed band's filtered rows
         self._previous = np.empty(0, dtype=np.uint8)  # the last row given, for the Up filter
         self._rows_done = 0
         color_type = 2 if len(shape) == 3 else 0
@@ -151,7 +181,12 @@ class PngStream:
         raw = np.ascontiguousarray(band.astype(self._dtype, copy=False)).view(np.uint8).reshape(count, -1)
         if raw.shape[1] != self._row_bytes:
             raise ValueError(f"PNG rows have {self._row_bytes} bytes; got {raw.shape[1]}")
-        rows = self._filtered[done : done + count]
+        if not self._streamed:
+            rows = self._stage.reshape(self._height, self._row_bytes + 1)[done : done + count]
+        else:
+            if self._band.shape[0] < count:
+                self._band = np.empty((count, self._row_bytes + 1), dtype=np.uint8)
+            rows = self._band[:count]
         rows[:, 0] = _FILTER_UP
         if done == 0:
             rows[0, 0] = _FILTER_NONE
@@ -161,15 +196,47 @@ class PngStream:
         np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
         self._previous = raw[-1].copy()
         self._rows_done += count
+        if self._streamed:
+            self._feed(rows.reshape(-1))
+
+    def _feed(self, filtered: NDArray[np.uint8]) -> None:
+        """Stage filtered bytes; deflate each full piece of `DEFLATE_PIECE` bytes (a fixed cut: same bytes out)."""
+        at = 0
+        while at < filtered.size:
+            take = min(DEFLATE_PIECE - self._staged, filtered.size - at)
+            self._stage[self._staged : self._staged + take] = filtered[at : at + take]
+            self._staged += take
+            at += take
+            if self._staged == DEFLATE_PIECE:
+                self._pending += self._packer.compress(self._stage[:DEFLATE_PIECE].data)
+                self._staged = 0
+                self._emit(final=False)
+
+    def _emit(self, *, final: bool) -> None:
+        """Write the pending compressed bytes as IDAT chunks of exactly `IDAT_SIZE` (all of them when ``final``)."""
+        pending = self._pending
+        cut = len(pending) if final else len(pending) - len(pending) % IDAT_SIZE
+        view = memoryview(pending)
+        for start in range(0, cut, IDAT_SIZE):
+            self._sink(_chunk(b"IDAT", view[start : min(start + IDAT_SIZE, cut)]))
+        view.release()
+        del pending[:cut]
 
     def close(self) -> None:
-        """Deflate the rows and write the IDAT chunks and IEND; every row must have been given."""
+        """Deflate what is left and write the last IDAT chunks and IEND; every row must have been given."""
         if self._rows_done != self._height:
             raise ValueError(f"PNG has {self._height} rows; {self._rows_done} were given")
-        compressed = memoryview(_deflate(self._filtered.reshape(-1).data, self._level))
-        _release(self)
-        for start in range(0, len(compressed), IDAT_SIZE):
-            self._sink(_chunk(b"IDAT", compressed[start : start + IDAT_SIZE]))
+        if self._streamed:
+            self._stage[self._staged :] = 0  # what a deflater might read past the last piece: fixed
+            self._pending += self._packer.compress(self._stage[: self._staged].data)
+            self._pending += self._packer.flush()
+            _release(self)
+            self._emit(final=True)
+        else:
+            compressed = memoryview(_deflate(self._stage.data, self._level))
+            _release(self)
+            for start in range(0, len(compressed), IDAT_SIZE):
+                self._sink(_chunk(b"IDAT", compressed[start : start + IDAT_SIZE]))
         self._sink(_chunk(b"IEND", b""))
 
 
