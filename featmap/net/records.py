@@ -37,6 +37,7 @@ __all__ = [
     "MapFacts",
     "MapInfo",
     "MapStats",
+    "StatsAccumulator",
 ]
 
 Shape3 = tuple[int, int, int]
@@ -62,21 +63,92 @@ class MapStats:
         """Compute the statistics of ``values`` in float64 in one pass of cache-sized blocks (``np.std`` would
         make two float64 copies of the whole map): each block is shifted by the first block's mean, so the
         variance keeps float64's precision even when the mean is far larger than the spread. A NaN shows in
-        ``min``/``max``, an infinity there too: a caller checks those for a finite map."""
+        ``min``/``max``, an infinity there too: a caller checks those for a finite map. `StatsAccumulator` gives
+        the same statistics, bit for bit, for a map handed over a band at a time."""
         flat = values.reshape(-1)
-        block = min(_STATS_BLOCK, flat.size)
-        shift = float(flat[:block].mean(dtype=np.float64))
-        buffer = np.empty(block, dtype=np.float64)  # made per map: a kept one would sit beside every later map
-        total = squares = 0.0
+        accumulator = StatsAccumulator(flat.size, flat.dtype)
+        accumulator.add(flat)
+        return accumulator.result()
+
+
+class StatsAccumulator:
+    """`MapStats.of` of a map of ``size`` values given a run of them at a time, in C order (the bands of a map too
+    large to hold), to the bit.
+
+    `MapStats.of` reads its values in blocks of `_STATS_BLOCK` (the last one shorter): per block its min and max,
+    the sum and the sum of squares of its float64 values less the first block's mean. The same blocks are read here
+    whatever runs the values come in: a run's whole blocks straight from it, the values of a block it leaves
+    unfinished kept (in the map's dtype) until the next runs fill it, so each block's arithmetic sees the same
+    values in the same order. Holds two blocks (3 MB for float32), whatever the map's size.
+
+    Examples
+    --------
+    >>> values = np.arange(10, dtype=np.float32)
+    >>> accumulator = StatsAccumulator(values.size, values.dtype)
+    >>> for band in (values[:3], values[3:]):
+    ...     accumulator.add(band)
+    >>> accumulator.result() == MapStats.of(values)
+    True
+    """
+
+    def __init__(self, size: int, dtype: np.dtype[Any]) -> None:
+        self._size = size
+        self._block = min(_STATS_BLOCK, size)
+        self._waiting = np.empty(self._block, dtype=dtype)  # an unfinished block's values
+        self._count = 0  # values waiting
+        self._given = 0
+        self._part = np.empty(self._block, dtype=np.float64)  # made per map: a kept one would sit beside later maps
+        self._shift: float | None = None
+        self._total = self._squares = 0.0
+        self._low: Any = None
+        self._high: Any = None
+
+    def add(self, values: NDArray[np.floating]) -> None:
+        """The map's next values (any shape: read in C order)."""
+        flat = values.reshape(-1)
+        if self._given + flat.size > self._size:
+            raise ValueError(f"the map has {self._size} values; got {self._given + flat.size}")
+        self._given += flat.size
+        at = 0
+        if self._count:  # finish the waiting block first
+            at = min(self._block - self._count, flat.size)
+            self._waiting[self._count : self._count + at] = flat[:at]
+            self._count += at
+            if self._count < self._block:
+                return
+            self._take(self._waiting)
+            self._count = 0
+        while flat.size - at >= self._block:
+            self._take(flat[at : at + self._block])
+            at += self._block
+        self._count = flat.size - at
+        self._waiting[: self._count] = flat[at:]
+
+    def _take(self, block: NDArray[np.floating]) -> None:
+        """One block's share (the first one sets the shift), as `MapStats.of` always computed it."""
         with np.errstate(invalid="ignore", over="ignore"):
-            for start in range(0, flat.size, block):
-                part = buffer[: min(block, flat.size - start)]
-                np.subtract(flat[start : start + block], shift, out=part, dtype=np.float64)  # exact cast, one rounding
-                total += float(part.sum())
-                squares += float(np.einsum("i,i->", part, part))  # no BLAS: its threads would spin
-            mean = total / flat.size
-            variance = max(squares / flat.size - mean * mean, 0.0)
-        return cls(float(values.min()), float(values.max()), shift + mean, float(np.sqrt(variance)))
+            if self._shift is None:
+                self._shift = float(block.mean(dtype=np.float64))
+            part = self._part[: block.size]
+            np.subtract(block, self._shift, out=part, dtype=np.float64)  # exact cast, one rounding
+            self._total += float(part.sum())
+            self._squares += float(np.einsum("i,i->", part, part))  # no BLAS: its threads would spin
+            low, high = block.min(), block.max()
+            self._low = low if self._low is None else np.minimum(self._low, low)
+            self._high = high if self._high is None else np.maximum(self._high, high)
+
+    def result(self) -> MapStats:
+        """The statistics, once all ``size`` values have been added."""
+        if self._given != self._size or self._size == 0:
+            raise ValueError(f"the map has {self._size} values; {self._given} were given")
+        if self._count:
+            self._take(self._waiting[: self._count])
+            self._count = 0
+        assert self._shift is not None
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = self._total / self._size
+            variance = max(self._squares / self._size - mean * mean, 0.0)
+        return MapStats(float(self._low), float(self._high), self._shift + mean, float(np.sqrt(variance)))
 
 
 @dataclass(frozen=True)
