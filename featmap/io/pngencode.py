@@ -162,7 +162,7 @@ class PngStream:
         if self._streamed:
             self._stage[DEFLATE_PIECE:] = 0  # the bytes past a full piece: fixed, whatever the buffer held before
         self._staged = 0
-        self._packer = _deflater(compress_level) if self._streamed else None
+        self._packer: Any = _deflater(compress_level) if self._streamed else None
         self._pending = bytearray()  # compressed bytes not yet in an IDAT chunk (streamed)
         self._band = np.empty((0, self._row_bytes + 1), dtype=np.uint8)  # a streamed band's filtered rows
         self._previous = np.empty(0, dtype=np.uint8)  # the last row given, for the Up filter

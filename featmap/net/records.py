@@ -14,7 +14,7 @@ output's maps, with the layer's whole output when a network made it (for the wri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from featmap.net.layers import LayerPlan
 from featmap.net.plan import PlanNode
 
 __all__ = [
+    "BandedFeatureMap",
     "ChannelInfo",
     "ChannelMap",
     "FeatureMap",
@@ -34,6 +35,7 @@ __all__ = [
     "LayerOutput",
     "LayerRecord",
     "Map",
+    "MapBands",
     "MapFacts",
     "MapInfo",
     "MapStats",
@@ -193,6 +195,45 @@ class FeatureMap:
 
     values: NDArray[np.floating]
     info: MapInfo
+
+
+class MapBands(Protocol):
+    """A final map too large to keep, made again a band of rows at a time each time its values are read (the fused
+    band path's second pass: `featmap.run.fused.FusedBands`)."""
+
+    @property
+    def shape(self) -> Shape3:
+        """The map's ``(H, W, C)``."""
+        ...
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """Its values' dtype."""
+        ...
+
+    def bands(self) -> Iterator[Array]:
+        """The map's rows in order, a band at a time, each valid until the next one is asked for."""
+        ...
+
+
+@dataclass(frozen=True)
+class BandedFeatureMap:
+    """One kernel's final map as its bands (`MapBands`), with its `MapInfo` (statistics from a first pass over the
+    bands, `StatsAccumulator`): what the PNG writer quantises into its file a band at a time, so the map is never
+    held. `values` makes the whole map (a pass more) for a reader that needs it."""
+
+    bands: MapBands
+    info: MapInfo
+
+    @property
+    def values(self) -> Array:
+        """The whole map, made band by band into a new array."""
+        out = np.empty(self.bands.shape, dtype=self.bands.dtype)
+        done = 0
+        for band in self.bands.bands():
+            out[done : done + band.shape[0]] = band
+            done += band.shape[0]
+        return out
 
 
 @dataclass(frozen=True)

@@ -244,16 +244,18 @@ def iter_channel_groups(
     groups: Sequence[ChannelGroup] | None = None,
     *,
     tap: Callable[[ChannelGroup, Array], None] | None = None,
+    bands_above: int | None = None,
 ) -> Iterator[GroupOutput]:
     """Run planned ``nodes``, a conv layer and the per-channel layers after it (activation, pooling, batch norm),
     one channel group of the conv at a time (one output channel per group when ``groups`` is None), and yield each
     group's final maps: memory holds one group's maps, not the layer's (`featmap.run.groups`, where the fused band
-    path serves every group that fits it). A `-k` bank runs this way, a group per kernel.
+    path serves every group that fits it; ``bands_above``: see `featmap.run.groups.run_groups`). A `-k` bank runs
+    this way, a group per kernel.
     """
     _check_input(nodes, image)
     weights.bind(nodes)
     whole = image if isinstance(image, ScaledSamples) else np.asarray(image)  # samples stay samples (`run_groups`)
-    yield from run_groups(nodes, whole, weights.for_node, groups, tap=tap)
+    yield from run_groups(nodes, whole, weights.for_node, groups, tap=tap, bands_above=bands_above)
 
 
 def check_network_limits(nodes: Sequence[PlanNode], itemsize: int = 4) -> int:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +35,7 @@ from featmap.core.samples import ImageData, ScaledSamples
 from featmap.enums import Activation, PaddingMode, PoolKind
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
-__all__ = ["BAND_ROWS", "banded_map", "edges_fit", "fits"]
+__all__ = ["BAND_ROWS", "TWO_PASS_ABOVE", "FusedBands", "banded_map", "edges_fit", "fits"]
 
 #: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 128 rows of a
 #: 1024-wide map (512 KB of float32), in this thread's reused buffer: the band's source rows, its conv rows and the
@@ -42,6 +45,10 @@ __all__ = ["BAND_ROWS", "banded_map", "edges_fit", "fits"]
 #: 4.3 maps, tests/test_groups.py holds 3.5). The OpenCV call is worked out once per map (`cvfilter.band_filter`).
 BAND_ROWS = 64
 BAND_VALUES = 1 << 17
+#: Final maps of more values than this (16 MiB of float32: a 6000×4000 photo's 2×2-pooled maps, an unpooled map of
+#: more than 2048²) that nothing but a PNG needs whole are not held: `FusedBands`, read twice (statistics, then the
+#: PNG), two conv passes. Smaller maps are made once and held.
+TWO_PASS_ABOVE = 1 << 22
 
 
 def fits(
@@ -92,6 +99,49 @@ def _pool_plan(pool: Pool2d, shape: tuple[int, int, int]) -> LayerPlan:
     return pool.plan(shape)
 
 
+@dataclass(frozen=True)
+class _BandRun:
+    """One kernel's band loop, worked out once: the image, the filter in the image's dtype, the layers and the
+    geometry (``per_band`` conv rows a band, the last band longer by less than `BAND_ROWS`)."""
+
+    image: ImageData
+    bank: NDArray[np.floating]
+    bias: NDArray[np.floating] | None
+    conv: Conv2d
+    geometry: ConvGeometry
+    act: Act
+    pool: Pool2d | None
+    out_shape: tuple[int, int, int]
+    commutes: bool
+    per_band: int
+    ready: cvfilter.BandFilter | None  # the band's OpenCV call, worked out once for every band
+
+
+def _band_run(
+    image: ImageData,
+    weights: dict[str, NDArray[np.floating]],
+    conv: Conv2d,
+    conv_plan: LayerPlan,
+    act: Act,
+    pool: Pool2d | None,
+    out_shape: tuple[int, int, int],
+    commutes: bool,
+) -> _BandRun:
+    geometry = conv_plan.geometry
+    assert geometry is not None  # a conv plan always has one
+    assert edges_fit(geometry, conv.pad_mode), "fits(..., geometry) said no"
+    check_padding((image.shape[0], image.shape[1]), geometry.padding, conv.pad_mode)  # the whole image's refusal
+    bank = np.asarray(weights["weight"])
+    if conv.flip:
+        bank = bank[:, :, ::-1, ::-1]
+    bank = np.ascontiguousarray(bank, dtype=image.dtype)
+    bias = weights.get("bias")
+    bias_value = None if bias is None else np.asarray(bias, dtype=image.dtype)
+    per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
+    ready = _ready_filter(bank, image, geometry, conv)
+    return _BandRun(image, bank, bias_value, conv, geometry, act, pool, out_shape, commutes, per_band, ready)
+
+
 def banded_map(
     image: ImageData,
     weights: dict[str, NDArray[np.floating]],
@@ -108,28 +158,69 @@ def banded_map(
     map's shape; ``commutes`` says the pool may go before the activation, as `iter_feature_maps` does it. An
     ``image`` of 8-bit samples (`ScaledSamples`) is converted to float a band of rows at a time.
     """
-    geometry = conv_plan.geometry
-    assert geometry is not None  # a conv plan always has one
-    assert edges_fit(geometry, conv.pad_mode), "fits(..., geometry) said no"
-    top, bottom, left, right = geometry.padding
-    kh, kw = geometry.kernel_hw
-    height = image.shape[0]
-    conv_rows = geometry.out_hw[0]
-    check_padding((height, image.shape[1]), geometry.padding, conv.pad_mode)  # the whole image's refusal, as its own
-    bank = np.asarray(weights["weight"])
-    if conv.flip:
-        bank = bank[:, :, ::-1, ::-1]
-    bank = np.ascontiguousarray(bank, dtype=image.dtype)
-    bias = weights.get("bias")
-    bias_value = None if bias is None else np.asarray(bias, dtype=image.dtype)
+    run = _band_run(image, weights, conv, conv_plan, act, pool, out_shape, commutes)
     result = np.empty(out_shape, dtype=image.dtype)
-    ready = _ready_filter(bank, image, geometry, conv)  # the band's OpenCV call, worked out once for every band
+    for _ in _fill(run, lambda done, count: result[done : done + count], each=False):
+        pass
+    if pool is not None and commutes and act.kind is not Activation.NONE:  # once, on the pooled map, as run_tail
+        activate(result, act.kind, out=result, **dict(act.params))
+    return result
+
+
+class FusedBands:
+    """One kernel's final map as `banded_map` makes it, never held: `bands` runs the band loop again each time it
+    is asked, into one buffer of a band's final rows (a `featmap.net.records.MapBands`). The values are
+    `banded_map`'s, bit for bit: the same bands, each activated where `banded_map` activates the whole pooled map
+    (an activation is elementwise). A map read twice (its statistics, then its PNG) costs two conv passes and
+    holds a band instead of the map (`TWO_PASS_ABOVE`)."""
+
+    def __init__(
+        self,
+        image: ImageData,
+        weights: dict[str, NDArray[np.floating]],
+        conv: Conv2d,
+        conv_plan: LayerPlan,
+        act: Act,
+        pool: Pool2d | None,
+        out_shape: tuple[int, int, int],
+        commutes: bool,
+    ) -> None:
+        self._run = _band_run(image, weights, conv, conv_plan, act, pool, out_shape, commutes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The final map's ``(H, W, C)``."""
+        return self._run.out_shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """Its dtype (the image's)."""
+        return np.dtype(self._run.image.dtype)
+
+    def bands(self) -> Iterator[NDArray[np.floating]]:
+        """The final map's rows in order, a band at a time (each valid until the next one is asked for)."""
+        run = self._run
+        step = 1 if run.pool is None else run.pool.size[0]
+        most = (run.per_band + BAND_ROWS) // step  # final rows of the longest band (the last one)
+        buffer = np.empty((min(most, run.out_shape[0]), *run.out_shape[1:]), dtype=run.image.dtype)
+        for _, count in _fill(run, lambda _, rows: buffer[:rows], each=True):
+            yield buffer[:count]
+
+
+def _fill(run: _BandRun, into: Callable[[int, int], NDArray[np.floating]], *, each: bool) -> Iterator[tuple[int, int]]:
+    """The band loop: each band's final rows written into ``into(done, count)`` (final rows ``done`` to ``done +
+    count``), then ``(done, count)`` yielded. ``each`` activates every band whose activation commutes with the pool
+    (else the caller activates the whole map once)."""
+    top, bottom, left, right = run.geometry.padding
+    kh, kw = run.geometry.kernel_hw
+    image, pool, act = run.image, run.pool, run.act
+    height, conv_rows = image.shape[0], run.geometry.out_hw[0]
     step = 1 if pool is None else pool.size[0]
+    late = pool is not None and run.commutes and act.kind is not Activation.NONE  # activated after the pool
     done = 0  # final rows written
-    per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
     start = 0
     while start < conv_rows:
-        rows = min(per_band, conv_rows - start)
+        rows = min(run.per_band, conv_rows - start)
         if conv_rows - start - rows < BAND_ROWS:  # a short rest joins this band: the last band reaches its edge
             rows = conv_rows - start
         end = start + rows
@@ -144,17 +235,18 @@ def banded_map(
         # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
         band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
         skip = start - max(first, 0)
-        band = _correlate(source, bank, band_geometry, conv, ready)[skip : skip + rows]
-        if bias_value is not None:
-            band += bias_value
+        band = _correlate(source, run.bank, band_geometry, run.conv, run.ready)[skip : skip + rows]
+        if run.bias is not None:
+            band += run.bias
         final_rows = rows // step
-        _finish(band, act, pool, commutes, result[done : done + final_rows])
+        target = into(done, final_rows)
+        _finish(band, act, pool, run.commutes, target)
+        if each and late:
+            activate(target, act.kind, out=target, **dict(act.params))
+        yield done, final_rows
         done += final_rows
         start = end
-    assert done == out_shape[0], (done, out_shape)
-    if pool is not None and commutes and act.kind is not Activation.NONE:  # once, on the pooled map, as run_tail
-        activate(result, act.kind, out=result, **dict(act.params))
-    return result
+    assert done == run.out_shape[0], (done, run.out_shape)
 
 
 _BUFFERS = threading.local()  # each thread's conv band buffer, reused from band to band and map to map

@@ -31,6 +31,7 @@ from featmap.enums import Activation, PoolKind, parse_enum
 from featmap.errors import SpecError
 from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, LayerSpec, Pool2d
 from featmap.net.plan import PlanNode, plan_layers
+from featmap.net.records import MapBands
 from featmap.run import fused
 
 __all__ = [
@@ -68,11 +69,12 @@ class ChannelGroup:
 
 @dataclass(frozen=True)
 class GroupOutput:
-    """One group's final maps and the group's own planned stack (its conv, then the per-channel layers)."""
+    """One group's final maps and the group's own planned stack (its conv, then the per-channel layers); the maps
+    are `featmap.run.fused.FusedBands` (made again each time they are read) when `run_groups` was asked for that."""
 
     group: ChannelGroup
     nodes: tuple[PlanNode, ...]
-    values: Array
+    values: Array | MapBands
 
 
 def commutes(act: Act, pool: object) -> bool:
@@ -179,9 +181,13 @@ def run_groups(
     groups: Sequence[ChannelGroup] | None = None,
     *,
     tap: Callable[[ChannelGroup, Array], None] | None = None,
+    bands_above: int | None = None,
 ) -> Iterator[GroupOutput]:
     """Run ``nodes`` (a `Conv2d` node, then per-channel nodes: see `channel_span`) on ``image`` one channel group
     at a time, and yield each group's final maps (one group per output channel when ``groups`` is None).
+
+    ``bands_above``: a group that takes the band path and whose final maps hold more values than this comes as a
+    `featmap.run.fused.FusedBands`, never held (a reader that needs only bands of it, twice, pays two conv passes).
 
     ``tap(group, conv_maps)`` sees each group's conv output before the per-channel layers run (a combined map is
     merged from them); the fused band path, which never holds a conv output whole, is not taken then. An image of
@@ -199,12 +205,13 @@ def run_groups(
         layer, source, tensors, index = _sub_conv(conv, image, conv_weights, group)
         sliced = [{name: np.asarray(t)[index] for name, t in w.items()} if w else {} for w in tail_weights]
         planned = plan_stack((layer, *(node.layer for node in tail)), tuple(source.shape))
-        values = _fused(planned, source, tensors) if tap is None else None
+        values = _fused(planned, source, tensors, bands_above) if tap is None else None
         if values is None:
-            values = layer.forward(as_floats(source), planned[0].plan, tensors)
+            whole = layer.forward(as_floats(source), planned[0].plan, tensors)
             if tap is not None:
-                tap(group, values)
-            values = run_tail(planned[1:], values, sliced)
+                tap(group, whole)
+            values = run_tail(planned[1:], whole, sliced)
+            del whole
         yield GroupOutput(group, planned, values)
         del values  # the caller has the group's maps: make the next group's without holding them
 
@@ -221,8 +228,11 @@ def _band_layers(planned: Sequence[PlanNode], source: ImageData) -> tuple[Act, P
     return act, pool
 
 
-def _fused(planned: tuple[PlanNode, ...], source: ImageData, tensors: dict[str, Array]) -> Array | None:
-    """The group's maps by `featmap.run.fused` when its conv(+activation)(+pool) fits that path, else None."""
+def _fused(
+    planned: tuple[PlanNode, ...], source: ImageData, tensors: dict[str, Array], bands_above: int | None = None
+) -> Array | MapBands | None:
+    """The group's maps by `featmap.run.fused` when its conv(+activation)(+pool) fits that path (as `FusedBands`
+    when they hold more than ``bands_above`` values), else None."""
     conv = planned[0]
     layers = _band_layers(planned, source)
     if layers is None:
@@ -231,6 +241,8 @@ def _fused(planned: tuple[PlanNode, ...], source: ImageData, tensors: dict[str, 
     assert isinstance(conv.layer, Conv2d)
     out = planned[-1].plan.out_shape
     shape = (int(out[0]), int(out[1]), int(out[2]))
+    if bands_above is not None and shape[0] * shape[1] * shape[2] > bands_above:
+        return fused.FusedBands(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
     return fused.banded_map(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
 
 

@@ -23,7 +23,7 @@ from featmap.io.display import DisplayRange, range_from_stats
 from featmap.io.images import ImageInfo, load_image
 from featmap.io.outputs import Manifest, OutputLock, OutputOptions, safe_stem
 from featmap.io.writers import REPORT_KEY, SHEET_KEY, Writer, open_writers
-from featmap.net.records import LayerMaps, MapInfo
+from featmap.net.records import BandedFeatureMap, LayerMaps, MapInfo
 from featmap.run.imagerun import ImageJob, ImageRun, write_image
 from featmap.run.jobs import ApplyJob
 from featmap.run.workers import signals_deferred
@@ -109,6 +109,8 @@ class KernelRun:
         self.notes = geometry_notes((height, width), job.bank, job.conv, job.pool, channels)
         self.written_maps: list[WrittenMap] = []
         self.records: list[dict[str, Any]] = []
+        #: Maps larger than this are never held when only the PNG writer reads them (`featmap.run.fused.FusedBands`).
+        self.bands = _bands_above(job.output)
 
     def layers(self) -> Iterator[LayerMaps]:
         """Each kernel's map, then the combined map, as a layer of one map."""
@@ -118,7 +120,9 @@ class KernelRun:
         data = self.image.data  # a big 8-bit gray image as its samples: the band path never holds its float image
         if isinstance(data, ScaledSamples) and data.samples.size <= CONVERT_WHOLE_UP_TO:
             data = self.image.pixels  # a small one converted once, not once per kernel
-        maps = iter_feature_maps(data, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict)
+        maps = iter_feature_maps(
+            data, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict, bands_above=self.bands
+        )
         for fmap in _finite_maps(maps, str(self.item.path)):
             yield LayerMaps(fmap.info.name, (fmap,))
             del fmap  # the writers are done with it: make the next map without holding this one
@@ -167,6 +171,15 @@ class KernelRun:
         seconds = time.perf_counter() - self.started
         maps = tuple(self.written_maps)
         return ImageResult(self.image.info, maps, self.notes, self.digest, seconds, tuple(self.records))
+
+
+def _bands_above(output: OutputOptions) -> int | None:
+    """`featmap.run.fused.TWO_PASS_ABOVE` when the PNG writer is the only reader of the maps and takes them as bands
+    (gray levels scaled by min-max or a fixed rule: `featmap.io.writers.png.takes_bands`), else None."""
+    from featmap.io.writers.png import takes_bands
+    from featmap.run.fused import TWO_PASS_ABOVE
+
+    return TWO_PASS_ABOVE if output.formats == ("png",) and takes_bands(output) else None
 
 
 def _fields(stats: Any) -> dict[str, Any]:
@@ -237,18 +250,19 @@ def _settle(out_dir: Path) -> None:
         pass
 
 
-def _finite_maps(maps: Iterable[FeatureMap], where: str) -> Iterator[FeatureMap]:
+def _finite_maps(maps: Iterable[FeatureMap | BandedFeatureMap], where: str) -> Iterator[FeatureMap | BandedFeatureMap]:
     """Pass maps through, refusing (before anything of it is written) one holding inf or nan."""
     with np.errstate(all="ignore"):  # overflow shows as a non-finite map, refused here with its position
         for fmap in maps:
             stats = fmap.info.stats
             if not all(math.isfinite(v) for v in (stats.min, stats.max, stats.mean, stats.std)):
-                bad = np.argwhere(~np.isfinite(fmap.values))
+                values = fmap.values  # a map given as bands is made whole here, once (the run stops at it)
+                bad = np.argwhere(~np.isfinite(values))
                 if len(bad):
                     row, col, channel = (int(v) for v in bad[0])
-                    value = float(fmap.values[row, col, channel])
+                    value = float(values[row, col, channel])
                     at = f"{value} first at row {row}, column {col}"
-                    if fmap.values.shape[-1] > 1:
+                    if values.shape[-1] > 1:
                         at += f", channel {channel}"
                 else:  # every value finite, but their sum of squares overflowed float64
                     at = "values too large for their statistics"

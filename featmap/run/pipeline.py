@@ -30,7 +30,15 @@ from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
 from featmap.net.layers import Act, CombineMaps, Conv2d, GlobalPool2d, LayerPlan, LayerSpec, Pool2d
 from featmap.net.plan import PlanNode
-from featmap.net.records import FeatureMap, FeatureMaps, MapInfo, MapStats
+from featmap.net.records import (
+    BandedFeatureMap,
+    FeatureMap,
+    FeatureMaps,
+    MapBands,
+    MapInfo,
+    MapStats,
+    StatsAccumulator,
+)
 from featmap.run.executor import WeightSource, iter_channel_groups
 from featmap.run.groups import ChannelGroup, plan_stack, run_tail
 
@@ -164,7 +172,7 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-def _shape3(arr: ImageData) -> Shape3:
+def _shape3(arr: ImageData | MapBands) -> Shape3:
     return (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
 
 
@@ -172,13 +180,21 @@ def _shape3_of(shape: tuple[int, ...]) -> Shape3:
     return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
-def _info(plan: KernelPlan, conv_shape: Shape3, final: NDArray[np.floating], pooled: bool) -> MapInfo:
+def _info(plan: KernelPlan, conv_shape: Shape3, final: NDArray[np.floating] | MapBands, pooled: bool) -> MapInfo:
     assert plan.conv_plan.geometry is not None  # a conv plan always has one
     geometry = plan.conv_plan.geometry
-    stats = MapStats.of(final)
+    stats = MapStats.of(final) if isinstance(final, np.ndarray) else _band_stats(final)
     return MapInfo(
         plan.kernel.name, plan.kernel.size, geometry, conv_shape, _shape3(final), pooled, plan.conv_plan.params, stats
     )
+
+
+def _band_stats(final: MapBands) -> MapStats:
+    """The statistics of a map never held (a pass over its bands): `MapStats.of`'s, bit for bit."""
+    accumulator = StatsAccumulator(final.shape[0] * final.shape[1] * final.shape[2], final.dtype)
+    for band in final.bands():
+        accumulator.add(band)
+    return accumulator.result()
 
 
 @dataclass(frozen=True)
@@ -260,7 +276,8 @@ def iter_feature_maps(
     *,
     combine: Combine | str | None = None,
     strict: bool = False,
-) -> Iterator[FeatureMap]:
+    bands_above: int | None = None,
+) -> Iterator[FeatureMap | BandedFeatureMap]:
     """Yield each kernel's `FeatureMap` in bank order, then the combined map if ``combine`` is set.
 
     Per kernel: ``conv2d`` (with the kernel's bias) → activation → pooling. ``combine`` merges the
@@ -273,6 +290,11 @@ def iter_feature_maps(
     The bank runs as a layer stack (`bank_layers`: a conv layer whose filters are the kernels, the activation, the
     pool; `CombineMaps` for the combined map), planned by `featmap.net.plan` and run by the executor one channel
     group (one kernel's map) at a time (`featmap.run.executor.iter_channel_groups`).
+
+    ``bands_above`` (for a caller that needs a map only as bands, as the PNG writer does): a kernel's map that
+    takes the fused band path and holds more values than this comes as a `BandedFeatureMap`, never held: its
+    statistics from one pass over its bands, its values made again for each later read
+    (`featmap.run.fused.FusedBands`). None (the default): every map is a `FeatureMap`.
     """
     if image.ndim != 3:
         raise ShapeError("image", f"must be (H, W, C); got shape {image.shape}")
@@ -300,11 +322,16 @@ def iter_feature_maps(
     layers = bank_layers(bank, conv, act, pool, shape[2])
     for layer, kernel_plans in zip(layers, _split(plans, layers), strict=True):
         nodes = plan_stack(layer.layers, shape)
-        groups = iter_channel_groups(nodes, image, _KernelWeights(), layer.groups, tap=None if merge is None else tap)
+        groups = iter_channel_groups(
+            nodes, image, _KernelWeights(), layer.groups, tap=None if merge is None else tap, bands_above=bands_above
+        )
         kernel_plan = iter(kernel_plans)
         for out in groups:  # not zip(): zip's reused result tuple would hold the last map while the next is made
             plan = next(kernel_plan)
-            yield FeatureMap(out.values, _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled))
+            info = _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled)
+            values = out.values
+            yield FeatureMap(values, info) if isinstance(values, np.ndarray) else BandedFeatureMap(values, info)
+            del values
             del out  # one map at a time: the caller holds the last one
     if merge is not None and merged:
         first = plans[0]
@@ -347,6 +374,9 @@ def run(
     strict: bool = False,
 ) -> FeatureMaps:
     """Run every kernel and return all maps at once (see `iter_feature_maps`)."""
-    maps = tuple(iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict))
+    maps: list[FeatureMap] = []
+    for fmap in iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict):
+        assert isinstance(fmap, FeatureMap)  # no bands_above: every map is held
+        maps.append(fmap)
     notes = _notes(plan_kernels(_shape3(image), bank, conv, pool))
-    return FeatureMaps(_shape3(image), maps, notes)
+    return FeatureMaps(_shape3(image), tuple(maps), notes)

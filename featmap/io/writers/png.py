@@ -19,6 +19,7 @@ from featmap.io.images import atomic_write
 from featmap.io.pngencode import PngStream, encode_png
 from featmap.io.writers import Writer
 from featmap.io.writers.pixels import pixel_bands, quantize, to_pixels
+from featmap.net.records import BandedFeatureMap
 
 if TYPE_CHECKING:
     from featmap.io.colormaps import Colormap
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
     from featmap.net.records import LayerMaps, Map
 
-__all__ = ["PngWriter", "quantize", "save_png", "to_pixels"]
+__all__ = ["PngWriter", "quantize", "save_png", "takes_bands", "to_pixels"]
 
 
 def save_png(
@@ -82,6 +83,8 @@ class PngWriter(Writer):
 
     def add(self, target: Path, fmap: Map) -> Path:
         out = self.options
+        if isinstance(fmap, BandedFeatureMap) and takes_bands(out):
+            return _stream_bands(self.path_for(target), fmap, out.normalize, out.bit_depth, out.png_compress)
         values = fmap.values
         if out.colormap is None and out.normalize is not Normalize.PERCENTILE and values.shape[-1] in (1, 3):
             return _stream_scaled(self.path_for(target), values, out.normalize, out.bit_depth, out.png_compress)
@@ -96,6 +99,13 @@ class PngWriter(Writer):
             pixels = drawn.pixels
             self.scales[fmap.info.name] = (drawn.shown, drawn.colormap)
         return save_png(self.path_for(target), pixels, bit_depth=out.bit_depth, compress_level=out.png_compress)
+
+
+def takes_bands(options: OutputOptions) -> bool:
+    """Whether the writer quantises a map given as its bands (`featmap.net.records.BandedFeatureMap`) a band at a
+    time, with no whole map: gray levels scaled by min-max (the range from the map's statistics) or a fixed rule;
+    percentiles and colormaps need the whole map."""
+    return options.colormap is None and options.normalize is not Normalize.PERCENTILE
 
 
 def channel_threads() -> ThreadPoolExecutor:
@@ -121,6 +131,29 @@ def _stream_scaled(
         stream = PngStream(handle.write, rows_of.shape, np.uint8 if bit_depth == 8 else np.uint16, compress_level)
         for band in pixel_bands(rows_of, normalize, low, span, bit_depth):
             stream.write(band)
+        stream.close()
+
+    return atomic_write(path, write)
+
+
+def _stream_bands(
+    path: Path, fmap: BandedFeatureMap, normalize: Normalize, bit_depth: int, compress_level: int
+) -> Path:
+    """`_stream_scaled` of a map never held: its value range from its statistics (the same ``(low, span)``
+    `display_scale` takes from the whole map: its min and max), its bands quantised into the file as they are
+    made (the same pixels)."""
+    source = fmap.bands
+    height, width, channels = source.shape
+    if channels != 1:
+        raise ValueError(f"a map given as bands has one channel; got {channels}")
+    stats = fmap.info.stats
+    low, span = display_scale(np.array([stats.min, stats.max], dtype=source.dtype), normalize)
+
+    def write(handle: IO[bytes]) -> None:
+        stream = PngStream(handle.write, (height, width), np.uint8 if bit_depth == 8 else np.uint16, compress_level)
+        for band in source.bands():
+            for levels in pixel_bands(band[:, :, 0], normalize, low, span, bit_depth):
+                stream.write(levels)
         stream.close()
 
     return atomic_write(path, write)
