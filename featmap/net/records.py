@@ -96,7 +96,8 @@ class StatsAccumulator:
     def __init__(self, size: int, dtype: np.dtype[Any]) -> None:
         self._size = size
         self._block = min(_STATS_BLOCK, size)
-        self._waiting = np.empty(self._block, dtype=dtype)  # an unfinished block's values
+        self._dtype = dtype
+        self._waiting: NDArray[np.floating] | None = None  # an unfinished block's values (made when one is left)
         self._count = 0  # values waiting
         self._given = 0
         self._part = np.empty(self._block, dtype=np.float64)  # made per map: a kept one would sit beside later maps
@@ -113,6 +114,7 @@ class StatsAccumulator:
         self._given += flat.size
         at = 0
         if self._count:  # finish the waiting block first
+            assert self._waiting is not None
             at = min(self._block - self._count, flat.size)
             self._waiting[self._count : self._count + at] = flat[:at]
             self._count += at
@@ -124,7 +126,10 @@ class StatsAccumulator:
             self._take(flat[at : at + self._block])
             at += self._block
         self._count = flat.size - at
-        self._waiting[: self._count] = flat[at:]
+        if self._count:
+            if self._waiting is None:
+                self._waiting = np.empty(self._block, dtype=self._dtype)
+            self._waiting[: self._count] = flat[at:]
 
     def _take(self, block: NDArray[np.floating]) -> None:
         """One block's share (the first one sets the shift), as `MapStats.of` always computed it."""
@@ -144,6 +149,7 @@ class StatsAccumulator:
         if self._given != self._size or self._size == 0:
             raise ValueError(f"the map has {self._size} values; {self._given} were given")
         if self._count:
+            assert self._waiting is not None
             self._take(self._waiting[: self._count])
             self._count = 0
         assert self._shift is not None
