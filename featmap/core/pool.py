@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -154,19 +155,34 @@ def tile_pool(
     """
     kh, kw = size
     ho, wo, channels = arr.shape[0] // kh, arr.shape[1] // kw, arr.shape[2]
-    reduce: np.ufunc = np.maximum if kind is PoolKind.MAX else np.minimum
     result = np.empty((ho, wo, channels), dtype=arr.dtype) if out is None else out
-    step = max(TILE_MIN_ROWS, TILE_BAND_VALUES // max(1, kh * wo * channels))
+    reduce, step, column_taps, row_taps = _tile_plan(kh, kw, kind, wo, channels)
     columns = None if kh == 1 else _columns_buffer((min(step, ho) * kh, wo, channels), arr.dtype)
     for start in range(0, ho, step):
-        rows = min(step, ho - start)
-        source = arr[start * kh : (start + rows) * kh]
-        target = result[start : start + rows]
-        band = target if columns is None else columns[: rows * kh]
-        _fold(reduce, band, [source[:, j : wo * kw : kw] for j in range(kw)])
-        if columns is not None:
-            _fold(reduce, target, [band[i::kh] for i in range(kh)])
+        stop = min(start + step, ho)
+        source = arr[start * kh : stop * kh]
+        target = result[start:stop]
+        if columns is None:
+            _fold(reduce, target, source, column_taps)
+        else:
+            band = columns[: (stop - start) * kh]
+            _fold(reduce, band, source, column_taps)
+            _fold(reduce, target, band, row_taps)
     return result
+
+
+_Taps = tuple[tuple[slice, ...], ...]
+
+
+@lru_cache(maxsize=64)
+def _tile_plan(kh: int, kw: int, kind: PoolKind, wo: int, channels: int) -> tuple[np.ufunc, int, _Taps, _Taps]:
+    """`tile_pool`'s ufunc, output rows a band, and the index of each window column (of a band of rows) and of each
+    window row (of the column band), worked out once per pool and map width (the band loop pools band after band)."""
+    reduce: np.ufunc = np.maximum if kind is PoolKind.MAX else np.minimum
+    step = max(TILE_MIN_ROWS, TILE_BAND_VALUES // max(1, kh * wo * channels))
+    column_taps = tuple((slice(None), slice(j, wo * kw, kw)) for j in range(kw))
+    row_taps = tuple((slice(i, None, kh),) for i in range(kh))
+    return reduce, step, column_taps, row_taps
 
 
 _SCRATCH = threading.local()  # each thread's band of column maxima, reused from call to call (fresh pages fault)
@@ -184,14 +200,14 @@ def _columns_buffer(shape: tuple[int, int, int], dtype: np.dtype[Any]) -> NDArra
     return kept[:size].reshape(shape)
 
 
-def _fold(reduce: np.ufunc, into: NDArray[np.floating], values: list[NDArray[np.floating]]) -> None:
-    """``into = reduce(...reduce(reduce(values[0], values[1]), values[2])...)``, in that order."""
-    if len(values) == 1:
-        np.copyto(into, values[0])
+def _fold(reduce: np.ufunc, into: NDArray[np.floating], source: NDArray[np.floating], taps: _Taps) -> None:
+    """``into = reduce(...reduce(reduce(source[taps[0]], source[taps[1]]), source[taps[2]])...)``, in that order."""
+    if len(taps) == 1:
+        np.copyto(into, source[taps[0]])
         return
-    reduce(values[0], values[1], out=into)
-    for more in values[2:]:
-        reduce(into, more, out=into)
+    reduce(source[taps[0]], source[taps[1]], out=into)
+    for more in taps[2:]:
+        reduce(into, source[more], out=into)
 
 
 def global_pool(x: ArrayLike, mode: str | PoolKind = "avg") -> NDArray[np.floating]:
