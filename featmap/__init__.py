@@ -106,11 +106,18 @@ def start_helpers(jobs: int | None = None, *, network: bool | None = None) -> bo
     """
     import os
 
-    if (jobs or os.cpu_count() or 1) <= 1:
+    if (_checked_jobs(jobs) or os.cpu_count() or 1) <= 1:
         return False
     from featmap.run.workers import start_server
 
     return start_server(network)
+
+
+def _checked_jobs(jobs: object) -> int | None:
+    """``jobs`` as the batch API takes it: a whole number >= 1, or None for every core; else a `SpecError`."""
+    if jobs is None or (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1):
+        return jobs
+    raise SpecError("`jobs`", f"must be a whole number >= 1 (or None: every core); got {jobs!r}")
 
 
 def __getattr__(name: str) -> Any:

@@ -265,12 +265,13 @@ def apply_batch(
         An interrupt raises `BatchInterrupted` carrying the report of what was done, once unfinished outputs
         are removed.
     """
+    from featmap import _checked_jobs
     from featmap.io.storage import is_remote
     from featmap.run.batch import run_batch
     from featmap.run.workers import keep_freed_memory
 
+    count = _checked_jobs(jobs) or os.cpu_count() or 1
     keep_freed_memory()  # this process runs image after image: reuse freed pages (see featmap.run.workers)
-    count = jobs or os.cpu_count() or 1
     backend = None
     if scheduler:
         from featmap.run.backends import choose_backend
