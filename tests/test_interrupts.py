@@ -114,3 +114,23 @@ def test_sigterm_during_start_up_is_one_line_and_exit_143(tmp_path: Path) -> Non
     assert done.returncode == 143, done.stderr
     assert done.stderr.splitlines() == ["featmap: error: terminated (SIGTERM)"]
     assert json.loads(done.stdout) == {"error": "terminated (SIGTERM)", "exit_code": 143}
+
+
+def test_an_interrupt_while_the_folder_is_being_locked_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside `OutputLock.acquire`, once the lock is held: given up again, so the next run has nothing to
+    clear (it said ``featmap: note: cleared a stale lock`` before)."""
+    import featmap.io.outputlock as outputlock
+
+    def stop(*args: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputlock.time, "strftime", stop)
+    with pytest.raises(KeyboardInterrupt):
+        outputlock.OutputLock(tmp_path / "out").acquire()
+    monkeypatch.undo()
+    assert not (tmp_path / "out" / outputlock.LOCK_NAME).exists()
+    lock = outputlock.OutputLock(tmp_path / "out").acquire()
+    assert lock.cleared == []
+    lock.release()

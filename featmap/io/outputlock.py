@@ -61,25 +61,33 @@ class OutputLock:
         except (ImportError, OSError):  # no flock here (another OS, some network file systems): unguarded
             pass
         self._fd = fd
-        stale = os.read(fd, 4096).decode(errors="replace").strip()
-        if stale:
-            self.cleared.append(f"a stale lock ({_describe(stale)}, no longer running)")
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
-        temps = 0
-        # Temporary files are left only by a run killed while it held the folder, which leaves its lock file:
-        # without one the folder is not walked (a resume's holds 250,000 folders).
-        for folder, _, files in os.walk(self.out_dir) if unclean else ():
-            for name in files:
-                if _TEMP.match(name):
-                    try:
-                        os.unlink(os.path.join(folder, name))
-                        temps += 1
-                    except OSError:
-                        pass
-        if temps:
-            self.cleared.append(f"{temps} temporary file{'' if temps == 1 else 's'} of an unfinished run")
+        try:
+            stale = os.read(fd, 4096).decode(errors="replace").strip()
+            if stale:
+                self.cleared.append(f"a stale lock ({_describe(stale)}, no longer running)")
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            temps = 0
+            # Temporary files are left only by a run killed while it held the folder, which leaves its lock file:
+            # without one the folder is not walked (a resume's holds 250,000 folders).
+            for folder, _, files in os.walk(self.out_dir) if unclean else ():
+                for name in files:
+                    if _TEMP.match(name):
+                        try:
+                            os.unlink(os.path.join(folder, name))
+                            temps += 1
+                        except OSError:
+                            pass
+            if temps:
+                self.cleared.append(f"{temps} temporary file{'' if temps == 1 else 's'} of an unfinished run")
+        except BaseException:  # an interrupt meanwhile: the folder is given up again
+            if unclean:  # a killed run's leftovers may remain: the lock file stays, so the next run clears them
+                os.close(fd)
+                self._fd = None
+            else:
+                self.release()
+            raise
         return self
 
     def release(self) -> None:
