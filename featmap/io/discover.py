@@ -14,8 +14,11 @@ import glob
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import groupby, repeat
+from operator import attrgetter
 from pathlib import Path
 
+from featmap.io.bulk import bulk_objects
 from featmap.io.images import IMAGE_SUFFIXES, is_image
 from featmap.io.outputs import safe_stem
 
@@ -104,19 +107,39 @@ def _walk(
 
 def _child_maker(folder: Path) -> Callable[[str], Path]:
     """``lambda name: folder / name`` for plain file names: pathlib's own shortcut for a listed name where this
-    Python has it (``Path.glob`` uses it; 0.4 µs where ``/`` takes 1.2 and ``Path(text)`` 2.5)."""
+    Python has it (``Path.glob`` uses it; 0.4 µs where ``/`` takes 1.2 and ``Path(text)`` 2.5), with the path's
+    text set as ``str`` would work it out (a resume names 10⁵ skipped inputs; ``str`` then costs nothing). Each
+    shortcut is used only where it gives exactly pathlib's own path."""
     make = getattr(folder, "_make_child_relpath", None)
-    if make is not None and isinstance(make("x"), Path) and make("x") == folder / "x":
+    if make is None or not isinstance(make("x"), Path) or make("x") != folder / "x":
+        return folder.joinpath
+    if str(folder) in ("", ".", "/"):
         return make  # type: ignore[no-any-return]
-    return folder.joinpath
+    prefix = f"{folder}/"
+
+    def child(name: str) -> Path:
+        path: Path = make(name)
+        path._str = prefix + name  # type: ignore[attr-defined]
+        return path
+
+    try:
+        probe: Path | None = child("x")
+    except AttributeError:  # a pathlib without the slot
+        probe = None
+    if probe is None or str(probe) != str(folder / "x") or probe.parts != (folder / "x").parts:
+        return make  # type: ignore[no-any-return]
+    return child
 
 
 def _input(path: Path, rel_dir: Path, stem: str, resolved: str) -> InputImage:
-    """``InputImage(path, rel_dir, stem, resolved)``, made as a frozen dataclass's ``__init__`` makes it, without
-    its ``object.__setattr__`` calls (a folder of 10⁵ images)."""
-    item = object.__new__(InputImage)
-    item.__dict__.update(path=path, rel_dir=rel_dir, stem=stem, resolved=resolved)
+    """``InputImage(path, rel_dir, stem, resolved=resolved)``, made as a frozen dataclass's ``__init__`` makes it,
+    without its ``object.__setattr__`` calls (a folder of 10⁵ images)."""
+    item = _NEW(InputImage)
+    _SET(item, "__dict__", {"path": path, "rel_dir": rel_dir, "stem": stem, "resolved": resolved})
     return item
+
+
+_NEW, _SET = object.__new__, object.__setattr__
 
 
 def _stem(name: str) -> str:
@@ -128,8 +151,10 @@ def _stem(name: str) -> str:
 def _unique_stems(items: list[InputImage]) -> list[InputImage]:
     """Give inputs that would write to the same place distinct stems: ``a.png``/``a.jpg`` → ``a_png``/``a_jpg``,
     and a numeric suffix if that still collides (same name in two folders given at once)."""
-    places = {(str(item.rel_dir), item.stem) for item in items}
-    if len(places) == len(items):
+    places: dict[str, set[str]] = {}
+    for rel_dir, group in groupby(items, key=attrgetter("rel_dir")):  # a folder's inputs are together
+        places.setdefault(str(rel_dir), set()).update(map(attrgetter("stem"), group))
+    if sum(map(len, places.values())) == len(items):
         return items  # no two alike (the usual case, told apart as text: a `Path`'s hash is slow)
     groups: dict[tuple[Path, str], list[int]] = {}
     for i, item in enumerate(items):
@@ -165,8 +190,17 @@ def discover(
 
     Files found in a folder keep their sub-folder in ``rel_dir``, so the output mirrors the input tree.
     """
+    with bulk_objects():  # 10⁵ inputs that stay alive: not scanned for cycles as they are made
+        return _discover(specs, recursive=recursive, exclude=exclude)
+
+
+def _discover(
+    specs: Sequence[str | os.PathLike[str]], *, recursive: bool, exclude: Sequence[Path]
+) -> tuple[list[InputImage], list[tuple[str, str]], int]:
+    """`discover`."""
     excluded = {p.resolve() for p in exclude}
     excluded_text = [str(e) for e in excluded]
+    excluded_set = set(excluded_text)
     found: list[InputImage] = []
     problems: list[tuple[str, str]] = []
     ignored = 0
@@ -210,6 +244,8 @@ def discover(
                     prefix = real.rstrip("/") + "/"
                     inside = any(_within(real, e) for e in excluded_text)  # its files are excluded too
                     child = _child_maker(folder)
+                    if not inside and _add_plain(files, prefix, rel_dir, child, seen, excluded_set, found):
+                        continue
                     for text, name, link in files:
                         dot = name.rfind(".")
                         known = 0 < dot < len(name) - 1 and name[dot:].lower() in IMAGE_SUFFIXES
@@ -226,6 +262,31 @@ def discover(
                     continue
                 add(match, Path())
     return _unique_stems(found), problems, ignored
+
+
+def _add_plain(
+    files: list[tuple[str, str, bool]],
+    prefix: str,
+    rel_dir: Path,
+    child: Callable[[str], Path],
+    seen: set[str],
+    excluded: set[str],
+    found: list[InputImage],
+) -> bool:
+    """`discover`'s loop for a folder's files at once, in the usual case: no symlink, every name an image's,
+    none seen before; False (nothing done) otherwise."""
+    if any(link for _, _, link in files):
+        return False
+    names = [name for _, name, _ in files]
+    stems = [name[:dot] if 0 < (dot := name.rfind(".")) < len(name) - 1 else "" for name in names]
+    if not all(name[len(stem) :].lower() in IMAGE_SUFFIXES for name, stem in zip(names, stems, strict=True) if stem):
+        return False
+    resolved = [prefix + name for name in names]
+    if "" in stems or not seen.isdisjoint(resolved) or not excluded.isdisjoint(resolved):
+        return False
+    seen.update(resolved)
+    found.extend(map(_input, map(child, names), repeat(rel_dir), stems, resolved))
+    return True
 
 
 def _within(path: str, folder: str) -> bool:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from featmap.errors import FeatmapError
+from featmap.io.bulk import bulk_objects
 from featmap.io.discover import InputImage
 from featmap.io.manifest_index import Outputs, fingerprint, fingerprints
 
@@ -169,6 +170,10 @@ class Recorded:
     -1 when they are elsewhere, looked up by name)."""
 
     def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
+        with bulk_objects():  # names and look-ups for every input, alive until the batch has run
+            self._ask(items, job, digest, manifest)
+
+    def _ask(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
         self.names = _joined_names(items, job)
         number = self.outputs.number
@@ -290,6 +295,12 @@ def done_items(batch: Recorded, out_dir: Path) -> list[bool]:
     todo = [i for i, ok in enumerate(batch.recorded) if ok]
     if not todo:
         return list(batch.recorded)
+    with bulk_objects():  # a stat result for every output
+        return _done(batch, out_dir, todo)
+
+
+def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
+    """`done_items` for the inputs ``todo`` the manifest records as done."""
     outputs = batch.outputs
     joined = [batch.names[i] or "" for i in todo]
     counts = np.array([text.count("\0") + 1 for text in joined], dtype=np.int64)
