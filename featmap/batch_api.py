@@ -280,6 +280,11 @@ def apply_batch(
         require_dask()
         backend = choose_backend(scheduler, jobs=count, chunk=chunk)
     url = str(out) if out is not None and is_remote(out) else None
+    if not scheduler and url is None and len(images) > 2 and not any(hasattr(i, "url") for i in images):
+        from featmap import start_helpers  # local files: the pool's helpers' server imports this kind's path only
+        from featmap.run.jobs import ApplyJob
+
+        start_helpers(count, network=not isinstance(job, ApplyJob))
     if url is None:  # what no pixel decides, for the whole batch, before any work
         from featmap.run.preflight import check_batch
 

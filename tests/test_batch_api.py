@@ -15,6 +15,7 @@ from featmap.errors import FeatmapError, NothingToDoError, SpecError
 from featmap.io.storage import REMOTE_PLACEHOLDER
 from featmap.run.jobs import make_job, make_output
 from featmap.run.netjob import make_network_job
+from tests.conftest import SAMPLES
 from tests.test_backends import make_photos, tree_bytes
 
 KERNEL_ARGS = ["-k", "sobel_x", "-k", "laplacian_4", "--padding", "same", "--activation", "relu", "--pool", "max"]
@@ -125,3 +126,18 @@ def test_start_helpers_starts_the_fork_server_only_for_more_than_one_process() -
     assert featmap.start_helpers(1) is False  # one process: nothing to start
     assert featmap.start_helpers(2) is ("forkserver" in multiprocessing.get_all_start_methods())
     assert featmap.start_helpers(2) is ("forkserver" in multiprocessing.get_all_start_methods())  # running: kept
+
+
+def test_apply_batch_starts_the_helpers_server_for_its_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local batch of three images or more asks for the helpers' server with the job's kind (the server then
+    imports only that path); two images, one process or a Dask scheduler do not ask."""
+    asked: list[tuple[int | None, bool | None]] = []
+    monkeypatch.setattr(featmap, "start_helpers", lambda jobs=None, *, network=None: asked.append((jobs, network)))
+    photos = featmap.find_images([make_photos(tmp_path / "in", 3)], out=tmp_path / "k").items
+    kernels = featmap.build_job(["sobel_x"], options=featmap.ApplyOptions(out_dir=tmp_path / "k"))
+    assert len(featmap.apply_batch(photos, kernels, jobs=2).processed) == 3
+    digits = featmap.find_images([SAMPLES / "digits"], out=tmp_path / "n").items
+    network = featmap.build_job(model="lenet5-digits", options=featmap.ApplyOptions(out_dir=tmp_path / "n"))
+    assert len(featmap.apply_batch(digits[:3], network, jobs=2).processed) == 3
+    featmap.apply_batch(digits[:2], network, jobs=2, skip_existing=True)
+    assert asked == [(2, False), (2, True)]

@@ -194,7 +194,9 @@ def test_a_batch_starts_its_helpers_server_for_its_kind_before_numpy_loads(
     ~50 ms sooner, beside this process's own."""
     command = ["apply", str(SAMPLES / "digits"), *args, "-q", "-j", "2", "-o", str(tmp_path / "out")]
     proc = subprocess.run([sys.executable, "-c", _START_PROBE, *command], cwd=tmp_path, capture_output=True, text=True)
-    assert json.loads(proc.stdout.splitlines()[-1]) == [{"jobs": 2, "network": network, "numpy": False}]
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen[0] == {"jobs": 2, "network": network, "numpy": False}  # the command's, first
+    assert [(call["jobs"], call["network"]) for call in seen[1:]] == [(2, network)]  # then apply_batch's
 
 
 @pytest.mark.parametrize("module", ["featmap", "featmap.batch_api", "featmap.render"])
