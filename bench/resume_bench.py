@@ -13,8 +13,9 @@ It is kept in ``--fixture`` and reused while its size matches ``--images``; ``--
 
 Then, in alternating rounds (this checkout, and the one ``FEATMAP_BENCH_PYTHONPATH`` names if set): the
 whole resume (every image skipped; the command must say 0 processed), and the resume of a normal batch of
-100 crops of ``/work/scratch/crops``-like JPEGs (made here) with every output there. Wall seconds, median and
-each round, and the load average are printed. Nothing is timed inside featmap: only whole commands.
+100 crops of ``/work/scratch/crops``-like JPEGs (made here) with every output there. Wall and CPU seconds
+(user + system of the command), median and each round, and the load average are printed. Nothing is timed
+inside featmap: only whole commands.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -118,14 +120,18 @@ def check(cmd: list[str], env: dict[str, str], images: int) -> None:
                          f"{len(report['skipped'])} of {images} skipped")  # fmt: skip
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of ``cmd`` (the table on stdout discarded, as a user's terminal shows it)."""
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the operating system's account of the finished command) of
+    ``cmd`` (the table on stdout discarded, as a user's terminal shows it). On a shared machine the CPU time is the
+    steadier figure: the wall time also holds the time other programs had the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=_OUTSIDE)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {done.stderr[-2000:]}")
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -165,20 +171,23 @@ def main() -> None:
         if "other" in sides:
             timed(cmd("other"), sides["other"])
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    runs: dict[tuple[str, str], list[float]] = {(row, side): [] for row in rows for side in sides}
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {(row, side): [] for row in rows for side in sides}
     for i in range(args.rounds):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
         for row, cmd in rows.items():
             for side in order:
                 runs[row, side].append(timed(cmd(side), sides[side]))
-    print(f"whole commands, wall s, median of {args.rounds} alternating rounds (each round)")
-    for (row, side), walls in runs.items():
-        spread = ", ".join(f"{w:.2f}" for w in walls)
-        print(f"  {row:24s} {side:6s} {statistics.median(walls):7.2f}   ({spread})")
-    if "other" in sides:
-        for row in rows:
-            ratio = statistics.median(runs[row, "other"]) / statistics.median(runs[row, "this"])
-            print(f"  {row}: other / this = {ratio:.2f}x")
+    for column, name in ((0, "wall"), (1, "CPU (user + system)")):
+        print(f"whole commands, {name} s, median of {args.rounds} alternating rounds (each round)")
+        for (row, side), found in runs.items():
+            values = [run[column] for run in found]
+            spread = ", ".join(f"{v:.2f}" for v in values)
+            print(f"  {row:24s} {side:6s} {statistics.median(values):7.2f}   ({spread})")
+        if "other" in sides:
+            for row in rows:
+                other = statistics.median(run[column] for run in runs[row, "other"])
+                ratio = other / statistics.median(run[column] for run in runs[row, "this"])
+                print(f"  {row}: other / this = {ratio:.2f}x ({name})")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
