@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from featmap.io.bulk import bulk_objects
 from featmap.io.manifest_outputs import Outputs, fingerprint, fingerprints
 
 __all__ = [
@@ -104,6 +105,12 @@ def read_outputs(manifest: Path, *, save: bool = True) -> tuple[Outputs, int, in
     bytes read (complete lines) and the bytes the index on disk covers. With ``save``, an index is written
     when `INDEX_MIN_BYTES` or more were read from the lines (a failure to write one is harmless). What `lend`
     handed over is taken instead of reading, when the manifest and the index are the files it was read from."""
+    with bulk_objects():  # a table of every maker (10⁵ pairs), alive while the manifest is
+        return _read_outputs(manifest, save=save)
+
+
+def _read_outputs(manifest: Path, *, save: bool) -> tuple[Outputs, int, int]:
+    """`read_outputs`."""
     key = _files_key(manifest)
     if key is None:
         return Outputs(), 0, 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -309,8 +310,9 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
     places = np.repeat(starts - bounds[:-1], counts) + np.arange(bounds[-1])  # each file's position in `outputs`
     for slot in np.flatnonzero(starts < 0).tolist():  # names found elsewhere than one after another: by name
         places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]
-    files = [name for text in joined for name in text.split("\0")]
-    sizes, times, modes = _stat_all(str(out_dir) + "/", files)
+    root = f"{out_dir}/"
+    paths = [root + name for text in joined for name in text.split("\0")]
+    sizes, times, modes = _stat_all(paths)
     _, prints = outputs.arrays()
     known = prints[places]
     good = ((modes & _TYPE) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))
@@ -319,31 +321,30 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
     for slot in np.flatnonzero(~whole).tolist():  # a file changed, or without a fingerprint: looked at closer
         lo, hi = int(bounds[slot]), int(bounds[slot + 1])
         done[todo[slot]] = all(
-            bool(good[j])
-            or _verified(f"{out_dir}/{files[j]}", int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
+            bool(good[j]) or _verified(paths[j], int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
             for j in range(lo, hi)
         )
     return done
 
 
-def _stat_all(root: str, names: list[str]) -> tuple[Any, Any, Any]:
+def _stat_all(paths: list[str]) -> tuple[Any, Any, Any]:
     """Each file's size, modification time (ns) and mode as numpy arrays (a missing file: mode 0): one ``stat``
-    a file, in blocks."""
-    count = len(names)
+    a file, in blocks, the fields gathered by C loops (``map``, ``np.fromiter``)."""
+    count = len(paths)
     sizes, times, modes = (np.zeros(count, dtype=np.int64) for _ in range(3))
     for at in range(0, count, _BLOCK):
-        paths = [root + name for name in names[at : at + _BLOCK]]
+        block = paths[at : at + _BLOCK]
         try:
-            found = list(map(os.stat, paths))
+            found = list(map(os.stat, block))
         except (OSError, ValueError):
-            found = [_stat_or_missing(path) for path in paths]
+            found = [_stat_or_missing(path) for path in block]
         end = at + len(found)
-        sizes[at:end] = [st.st_size for st in found]
-        times[at:end] = [st.st_mtime_ns for st in found]
-        modes[at:end] = [st.st_mode for st in found]
+        for values, field in ((sizes, _SIZE), (times, _MTIME), (modes, _MODE)):
+            values[at:end] = np.fromiter(map(field, found), dtype=np.int64, count=len(found))
     return sizes, times, modes
 
 
+_SIZE, _MTIME, _MODE = attrgetter("st_size"), attrgetter("st_mtime_ns"), attrgetter("st_mode")
 _BLOCK = 1 << 14  # files stat'ed at once
 _TYPE = 0o170000  # a mode's file-type bits (`stat.S_IFMT`)
 
