@@ -85,6 +85,7 @@ def test_kernels_on_one_image_load_neither_the_batch_nor_the_network_path(tmp_pa
     assert {"featmap.run.pipeline", "featmap.kernels", "featmap.render.apply"} <= modules
     unused = (*BATCH, *PICTURES, *OTHER_COMMANDS, *OPTIONAL)
     assert sorted(modules & {*unused, "featmap.run.netimage", "featmap.net.onnx"}) == []
+    assert "yaml" not in modules  # built-in kernels come from their compiled form (featmap.kernels.compiled)
 
 
 def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_path: Path) -> None:
@@ -99,7 +100,7 @@ def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_pa
     assert (out / "p1" / "sobel_x.png").is_file()
     assert {"featmap.run.batch", "featmap.run.pipeline"} <= modules
     network = {"featmap.run.netjob", "featmap.run.netimage", "featmap.run.netinput", "featmap.net.preprocess"}
-    assert sorted(modules & {*network, *PICTURES, *OTHER_COMMANDS, *OPTIONAL}) == []
+    assert sorted(modules & {*network, *PICTURES, *OTHER_COMMANDS, *OPTIONAL, "yaml"}) == []
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])

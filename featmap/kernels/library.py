@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from featmap.errors import KernelFileError, brief
+from featmap.kernels.compiled import builtin_kernel_dir, builtin_records
 from featmap.kernels.files import KERNEL_SUFFIXES, load_kernel_file
 from featmap.kernels.generators import GENERATORS
 from featmap.kernels.parametric import parametric_kernel
@@ -23,19 +24,6 @@ def _cut(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def builtin_kernel_dir() -> Path:
-    """The folder of kernels shipped with featmap.
-
-    Installed, it is ``featmap/builtin_kernels`` (the wheel maps the repository's ``kernels/`` there);
-    in a source checkout it is ``kernels/`` beside the package.
-    """
-    here = Path(__file__).resolve().parent.parent  # the featmap package
-    installed = here / "builtin_kernels"
-    if any(installed.glob("*.yaml")):
-        return installed
-    return here.parent / "kernels"
-
-
 def _kernel_files(location: Path) -> list[Path]:
     if location.is_file():
         return [location]
@@ -49,6 +37,18 @@ def _kernel_files(location: Path) -> list[Path]:
                     KERNELS.check(len(found), f"{location}: more than {limit:,} kernel files")
         return sorted(found)
     raise KernelFileError(str(location), "is not a kernel file or folder", "check the path")
+
+
+def _kernels_by_file(location: Path, builtin: bool) -> Iterator[tuple[Path, list[Kernel]]]:
+    """Each kernel file of ``location`` with its kernels, read one after the other (the ``builtin`` folder's
+    from their compiled form when it matches them, `featmap.kernels.compiled`)."""
+    files = _kernel_files(location)
+    compiled = builtin_records(files) if builtin else None
+    if compiled is not None:
+        yield from compiled
+        return
+    for file in files:
+        yield file, load_kernel_file(file)
 
 
 class KernelLibrary:
@@ -70,14 +70,15 @@ class KernelLibrary:
         locations = [Path(p) for p in extra]
         if use_env:
             locations += [Path(p) for p in os.environ.get(KERNEL_PATH_ENV, "").split(os.pathsep) if p]
-        locations.append(builtin_kernel_dir())
+        builtin = builtin_kernel_dir()
+        locations.append(builtin)
         self.locations: tuple[Path, ...] = tuple(locations)
         self._kernels: dict[str, Kernel] = {}
         total, kernel_limit = 0, KERNELS.value()
         for location in self.locations:
             here: dict[str, Kernel] = {}
-            for file in _kernel_files(location):
-                for k in load_kernel_file(file):
+            for file, kernels in _kernels_by_file(location, location == builtin):
+                for k in kernels:
                     if k.name in here:
                         raise KernelFileError(
                             f"{file}: kernel {k.name!r}",
