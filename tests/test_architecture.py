@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("run", ("featmap.run",)),
     ("render", ("featmap.render",)),
     ("api", ("featmap", "featmap.api", "featmap.batch_api")),
-    ("cli", ("featmap.cli", "featmap.__main__")),  # ``python -m featmap`` is the command line
+    ("cli", ("featmap.cli", "featmap.__main__", "featmap.launch")),  # ``python -m featmap`` is the command line
 )
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 

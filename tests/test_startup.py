@@ -241,3 +241,71 @@ def test_the_command_tells_openblas_not_to_spin_before_numpy_loads(given: str | 
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"timeout": expected, "numpy_loaded": False}
+
+
+#: ``python -m featmap ARGS`` with `featmap.start_helpers` replaced by a recorder of its arguments and of what was
+#: loaded when it was called.
+_EARLY_PROBE = """
+import json, runpy, sys
+import featmap
+def start_helpers(jobs=None, *, network=None):
+    seen = {"jobs": jobs, "network": network, "click": "click" in sys.modules, "numpy": "numpy" in sys.modules}
+    print("asked", json.dumps(seen), flush=True)  # the command ends with os._exit
+    return False
+featmap.start_helpers = start_helpers
+sys.argv = ["featmap", *sys.argv[1:]]
+runpy.run_module("featmap", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "first"),
+    [
+        (["-k", "sobel_x", "-j", "2"], {"jobs": 2, "network": False, "click": False, "numpy": False}),
+        (["--model", "lenet5-digits", "--jobs=2"], {"jobs": 2, "network": True, "click": False, "numpy": False}),
+    ],
+)
+def test_python_m_featmap_asks_for_a_batchs_helpers_before_click_loads(
+    tmp_path: Path, args: list[str], first: dict[str, object]
+) -> None:
+    """The command line of a batch over a folder (its kind and ``-j`` certain) starts the helpers' server before
+    Click and the command's options load; ``featmap apply`` asks again later (a running server is kept)."""
+    command = ["apply", str(SAMPLES / "digits"), *args, "-q", "-o", str(tmp_path / "out")]
+    proc = subprocess.run([sys.executable, "-c", _EARLY_PROBE, *command], cwd=tmp_path, capture_output=True, text=True)
+    seen = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("asked ")]
+    assert seen[0] == first
+    assert len(seen) >= 2  # the command asks again
+    assert all(call["click"] and (call["jobs"], call["network"]) == (2, first["network"]) for call in seen[1:])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["apply", str(SAMPLES / "camera.png"), "-k", "sobel_x", "-o", "OUT"],  # one image; -o names a folder
+        ["apply", str(SAMPLES / "camera.png"), "-q", str(SAMPLES), "-k", "sobel_x"],  # after a flag: not sure
+        ["apply", str(SAMPLES), "-k", "sobel_x", "--help"],
+        ["apply", str(SAMPLES), "-k", "sobel_x", "-j", "two"],  # Click's to refuse
+        ["apply", str(SAMPLES)],  # neither kernels nor a network named
+        ["apply", str(SAMPLES), "-k", "sobel_x", "--scheduler", "tcp://host:8786"],
+        ["shape", str(SAMPLES), "--model", "lenet5"],
+    ],
+)
+def test_a_command_line_that_is_not_surely_a_local_batch_starts_nothing_early(args: list[str]) -> None:
+    from featmap.launch import batch_helpers
+
+    assert batch_helpers([str(SAMPLES) if a == "OUT" else a for a in args]) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["apply", str(SAMPLES), "-k", "sobel_x"], (None, False)),  # every core
+        (["--debug", "apply", "-k", "sobel_x", str(SAMPLES), "-j", "1", "--jobs", "3"], (3, False)),  # the last -j
+        (["apply", "--spec=net.yaml", "--", str(SAMPLES)], (None, True)),
+        (["apply", "-o", "out", str(SAMPLES), "--model", "lenet5", "-j4"], (4, True)),
+    ],
+)
+def test_a_local_batchs_command_line_gives_its_jobs_and_kind(args: list[str], expected: tuple[object, bool]) -> None:
+    from featmap.launch import batch_helpers
+
+    assert batch_helpers(args) == expected

@@ -10,13 +10,14 @@ a command's module is imported when that command runs (or when ``--help`` lists 
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from importlib import import_module
 
 import click
 
 from featmap import __version__
 from featmap.cli._common import ExitCode, FeatmapGroup, exit_code_for
+from featmap.launch import quiet_blas_threads, start_helpers_early
 
 __all__ = ["ExitCode", "cli", "main", "quiet_blas_threads", "run"]
 
@@ -69,23 +70,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="featmap")
 
 
-#: OpenBLAS's idle threads spin for 2**N cycles before they sleep (OpenBLAS's default N is 28, about 0.1 s here):
-#: N = 4, its least, makes them sleep at once.
-_BLAS_IDLE_SPIN = "4"
-
-
-def quiet_blas_threads(environment: MutableMapping[str, str]) -> None:
-    """Tell the OpenBLAS libraries this process will load (numpy's, and the one OpenCV's wheels bundle) not to spin
-    when idle, unless ``OPENBLAS_THREAD_TIMEOUT`` is set already. Each library starts its threads as it loads and
-    they spin, waiting for work that a kernel batch never gives them: measured on the 2-core bench machine, 50-70
-    ms of CPU per library per process (``import numpy`` 76 -> 129 ms of CPU, ``import cv2`` 89 -> 163 ms), taken
-    from the other core while this process and the helpers' server import, and ~2 ms of CPU per image over a
-    100-image ``featmap apply``. A network's BLAS calls still get every thread; a sleeping thread wakes in
-    microseconds. The value is read once, when a library loads, so it must be set before numpy is imported;
-    the helpers' server and helpers inherit it."""
-    environment.setdefault("OPENBLAS_THREAD_TIMEOUT", _BLAS_IDLE_SPIN)
-
-
 def run() -> None:
     """The ``featmap`` command as a process (the console script and ``python -m featmap``): `main`, then the
     process ends without the interpreter's teardown.
@@ -97,7 +81,9 @@ def run() -> None:
     an exception, a stream that cannot be flushed, or a profiler or tracer watching (``python -m cProfile -m
     featmap``, which writes its report after the command returns) leave by the ordinary way.
 
-    Before numpy or OpenCV load, OpenBLAS's idle threads are told not to spin (`quiet_blas_threads`).
+    Before numpy or OpenCV load, OpenBLAS's idle threads are told not to spin (`quiet_blas_threads`), then a
+    batch's helpers' server is started when the command line is sure of it (`featmap.launch`; ``python -m
+    featmap`` has done both before Click loaded, and a running server is kept).
     """
     import atexit
     import os
@@ -110,6 +96,7 @@ def run() -> None:
     signal.signal(signal.SIGTERM, raise_terminated)  # from the start: a SIGTERM stops as Ctrl-C does, exit 143
     try:
         quiet_blas_threads(os.environ)
+        start_helpers_early(sys.argv[1:])
         main()
     except SystemExit as exc:
         status = 0 if exc.code is None else exc.code
