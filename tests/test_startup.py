@@ -309,3 +309,44 @@ def test_a_local_batchs_command_line_gives_its_jobs_and_kind(args: list[str], ex
     from featmap.launch import batch_helpers
 
     assert batch_helpers(args) == expected
+
+
+#: ``python -m featmap ARGS`` printing the collector's thresholds and frozen count when the images start.
+_COLLECTOR_PROBE = """
+import gc, json, runpy, sys
+import featmap
+seen = {"at start": list(gc.get_threshold())}
+def watched(name):
+    real = getattr(featmap, name)
+    def call(*args, **kwargs):
+        print("images", json.dumps({**seen, "then": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}))
+        return real(*args, **kwargs)
+    return call
+featmap.apply_file, featmap.apply_batch = watched("apply_file"), watched("apply_batch")
+sys.argv = ["featmap", *sys.argv[1:]]
+runpy.run_module("featmap", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("images", [SAMPLES / "camera.png", SAMPLES / "digits"])
+def test_the_collector_is_held_back_during_start_up_only(tmp_path: Path, images: Path) -> None:
+    """The command's start-up runs with the cyclic collector held back; by the first image its objects are frozen
+    and the thresholds are Python's again, so images are collected as before."""
+    command = ["apply", str(images), "-k", "sobel_x", "-j", "1", "-q", "-o", str(tmp_path / "out")]
+    proc = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_PROBE, *command], cwd=tmp_path, capture_output=True, text=True
+    )
+    seen = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("images ")]
+    assert len(seen) == 1, proc.stderr
+    assert seen[0]["then"] == seen[0]["at start"]
+    assert seen[0]["frozen"] > 10_000  # the modules, classes and functions the start-up made
+
+
+def test_a_command_run_inside_another_program_leaves_its_collector_alone() -> None:
+    import gc
+
+    from featmap.launch import start_up_over
+
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    start_up_over()  # nothing held it back: nothing to undo, nothing frozen
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before

@@ -17,7 +17,7 @@ import click
 
 from featmap import __version__
 from featmap.cli._common import ExitCode, FeatmapGroup, exit_code_for
-from featmap.launch import quiet_blas_threads, start_helpers_early
+from featmap.launch import collect_after_start_up, quiet_blas_threads, start_helpers_early, start_up_over
 
 __all__ = ["ExitCode", "cli", "main", "quiet_blas_threads", "run"]
 
@@ -35,6 +35,8 @@ class _CommandsOnDemand(FeatmapGroup):
         if cmd_name in COMMAND_MODULES and cmd_name not in self.commands:
             command: click.Command = getattr(import_module(COMMAND_MODULES[cmd_name]), cmd_name)
             self.add_command(command)
+        if cmd_name != "apply":  # apply's start-up ends once its job is built; the others' once they are loaded
+            start_up_over()
         return super().get_command(ctx, cmd_name)
 
 
@@ -94,6 +96,7 @@ def run() -> None:
     from featmap.cli._common import raise_terminated
 
     signal.signal(signal.SIGTERM, raise_terminated)  # from the start: a SIGTERM stops as Ctrl-C does, exit 143
+    collect_after_start_up()  # until featmap apply's job is built (`featmap.launch.start_up_over`)
     try:
         quiet_blas_threads(os.environ)
         start_helpers_early(sys.argv[1:])

@@ -25,6 +25,7 @@ from featmap.cli._common import (
 )
 from featmap.cli._scale import scale_options
 from featmap.errors import FeatmapError
+from featmap.launch import start_up_over
 
 
 @click.command(cls=FeatmapCommand, short_help="Run kernels or a network on images and write the feature maps.")
@@ -154,6 +155,7 @@ def _apply(
 
         job = featmap.build_job(kernel_specs, kernel_dirs=kernel_dirs, options=options)
         as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
+    start_up_over()  # the collector runs again before any image
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
         try:
