@@ -32,6 +32,8 @@ def read_document(path: Path, error: type[FeatmapError], missing_fix: str) -> An
     Every failure raises ``error`` naming the file; syntax errors give the line and column; a file
     over a limit raises `LimitError`.
     """
+    if "\x00" in str(path):  # no file can have that name (os.stat would raise ValueError)
+        raise error(str(path), "is not a valid path (it holds a NUL character)", missing_fix)
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # a pipe would be read forever

@@ -10,7 +10,7 @@ import pytest
 
 from featmap.documents import read_document
 from featmap.errors import KernelFileError, LimitError, SpecError
-from featmap.kernels import load_kernel_file
+from featmap.kernels import KernelLibrary, load_kernel_file
 
 BOMB = "\n".join(
     ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
@@ -115,3 +115,9 @@ def test_a_huge_matrix_is_refused_before_it_is_built(tmp_path: Path, monkeypatch
     path.write_text('{"name": "k", "weights": [' + ",".join(["[1, 2]"] * 5) + "]}")
     with pytest.raises(LimitError, match="rows: 5 exceeds the kernel size limit of 4"):
         load_kernel_file(path)
+
+
+@pytest.mark.parametrize("name", ["a\x00.yaml", "./\x00b.json"])
+def test_a_path_with_a_nul_character_is_one_clean_error(name: str) -> None:
+    with pytest.raises(KernelFileError, match="NUL character"):
+        KernelLibrary(use_env=False).select(name)
