@@ -243,6 +243,30 @@ def test_the_command_tells_openblas_not_to_spin_before_numpy_loads(given: str | 
     assert json.loads(done.stdout) == {"timeout": expected, "numpy_loaded": False}
 
 
+_FROZEN_PROBE = """
+import gc, json
+from featmap.run.workers import Helpers, start_server
+start_server(network=False)
+helpers = Helpers(1)
+here = (list(gc.get_threshold()), gc.get_freeze_count())
+probe = "(list(__import__('gc').get_threshold()), __import__('gc').get_freeze_count())"
+print(json.dumps({"helper": helpers.submit(eval, probe).result(), "here": here}))
+helpers.close()
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
+def test_a_helper_starts_with_its_servers_imports_frozen_and_pythons_collector() -> None:
+    """The server imports the per-image modules with the collector held back and freezes them before it forks
+    (`featmap.run.warm`): a helper's collections never scan (and copy) them; its thresholds are Python's."""
+    proc = subprocess.run([sys.executable, "-c", _FROZEN_PROBE], cwd=REPO, capture_output=True, text=True, check=True)
+    found = json.loads(proc.stdout.splitlines()[-1])
+    (thresholds, frozen), here = found["helper"], found["here"]
+    assert thresholds == here[0]
+    assert frozen > 10_000
+    assert here[1] == 0  # the process that asked for helpers froze nothing of its own
+
+
 #: ``python -m featmap ARGS`` with `featmap.start_helpers` replaced by a recorder of its arguments and of what was
 #: loaded when it was called.
 _EARLY_PROBE = """

@@ -2,12 +2,13 @@
 freed memory, leaves Ctrl-C to the parent, and all can be stopped at once.
 
 Helpers start warm: they are forked by a server (`multiprocessing`'s fork server), a fresh interpreter
-started with the helpers' environment that imports featmap's per-image modules (`PRELOAD`) once and never
-runs an image itself, so no OpenCV or BLAS thread exists in it when it forks (a child forked from a process
-whose OpenCV thread pool has started hangs in its first OpenCV call; this process, which works beside its
-helpers, has one). `start_server` starts it without waiting; the local pool does that as its run begins, so
-the server's ~0.3 s of imports run while this process does the first image, and a helper asked for later
-costs a fork. Where there is no fork server (not POSIX), helpers are spawned.
+started with the helpers' environment that imports featmap's per-image modules (`PRELOAD`, through
+`featmap.run.warm`: the collector held back, then what they made frozen) once and never runs an image itself,
+so no OpenCV or BLAS thread exists in it when it forks (a child forked from a process whose OpenCV thread pool
+has started hangs in its first OpenCV call; this process, which works beside its helpers, has one).
+`start_server` starts it without waiting; the local pool does that as its run begins, so the server's ~0.3 s of
+imports run while this process does the first image, and a helper asked for later costs a fork. Where there is
+no fork server (not POSIX), helpers are spawned.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "PRELOAD",
+    "PRELOAD_ENV",
     "PRELOAD_KERNELS",
     "PRELOAD_NETWORK",
     "Helpers",
@@ -42,6 +44,8 @@ PRELOAD_NETWORK = (
 )
 #: Both, for a server started before the batch's kind is known (a helper imports what its server did not).
 PRELOAD = tuple(dict.fromkeys(PRELOAD_KERNELS + PRELOAD_NETWORK))
+#: The environment variable that tells the server's one preloaded module, `featmap.run.warm`, what to import.
+PRELOAD_ENV = "FEATMAP_HELPERS_PRELOAD"
 
 # glibc's malloc: allocations under 32 MiB come from the heap and freed memory is kept, so the next image's
 # arrays reuse pages already mapped instead of faulting in fresh ones. Measured on 1024² JPEGs with four
@@ -94,8 +98,8 @@ def start_server(network: bool | None = None) -> bool:
     from multiprocessing import forkserver
 
     preload = PRELOAD if network is None else PRELOAD_NETWORK if network else PRELOAD_KERNELS
-    with _helper_environment():  # the server's environment is every helper's
-        context.set_forkserver_preload(list(preload))
+    with _helper_environment({PRELOAD_ENV: ",".join(preload)}):  # the server's environment is every helper's
+        context.set_forkserver_preload(["featmap.run.warm"])  # which imports `preload` (and freezes it)
         forkserver.ensure_running()
     return True
 
@@ -160,12 +164,13 @@ def signals_deferred() -> Iterator[None]:
 
 
 @contextmanager
-def _helper_environment() -> Iterator[None]:
+def _helper_environment(extra: dict[str, str] | None = None) -> Iterator[None]:
     """BLAS reads its thread count when numpy loads and malloc its settings when the process starts, both
-    before any initializer runs: so the variables are set in this process's environment, which a helper
-    inherits when it starts, and restored afterwards."""
-    saved = {name: os.environ.get(name) for name in _HELPER_ENVIRONMENT}
-    os.environ.update(_HELPER_ENVIRONMENT)
+    before any initializer runs: so the variables (and ``extra``) are set in this process's environment, which a
+    helper inherits when it starts, and restored afterwards."""
+    variables = {**_HELPER_ENVIRONMENT, **(extra or {})}
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
