@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -105,3 +107,52 @@ def test_same_bytes_in_fresh_processes_any_order_and_bands(deflater: str, monkey
     runs = [(1, forward, 0), (170, backward, 7), (255, shuffled, 64), (3, forward, 1000)]
     for fill, order, band in runs:
         assert _child(fill, order, band, deflater) == here, (fill, band)
+
+
+def _encode_in_thread(pixels: np.ndarray, stack_size: int, depth: int) -> str:
+    """The digest of ``pixels``' PNG made in a new thread with ``stack_size`` bytes of stack, ``depth`` Python
+    frames down (ISA-L's one-call deflate keeps its ~82 KB stream state on the calling thread's C stack)."""
+    result: list[str] = []
+
+    def down(level: int) -> None:
+        if level:
+            down(level - 1)
+        else:
+            result.append(hashlib.sha256(png.encode_png(pixels)).hexdigest())
+
+    previous = threading.stack_size(stack_size)
+    try:
+        worker = threading.Thread(target=down, args=(depth,))
+        worker.start()
+        worker.join()
+    finally:
+        threading.stack_size(previous)
+    return result[0]
+
+
+@pytest.mark.parametrize("deflater", ["isal", "zlib"])
+def test_same_bytes_in_any_thread_stack_and_concurrency(deflater: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same bytes from the main thread, from threads with small and large stacks at different depths (where the
+    deflater's state and the thread's reused buffer of filtered rows live), and from two threads encoding
+    different maps at once while a third keeps taking the GIL (the deflate releases it mid-map)."""
+    if deflater == "isal" and png.isal_zlib() is None:
+        pytest.skip("isal not installed")
+    if deflater == "zlib":
+        monkeypatch.setattr(png, "isal_zlib", lambda: None)
+    made = maps()
+    here = [hashlib.sha256(png.encode_png(m)).hexdigest() for m in made]
+    for stack_size, depth in [(256 << 10, 3), (8 << 20, 150)]:
+        assert [_encode_in_thread(m, stack_size, depth) for m in made] == here, (stack_size, depth)
+    stop = threading.Event()
+    busy = threading.Thread(target=lambda: [sum(range(200)) for _ in iter(stop.is_set, True)])
+    busy.start()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for seed in range(3):
+                order = [int(i) for i in np.random.default_rng(seed).permutation(len(made))]
+                digests = pool.map(lambda i: hashlib.sha256(png.encode_png(made[i])).hexdigest(), order)
+                got = dict(zip(order, digests, strict=True))
+                assert [got[i] for i in range(len(made))] == here
+    finally:
+        stop.set()
+        busy.join()
