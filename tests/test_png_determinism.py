@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -156,3 +157,33 @@ def test_same_bytes_in_any_thread_stack_and_concurrency(deflater: str, monkeypat
     finally:
         stop.set()
         busy.join()
+
+
+def _zlib_stream(data: bytes) -> bytes:
+    """A PNG's IDAT chunks' bytes joined."""
+    at, out = 8, bytearray()
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        if data[at + 4 : at + 8] == b"IDAT":
+            out += data[at + 8 : at + 8 + length]
+        at += 12 + length
+    return bytes(out)
+
+
+def test_isal_never_starts_a_stream_without_history() -> None:
+    """ISA-L's level-1 matcher files a history-less stream's third position under a slot taken from the address
+    of its stream state (`featmap.io.pngencode._IsalDeflater`), so its bytes differ between processes for ~1 map
+    in 10^4: every ISA-L stream, one-call or streamed, starts with its first byte in a stored block of its own,
+    the rest deflated with that byte as history, and decodes to the filtered rows with a right Adler-32."""
+    if png.isal_zlib() is None:
+        pytest.skip("isal not installed")
+    for pixels in (maps()[0], maps()[-1]):  # one call and streamed
+        stream = _zlib_stream(png.encode_png(pixels))
+        assert stream[:2] == b"\x78\x5e"  # deflate, 32 KiB window, fast: ISA-L level 1's header
+        assert stream[2:8] == b"\x00\x01\x00\xfe\xff\x00"  # stored, not last, 1 byte: row 0's filter type (None)
+        rows = np.concatenate([np.zeros((pixels.shape[0], 1), np.uint8), pixels.reshape(pixels.shape[0], -1)], 1)
+        rows[1:, 0] = 2  # the Up filter below row 0
+        rows[1:, 1:] = pixels.reshape(pixels.shape[0], -1)[1:] - pixels.reshape(pixels.shape[0], -1)[:-1]
+        assert zlib.decompress(stream) == rows.tobytes()  # zlib checks the Adler-32 too
+        inflater = zlib.decompressobj(-15, zdict=b"\x00")  # the rest alone, with the first byte as history
+        assert inflater.decompress(stream[8:-4]) == rows.tobytes()[1:] and inflater.eof

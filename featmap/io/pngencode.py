@@ -6,22 +6,25 @@ ISA-L (the ``isal`` package) at its level 1, else with zlib's run-length strateg
 2-9 are zlib's standard strategy at that level. Measured on a 512² pooled Sobel map, deflate alone:
 ISA-L 0.60 ms, 128 KB; zlib run-length 2.1 ms, 117 KB; zlib level 6 5.8 ms, 122 KB.
 
-**Same pixels, same bytes.** `PngStream` filters each band as it comes. A map of at most `STREAM_ABOVE`
-filtered bytes (a byte per pixel and row more than the pixels: every 1024² crop's map) goes into one buffer
-holding the map's filtered rows, deflated in one call when the stream closes. A larger map (the pooled maps of a
-6000×4000 photo, 6 MB each) is deflated as it comes, in pieces of exactly `DEFLATE_PIECE` bytes staged in a
-buffer whose bytes past a piece are fixed (zeros past the last one), so that neither the filtered rows nor the
-compressed map are ever held whole: a few MB less at the peak, at the same speed. Either way the compressed bytes
-are cut into IDAT chunks of exactly `IDAT_SIZE` bytes (the last one shorter). Every cut is a function of the
-map's shape alone, never of the caller's bands or of what a process's memory held, so the bytes are the same
-whichever process, order, band or back end (tests/test_png_determinism.py encodes maps of both kinds in fresh
-processes with different heap states and orders). A streamed map's bytes differ from the one-call stream of the
-same rows (ISA-L ends its blocks where its calls end), which is why small maps keep the one call: their bytes
-are those of every earlier release. (Until 7 Dec 2026 every map was streamed in 64 KiB pieces; one map of 15
-once came out different in a fresh process under the full suite's load, which later runs of the same pieces with
-other heaps, fills and bytes past the piece never reproduced.) The buffers are kept per thread and reused by the
-next map, so a batch does not fault in fresh pages per map. `encode_png` is `PngStream` given the whole map as
-one band.
+**Same pixels, same bytes.** `PngStream` filters each band as it comes. A map of at most `STREAM_ABOVE` filtered
+bytes (a byte per pixel and row more than the pixels: every 1024² crop's map) goes into one buffer holding the map's
+filtered rows, deflated in one call when the stream closes. A larger map (the pooled maps of a 6000×4000 photo, 6 MB
+each) is deflated as it comes, in pieces of exactly `DEFLATE_PIECE` bytes staged in a buffer whose bytes past a
+piece are fixed (zeros past the last one), so that neither the filtered rows nor the compressed map are ever held
+whole: a few MB less at the peak, at the same speed. Either way the compressed bytes are cut into IDAT chunks of
+exactly `IDAT_SIZE` bytes (the last one shorter). Every cut is a function of the map's shape alone, never of the
+caller's bands or of what a process's memory held, so the bytes are the same whichever process, thread, order, band
+or back end (tests/test_png_determinism.py encodes maps of both kinds in fresh processes with different heap states
+and orders, and in threads with other stacks, two at a time). A streamed map's bytes differ from the one-call stream
+of the same rows (ISA-L ends its blocks where its calls end), which is why small maps keep the one call: their bytes
+are those of every earlier release. (Until 7 Dec 2026 every map was streamed in 64 KiB pieces; one map of 15 once
+came out different in a fresh process under the full suite's load, which later runs of the same pieces with other
+heaps, fills and bytes past the piece never reproduced.) ISA-L's level-1 deflate, left alone, made a few maps in
+10^4 differ between processes (issue 22: the same filtered rows, another deflate stream; one map in ~12,000 of the
+100-crop batch): its matcher hashes a history-less stream's third position from the address of its stream state
+(`_IsalDeflater` says how, and how the stream here never starts without history). ``bench/png_determinism.py`` is
+the long check. The buffers are kept per thread and reused by the next map, so a batch does not fault in fresh pages
+per map. `encode_png` is `PngStream` given the whole map as one band.
 
 Examples
 --------
@@ -57,6 +60,7 @@ STREAM_ABOVE = 1 << 22
 DEFLATE_PIECE = 1 << 20
 _PAST = 1 << 12  # staged bytes past a piece, kept zero
 _FILTER_NONE, _FILTER_UP = 0, 2
+_ZLIB_HEADER = b"\x78\x5e"  # deflate with a 32 KiB window, "fast" (ISA-L's level 1 writes this header)
 _SCRATCH = threading.local()  # each thread's buffer of filtered rows, reused from map to map
 
 
@@ -85,21 +89,61 @@ def isal_zlib() -> ModuleType | None:
 
 def _deflate(data: memoryview, level: int) -> bytes:
     """A zlib-format stream (header, deflate, Adler-32) of ``data``, as PNG's IDAT holds, in one call."""
-    fast = isal_zlib() if level == FAST_LEVEL else None
-    if fast is not None:
-        return bytes(fast.compress(data, 1))
-    strategy = zlib.Z_RLE if level == FAST_LEVEL else zlib.Z_DEFAULT_STRATEGY
-    packer = zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
-    return packer.compress(data) + packer.flush()
+    packer = _deflater(level)
+    return bytes(packer.compress(data)) + bytes(packer.flush())
 
 
 def _deflater(level: int) -> Any:
-    """A streaming compressor of the same zlib-format stream (level, library and strategy) as `_deflate`."""
+    """A streaming compressor of the zlib-format stream `_deflate` makes (level, library and strategy): its
+    ``compress`` takes the data in pieces, ``flush`` ends the stream."""
     fast = isal_zlib() if level == FAST_LEVEL else None
     if fast is not None:
-        return fast.compressobj(1)
+        return _IsalDeflater(fast)
     strategy = zlib.Z_RLE if level == FAST_LEVEL else zlib.Z_DEFAULT_STRATEGY
     return zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+
+
+class _IsalDeflater:
+    """ISA-L's level-1 deflate as a zlib stream whose bytes depend on the data alone.
+
+    ISA-L's level-1 matcher (igzip_icf_body_h1_gr_bt.asm, checked in python-isal 1.9.1's ISA-L and ISA-L's newest
+    source) handles the first byte of a stream that has no history on its own, and there it hashes the stream's
+    third position from a register that still holds the address of its stream state instead of from the data. That
+    position is filed under a slot that depends on where the state lives (python-isal's ``compress`` keeps it on the
+    C stack, ``compressobj`` in the heap; both move with address-space layout randomisation), so for a map whose
+    first 4-byte groups recur early, one process in a few thousand misses or finds a match near the start and writes
+    other bytes for the same filtered rows (issue 22: 1 map in ~12,000 of the 100-crop batch; both streams seen are
+    made exactly by placing the state at such an address, and this scheme's bytes were the same at 8,192 addresses
+    64 KiB apart). So the first byte goes into a stored deflate block of its own, and the rest to ISA-L as a raw
+    deflate stream with that byte as its preset history: ISA-L then starts with history and never takes that path,
+    and the decoder has the byte as the window a preset history stands for. The zlib header is the one ISA-L's level
+    1 writes, the Adler-32 is taken as the pieces come (~1% of the deflate's time).
+    """
+
+    def __init__(self, fast: ModuleType) -> None:
+        self._fast = fast
+        self._packer: Any = None
+        self._adler = 1
+
+    def compress(self, data: memoryview) -> bytes:
+        if len(data) == 0:
+            return b""
+        self._adler = self._fast.adler32(data, self._adler)
+        if self._packer is not None:
+            return bytes(self._packer.compress(data))
+        first = bytes(data[:1])
+        self._packer = self._fast.compressobj(1, self._fast.DEFLATED, -15, 8, 0, first)
+        return _ZLIB_HEADER + _stored_block(first) + bytes(self._packer.compress(data[1:]))
+
+    def flush(self) -> bytes:
+        if self._packer is None:  # no data: a final empty stored block
+            return _ZLIB_HEADER + b"\x01\x00\x00\xff\xff" + struct.pack(">I", self._adler)
+        return bytes(self._packer.flush()) + struct.pack(">I", self._adler)
+
+
+def _stored_block(data: bytes) -> bytes:
+    """A deflate stored block, not the last one, of at most 65,535 bytes (it starts and ends on a byte boundary)."""
+    return b"\x00" + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data
 
 
 def _scratch(size: int, user: object) -> NDArray[np.uint8]:
