@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import settings
 from PIL import Image
+
+# A suite started with SIGINT ignored (a background job of a non-interactive shell, nohup) would pass that on to
+# every featmap it starts (an ignored signal stays ignored across exec), and the tests that stop one with SIGINT
+# would find it ignored: exit 0 instead of 130. Handled here, the signal is back to its default in the children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # No hypothesis test has a deadline: how long an example takes is the machine's load, not a property of the code
 # (a 200 ms deadline failed a landing at load 5), and the suite makes no timing assertions.
