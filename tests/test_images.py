@@ -309,3 +309,8 @@ def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
     with Image.open(path) as opened:
         assert opencv_jpeg(path, opened, gray=True) is None
     assert load_image(path).pixels.shape == (64, 64, 1)
+
+
+def test_a_path_with_a_nul_character_is_named_as_such() -> None:
+    with pytest.raises(ImageReadError, match=r"not a valid path \(it holds a NUL character\); check the path"):
+        load_image("photo\x00.png")

@@ -204,6 +204,8 @@ def load_image(
     """
     p = Path(path)
     where = str(p)
+    if "\x00" in where:  # no file can have that name (the system calls refuse it)
+        raise ImageReadError(where, "is not a valid path (it holds a NUL character)", "check the path")
     if p.is_dir():
         raise ImageReadError(where, "is a folder, not an image", "give an image file")
     try:
