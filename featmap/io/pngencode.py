@@ -15,14 +15,14 @@ whole: a few MB less at the peak, at the same speed. Either way the compressed b
 exactly `IDAT_SIZE` bytes (the last one shorter). Every cut is a function of the map's shape alone, never of the
 caller's bands or of what a process's memory held, so the bytes are the same whichever process, thread, order, band
 or back end (tests/test_png_determinism.py encodes maps of both kinds in fresh processes with different heap states
-and orders, and in threads with other stacks, two at a time). A streamed map's bytes differ from the one-call stream
-of the same rows (ISA-L ends its blocks where its calls end), which is why small maps keep the one call: their bytes
-are those of every earlier release. (Until 7 Dec 2026 every map was streamed in 64 KiB pieces; one map of 15 once
-came out different in a fresh process under the full suite's load, which later runs of the same pieces with other
-heaps, fills and bytes past the piece never reproduced.) ISA-L's level-1 deflate, left alone, made a few maps in
-10^4 differ between processes (issue 22: the same filtered rows, another deflate stream; one map in ~12,000 of the
-100-crop batch): its matcher hashes a history-less stream's third position from the address of its stream state
-(`_IsalDeflater` says how, and how the stream here never starts without history). ``bench/png_determinism.py`` is
+and orders, and in threads with other stacks, two at a time). A streamed map's bytes may differ from the one-call
+stream of the same rows (ISA-L can end its blocks where its calls end; a 512² map in 4 KiB-1 MiB pieces gave the
+one-call bytes, bigger maps were not checked), so a map's size alone decides which it gets. ISA-L's level-1
+deflate, left alone, made a few maps in 10^4 differ between processes (issue 22: the same filtered rows, another
+deflate stream; one map in ~12,000 of the 100-crop batch, and the one map of 15 that once came out different under
+the full suite's load): its matcher hashes a history-less stream's third position from the address of its stream
+state (`_IsalDeflater` says how, and how the stream here never starts without history); every map's bytes changed
+once (7 Dec 2026, wave 6) for that. ``bench/png_determinism.py`` is
 the long check. The buffers are kept per thread and reused by the next map, so a batch does not fault in fresh pages
 per map. `encode_png` is `PngStream` given the whole map as one band.
 

@@ -35,7 +35,7 @@ from featmap.core.samples import ImageData, ScaledSamples
 from featmap.enums import Activation, PaddingMode, PoolKind
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
-__all__ = ["BAND_ROWS", "TWO_PASS_ABOVE", "FusedBands", "banded_map", "edges_fit", "fits"]
+__all__ = ["BAND_ROWS", "TWO_PASS_ABOVE", "BandRun", "FusedBands", "band_run", "banded_map", "edges_fit", "fits"]
 
 #: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 128 rows of a
 #: 1024-wide map (512 KB of float32), in this thread's reused buffer: the band's source rows, its conv rows and the
@@ -103,7 +103,7 @@ def _pool_plan(pool: Pool2d, shape: tuple[int, int, int]) -> LayerPlan:
 
 
 @dataclass(frozen=True)
-class _BandRun:
+class BandRun:
     """One kernel's band loop, worked out once: the image, the filter in the image's dtype, the layers and the
     geometry (``per_band`` conv rows a band, the last band longer by less than `BAND_ROWS`)."""
 
@@ -120,7 +120,7 @@ class _BandRun:
     ready: cvfilter.BandFilter | None  # the band's OpenCV call, worked out once for every band
 
 
-def _band_run(
+def band_run(
     image: ImageData,
     weights: dict[str, NDArray[np.floating]],
     conv: Conv2d,
@@ -129,7 +129,10 @@ def _band_run(
     pool: Pool2d | None,
     out_shape: tuple[int, int, int],
     commutes: bool,
-) -> _BandRun:
+) -> BandRun:
+    """One kernel's band loop worked out once, for `banded_map` or `FusedBands`: ``conv_plan`` is the whole image's
+    plan (its padding says where the edges are); ``out_shape`` is the final map's shape; ``commutes`` says the pool
+    may go before the activation, as `iter_feature_maps` does it."""
     geometry = conv_plan.geometry
     assert geometry is not None  # a conv plan always has one
     assert edges_fit(geometry, conv.pad_mode), "fits(..., geometry) said no"
@@ -142,30 +145,20 @@ def _band_run(
     bias_value = None if bias is None else np.asarray(bias, dtype=image.dtype)
     per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
     ready = _ready_filter(bank, image, geometry, conv)
-    return _BandRun(image, bank, bias_value, conv, geometry, act, pool, out_shape, commutes, per_band, ready)
+    return BandRun(image, bank, bias_value, conv, geometry, act, pool, out_shape, commutes, per_band, ready)
 
 
-def banded_map(
-    image: ImageData,
-    weights: dict[str, NDArray[np.floating]],
-    conv: Conv2d,
-    conv_plan: LayerPlan,
-    act: Act,
-    pool: Pool2d | None,
-    out_shape: tuple[int, int, int],
-    commutes: bool,
-) -> NDArray[np.floating]:
+def banded_map(run: BandRun) -> NDArray[np.floating]:
     """One kernel's final map (conv → activation → pool), computed a band of `BAND_ROWS` conv rows at a time.
 
-    ``conv_plan`` is the whole image's plan (its padding says where the edges are); ``out_shape`` is the final
-    map's shape; ``commutes`` says the pool may go before the activation, as `iter_feature_maps` does it. An
-    ``image`` of 8-bit samples (`ScaledSamples`) is converted to float a band of rows at a time.
+    ``run`` is `band_run`'s. An image of 8-bit samples (`ScaledSamples`) is converted to float a band of rows at a
+    time.
     """
-    run = _band_run(image, weights, conv, conv_plan, act, pool, out_shape, commutes)
-    result = np.empty(out_shape, dtype=image.dtype)
+    result = np.empty(run.out_shape, dtype=run.image.dtype)
     for _ in _fill(run, lambda done, count: result[done : done + count], each=False):
         pass
-    if pool is not None and commutes and act.kind is not Activation.NONE:  # once, on the pooled map, as run_tail
+    pool, act = run.pool, run.act
+    if pool is not None and run.commutes and act.kind is not Activation.NONE:  # once, on the pooled map, as run_tail
         activate(result, act.kind, out=result, **dict(act.params))
     return result
 
@@ -177,18 +170,8 @@ class FusedBands:
     (an activation is elementwise). A map read twice (its statistics, then its PNG) costs two conv passes and
     holds a band instead of the map (`TWO_PASS_ABOVE`)."""
 
-    def __init__(
-        self,
-        image: ImageData,
-        weights: dict[str, NDArray[np.floating]],
-        conv: Conv2d,
-        conv_plan: LayerPlan,
-        act: Act,
-        pool: Pool2d | None,
-        out_shape: tuple[int, int, int],
-        commutes: bool,
-    ) -> None:
-        self._run = _band_run(image, weights, conv, conv_plan, act, pool, out_shape, commutes)
+    def __init__(self, run: BandRun) -> None:
+        self._run = run
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -210,7 +193,7 @@ class FusedBands:
             yield buffer[:count]
 
 
-def _fill(run: _BandRun, into: Callable[[int, int], NDArray[np.floating]], *, each: bool) -> Iterator[tuple[int, int]]:
+def _fill(run: BandRun, into: Callable[[int, int], NDArray[np.floating]], *, each: bool) -> Iterator[tuple[int, int]]:
     """The band loop: each band's final rows written into ``into(done, count)`` (final rows ``done`` to ``done +
     count``), then ``(done, count)`` yielded. ``each`` activates every band whose activation commutes with the pool
     (else the caller activates the whole map once)."""

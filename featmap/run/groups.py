@@ -241,9 +241,10 @@ def _fused(
     assert isinstance(conv.layer, Conv2d)
     out = planned[-1].plan.out_shape
     shape = (int(out[0]), int(out[1]), int(out[2]))
+    run = fused.band_run(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
     if bands_above is not None and shape[0] * shape[1] * shape[2] > bands_above:
-        return fused.FusedBands(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
-    return fused.banded_map(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
+        return fused.FusedBands(run)
+    return fused.banded_map(run)
 
 
 def run_tail(nodes: Sequence[PlanNode], values: Array, weights: Sequence[Mapping[str, Array]] = ()) -> Array:
