@@ -149,10 +149,12 @@ def test_the_kernel_page_reads_the_layer_record_the_network_page_reads(tmp_path:
     """`-k sobel_x` on the kernel page and a one-layer spec naming sobel_x on the network page: the same
     `LayerRecord` facts (the conv's plan on the input, its weights), so the network page is the kernel page grown."""
     from featmap.io.images import load_image
+    from featmap.io.writers.netreport import NetworkReport
     from featmap.io.writers.pictures import Pictures
     from featmap.io.writers.report import kernel_records, report_data
+    from featmap.net.summary import summarize_plan
     from featmap.run.executor import iter_network
-    from featmap.run.netreport import ReportBuilder
+    from featmap.run.netreport import report_plan
     from featmap.run.pipeline import iter_feature_maps
 
     bank = make_job(["sobel_x"], out_dir=tmp_path / "bank", report=True)
@@ -166,10 +168,11 @@ def test_the_kernel_page_reads_the_layer_record_the_network_page_reads(tmp_path:
     spec = _spec(tmp_path, "layers:\n  - {conv: {kernels: [sobel_x]}}\n")
     net = make_network_job(parse_file(spec), output=make_output(out_dir=tmp_path / "net", report=True))
     nodes = net.plan(image.pixels.shape)
-    builder = ReportBuilder(nodes, image.pixels, net.weights())
+    summary = summarize_plan(nodes, image.pixels.shape)
+    report = NetworkReport(report_plan(net, nodes, image.info, image.pixels, net.weights(), (), summary))
     for output in iter_network(nodes, image.pixels, net.weights()):
-        builder.add(output, "01-conv2d", net.layout)
-    (layer,) = builder.records
+        report.add("01-conv2d", output.values)
+    (layer,) = report.records
 
     assert (kernel.index, kernel.sources, layer.index, layer.sources) == (1, (0,), 1, (0,))
     for fact in ("kind", "in_shape", "out_shape", "params", "geometry"):

@@ -14,6 +14,7 @@ from featmap.io.colormaps import get_colormap
 from featmap.io.display import layer_scale
 from featmap.io.images import ImageInfo, LoadedImage
 from featmap.io.outputs import OutputOptions
+from featmap.io.writers.netpictures import LayerRows
 from featmap.io.writers.netsheet import (
     CAPTION_PX,
     MAX_SHEET_PIXELS,
@@ -22,7 +23,6 @@ from featmap.io.writers.netsheet import (
     grid_columns,
     pick_channels,
 )
-from featmap.io.writers.pictures import LayerRows
 from featmap.io.writers.sheet import _font
 
 DIGIT = Path(__file__).resolve().parent.parent / "samples" / "digits" / "digit_7.png"

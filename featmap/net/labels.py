@@ -20,11 +20,15 @@ featmap.errors.OptionError: labels.txt: has 2 names but the network's output has
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
 
 from featmap.errors import OptionError, SpecError, brief
 
-__all__ = ["LABEL_SETS", "MAX_LABEL_BYTES", "check_labels", "load_labels"]
+__all__ = ["LABEL_SETS", "MAX_LABEL_BYTES", "check_labels", "load_labels", "top_classes"]
 
 _DIR = Path(__file__).resolve().parent / "models"
 #: Label sets shipped with featmap, by name.
@@ -114,3 +118,22 @@ def spec_labels(value: object, spec: Path) -> tuple[str, ...]:
     raise SpecError(
         f"{spec}: labels", "must be a list of class names, a label file or imagenet-1k", "e.g. labels: [cat, dog]"
     )
+
+
+def top_classes(logits: NDArray[np.floating], k: int = 5, labels: Sequence[str] = ()) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable classes of a 1-D output as ``(index, label, probability)``, probabilities by a
+    softmax of the logits (already probabilities if they sum to 1 and are >= 0).
+
+    Examples
+    --------
+    >>> [(i, round(p, 3)) for i, _, p in top_classes(np.array([0.0, 2.0, 1.0]), 2)]
+    [(1, 0.665), (2, 0.245)]
+    """
+    values = np.asarray(logits, dtype=np.float64).ravel()
+    if np.all(values >= 0) and abs(values.sum() - 1) < 1e-6:
+        probs = values
+    else:
+        shifted = np.exp(values - values.max())
+        probs = shifted / shifted.sum()
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), labels[i] if i < len(labels) else str(int(i)), float(probs[i])) for i in order]

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from featmap.core.samples import ImageData, ScaledSamples
 from featmap.errors import FeatmapError, ShapeError, SpecError
+from featmap.net.labels import top_classes  # the prediction's classes (here for the callers that took it here)
 from featmap.net.layers import Conv2d, LayerSpec, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
@@ -303,25 +304,6 @@ def run_network(
     outputs = tuple(iter_network(nodes, image, weights, upto=upto))
     summary = summarize_plan(nodes, tuple(image.shape))
     return NetworkResult(tuple(image.shape), outputs, summary, (*summary.warnings, *weights.warnings))
-
-
-def top_classes(logits: Array, k: int = 5, labels: Sequence[str] = ()) -> list[tuple[int, str, float]]:
-    """The ``k`` most probable classes of a 1-D output as ``(index, label, probability)``, probabilities by a
-    softmax of the logits (already probabilities if they sum to 1 and are >= 0).
-
-    Examples
-    --------
-    >>> [(i, round(p, 3)) for i, _, p in top_classes(np.array([0.0, 2.0, 1.0]), 2)]
-    [(1, 0.665), (2, 0.245)]
-    """
-    values = np.asarray(logits, dtype=np.float64).ravel()
-    if np.all(values >= 0) and abs(values.sum() - 1) < 1e-6:
-        probs = values
-    else:
-        shifted = np.exp(values - values.max())
-        probs = shifted / shifted.sum()
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [(int(i), labels[i] if i < len(labels) else str(int(i)), float(probs[i])) for i in order]
 
 
 def leaf_count(nodes: Sequence[PlanNode]) -> int:

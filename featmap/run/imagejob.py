@@ -112,6 +112,11 @@ class KernelRun:
         #: Maps larger than this are never held when only the PNG writer reads them (`featmap.run.fused.FusedBands`).
         self.bands = _bands_above(job.output)
 
+    @property
+    def subject(self) -> ApplyJob:
+        """What the sheet and the report draw besides the maps: the job (its kernels, layers and options)."""
+        return self.job
+
     def layers(self) -> Iterator[LayerMaps]:
         """Each kernel's map, then the combined map, as a layer of one map."""
         from featmap.run.pipeline import iter_feature_maps

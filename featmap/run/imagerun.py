@@ -46,10 +46,10 @@ class ImageJob(Protocol):
 class ImageRun(Protocol):
     """One image through a job, loaded and planned: the stream of its layer outputs and its manifest records.
 
-    `write_image` opens the writers named by `formats`, calls `Writer.begin` with `image`, hands each layer output
-    of `layers` to every writer (`Writer.add_layer` with `writer_targets`), then tells `written` what they made;
-    after the last layer each writer's `Writer.finish` (with `targets`) goes to `finished`, and `result` is the
-    image's outcome.
+    `write_image` opens the writers named by `formats`, calls `Writer.begin` with `image` and `subject`, hands each
+    layer output of `layers` to every writer (`Writer.add_layer` with `writer_targets`), then tells `written` what
+    they made; after the last layer each writer's `Writer.finish` (with `targets`) goes to `finished`, and `result`
+    is the image's outcome.
     """
 
     @property
@@ -60,6 +60,13 @@ class ImageRun(Protocol):
     @property
     def image(self) -> LoadedImage:
         """The input as loaded (what the sheet and report show)."""
+        ...
+
+    @property
+    def subject(self) -> Any:
+        """What the per-image writers (the sheet, the report) draw besides the layer outputs, handed to every
+        writer's `Writer.begin`: a kernel bank's job; a network run's `featmap.io.writers.netpictures.NetworkDrawing`
+        (None when neither is asked for)."""
         ...
 
     @property
@@ -106,7 +113,7 @@ def write_image(run: ImageRun, job: ImageJob) -> Any:
     writers = open_writers(job.output, run.formats)
     image = fetched_from(run.image, run.item.source)  # a fetched input's pages name its URL, not the local copy
     for writer in writers:
-        writer.begin(image, job)
+        writer.begin(image, run.subject)
     for layer in run.layers():
         run.written(layer, {w.name: w.add_layer(run.writer_targets, layer) for w in writers}, writers)
         del layer

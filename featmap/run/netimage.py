@@ -1,6 +1,7 @@
 """One image through a network (`NetworkRun`): loaded as the network sees it, planned, then each layer output's
-channels handed to the writers as maps (`featmap.net.records.ChannelMap`), with the layer's sheet row, report
-record and manifest records; `process_network_image` runs it through `featmap.run.imagerun.write_image`.
+channels handed to the writers as maps (`featmap.net.records.ChannelMap`) with its whole output (the sheet's
+row and the report's record: `featmap.io.writers.netpictures`, from the run's `NetworkDrawing`), and its manifest
+records; `process_network_image` runs it through `featmap.run.imagerun.write_image`.
 
 Each layer's output is written as one PNG per channel in a folder per layer, named so that they sort in layer
 order: ``{stem}/03-C3/007.png`` is channel 7 of the third layer written (key ``C3``). A flat output (flatten,
@@ -21,6 +22,7 @@ from numpy.typing import NDArray
 
 from featmap.io.discover import InputImage
 from featmap.io.images import ImageInfo
+from featmap.io.writers import REPORT_KEY, SHEET_KEY, layer_planes
 from featmap.net.records import ChannelInfo, ChannelMap, LayerMaps
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import LayerOutput, iter_network, top_classes
@@ -29,10 +31,10 @@ from featmap.run.netinput import load_for_network
 
 if TYPE_CHECKING:  # the sheet's and the report's modules load only when asked for
     from featmap.io.writers import Writer
+    from featmap.io.writers.netpictures import NetworkDrawing
     from featmap.run.netjob import NetworkJob
-    from featmap.run.netreport import ReportBuilder
 
-__all__ = ["LayerFacts", "NetworkImageResult", "NetworkRun", "planes", "process_network_image"]
+__all__ = ["LayerFacts", "NetworkImageResult", "NetworkRun", "process_network_image"]
 
 
 @dataclass(frozen=True)
@@ -67,22 +69,6 @@ class NetworkImageResult:
     shown_input: NDArray[np.float32] | None = None
 
 
-def planes(values: NDArray[np.floating]) -> NDArray[np.floating]:
-    """A layer output as ``(H, W, C)``: a 1-D ``(L, C)`` output as columns, a flat one (or 1×1×C) as a one-row
-    strip.
-
-    Examples
-    --------
-    >>> planes(np.zeros(10)).shape, planes(np.zeros((1, 1, 4))).shape, planes(np.zeros((5, 3))).shape
-    ((1, 10, 1), (1, 4, 1), (5, 1, 3))
-    """
-    if values.ndim == 1 or (values.ndim == 3 and values.shape[0] * values.shape[1] == 1):
-        return values.reshape(1, -1, 1)
-    if values.ndim == 2:
-        return values[:, np.newaxis, :]
-    return values
-
-
 def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = False) -> NetworkImageResult:
     """Load one image, run the network on it and write every layer's maps; the manifest is left to the caller."""
     result: NetworkImageResult = write_image(NetworkRun(item, job, single=single), job)
@@ -91,7 +77,8 @@ def process_network_image(item: InputImage, job: NetworkJob, *, single: bool = F
 
 class NetworkRun:
     """One image through a `NetworkJob` (an `featmap.run.imagerun.ImageRun`): the channel PNGs and raw stacks go
-    through the writers; the sheet (one row per layer) and the report are drawn as the layers go by."""
+    through the writers, and so do the sheet (one row per layer) and the report: the run hands their writer a
+    `featmap.io.writers.netpictures.NetworkDrawing` (`subject`) before the first layer."""
 
     def __init__(self, item: InputImage, job: NetworkJob, *, single: bool = False) -> None:
         self.started = time.perf_counter()
@@ -111,20 +98,20 @@ class NetworkRun:
             for folder, _ in self.maps:
                 stacks[f"{folder}/all"] = out.target(item.path, f"{folder}/all", rel_dir=item.rel_dir, stem=item.stem)
         self.writer_targets: Mapping[str, Path] = {**self.targets, **stacks} if stacks else self.targets
-        self.formats = tuple(name for name in out.formats if name != "pictures")  # the sheet and report: below
+        # a network's sheet and report are the netpictures writer's (the kernel bank's pictures writer draws maps)
+        self.formats = tuple("netpictures" if name == "pictures" else name for name in out.formats)
         self.facts: list[LayerFacts] = []
         self.records: list[dict[str, Any]] = []
         self.last: LayerOutput | None = None
-        self.sheet = None
-        if out.sheet:  # one row per layer (featmap.io.writers.pictures); the sheet's size is checked before any work
-            from featmap.io.writers.pictures import LayerRows
+        self.summary = summarize_plan(self.nodes, tuple(self.pixels.shape))
+        self.subject: NetworkDrawing | None = None
+        if out.sheet or out.report:  # their modules load only when asked for; the report's size is checked now
+            from featmap.run.netreport import network_drawing
 
-            self.sheet = LayerRows(self.image, out, self.maps, self.pixels, job.model.labels)
-        self.report: ReportBuilder | None = None
-        if out.report:
-            from featmap.run.netreport import ReportBuilder
-
-            self.report = ReportBuilder(self.nodes, self.pixels, self.source)  # checks the report size limit now
+            info = replace(self.image.info, source=item.source)  # a fetched input's page names its URL
+            self.subject = network_drawing(
+                job, self.nodes, info, self.pixels, self.maps, self.source, self.resized, self.summary
+            )
 
     def layers(self) -> Iterator[LayerMaps]:
         """Each layer output's channels as maps, with the layer's whole output."""
@@ -132,7 +119,7 @@ class NetworkRun:
         raw = self.job.output.raw is not None
         for result in iter_network(self.nodes, self.pixels, self.source, upto=self.job.upto):
             folder, _ = next(names)
-            drawn = planes(result.values)
+            drawn = layer_planes(result.values)
             node = result.node
             shape = (drawn.shape[0], drawn.shape[1], 1)
             maps = tuple(
@@ -168,10 +155,6 @@ class NetworkRun:
                 for png in pngs
             ]
         made: list[Path] = [*pngs, *(p for name, made in files.items() if name != "png" for p in made if p)]
-        if self.sheet is not None:
-            self.sheet.add_layer(layer.folder, planes(result.values), tuple(result.values.shape), result.node.plan.kind)
-        if self.report is not None:
-            self.report.add(result, layer.folder, self.job.layout)
         node = result.node
         self.facts.append(
             LayerFacts(
@@ -189,38 +172,28 @@ class NetworkRun:
         self.last = result
 
     def finished(self, writer: Writer, files: tuple[Path, ...]) -> None:
-        """No per-image writer here: the sheet and report are written in `result`."""
+        """The sheet and report (the netpictures writer's): recorded, so re-runs replace them and resume sees them."""
+        if writer.name != "netpictures" or not files:
+            return
+        from featmap.run.netreport import extra_record
+
+        for made in files:
+            key = next(k for k in (SHEET_KEY, REPORT_KEY) if self.targets.get(k) == made)
+            self.records.append(extra_record(self.item, key, made, self.job.output, self.digest))
 
     def result(self) -> NetworkImageResult:
-        """The prediction, the sheet and the report, then the image's outcome."""
-        job, item, out, last = self.job, self.item, self.job.output, self.last
+        """The prediction, then the image's outcome."""
+        job, last = self.job, self.last
         records = self.records
         top: tuple[tuple[int, str, float], ...] = ()
         if last is not None and last.values.ndim == 1 and job.upto is None:
             top = tuple(top_classes(last.values, job.top, job.model.labels))
             ranked = [{"index": i, "label": label, "probability": p} for i, label, p in top]
             records = [{**r, "top": ranked} if r.get("layer") == last.node.path else r for r in records]  # manifest
-        if self.sheet is not None:
-            from featmap.run.netreport import extra_record
-
-            written = self.sheet.write(
-                out.extra_target(item.path, "sheet.png", rel_dir=item.rel_dir, stem=item.stem),
-                top,
-                None if last is None else last.values,
-            )
-            records.append(extra_record(item, "(sheet)", written, out, self.digest))
-        summary = summarize_plan(self.nodes, tuple(self.pixels.shape))
-        if self.report is not None:
-            from featmap.run.netreport import extra_record, report_page
-
-            info = replace(self.image.info, source=item.source)  # a fetched input's page names its URL
-            page = report_page(job, info, self.pixels, self.resized, summary)
-            written = self.report.write(self.targets["(report)"], page)
-            records.append(extra_record(item, "(report)", written, out, self.digest))
         replaced: tuple[str, ...] = ()
         if job.init is not None and job.model.weights is not None:
             replaced = (f"the model's trained weights ({job.model.weights.name}) are replaced by {job.init} init",)
-        notes = (*self.resized, *replaced, *summary.warnings, *self.source.warnings)
+        notes = (*self.resized, *replaced, *self.summary.warnings, *self.source.warnings)
         return NetworkImageResult(
             self.image.info,
             tuple(self.facts),

@@ -1,6 +1,7 @@
-"""A network run's HTML report: the planned layers turned into the writer's neutral `LayerRecord` (what each
-layer computes, which outputs it read, its weights and output), with the tensors to embed chosen before the run
-so that the page keeps to the report size limit.
+"""What a network run's sheet and report show besides its layer outputs, worked out before the first layer and
+handed to their writer as one pure data object (`network_drawing` → `featmap.io.writers.netpictures.NetworkDrawing`):
+for the report, the planned layers as the writer's neutral `LayerRecord` (what each layer computes, which outputs
+it read, its weights), with the tensors to embed chosen so that the page keeps to the report size limit.
 
 Examples
 --------
@@ -14,14 +15,14 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.io.writers.netreport import LayerRecord, NetworkPage, choose_exact, thumbnails, write_network_report
+from featmap.io.writers.netpictures import NetworkDrawing
+from featmap.io.writers.netreport import LayerRecord, NetworkPage, ReportPlan, choose_exact
 from featmap.net.layers import (
     Act,
     AdaptiveAvgPool2d,
@@ -39,7 +40,7 @@ from featmap.net.layers import (
 from featmap.net.layers.base import spatial_geometry
 from featmap.net.plan import PlanNode
 from featmap.net.summary import Summary
-from featmap.run.executor import LayerOutput, WeightSource
+from featmap.run.executor import WeightSource
 
 if TYPE_CHECKING:
     from featmap.io.discover import InputImage
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
     from featmap.run.netjob import NetworkJob
 
-__all__ = ["ReportBuilder", "extra_record", "layer_op", "report_page", "report_target", "run_order"]
+__all__ = ["extra_record", "layer_op", "network_drawing", "report_page", "report_plan", "report_target", "run_order"]
 
 
 def run_order(nodes: Sequence[PlanNode]) -> list[tuple[PlanNode, tuple[int, ...]]]:
@@ -107,48 +108,51 @@ def layer_op(node: PlanNode, layout: str) -> dict[str, Any]:
     return {"type": "other"}
 
 
-class ReportBuilder:
-    """Collects a run's layers for its report: call `add` with each `LayerOutput`, then `write`."""
+def network_drawing(
+    job: NetworkJob,
+    nodes: Sequence[PlanNode],
+    info: ImageInfo,
+    pixels: NDArray[np.floating],
+    maps: Sequence[tuple[str, int]],
+    weights: WeightSource,
+    notes: Sequence[str],
+    summary: Summary,
+) -> NetworkDrawing:
+    """What the sheet and the report of one image show besides its layer outputs (the report's plan only when
+    ``job`` asks for a report): ``info`` the input as the page names it, ``pixels`` what the network saw, ``maps``
+    each layer's folder and channels, ``notes`` what was done to the input, ``summary`` the plan's table."""
+    plan = None
+    if job.output.report:
+        plan = report_plan(job, nodes, info, pixels, weights, notes, summary)
+    labels = tuple(job.model.labels)
+    return NetworkDrawing(pixels, tuple(maps), labels, job.top, job.upto is None, plan)
 
-    def __init__(self, nodes: Sequence[PlanNode], pixels: NDArray[np.floating], weights: WeightSource) -> None:
-        self.order = run_order(nodes)
-        self.pixels = pixels
-        self.weights = weights
-        shapes = [(n.plan.out_shape, [s for _, s in n.plan.weights], src) for n, src in self.order]
-        self.explained, self.kept = choose_exact(shapes, pixels.shape)
-        self.records: list[LayerRecord] = []
-        self._last: NDArray[np.floating] | None = None
 
-    def add(self, result: LayerOutput, folder: str, layout: str) -> None:
-        """Record the next layer output (thumbnails always; its values and weights when they are embedded)."""
-        index = len(self.records) + 1
-        node, sources = self.order[index - 1]
-        thumbs, stats = thumbnails(result.values)
-        self._last = result.values
-        exact = index in self.explained
-        weights = self.weights.for_node(node) if exact and node.role == "layer" else {}
-        self.records.append(
-            LayerRecord(
-                index,
-                node.plan.name,
-                node.path,
-                folder,
-                node.plan,
-                layer_op(node, layout),
-                sources,
-                {k: np.asarray(v, np.float32) for k, v in weights.items()},
-                np.asarray(result.values, np.float32) if index in self.kept else None,
-                thumbs,
-                stats,
-                exact,
-            )
-        )
-
-    def write(self, path: Path, page: NetworkPage) -> Path:
-        """Write the page (the last output is always embedded: an ``upto`` run may stop before the planned end)."""
-        if self.records and self.records[-1].output is None and self._last is not None:
-            self.records[-1] = replace(self.records[-1], output=np.asarray(self._last, np.float32))
-        return write_network_report(path, page, self.records)
+def report_plan(
+    job: NetworkJob,
+    nodes: Sequence[PlanNode],
+    info: ImageInfo,
+    pixels: NDArray[np.floating],
+    weights: WeightSource,
+    notes: Sequence[str],
+    summary: Summary,
+) -> ReportPlan:
+    """The report of one image as the writer renders it (`featmap.io.writers.netreport.NetworkReport`), worked out
+    before the first layer: which outputs the page recomputes within the report size limit (checked now), each
+    output's record with its weights when it is recomputed, and the page's facts."""
+    order = run_order(nodes)
+    shapes = [(n.plan.out_shape, [s for _, s in n.plan.weights], src) for n, src in order]
+    explained, kept = choose_exact(shapes, pixels.shape)
+    if any(node.role == "layer" and node.plan.weights for i, (node, _) in enumerate(order, 1) if i in explained):
+        weights.bind(nodes)  # the tensors by layer, as the run will take them
+    records = []
+    for index, (node, sources) in enumerate(order, start=1):
+        exact = index in explained
+        tensors = weights.for_node(node) if exact and node.role == "layer" else {}
+        op = layer_op(node, job.layout)
+        found = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+        records.append(LayerRecord(index, node.plan.name, node.path, "", node.plan, op, sources, found, exact=exact))
+    return ReportPlan(report_page(job, info, pixels, notes, summary), tuple(records), frozenset(kept))
 
 
 def report_page(

@@ -33,8 +33,11 @@ every file the writer may create for an image (the batch checks them before and 
 interrupted image). Only `featmap.io.writers.png` quantises float maps to 8/16-bit pixels.
 
 Registered: ``png`` (8/16-bit, the primary output; 8-bit RGB with a colormap), ``npy`` and ``tiff`` (float32
-arrays), ``json`` (the maps' facts of one image, one file), ``pictures`` (``--sheet`` and ``--report``: it needs
-the input image, which `Writer.begin` hands every writer before the first map). Not a map writer, so not
+arrays), ``json`` (the maps' facts of one image, one file), ``pictures`` (a kernel bank's ``--sheet`` and
+``--report``: it needs the input image and the job, which `Writer.begin` hands every writer before the first
+map), ``netpictures`` (a network run's: `Writer.begin` hands it the run's
+`featmap.io.writers.netpictures.NetworkDrawing`, a pure data object the run works out before the first layer,
+and it takes each layer as one). Not a map writer, so not
 registered: `featmap.io.writers.gif` draws an explanation (`featmap explain --gif`).
 """
 
@@ -49,11 +52,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from featmap.errors import SpecError
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from featmap.io.images import LoadedImage
     from featmap.io.outputs import OutputOptions
     from featmap.net.records import LayerMaps, Map
 
-__all__ = ["REGISTRY", "REPORT_KEY", "SHEET_KEY", "Writer", "get_writer", "open_writers", "register", "writer_names"]
+__all__ = [
+    "REGISTRY",
+    "REPORT_KEY",
+    "SHEET_KEY",
+    "Writer",
+    "get_writer",
+    "layer_planes",
+    "open_writers",
+    "register",
+    "writer_names",
+]
 
 #: The keys of an image's targets (`featmap.run.batch.targets_for`) naming its sheet and its report (here, not in
 #: `featmap.io.writers.pictures`, so that a run without ``--sheet`` or ``--report`` does not load the drawing).
@@ -66,6 +81,7 @@ REGISTRY: dict[str, str] = {
     "tiff": "raw:TiffWriter",
     "json": "summary:JsonWriter",
     "pictures": "pictures:PicturesWriter",  # --sheet and --report: they need the input, see `Writer.begin`
+    "netpictures": "netpictures:NetworkPicturesWriter",  # a network run's --sheet and --report
 }
 
 
@@ -83,8 +99,9 @@ class Writer(ABC):
         self.options = options
 
     def begin(self, image: LoadedImage, job: Any) -> None:  # noqa: B027 - a hook most writers leave alone
-        """Called once per image before its first map, with the loaded input and the job (for writers that show
-        the input or the kernels, such as the contact sheet and the report)."""
+        """Called once per image before its first map, with the loaded input and what the run draws besides its
+        maps (`featmap.run.imagerun.ImageRun.subject`: a kernel bank's job, a network run's
+        `featmap.io.writers.netpictures.NetworkDrawing`), for writers that show them (the sheet and the report)."""
 
     def path_for(self, target: Path) -> Path:
         """The file this writer makes for the map whose primary (PNG) target path is ``target``."""
@@ -142,3 +159,20 @@ def get_writer(name: str) -> type[Writer]:
 def open_writers(options: OutputOptions, names: Sequence[str] | None = None) -> list[Writer]:
     """Fresh writers for one image: ``names``, or the ones ``options`` asks for (`OutputOptions.formats`)."""
     return [get_writer(name)(options) for name in (options.formats if names is None else names)]
+
+
+def layer_planes(values: NDArray[Any]) -> NDArray[Any]:
+    """A layer output as the writers draw it, ``(H, W, C)``: a 1-D ``(L, C)`` output as columns, a flat one (or
+    1×1×C) as a one-row strip.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer_planes(np.zeros(10)).shape, layer_planes(np.zeros((1, 1, 4))).shape, layer_planes(np.zeros((5, 3))).shape
+    ((1, 10, 1), (1, 4, 1), (5, 1, 3))
+    """
+    if values.ndim == 1 or (values.ndim == 3 and values.shape[0] * values.shape[1] == 1):
+        return values.reshape(1, -1, 1)
+    if values.ndim == 2:
+        return values[:, None, :]
+    return values

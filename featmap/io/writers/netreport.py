@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ __all__ = [
     "THUMB_SIDE",
     "LayerRecord",
     "NetworkPage",
+    "NetworkReport",
+    "ReportPlan",
     "choose_exact",
     "encode_f32",
     "estimate_thumbs",
@@ -65,6 +67,42 @@ class NetworkPage:
     top: int = 5
     layout: str = "torch"
     notes: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """A network report as the run plans it before the first layer (`featmap.run.netreport.report_plan`): the
+    page's facts, and each output's record in run order without its pictures (its plan, what it computes, the
+    outputs it reads, its weights when the page recomputes it: ``exact``); ``kept`` the outputs (0: the input)
+    whose values the page embeds."""
+
+    page: NetworkPage
+    layers: tuple[LayerRecord, ...]
+    kept: frozenset[int]
+
+
+class NetworkReport:
+    """One image's network report, collected as its layer outputs go by: `add` each output's values, then
+    `write`."""
+
+    def __init__(self, plan: ReportPlan) -> None:
+        self.plan = plan
+        self.records: list[LayerRecord] = []
+        self._last: NDArray[np.floating] | None = None
+
+    def add(self, folder: str, values: NDArray[np.floating]) -> None:
+        """The next output's record: its thumbnails and statistics always, its values when the page embeds them."""
+        planned = self.plan.layers[len(self.records)]
+        thumbs, stats = thumbnails(values)
+        self._last = values
+        output = np.asarray(values, np.float32) if planned.index in self.plan.kept else None
+        self.records.append(replace(planned, folder=folder, output=output, thumbs=thumbs, stats=stats))
+
+    def write(self, path: Path) -> Path:
+        """Write the page (the last output is always embedded: an ``upto`` run may stop before the planned end)."""
+        if self.records and self.records[-1].output is None and self._last is not None:
+            self.records[-1] = replace(self.records[-1], output=np.asarray(self._last, np.float32))
+        return write_network_report(path, self.plan.page, self.records)
 
 
 def encode_f32(values: NDArray[np.floating]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ contact sheet and the HTML report from them and the input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from featmap.io.pngencode import encode_png
 from featmap.io.writers import REPORT_KEY, SHEET_KEY, Writer
 from featmap.io.writers.captions import BankRun, op_summary, shape_text
 from featmap.io.writers.pixels import scale_for
-from featmap.io.writers.sheet import MAX_SHEET_PANELS, Panel, SheetRow, build_sheet, shrink
+from featmap.io.writers.sheet import Panel, SheetRow, build_sheet, shrink
 
 if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
@@ -33,7 +33,6 @@ __all__ = [
     "REPORT_KEY",
     "SHEET_KEY",
     "DrawnMap",
-    "LayerRows",
     "Pictures",
     "PicturesWriter",
     "op_summary",
@@ -157,108 +156,6 @@ class Pictures:
         return tuple(done)
 
 
-class LayerRows:
-    """A network run's contact sheet (`featmap.io.writers.netsheet`): the input as the network saw it, then one
-    row per layer output on ONE colormap and range per layer (``output.scale``), flat layers as bar charts,
-    the ``output.channels`` strongest channels of a big layer, and the prediction; ``{stem}/sheet.png``.
-
-    ``maps`` are the layers' ``(folder, channels)`` (a flat layer counts 1): the sheet's size is checked
-    against `featmap.io.writers.netsheet.MAX_SHEET_PIXELS` here, before any work.
-    """
-
-    def __init__(
-        self,
-        image: LoadedImage,
-        output: OutputOptions,
-        maps: Sequence[tuple[str, int]],
-        pixels: NDArray[np.floating] | None = None,
-        labels: Sequence[str] = (),
-    ) -> None:
-        from featmap.io.writers.netsheet import check_sheet_size
-
-        self.output = output
-        self.image = image
-        self.labels = tuple(labels)
-        total = sum(channels for _, channels in maps)
-        self.k = output.channels if output.channels is not None else (None if total <= MAX_SHEET_PANELS else 8)
-        shown = [(channels if self.k is None else min(channels, self.k), channels == 1) for _, channels in maps]
-        check_sheet_size(shown, output.sheet_width)
-        info = image.info
-        seen = image.pixels if pixels is None else pixels
-        self.picture = shrink(seen, PICTURE_SIDE)
-        self.input_caption = [
-            f"as the network saw it: {shape_text(tuple(seen.shape))}",
-            f"file {info.width}×{info.height} {info.mode}",
-        ]
-        how = output.picture_normalize.value
-        if how == "percentile":
-            how = f"percentiles {output.percentiles[0]:g}-{output.percentiles[1]:g}"
-        rule = "one colormap and range per layer" if output.scale == "per-layer" else "one colormap per layer"
-        rule += ", diverging maps centred at 0 (white), sequential only for layers with no negative value"
-        self.title = [f"{Path(info.path).name}  {info.width}×{info.height} {info.format} {info.mode}"]
-        self.title.append(f"colour: {rule}; range: {how}" + ("" if output.scale == "per-layer" else " per channel"))
-        if self.k is not None and any(channels > self.k for _, channels in maps):
-            self.title.append(
-                f"channels: the {self.k} of highest mean activation per layer, strongest first "
-                "(--channels K for more or fewer; every channel's PNG is written)"
-            )
-        from featmap.io.writers.netsheet import LayerPicture
-
-        self.layers: list[LayerPicture] = []
-
-    def add_layer(
-        self, label: str, planes: NDArray[np.floating], shape: tuple[int, ...] | None = None, kind: str = ""
-    ) -> None:
-        """One row: a layer output ``(H, W, C)`` (a flat one as ``(1, N, 1)``)."""
-        from featmap.io.display import layer_scale
-        from featmap.io.writers.netsheet import LayerPicture, pick_channels
-
-        out = self.output
-        full = tuple(shape or planes.shape)
-        flat = planes.shape[0] == 1 and planes.shape[2] == 1 and (len(full) == 1 or np.prod(full[:-1]) == 1)
-        channels = [planes[:, :, ch] for ch in range(planes.shape[2])]
-        scale = layer_scale(channels, out.picture_normalize, out.colormap, percentiles=out.percentiles, scale=out.scale)
-        title = f"{label}  {kind}".strip()
-        if flat:
-            vector = np.asarray(planes.reshape(-1), dtype=np.float32)
-            labels = self.labels if len(self.labels) == vector.size else ()
-            self.layers.append(LayerPicture(title, full, scale, indices=(0,), total=1, flat=vector, labels=labels))
-            return
-        indices, means = pick_channels(planes, self.k)
-        thumbs = tuple(shrink(planes[:, :, ch], 256)[:, :, 0] for ch in indices)
-        selected = len(indices) < planes.shape[2]
-        self.layers.append(
-            LayerPicture(
-                title,
-                full,
-                scale,
-                thumbs,
-                indices,
-                tuple(float(means[i]) for i in indices),
-                planes.shape[2],
-                selected,
-            )
-        )
-
-    def write(self, path: Path, top: Sequence[tuple[int, str, float]] = (), logits: Any = None) -> Path:
-        """Draw and write the sheet; ``top`` (index, label, probability) adds the prediction row, ``logits`` the
-        last layer's values (to say whether they were put through a softmax)."""
-        from featmap.io.writers.netsheet import Prediction, draw_network_sheet
-
-        prediction = None
-        if top and self.layers:
-            values = None if logits is None else np.asarray(logits, dtype=np.float64).ravel()
-            softmax = values is None or not (np.all(values >= 0) and abs(values.sum() - 1) < 1e-6)
-            size = self.layers[-1].shape[-1] if values is None else values.size
-            name = self.layers[-1].title.split()[0]
-            prediction = Prediction(tuple(top), name, int(size), softmax)
-        pixels = draw_network_sheet(
-            self.title, self.picture, self.input_caption, self.layers, prediction, width=self.output.sheet_width
-        )
-        encoded = encode_png(pixels, self.output.png_compress)
-        return atomic_write(path, lambda fh: fh.write(encoded))
-
-
 class PicturesWriter(Writer):
     """``--sheet`` and ``--report``: one contact sheet and/or one HTML report per image, drawn when its last
     map is in. Their paths are the ``(sheet)`` and ``(report)`` entries of the image's targets."""
@@ -284,7 +181,7 @@ class PicturesWriter(Writer):
         if self.pictures is None:
             raise RuntimeError("PicturesWriter.begin must be called with the image before its maps")
         if not isinstance(fmap.info, MapInfo):
-            raise TypeError("a network's sheet and report are drawn by layer (featmap.run.netimage)")
+            raise TypeError("a network's sheet and report are drawn by layer (featmap.io.writers.netpictures)")
         self.pictures.add(fmap.values, fmap.info, target)
 
     def finish(self, targets: Mapping[str, Path]) -> tuple[Path, ...]:
