@@ -18,9 +18,69 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys as _sys
 
-from featmap.errors import FeatmapError, ImageReadError, KernelFileError, OptionError, ShapeError, SpecError
+
+def _asks_json(args: list[str]) -> bool:
+    """Whether a command line asks for JSON on stdout (``--json``, ``--format json``; `featmap.cli` reads it too).
+
+    Examples
+    --------
+    >>> _asks_json(["apply", "a.png", "--json"]), _asks_json(["shape", "--format", "json"]), _asks_json(["-o", "x"])
+    (True, True, False)
+    """
+    return (
+        "--json" in args
+        or "--format=json" in args
+        or any(a == "--format" and b == "json" for a, b in zip(args, args[1:], strict=False))
+    )
+
+
+def _stop_loading(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while the ``featmap`` command loads featmap, before `featmap.cli.run` takes the signals
+    over: one line (and the JSON document with ``--json``), exit 130 (143), never Python's traceback."""
+    import signal
+
+    terminated = signum == signal.SIGTERM
+    message, code = ("terminated (SIGTERM)", 143) if terminated else ("interrupted", 130)
+    _sys.stderr.write(f"featmap: error: {message}\n")
+    if _asks_json(_sys.argv[1:]):
+        import json
+
+        _sys.stdout.write(json.dumps({"error": message, "exit_code": code}, indent=2) + "\n")
+    raise SystemExit(code)
+
+
+def _command_loads() -> bool:
+    """Whether this import is the ``featmap`` command loading featmap (its console script, or ``python -m featmap``
+    while Python finds the package), not a program importing the library."""
+    argv = _sys.argv
+    if not argv:
+        return False
+    if argv[0] == "-m":
+        given = list(getattr(_sys, "orig_argv", ()))
+        return "-mfeatmap" in given or any(a == "-m" and b == "featmap" for a, b in zip(given, given[1:], strict=False))
+    return argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("featmap", "featmap.exe", "featmap-script.py")
+
+
+if _command_loads():  # the first thing featmap runs: from here an interrupt is one line, not a traceback
+    import signal as _signal
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:  # an ignored signal stays ignored
+        _signal.signal(_signal.SIGINT, _stop_loading)
+    if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+        _signal.signal(_signal.SIGTERM, _stop_loading)
+
+from typing import TYPE_CHECKING, Any  # noqa: E402 - after the signals (an import takes milliseconds)
+
+from featmap.errors import (  # noqa: E402
+    FeatmapError,
+    ImageReadError,
+    KernelFileError,
+    OptionError,
+    ShapeError,
+    SpecError,
+)
 
 if TYPE_CHECKING:
     from featmap.api import apply, check_weights, forward, kernel, shape

@@ -93,8 +93,11 @@ def run() -> None:
     import sys
     import threading
 
+    from featmap import _stop_loading
     from featmap.cli._common import raise_terminated
 
+    if signal.getsignal(signal.SIGINT) is _stop_loading:  # featmap's start-up guard: Ctrl-C is Python's again
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_terminated)  # from the start: a SIGTERM stops as Ctrl-C does, exit 143
     collect_after_start_up()  # until featmap apply's job is built (`featmap.launch.start_up_over`)
     try:

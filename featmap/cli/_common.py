@@ -41,18 +41,17 @@ def _err(kind: str, message: str) -> None:
 
 
 def asks_json(args: Sequence[str]) -> bool:
-    """Whether a command line asks for JSON on stdout (``--json``, ``--format json``).
+    """Whether a command line asks for JSON on stdout (``--json``, ``--format json``; the package's start-up
+    guard reads it too, before this module loads).
 
     Examples
     --------
     >>> asks_json(["apply", "a.png", "--json"]), asks_json(["shape", "--format", "json"]), asks_json(["-o", "x"])
     (True, True, False)
     """
-    return (
-        "--json" in args
-        or "--format=json" in args
-        or any(a == "--format" and b == "json" for a, b in zip(args, args[1:], strict=False))
-    )
+    from featmap import _asks_json
+
+    return _asks_json(list(args))
 
 
 def _wants_json(ctx: click.Context) -> bool:
