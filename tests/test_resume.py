@@ -4,6 +4,7 @@ other options; on local folders (with and without the index's fingerprints). On 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -147,17 +148,24 @@ def test_the_batch_template_names_targets_as_targets_for_does(tmp_path: Path) ->
         for name in odd
         for folder, stem in places
     ]
+    plain = [item for item in items if item.stem != ".."]  # names worked out for the whole batch at once
+    plain += [
+        InputImage(tmp_path / "w.png", Path("d/e"), "w\x01\x02{0}"),
+        InputImage(tmp_path / "v.png", Path(), "\x02"),
+    ]
     patterns = [
         "{stem}/{kernel}",
         "{stem}_{kernel}.png",
         "{kernel}/{stem}.{ext}",
         "{ext}/{stem}-{kernel}",
         "x/{kernel}",
+        "{kernel}/{stem}",
+        "{kernel}\x01{stem}",
     ]
-    for pattern in patterns:
+    for pattern, batch in itertools.product(patterns, (items, plain)):
         job = make_job(tmp_path / "out", name=pattern.replace("{k}", "{kernel}"), sheet=True, report=True)
-        names = target_names(items, job)
-        for item, found in zip(items, names, strict=True):
+        names = target_names(batch, job)
+        for item, found in zip(batch, names, strict=True):
             try:
                 want = [p.relative_to(tmp_path / "out").as_posix() for p in targets_for(item, job).values()]
             except Exception:  # noqa: BLE001 - a name that cannot be an output: no names

@@ -59,6 +59,7 @@ class Outputs:
         self._prints = array("Q")
         self._slots: dict[str, int] | None = None  # name → position, built on first use
         self._maker_numbers: dict[tuple[str, str], int] | None = None  # built on first use
+        self._offsets: Any = None  # where each name starts in `blob`, worked out on first use
         self.changed = False
         self.read_from: Any = None  # the files `read_outputs` read these from, when it read them whole
 
@@ -127,6 +128,20 @@ class Outputs:
         """`seen` for the output at ``position``."""
         self._prints[position] = fingerprint(size, mtime_ns)
         self.changed = True
+
+    def numbers_for(self, options: str) -> dict[str, int]:
+        """Input → maker number, for the makers with these ``options`` (`number` of ``(input, options)``, for a
+        whole batch at once)."""
+        return {source: n for n, (source, made_with) in enumerate(self.makers) if made_with == options}
+
+    def offsets(self) -> Any:
+        """Where each of the index's names starts in ``blob`` (``int64``), and one past its end as if a NUL followed
+        it (`base` + 1 values)."""
+        if self._offsets is None:
+            ends = np.flatnonzero(np.frombuffer(self.blob, dtype=np.uint8) == 0) + 1
+            found: list[Any] = [[0], ends, [len(self.blob) + 1]] if self.base else [[0]]
+            self._offsets = np.concatenate(found).astype(np.int64)
+        return self._offsets
 
     def number(self, maker: tuple[str, str]) -> int | None:
         """The number of ``(input, options)``, or None when no output was ever made by it."""

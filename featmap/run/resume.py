@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from operator import attrgetter
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -66,14 +67,44 @@ def _joined_names(items: Sequence[Any], job: Any) -> list[str | None]:
     template = _template(job, out_dir)
     if template is not None and items and _names_by_template(items[0], template) != _names_of(items[0], job, out_dir):
         template = None  # the job names its outputs in a way the template does not follow: ask it for each
+    if template is not None and not template[1]:
+        found = _all_by_template(items, template[0])
+        if found is not None:
+            return found
     names: list[str | None] = []
     prefixes: dict[int, str | None] = {}
     for item in items:
-        found = None
+        found_one = None
         if template is not None:
-            found = _names_by_template(item, template, prefixes)
-        names.append(found if found is not None else _names_of(item, job, out_dir))
+            found_one = _names_by_template(item, template, prefixes)
+        names.append(found_one if found_one is not None else _names_of(item, job, out_dir))
     return names
+
+
+def _all_by_template(items: Sequence[Any], text: str) -> list[str | None] | None:
+    """`_names_by_template` of every item at once, for a template without the suffix, when every stem is a plain
+    name and every folder a plain relative one (the usual batch); None otherwise (asked one at a time)."""
+    stems = list(map(_STEM_OF, items))
+    joined = "".join(stems)
+    if "/" in joined or "\0" in joined or not _ODD_STEMS.isdisjoint(stems):
+        return None
+    folders = list(map(_REL_DIR_OF, items))
+    keys = list(map(id, folders))
+    found = {key: _prefix(folder) for key, folder in dict(zip(keys, folders, strict=True)).items()}
+    prefixes = {key: prefix for key, prefix in found.items() if prefix is not None}
+    if len(prefixes) != len(found):
+        return None
+    if "\1" in text or "\2" in text:
+        return list(map(text.format, map(prefixes.__getitem__, keys), stems, repeat("")))
+    marked = text.format("\1", "\2", "")  # `str.replace` fills in a name: twice as fast as `str.format`
+    if marked.count("\1\2") == marked.count("\1") == marked.count("\2"):  # the stem right after the folder
+        places = list(map(str.__add__, map(prefixes.__getitem__, keys), stems))
+        return list(map(marked.replace("\1\2", "\1").replace, repeat("\1"), places))
+    return [marked.replace("\1", prefixes[key]).replace("\2", stem) for key, stem in zip(keys, stems, strict=True)]
+
+
+_STEM_OF, _REL_DIR_OF = attrgetter("stem"), attrgetter("rel_dir")
+_ODD_STEMS = frozenset(("", ".", ".."))  # stems the template cannot stand for
 
 
 def _template(job: Any, out_dir: Path) -> tuple[str, bool] | None:
@@ -177,17 +208,16 @@ class Recorded:
     def _ask(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
         self.names = _joined_names(items, job)
-        number = self.outputs.number
-        makers = [
-            number((source, digest)) if found else None
-            for found, source in zip(self.names, _sources(items, manifest), strict=True)
-        ]
+        by_source = self.outputs.numbers_for(digest)
+        makers: list[int | None] = list(map(by_source.get, _sources(items, manifest)))
+        for i in [i for i, found in enumerate(self.names) if found is None]:
+            makers[i] = None
         self.first = _runs(self.outputs, self.names, makers)
         get = self.outputs.get
-        self.recorded = [
-            first >= 0 or (made is not None and all(get(n) == made for n in str(found).split("\0")))
-            for first, made, found in zip(self.first, makers, self.names, strict=True)
-        ]
+        self.recorded = [first >= 0 for first in self.first]
+        for i in [i for i, first in enumerate(self.first) if first < 0 and makers[i] is not None]:
+            made = makers[i]
+            self.recorded[i] = all(get(n) == made for n in str(self.names[i]).split("\0"))
 
     def share(self) -> None:
         """Keep this for `shared`: the batch asks again once the preflight has (`featmap.run.preflight`)."""
@@ -209,10 +239,12 @@ _SHARED: list[Recorded] = []
 def _runs(outputs: Outputs, names: Sequence[str | None], makers: Sequence[int | None]) -> list[int]:
     """For each item, the position of its first name when the outputs its maker made last are exactly its
     names, at that position and the ones after it, in order (a batch appends an image's records together); else
-    -1. Asked of all makers at once (numpy), then one comparison of text an item: no name is looked up."""
+    -1. Asked of all makers at once (numpy), then the names compared with the index's text: the inputs whose
+    outputs follow one another (every input of a batch, in whatever order its images finished) in one comparison;
+    no name is looked up."""
     numbers, _ = outputs.arrays()
     wanted = np.array([-1 if m is None else m for m in makers], dtype=np.int64)
-    sizes = np.array([0 if n is None else n.count("\0") + 1 for n in names], dtype=np.int64)
+    sizes = np.fromiter(map(_count_names, names), dtype=np.int64, count=len(names))
     first = np.full(len(names), -1, dtype=np.int64)
     if not len(numbers) or not (wanted >= 0).any():
         return first.tolist()
@@ -225,31 +257,52 @@ def _runs(outputs: Outputs, names: Sequence[str | None], makers: Sequence[int | 
     high = order[np.minimum(begins[made] + np.maximum(count, 1) - 1, len(order) - 1)]
     run = (wanted >= 0) & (count == sizes) & (high - low == sizes - 1)
     candidates = np.flatnonzero(run)
-    starts = low[candidates]
-    base, blob = outputs.base, outputs.blob
-    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0) if base else np.zeros(0, dtype=np.int64)
-    offsets = np.concatenate([[0], ends + 1, [len(blob) + 1]])  # where each of the index's names starts
-    inside = starts + sizes[candidates] <= base
-    cut_from = offsets[np.where(inside, starts, 0)].tolist()
-    cut_to = (offsets[np.where(inside, starts + sizes[candidates], 0)] - 1).tolist()
-    text = outputs.names if not inside.all() else None
-    for i, at, size, lo, hi in zip(
-        candidates.tolist(), starts.tolist(), sizes[candidates].tolist(), cut_from, cut_to, strict=True
-    ):
-        mine = names[i]
-        if hi >= lo and at + size <= base:
-            same = blob[lo:hi] == str(mine).encode("utf-8", "surrogatepass")
-        else:
-            same = "\0".join(text[at : at + size]) == mine if text is not None else False
-        if same:
-            first[i] = at
+    candidates = candidates[np.argsort(low[candidates], kind="stable")]  # by position
+    starts, lengths = low[candidates], sizes[candidates]
+    for chain in _chains(starts, lengths, outputs.base):
+        members = candidates[chain].tolist()
+        joined = "\0".join(str(names[i]) for i in members)
+        if _same_text(outputs, joined, int(starts[chain[0]]), int(lengths[chain].sum())):
+            first[members] = starts[chain]
+            continue
+        for i, at, size in zip(members, starts[chain].tolist(), lengths[chain].tolist(), strict=True):
+            if _same_text(outputs, str(names[i]), at, size):
+                first[i] = at
     return first.tolist()
+
+
+def _count_names(joined: str | None) -> int:
+    """How many names a NUL-joined text holds (None: none)."""
+    return 0 if joined is None else joined.count("\0") + 1
+
+
+def _chains(starts: Any, lengths: Any, base: int) -> list[Any]:
+    """``starts`` (sorted) cut where one run does not start right where the one before it ends, or where runs
+    leave the first ``base`` outputs (the index's text): lists of indices into ``starts``."""
+    if not len(starts):
+        return []
+    ends = starts + lengths
+    cut = (starts[1:] != ends[:-1]) | ((ends[:-1] <= base) != (ends[1:] <= base))
+    return np.split(np.arange(len(starts)), np.flatnonzero(cut) + 1)
+
+
+def _same_text(outputs: Outputs, joined: str, at: int, size: int) -> bool:
+    """Whether the ``size`` names at position ``at`` on, NUL-joined, are ``joined``: a slice of the index's text where
+    they are all in it, else the names read after it."""
+    if at + size <= outputs.base:
+        offsets = outputs.offsets()
+        return outputs.blob[offsets[at] : offsets[at + size] - 1] == joined.encode("utf-8", "surrogatepass")
+    return "\0".join(outputs.names[at : at + size]) == joined
 
 
 def _sources(items: Sequence[Any], manifest: Any) -> Iterator[str]:
     """Each item as the manifest records inputs: discovery's resolved path, its URL, or
     ``str(Path(item.path).resolve())`` worked out as `featmap.io.outputs.Manifest._real` does (each folder
     resolved and listed once), from text."""
+    listed: list[str | None] = list(map(getattr, items, repeat("resolved"), repeat(None)))
+    if None not in listed:  # every input found in a folder discovery listed (the usual batch)
+        yield from map(str, listed)
+        return
     folders: dict[str, tuple[str, dict[str, bool]]] = {}
     for item in items:
         resolved = getattr(item, "resolved", None)
@@ -304,7 +357,7 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
     """`done_items` for the inputs ``todo`` the manifest records as done."""
     outputs = batch.outputs
     joined = [batch.names[i] or "" for i in todo]
-    counts = np.array([text.count("\0") + 1 for text in joined], dtype=np.int64)
+    counts = np.fromiter(map(_count_names, joined), dtype=np.int64, count=len(joined))
     bounds = np.concatenate([[0], np.cumsum(counts)])
     starts = np.array([batch.first[i] for i in todo], dtype=np.int64)
     places = np.repeat(starts - bounds[:-1], counts) + np.arange(bounds[-1])  # each file's position in `outputs`
