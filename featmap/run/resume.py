@@ -5,11 +5,8 @@ A resume of 250,000 images (a 10⁶-line manifest) asks the question 10⁶ times
 it one image at a time through `featmap.run.imagejob.targets_for` (a `Path` and a folder check per output) and
 `pathlib` (a ``stat`` per output, and more per input). Here it is asked in three passes over the batch:
 
-1. `target_names`: every input's outputs as the manifest names them (``d0001/img/sobel_x.png``). A kernel job's
-   names differ from input to input only in the input's folder, stem and suffix, so the job's own
-   `targets` is asked once, for a probe input whose stem and suffix are markers, and each input's names are
-   that template filled in (checked against the job's own answer on the batch's first input; an input the
-   template cannot stand for, or a network's, whose outputs follow the image's size, is asked one at a time).
+1. `featmap.run.resume_names.target_names`: every input's outputs as the manifest names them
+   (``d0001/img/sobel_x.png``), from one template the job's own `targets` fills for a probe input.
 2. The manifest's answer (`featmap.io.manifest_index.Outputs`): every output recorded, last, as made from this
    input with these options. Dictionary look-ups, no file system call.
 3. The files, for the inputs the manifest says are done: one ``stat`` per output (a listing per folder would
@@ -34,164 +31,17 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from itertools import repeat
-from operator import attrgetter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from featmap.errors import FeatmapError
 from featmap.io.bulk import bulk_objects
-from featmap.io.discover import InputImage
-from featmap.io.manifest_index import Outputs, fingerprint, fingerprints
+from featmap.io.manifest_index import Outputs, fingerprints
+from featmap.run.resume_files import TYPE_BITS, stat_all, verified
+from featmap.run.resume_names import joined_names, target_names
 
-__all__ = ["Recorded", "done_items", "none_done", "target_names"]
-
-# Markers for a probe input's stem and suffix: characters no file name in a batch holds.
-_STEM, _EXT = "\x1fstem\x1f", "\x1fext\x1f"
-_UNSEEN = "\0"  # a folder not seen yet (no prefix holds a NUL)
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last 12 bytes: the empty IEND chunk and its CRC
-
-
-def target_names(items: Sequence[Any], job: Any) -> list[list[str] | None]:
-    """Each item's targets (`featmap.run.imagejob.targets_for`, in order) as names relative to the job's output
-    folder, as the manifest records them; None for an item whose targets cannot be worked out (its name cannot
-    be an output: processing it says why)."""
-    return [None if names is None else names.split("\0") for names in _joined_names(items, job)]
-
-
-def _joined_names(items: Sequence[Any], job: Any) -> list[str | None]:
-    """`target_names`, each item's names NUL-joined in one string (a batch of 250,000 keeps 250,000 strings,
-    not a million: the check splits them as it goes)."""
-    out_dir = Path(job.output.out_dir)
-    template = _template(job, out_dir)
-    if template is not None and items and _names_by_template(items[0], template) != _names_of(items[0], job, out_dir):
-        template = None  # the job names its outputs in a way the template does not follow: ask it for each
-    if template is not None and not template[1]:
-        found = _all_by_template(items, template[0])
-        if found is not None:
-            return found
-    names: list[str | None] = []
-    prefixes: dict[int, str | None] = {}
-    for item in items:
-        found_one = None
-        if template is not None:
-            found_one = _names_by_template(item, template, prefixes)
-        names.append(found_one if found_one is not None else _names_of(item, job, out_dir))
-    return names
-
-
-def _all_by_template(items: Sequence[Any], text: str) -> list[str | None] | None:
-    """`_names_by_template` of every item at once, for a template without the suffix, when every stem is a plain
-    name and every folder a plain relative one (the usual batch); None otherwise (asked one at a time)."""
-    stems = list(map(_STEM_OF, items))
-    joined = "".join(stems)
-    if "/" in joined or "\0" in joined or not _ODD_STEMS.isdisjoint(stems):
-        return None
-    folders = list(map(_REL_DIR_OF, items))
-    keys = list(map(id, folders))
-    found = {key: _prefix(folder) for key, folder in dict(zip(keys, folders, strict=True)).items()}
-    prefixes = {key: prefix for key, prefix in found.items() if prefix is not None}
-    if len(prefixes) != len(found):
-        return None
-    if "\1" in text or "\2" in text:
-        return list(map(text.format, map(prefixes.__getitem__, keys), stems, repeat("")))
-    marked = text.format("\1", "\2", "")  # `str.replace` fills in a name: twice as fast as `str.format`
-    if marked.count("\1\2") == marked.count("\1") == marked.count("\2"):  # the stem right after the folder
-        places = list(map(str.__add__, map(prefixes.__getitem__, keys), stems))
-        return list(map(marked.replace("\1\2", "\1").replace, repeat("\1"), places))
-    return [marked.replace("\1", prefixes[key]).replace("\2", stem) for key, stem in zip(keys, stems, strict=True)]
-
-
-_STEM_OF, _REL_DIR_OF = attrgetter("stem"), attrgetter("rel_dir")
-_ODD_STEMS = frozenset(("", ".", ".."))  # stems the template cannot stand for
-
-
-def _template(job: Any, out_dir: Path) -> tuple[str, bool] | None:
-    """The job's names of a probe input, NUL-joined, with ``{1}`` for the stem and ``{2}`` for the suffix (a
-    `str.format` template), and whether the suffix is used; None for a job whose names depend on more (a
-    network's layers follow the image's size)."""
-    from featmap.run.jobs import ApplyJob
-
-    if not isinstance(job, ApplyJob):
-        return None
-    probe = InputImage(Path(f"probe.{_EXT}"), Path(), _STEM)
-    try:
-        names = [_relative(p, out_dir) for p in job.targets(probe).values()]
-    except (FeatmapError, ValueError):
-        return None
-    if any(n is None or "\0" in n for n in names):
-        return None
-    text = "\0".join("{0}" + str(n).replace("{", "{{").replace("}", "}}") for n in names)
-    return text.replace(_STEM, "{1}").replace(_EXT, "{2}"), _EXT in text
-
-
-def _names_by_template(
-    item: Any, template: tuple[str, bool], prefixes: dict[int, str | None] | None = None
-) -> str | None:
-    """``item``'s names from the job's template, or None where the template cannot stand for the job (a stem
-    that is not a plain name, an empty suffix where the pattern uses it, an unusual folder)."""
-    text, uses_ext = template
-    stem = item.stem
-    if not stem or stem in (".", "..") or "/" in stem or "\0" in stem:
-        return None
-    ext = _suffix(item) if uses_ext else ""
-    if uses_ext and (not ext or "/" in ext or "\0" in ext):
-        return None
-    rel_dir = item.rel_dir
-    prefix = prefixes.get(id(rel_dir), _UNSEEN) if prefixes is not None else _UNSEEN  # a batch's folders are shared
-    if prefix is _UNSEEN:
-        prefix = _prefix(rel_dir)
-        if prefixes is not None:
-            prefixes[id(rel_dir)] = prefix
-    if prefix is None:
-        return None
-    return text.format(prefix, stem, ext)
-
-
-def _suffix(item: Any) -> str:
-    """``item.path.suffix`` without its dot, from the resolved path's text where discovery kept it (the same last
-    name for a plain file)."""
-    resolved = getattr(item, "resolved", None)
-    if resolved is None:
-        return str(item.path.suffix).lstrip(".")
-    name = resolved[resolved.rfind("/") + 1 :]
-    dot = name.rfind(".")
-    return name[dot + 1 :] if 0 < dot < len(name) - 1 else ""
-
-
-def _prefix(rel_dir: Any) -> str | None:
-    """``rel_dir`` as the start of a name under the output folder (``""`` or ``"a/b/"``), or None for a folder
-    that is not a plain relative one."""
-    rel = PurePosixPath(Path(rel_dir).as_posix())
-    if rel.is_absolute() or any(part in ("..", "") or "\0" in part for part in rel.parts):
-        return None
-    return "" if rel.parts == () else rel.as_posix() + "/"
-
-
-def _names_of(item: Any, job: Any, out_dir: Path) -> str | None:
-    """``item``'s names from the job itself (`featmap.run.imagejob.targets_for`), NUL-joined."""
-    from featmap.run.imagejob import targets_for
-
-    try:
-        targets = targets_for(InputImage(item.path, item.rel_dir, item.stem), job)
-    except FeatmapError:
-        return None
-    names = [_relative(p, out_dir) for p in targets.values()]
-    if not names or any(n is None or "\0" in n for n in names):
-        return None
-    return "\0".join(str(n) for n in names)
-
-
-def _relative(path: Path, out_dir: Path) -> str | None:
-    """``path`` relative to ``out_dir`` as the manifest writes it, or None when it is not inside."""
-    text, root = str(path), str(out_dir)
-    if text.startswith(root + "/") and "/." not in text and "//" not in text:
-        return text[len(root) + 1 :]
-    try:
-        return path.relative_to(out_dir).as_posix()
-    except ValueError:
-        return None
+__all__ = ["Recorded", "done_items", "none_done", "target_names"]  # target_names: from resume_names
 
 
 class Recorded:
@@ -207,7 +57,7 @@ class Recorded:
 
     def _ask(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
-        self.names = _joined_names(items, job)
+        self.names = joined_names(items, job)
         by_source = self.outputs.numbers_for(digest)
         makers: list[int | None] = list(map(by_source.get, _sources(items, manifest)))
         for i in [i for i, found in enumerate(self.names) if found is None]:
@@ -365,76 +215,16 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
         places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]
     root = f"{out_dir}/"
     paths = [root + name for text in joined for name in text.split("\0")]
-    sizes, times, modes = _stat_all(paths)
+    sizes, times, modes = stat_all(paths)
     _, prints = outputs.arrays()
     known = prints[places]
-    good = ((modes & _TYPE) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))
+    good = ((modes & TYPE_BITS) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))
     whole = np.logical_and.reduceat(good, bounds[:-1])
     done = list(batch.recorded)
     for slot in np.flatnonzero(~whole).tolist():  # a file changed, or without a fingerprint: looked at closer
         lo, hi = int(bounds[slot]), int(bounds[slot + 1])
         done[todo[slot]] = all(
-            bool(good[j]) or _verified(paths[j], int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
+            bool(good[j]) or verified(paths[j], int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
             for j in range(lo, hi)
         )
     return done
-
-
-def _stat_all(paths: list[str]) -> tuple[Any, Any, Any]:
-    """Each file's size, modification time (ns) and mode as numpy arrays (a missing file: mode 0): one ``stat``
-    a file, in blocks, the fields gathered by C loops (``map``, ``np.fromiter``)."""
-    count = len(paths)
-    sizes, times, modes = (np.zeros(count, dtype=np.int64) for _ in range(3))
-    for at in range(0, count, _BLOCK):
-        block = paths[at : at + _BLOCK]
-        try:
-            found = list(map(os.stat, block))
-        except (OSError, ValueError):
-            found = [_stat_or_missing(path) for path in block]
-        end = at + len(found)
-        for values, field in ((sizes, _SIZE), (times, _MTIME), (modes, _MODE)):
-            values[at:end] = np.fromiter(map(field, found), dtype=np.int64, count=len(found))
-    return sizes, times, modes
-
-
-_SIZE, _MTIME, _MODE = attrgetter("st_size"), attrgetter("st_mtime_ns"), attrgetter("st_mode")
-_BLOCK = 1 << 14  # files stat'ed at once
-_TYPE = 0o170000  # a mode's file-type bits (`stat.S_IFMT`)
-
-
-class _Missing:
-    """What `_stat_all` takes for a file that is not there: mode 0, not a regular file."""
-
-    st_size = st_mtime_ns = st_mode = 0
-
-
-def _stat_or_missing(path: str) -> Any:
-    try:
-        return os.stat(path)
-    except (OSError, ValueError):
-        return _Missing
-
-
-def _verified(path: str, position: int, outputs: Outputs, size: int, mtime_ns: int, mode: int) -> bool:
-    """Whether the output at ``path`` (``position`` in ``outputs``; its ``stat`` gave ``size``, ``mtime_ns``,
-    ``mode``) is still the file that was written (see the module's docstring)."""
-    if not stat.S_ISREG(mode):
-        return False
-    _, prints = outputs.arrays()
-    known = int(prints[position])
-    if known:
-        return known == fingerprint(size, mtime_ns)
-    if size == 0 or (path.endswith(".png") and not _png_closed(path, size)):
-        return False
-    outputs.seen_at(position, size, mtime_ns)
-    return True
-
-
-def _png_closed(path: str, size: int) -> bool:
-    """Whether the file ends as every PNG does (its IEND chunk): one read of its last 12 bytes."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(size - len(_PNG_END), 0))
-            return fh.read(len(_PNG_END)) == _PNG_END
-    except OSError:
-        return False
