@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -309,6 +310,31 @@ def test_truncated_or_padded_jpeg_goes_to_pillow(tmp_path: Path) -> None:
     with Image.open(path) as opened:
         assert opencv_jpeg(path, opened, gray=True) is None
     assert load_image(path).pixels.shape == (64, 64, 1)
+
+
+def test_a_jpeg_is_opened_once_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end-marker check reads through the handle Pillow opened (and puts it back where it was, so Pillow can
+    still decode a file OpenCV is not asked about): Python opens each JPEG once, whichever decoder reads it."""
+    import builtins
+
+    rng = np.random.default_rng(7)
+    whole_path, padded_path = tmp_path / "whole.jpg", tmp_path / "padded.jpg"
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(whole_path, quality=90)
+    padded_path.write_bytes(whole_path.read_bytes() + b"\0" * 8)  # not ending with the marker: Pillow decodes it
+    luma = cv2.imread(str(whole_path), cv2.IMREAD_GRAYSCALE)  # libjpeg's Y plane, which both decoders give
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    for path in (whole_path, padded_path):
+        image = load_image(path)
+        assert opened.count(str(path)) == 1
+        assert image.pixels.shape == (40, 48, 1)
+        np.testing.assert_array_equal(np.rint(image.pixels[:, :, 0] * 255), luma)
 
 
 def test_a_path_with_a_nul_character_is_named_as_such() -> None:

@@ -206,8 +206,6 @@ def load_image(
     where = str(p)
     if "\x00" in where:  # no file can have that name (the system calls refuse it)
         raise ImageReadError(where, "is not a valid path (it holds a NUL character)", "check the path")
-    if p.is_dir():
-        raise ImageReadError(where, "is a folder, not an image", "give an image file")
     try:
         with _pixel_limit(max_pixels), Image.open(p) as opened:
             fmt = opened.format or "?"
@@ -226,7 +224,9 @@ def load_image(
                 data = _to_float(im, background, gray=not color)
     except FileNotFoundError:
         raise ImageReadError(where, "no such file", "check the path") from None
-    except PermissionError:
+    except (IsADirectoryError, PermissionError):  # a folder is told by its open failing (Windows: permission denied)
+        if p.is_dir():
+            raise ImageReadError(where, "is a folder, not an image", "give an image file") from None
         raise ImageReadError(where, "permission denied", "make the file readable") from None
     except UnidentifiedImageError:
         raise ImageReadError(

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,14 +48,26 @@ def jpeg_luma_plane(opened: Image.Image) -> bool:
     return ids != _JPEG_RGB_IDS
 
 
-def _ends_with_eoi(path: Path) -> bool:
-    """Whether the file ends with the JPEG end-of-image marker (a truncated file does not)."""
-    with open(path, "rb") as fh:
-        size = fh.seek(0, 2)
-        if size < 4:
-            return False
-        fh.seek(size - 2)
-        return fh.read(2) == b"\xff\xd9"
+def _ends_with_eoi(opened: Image.Image, path: Path) -> bool:
+    """Whether the file ends with the JPEG end-of-image marker (a truncated file does not). Read through the handle
+    Pillow opened (its place in the file kept), so the file is not opened again for two bytes."""
+    handle = getattr(opened, "fp", None)
+    if handle is None or getattr(handle, "closed", True) or not handle.seekable():
+        with open(path, "rb", buffering=0) as fh:
+            return _eoi_at_end(fh)
+    place = handle.tell()
+    try:
+        return _eoi_at_end(handle)
+    finally:
+        handle.seek(place)
+
+
+def _eoi_at_end(fh: IO[bytes]) -> bool:
+    size = fh.seek(0, os.SEEK_END)
+    if size < 4:
+        return False
+    fh.seek(size - 2)
+    return fh.read(2) == b"\xff\xd9"
 
 
 def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8] | None:
@@ -76,7 +89,7 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
     cv2 = opencv()
     if cv2 is None or opened.format not in JPEG_FORMATS or opened.mode not in ("L", "RGB"):
         return None
-    if not _ends_with_eoi(path):
+    if not _ends_with_eoi(opened, path):
         return None
     plane = opened.mode == "L" or (gray and jpeg_luma_plane(opened))
     flags = cv2.IMREAD_GRAYSCALE if plane else cv2.IMREAD_COLOR
