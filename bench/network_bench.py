@@ -9,7 +9,9 @@ Prints each command's median wall time and peak memory (``FEATMAP_BENCH_PYTHONPA
 featmap; modules byte-compiled as an installed featmap's are, see `as_installed`), then per network at 224×224×3,
 interleaved rounds (one of each per round, warm), medians:
 featmap's executor with every layer's output and its statistics (what `featmap apply` computes before writing),
-featmap's final output alone (``featmap.forward(..., outputs="final")``), torch, ONNX Runtime, and the ratios
+featmap's final output alone (``featmap.forward(..., outputs="final")``) with weights featmap read from a file (as
+``weights=PATH`` and ``featmap apply --weights`` read them; "final") and with the caller's own arrays ("held", which
+each run re-reads to see whether they changed), torch, ONNX Runtime, and the ratios
 against issue 22's targets (final ≤ 2× ONNX Runtime, ≤ 0.7× torch). Every peer runs on ``--threads`` threads
 (featmap's BLAS through `featmap.core.blas`, ``torch.set_num_threads``, ONNX Runtime's ``intra_op_num_threads``):
 ``-j 1`` means one core.
@@ -84,18 +86,27 @@ def vgg16_two_blocks() -> tuple[list, str]:
 
 
 def _peers(name: str, threads: int) -> tuple[Any, Any, Any, list[Any], str | None]:
-    """torchvision's seeded ``name`` (VGG-16: its first two blocks), its tensors by PyTorch's names, a function
-    running ONNX Runtime on it (or None), featmap's layers and the ``upto`` that ends them where torch's does."""
+    """torchvision's seeded ``name`` (VGG-16: its first two blocks), its tensors by PyTorch's names twice (read by
+    featmap from a ``torch.save`` file, as ``weights=PATH`` reads them, and the caller's own arrays of the model's
+    ``state_dict``), an ONNX Runtime session on it (or None), featmap's layers and the ``upto`` that ends them where
+    torch's does."""
     sys.path.append(str(REPO))  # tests/onnx_zoo.py: seeded torchvision models and the ONNX export
+    import torch
+
+    from featmap.net.weights import load_weights
     from tests.onnx_zoo import export, seeded_model
 
     model = seeded_model(name)
     layers, upto = list(load_model(name).layers), None
-    tensors = {k: v.numpy() for k, v in model.state_dict().items()}  # featmap binds the whole preset's tensors
+    state = model.state_dict()
+    held = {k: v.numpy() for k, v in state.items()}  # featmap binds the whole preset's tensors
     if name == "vgg16":
         layers, upto = vgg16_two_blocks()
         model = model.features[:10]
     session = None
+    with tempfile.TemporaryDirectory() as folder:  # the same weights as `featmap.forward(..., weights=PATH)` reads them
+        torch.save(state, Path(folder) / "w.pt")
+        loaded = dict(load_weights(Path(folder) / "w.pt"))
     try:
         import onnxruntime as ort
 
@@ -106,7 +117,7 @@ def _peers(name: str, threads: int) -> tuple[Any, Any, Any, list[Any], str | Non
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except ImportError:
         pass
-    return model, tensors, session, layers, upto
+    return model, (loaded, held), session, layers, upto
 
 
 def executor_vs_peers(runs: int, threads: int, names: list[str]) -> None:
@@ -132,49 +143,64 @@ def executor_vs_peers(runs: int, threads: int, names: list[str]) -> None:
         pass
     x = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
-    print(f"{'network, 224²':14s} {'every output':>12s} {'final':>8s} {'torch':>8s} {'ORT':>8s}"
-          f"   {'final/ORT':>9s} {'final/torch':>11s} {'every/torch':>11s}   (ms; {threads} thread(s))")  # fmt: skip
+    print(f"{'network, 224²':14s} {'every output':>12s} {'final':>8s} {'held':>8s} {'torch':>8s} {'ORT':>8s}"
+          f"   {'final/ORT':>9s} {'held/ORT':>8s} {'final/torch':>11s} {'every/torch':>11s}"
+          f"   (ms; {threads} thread(s))")  # fmt: skip
     for name in names:
-        model, tensors, session, layers, upto = _peers(name, threads)
+        model, (loaded, held), session, layers, upto = _peers(name, threads)
         nodes = plan_layers(layers, x.shape)
 
-        rounds = [_round(nodes, x, tensors, upto, final_output, model, xt, session) for _ in range(runs + 1)][1:]
-        ms = [statistics.median(r[k] for r in rounds) * 1000 for k in range(4)]
+        rounds = [_round(nodes, x, loaded, held, upto, final_output, model, xt, session) for _ in range(runs + 1)][1:]
+        ms = [statistics.median(r[k] for r in rounds) * 1000 for k in range(5)]
 
         def ratio(a: int, b: int, have: bool, rounds: list[tuple[float, ...]] = rounds) -> str:
             return f"{statistics.median(r[a] / r[b] for r in rounds):.2f}" if have else "n/a"
 
         has_final, has_ort = final_output is not None, session is not None
+        nan = float("nan")
         print(
-            f"{name:14s} {ms[0]:12.1f} {ms[1] if has_final else float('nan'):8.1f} {ms[2]:8.1f} "
-            f"{ms[3] if has_ort else float('nan'):8.1f}   {ratio(1, 3, has_final and has_ort):>9s} "
-            f"{ratio(1, 2, has_final):>11s} {ratio(0, 2, True):>11s}"
+            f"{name:14s} {ms[0]:12.1f} {ms[1] if has_final else nan:8.1f} {ms[2] if has_final else nan:8.1f} "
+            f"{ms[3]:8.1f} {ms[4] if has_ort else nan:8.1f}   {ratio(1, 4, has_final and has_ort):>9s} "
+            f"{ratio(2, 4, has_final and has_ort):>8s} {ratio(1, 3, has_final):>11s} {ratio(0, 3, True):>11s}"
         )
+    print("final: weights featmap read from a file; held: the caller's own (writeable) arrays, which a run re-reads")
     print("targets (issue 22): final/ORT <= 2, final/torch <= 0.7")
 
 
 def _round(
-    nodes: Any, x: Any, tensors: Any, upto: str | None, final_output: Any, model: Any, xt: Any, session: Any
-) -> tuple[float, float, float, float]:
-    """One round: featmap every output, featmap final output, torch, ONNX Runtime (0 for what is missing)."""
+    nodes: Any,
+    x: Any,
+    loaded: Any,
+    held: Any,
+    upto: str | None,
+    final_output: Any,
+    model: Any,
+    xt: Any,
+    session: Any,
+) -> tuple[float, float, float, float, float]:
+    """One round: featmap every output, featmap final output (weights it loaded, then the caller's arrays), torch,
+    ONNX Runtime (0 for what is missing)."""
     import torch
 
     from featmap.run.executor import WeightSource, iter_network
 
     def every() -> None:
-        for _ in iter_network(nodes, x, WeightSource(tensors), upto=upto):
+        for _ in iter_network(nodes, x, WeightSource(loaded), upto=upto):
             pass
 
     def theirs() -> None:
         with torch.no_grad():
             model(xt)
 
-    final = 0.0 if final_output is None else _timed(lambda: final_output(nodes, x, WeightSource(tensors), upto=upto))
+    final = held_final = 0.0
+    if final_output is not None:
+        final = _timed(lambda: final_output(nodes, x, WeightSource(loaded), upto=upto))
+        held_final = _timed(lambda: final_output(nodes, x, WeightSource(held), upto=upto))
     runtime = 0.0
     if session is not None:
         feed = {session.get_inputs()[0].name: xt.numpy()}
         runtime = _timed(lambda: session.run(None, feed))
-    return _timed(every), final, _timed(theirs), runtime
+    return _timed(every), final, held_final, _timed(theirs), runtime
 
 
 # The clock of every timing: wall (perf_counter) or this thread's CPU time (``--clock cpu``: on a shared, loaded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featmap.core.memo import fingerprint, freeze, frozen, remembered
+from featmap.core.memo import fingerprint, freeze, frozen, owned_frozen, remembered
 
 
 def counted(array: np.ndarray) -> tuple[list[int], object]:
@@ -76,6 +76,25 @@ def test_frozen_arrays_are_not_read() -> None:
     assert not frozen(read_only_view)  # its owner can still change it
     assert not frozen(writeable)
     assert fingerprint(read_only_view) != ()
+
+
+def test_owned_frozen_makes_a_view_and_its_owner_read_only_without_a_copy() -> None:
+    owner = np.arange(12, dtype=np.float32)
+    view = owner.reshape(3, 4)[1:]
+    got = owned_frozen(view)
+    assert got is view and frozen(got) and fingerprint(got) == ()
+    assert not owner.flags.writeable  # nothing can change the view's values any more
+    with pytest.raises(ValueError):
+        owner[5] = 0
+
+
+def test_owned_frozen_copies_an_array_over_another_objects_memory() -> None:
+    buffer = bytearray(np.arange(4, dtype=np.float32).tobytes())
+    over = np.frombuffer(buffer, np.float32)  # its memory is the bytearray's, which stays writeable
+    got = owned_frozen(over)
+    assert got is not over and frozen(got) and got.tolist() == [0.0, 1.0, 2.0, 3.0]
+    buffer[:4] = np.float32(9).tobytes()
+    assert over[0] == 9 and got[0] == 0  # the copy does not see the buffer change
 
 
 def test_values_are_dropped_with_their_arrays() -> None:

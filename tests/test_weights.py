@@ -93,6 +93,27 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
     assert got["0.bias"].dtype == np.float64
 
 
+@pytest.mark.parametrize("suffix", ["npz", "safetensors", "pt"])
+def test_loaded_tensors_are_frozen(tmp_path: Path, suffix: str) -> None:
+    """Read-only arrays nothing else can change: a network run need not re-read them (`featmap.core.memo`)."""
+    from featmap.core.memo import fingerprint, frozen
+
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    path = tmp_path / f"w.{suffix}"
+    if suffix == "npz":
+        _npz(path, **{"0.weight": w})
+    elif suffix == "safetensors":
+        pytest.importorskip("safetensors.numpy").save_file({"0.weight": w}, str(path))
+    else:
+        torch = pytest.importorskip("torch")
+        torch.save({"0.weight": torch.from_numpy(w)}, path)
+    got = load_weights(path)["0.weight"]
+    np.testing.assert_array_equal(got, w)
+    assert frozen(got) and fingerprint(got) == ()
+    with pytest.raises(ValueError):
+        got[0, 0, 0, 0] = 1
+
+
 def test_safetensors_missing_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     header = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
     path = tmp_path / "w.safetensors"

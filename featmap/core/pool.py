@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from featmap.core.engine import window_taps
+from featmap.core.gemm import workspace
 from featmap.core.geometry import ConvGeometry, PaddingArg, pool_geometry
 from featmap.core.ops import as_float_image
 from featmap.enums import PoolKind, parse_enum
@@ -102,8 +103,13 @@ def pool_windows(
     (kh, kw), (h, w) = geometry.kernel_hw, geometry.in_hw
     fill = {PoolKind.MAX: -np.inf, PoolKind.MIN: np.inf, PoolKind.AVG: 0.0}[kind]
     padded = arr
-    if any(geometry.padding):
-        padded = np.pad(arr, ((top, bottom), (left, right), (0, 0)), constant_values=fill)
+    if any(geometry.padding):  # into this thread's reused temporary: a fresh one page-faults every call
+        rows, cols, channels = arr.shape
+        padded = workspace("pool-padded", (rows + top + bottom, cols + left + right, channels), arr.dtype)
+        padded[top : top + rows, left : left + cols] = arr
+        inner = padded[top : top + rows]
+        for border in (padded[:top], padded[top + rows :], inner[:, :left], inner[:, left + cols :]):
+            border.fill(fill)
     taps = window_taps(padded, geometry)
     _, _, first = next(taps)
     out = first.copy()
