@@ -93,7 +93,7 @@ def _peers(name: str, threads: int) -> tuple[Any, Any, Any, list[Any], str | Non
     sys.path.append(str(REPO))  # tests/onnx_zoo.py: seeded torchvision models and the ONNX export
     import torch
 
-    from featmap.net.weights import load_weights
+    from featmap.net.networks import load_network_weights
     from tests.onnx_zoo import export, seeded_model
 
     model = seeded_model(name)
@@ -106,7 +106,7 @@ def _peers(name: str, threads: int) -> tuple[Any, Any, Any, list[Any], str | Non
     session = None
     with tempfile.TemporaryDirectory() as folder:  # the same weights as `featmap.forward(..., weights=PATH)` reads them
         torch.save(state, Path(folder) / "w.pt")
-        loaded = dict(load_weights(Path(folder) / "w.pt"))
+        loaded = load_network_weights(Path(folder) / "w.pt")
     try:
         import onnxruntime as ort
 

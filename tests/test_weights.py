@@ -94,9 +94,11 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["npz", "safetensors", "pt"])
-def test_loaded_tensors_are_frozen(tmp_path: Path, suffix: str) -> None:
-    """Read-only arrays nothing else can change: a network run need not re-read them (`featmap.core.memo`)."""
+def test_tensors_featmap_loads_for_its_runs_are_frozen(tmp_path: Path, suffix: str) -> None:
+    """Read-only arrays nothing else can change: a network run need not re-read them (`featmap.core.memo`);
+    `load_weights` itself hands out writeable arrays (torch.from_numpy warns on read-only ones)."""
     from featmap.core.memo import fingerprint, frozen
+    from featmap.net.networks import load_network_weights
 
     w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
     path = tmp_path / f"w.{suffix}"
@@ -107,7 +109,8 @@ def test_loaded_tensors_are_frozen(tmp_path: Path, suffix: str) -> None:
     else:
         torch = pytest.importorskip("torch")
         torch.save({"0.weight": torch.from_numpy(w)}, path)
-    got = load_weights(path)["0.weight"]
+    assert load_weights(path)["0.weight"].flags.writeable
+    got = load_network_weights(path)["0.weight"]
     np.testing.assert_array_equal(got, w)
     assert frozen(got) and fingerprint(got) == ()
     with pytest.raises(ValueError):

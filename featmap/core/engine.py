@@ -203,7 +203,7 @@ def _im2col(
         phase = gemm.workspace(f"im2col-plane{p}", (columns.shape[2], columns.shape[0], columns.shape[1]), padded.dtype)
         phase[...] = columns.transpose(2, 0, 1)
         phases.append(phase)
-    result = np.empty((ho * wo, n_out), dtype=padded.dtype)
+    result = gemm.result_array((ho * wo, n_out), padded.dtype)
     pixels = min(_BAND_PIXELS, _BAND_BYTES // (taps * padded.dtype.itemsize))
     band = max(1, min(ho, pixels // wo))
     windows = gemm.workspace("im2col", (taps, band * wo), padded.dtype)

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from featmap.core.engine import window_taps
-from featmap.core.gemm import workspace
+from featmap.core.gemm import result_array, workspace
 from featmap.core.geometry import ConvGeometry, PaddingArg, pool_geometry
 from featmap.core.ops import as_float_image
 from featmap.enums import PoolKind, parse_enum
@@ -112,7 +112,8 @@ def pool_windows(
             border.fill(fill)
     taps = window_taps(padded, geometry)
     _, _, first = next(taps)
-    out = first.copy()
+    out = result_array(first.shape, first.dtype)
+    out[...] = first
     reduce: np.ufunc = {PoolKind.MAX: np.maximum, PoolKind.MIN: np.minimum, PoolKind.AVG: np.add}[kind]
     for _, _, view in taps:
         reduce(out, view, out=out)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from featmap.core.gemm import result_array
 from featmap.errors import ShapeError, SpecError
 from featmap.net.layers.base import Array, Shape
 
@@ -132,7 +133,9 @@ class Parallel:
             return np.concatenate(outputs, axis=-1)
         if self.merge_mode == "aux":
             return outputs[0]
-        total = np.array(np.broadcast_to(outputs[0], self.merge_shape([o.shape for o in outputs])), copy=True)
+        shape = self.merge_shape([o.shape for o in outputs])
+        total = result_array(shape, np.asarray(outputs[0]).dtype)  # memory of an earlier merge no array uses
+        total[...] = np.broadcast_to(outputs[0], shape)
         for out in outputs[1:]:
             if self.merge_mode == "mul":
                 total *= out

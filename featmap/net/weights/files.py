@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core.memo import owned_frozen
 from featmap.errors import MissingExtraError, SpecError, install_hint
 from featmap.net.weights._common import BYTES_ENV, DEFAULT_BYTES, Weights, check_size, limit
 from featmap.net.weights.keras import HDF5_MAGIC, is_keras_file, read_keras
@@ -37,9 +36,6 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
     training checkpoint, read with ``torch.load(weights_only=True)``; a whole pickled model or an optimiser's state is
     refused). A Keras file's tensors keep Keras names and layout (``c1.kernel``); `is_keras_file` tells such a file
     apart.
-
-    The arrays are read-only (copy one to change it): a network run then need not re-read them to see whether they
-    changed since its last run (`featmap.core.memo`).
 
     Raises `SpecError` naming the file (and the tensor) for a missing, empty, unknown, corrupt or
     truncated file, a non-numeric tensor, a NaN or infinity (with its first index), and a file or
@@ -72,9 +68,7 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
         raise SpecError(str(p), "is a single .npy array, not named tensors", _FIX_FORMAT)
     else:
         raise SpecError(str(p), "is not a weights file (.safetensors, .npz, .pt/.pth, Keras .weights.h5)", _FIX_FORMAT)
-    # each tensor made read-only as it is checked (`owned_frozen`: a copy only where a reader's buffer holds it, the
-    # reader's array let go before the next), so that a run need not re-read them for changes (`featmap.core.memo`)
-    return {name: owned_frozen(_checked(p, name, arrays.pop(name))) for name in list(arrays)}
+    return {name: _checked(p, name, a) for name, a in arrays.items()}
 
 
 def _checked(p: Path, name: str, array: NDArray[Any]) -> NDArray[np.floating[Any]]:
