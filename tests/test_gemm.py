@@ -200,3 +200,14 @@ def test_result_array_reuses_a_results_memory_once_no_array_uses_it() -> None:
     assert not np.shares_memory(fourth, second)
     big = gemm.result_array((gemm._RESULT_BYTES // 4 + 1,), f32)
     assert big.base is None  # too large to keep: a plain array
+
+
+@pytest.mark.parametrize("quad", [(1, 1, 1, 1), (0, 2, 3, 0), (3, 0, 0, 1), (0, 0, 0, 0)])
+@pytest.mark.parametrize("value", [0.0, -2.5])
+def test_constant_padded_is_np_pads_constant_mode(quad: tuple[int, int, int, int], value: float) -> None:
+    x = np.random.default_rng(5).standard_normal((5, 4, 3)).astype(np.float32)
+    gemm.constant_padded(np.full((9, 9, 3), np.nan, np.float32), (2, 2, 2, 2))  # leave old values in the workspace
+    got = gemm.constant_padded(x, quad, value)
+    top, bottom, left, right = quad
+    want = np.pad(x, ((top, bottom), (left, right), (0, 0)), constant_values=value)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

@@ -289,6 +289,9 @@ def _correlate(
             return gemm.pointwise(arr, bank, bias, stride=geometry.stride), True
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
+        if per_group >= _HWC_MIN_CHANNELS and method != "direct" and pad_mode is PaddingMode.ZEROS:
+            padded = gemm.constant_padded(arr, geometry.padding, pad_value)  # a reused temporary
+            return gemm.im2col_hwc(padded, bank, geometry, groups, bias), True
         padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
         if method == "direct":
             return _walk_bank(padded, bank, geometry, groups), False
