@@ -1,4 +1,5 @@
-"""The memory a kernel bank's plan on one image needs, checked against the limits before any work.
+"""The memory a kernel bank's plan on one image needs, and the memory loading the image needs, checked against the
+limits before any work.
 
 `featmap.limits` holds the limits and the arithmetic of one conv's arrays; this module adds the geometry
 (`featmap.core.geometry`) that turns an image size and a bank's kernel sizes into those arrays.
@@ -13,7 +14,7 @@ from featmap.core.geometry import conv_geometry, pool_geometry
 from featmap.errors import FeatmapError, LimitError
 from featmap.limits import check_conv, conv_memory
 
-__all__ = ["check_image_plan"]
+__all__ = ["check_image_plan", "check_load_memory", "load_bytes"]
 
 
 def check_image_plan(
@@ -76,3 +77,32 @@ def check_image_plan(
                 pooled = None
         worst = max(worst, conv_memory(padded, geometry.out_hw, channels, len(sizes), pooled=pooled, what=what))
     return worst
+
+
+def load_bytes(width: int, height: int, mode: str, color: bool) -> int:
+    """The most memory `featmap.io.images.load_image` holds at once for a ``width`` × ``height`` image of Pillow
+    ``mode``: the decoded image (Pillow keeps 4 bytes a pixel for every multi-band mode, 1 for 8-bit gray and
+    palettes, 2 for 16-bit gray, 4 for 32-bit) and the result (float32, 3 channels with ``color``, else 1; 8-bit
+    gray kept as its bytes).
+
+    Examples
+    --------
+    >>> load_bytes(6000, 4000, "RGB", color=True) // 1_000_000, load_bytes(6000, 4000, "L", color=False) // 1_000_000
+    (384, 48)
+    """
+    decoded = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    result = 1 if mode in ("1", "L") else 4 * (3 if color else 1)
+    return width * height * (decoded + result)
+
+
+def check_load_memory(where: str, width: int, height: int, mode: str, color: bool) -> None:
+    """Refuse, before decoding, an image whose loading alone exceeds the memory limit (`featmap.limits.MEMORY`).
+
+    Examples
+    --------
+    >>> check_load_memory("big.png", 6000, 4000, "RGB", color=True)  # 366 MiB: within the default 8 GiB
+    """
+    from featmap.limits import MEMORY
+
+    kind = "RGB" if color else "gray"
+    MEMORY.check(load_bytes(width, height, mode, color), f"{where}: loading {width}×{height} {mode} as float32 {kind}")

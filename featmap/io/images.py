@@ -23,10 +23,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
+from featmap.core.budget import check_load_memory
 from featmap.core.cvfilter import mix_channels
 from featmap.core.ops import row_bands
 from featmap.core.samples import ScaledSamples, as_floats
-from featmap.errors import ImageReadError, SpecError
+from featmap.errors import ImageReadError, LimitError, SpecError
 from featmap.io.jpeg import EXIF_ORIENTATION, jpeg_luma_plane, opencv_jpeg
 
 __all__ = [
@@ -130,7 +131,23 @@ def _to_float(im: Image.Image, background: Sequence[float], gray: bool) -> NDArr
         im, mode = im.convert("LA"), "LA"
     elif mode == "RGBa":
         im, mode = im.convert("RGBA"), "RGBA"
-    return _decoded(np.asarray(im), mode, background, gray)
+    if mode == "L":  # 8-bit gray is kept as its samples
+        return _decoded(np.asarray(im), mode, background, gray)
+    return _pillow_to_float(im, mode, background, gray)
+
+
+def _pillow_to_float(im: Image.Image, mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
+    """A decoded Pillow image to float32 a band of rows at a time, each band's samples copied out of Pillow as it
+    is converted: no whole copy of the samples beside Pillow's and the float image (a 6000×4000 RGB PNG: 72 MB)."""
+    width, height = im.size
+    first = np.asarray(im.crop((0, 0, width, 1)))
+    shape = (height, *first.shape[1:])
+    colours = (first.shape[2] if first.ndim == 3 else 1) - (1 if mode in ("LA", "RGBA") else 0)
+    out = np.empty((height, width, 1 if gray else colours), dtype=np.float32)
+    for rows in row_bands(np.broadcast_to(first[:1], shape)):  # the same bands as of the whole samples
+        band = np.asarray(im.crop((0, rows.start, width, rows.stop)))
+        out[rows] = _float_band(band if band.ndim == 3 else band[:, :, np.newaxis], mode, background, gray)
+    return out
 
 
 def _decoded(
@@ -210,6 +227,7 @@ def load_image(
         with _pixel_limit(max_pixels), Image.open(p) as opened:
             fmt = opened.format or "?"
             original_mode = opened.mode
+            check_load_memory(where, *opened.size, opened.mode, color)  # before decoding
             plane = not color and jpeg_luma_plane(opened)
             fast = opencv_jpeg(p, opened, gray=not color)
             if fast is not None:
@@ -222,6 +240,8 @@ def load_image(
                 turned = opened.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
                 im = ImageOps.exif_transpose(opened) if turned else opened  # the transpose copies: only if needed
                 data = _to_float(im, background, gray=not color)
+    except LimitError:  # loading it would exceed the memory limit: said as the limit says it
+        raise
     except FileNotFoundError:
         raise ImageReadError(where, "no such file", "check the path") from None
     except (IsADirectoryError, PermissionError):  # a folder is told by its open failing (Windows: permission denied)
@@ -348,31 +368,8 @@ def parse_color(text: str) -> tuple[float, float, float]:
 
 #: Suffixes taken as images even when Pillow cannot identify the file (it is then reported as broken).
 IMAGE_SUFFIXES = frozenset(
-    {
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".bmp",
-        ".dib",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".gif",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".pnm",
-        ".tga",
-        ".ico",
-        ".jp2",
-        ".j2k",
-        ".pcx",
-        ".sgi",
-        ".im",
-        ".dds",
-        ".psd",
-    }
+    ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .gif .ppm .pgm .pbm .pnm .tga .ico .jp2 .j2k .pcx .sgi .im .dds "
+    ".psd".split()
 )
 
 
