@@ -101,6 +101,7 @@ def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_pa
     assert {"featmap.run.batch", "featmap.run.pipeline"} <= modules
     network = {"featmap.run.netjob", "featmap.run.netimage", "featmap.run.netinput", "featmap.net.preprocess"}
     assert sorted(modules & {*network, *PICTURES, *OTHER_COMMANDS, *OPTIONAL, "yaml"}) == []
+    assert "featmap.net.summary" not in modules  # a network's summary
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
@@ -132,8 +133,7 @@ NETWORK_PATH = ("featmap.run.work", "featmap.run.netimage", "featmap.run.executo
 
 def test_the_helpers_server_preload_names_both_kinds_of_image() -> None:
     """A command imports only its own path, so the helpers' fork server names both in `PRELOAD` (a server started
-    before the batch's kind is known): the kernel and the network path and the PNG writer, and no OpenCV (a server
-    with OpenCV's threads would hand helpers a pool that hangs)."""
+    before the batch's kind is known): the kernel and the network path, the PNG writer and the pool's helper loop."""
     code = (
         "import importlib, json, sys\n"
         "from featmap.run.workers import PRELOAD\n"
@@ -143,15 +143,20 @@ def test_the_helpers_server_preload_names_both_kinds_of_image() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     modules = set(json.loads(proc.stdout))
-    assert set(KERNEL_PATH) | set(NETWORK_PATH) | {"featmap.io.pngencode"} <= modules
-    assert "cv2" not in modules
+    assert set(KERNEL_PATH) | set(NETWORK_PATH) | {"featmap.io.pngencode", "concurrent.futures.process"} <= modules
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
 @pytest.mark.parametrize(
     ("network", "own", "other"),
     [
-        (False, KERNEL_PATH, ("featmap.run.netimage", "featmap.run.netjob", "featmap.run.netreport")),
+        (
+            False,
+            KERNEL_PATH,
+            # nor what only the command uses: digests (OpenSSL), a network's summary, name suggestions
+            ("featmap.run.netimage", "featmap.run.netjob", "featmap.run.netreport", "hashlib", "featmap.net.summary")
+            + ("difflib",),
+        ),
         (True, NETWORK_PATH, ("featmap.run.pipeline", "featmap.kernels")),
     ],
 )
@@ -166,6 +171,40 @@ def test_a_batchs_helpers_start_with_its_own_kinds_path(
     modules = set(json.loads(proc.stdout.splitlines()[-1]))
     assert set(own) <= modules
     assert sorted(set(other) & modules) == []
+
+
+#: Starts the helpers' fork server for one kind of batch; a helper forked from it prints the modules it has imported
+#: since its fork (modules are frozen by the server, `featmap.run.warm`: the collector lists only newer ones) and the
+#: server's thread count (it is the helper's parent).
+_FORK_PROBE = """
+import json
+from featmap.run.workers import Helpers, start_server
+start_server(network={network})
+helpers = Helpers(1)
+print(json.dumps(helpers.submit(eval, PROBE).result()))
+helpers.close()
+"""
+#: Evaluated in the helper: (modules the collector tracks, i.e. not frozen by the server, the server's thread count).
+_IN_HELPER = (
+    "(lambda gc, os, sys: (lambda tracked, tasks: ("
+    "sorted(name for name, module in sys.modules.items() if id(module) in tracked),"
+    " len(os.listdir(tasks)) if os.path.isdir(tasks) else None))"
+    "({id(item) for item in gc.get_objects()}, os.path.join('/proc', str(os.getppid()), 'task')))"
+    "(__import__('gc'), __import__('os'), __import__('sys'))"
+)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
+@pytest.mark.parametrize("network", [False, True])
+def test_a_helper_imports_nothing_after_its_fork_and_its_server_has_one_thread(network: bool) -> None:
+    """Everything a helper loads before and for its first image (`concurrent.futures`' helper loop, OpenCV, ISA-L,
+    Pillow's decoders) is loaded once in the server, which still holds a single thread when it forks (importing
+    OpenCV starts none; a server with OpenCV's thread pool would hand helpers a pool that hangs)."""
+    code = f"PROBE = {_IN_HELPER!r}\n" + _FORK_PROBE.format(network=network)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    since_fork, server_threads = json.loads(proc.stdout.splitlines()[-1])
+    assert since_fork == []
+    assert server_threads in (1, None)
 
 
 #: Runs ``featmap ARGS`` with `featmap.start_helpers` replaced by a recorder of its arguments and of numpy's state.

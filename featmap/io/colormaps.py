@@ -22,7 +22,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -124,6 +123,8 @@ def colormap_names() -> tuple[str, ...]:
 
 
 def _unknown(name: str) -> SpecError:
+    import difflib  # only for a misspelt name
+
     names = colormap_names()
     lowered = {n.lower(): n for n in names}
     wanted = name.lower().removesuffix(_REVERSED)

@@ -27,7 +27,6 @@ with it: a resume then checks those files as it checks files it has none for).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -159,6 +158,8 @@ def _files_key(manifest: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None]
 
 def _tail_hash(manifest: Path, size: int) -> str | None:
     """BLAKE2b of the last `_TAIL` bytes of the first ``size`` bytes of ``manifest``."""
+    import hashlib  # here: a helper never reads the index, so its server does not load OpenSSL
+
     try:
         with open(manifest, "rb") as fh:
             fh.seek(max(0, size - _TAIL))

@@ -20,7 +20,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -162,6 +161,7 @@ def iter_leaves(nodes: Sequence[PlanNode]) -> Iterator[PlanNode]:
 
 def layers_fingerprint(layers: Sequence[LayerSpec]) -> str:
     """A digest of the layers, kernel weights included in full (``repr`` abbreviates large arrays)."""
+    import hashlib  # here: a helper never fingerprints, so its server does not load OpenSSL
 
     def plain(value: Any) -> Any:
         if isinstance(value, np.ndarray):

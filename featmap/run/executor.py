@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,8 +33,10 @@ from featmap.net.labels import top_classes  # the prediction's classes (here for
 from featmap.net.layers import Conv2d, LayerSpec, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
-from featmap.net.summary import Summary, summarize_plan
 from featmap.run.groups import ChannelGroup, GroupOutput, run_groups
+
+if TYPE_CHECKING:  # the summary is made for a whole network only (`run_network`), not for a kernel bank's maps
+    from featmap.net.summary import Summary
 
 __all__ = [
     "ChannelGroup",
@@ -300,6 +303,8 @@ def run_network(
 ) -> NetworkResult:
     """Plan ``layers`` on ``image``'s shape once and run them; every output is kept (see `iter_network` to
     handle one layer at a time)."""
+    from featmap.net.summary import summarize_plan
+
     nodes = plan_layers(layers, image.shape)
     outputs = tuple(iter_network(nodes, image, weights, upto=upto))
     summary = summarize_plan(nodes, tuple(image.shape))

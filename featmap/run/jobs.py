@@ -21,7 +21,6 @@ featmap.errors.OptionError: `pool_size` and `pool_stride` need `pool` max, avg o
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
@@ -138,6 +137,8 @@ class ApplyJob:
         return digest
 
     def _options_digest(self) -> str:
+        import hashlib  # here: helpers never hash options, so their server does not load OpenSSL
+
         out = self.output
         recipe: dict[str, Any] = {
             "conv": asdict(self.conv),

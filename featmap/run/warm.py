@@ -1,5 +1,6 @@
 """The one module the helpers' fork server is told to import: the per-image modules `featmap.run.workers.start_server`
-names in ``FEATMAP_HELPERS_PRELOAD``, imported with the cyclic collector held back, then frozen.
+names in ``FEATMAP_HELPERS_PRELOAD``, and what a helper's first image loads on first use (`first_image_loads`),
+imported with the cyclic collector held back, then frozen.
 
 Importing is what this module is for. The imports make ~10^5 objects (modules, classes, functions) that live as
 long as the server and every helper forked from it; the collector ran over them ~50 times and found next to
@@ -17,19 +18,38 @@ from importlib import import_module
 
 from featmap.run.workers import PRELOAD_ENV
 
-__all__ = ["preload"]
+__all__ = ["first_image_loads", "preload"]
 
 #: The collector's youngest-generation threshold while they are imported (Python's is 700).
 _HELD_THRESHOLD = 100_000
 
 
+def first_image_loads() -> None:
+    """Load what featmap's image path loads on first use: OpenCV (`featmap.core.cvfilter.opencv`: unless absent
+    or turned off), ISA-L's deflate (`featmap.io.pngencode.isal_zlib`) and Pillow's common decoders
+    (`PIL.Image.preinit`, which Pillow's first ``open`` calls). Done in the server, it is done once for every
+    helper, before the batch asks for one, instead of in each helper after its fork (~25 ms of a helper's first
+    image on the 2-core bench machine, mostly OpenCV's import). Importing OpenCV starts no thread: OpenCV's pool
+    starts with its first parallel call, and the bundled OpenBLAS starts none with the helpers' one BLAS thread."""
+    from PIL import Image
+
+    from featmap.core.cvfilter import opencv
+    from featmap.io.pngencode import isal_zlib
+
+    opencv()
+    isal_zlib()
+    Image.preinit()
+
+
 def preload(names: Iterable[str]) -> None:
-    """Import ``names`` with the collector held back, then freeze what exists and restore its thresholds."""
+    """Import ``names`` and `first_image_loads` with the collector held back, then freeze what exists and restore
+    its thresholds."""
     saved = gc.get_threshold()
     gc.set_threshold(_HELD_THRESHOLD, *saved[1:])
     try:
         for name in names:
             import_module(name)
+        first_image_loads()
     finally:
         gc.freeze()
         gc.set_threshold(*saved)

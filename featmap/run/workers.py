@@ -31,9 +31,17 @@ __all__ = [
     "start_server",
 ]
 
+#: What every helper loads before its images: `concurrent.futures`' helper loop, the queues, locks and process
+#: records it unpickles, and the pool's first task, imported once in the server instead of after each fork.
+_PRELOAD_POOL = (
+    "concurrent.futures.process",
+    "multiprocessing.synchronize",
+    "multiprocessing.popen_forkserver",
+    "featmap.run.backends.pool",
+)
 #: The modules the helpers' server imports once for every helper of a kernel bank's batch: everything its images
 #: need, with the PNG writer (a command imports only its own path, so each is named here).
-PRELOAD_KERNELS = ("featmap.run.work", "featmap.run.pipeline", "featmap.io.writers.png")
+PRELOAD_KERNELS = ("featmap.run.work", "featmap.run.pipeline", "featmap.io.writers.png", *_PRELOAD_POOL)
 #: The same for a network's batch, with the network path, its sheet and report.
 PRELOAD_NETWORK = (
     "featmap.run.work",
@@ -41,6 +49,7 @@ PRELOAD_NETWORK = (
     "featmap.run.netreport",
     "featmap.io.writers.png",
     "featmap.io.writers.pictures",
+    *_PRELOAD_POOL,
 )
 #: Both, for a server started before the batch's kind is known (a helper imports what its server did not).
 PRELOAD = tuple(dict.fromkeys(PRELOAD_KERNELS + PRELOAD_NETWORK))
