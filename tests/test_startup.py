@@ -128,7 +128,7 @@ print(json.dumps(helpers.submit(eval, "sorted(__import__('sys').modules)").resul
 helpers.close()
 """
 KERNEL_PATH = ("featmap.run.work", "featmap.run.pipeline", "featmap.kernels", "featmap.io.writers.png")
-NETWORK_PATH = ("featmap.run.work", "featmap.run.netimage", "featmap.run.executor", "featmap.io.writers.png")
+NETWORK_PATH = ("featmap.run.work", "featmap.run.netimage", "featmap.run.executor", "featmap.net.weights")
 
 
 def test_the_helpers_server_preload_names_both_kinds_of_image() -> None:

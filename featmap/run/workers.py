@@ -46,6 +46,9 @@ PRELOAD_KERNELS = ("featmap.run.work", "featmap.run.pipeline", "featmap.io.write
 PRELOAD_NETWORK = (
     "featmap.run.work",
     "featmap.run.netjob",
+    "featmap.net.networks",  # each helper reads the network's weights: the readers of every kind of file
+    "featmap.net.onnx",
+    "featmap.net.weights",
     "featmap.run.netreport",
     "featmap.io.writers.png",
     "featmap.io.writers.pictures",
