@@ -12,7 +12,8 @@ written by opening `featmap.io.outputs.Manifest` (a run's `Manifest.append` keep
 It is kept in ``--fixture`` and reused while its size matches ``--images``; ``--fresh`` rebuilds it.
 
 Then, in alternating rounds (this checkout, and the one ``FEATMAP_BENCH_PYTHONPATH`` names if set): the
-whole resume (every image skipped; the command must say 0 processed), and the resume of a normal batch of
+whole resume (every image skipped; the command must say 0 processed) at each ``--jobs`` (``-j 1``: one process;
+``-j 2``: helper processes may share the check's stats), and the resume of a normal batch of
 100 crops of ``/work/scratch/crops``-like JPEGs (made here) with every output there. Wall and CPU seconds
 (user + system of the command), median and each round, and the load average are printed. Nothing is timed
 inside featmap: only whole commands.
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +105,10 @@ def build_small(root: Path, count: int, env: dict[str, str]) -> tuple[Path, Path
     return photos, out
 
 
-def command(photos: Path, out: Path, *, recursive: bool = True) -> list[str]:
+def command(photos: Path, out: Path, *, recursive: bool = True, jobs: int = 1) -> list[str]:
     kernels = [arg for k in KERNELS for arg in ("-k", k)]
     return [sys.executable, "-m", "featmap", "apply", str(photos), *(["-r"] if recursive else []), *kernels,
-            *OPTIONS, "-j", "1", "-q", "--skip-existing", "-o", str(out)]  # fmt: skip
+            *OPTIONS, "-j", str(jobs), "-q", "--skip-existing", "-o", str(out)]  # fmt: skip
 
 
 def check(cmd: list[str], env: dict[str, str], images: int) -> None:
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=250_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="rebuild the fixture")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="-j of the big resume's rows (default 1 2)")
     args = parser.parse_args()
     here = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this checkout's featmap
     sides = {"this": here}
@@ -158,14 +161,15 @@ def main() -> None:
                 subprocess.run(["cp", "-al", str(folder), str(folder.with_name(folder.name + "-other"))], check=True)
         outs["other"] = (args.fixture / "out-other", small_out.with_name(small_out.name + "-other"))
 
-    def big(side: str) -> list[str]:
-        return command(args.fixture / "photos", outs[side][0])
+    def big(jobs: int) -> Callable[[str], list[str]]:
+        return lambda side: command(args.fixture / "photos", outs[side][0], jobs=jobs)
 
     def normal(side: str) -> list[str]:
         return command(small, outs[side][1], recursive=False)
 
-    rows = {f"resume {args.images:,} images": big, "resume 100 images": normal}
-    counts = {f"resume {args.images:,} images": args.images, "resume 100 images": 100}
+    rows = {f"resume {args.images:,} images -j {jobs}": big(jobs) for jobs in args.jobs}
+    rows["resume 100 images"] = normal
+    counts = {row: args.images for row in rows} | {"resume 100 images": 100}
     for row, cmd in rows.items():  # an untimed run each: the check, and each side's index as it keeps it
         check(cmd("this"), here, counts[row])
         if "other" in sides:
@@ -182,7 +186,7 @@ def main() -> None:
         for (row, side), found in runs.items():
             values = [run[column] for run in found]
             spread = ", ".join(f"{v:.2f}" for v in values)
-            print(f"  {row:24s} {side:6s} {statistics.median(values):7.2f}   ({spread})")
+            print(f"  {row:30s} {side:6s} {statistics.median(values):7.2f}   ({spread})")
         if "other" in sides:
             for row in rows:
                 other = statistics.median(run[column] for run in runs[row, "other"])

@@ -33,7 +33,7 @@ from featmap.run.imagejob import (
     targets_for,
 )
 from featmap.run.jobs import ApplyJob
-from featmap.run.resume import none_done
+from featmap.run.resume import local_processes, none_done
 from featmap.run.stores import Store, open_store, shown, source
 from featmap.run.work import work_image, work_url
 from featmap.run.workers import signals_deferred
@@ -192,7 +192,7 @@ def _run_batch(
         on_progress(Progress(done, len(items), len(failed), len(skipped), current))
 
     # The resume check for the whole batch at once (featmap.run.resume): a look-up and a stat per output.
-    finished = store.done(items, job, digest) if skip_existing else none_done(items)
+    finished = store.done(items, job, digest, local_processes(backend)) if skip_existing else none_done(items)
     for index, item in enumerate(items):
         if finished[index]:
             skipped.append(item)

@@ -41,7 +41,7 @@ from featmap.io.manifest_index import Outputs, fingerprints
 from featmap.run.resume_files import TYPE_BITS, stat_all, verified
 from featmap.run.resume_names import joined_names, target_names
 
-__all__ = ["Recorded", "done_items", "none_done", "target_names"]  # target_names: from resume_names
+__all__ = ["Recorded", "done_items", "local_processes", "none_done", "target_names"]  # target_names: from resume_names
 
 
 class Recorded:
@@ -192,18 +192,19 @@ def none_done(items: Sequence[Any]) -> list[bool]:
     return [False] * len(items)
 
 
-def done_items(batch: Recorded, out_dir: Path) -> list[bool]:
+def done_items(batch: Recorded, out_dir: Path, processes: int = 1) -> list[bool]:
     """For each input of ``batch``, whether its outputs are done: recorded as its own and still the files that
     were written (see the module's docstring). Files without a fingerprint that pass are fingerprinted
-    (``outputs.changed``: the caller may save the index)."""
+    (``outputs.changed``: the caller may save the index). ``processes``: the batch's on this machine (``-j``), which
+    share the stats (`featmap.run.resume_files.stat_all`)."""
     todo = [i for i, ok in enumerate(batch.recorded) if ok]
     if not todo:
         return list(batch.recorded)
     with bulk_objects():  # a stat result for every output
-        return _done(batch, out_dir, todo)
+        return _done(batch, out_dir, todo, processes)
 
 
-def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
+def _done(batch: Recorded, out_dir: Path, todo: list[int], processes: int) -> list[bool]:
     """`done_items` for the inputs ``todo`` the manifest records as done."""
     outputs = batch.outputs
     joined = [batch.names[i] or "" for i in todo]
@@ -215,7 +216,7 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
         places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]
     root = f"{out_dir}/"
     paths = [root + name for text in joined for name in text.split("\0")]
-    sizes, times, modes = stat_all(paths)
+    sizes, times, modes = stat_all(paths, processes)
     _, prints = outputs.arrays()
     known = prints[places]
     good = ((modes & TYPE_BITS) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))
@@ -228,3 +229,11 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int]) -> list[bool]:
             for j in range(lo, hi)
         )
     return done
+
+
+def local_processes(backend: Any) -> int:
+    """The processes a batch runs on this machine (``-j``: a local pool's), which may share the resume check's
+    stats; 1 for any other back end."""
+    from featmap.run.backends.pool import LocalPool
+
+    return backend.jobs if isinstance(backend, LocalPool) else 1

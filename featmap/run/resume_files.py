@@ -19,9 +19,36 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last 12 bytes: the empty
 TYPE_BITS = 0o170000  # a mode's file-type bits (`stat.S_IFMT`)
 
 
-def stat_all(paths: list[str]) -> tuple[Any, Any, Any]:
+def stat_all(paths: list[str], processes: int = 1) -> tuple[Any, Any, Any]:
     """Each file's size, modification time (ns) and mode as numpy arrays (a missing file: mode 0): one ``stat``
-    a file, in blocks, the fields gathered by C loops (``map``, ``np.fromiter``)."""
+    a file. With ``processes`` of 2 or more (the batch's ``-j``) and `SPLIT_FROM` files or more, ``processes - 1``
+    helper processes (`_Helper`: a bare Python, no featmap) each stat a share of them while this process stats
+    the first: the stats are system calls one process makes one after another, so on two cores the 10⁶ of a
+    250,000-image resume take half the time. A helper that cannot start or fails leaves its share to this process;
+    the answer is the same either way."""
+    parts = min(processes, _MOST_PARTS) if len(paths) >= SPLIT_FROM and os.name == "posix" else 1
+    bounds = [len(paths) * k // parts for k in range(parts + 1)]
+    shares = list(zip(bounds[1:-1], bounds[2:], strict=True))
+    helpers: list[_Helper] = []
+    try:
+        for lo, hi in shares:
+            helpers.append(_Helper())
+            helpers[-1].send(paths[lo:hi])
+        found = [_stat_here(paths[: bounds[1]])]
+        for (lo, hi), helper in zip(shares, helpers, strict=True):
+            theirs = helper.result(hi - lo)
+            found.append(theirs if theirs is not None else _stat_here(paths[lo:hi]))
+    finally:
+        for helper in helpers:
+            helper.stop()
+    if len(found) == 1:
+        return found[0]
+    sizes, times, modes = (np.concatenate(column) for column in zip(*found, strict=True))
+    return sizes, times, modes
+
+
+def _stat_here(paths: list[str]) -> tuple[Any, Any, Any]:
+    """`stat_all` in this process: in blocks, the fields gathered by C loops (``map``, ``np.fromiter``)."""
     count = len(paths)
     sizes, times, modes = (np.zeros(count, dtype=np.int64) for _ in range(3))
     for at in range(0, count, _BLOCK):
@@ -36,12 +63,91 @@ def stat_all(paths: list[str]) -> tuple[Any, Any, Any]:
     return sizes, times, modes
 
 
+SPLIT_FROM = 1 << 16  # files from which helpers pay for their start (~30 ms against ~1 µs a stat saved)
+_MOST_PARTS = 8
+
+# A helper's whole program: the paths, NUL-separated, on stdin; each file's size, time and mode as int64 triples on
+# stdout (0, 0, 0 for a file that cannot be stat'ed, as `_stat_or_missing`). Ctrl-C is this process's to handle.
+_HELPER = """import os, signal, sys
+from array import array
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+found = array("q")
+add = found.extend
+for path in sys.stdin.buffer.read().split(b"\\0"):
+    try:
+        st = os.stat(path)
+        add((st.st_size, st.st_mtime_ns, st.st_mode))
+    except (OSError, ValueError):
+        add((0, 0, 0))
+sys.stdout.buffer.write(found.tobytes())
+"""
+
+
+class _Helper:
+    """A share of `stat_all`'s files stat'ed by another Python process (``sys.executable -I -S``: no site, no
+    featmap), started at once; `result` waits for its answer."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        self._process: Any = None
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _HELPER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except (OSError, ValueError):  # no interpreter to start: this process does the share
+            self._process = None
+
+    def send(self, paths: list[str]) -> None:
+        """Hand the helper its files (``os.fsencode`` of each, at once)."""
+        import sys
+
+        if self._process is None:
+            return
+        try:
+            self._process.stdin.write("\0".join(paths).encode(sys.getfilesystemencoding(), "surrogateescape"))
+            self._process.stdin.close()
+        except (OSError, ValueError):  # it died at once
+            self.stop()
+
+    def result(self, count: int) -> tuple[Any, Any, Any] | None:
+        """The share's sizes, times and modes, or None when the helper failed (or answered for other than ``count``
+        files)."""
+        if self._process is None:
+            return None
+        try:
+            data = self._process.stdout.read()
+            failed = self._process.wait() != 0
+        except (OSError, ValueError):
+            return None
+        if failed or len(data) != 24 * count:
+            return None
+        values = np.frombuffer(data, dtype=np.int64).reshape(count, 3).T
+        return values[0].copy(), values[1].copy(), values[2].copy()
+
+    def stop(self) -> None:
+        """End the helper if it still runs, and reap it (an interrupted check leaves none behind)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        process.wait()
+
+
 _SIZE, _MTIME, _MODE = attrgetter("st_size"), attrgetter("st_mtime_ns"), attrgetter("st_mode")
 _BLOCK = 1 << 14  # files stat'ed at once
 
 
 class _Missing:
-    """What `_stat_all` takes for a file that is not there: mode 0, not a regular file."""
+    """What `_stat_here` takes for a file that is not there: mode 0, not a regular file."""
 
     st_size = st_mtime_ns = st_mode = 0
 

@@ -55,8 +55,8 @@ class Store(Protocol):
         """True when every target exists and was made from ``item`` with options ``digest`` (resume)."""
         ...
 
-    def done(self, items: Sequence[Any], job: Any, digest: str) -> list[bool]:
-        """`complete` for every item of a batch at once (`featmap.run.resume`)."""
+    def done(self, items: Sequence[Any], job: Any, digest: str, processes: int = 1) -> list[bool]:
+        """`complete` for every item of a batch at once (`featmap.run.resume`), on up to ``processes``."""
         ...
 
     def check(
@@ -147,11 +147,11 @@ class LocalStore:
         manifest = self.manifest
         return bool(targets) and all(p.is_file() and manifest._made_by(manifest.rel(p), made, True) for p in targets)
 
-    def done(self, items: Sequence[Any], job: Any, digest: str) -> list[bool]:
+    def done(self, items: Sequence[Any], job: Any, digest: str, processes: int = 1) -> list[bool]:
         from featmap.run.resume import Recorded, done_items
 
         batch = Recorded.shared(items, digest, self.manifest._outputs) or Recorded(items, job, digest, self.manifest)
-        return done_items(batch, self.out_dir)
+        return done_items(batch, self.out_dir, processes)
 
     def check(
         self, item: Any, targets: Sequence[Path], digest: str, *, overwrite: bool, existing: set[Path] | None = None
@@ -240,7 +240,7 @@ class UrlStore:
     def complete(self, item: Any, targets: Sequence[Path], digest: str) -> bool:
         return bool(targets) and all(self._made_by(self._rel(p), item, digest) for p in targets)
 
-    def done(self, items: Sequence[Any], job: Any, digest: str) -> list[bool]:
+    def done(self, items: Sequence[Any], job: Any, digest: str, processes: int = 1) -> list[bool]:
         from featmap.run.resume import target_names
 
         # the folder was listed once when opened: every question is a look-up

@@ -1,0 +1,93 @@
+"""featmap.run.resume_files: the resume check's stats give the same sizes, times and modes whether this process
+makes them all or helper processes share them (``-j``), and whatever a helper does (cannot start, dies)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from featmap.run import resume_files
+from featmap.run.resume_files import stat_all
+
+
+def _expected(paths: list[str]) -> list[tuple[int, int, int]]:
+    """Each path's size, time and mode as `os.stat` gives them one at a time (0, 0, 0 where it raises)."""
+    found = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            found.append((0, 0, 0))
+            continue
+        found.append((st.st_size, st.st_mtime_ns, st.st_mode))
+    return found
+
+
+def _files(tmp_path: Path) -> list[str]:
+    """Files of many sizes, a folder, a symlink to a file and a dangling one, missing files, a name that is not
+    UTF-8, and a path holding a NUL (which no helper can be handed: its share falls back to this process)."""
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"f{i:02d}.png"
+        path.write_bytes(b"x" * (i * 37))
+        os.utime(path, ns=(10**9 * i, 10**9 * i + i))
+        paths.append(str(path))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "f03.png")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    odd = os.fsdecode(bytes(tmp_path) + b"/\xff\xfe.png")
+    Path(odd).write_bytes(b"odd")
+    paths += [str(tmp_path / "sub"), str(tmp_path / "link"), str(tmp_path / "dangling"), odd]
+    paths += [str(tmp_path / f"missing{i}.png") for i in range(5)] + [str(tmp_path / "f01.png") + "/under"]
+    return paths
+
+
+def _as_rows(found: tuple[Any, Any, Any]) -> list[tuple[int, int, int]]:
+    return [tuple(row) for row in np.stack(found, axis=1).tolist()]
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 8, 20])
+def test_shared_stats_are_this_process_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    paths = _files(tmp_path) * 3
+    assert _as_rows(stat_all(paths, processes)) == _expected(paths)
+
+
+def test_a_nul_in_a_helper_s_share_is_answered_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    paths = _files(tmp_path) + [str(tmp_path / "f02.png") + "\0x"]
+    assert _as_rows(stat_all(paths, 2)) == _expected(paths)
+    assert _expected(paths)[-1] == (0, 0, 0)
+
+
+@pytest.mark.parametrize("program", ["/no/such/python", sys.executable + "-not-there"])
+def test_a_helper_that_cannot_start_leaves_its_share_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str
+) -> None:
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    monkeypatch.setattr(sys, "executable", program)
+    paths = _files(tmp_path)
+    assert _as_rows(stat_all(paths, 4)) == _expected(paths)
+
+
+@pytest.mark.parametrize("program", ["import sys; sys.exit(3)", "import sys; sys.stdout.write('short')", "1/0"])
+def test_a_helper_that_fails_leaves_its_share_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str
+) -> None:
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    monkeypatch.setattr(resume_files, "_HELPER", program)
+    paths = _files(tmp_path)
+    assert _as_rows(stat_all(paths, 3)) == _expected(paths)
+
+
+def test_few_files_start_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Any] = []
+    monkeypatch.setattr(resume_files._Helper, "send", lambda self, paths: started.append(paths))
+    paths = _files(tmp_path)
+    assert _as_rows(stat_all(paths, 8)) == _expected(paths)
+    assert started == [] and len(paths) < resume_files.SPLIT_FROM
