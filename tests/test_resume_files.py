@@ -91,3 +91,12 @@ def test_few_files_start_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     paths = _files(tmp_path)
     assert _as_rows(stat_all(paths, 8)) == _expected(paths)
     assert started == [] and len(paths) < resume_files.SPLIT_FROM
+
+
+def test_the_batch_shares_the_stats_only_with_a_local_pool_s_processes() -> None:
+    from featmap.run.backends import InProcess, choose_backend
+    from featmap.run.resume import local_processes
+
+    assert local_processes(choose_backend(None, jobs=3)) == 3
+    assert local_processes(choose_backend(None, jobs=1)) == 1
+    assert local_processes(InProcess()) == 1

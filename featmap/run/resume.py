@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -233,7 +234,6 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int], processes: int) -> li
 
 def local_processes(backend: Any) -> int:
     """The processes a batch runs on this machine (``-j``: a local pool's), which may share the resume check's
-    stats; 1 for any other back end."""
-    from featmap.run.backends.pool import LocalPool
-
-    return backend.jobs if isinstance(backend, LocalPool) else 1
+    stats; 1 for any other back end (a pool's module not imported yet: none is one)."""
+    pool = sys.modules.get("featmap.run.backends.pool")
+    return int(backend.jobs) if pool is not None and isinstance(backend, pool.LocalPool) else 1
