@@ -185,10 +185,14 @@ def _walk_bank(
 
 
 def _im2col(
-    padded: NDArray[np.floating], bank: NDArray[np.floating], g: ConvGeometry, groups: int
+    padded: NDArray[np.floating],
+    bank: NDArray[np.floating],
+    g: ConvGeometry,
+    groups: int,
+    bias: NDArray[np.floating] | None = None,
 ) -> NDArray[np.floating]:
     """Filters over several channels: copy a band of output rows' windows (taps × pixels, cache-sized), then one
-    matrix product with the bank per band. Result channel-first in memory, returned as ``(H', W', N)``.
+    matrix product with the bank per band, then ``bias`` while the band is in the cache. Returns ``(H', W', N)``.
 
     The input is first split into channel planes, one per column phase of the stride (phase ``p`` holds columns
     ``p, p + sw, …``), so that every tap's row is one contiguous run; planes and windows are this thread's reused
@@ -220,11 +224,10 @@ def _im2col(
                         phase, first = phases[j * dw % sw], j * dw // sw
                         tap_rows[j] = phase[c, source_rows, first : first + wo]
                     t += kw
-            np.matmul(
-                windows[:, : rows * wo].T,
-                weights,
-                out=result[r0 * wo : (r0 + rows) * wo, group * per_out : (group + 1) * per_out],
-            )
+            target = result[r0 * wo : (r0 + rows) * wo, group * per_out : (group + 1) * per_out]
+            np.matmul(windows[:, : rows * wo].T, weights, out=target)
+            if bias is not None:  # while the band is in the cache
+                target += bias[group * per_out : (group + 1) * per_out]
     return result.reshape(ho, wo, n_out)
 
 
@@ -297,7 +300,7 @@ def _correlate(
             return _walk_bank(padded, bank, geometry, groups), False
         if per_group >= _HWC_MIN_CHANNELS:
             return gemm.im2col_hwc(padded, bank, geometry, groups, bias), True
-        return _im2col(padded, bank, geometry, groups), False
+        return _im2col(padded, bank, geometry, groups, bias), True
     use_opencv = method in ("auto", "opencv") and cvfilter.opencv() is not None
     if use_opencv and (channels == n_out == 1 or _shared_kernel(bank, channels)):
         source = arr[:, :, 0] if channels == 1 else arr
