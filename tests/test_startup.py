@@ -101,7 +101,8 @@ def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_pa
     assert {"featmap.run.batch", "featmap.run.pipeline"} <= modules
     network = {"featmap.run.netjob", "featmap.run.netimage", "featmap.run.netinput", "featmap.net.preprocess"}
     assert sorted(modules & {*network, *PICTURES, *OTHER_COMMANDS, *OPTIONAL, "yaml"}) == []
-    assert "featmap.net.summary" not in modules  # a network's summary
+    # a network's summary and the layer kinds only a network uses
+    assert sorted(modules & {"featmap.net.summary", "featmap.net.layers.channels", "featmap.net.layers.dense"}) == []
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
@@ -155,7 +156,7 @@ def test_the_helpers_server_preload_names_both_kinds_of_image() -> None:
             KERNEL_PATH,
             # nor what only the command uses: digests (OpenSSL), a network's summary, name suggestions
             ("featmap.run.netimage", "featmap.run.netjob", "featmap.run.netreport", "hashlib", "featmap.net.summary")
-            + ("difflib",),
+            + ("difflib", "featmap.net.layers.channels", "featmap.net.layers.dense"),
         ),
         (True, NETWORK_PATH, ("featmap.run.pipeline", "featmap.kernels")),
     ],
@@ -255,6 +256,27 @@ def test_names_imported_on_first_use_are_listed_and_resolve(module: str) -> None
     assert found["missing"] == []
     assert found["homes"].get("BatchInterrupted", "featmap.run.batch") == "featmap.run.batch"
     assert all(home.startswith("featmap") for home in found["homes"].values())
+
+
+def test_the_layer_kinds_only_networks_use_load_on_first_use() -> None:
+    """`featmap.net.layers` loads the kinds a kernel bank never uses (channel ops, dense) when one is named, and
+    `LayerSpec` and `LEAF_KINDS` when asked for: every kind, containers walked rather than run."""
+    code = (
+        "import json, sys, typing\n"
+        "import featmap.net.layers as layers\n"
+        "loaded = {m: m in sys.modules for m in ('featmap.net.layers.channels', 'featmap.net.layers.dense')}\n"
+        "kinds = {k.__name__ for k in typing.get_args(layers.LayerSpec)}\n"
+        "leaves = {k.__name__ for k in layers.LEAF_KINDS}\n"
+        "named = sorted(set(layers.__all__) - set(dir(layers)))\n"
+        "print(json.dumps([loaded, sorted(kinds), sorted(leaves), named, layers.Dense.__module__]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    loaded, kinds, leaves, missing, dense_home = json.loads(proc.stdout)
+    assert loaded == {"featmap.net.layers.channels": False, "featmap.net.layers.dense": False}
+    assert len(kinds) == 19 and {"Softmax", "Dense", "Conv2d", "Sequential", "Parallel"} <= set(kinds)
+    assert sorted(leaves) == sorted(set(kinds) - {"Sequential", "Parallel"})
+    assert missing == []
+    assert dense_home == "featmap.net.layers.dense"
 
 
 _BLAS_PROBE = """

@@ -23,12 +23,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featmap.errors import FeatmapError, ShapeError
-from featmap.net.layers import LayerPlan, LayerSpec, Parallel, Sequential
+from featmap.net.layers import LayerPlan, Parallel, Sequential
+
+if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
+    from featmap.net.layers import LayerSpec
 
 __all__ = ["PlanNode", "iter_leaves", "layers_fingerprint", "output_nodes", "plan_layers", "stop_after"]
 

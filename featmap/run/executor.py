@@ -30,12 +30,13 @@ from numpy.typing import NDArray
 from featmap.core.samples import ImageData, ScaledSamples
 from featmap.errors import FeatmapError, ShapeError, SpecError
 from featmap.net.labels import top_classes  # the prediction's classes (here for the callers that took it here)
-from featmap.net.layers import Conv2d, LayerSpec, RunContext
+from featmap.net.layers import Conv2d, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
 from featmap.run.groups import ChannelGroup, GroupOutput, run_groups
 
 if TYPE_CHECKING:  # the summary is made for a whole network only (`run_network`), not for a kernel bank's maps
+    from featmap.net.layers import LayerSpec
     from featmap.net.summary import Summary
 
 __all__ = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,10 +30,13 @@ from featmap.core.ops import activate
 from featmap.core.samples import ImageData, ScaledSamples, as_floats
 from featmap.enums import Activation, PoolKind, parse_enum
 from featmap.errors import SpecError
-from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, LayerSpec, Pool2d
+from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, Pool2d
 from featmap.net.plan import PlanNode, plan_layers
 from featmap.net.records import MapBands
 from featmap.run import fused
+
+if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
+    from featmap.net.layers import LayerSpec
 
 __all__ = [
     "PER_CHANNEL",

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +29,7 @@ from featmap.core.samples import ImageData
 from featmap.enums import Activation, Combine, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.kernels import Kernel, KernelBank
-from featmap.net.layers import Act, CombineMaps, Conv2d, GlobalPool2d, LayerPlan, LayerSpec, Pool2d
+from featmap.net.layers import Act, CombineMaps, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 from featmap.net.plan import PlanNode
 from featmap.net.records import (
     BandedFeatureMap,
@@ -41,6 +42,9 @@ from featmap.net.records import (
 )
 from featmap.run.executor import WeightSource, iter_channel_groups
 from featmap.run.groups import ChannelGroup, plan_stack, run_tail
+
+if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
+    from featmap.net.layers import LayerSpec
 
 __all__ = [
     "BankLayer",

@@ -18,14 +18,18 @@ Examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from featmap.net.layers.base import LayerPlan, RunContext
-from featmap.net.layers.channels import ChannelShuffle, DropPath, LayerNorm, LayerScale, Softmax, Split
 from featmap.net.layers.combine import CombineMaps
 from featmap.net.layers.containers import MERGE_MODES, Parallel, Sequential, without_aux
 from featmap.net.layers.conv import Conv1d, Conv2d
-from featmap.net.layers.dense import Dense, Flatten
 from featmap.net.layers.elementwise import Act, BatchNorm, Dropout
 from featmap.net.layers.pooling import AdaptiveAvgPool2d, GlobalPool2d, Pool2d
+
+if TYPE_CHECKING:  # imported on first use (`__getattr__`): a kernel bank's layers are a conv, an activation, a pool
+    from featmap.net.layers.channels import ChannelShuffle, DropPath, LayerNorm, LayerScale, Softmax, Split
+    from featmap.net.layers.dense import Dense, Flatten
 
 __all__ = [
     "Act",
@@ -55,46 +59,60 @@ __all__ = [
     "without_aux",
 ]
 
-LayerSpec = (
-    Conv2d
-    | Conv1d
-    | Pool2d
-    | GlobalPool2d
-    | AdaptiveAvgPool2d
-    | Act
-    | Flatten
-    | Dense
-    | BatchNorm
-    | Dropout
-    | LayerNorm
-    | LayerScale
-    | Softmax
-    | Split
-    | ChannelShuffle
-    | DropPath
-    | CombineMaps
-    | Sequential
-    | Parallel
-)
-"""Any layer of the language."""
+#: The kinds defined in modules imported on first use: a kernel bank's batch (conv, activation, pool) never loads
+#: them; a network's spec or file does, by naming one.
+_ON_FIRST_USE = {
+    **dict.fromkeys(("ChannelShuffle", "DropPath", "LayerNorm", "LayerScale", "Softmax", "Split"), "channels"),
+    **dict.fromkeys(("Dense", "Flatten"), "dense"),
+}
+#: The kinds that run on an array (containers are walked, not run), in `LEAF_KINDS`' order.
+_LEAVES = (
+    "Conv2d Conv1d Pool2d GlobalPool2d AdaptiveAvgPool2d Act Flatten Dense BatchNorm Dropout LayerNorm LayerScale "
+    "Softmax Split ChannelShuffle DropPath CombineMaps"
+).split()
 
-#: The kinds that run on an array (containers are walked, not run).
-LEAF_KINDS = (
-    Conv2d,
-    Conv1d,
-    Pool2d,
-    GlobalPool2d,
-    AdaptiveAvgPool2d,
-    Act,
-    Flatten,
-    Dense,
-    BatchNorm,
-    Dropout,
-    LayerNorm,
-    LayerScale,
-    Softmax,
-    Split,
-    ChannelShuffle,
-    DropPath,
-    CombineMaps,
-)
+if TYPE_CHECKING:
+    LayerSpec = (
+        Conv2d
+        | Conv1d
+        | Pool2d
+        | GlobalPool2d
+        | AdaptiveAvgPool2d
+        | Act
+        | Flatten
+        | Dense
+        | BatchNorm
+        | Dropout
+        | LayerNorm
+        | LayerScale
+        | Softmax
+        | Split
+        | ChannelShuffle
+        | DropPath
+        | CombineMaps
+        | Sequential
+        | Parallel
+    )
+    """Any layer of the language (at run time: made on first use, with every kind loaded)."""
+    #: The kinds that run on an array (containers are walked, not run).
+    LEAF_KINDS: tuple[type[Any], ...]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_ON_FIRST_USE[name]}", __name__), name)
+    if name in ("LayerSpec", "LEAF_KINDS"):
+        from functools import reduce
+        from operator import or_
+
+        leaves = tuple(globals()[kind] if kind in globals() else __getattr__(kind) for kind in _LEAVES)
+        globals().update(LEAF_KINDS=leaves, LayerSpec=reduce(or_, (*leaves, Sequential, Parallel)))
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The package's names, the ones imported on first use included."""
+    return sorted({*globals(), *_ON_FIRST_USE, "LayerSpec", "LEAF_KINDS"})
