@@ -261,6 +261,8 @@ def _discover(
                 if any(_hidden(part) for part in match.parts[-1:]) and match != path:
                     continue
                 add(match, Path())
+            elif match == path:  # named, not matched by a pattern: say what it is
+                problems.append((text, "is not an image file or a folder (a pipe or a device)"))
     return _unique_stems(found), problems, ignored
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -68,6 +69,18 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_weights_file(file: Path) -> None:
+    """Refuse a weights file that is a folder, a pipe or a device before any byte of it is read (a pipe blocks its
+    reader, a device may never end: hashing /dev/zero would); a missing one is said where the run reads it."""
+    try:
+        mode = file.stat().st_mode
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(mode):
+        problem = "is a folder, not a file" if stat.S_ISDIR(mode) else "is not a regular file (a pipe or a device)"
+        raise SpecError(str(file), problem, "give a weights file (.npz, .safetensors, .pt, .keras, .h5 or .onnx)")
+
+
 @dataclass(frozen=True)
 class WeightsStamp:
     """A weights file as a run found it: its content's digest, and the size and modification time it had then (a
@@ -84,6 +97,8 @@ class WeightsStamp:
         path = file.resolve()
         try:
             before = path.stat()
+            if not stat.S_ISREG(before.st_mode):  # a pipe or a device: never hashed (`check_weights_file` says so)
+                return None
             digest = file_digest(path)
         except OSError:
             return None
@@ -149,6 +164,7 @@ class NetworkJob:
         if self.weights_file is not None:
             path = Path(self.weights_file)
             if self.stamp is None or not path.is_file():
+                check_weights_file(path)
                 raise SpecError(str(path), "weights file not found", "check the path")
             self.stamp.check(path)
             tensors = _read_weights(self.stamp.path, self.stamp.digest)
@@ -244,6 +260,8 @@ def make_network_job(
     if weights is not None and init is not None:
         raise SpecError("`weights`", "a weights file and a random `init` were both given", "give one of them")
     file = Path(weights) if weights is not None else (model.weights if init is None else None)
+    if file is not None:
+        check_weights_file(file)
     layout = weights_layout(file, layout)  # a Keras file: Keras names, kernels and flatten order
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")

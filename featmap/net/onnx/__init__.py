@@ -51,6 +51,8 @@ def is_onnx_file(path: str | Path) -> bool:
     JSON text, zip, HDF5 or safetensors header of a usual size starts so)."""
     if is_onnx_path(path):
         return True
+    if not Path(path).is_file():  # a pipe would block here, a device never end: the spec reader names it
+        return False
     try:
         with open(path, "rb") as handle:
             head = handle.read(3)

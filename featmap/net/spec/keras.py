@@ -59,6 +59,8 @@ _ACTIVATIONS = {
 
 def is_keras_model(path: str | Path) -> bool:
     """True for a ``.keras`` file (a zip holding ``config.json`` and ``model.weights.h5``), judged by content."""
+    if not Path(path).is_file():  # a zip reader would read a device (/dev/zero) to its never-coming end
+        return False
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())

@@ -40,6 +40,8 @@ _CORRUPT = "re-save it with model.save_weights('model.weights.h5') or model.save
 def is_keras_file(path: str | Path) -> bool:
     """True for an HDF5 file or a zip holding ``model.weights.h5`` (a ``.keras`` file), judged by content."""
     p = Path(path)
+    if not p.is_file():  # a pipe would block here: the weights reader names it
+        return False
     try:
         with p.open("rb") as fh:
             head = fh.read(8)
