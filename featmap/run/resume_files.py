@@ -48,19 +48,21 @@ def stat_all(paths: list[str], processes: int = 1) -> tuple[Any, Any, Any]:
 
 
 def _stat_here(paths: list[str]) -> tuple[Any, Any, Any]:
-    """`stat_all` in this process: in blocks, the fields gathered by C loops (``map``, ``np.fromiter``)."""
-    count = len(paths)
-    sizes, times, modes = (np.zeros(count, dtype=np.int64) for _ in range(3))
-    for at in range(0, count, _BLOCK):
+    """`stat_all` in this process: in blocks, each file's three fields gathered as it is stat'ed, by C loops
+    (``map``, ``np.fromiter``; no stat result kept)."""
+    found = np.zeros((len(paths), 3), dtype=np.int64)
+    for at in range(0, len(paths), _BLOCK):
         block = paths[at : at + _BLOCK]
         try:
-            found = list(map(os.stat, block))
+            found[at : at + len(block)] = np.fromiter(map(_FIELDS, map(os.stat, block)), _TRIPLE, count=len(block))
         except (OSError, ValueError):
-            found = [_stat_or_missing(path) for path in block]
-        end = at + len(found)
-        for values, field in ((sizes, _SIZE), (times, _MTIME), (modes, _MODE)):
-            values[at:end] = np.fromiter(map(field, found), dtype=np.int64, count=len(found))
-    return sizes, times, modes
+            found[at : at + len(block)] = [_FIELDS(_stat_or_missing(path)) for path in block]
+    return found[:, 0], found[:, 1], found[:, 2]
+
+
+_FIELDS = attrgetter("st_size", "st_mtime_ns", "st_mode")
+_TRIPLE = np.dtype((np.int64, 3))
+_BLOCK = 1 << 14  # files stat'ed at once
 
 
 SPLIT_FROM = 1 << 16  # files from which helpers pay for their start (~30 ms against ~1 µs a stat saved)
@@ -140,10 +142,6 @@ class _Helper:
             if stream is not None and not stream.closed:
                 stream.close()
         process.wait()
-
-
-_SIZE, _MTIME, _MODE = attrgetter("st_size"), attrgetter("st_mtime_ns"), attrgetter("st_mode")
-_BLOCK = 1 << 14  # files stat'ed at once
 
 
 class _Missing:
