@@ -14,8 +14,8 @@ no fork server (not POSIX), helpers are spawned.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -210,35 +210,183 @@ def one_opencv_thread() -> Iterator[None]:
 
 
 class Helpers:
-    """A pool of ``count`` helper processes, forked by the fork server (`start_server`, started here if it was
-    not), or spawned where there is none."""
+    """Up to ``count`` helper processes that run ``work`` over ``tasks``, both sent once, as each helper starts:
+    forked by the fork server (`start_server`, started here if it was not), or spawned where there is none.
 
-    def __init__(self, count: int) -> None:
-        from concurrent.futures import ProcessPoolExecutor
+    The hand-out is a pipe of task positions that this process fills (`give`) and pulls from itself (`take`),
+    and every helper pulls from as it becomes free: a 4-byte record, whole in every read since each write of
+    one is atomic, so nothing is assigned ahead and the last tasks go to whoever is free first. A helper reads
+    each position straight into its slot of shared memory (one system call: a helper killed at any moment
+    holds either the position it works on or none) and sends each outcome, ``work``'s return value, back
+    through its own pipe (`collect`), then clears its slot. No thread of this process takes part: the cost of
+    an image between the processes is a write, a read and the outcome's pickle.
+    """
+
+    def __init__(self, count: int, work: Callable[[Any], Any], tasks: Sequence[Any]) -> None:
+        import threading
 
         self.count = count
         self._spawned = not start_server()  # forked helpers get the server's environment, spawned ones this one's
-        self._pool = ProcessPoolExecutor(
-            count, mp_context=_context(), initializer=_helper_init, initargs=(os.getpid(),)
-        )
+        self._context = _context()
+        self._job = (work, list(tasks))
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)  # this process never waits on it (nor, through select, do helpers)
+        self._slots = self._context.RawArray("i", [_FREE] * max(count, 1))
+        self._live: dict[int, tuple[Any, Any]] = {}  # slot -> (process, its outcomes' pipe), until it ends
+        self._started = 0
+        self._stopped = False
+        self._starting = threading.Lock()
 
-    def submit(self, func: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Queue ``func(*args)``; the pool starts a helper on submit while it has fewer than ``count`` (thread-safe:
-        a fork server's helpers leave this process's environment alone)."""
-        if not self._spawned:
-            return self._pool.submit(func, *args)
-        with _helper_environment():
-            return self._pool.submit(func, *args)
+    @property
+    def started(self) -> int:
+        """How many helpers were started."""
+        return self._started
+
+    @property
+    def working(self) -> int:
+        """How many started helpers have not ended."""
+        return len(self._live)
+
+    def start(self) -> bool:
+        """Start one more helper and return True; False once ``count`` have started, or after `stop`. A start
+        waits until the fork server has finished its imports: call it from a thread while this process works."""
+        from multiprocessing.connection import Connection
+
+        with self._starting:
+            if self._stopped or self._started >= self.count:
+                return False
+            slot = self._started
+            outcomes, sender = self._context.Pipe(duplex=False)
+            _roomy(sender.fileno())
+            positions = Connection(os.dup(self._read), writable=False)
+            process = self._context.Process(
+                target=_serve,
+                args=(os.getpid(), self._job, positions, sender, self._slots, slot),
+                name=f"featmap-helper-{slot + 1}",
+                daemon=True,
+            )
+            try:
+                if self._spawned:
+                    with _helper_environment():
+                        process.start()
+                else:
+                    process.start()
+            finally:
+                positions.close()
+                sender.close()
+            self._live[slot] = (process, outcomes)
+            self._started += 1
+            return True
+
+    def give(self, position: int) -> None:
+        """Put ``tasks[position]`` up for whichever process is free first."""
+        os.write(self._write, position.to_bytes(_RECORD, _ORDER, signed=True))
+
+    def take(self) -> int | None:
+        """The next position given and not yet taken, for this process to run; None when there is none."""
+        try:
+            record = os.read(self._read, _RECORD)
+        except BlockingIOError:
+            return None
+        return int.from_bytes(record, _ORDER, signed=True)
+
+    def collect(self, wait: bool = False) -> tuple[list[Any], list[tuple[int | None, int | None]]]:
+        """The outcomes helpers have sent, and the helpers that ended meanwhile, each as ``(its exit code, the
+        position it held or None)``; with ``wait``, until there is one or the other (at once when no helper
+        works)."""
+        from multiprocessing.connection import wait as ready
+
+        outcomes: list[Any] = []
+        ended: list[tuple[int | None, int | None]] = []
+        if not self._live:
+            return outcomes, ended
+        pipes = {pipe: slot for slot, (_, pipe) in self._live.items()}
+        sentinels = {process.sentinel: slot for slot, (process, _) in self._live.items()}
+        for handle in ready([*pipes, *sentinels], None if wait else 0):
+            if handle in pipes:
+                outcomes += _drain(handle)
+        for handle in ready(list(sentinels), 0):  # a helper that ended: what it sent first, then what it held
+            slot = sentinels[handle]
+            process, pipe = self._live.pop(slot)
+            outcomes += _drain(pipe)
+            pipe.close()
+            process.join()
+            held = self._slots[slot]
+            ended.append((process.exitcode, None if held == _FREE else held))
+        return outcomes, ended
 
     def close(self) -> None:
-        """Wait for queued work, then let the helpers exit."""
-        self._pool.shutdown(wait=True)
+        """Tell the helpers there is no more (the pipe's end), let them exit, and release the pipes."""
+        self._end(terminate=False)
 
     def stop(self) -> None:
-        """Stop now: queued work cancelled, running helpers terminated (the caller removes their files)."""
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())  # no public handle before 3.14
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop now: helpers terminated, whatever they run cut short (the caller removes their files)."""
+        self._end(terminate=True)
+
+    def _end(self, terminate: bool) -> None:
+        with self._starting:  # a helper being started is started first
+            if self._stopped:
+                return
+            self._stopped = True
+        os.close(self._write)
+        processes = [process for process, _ in self._live.values()]
         for process in processes:
-            process.terminate()
+            if terminate:
+                process.terminate()
         for process in processes:
             process.join(timeout=5)
+            if process.exitcode is None:  # stuck: the pipe's end did not reach it
+                process.terminate()
+                process.join(timeout=5)
+        for _, pipe in self._live.values():
+            pipe.close()
+        self._live.clear()
+        os.close(self._read)
+
+
+#: A task's position travels as one 4-byte signed integer, in this machine's byte order; a free slot holds -1.
+_RECORD, _ORDER, _FREE = 4, sys.byteorder, -1
+
+
+def _roomy(fd: int) -> None:
+    """A pipe that holds a few outcomes (a network's can be tens of kB) while this process works on an image:
+    1 MiB where Linux lets a process say so, the 64 kB default elsewhere."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass
+
+
+def _drain(pipe: Any) -> list[Any]:
+    """Every outcome waiting in ``pipe`` (none once its helper has ended and it is empty)."""
+    found = []
+    try:
+        while pipe.poll():
+            found.append(pipe.recv())
+    except (EOFError, OSError):
+        pass
+    return found
+
+
+def _serve(
+    parent: int, job: tuple[Callable[[Any], Any], list[Any]], positions: Any, outcomes: Any, slots: Any, slot: int
+) -> None:
+    """A helper's life: pull a position (straight into its slot), run its task, send the outcome, free the
+    slot; until the pipe of positions ends."""
+    import select
+
+    _helper_init(parent)
+    work, tasks = job
+    source = positions.fileno()
+    mine = memoryview(slots).cast("B")[slot * _RECORD : (slot + 1) * _RECORD]
+    while True:
+        select.select([source], [], [])
+        try:
+            if os.readv(source, [mine]) == 0:
+                return  # no more positions: the batch is over
+        except BlockingIOError:  # another process took it first
+            continue
+        outcomes.send(work(tasks[slots[slot]]))
+        slots[slot] = _FREE
