@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,28 +66,53 @@ def test_the_pool_does_not_start_helpers_for_a_small_batch(tmp_path: Path, monke
     import featmap.run.backends.pool as pool
 
     started: list[int] = []
-    monkeypatch.setattr(pool, "Helpers", lambda count: started.append(count))
+    monkeypatch.setattr(pool, "Helpers", lambda count, work, tasks: started.append(count))
     items, _, _ = discover([make_photos(tmp_path / "in", 2)])
     report = run_batch(items, make_job(tmp_path / "out"), jobs=2)
     assert len(report.processed) == 2 and started == []
 
 
-class _SlowToStart:
-    """Helpers whose start lasts until they are stopped, as a fork server still importing makes the first one wait."""
+class _FakeHelpers:
+    """Helpers that never take an image: what is given out waits in a queue this process pulls from, as the pipe."""
 
-    def __init__(self, count: int) -> None:
-        import threading
+    def __init__(self, count: int, work: Any, tasks: Any) -> None:
+        from collections import deque
 
-        self.count = count
-        self.released = threading.Event()
+        self.count, self.started, self.working = count, 0, 0
+        self.given: deque[int] = deque()
         self.stopped = False
 
-    def submit(self, func: Any, *args: Any) -> Any:
-        self.released.wait(timeout=20)
-        raise RuntimeError("cannot schedule new futures after shutdown")  # what a pool stopped meanwhile says
+    def give(self, position: int) -> None:
+        self.given.append(position)
+
+    def take(self) -> int | None:
+        return self.given.popleft() if self.given else None
+
+    def collect(self, wait: bool = False) -> tuple[list[Any], list[Any]]:
+        return [], []
 
     def stop(self) -> None:
         self.stopped = True
+
+    def close(self) -> None:
+        pass
+
+
+class _SlowToStart(_FakeHelpers):
+    """Helpers whose start lasts until they are stopped, as a fork server still importing makes the first one wait."""
+
+    def __init__(self, count: int, work: Any, tasks: Any) -> None:
+        import threading
+
+        super().__init__(count, work, tasks)
+        self.released = threading.Event()
+
+    def start(self) -> bool:
+        self.released.wait(timeout=20)
+        return False  # what a pool stopped meanwhile says
+
+    def stop(self) -> None:
+        super().stop()
         self.released.set()
 
     def close(self) -> None:
@@ -100,18 +126,18 @@ def test_the_pool_works_on_while_a_helper_starts_and_on_one_opencv_thread(
     from featmap.core.cvfilter import opencv, threads
     from featmap.run.work import work_image
 
-    slow = _SlowToStart(1)
-    monkeypatch.setattr(pool, "Helpers", lambda count: slow)
+    made: list[_SlowToStart] = []
+    monkeypatch.setattr(pool, "Helpers", lambda *args: made.append(_SlowToStart(*args)) or made[-1])
     monkeypatch.setattr(pool, "HELPER_START_SECONDS", 0.0)  # a helper is asked for after the first image
     seen: list[tuple[int, bool]] = []  # (OpenCV threads, the helper still starting) as each image runs
 
     def work(task: Any) -> Any:
-        seen.append((threads(), not slow.released.is_set()))
+        seen.append((threads(), bool(made) and not made[0].released.is_set()))
         try:
             return work_image(task)
         finally:
             if len(seen) == 6:  # the helper is "started" once every image is done (the pool waits for that)
-                slow.released.set()
+                made[0].released.set()
 
     items, _, _ = discover([make_photos(tmp_path / "in", 6)])
     job, alone = make_job(tmp_path / "two"), make_job(tmp_path / "one")
@@ -119,7 +145,7 @@ def test_the_pool_works_on_while_a_helper_starts_and_on_one_opencv_thread(
     tasks = [(i, item, job) for i, item in enumerate(items)]
     before = threads()
     LocalPool(2).run(tasks, work, lambda i, result, error: finished.append(i), lambda name: None)
-    assert sorted(finished) == list(range(6)) and slow.stopped  # every image here; the helper stopped unused
+    assert sorted(finished) == list(range(6)) and made[0].released.is_set()  # every image here
     assert [starting for _, starting in seen[1:]] == [True] * 5  # images 2-6 ran while the helper was starting
     if opencv() is not None:
         assert [count for count, _ in seen] == [1] * 6 and threads() == before  # -j 2: two cores, this one's one
@@ -127,14 +153,15 @@ def test_the_pool_works_on_while_a_helper_starts_and_on_one_opencv_thread(
     assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one") != {}
 
 
-class _CannotStart:
-    """Helpers that cannot start (no process slots): asking fails at once."""
+class _CannotStart(_FakeHelpers):
+    """Helpers that cannot start (no process slots): starting fails at once."""
 
-    def __init__(self, count: int, log: list[str]) -> None:
-        self.count, self.log = count, log
+    def __init__(self, count: int, work: Any, tasks: Any, log: list[str]) -> None:
+        super().__init__(count, work, tasks)
+        self.log = log
         log.append("asked")
 
-    def submit(self, func: Any, *args: Any) -> Any:
+    def start(self) -> bool:
         raise OSError("no process slots")
 
     def stop(self) -> None:
@@ -155,7 +182,7 @@ def test_a_large_batch_asks_for_its_helpers_before_its_first_image(
     from featmap.run.work import work_image
 
     log: list[str] = []
-    monkeypatch.setattr(pool, "Helpers", lambda n: _CannotStart(n, log))
+    monkeypatch.setattr(pool, "Helpers", lambda *args: _CannotStart(*args, log))
     monkeypatch.setattr(pool, "HELPER_START_SECONDS", 3600.0)
     assert pool.EARLY_ASK_IMAGES == 16
 
@@ -172,6 +199,48 @@ def test_a_large_batch_asks_for_its_helpers_before_its_first_image(
     assert log == (["asked", "image", "stopped"] + ["image"] * (count - 1) if asked_first else ["image"] * count)
     run_batch(items, make_job(tmp_path / "one"), jobs=1)
     assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one") != {}
+
+
+def _dies_in_a_helper(task: Any) -> Any:
+    """`work_image`, except that a helper process kills itself on the first image it takes (leaving a mark beside
+    the output folder), and this process goes slowly until it has."""
+    import multiprocessing
+    import signal
+    import time
+
+    from featmap.run.work import work_image
+
+    mark = task[2].output.out_dir.parent / "helper-died"
+    if multiprocessing.parent_process() is not None:
+        mark.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if not mark.exists():
+        time.sleep(0.05)
+    return work_image(task)
+
+
+def test_a_helper_killed_on_an_image_fails_that_image_and_the_batch_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real helper killed (as the out-of-memory killer would) while it holds an image: that image is reported
+    with the reason, and every other image is done, with the same files as one process makes."""
+    import featmap.run.backends.pool as pool
+
+    monkeypatch.setattr(pool, "HELPER_START_SECONDS", 0.0)
+    items, _, _ = discover([make_photos(tmp_path / "in", 60)])
+    job = make_job(tmp_path / "two")
+    finished: dict[int, str | None] = {}
+    tasks = [(i, item, job) for i, item in enumerate(items)]
+    backend = LocalPool(2)
+    backend.run(tasks, _dies_in_a_helper, lambda i, r, e: finished.__setitem__(i, e), lambda name: None)
+    failed = [i for i, error in finished.items() if error is not None]
+    assert sorted(finished) == list(range(60)) and len(failed) == 1, backend.notes
+    assert finished[failed[0]] == pool.DIED
+    assert backend.notes == [f"a helper process died (exit code -9); {items[failed[0]].path} failed, the others ran on"]
+    run_batch(items, make_job(tmp_path / "one"), jobs=1)
+    lost = items[failed[0]].rel_dir / items[failed[0]].stem
+    expected = {name: data for name, data in tree_bytes(tmp_path / "one").items() if not name.startswith(f"{lost}/")}
+    assert tree_bytes(tmp_path / "two") == expected != {}
 
 
 @pytest.mark.parametrize("count", [10, 16])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -100,19 +101,38 @@ def test_no_temporary_files_left(gray_png: Path, tmp_path: Path) -> None:
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_helpers_run_one_thread_each_and_the_parent_environment_is_restored() -> None:
-    from featmap.core.cvfilter import opencv, threads
-    from featmap.run.workers import Helpers, one_opencv_thread
+def in_a_helper(*expressions: str) -> list[Any]:
+    """Each expression's value in one helper process (`featmap.run.workers.Helpers`), which takes them in order."""
+    from featmap.run.workers import Helpers
 
-    before = os.environ.get("OPENBLAS_NUM_THREADS")
-    helpers = Helpers(1)
+    helpers = Helpers(1, eval, expressions)
+    found: list[Any] = []
     try:
-        assert helpers.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
-        assert helpers.submit(os.getenv, "MALLOC_TRIM_THRESHOLD_").result() == str(256 << 20)
-        if opencv() is not None:
-            assert helpers.submit(threads).result() == 1
+        assert helpers.start() and not helpers.start()  # one helper, no second
+        for position in range(len(expressions)):
+            helpers.give(position)
+        while len(found) < len(expressions):
+            assert helpers.working, "the helper ended"
+            found += helpers.collect(wait=True)[0]
     finally:
         helpers.close()
+    return found
+
+
+def test_helpers_run_one_thread_each_and_the_parent_environment_is_restored() -> None:
+    from featmap.core.cvfilter import opencv, threads
+    from featmap.run.workers import one_opencv_thread
+
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
+    getenv = "__import__('os').getenv('{}')".format
+    found = in_a_helper(
+        getenv("OPENBLAS_NUM_THREADS"),
+        getenv("MALLOC_TRIM_THRESHOLD_"),
+        "__import__('featmap.core.cvfilter', fromlist=['threads']).threads()",
+    )
+    assert found[:2] == ["1", str(256 << 20)]
+    if opencv() is not None:
+        assert found[2] == 1
     assert os.environ.get("OPENBLAS_NUM_THREADS") == before
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
     if opencv() is not None:

@@ -124,8 +124,13 @@ _HELPER_PROBE = """
 import json, sys
 from featmap.run.workers import Helpers, start_server
 start_server(network={network})
-helpers = Helpers(1)
-print(json.dumps(helpers.submit(eval, "sorted(__import__('sys').modules)").result()))
+helpers = Helpers(1, eval, ["sorted(__import__('sys').modules)"])
+helpers.start()
+helpers.give(0)
+found = []
+while not found and helpers.working:
+    found = helpers.collect(wait=True)[0]
+print(json.dumps(found[0]))
 helpers.close()
 """
 KERNEL_PATH = ("featmap.run.work", "featmap.run.pipeline", "featmap.kernels", "featmap.io.writers.png")
@@ -308,10 +313,15 @@ _FROZEN_PROBE = """
 import gc, json
 from featmap.run.workers import Helpers, start_server
 start_server(network=False)
-helpers = Helpers(1)
 here = (list(gc.get_threshold()), gc.get_freeze_count())
 probe = "(list(__import__('gc').get_threshold()), __import__('gc').get_freeze_count())"
-print(json.dumps({"helper": helpers.submit(eval, probe).result(), "here": here}))
+helpers = Helpers(1, eval, [probe])
+helpers.start()
+helpers.give(0)
+found = []
+while not found and helpers.working:
+    found = helpers.collect(wait=True)[0]
+print(json.dumps({"helper": found[0], "here": here}))
 helpers.close()
 """
 
