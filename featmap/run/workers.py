@@ -223,6 +223,7 @@ class Helpers:
     """
 
     def __init__(self, count: int, work: Callable[[Any], Any], tasks: Sequence[Any]) -> None:
+        import select
         import threading
 
         self.count = count
@@ -233,14 +234,12 @@ class Helpers:
         os.set_blocking(self._read, False)  # this process never waits on it (nor, through select, do helpers)
         self._slots = self._context.RawArray("i", [_FREE] * max(count, 1))
         self._live: dict[int, tuple[Any, Any]] = {}  # slot -> (process, its outcomes' pipe), until it ends
-        self._started = 0
+        self._watched: dict[int, tuple[int, int]] = {}  # slot -> (its end's fd, its pipe's fd), once `collect` saw it
+        self._slot_of: dict[int, int] = {}  # a watched fd's slot
+        self._poll = select.poll()
+        self.started = 0  # helpers started
         self._stopped = False
         self._starting = threading.Lock()
-
-    @property
-    def started(self) -> int:
-        """How many helpers were started."""
-        return self._started
 
     @property
     def working(self) -> int:
@@ -253,9 +252,9 @@ class Helpers:
         from multiprocessing.connection import Connection
 
         with self._starting:
-            if self._stopped or self._started >= self.count:
+            if self._stopped or self.started >= self.count:
                 return False
-            slot = self._started
+            slot = self.started
             outcomes, sender = self._context.Pipe(duplex=False)
             _roomy(sender.fileno())
             positions = Connection(os.dup(self._read), writable=False)
@@ -275,7 +274,7 @@ class Helpers:
                 positions.close()
                 sender.close()
             self._live[slot] = (process, outcomes)
-            self._started += 1
+            self.started += 1
             return True
 
     def give(self, position: int) -> None:
@@ -293,27 +292,44 @@ class Helpers:
     def collect(self, wait: bool = False) -> tuple[list[Any], list[tuple[int | None, int | None]]]:
         """The outcomes helpers have sent, and the helpers that ended meanwhile, each as ``(its exit code, the
         position it held or None)``; with ``wait``, until there is one or the other (at once when no helper
-        works)."""
-        from multiprocessing.connection import wait as ready
+        works). One ``poll`` object watches every helper's pipe and end, so a call costs a system call or two."""
+        import select
 
         outcomes: list[Any] = []
         ended: list[tuple[int | None, int | None]] = []
+        for slot in [slot for slot in self._live if slot not in self._watched]:  # started since: watched from now
+            process, pipe = self._live[slot]
+            self._watched[slot] = (process.sentinel, pipe.fileno())
+            for fd in self._watched[slot]:
+                self._poll.register(fd, select.POLLIN)
+                self._slot_of[fd] = slot
         if not self._live:
             return outcomes, ended
-        pipes = {pipe: slot for slot, (_, pipe) in self._live.items()}
-        sentinels = {process.sentinel: slot for slot, (process, _) in self._live.items()}
-        for handle in ready([*pipes, *sentinels], None if wait else 0):
-            if handle in pipes:
-                outcomes += _drain(handle)
-        for handle in ready(list(sentinels), 0):  # a helper that ended: what it sent first, then what it held
-            slot = sentinels[handle]
-            process, pipe = self._live.pop(slot)
-            outcomes += _drain(pipe)
-            pipe.close()
-            process.join()
-            held = self._slots[slot]
-            ended.append((process.exitcode, None if held == _FREE else held))
+        timeout = None if wait else 0
+        while events := self._poll.poll(timeout):
+            timeout = 0  # then whatever else is there, without waiting
+            ready = [(self._slot_of[fd], fd) for fd, _ in events if fd in self._slot_of]
+            for slot, fd in ready:  # outcomes first
+                if fd == self._watched[slot][1]:
+                    try:
+                        outcomes.append(self._live[slot][1].recv())
+                    except (EOFError, OSError):  # its helper is gone: its end says so
+                        self._forget(fd)
+            for slot, fd in ready:  # then the helpers that ended: what each sent first, then what it held
+                if slot in self._watched and fd == self._watched[slot][0]:
+                    for watched in self._watched.pop(slot):
+                        self._forget(watched)
+                    process, pipe = self._live.pop(slot)
+                    outcomes += _drain(pipe)
+                    pipe.close()
+                    process.join()
+                    held = self._slots[slot]
+                    ended.append((process.exitcode, None if held == _FREE else held))
         return outcomes, ended
+
+    def _forget(self, fd: int) -> None:
+        if self._slot_of.pop(fd, None) is not None:
+            self._poll.unregister(fd)
 
     def close(self) -> None:
         """Tell the helpers there is no more (the pipe's end), let them exit, and release the pipes."""
