@@ -149,7 +149,7 @@ def test_the_helpers_server_preload_names_both_kinds_of_image() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     modules = set(json.loads(proc.stdout))
-    assert set(KERNEL_PATH) | set(NETWORK_PATH) | {"featmap.io.pngencode", "concurrent.futures.process"} <= modules
+    assert set(KERNEL_PATH) | set(NETWORK_PATH) | {"featmap.io.pngencode", "multiprocessing.sharedctypes"} <= modules
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
@@ -186,8 +186,13 @@ _FORK_PROBE = """
 import json
 from featmap.run.workers import Helpers, start_server
 start_server(network={network})
-helpers = Helpers(1)
-print(json.dumps(helpers.submit(eval, PROBE).result()))
+helpers = Helpers(1, eval, [PROBE])
+helpers.start()
+helpers.give(0)
+found = []
+while not found and helpers.working:
+    found = helpers.collect(wait=True)[0]
+print(json.dumps(found[0]))
 helpers.close()
 """
 #: Evaluated in the helper: (modules the collector tracks, i.e. not frozen by the server, the server's thread count).
@@ -203,7 +208,7 @@ _IN_HELPER = (
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
 @pytest.mark.parametrize("network", [False, True])
 def test_a_helper_imports_nothing_after_its_fork_and_its_server_has_one_thread(network: bool) -> None:
-    """Everything a helper loads before and for its first image (`concurrent.futures`' helper loop, OpenCV, ISA-L,
+    """Everything a helper loads before and for its first image (the pool's helper loop, OpenCV, ISA-L,
     Pillow's decoders) is loaded once in the server, which still holds a single thread when it forks (importing
     OpenCV starts none; a server with OpenCV's thread pool would hand helpers a pool that hangs)."""
     code = f"PROBE = {_IN_HELPER!r}\n" + _FORK_PROBE.format(network=network)

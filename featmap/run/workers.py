@@ -31,14 +31,9 @@ __all__ = [
     "start_server",
 ]
 
-#: What every helper loads before its images: `concurrent.futures`' helper loop, the queues, locks and process
-#: records it unpickles, and the pool's first task, imported once in the server instead of after each fork.
-_PRELOAD_POOL = (
-    "concurrent.futures.process",
-    "multiprocessing.synchronize",
-    "multiprocessing.popen_forkserver",
-    "featmap.run.backends.pool",
-)
+#: What every helper loads before its images: what it unpickles as it starts (its pipes, its slot in shared memory)
+#: and its loop, `Helpers`', imported once in the server instead of after each fork.
+_PRELOAD_POOL = ("multiprocessing.connection", "multiprocessing.sharedctypes", "multiprocessing.popen_forkserver")
 #: The modules the helpers' server imports once for every helper of a kernel bank's batch: everything its images
 #: need, with the PNG writer (a command imports only its own path, so each is named here).
 PRELOAD_KERNELS = ("featmap.run.work", "featmap.run.pipeline", "featmap.io.writers.png", *_PRELOAD_POOL)
