@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 __all__ = [
@@ -260,10 +260,7 @@ class Helpers:
                 daemon=True,
             )
             try:
-                if self._spawned:
-                    with _helper_environment():
-                        process.start()
-                else:
+                with _helper_environment() if self._spawned else nullcontext():  # forked: the server's environment
                     process.start()
             finally:
                 positions.close()
@@ -341,9 +338,8 @@ class Helpers:
             self._stopped = True
         os.close(self._write)
         processes = [process for process, _ in self._live.values()]
-        for process in processes:
-            if terminate:
-                process.terminate()
+        for process in processes if terminate else ():
+            process.terminate()
         for process in processes:
             process.join(timeout=5)
             if process.exitcode is None:  # stuck: the pipe's end did not reach it
@@ -360,8 +356,7 @@ _RECORD, _ORDER, _FREE = 4, sys.byteorder, -1
 
 
 def _roomy(fd: int) -> None:
-    """A pipe that holds a few outcomes (a network's can be tens of kB) while this process works on an image:
-    1 MiB where Linux lets a process say so, the 64 kB default elsewhere."""
+    """Room for a few outcomes (a network's: tens of kB) while this process works: 1 MiB on Linux, else 64 kB."""
     import fcntl
 
     try:
