@@ -186,20 +186,22 @@ def test_result_array_reuses_a_results_memory_once_no_array_uses_it() -> None:
     def address(a: np.ndarray) -> int:
         return int(a.__array_interface__["data"][0])
 
-    first = gemm.result_array((16, 8), f32)
-    first_at = address(first)
-    second = gemm.result_array((16, 8), f32)
-    assert not np.shares_memory(first, second)  # first is still in use
-    del first
-    third = gemm.result_array((8, 16), f32)  # the same size: first's memory again
-    assert address(third) == first_at and third.shape == (8, 16)
-    view = third[1:]
-    del third
-    fourth = gemm.result_array((16, 8), f32)
-    assert not np.shares_memory(fourth, view)  # a view of third still uses it
-    assert not np.shares_memory(fourth, second)
-    big = gemm.result_array((gemm._RESULT_BYTES // 4 + 1,), f32)
-    assert big.base is None  # too large to keep: a plain array
+    assert gemm.result_array((16, 8), f32).base is None  # outside reused_results: plain arrays
+    with gemm.reused_results():
+        first = gemm.result_array((16, 8), f32)
+        first_at = address(first)
+        second = gemm.result_array((16, 8), f32)
+        assert not np.shares_memory(first, second)  # first is still in use
+        del first
+        third = gemm.result_array((8, 16), f32)  # the same size: first's memory again
+        assert address(third) == first_at and third.shape == (8, 16)
+        view = third[1:]
+        del third
+        fourth = gemm.result_array((16, 8), f32)
+        assert not np.shares_memory(fourth, view)  # a view of third still uses it
+        assert not np.shares_memory(fourth, second)
+        big = gemm.result_array((gemm._RESULT_BYTES // 4 + 1,), f32)
+        assert big.base is None  # too large to keep: a plain array
 
 
 @pytest.mark.parametrize("quad", [(1, 1, 1, 1), (0, 2, 3, 0), (3, 0, 0, 1), (0, 0, 0, 0)])

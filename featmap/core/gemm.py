@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,19 +68,33 @@ def workspace(name: str, shape: tuple[int, ...], dtype: np.dtype) -> NDArray[np.
 
 
 # Results (a layer's output, handed to the caller) up to this many bytes come from a per-thread pool of buffers, at
-# most `_RESULTS_BYTES` in all, reused once no array uses them: a resnet18 run on fresh ones page-faulted ~1,800
-# times (2-6 ms of system time under load), as glibc returned the freed memory to the system between layers.
+# most `_RESULTS_BYTES` in all, reused once no array uses them, inside `reused_results` (a network's final-output
+# run): resnet18's page-faulted ~1,760 times a run on fresh ones (2-6 ms of system time under load), as glibc
+# returned the freed memory to the system between layers. Elsewhere (every layer's output kept for the writers, a
+# kernel bank's maps) results are plain arrays, so that the pool adds nothing to a command's peak memory.
 _RESULT_BYTES = 16 << 20
 _RESULTS_BYTES = 64 << 20
 _RESULTS = threading.local()
 
 
+@contextmanager
+def reused_results() -> Iterator[None]:
+    """Inside the block, this thread's `result_array` reuses the memory of earlier results no array uses any more."""
+    depth = _RESULTS.__dict__.get("depth", 0)
+    _RESULTS.depth = depth + 1
+    try:
+        yield
+    finally:
+        _RESULTS.depth = depth
+
+
 def result_array(shape: tuple[int, ...], dtype: np.dtype) -> NDArray[np.floating]:
-    """An uninitialised ``shape`` array for a result that the caller keeps as long as it likes: memory of an earlier
-    result of the same size that no array uses any more (its buffer's only references are the pool's), else new
-    memory, kept in this thread's pool while the pool holds under `_RESULTS_BYTES` (else a plain array)."""
+    """An uninitialised ``shape`` array for a result that the caller keeps as long as it likes. Inside
+    `reused_results`: memory of an earlier result of the same size that no array uses any more (its buffer's only
+    references are the pool's), else new memory, kept in this thread's pool while the pool holds under
+    `_RESULTS_BYTES`; elsewhere a plain array."""
     size = math.prod(shape) * dtype.itemsize
-    if not 0 < size <= _RESULT_BYTES:
+    if not 0 < size <= _RESULT_BYTES or not _RESULTS.__dict__.get("depth"):
         return np.empty(shape, dtype)
     pool: dict[int, list[np.ndarray]] = _RESULTS.__dict__.setdefault("pool", {})
     held = pool.setdefault(size, [])

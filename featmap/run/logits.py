@@ -3,7 +3,8 @@
 there without changing what it gets:
 
 - a batch norm right after a convolution is folded into it (`featmap.net.fold`): one layer's work, not two;
-- an activation or a batch norm on an array that nothing else holds works in place (no new array per layer);
+- an activation or a batch norm on an array that nothing else holds works in place (no new array per layer), and
+  layer outputs reuse the memory of earlier ones nothing holds any more (`featmap.core.gemm.reused_results`);
 - no statistics: each output is checked to be finite by one sum (finite only if every value is; not after an
   activation that cannot make a finite input non-finite, done in place on a checked input), and a run that meets
   a NaN or an infinity, or any error, is run again by the executor, which names the layer.
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.core.gemm import reused_results
 from featmap.core.memo import remembered
 from featmap.core.ops import activate
 from featmap.enums import Activation
@@ -184,7 +186,8 @@ def final_output(
     weights.bind(nodes)
     runner = _Runner(weights, context or RunContext(weights.layout), upto)
     try:
-        values, _ = runner.walk(nodes, np.asarray(image), False)
+        with reused_results():  # layer outputs in memory of earlier ones nothing holds (no page faults)
+            values, _ = runner.walk(nodes, np.asarray(image), False)
     except _Stop:
         values = runner.result
     except (_NotFinite, FeatmapError):
