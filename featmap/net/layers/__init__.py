@@ -102,7 +102,8 @@ def __getattr__(name: str) -> Any:
     if name in _ON_FIRST_USE:
         from importlib import import_module
 
-        return getattr(import_module(f".{_ON_FIRST_USE[name]}", __name__), name)
+        kind = globals()[name] = getattr(import_module(f".{_ON_FIRST_USE[name]}", __name__), name)
+        return kind
     if name in ("LayerSpec", "LEAF_KINDS"):
         from functools import reduce
         from operator import or_
