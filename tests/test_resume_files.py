@@ -100,3 +100,14 @@ def test_the_batch_shares_the_stats_only_with_a_local_pool_s_processes() -> None
     assert local_processes(choose_backend(None, jobs=3)) == 3
     assert local_processes(choose_backend(None, jobs=1)) == 1
     assert local_processes(InProcess()) == 1
+
+
+def test_a_frozen_application_starts_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frozen application's executable is the application itself, not a Python to hand a program to."""
+    started: list[Any] = []
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(resume_files._Helper, "send", lambda self, paths: started.append(paths))
+    paths = _files(tmp_path)
+    assert _as_rows(stat_all(paths, 4)) == _expected(paths)
+    assert started == []

@@ -26,7 +26,7 @@ def stat_all(paths: list[str], processes: int = 1) -> tuple[Any, Any, Any]:
     the first: the stats are system calls one process makes one after another, so on two cores the 10⁶ of a
     250,000-image resume take half the time. A helper that cannot start or fails leaves its share to this process;
     the answer is the same either way."""
-    parts = min(processes, _MOST_PARTS) if len(paths) >= SPLIT_FROM and os.name == "posix" else 1
+    parts = min(processes, _MOST_PARTS) if len(paths) >= SPLIT_FROM and _can_start_helpers() else 1
     bounds = [len(paths) * k // parts for k in range(parts + 1)]
     shares = list(zip(bounds[1:-1], bounds[2:], strict=True))
     helpers: list[_Helper] = []
@@ -63,6 +63,14 @@ def _stat_here(paths: list[str]) -> tuple[Any, Any, Any]:
 _FIELDS = attrgetter("st_size", "st_mtime_ns", "st_mode")
 _TRIPLE = np.dtype((np.int64, 3))
 _BLOCK = 1 << 14  # files stat'ed at once
+
+
+def _can_start_helpers() -> bool:
+    """Whether `_Helper` can run: a POSIX system, and a Python interpreter to start (not a frozen application,
+    whose executable is the application itself)."""
+    import sys
+
+    return os.name == "posix" and bool(sys.executable) and not getattr(sys, "frozen", False)
 
 
 SPLIT_FROM = 1 << 16  # files from which helpers pay for their start (~30 ms against ~1 µs a stat saved)
