@@ -272,6 +272,31 @@ def test_the_pool_shares_a_large_batch_with_helpers_and_matches_one_process(tmp_
     assert tree_bytes(tmp_path / "one") == tree_bytes(tmp_path / "two") != {}
 
 
+def test_a_batch_is_given_to_helpers_a_block_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 4 images (`_BLOCK`), each with its own helper: every image once, the same files as one process."""
+    import featmap.run.backends.pool as pool
+    from featmap.run.work import work_image
+
+    monkeypatch.setattr(pool, "HELPER_START_SECONDS", 0.0)
+    monkeypatch.setattr(pool, "_BLOCK", 4)
+    asked: list[int] = []
+    real = pool.Helpers
+
+    def helpers(count: int, work: Any, block: Any) -> Any:
+        asked.append(len(block))
+        return real(count, work, block)
+
+    monkeypatch.setattr(pool, "Helpers", helpers)
+    items, _, _ = discover([make_photos(tmp_path / "in", 14)])
+    job = make_job(tmp_path / "two")
+    finished: list[int] = []
+    tasks = [(i, item, job) for i, item in enumerate(items)]
+    LocalPool(2).run(tasks, work_image, lambda i, r, e: finished.append(i) if e is None else None, lambda name: None)
+    assert sorted(finished) == list(range(14)) and asked == [4, 4, 4, 1]  # the first image here, then 13 in blocks
+    run_batch(items, make_job(tmp_path / "one"), jobs=1)
+    assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one") != {}
+
+
 # ------------------------------------------------------------------------------------------------- Dask
 
 
