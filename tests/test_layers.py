@@ -171,3 +171,28 @@ def test_plans_state_weight_shapes_in_pytorch_layout():
     assert Conv2d(8, (3, 5), groups=2).plan((9, 9, 4)).weight_shapes == {"weight": (8, 2, 3, 5), "bias": (8,)}
     assert Dense(10, bias=False).plan((84,)).weight_shapes == {"weight": (10, 84)}
     assert set(BatchNorm().plan((4, 4, 3)).weight_shapes) == {"weight", "bias", "running_mean", "running_var"}
+
+
+@pytest.mark.parametrize("mode", ["add", "mul"])
+@pytest.mark.parametrize("branches", [2, 3])
+def test_merge_equals_a_copy_then_in_place_ops_to_the_bit(mode: str, branches: int) -> None:
+    """The first two branches combined in one pass: the same values as a copy of the first and in-place ops, NaN,
+    infinities, signed zeros and a float64 branch (cast as the in-place op casts) included."""
+    rng = np.random.default_rng(branches)
+    outs = [rng.standard_normal((5, 6, 4)).astype(np.float32) for _ in range(branches)]
+    outs[0].flat[:3] = [np.nan, 0.0, -0.0]
+    outs[1].flat[:4] = [1.0, -0.0, np.inf, -np.inf]
+    outs[-1] = outs[-1].astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf · 0, inf − inf: NaN on both sides
+        want = outs[0].copy()
+        for out in outs[1:]:
+            if mode == "mul":
+                want *= out
+            else:
+                want += out
+        got = Parallel(tuple(Sequential() for _ in outs), mode).merge(outs)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+        if mode == "mul":  # a gate broadcast over the first branch
+            gate = rng.standard_normal((1, 1, 4)).astype(np.float32)
+            gated = Parallel((Sequential(), Sequential()), "mul").merge([outs[0], gate])
+            assert gated.tobytes() == (outs[0] * gate).tobytes()

@@ -135,12 +135,14 @@ class Parallel:
             return outputs[0]
         shape = self.merge_shape([o.shape for o in outputs])
         total = result_array(shape, np.asarray(outputs[0]).dtype)  # memory of an earlier merge no array uses
-        total[...] = np.broadcast_to(outputs[0], shape)
-        for out in outputs[1:]:
-            if self.merge_mode == "mul":
-                total *= out
-            else:
-                total += out
+        combine = np.multiply if self.merge_mode == "mul" else np.add
+        first, rest = outputs[0], list(outputs[1:])
+        if rest:  # the first two in one pass: the same value as a copy of the first and an in-place op
+            combine(first, rest.pop(0), out=total)
+        else:
+            total[...] = np.broadcast_to(first, shape)
+        for out in rest:
+            combine(total, out, out=total)
         return total
 
 
