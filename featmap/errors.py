@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "DamagedImageWarning",
     "FeatmapError",
     "ImageReadError",
     "KernelFileError",
@@ -131,6 +132,11 @@ class MissingExtraError(SpecError):
 
     A failure (exit 1) whatever the command: the command line was right, the installation lacks a part.
     """
+
+
+class DamagedImageWarning(UserWarning):
+    """An image was read although its decoder said its data is damaged (a JPEG scan cut short and closed, bytes
+    changed in transit): its maps are made from what the decoder recovered, which may be gray fill."""
 
 
 def install_hint(extra: str, packages: str = "") -> str:

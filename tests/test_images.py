@@ -254,7 +254,7 @@ def _both_decoders(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: object
 
     fast = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     with monkeypatch.context() as patch:
-        patch.setattr(featmap.io.images, "opencv_jpeg", lambda path, opened, gray: None)
+        patch.setattr(featmap.io.images, "opencv_jpeg", lambda path, opened, gray, complaints=None: None)
         slow = load_image(path, **kwargs).pixels  # type: ignore[arg-type]
     return fast, slow
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from featmap.core.cvfilter import opencv
-from featmap.errors import ImageReadError
+from featmap.errors import DamagedImageWarning, ImageReadError
 from featmap.io.images import load_image
 from tests.conftest import REPO, SAMPLES
 
@@ -62,14 +62,20 @@ def test_the_command_says_one_line_and_no_decoder_message(tmp_path: Path, flags:
 
 
 def test_damage_pillow_decodes_anyway_is_read_as_pillow_reads_it(tmp_path: Path) -> None:
-    """Damage libjpeg only warns about, and Pillow decodes: the same pixels as Pillow's, and a quiet stderr."""
+    """Damage libjpeg only warns about, and Pillow decodes: the same pixels as Pillow's, and one warning line
+    naming the file and libjpeg's complaint (never the decoder's own stray line)."""
     path = tmp_path / "damaged.jpg"
     path.write_bytes(_damaged(1))
     with Image.open(path) as opened:
         expected = np.asarray(opened.convert("RGB"))
-    assert np.array_equal(np.rint(load_image(path, color=True).pixels * 255).astype(np.uint8), expected)
+    with pytest.warns(DamagedImageWarning, match=r"damaged\.jpg: damaged JPEG data \(libjpeg: Corrupt JPEG data"):
+        loaded = load_image(path, color=True)
+    assert np.array_equal(np.rint(loaded.pixels * 255).astype(np.uint8), expected)
     done = _featmap("apply", "damaged.jpg", "-k", "sobel_x", "--color", "-o", "out", cwd=tmp_path)
-    assert done.returncode == 0 and done.stderr == ""
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("featmap: warning: DamagedImageWarning: damaged.jpg: damaged JPEG data (libjpeg: Corrupt")
+    assert line.endswith("re-export or re-download the file")
 
 
 def test_a_batch_names_the_damaged_file_and_does_the_rest(tmp_path: Path) -> None:

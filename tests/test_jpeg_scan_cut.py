@@ -1,6 +1,8 @@
 """A JPEG whose scan was cut short and then given its end marker (a download padded to its length, a copy that
 stopped half-way and was closed cleanly): libjpeg says ``Corrupt JPEG data: premature end of data segment``,
-Pillow decodes it without a word and fills the missing rows with gray, and the run makes maps of that gray."""
+Pillow decodes it without a word and fills the missing rows with gray. featmap reads it as Pillow does (as
+ImageMagick, it does not refuse a picture a viewer shows) and says so: one warning naming the file, alone or in a
+batch, in this process or a helper."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from PIL import Image
 
 from featmap.core.cvfilter import opencv
+from featmap.errors import DamagedImageWarning
 from featmap.io.images import load_image
 from tests.conftest import REPO, SAMPLES
 
@@ -31,17 +34,12 @@ def _cut(path: Path) -> Path:
 def test_pillow_fills_the_missing_half_with_gray(tmp_path: Path) -> None:
     """What happens today, as the facts the test below rests on: the lower rows are one flat value."""
     path = _cut(tmp_path / "cut.jpg")
-    pixels = load_image(path, color=True).pixels
+    with pytest.warns(DamagedImageWarning, match="premature end of data segment"):
+        pixels = load_image(path, color=True).pixels
     assert pixels.shape == (400, 600, 3)
     assert float(pixels[-50:].std()) < 1e-6 and float(pixels[:50].std()) > 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wave 6 chose to read damage Pillow decodes as Pillow reads it, silently (tests/test_jpeg_corrupt.py "
-    "asserts an empty stderr); a warning (or a refusal) needs a way for load_image to hand a note to the runs "
-    "(ImageInfo) and the lead's decision",
-)
 def test_a_cut_scan_is_not_made_into_maps_without_a_word(tmp_path: Path) -> None:
     _cut(tmp_path / "cut.jpg")
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -53,4 +51,28 @@ def test_a_cut_scan_is_not_made_into_maps_without_a_word(tmp_path: Path) -> None
         cwd=tmp_path,
         timeout=120,
     )
-    assert done.returncode != 0 or "cut.jpg" in done.stderr
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("featmap: warning: DamagedImageWarning: cut.jpg: damaged JPEG data (libjpeg: Corrupt JPEG")
+
+
+def test_a_batch_says_which_image_was_cut(tmp_path: Path) -> None:
+    """In a batch the warning comes back from the helper that read the file, once, naming it; the rest are quiet."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _cut(folder / "a_cut.jpg")
+    for name in ("b.jpg", "c.jpg", "d.jpg"):
+        Image.open(SAMPLES / "camera.png").save(folder / name, quality=90)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "featmap", "apply", "in", "-k", "sobel_x", "-o", "out", "-j", "2", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line]
+    assert line.startswith(f"featmap: warning: DamagedImageWarning: {Path('in') / 'a_cut.jpg'}: damaged JPEG data")
+    assert line.endswith("(1 image)")

@@ -28,7 +28,7 @@ from featmap.core.cvfilter import mix_channels
 from featmap.core.ops import row_bands
 from featmap.core.samples import ScaledSamples, as_floats
 from featmap.errors import ImageReadError, LimitError, SpecError
-from featmap.io.jpeg import EXIF_ORIENTATION, jpeg_luma_plane, opencv_jpeg
+from featmap.io.jpeg import EXIF_ORIENTATION, damage_warning, jpeg_luma_plane, opencv_jpeg
 
 __all__ = [
     "GRAY_BT601",
@@ -229,7 +229,8 @@ def load_image(
             original_mode = opened.mode
             check_load_memory(where, *opened.size, opened.mode, color)  # before decoding
             plane = not color and jpeg_luma_plane(opened)
-            fast = opencv_jpeg(p, opened, gray=not color)
+            complaints: list[str] = []
+            fast = opencv_jpeg(p, opened, gray=not color, complaints=complaints)
             if fast is not None:
                 data = _decoded(fast, "L" if fast.ndim == 2 else original_mode, background, gray=not color)
             else:
@@ -237,6 +238,8 @@ def load_image(
                     opened.draft("L", None)  # libjpeg's luma plane, at full size
                     plane = opened.mode == "L"
                 opened.load()
+                if complaints:  # Pillow read what libjpeg called damaged: said, never silent
+                    warnings.warn(damage_warning(where, complaints[0]), stacklevel=1)
                 turned = opened.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
                 im = ImageOps.exif_transpose(opened) if turned else opened  # the transpose copies: only if needed
                 data = _to_float(im, background, gray=not color)

@@ -16,8 +16,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from featmap.core.cvfilter import opencv
+from featmap.errors import DamagedImageWarning
 
-__all__ = ["EXIF_ORIENTATION", "JPEG_FORMATS", "jpeg_luma_plane", "opencv_jpeg"]
+__all__ = ["EXIF_ORIENTATION", "JPEG_FORMATS", "damage_warning", "jpeg_luma_plane", "opencv_jpeg"]
 
 #: The EXIF tag of the orientation.
 EXIF_ORIENTATION = 0x0112
@@ -70,7 +71,23 @@ def _eoi_at_end(fh: IO[bytes]) -> bool:
     return fh.read(2) == b"\xff\xd9"
 
 
-def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8] | None:
+def damage_warning(where: str, complaint: str) -> DamagedImageWarning:
+    """What a user is told when Pillow has read a JPEG that libjpeg called damaged (``complaint``, its first).
+
+    Examples
+    --------
+    >>> str(damage_warning("a.jpg", "Corrupt JPEG data: premature end of data segment"))[:75]
+    'a.jpg: damaged JPEG data (libjpeg: Corrupt JPEG data: premature end of data'
+    """
+    return DamagedImageWarning(
+        f"{where}: damaged JPEG data (libjpeg: {complaint.rstrip('.')}), read as Pillow decodes it: parts of the "
+        "image may be gray fill; re-export or re-download the file"
+    )
+
+
+def opencv_jpeg(
+    path: Path, opened: Image.Image, gray: bool, complaints: list[str] | None = None
+) -> NDArray[np.uint8] | None:
     """An 8-bit gray or RGB JPEG decoded by OpenCV straight into numpy, EXIF orientation applied: its luma
     plane ``(H, W)`` when ``gray`` and `jpeg_luma_plane` (``cv2.IMREAD_GRAYSCALE``, the Y samples as libjpeg
     decodes them), else its samples (``(H, W)`` gray, ``(H, W, 3)`` RGB); None for anything else (Pillow then
@@ -80,7 +97,8 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
     A file that does not end with the JPEG end marker may be truncated: Pillow decodes it, and refuses it
     if it is (OpenCV would fill the missing rows with gray). So does a file whose decoding made libjpeg complain
     (``Corrupt JPEG data: …``, which it writes on the process's stderr, caught here: `decoder_messages`): damaged
-    data OpenCV would fill in, which Pillow refuses or reads in its own way.
+    data OpenCV would fill in, which Pillow refuses or reads in its own way. libjpeg's complaints are added to
+    ``complaints`` when given (the caller says them once Pillow has read the file).
 
     OpenCV decodes from the file into an array made here (``cv2.imread`` with ``dst``), so a decode holds the
     pixels once: ``cv2.imdecode`` of the file's bytes held those bytes, its own result, and the copy Python got
@@ -101,6 +119,8 @@ def opencv_jpeg(path: Path, opened: Image.Image, gray: bool) -> NDArray[np.uint8
         else:
             pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)
     if said:
+        if complaints is not None:
+            complaints += said
         return None
     if opened.getexif().get(EXIF_ORIENTATION, 1) in _TURNED:
         width, height = height, width

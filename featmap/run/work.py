@@ -85,7 +85,8 @@ def work_url(task: tuple[int, Any, Any]) -> tuple[int, Any, str | None]:
                 )
         if isinstance(item, UrlImage):
             records = tuple({**rec, "input": item.url} for rec in result.records)
-            result = replace(result, input=replace(result.input, path=item.url), records=records)
+            said = tuple(w.replace(str(source), item.url) for w in result.warnings)  # the URL, not the staged copy
+            result = replace(result, input=replace(result.input, path=item.url), records=records, warnings=said)
         if out_url is not None:
             out = staged / "out"
             maps = tuple(
