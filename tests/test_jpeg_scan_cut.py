@@ -31,6 +31,12 @@ def _cut(path: Path) -> Path:
     return path
 
 
+def _featmap(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "featmap", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
 def test_pillow_fills_the_missing_half_with_gray(tmp_path: Path) -> None:
     """What happens today, as the facts the test below rests on: the lower rows are one flat value."""
     path = _cut(tmp_path / "cut.jpg")
@@ -42,15 +48,7 @@ def test_pillow_fills_the_missing_half_with_gray(tmp_path: Path) -> None:
 
 def test_a_cut_scan_is_not_made_into_maps_without_a_word(tmp_path: Path) -> None:
     _cut(tmp_path / "cut.jpg")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run(
-        [sys.executable, "-m", "featmap", "apply", "cut.jpg", "-k", "sobel_x", "-o", "out"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    done = _featmap("apply", "cut.jpg", "-k", "sobel_x", "-o", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (line,) = done.stderr.splitlines()
     assert line.startswith("featmap: warning: DamagedImageWarning: cut.jpg: damaged JPEG data (libjpeg: Corrupt JPEG")
@@ -63,15 +61,7 @@ def test_a_batch_says_which_image_was_cut(tmp_path: Path) -> None:
     _cut(folder / "a_cut.jpg")
     for name in ("b.jpg", "c.jpg", "d.jpg"):
         Image.open(SAMPLES / "camera.png").save(folder / name, quality=90)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run(
-        [sys.executable, "-m", "featmap", "apply", "in", "-k", "sobel_x", "-o", "out", "-j", "2", "-q"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    done = _featmap("apply", "in", "-k", "sobel_x", "-o", "out", "-j", "2", "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line]
     assert line.startswith(f"featmap: warning: DamagedImageWarning: {Path('in') / 'a_cut.jpg'}: damaged JPEG data")

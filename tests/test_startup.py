@@ -119,12 +119,13 @@ def test_a_command_loads_only_its_own_module(tmp_path: Path) -> None:
     assert sorted(modules & {"featmap.cli.apply", "featmap.cli.explain", "featmap.cli.kernels", *BATCH}) == []
 
 
-#: Starts the helpers' fork server for one kind of batch, then prints the modules a helper forked from it has loaded.
+#: Starts the helpers' fork server for one kind of batch (``{network}``); a helper forked from it evaluates
+#: ``{expression}`` (text of Python) and this prints what it answered as JSON.
 _HELPER_PROBE = """
-import json, sys
+import json
 from featmap.run.workers import Helpers, start_server
 start_server(network={network})
-helpers = Helpers(1, eval, ["sorted(__import__('sys').modules)"])
+helpers = Helpers(1, eval, [{expression!r}])
 helpers.start()
 helpers.give(0)
 found = []
@@ -172,29 +173,15 @@ def test_a_batchs_helpers_start_with_its_own_kinds_path(
     """The server started for one kind of batch (``featmap apply`` knows it) imports that kind's path only, so a
     kernel batch's helpers start without the network path's imports and the other way round; the helper has
     the path its images need without importing it."""
-    code = _HELPER_PROBE.format(network=network)
+    code = _HELPER_PROBE.format(network=network, expression="sorted(__import__('sys').modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     modules = set(json.loads(proc.stdout.splitlines()[-1]))
     assert set(own) <= modules
     assert sorted(set(other) & modules) == []
 
 
-#: Starts the helpers' fork server for one kind of batch; a helper forked from it prints the modules it has imported
-#: since its fork (modules are frozen by the server, `featmap.run.warm`: the collector lists only newer ones) and the
-#: server's thread count (it is the helper's parent).
-_FORK_PROBE = """
-import json
-from featmap.run.workers import Helpers, start_server
-start_server(network={network})
-helpers = Helpers(1, eval, [PROBE])
-helpers.start()
-helpers.give(0)
-found = []
-while not found and helpers.working:
-    found = helpers.collect(wait=True)[0]
-print(json.dumps(found[0]))
-helpers.close()
-"""
+#: A helper's modules imported since its fork are those the cyclic collector tracks (the server froze its own:
+#: `featmap.run.warm`); its parent is the server, whose thread count it reads.
 #: Evaluated in the helper: (modules the collector tracks, i.e. not frozen by the server, the server's thread count).
 _IN_HELPER = (
     "(lambda gc, os, sys: (lambda tracked, tasks: ("
@@ -211,7 +198,7 @@ def test_a_helper_imports_nothing_after_its_fork_and_its_server_has_one_thread(n
     """Everything a helper loads before and for its first image (the pool's helper loop, OpenCV, ISA-L,
     Pillow's decoders) is loaded once in the server, which still holds a single thread when it forks (importing
     OpenCV starts none; a server with OpenCV's thread pool would hand helpers a pool that hangs)."""
-    code = f"PROBE = {_IN_HELPER!r}\n" + _FORK_PROBE.format(network=network)
+    code = _HELPER_PROBE.format(network=network, expression=_IN_HELPER)
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     since_fork, server_threads = json.loads(proc.stdout.splitlines()[-1])
     assert since_fork == []
