@@ -290,13 +290,16 @@ def main() -> None:
     featmap = [sys.executable, "-m", "featmap"]
     if not become_subreaper():
         print("note: not a subreaper (not Linux): the CPU of a command's orphaned processes is not counted")
+    sets = [name for name in args.sets.split(",") if name]
+    if any(name not in ("synthetic", "crops") for name in sets):
+        parser.error(f"--sets {args.sets!r}: name synthetic, crops or both, comma-separated (or none, with --big)")
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="featmap-command-bench-"))
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # bytecode as an installed featmap has it (see the docstring)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         (work / "opencv_script.py").write_text(OPENCV_SCRIPT)
-        for name in args.sets.split(","):
+        for name in sets:
             photos = work / name
             photos.mkdir()
             if name == "synthetic":
