@@ -56,6 +56,34 @@ def test_final_output_equals_the_executors_last_output(name: str) -> None:
     np.testing.assert_array_equal(again, values)
 
 
+def test_a_final_output_run_sums_large_convolutions_tap_by_tap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stride-1 convolutions over 64 channels on 24×24 take `gemm.shifted_conv` in the final-output run (not in the
+    executor's): the same output within 1e-5 of its scale, and the same again on a second run."""
+    from featmap.core import blas, gemm
+
+    layers = parse_tokens(["conv:64@3x3/same", "bn", "relu", "conv:64@3x3/same", "bn", "relu", "conv:8@3x3"])
+    nodes = plan_layers(layers, (24, 24, 64))
+    image = np.random.default_rng(4).random((24, 24, 64), dtype=np.float32)
+    rng, tensors = np.random.default_rng(5), {}
+    for key, bn in (("0", "1"), ("3", "4")):
+        tensors[f"{key}.weight"] = (rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32)
+        tensors[f"{key}.bias"] = rng.standard_normal(64).astype(np.float32)
+        tensors.update({f"{bn}.{k}": v for k, v in bn_tensors(rng, 64).items()})
+    tensors["6.weight"] = (rng.standard_normal((8, 64, 3, 3)) * 0.05).astype(np.float32)
+    tensors["6.bias"] = np.zeros(8, np.float32)
+    calls: list[tuple[int, ...]] = []
+    real = gemm.shifted_conv
+    monkeypatch.setattr(gemm, "shifted_conv", lambda x, *a: calls.append(x.shape) or real(x, *a))
+    reference = list(iter_network(nodes, image, WeightSource(tensors)))[-1].values
+    assert calls == []  # the executor keeps im2col's sums (every layer output, the pictures, as before)
+    values = final_output(nodes, image, WeightSource(tensors))[1]
+    if blas._sgemm() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose cblas_sgemm featmap can call")
+    assert calls == [(24, 24, 64)] * 3
+    assert relative(values, reference) < 1e-5
+    np.testing.assert_array_equal(final_output(nodes, image, WeightSource(tensors))[1], values)
+
+
 def test_upto_stops_at_a_folded_convolution_and_leaves_the_input_alone() -> None:
     layers = parse_tokens(["conv:4@3x3/same", "bn", "relu", "conv:3@3x3", "bn", "relu"])
     shape = (9, 9, 2)

@@ -8,18 +8,26 @@ faster choice: OpenBLAS's idle threads spin, and a busy second core makes the ot
 
 Where numpy's BLAS is not an OpenBLAS whose controls can be found (another build, another platform), the
 functions do nothing: `threads` returns 0 and `set_threads` returns False.
+
+`sum_of_products` calls the same OpenBLAS's ``cblas_sgemm`` with ``beta = 1``, which numpy does not offer: products
+summed into one result in place, each added as BLAS finishes it (`featmap.core.gemm.shifted_conv`); it returns
+False where that library is not found, and the caller computes another way.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["one_thread", "set_threads", "threads"]
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+__all__ = ["one_thread", "set_threads", "sum_of_products", "threads"]
 
 # OpenBLAS's exported controls, by the names of its builds: scipy-openblas (numpy's wheels, 64-bit integers),
 # then a plain OpenBLAS.
@@ -28,8 +36,8 @@ _SUFFIXES = ("64_", "")
 
 
 @cache
-def _controls() -> tuple[Any, Any] | None:
-    """``(get, set)`` of the OpenBLAS that numpy loaded, or None."""
+def _openblas() -> tuple[Any, str, str] | None:
+    """numpy's OpenBLAS (loaded by ctypes) and the prefix and suffix of its exported names, or None."""
     import numpy as np
 
     folder = Path(np.__file__).resolve().parent.parent / "numpy.libs"
@@ -41,12 +49,81 @@ def _controls() -> tuple[Any, Any] | None:
             continue
         for prefix in _PREFIXES:
             for suffix in _SUFFIXES:
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                    return get, put
+                names = (f"{prefix}_get_num_threads{suffix}", f"{prefix}_set_num_threads{suffix}")
+                if all(getattr(lib, name, None) is not None for name in names):
+                    return lib, prefix, suffix
     return None
+
+
+@cache
+def _controls() -> tuple[Any, Any] | None:
+    """``(get, set)`` of the OpenBLAS that numpy loaded, or None."""
+    found = _openblas()
+    if found is None:
+        return None
+    lib, prefix, suffix = found
+    get, put = getattr(lib, f"{prefix}_get_num_threads{suffix}"), getattr(lib, f"{prefix}_set_num_threads{suffix}")
+    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+    return get, put
+
+
+@cache
+def _sgemm() -> tuple[Any, type] | None:
+    """numpy's OpenBLAS's ``cblas_sgemm`` and its integer type (64 bits in a ``USE64BITINT`` build), or None."""
+    found = _openblas()
+    if found is None:
+        return None
+    lib, prefix, suffix = found
+    config = getattr(lib, f"{prefix}_get_config{suffix}", None)
+    function = getattr(lib, f"{'scipy_' if prefix.startswith('scipy') else ''}cblas_sgemm{suffix}", None)
+    if config is None or function is None:
+        return None
+    config.restype = ctypes.c_char_p
+    integer = ctypes.c_int64 if b"USE64BITINT" in (config() or b"") else ctypes.c_int32
+    pointer, single = ctypes.c_void_p, ctypes.c_float
+    function.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [single, pointer, integer, pointer, integer]
+    function.argtypes += [single, pointer, integer]
+    function.restype = None
+    return function, integer
+
+
+_ROW_MAJOR, _NO_TRANSPOSE = 101, 111  # CBLAS's enums
+
+
+def sum_of_products(
+    out: NDArray[np.float32], a: NDArray[np.float32], offsets: Sequence[int], matrices: NDArray[np.float32]
+) -> bool:
+    """``out = Σ_k a[offsets[k] : offsets[k] + M] @ matrices[k]`` (``out`` ``(M, N)``, ``a`` ``(rows, K)``,
+    ``matrices`` ``(len(offsets), K, N)``, all C-contiguous float32), the first product written, each next one
+    added into ``out`` by BLAS as it is made (``beta = 1``): one pass over ``out`` per product, no temporary.
+    Returns False, having done nothing, where numpy's BLAS is not an OpenBLAS whose ``cblas_sgemm`` can be found.
+    Every shape, offset and layout is checked before the first call (a mistake would read or write out of bounds).
+    """
+    import numpy as np
+
+    found = _sgemm()
+    if found is None:
+        return False
+    function, integer = found
+    (m, n), (rows, k) = out.shape, a.shape
+    arrays = (out, a, matrices)
+    if not (
+        all(x.dtype == np.float32 and x.flags.c_contiguous for x in arrays)
+        and out.flags.writeable
+        and matrices.shape == (len(offsets), k, n)
+        and all(0 <= offset <= rows - m for offset in offsets)
+        and not any(np.may_share_memory(out, x) for x in arrays[1:])
+    ):
+        raise ValueError(f"sum_of_products: shapes {out.shape}, {a.shape}, {matrices.shape} or offsets {offsets}")
+    base, row_bytes = a.ctypes.data, k * a.itemsize
+    target, table, table_bytes = out.ctypes.data, matrices.ctypes.data, k * n * matrices.itemsize
+    sizes = (integer(m), integer(n), integer(k))
+    for index, offset in enumerate(offsets):
+        function(
+            _ROW_MAJOR, _NO_TRANSPOSE, _NO_TRANSPOSE, *sizes, 1.0, base + offset * row_bytes, k,
+            table + index * table_bytes, n, 1.0 if index else 0.0, target, n,
+        )  # fmt: skip
+    return True
 
 
 def threads() -> int:
