@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from featmap.errors import FeatmapError, NothingToDoError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), "BatchInterrupted"})
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ApplyOptions:
     """Every option of a ``featmap apply`` job besides the kernels or the network, by the library's names.
 

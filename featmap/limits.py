@@ -25,9 +25,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from featmap.errors import LimitError
+from featmap.frozen import frozen_dataclass
 
 __all__ = [
     "DEPTH",
@@ -68,7 +68,7 @@ def format_bytes(count: int) -> str:
     return f"{count} B"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Limit:
     """One resource limit: its name, default, environment variable and what it bounds.
 

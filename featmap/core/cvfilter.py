@@ -25,7 +25,6 @@ and destination), worked out once per map rather than once per band.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -36,6 +35,7 @@ from numpy.typing import NDArray
 from featmap.core.geometry import ConvGeometry
 from featmap.core.kernelmath import rank1_factors, spread_kernel
 from featmap.enums import PaddingMode
+from featmap.frozen import frozen_dataclass
 
 __all__ = ["MAX_CHANNELS", "BandFilter", "band_filter", "correlate", "mix_channels", "opencv", "set_threads", "threads"]
 
@@ -182,7 +182,7 @@ def correlate(
     return result
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class BandFilter:
     """One 2-D kernel made ready to filter bands of an image's rows as `correlate` filters them, stride 1 and no
     dilation, OpenCV's border standing in for the padding: ``sepFilter2D`` with the kernel's rank-1 factors, or

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from featmap.errors import ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 
 __all__ = [
     "ConvGeometry",
@@ -191,7 +191,7 @@ def resolve_padding(
     return (single, single, single, single)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ConvGeometry:
     """Where a sliding window goes over an ``(H, W)`` plane.
 

@@ -9,10 +9,10 @@ band for band: the conversion is one multiplication per sample, in float32, what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import NDArray
+
+from featmap.frozen import frozen_dataclass
 
 __all__ = ["CONVERT_WHOLE_UP_TO", "ImageData", "ScaledSamples", "as_floats"]
 
@@ -23,7 +23,7 @@ LEVEL_8BIT = np.float32(1 / 255)
 CONVERT_WHOLE_UP_TO = 1 << 21
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class ScaledSamples:
     """8-bit samples ``(H, W, C)`` standing for the float32 image ``samples * scale`` (rounded to float32).
 

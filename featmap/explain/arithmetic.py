@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from featmap.core.geometry import ConvGeometry
 from featmap.errors import ShapeError
 from featmap.explain.limits import Matrix
+from featmap.frozen import frozen_dataclass
 
 __all__ = ["AxisArithmetic", "axes_of", "check_fits", "positions_of", "window_cells"]
 
@@ -21,7 +20,7 @@ def check_fits(g: ConvGeometry, arr: Matrix, kernel_hw: tuple[int, ...]) -> None
         )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AxisArithmetic:
     """The output-size formula along one axis, with its numbers.
 

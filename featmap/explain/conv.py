@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,12 +15,13 @@ from featmap.enums import Activation, PaddingMode, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.explain.arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
 from featmap.explain.limits import Matrix, check_matrix
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, Conv2d
 
 __all__ = ["ConvStep", "ConvTrace", "trace_conv"]
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class ConvStep:
     """One output position of a convolution: the window, the products and how the value is made.
 
@@ -41,7 +42,7 @@ class ConvStep:
     value: float
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class ConvTrace:
     """A convolution of one small matrix with one filter, every fact `featmap explain` shows.
 

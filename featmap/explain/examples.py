@@ -10,13 +10,12 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from featmap.enums import Activation, PoolKind
 from featmap.errors import SpecError
 from featmap.explain.explanation import Explanation, explain
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, Conv2d, Pool2d
 
 __all__ = ["EXAMPLES", "Example", "explain_example"]
@@ -24,7 +23,7 @@ __all__ = ["EXAMPLES", "Example", "explain_example"]
 Rows = tuple[tuple[float, ...], ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Example:
     """One shipped case: ``channels`` are the input's channel planes, ``kernel`` one plane per channel."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from numpy.typing import ArrayLike
 
 from featmap.errors import ShapeError, SpecError
@@ -11,12 +9,13 @@ from featmap.explain.arithmetic import AxisArithmetic
 from featmap.explain.conv import ConvTrace, trace_conv
 from featmap.explain.limits import Matrix, check_matrix
 from featmap.explain.pool import PoolTrace, trace_pool
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, Pool2d
 
 __all__ = ["Explanation", "explain", "pick_positions"]
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class Explanation:
     """What `featmap explain` shows: a convolution, a pooling, or a convolution then a pooling.
 

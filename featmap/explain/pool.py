@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -14,12 +14,13 @@ from featmap.enums import PoolKind, parse_enum
 from featmap.errors import ShapeError
 from featmap.explain.arithmetic import AxisArithmetic, axes_of, check_fits, positions_of, window_cells
 from featmap.explain.limits import Matrix, check_matrix
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Pool2d
 
 __all__ = ["PoolStep", "PoolTrace", "trace_pool"]
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class PoolStep:
     """One pooled position: the window (NaN on padding), the winner or the average and its count."""
 
@@ -34,7 +35,7 @@ class PoolStep:
     value: float
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class PoolTrace:
     """Max, average or min pooling of one channel: padded input (NaN on padding), geometry, output.
 

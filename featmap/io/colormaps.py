@@ -22,7 +22,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from typing import Any
 
@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from featmap.core.cvfilter import opencv
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 
 __all__ = [
     "AUTO",
@@ -50,7 +51,7 @@ LUT_SIZE = 256
 _REVERSED = "_r"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Colormap:
     """A named colormap: its `cmap` name, category and lookup tables.
 

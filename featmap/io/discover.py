@@ -13,11 +13,12 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from itertools import groupby, repeat
 from operator import attrgetter
 from pathlib import Path
 
+from featmap.frozen import frozen_dataclass
 from featmap.io.bulk import bulk_objects
 from featmap.io.images import IMAGE_SUFFIXES, is_image
 from featmap.io.outputs import safe_stem
@@ -27,7 +28,7 @@ __all__ = ["FetchedImage", "InputImage", "discover"]
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class InputImage:
     """One input: its path, the folder it maps to under the output folder, and its output stem; ``resolved``:
     ``str(path.resolve())`` where discovery worked it out (a plain file of a folder it listed), else None."""
@@ -43,7 +44,7 @@ class InputImage:
         return None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FetchedImage(InputImage):
     """A remote input's local copy (``path``, in a back end's temporary folder) and the URL it came from, which
     every page and record names instead of the copy."""

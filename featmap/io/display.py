@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +25,7 @@ from numpy.typing import NDArray
 from featmap.core.ops import DEFAULT_PERCENTILES, PERCENTILE_SAMPLE_LIMIT, percentile_range
 from featmap.enums import Normalize, parse_enum
 from featmap.errors import OptionError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.colormaps import AUTO, Colormap, choose_colormap
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DisplayRange:
     """The values mapped to the two ends of a scale, and how they were chosen.
 
@@ -152,7 +152,7 @@ SCALES = ("per-layer", "per-channel")
 LAYER_SAMPLE_LIMIT = 1 << 22
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerScale:
     """How one layer's channels are drawn: ONE colormap, and one range (``per-layer``) or one per channel.
 

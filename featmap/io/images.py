@@ -14,7 +14,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +28,7 @@ from featmap.core.cvfilter import mix_channels
 from featmap.core.ops import row_bands
 from featmap.core.samples import ScaledSamples, as_floats
 from featmap.errors import ImageReadError, LimitError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.jpeg import EXIF_ORIENTATION, damage_warning, jpeg_luma_plane, opencv_jpeg
 
 __all__ = [
@@ -54,7 +55,7 @@ GRAY_JPEG_PLANE = "JPEG luma plane"
 DEFAULT_MAX_PIXELS = 89_478_485
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ImageInfo:
     """What was read: the file, its size, Pillow's mode and format, the channels returned and, for one channel,
     how its gray was made (``gray``: `GRAY_BT601` or `GRAY_JPEG_PLANE`)."""
@@ -75,7 +76,7 @@ class ImageInfo:
         return self.source or self.path
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LoadedImage:
     """A decoded image: ``pixels`` float32 ``(H, W, C)`` in [0, 1] and its `ImageInfo`.
 

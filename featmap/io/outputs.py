@@ -11,12 +11,12 @@ import os
 import re
 import string
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from featmap.enums import Normalize, parse_enum
 from featmap.errors import SpecError, brief
+from featmap.frozen import frozen_dataclass
 from featmap.io.manifest import JOURNAL_NAME, MANIFEST_NAME, Manifest
 from featmap.io.outputlock import LOCK_NAME, OutputLock
 
@@ -50,7 +50,7 @@ _LAST_PLAIN: list[Any] = [None, 0.0]
 _PLAIN_NAME = re.compile(r"(?!\.{1,2}(?:/|$))[^/]+(?:/(?!\.{1,2}(?:/|$))[^/]+)*")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class OutputOptions:
     """Where and how maps are written.
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from featmap.errors import FeatmapError, MissingExtraError, install_hint
+from featmap.frozen import frozen_dataclass
 
 __all__ = [
     "RemoteOutput",
@@ -182,7 +182,7 @@ def filesystem(url: str) -> tuple[Any, str]:
 # ----------------------------------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class UrlImage:
     """A remote input: its URL, and like `featmap.io.discover.InputImage` a path (for its name), output folder
     and output stem."""

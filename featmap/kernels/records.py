@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import KernelFileError
+from featmap.frozen import frozen_dataclass
 
 __all__ = ["Kernel", "KernelBank"]
 
 
-@dataclass(frozen=True, eq=False)
+@frozen_dataclass(eq=False)
 class Kernel:
     """One named filter.
 
@@ -64,7 +65,7 @@ class Kernel:
         return self.weights.ndim == 3
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class KernelBank:
     """An ordered selection of kernels with unique names, as applied in one run.
 

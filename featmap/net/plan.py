@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featmap.errors import FeatmapError, ShapeError
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import LayerPlan, Parallel, Sequential
 
 if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
@@ -38,7 +39,7 @@ __all__ = ["PlanNode", "iter_leaves", "layers_fingerprint", "output_nodes", "pla
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class PlanNode:
     """One layer (or container) of a planned stack.
 
@@ -60,7 +61,7 @@ def _label(layer: object, path: str) -> str:
     return f"layer {path} ({shown})"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Scope:
     """Where the keys of a list's layers start: ``named`` before a layer's own name, ``indexed`` before an unnamed
     layer's position (they differ inside a branch that has no name: ``block.`` and ``block.0.main.``)."""

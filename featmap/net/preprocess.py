@@ -46,13 +46,14 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import OptionError, SpecError, brief
+from featmap.frozen import frozen_dataclass
 
 __all__ = [
     "PRESETS",
@@ -73,7 +74,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 METADATA_KEY = "featmap.preprocess"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Preprocess:
     """An input transform. ``resize``: the shorter side before a centre crop (None: the input's own size);
     ``mode``: ``crop``, ``stretch`` or ``pad``; ``mean``/``std`` per channel (None: values kept in [0, 1]);
@@ -197,7 +198,7 @@ def from_metadata(metadata: Mapping[str, str]) -> Any:
     return text
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Prepared:
     """What the network sees (``tensor``, normalised), the same picture in [0, 1] (``shown``: what a sheet
     draws as the input) and the notes (a resize, a gray image repeated, an inversion)."""

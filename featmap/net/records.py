@@ -15,13 +15,14 @@ output's maps, with the layer's whole output when a network made it (for the wri
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.geometry import ConvGeometry
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import LayerPlan
 from featmap.net.plan import PlanNode
 
@@ -51,7 +52,7 @@ Array = NDArray[np.floating]
 _STATS_BLOCK = 1 << 18
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MapStats:
     """Summary statistics of one final map."""
 
@@ -159,7 +160,7 @@ class StatsAccumulator:
         return MapStats(float(self._low), float(self._high), self._shift + mean, float(np.sqrt(variance)))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MapInfo:
     """The facts about one map: how it was made, its shapes and statistics (no pixel data).
 
@@ -195,7 +196,7 @@ class MapInfo:
     combined_from: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FeatureMap:
     """One final map, float32 ``(H, W, C)``, with its `MapInfo`."""
 
@@ -222,7 +223,7 @@ class MapBands(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BandedFeatureMap:
     """One kernel's final map as its bands (`MapBands`), with its `MapInfo` (statistics from a first pass over the
     bands, `StatsAccumulator`): what the PNG writer quantises into its file a band at a time, so the map is never
@@ -242,7 +243,7 @@ class BandedFeatureMap:
         return out
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FeatureMaps:
     """Every map of one run, the input shape and the warnings the geometry raised."""
 
@@ -251,7 +252,7 @@ class FeatureMaps:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerOutput:
     """One layer's output (a leaf layer, or a merge of branches) with its plan node and statistics."""
 
@@ -298,7 +299,7 @@ class Map(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ChannelInfo:
     """The facts of one channel of a network layer's output drawn as a map.
 
@@ -325,7 +326,7 @@ class ChannelInfo:
     stats: MapStats
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ChannelMap:
     """One channel of a network layer's output, ``(H, W, 1)``, with its `ChannelInfo`."""
 
@@ -333,7 +334,7 @@ class ChannelMap:
     info: ChannelInfo
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerMaps:
     """One layer output as the writers take it: its maps in order, and the layer's whole output (a network layer;
     None for a kernel's map, which is a layer of its own). ``folder`` names the layer (its maps' folder or the
@@ -346,7 +347,7 @@ class LayerMaps:
     stack: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerRecord:
     """One layer of a run as the report needs it, whatever ran it (a network layer; a kernel's map, with the
     activation and pooling drawn with it).

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import LayerPlan, LayerSpec
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 
@@ -28,7 +29,7 @@ __all__ = ["LayerInfo", "ReceptiveField", "Summary", "Totals", "summarize", "sum
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ReceptiveField:
     """What one output pixel sees, per spatial axis (rows, cols; one axis for 1-D).
 
@@ -41,7 +42,7 @@ class ReceptiveField:
     start: tuple[float, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerInfo:
     """The facts of one layer (or of a container: a block, a branch, a merge).
 
@@ -71,7 +72,7 @@ class LayerInfo:
     explain: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Totals:
     """Sums over the leaf layers; bytes at the summary's dtype size."""
 
@@ -86,7 +87,7 @@ class Totals:
     """Trainable parameters of auxiliary heads (included in ``trainable``; training only)."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Summary:
     """Every row in display order, the input and the totals."""
 

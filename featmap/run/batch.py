@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featmap.errors import FeatmapError
+from featmap.frozen import frozen_dataclass
 from featmap.io.discover import InputImage
 from featmap.io.outputs import MANIFEST_NAME, OutputOptions
 from featmap.io.storage import UrlImage
@@ -60,7 +61,7 @@ __all__ = [
 # ------------------------------------------------------------------------------------------ batch
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Progress:
     """What a batch reports after each image (and once before the first)."""
 
@@ -71,7 +72,7 @@ class Progress:
     current: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BatchReport:
     """The outcome of a batch: what was processed, skipped (already done) and failed, and why."""
 

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from featmap.core.samples import ImageData, ScaledSamples
 from featmap.errors import FeatmapError, ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.labels import top_classes  # the prediction's classes (here for the callers that took it here)
 from featmap.net.layers import Conv2d, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
@@ -154,7 +155,7 @@ def _kind(node: PlanNode) -> str:
     return kinds.get(node.plan.kind, "conv")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkResult:
     """Every layer's output of one run, the summary of the same plans, and the warnings."""
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -33,6 +32,7 @@ from featmap.core.ops import activate
 from featmap.core.pool import tile_pool
 from featmap.core.samples import ImageData, ScaledSamples
 from featmap.enums import Activation, PaddingMode, PoolKind
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
 __all__ = ["BAND_ROWS", "TWO_PASS_ABOVE", "BandRun", "FusedBands", "band_run", "banded_map", "edges_fit", "fits"]
@@ -102,7 +102,7 @@ def _pool_plan(pool: Pool2d, shape: tuple[int, int, int]) -> LayerPlan:
     return pool.plan(shape)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BandRun:
     """One kernel's band loop, worked out once: the image, the filter in the image's dtype, the layers and the
     geometry (``per_band`` conv rows a band, the last band longer by less than `BAND_ROWS`)."""

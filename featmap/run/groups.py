@@ -19,7 +19,7 @@ and run by the layers' own forward passes, with two shortcuts that give the same
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from featmap.core.ops import activate
 from featmap.core.samples import ImageData, ScaledSamples, as_floats
 from featmap.enums import Activation, PoolKind, parse_enum
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, Pool2d
 from featmap.net.plan import PlanNode, plan_layers
 from featmap.net.records import MapBands
@@ -60,7 +61,7 @@ PER_CHANNEL = (Act, Pool2d, GlobalPool2d, BatchNorm, Dropout)
 _MONOTONE = frozenset({Activation.NONE, Activation.RELU, Activation.RELU6, Activation.SIGMOID, Activation.TANH})
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ChannelGroup:
     """Some output channels of a conv layer, run together: ``channels`` slices them (a step picks one filter per
     conv group, as a depthwise bank's kernel); ``bias=False`` leaves the layer's bias out for them (a kernel of a
@@ -71,7 +72,7 @@ class ChannelGroup:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class GroupOutput:
     """One group's final maps and the group's own planned stack (its conv, then the per-channel layers); the maps
     are `featmap.run.fused.FusedBands` (made again each time they are read) when `run_groups` was asked for that."""
@@ -108,7 +109,7 @@ def channel_groups(node: PlanNode, size: int = 1) -> tuple[ChannelGroup, ...]:
     return tuple(ChannelGroup(slice(start, min(start + step, filters))) for start in range(0, filters, step))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Pick:
     """A group's conv layer (its filters only), the output channels it computes and the input channels it reads
     (None: all of them; a slice; or a list)."""

@@ -10,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from featmap.core.samples import CONVERT_WHOLE_UP_TO, ScaledSamples
 from featmap.errors import FeatmapError
+from featmap.frozen import frozen_dataclass
 from featmap.io.discover import InputImage
 from featmap.io.display import DisplayRange, range_from_stats
 from featmap.io.images import ImageInfo, load_image
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # the rest is imported where a kernel bank or a network needs
 __all__ = ["ImageResult", "KernelRun", "WrittenMap", "apply_image", "map_names", "process_image", "targets_for"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WrittenMap:
     """A map's facts and the files written for it."""
 
@@ -46,7 +47,7 @@ class WrittenMap:
     colormap: str | None = None  # cmap's name of the PNG's colormap; None: gray levels
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ImageResult:
     """The outcome of one input image."""
 

@@ -26,7 +26,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -34,6 +34,7 @@ from featmap.core.budget import check_image_plan
 from featmap.core.geometry import PaddingArg, as_pair
 from featmap.enums import Activation, Combine, Normalize, PaddingMode, PoolKind, parse_enum
 from featmap.errors import OptionError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.images import DEFAULT_MAX_PIXELS, parse_color
 from featmap.io.outputs import OutputOptions
 from featmap.io.writers import REPORT_KEY, SHEET_KEY
@@ -62,7 +63,7 @@ KernelsArg: TypeAlias = "str | Kernel | KernelBank | Sequence[str | Kernel]"
 Pair = int | Sequence[int]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ApplyJob:
     """Everything `apply_image` needs besides the input path."""
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.frozen import frozen_dataclass
 from featmap.io.discover import InputImage
 from featmap.io.images import ImageInfo
 from featmap.io.writers import REPORT_KEY, SHEET_KEY, layer_planes
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # the sheet's and the report's modules load only when asked f
 __all__ = ["LayerFacts", "NetworkImageResult", "NetworkRun", "process_network_image"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerFacts:
     """One layer output of a run: where it sits, its shape, parameters, statistics and the files written."""
 
@@ -52,7 +53,7 @@ class LayerFacts:
     files: tuple[Path, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkImageResult:
     """The outcome of one image through a network: every layer's facts, the top classes and the records."""
 

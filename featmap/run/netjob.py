@@ -20,7 +20,7 @@ import json
 import re
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import FeatmapError, OptionError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.discover import InputImage
 from featmap.io.images import DEFAULT_MAX_PIXELS
 from featmap.io.outputs import OutputOptions
@@ -81,7 +82,7 @@ def check_weights_file(file: Path) -> None:
         raise SpecError(str(file), problem, "give a weights file (.npz, .safetensors, .pt, .keras, .h5 or .onnx)")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WeightsStamp:
     """A weights file as a run found it: its content's digest, and the size and modification time it had then (a
     helper that finds them unchanged takes the digest as it is; anything else is hashed again)."""
@@ -117,7 +118,7 @@ class WeightsStamp:
             )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkJob:
     """Everything `process_network_image` needs besides the input path."""
 

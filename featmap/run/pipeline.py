@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from featmap.core.geometry import ConvGeometry
 from featmap.core.samples import ImageData
 from featmap.enums import Activation, Combine, parse_enum
 from featmap.errors import ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.kernels import Kernel, KernelBank
 from featmap.net.layers import Act, CombineMaps, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 from featmap.net.plan import PlanNode
@@ -78,7 +79,7 @@ def _dropped_text(geometry: ConvGeometry, what: str) -> tuple[str, str] | None:
     return what, f"{text} of the padded {ph}x{pw} input unused (floored, as PyTorch and Keras do)"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class KernelPlan:
     """One kernel of a run as a conv layer (and its pooling), planned once on the image's shape."""
 
@@ -201,7 +202,7 @@ def _band_stats(final: MapBands) -> MapStats:
     return accumulator.result()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BankLayer:
     """Consecutive kernels of a bank that read the image alike, as one conv layer: the layer stack (a `Conv2d`
     whose filters are the kernels, then the activation and the pool) and its channel groups, one per kernel.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from featmap.errors import ShapeError
 from featmap.explain import ConvTrace, Explanation, PoolTrace, format_number, terms_text
+from featmap.frozen import frozen_dataclass
 from featmap.io.images import atomic_write
 
 __all__ = [
@@ -71,7 +71,7 @@ Box = tuple[int, int, int, int]
 Stage = ConvTrace | PoolTrace
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Panel:
     """One labelled matrix: ``(x, y)`` is the top-left corner of its first cell."""
 
@@ -95,7 +95,7 @@ class _Panel:
         return self.y + self.rows * self.cell
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Row:
     """Where one stage sits: header, input channels, kernel slices (a conv), output, caption."""
 
@@ -107,7 +107,7 @@ class _Row:
     caption: tuple[int, int]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class GifLayout:
     """The picture's rows (one per stage), its ``(width, height)`` and cell size in pixels."""
 

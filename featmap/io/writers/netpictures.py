@@ -12,13 +12,13 @@ image is done (`Writer.finish`), so writers never import the run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.frozen import frozen_dataclass
 from featmap.io.images import LoadedImage, atomic_write
 from featmap.io.pngencode import encode_png
 from featmap.io.writers import REPORT_KEY, SHEET_KEY, Writer, layer_planes
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["LayerRows", "NetworkDrawing", "NetworkPicturesWriter"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkDrawing:
     """What a network run's sheet and report show besides its layer outputs, known before the first layer.
 

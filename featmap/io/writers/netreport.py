@@ -19,13 +19,14 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.frozen import frozen_dataclass
 from featmap.io.colormaps import DIVERGING_DEFAULT, SEQUENTIAL_DEFAULT, get_colormap
 from featmap.io.display import layer_scale
 from featmap.io.images import atomic_write
@@ -55,7 +56,7 @@ _OVERHEAD = 40_000  # facts, per-layer text and the colormaps, besides the templ
 _BASE64 = 4 / 3
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkPage:
     """Everything about a network report besides its layers."""
 
@@ -69,7 +70,7 @@ class NetworkPage:
     notes: Sequence[str] = ()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ReportPlan:
     """A network report as the run plans it before the first layer (`featmap.run.netreport.report_plan`): the
     page's facts, and each output's record in run order without its pictures (its plan, what it computes, the

@@ -15,13 +15,13 @@ scale) is done when a layer is added; drawing happens once, in `draw_network_she
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.display import DisplayRange, LayerScale
 from featmap.io.writers.sheet import _colour, _fit, _font, _plain, shrink
 
@@ -56,7 +56,7 @@ _BACKGROUND, _INK, _FAINT, _FRAME = (255, 255, 255), (20, 20, 20), (95, 95, 95),
 _PROB = (49, 104, 142)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerPicture:
     """One layer as the sheet draws it: label lines, its scale, and either channel thumbnails or a flat vector."""
 
@@ -72,7 +72,7 @@ class LayerPicture:
     labels: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Prediction:
     """The top classes ``(index, label, probability)`` and how the probabilities were made."""
 

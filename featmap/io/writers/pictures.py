@@ -8,13 +8,14 @@ contact sheet and the HTML report from them and the input.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from featmap.frozen import frozen_dataclass
 from featmap.io.colormaps import AUTO, Colormap
 from featmap.io.display import LAYER_SAMPLE_LIMIT, DisplayRange, layer_scale
 from featmap.io.images import LoadedImage, atomic_write
@@ -45,7 +46,7 @@ PICTURE_SIDE = 512
 INPUT_SIDE = 384
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DrawnMap:
     """A map as the pictures show it: a small copy, its scale, its facts and weights."""
 

@@ -9,7 +9,6 @@ loop for gray levels with two reused band buffers (one float, one of levels), th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from featmap.core.cvfilter import opencv
 from featmap.core.ops import display_scale, row_bands, to_display
 from featmap.enums import Normalize, parse_enum
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.colormaps import Colormap, choose_colormap
 from featmap.io.display import DEFAULT_PERCENTILES, DisplayRange, display_range
 
@@ -137,7 +137,7 @@ def quantize_into(
     return out
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MapPixels:
     """A map's pixels, the value range they show and the colormap (None: gray levels)."""
 

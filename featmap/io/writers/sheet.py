@@ -14,7 +14,7 @@ printed when the kernel is 7×7 or smaller. Text uses Pillow's bundled font (`Im
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from typing import Any
 
@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from featmap.core.cvfilter import opencv
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.io.colormaps import DIVERGING_DEFAULT, Colormap, get_colormap
 from featmap.io.display import DisplayRange
 
@@ -56,7 +57,7 @@ _FAINT = (110, 110, 110)
 _FRAME = (190, 190, 190)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Panel:
     """One picture of a sheet: a map (float ``(H, W)`` / ``(H, W, C)``), how its values are drawn, and text.
 
@@ -73,7 +74,7 @@ class Panel:
     side: int | None = None  # the square the map is fitted in; default: the sheet's
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SheetRow:
     """A label (a layer, or "input") and its panels."""
 
@@ -81,7 +82,7 @@ class SheetRow:
     panels: tuple[Panel, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Box:
     """Where a panel's map was drawn: row and panel index, top-left corner, size, and the scale used
     (sheet pixels per map pixel: an integer ≥ 1 when enlarged, else 1 / the block size)."""
@@ -95,7 +96,7 @@ class Box:
     scale: float
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Sheet:
     """The drawn sheet: uint8 RGB pixels and where each map went."""
 

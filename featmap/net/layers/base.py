@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.geometry import ConvGeometry, PaddingArg, conv_geometry, pool_geometry
 from featmap.errors import ShapeError
+from featmap.frozen import frozen_dataclass
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -46,7 +46,7 @@ Array = NDArray[np.floating]
 Weights = Mapping[str, Array]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerPlan:
     """One layer's geometry and cost on one input shape, worked out once and read by the table, the warnings,
     the executor and the explainer.
@@ -101,7 +101,7 @@ class LayerPlan:
         return dict(self.weights)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RunContext:
     """Choices of a forward pass that are not the layer's own.
 

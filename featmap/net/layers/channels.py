@@ -21,11 +21,10 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from featmap.errors import ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers.base import DEFAULT_CONTEXT, Array, LayerPlan, RunContext, Shape, Weights, fmt_int
 from featmap.net.layers.conv import positive
 
@@ -38,7 +37,7 @@ def _eps(value: object) -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerNorm:
     """Layer normalisation over the channels (the last axis): ``(x - mean) / sqrt(var + eps) · weight + bias``
     at every position, with the biased variance as PyTorch; 2C trainable parameters.
@@ -93,7 +92,7 @@ class LayerNorm:
 _LAYERNORM_BAND_VALUES = 1 << 15
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LayerScale:
     """A learned per-channel scale (ConvNeXt's ``layer_scale``, CaiT's LayerScale): ``x · weight``; C parameters."""
 
@@ -117,7 +116,7 @@ class LayerScale:
         return x * np.asarray(weights["weight"], dtype=x.dtype).reshape(-1)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Softmax:
     """Softmax over the channels (the last axis): ``exp(x - max) / sum(exp(x - max))``; no parameters."""
 
@@ -134,7 +133,7 @@ class Softmax:
         return shifted
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Split:
     """One part of the channels: the ``index``-th of ``chunks`` chunks as ``torch.chunk`` cuts them (each
     ``ceil(C / chunks)`` wide, the last one what remains), or of explicit ``sizes`` that add up to C.
@@ -198,7 +197,7 @@ class Split:
         return x[..., start:stop]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ChannelShuffle:
     """ShuffleNet's channel shuffle: C channels seen as ``groups × C/groups``, transposed; no parameters.
 
@@ -235,7 +234,7 @@ class ChannelShuffle:
         return np.ascontiguousarray(np.swapaxes(grouped, -1, -2)).reshape(*lead, channels)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DropPath:
     """Stochastic depth (drop-path): drops a whole residual branch at random in training; nothing at inference,
     no parameters."""

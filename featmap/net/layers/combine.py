@@ -20,20 +20,19 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from featmap.core.ops import row_bands
 from featmap.enums import Combine, parse_enum
 from featmap.errors import ShapeError
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers.base import DEFAULT_CONTEXT, Array, LayerPlan, RunContext, Shape, Weights, need_spatial
 from featmap.net.layers.conv import positive
 
 __all__ = ["CombineMaps"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class CombineMaps:
     """``maps`` maps of equal shape, side by side on the channel axis, merged into one by ``mode``."""
 

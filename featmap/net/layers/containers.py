@@ -18,13 +18,13 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from featmap.core.gemm import result_array
 from featmap.errors import ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers.base import Array, Shape
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def _shapes_text(shapes: Sequence[Shape]) -> str:
     return ", ".join("×".join(map(str, s)) for s in shapes)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Sequential:
     """Layers applied one after another (a named block, a repeated block, a residual branch).
 
@@ -56,7 +56,7 @@ class Sequential:
         object.__setattr__(self, "layers", tuple(self.layers))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Parallel:
     """Branches fed the same input, merged by ``add`` (residual), ``concat`` (Inception, on channels), ``mul``
     (a channel gate: squeeze-and-excitation, broadcast over H×W) or ``aux`` (the first branch goes on; the

@@ -14,7 +14,6 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +22,7 @@ from featmap.core.engine import correlate
 from featmap.core.geometry import PaddingArg, as_pair, conv_macs, conv_params, resolve_padding
 from featmap.enums import PaddingMode, parse_enum
 from featmap.errors import ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers.base import (
     DEFAULT_CONTEXT,
     Array,
@@ -74,7 +74,7 @@ def _correlate(
     return from_planes(out, plan.in_shape)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Conv2d:
     """A 2-D convolution (cross-correlation, as PyTorch and Keras); ``filters`` and ``kernel`` may be None
     when a kernel ``bank`` supplies them.
@@ -202,7 +202,7 @@ class Conv2d:
         return _correlate(x, plan, weights, self.pad_mode, self.pad_value, self.flip)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Conv1d:
     """A 1-D convolution over ``(L, C)``."""
 

@@ -13,18 +13,18 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from featmap.core.gemm import pointwise
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers.base import DEFAULT_CONTEXT, Array, LayerPlan, RunContext, Shape, Weights, fmt_int
 from featmap.net.layers.conv import positive
 
 __all__ = ["Dense", "Flatten"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Flatten:
     """Flatten everything into one axis. The shape is the same either way; the order of the values follows
     the run's weights layout (`RunContext`): channel-first as PyTorch for ``torch``, row-major over H, W, C for
@@ -51,7 +51,7 @@ class Flatten:
         return x.reshape(-1)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Dense:
     """A fully connected layer over the last axis; ``weight`` is ``(units, features)`` as PyTorch's Linear.
 

@@ -14,18 +14,19 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from featmap.core.ops import activate
 from featmap.enums import Activation, parse_enum
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.fold import bn_affine
 from featmap.net.layers.base import DEFAULT_CONTEXT, Array, LayerPlan, RunContext, Shape, Weights
 
 __all__ = ["Act", "BatchNorm", "Dropout"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Act:
     """An element-wise activation with its parameters (``leaky_relu`` takes ``slope``)."""
 
@@ -47,7 +48,7 @@ class Act:
         return activate(x, self.kind, out=None, **dict(self.params))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BatchNorm:
     """Batch normalisation over the channels: 2C trainable (scale, shift), 2C running statistics.
 
@@ -86,7 +87,7 @@ class BatchNorm:
         return out
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Dropout:
     """Dropout; changes nothing at inference and has no parameters."""
 

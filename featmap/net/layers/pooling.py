@@ -12,13 +12,12 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from featmap.core.geometry import PaddingArg, as_pair, conv_geometry
 from featmap.core.pool import check_pool_padding, pool_windows
 from featmap.enums import PoolKind, parse_enum
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers.base import (
     DEFAULT_CONTEXT,
     Array,
@@ -40,7 +39,7 @@ __all__ = ["AdaptiveAvgPool2d", "GlobalPool2d", "Pool2d"]
 _KIND = {"max": "MaxPool", "avg": "AvgPool", "min": "MinPool"}
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Pool2d:
     """Max, average or min pooling over ``size`` windows; ``stride`` defaults to ``size``."""
 
@@ -95,7 +94,7 @@ class Pool2d:
         return from_planes(out, plan.in_shape)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class GlobalPool2d:
     """Global average, max or min pooling: every spatial axis becomes 1."""
 
@@ -145,7 +144,7 @@ def _adaptive_axis(x: np.ndarray, axis: int, out: int) -> np.ndarray:
     return sums / counts
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AdaptiveAvgPool2d:
     """Average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool2d``."""
 

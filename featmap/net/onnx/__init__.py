@@ -14,7 +14,6 @@ Add, Mul or Concat, and Split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import MissingExtraError, ModelMappingError, SpecError, install_hint
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import LayerSpec
 from featmap.net.spec import Model
 from featmap.net.spec.model import STAND_IN_HW
@@ -139,7 +139,7 @@ def _featmap_shape(
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Mapped:
     """A read ONNX file: the model, the weighted layers' tensors by featmap key, and where to read them."""
 

@@ -9,8 +9,9 @@ Wire format (protobuf): each field is a varint key ``(number << 3) | type`` foll
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass
 from pathlib import Path
+
+from featmap.frozen import frozen_dataclass
 
 __all__ = ["KEEP_BYTES", "Payload", "read_structure", "read_without_payloads"]
 
@@ -78,7 +79,7 @@ def _encode(value: int) -> bytes:
             return bytes(out)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Payload:
     """Where a left-out tensor payload lies in the file: its protobuf field (9 ``raw_data``, 4 ``float_data``…),
     whether it is length-delimited (packed), the byte range of its value, and that of the whole tensor message."""

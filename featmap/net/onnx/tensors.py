@@ -12,7 +12,6 @@ limits first (``FEATMAP_MAX_WEIGHTS_BYTES``, ``FEATMAP_MAX_WEIGHTS_ELEMENTS``, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.onnx._wire import Payload
 
 __all__ = ["TensorRef", "TensorStore"]
@@ -47,7 +47,7 @@ _RAW_DATA, _FLOAT_DATA, _DOUBLE_DATA = 9, 4, 10
 _FIX_CORRUPT = "export the model again"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TensorRef:
     """Where one featmap weight comes from: an ONNX tensor ``name`` (``None``: zeros, for an absent bias),
     transposed (a ``MatMul`` or ``Gemm`` weight stored ``in × out``) and/or flattened (a ``C×1×1`` scale)."""

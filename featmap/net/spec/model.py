@@ -3,10 +3,10 @@ and input transform), whichever file it came from: a spec, a preset, an ONNX gra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from featmap.frozen import frozen_dataclass
 from featmap.net.layers import LayerSpec
 
 __all__ = ["STAND_IN_HW", "Model"]
@@ -16,7 +16,7 @@ Shape = tuple[int, ...]
 STAND_IN_HW = (224, 224)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Model:
     """A parsed spec file: its layers, default input shape and description; a trained model also names its
     weights file (beside the spec) and its class labels."""

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from featmap.errors import FeatmapError, ShapeError, SpecError
+from featmap.frozen import frozen_dataclass
 from featmap.net.weights._common import Weights, shape_text, split_key
 from featmap.net.weights.layouts import _file_names, to_torch_layout
 
@@ -53,7 +54,7 @@ _NEAR_ROWS = 500  # missing tensors that get them
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TensorRow:
     """One tensor: the ``key`` the network asks for (for ``unused``, the file's name), its ``status``, the shape
     the network needs (``expected``, PyTorch layout) and the file's (``found``, as stored), the layer taking it,
@@ -99,7 +100,7 @@ class TensorRow:
         }
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WeightsCheck:
     """Every tensor of a network against a weights file (``source``): rows in the network's order, then the file's
     tensors no layer takes; ``notes`` say how names were read (a stripped prefix)."""
@@ -170,7 +171,7 @@ class WeightsCheck:
         }
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkTensors:
     """What a planned network needs from a weights file: tensor key → PyTorch-layout shape in run order, each
     layer's kind (`featmap.net.weights.KINDS`) and label (``5.1.1 conv1``)."""
