@@ -437,3 +437,26 @@ def test_a_command_run_inside_another_program_leaves_its_collector_alone() -> No
     before = (gc.get_threshold(), gc.get_freeze_count())
     start_up_over()  # nothing held it back: nothing to undo, nothing frozen
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+#: A stand-in for the helpers' server: an exit handler registered before the preload, then the preload of one
+#: small module; the handler says whether Python's exit went on past the preload's own handler.
+_SERVER_EXIT_PROBE = """
+import atexit, os
+atexit.register(lambda: os.write(1, b"handlers registered before the preload ran"))
+import featmap.run.warm
+print("preloaded", flush=True)
+"""
+
+
+def test_the_helpers_server_exits_without_pythons_teardown() -> None:
+    """The server's exit skips the teardown (freeing what the preload made): it ends at its own exit handler,
+    exit status 0, what it printed flushed. Imported without a preload (anywhere else) it changes nothing."""
+    import os
+
+    env = {**os.environ, "FEATMAP_HELPERS_PRELOAD": "json"}
+    server = subprocess.run([sys.executable, "-c", _SERVER_EXIT_PROBE], env=env, capture_output=True, text=True)
+    assert (server.returncode, server.stdout, server.stderr) == (0, "preloaded\n", "")
+    env.pop("FEATMAP_HELPERS_PRELOAD")
+    other = subprocess.run([sys.executable, "-c", _SERVER_EXIT_PROBE], env=env, capture_output=True, text=True)
+    assert (other.returncode, other.stdout) == (0, "preloaded\nhandlers registered before the preload ran")

@@ -11,14 +11,16 @@ copy, the pages it shares with the server. The collector's thresholds are Python
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
+import sys
 from collections.abc import Iterable
 from importlib import import_module
 
 from featmap.run.workers import PRELOAD_ENV
 
-__all__ = ["first_image_loads", "preload"]
+__all__ = ["exit_without_teardown", "first_image_loads", "preload"]
 
 #: The collector's youngest-generation threshold while they are imported (Python's is 700).
 _HELD_THRESHOLD = 100_000
@@ -55,6 +57,24 @@ def preload(names: Iterable[str]) -> None:
         gc.set_threshold(*saved)
 
 
+def exit_without_teardown() -> None:
+    """End this process, once it is exiting, as soon as the exit handlers registered after this call have run,
+    without Python's teardown: for the server, which ends when the command does, the teardown would free every
+    module and object the preload made (~20 ms of CPU and ~1.2k page faults, the memory it shares with
+    nothing any more copied to be written), and it has no file, buffer or child left to finish by then."""
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed, or None (no console)
+            pass
+    os._exit(0)
+
+
 _NAMES = [name for name in os.environ.get(PRELOAD_ENV, "").split(",") if name]
 if _NAMES:  # in the helpers' server; imported anywhere else (the doctests' collection), it does nothing
     preload(_NAMES)
+    exit_without_teardown()
