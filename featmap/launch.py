@@ -14,7 +14,15 @@ import gc
 import os
 from collections.abc import MutableMapping, Sequence
 
-__all__ = ["batch_helpers", "collect_after_start_up", "quiet_blas_threads", "start_helpers_early", "start_up_over"]
+__all__ = [
+    "batch_helpers",
+    "collect_after_start_up",
+    "no_resource_tracker",
+    "quiet_blas_threads",
+    "start_command_helpers",
+    "start_helpers_early",
+    "start_up_over",
+]
 
 #: OpenBLAS's idle threads spin for 2**N cycles before they sleep (OpenBLAS's default N is 28, about 0.1 s here):
 #: N = 4, its least, makes them sleep at once.
@@ -65,6 +73,24 @@ def quiet_blas_threads(environment: MutableMapping[str, str]) -> None:
     microseconds. The value is read once, when a library loads, so it must be set before numpy is imported;
     the helpers' server and helpers inherit it."""
     environment.setdefault("OPENBLAS_THREAD_TIMEOUT", _BLAS_IDLE_SPIN)
+
+
+def no_resource_tracker() -> bool:
+    """Start the command's helpers without multiprocessing's resource tracker: told that one runs (its pipe is the
+    null device), the fork server does not start it first, a third interpreter (~45 ms of CPU on the 2-core bench
+    machine, taken from this process's and the server's start-up) that a batch never gives any work. The tracker
+    removes the named semaphores and shared-memory blocks a crashed process leaves; the helpers make neither (their
+    pipes and `RawArray`'s unlinked file: `featmap.run.workers.Helpers`), nor does anything else the command runs,
+    so what the server and the helpers would tell it is nothing. Returns False, changing nothing, when a tracker
+    runs already or this Python's is not laid out as expected. For the command line only: a program that calls
+    featmap may use the tracker for its own processes."""
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is None or getattr(tracker, "_fd", 0) is not None or not hasattr(tracker, "_check_alive"):
+        return False
+    tracker._fd = os.open(os.devnull, os.O_WRONLY)
+    return True
 
 
 def _option(token: str, names: Sequence[str]) -> bool:
@@ -134,7 +160,14 @@ def start_helpers_early(argv: Sequence[str]) -> bool:
     if asked is None:
         return False
     quiet_blas_threads(os.environ)
+    return start_command_helpers(*asked)
+
+
+def start_command_helpers(jobs: int | None, network: bool) -> bool:
+    """`featmap.start_helpers` for the command line: the server started without a resource tracker
+    (`no_resource_tracker`) when one will start (``jobs``, default every core, more than one)."""
     import featmap
 
-    jobs, network = asked
+    if (jobs or os.cpu_count() or 1) > 1:
+        no_resource_tracker()
     return featmap.start_helpers(jobs, network=network)

@@ -460,3 +460,50 @@ def test_the_helpers_server_exits_without_pythons_teardown() -> None:
     env.pop("FEATMAP_HELPERS_PRELOAD")
     other = subprocess.run([sys.executable, "-c", _SERVER_EXIT_PROBE], env=env, capture_output=True, text=True)
     assert (other.returncode, other.stdout) == (0, "preloaded\nhandlers registered before the preload ran")
+
+
+#: ``python -m featmap ARGS``, then (an exit handler) the resource tracker's process id: None when none started.
+_TRACKER_PROBE = """
+import atexit, os, runpy, sys
+from multiprocessing import resource_tracker
+atexit.register(lambda: os.write(1, f"tracker {resource_tracker._resource_tracker._pid}\\n".encode()))
+sys.argv = ["featmap", *sys.argv[1:]]
+runpy.run_module("featmap", run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
+@pytest.mark.parametrize("where", ["before Click", "featmap apply"])
+def test_a_batchs_helpers_server_starts_no_resource_tracker(tmp_path: Path, where: str) -> None:
+    """The command's server is started without multiprocessing's resource tracker (a third interpreter with
+    nothing to track), whether the command line showed a batch before Click loaded (`featmap.launch`) or
+    ``featmap apply`` found one (here a glob, which the early look leaves to it)."""
+    images = str(SAMPLES / "digits") if where == "before Click" else str(SAMPLES / "digits" / "digit_*.png")
+    command = ["apply", images, "-k", "sobel_x", "-j", "2", "-q", "-o", str(tmp_path / "out")]
+    proc = subprocess.run([sys.executable, "-c", _TRACKER_PROBE, *command], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "tracker None"
+    assert len(list((tmp_path / "out").glob("*/*.png"))) == len(list((SAMPLES / "digits").glob("digit_*.png")))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork server here: helpers are spawned")
+def test_helpers_work_without_a_resource_tracker_and_a_running_one_is_kept() -> None:
+    """A helper forked from a server started after `no_resource_tracker` runs its task and sends its outcome,
+    and no tracker process starts; where a tracker runs already it is left as it is."""
+    code = (
+        "from multiprocessing import resource_tracker\n"
+        "from featmap.launch import no_resource_tracker\n"
+        "print(no_resource_tracker(), no_resource_tracker())\n"
+        + _HELPER_PROBE.format(network=False, expression="6 * 7")
+        + "print(resource_tracker._resource_tracker._pid)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["True False", "42", "None"]
+    code = (
+        "from multiprocessing import resource_tracker\n"
+        "from featmap.launch import no_resource_tracker\n"
+        "resource_tracker.ensure_running()\n"
+        "print(no_resource_tracker(), resource_tracker._resource_tracker._pid is not None)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["False True"]

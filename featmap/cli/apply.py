@@ -25,7 +25,7 @@ from featmap.cli._common import (
 )
 from featmap.cli._scale import scale_options
 from featmap.errors import FeatmapError
-from featmap.launch import start_up_over
+from featmap.launch import start_command_helpers, start_up_over
 
 
 @click.command(cls=FeatmapCommand, short_help="Run kernels or a network on images and write the feature maps.")
@@ -135,7 +135,7 @@ def _apply(
 
     if (len(images) > 1 or not Path(images[0]).is_file()) and not opts["scheduler"]:
         # a batch: the helpers' server imports its kind's path while this process builds the job
-        featmap.start_helpers(opts["jobs"], network=bool(opts["spec_file"] or opts["model"]))
+        start_command_helpers(opts["jobs"], network=bool(opts["spec_file"] or opts["model"]))
 
     # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
     opts["sheet_normalize"] = (
