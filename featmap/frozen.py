@@ -4,17 +4,20 @@ On CPython before 3.13 the standard decorator writes each generated method as so
 separately: six ``exec`` calls per frozen class (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``,
 ``__setattr__``, ``__delattr__``), ~0.1 ms each, so the ~50 records a kernel bank's command declares before its
 first image cost ~30 ms of its start-up, and as much again in the helpers' fork server. Here the standard
-decorator makes ``__init__`` and the frozen ``__setattr__``/``__delattr__`` (the instances are the same objects,
-made the same way), and ``__repr__``, ``__eq__`` and ``__hash__`` are closures over the class's field names,
-made without compiling anything. They answer as the generated ones do: the same text, the same comparison of
-the same tuples (``other.__class__ is self.__class__``, else ``NotImplemented``), the same hash; a method the
-class body defines is kept, as the standard decorator keeps it.
+decorator makes ``__init__`` alone (the instances are the same objects, made the same way), and the other five
+are closures over the class and its field names, made without compiling anything: ``__repr__``, ``__eq__`` and
+``__hash__`` set on the class afterwards, the frozen ``__setattr__``/``__delattr__`` handed to the standard
+decorator in place of the ones it would compile (on Pythons 3.10-3.12, whose `dataclasses` asks one function
+for both; elsewhere it compiles its own). They answer as the generated ones do: the same text, the same
+comparison of the same tuples (``other.__class__ is self.__class__``, else ``NotImplemented``), the same hash, the
+same refusals; a method the class body defines is kept, as the standard decorator keeps it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import reprlib
+import sys
 from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -43,11 +46,44 @@ def frozen_dataclass(cls: Any = None, /, *, eq: bool = True) -> Any:
     ``__eq__`` and ``__hash__``."""
 
     def declare(cls: _Class) -> _Class:
-        made = cast(_Class, dataclasses.dataclass(frozen=True, repr=False, eq=False)(cls))
+        if _STANDARD_FROZEN_METHODS is None:
+            made = cast(_Class, dataclasses.dataclass(frozen=True, repr=False, eq=False)(cls))
+        else:
+            # Another thread declaring a dataclass meanwhile gets either function: both make the same methods.
+            dataclasses._frozen_get_del_attr = _frozen_methods  # type: ignore[attr-defined]
+            try:
+                made = cast(_Class, dataclasses.dataclass(frozen=True, repr=False, eq=False)(cls))
+            finally:
+                dataclasses._frozen_get_del_attr = _STANDARD_FROZEN_METHODS  # type: ignore[attr-defined]
         _add_methods(made, eq)
         return made
 
     return declare if cls is None else declare(cls)
+
+
+#: The standard decorator's maker of a frozen class's ``__setattr__`` and ``__delattr__``, ``(cls, fields, globals)``
+#: on Pythons 3.10-3.12 (3.13 compiles all of a class's methods at once); None where it is not that function.
+_STANDARD_FROZEN_METHODS: Callable[..., Any] | None = (
+    getattr(dataclasses, "_frozen_get_del_attr", None) if sys.version_info < (3, 13) else None
+)
+
+
+def _frozen_methods(cls: Any, fields: list[dataclasses.Field[Any]], globals: Any) -> tuple[Any, Any]:
+    """The frozen ``__setattr__`` and ``__delattr__`` the standard decorator would compile: on the class itself
+    every assignment and deletion fails, on a subclass those of the class's fields."""
+    names = frozenset(field.name for field in fields)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+
+    return __setattr__, __delattr__
 
 
 def _add_methods(cls: type, eq: bool) -> None:

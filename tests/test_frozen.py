@@ -107,6 +107,54 @@ def test_frozen_pickled_copied_and_replaced_as_the_standard_decorators() -> None
         del globals()["Record"]
 
 
+def test_assignment_and_deletion_refused_as_by_the_standard_decorator_also_in_a_subclass() -> None:
+    standard, ours = _both(PLAIN)
+
+    def outcome(action: Any, *args: Any) -> str:
+        try:
+            action(*args)
+        except dataclasses.FrozenInstanceError as error:
+            return f"refused: {error}"
+        return "done"
+
+    assert standard.__setattr__.__qualname__ == ours.__setattr__.__qualname__ == "Outer.Record.__setattr__"
+    seen = []
+    # a subclass that is not a dataclass: its own attributes may be set and deleted, the fields may not
+    for cls in (standard, ours, type("Sub", (standard,), {}), type("Sub", (ours,), {})):
+        record = cls(1, 2)
+        seen.append(
+            [
+                outcome(setattr, record, "a", 3),
+                outcome(setattr, record, "extra", 3),
+                outcome(delattr, record, "b"),
+                outcome(delattr, record, "extra"),
+                getattr(record, "extra", None),
+            ]
+        )
+    assert (
+        seen[0]
+        == seen[1]
+        == [
+            "refused: cannot assign to field 'a'",
+            "refused: cannot assign to field 'extra'",
+            "refused: cannot delete field 'b'",
+            "refused: cannot delete field 'extra'",
+            None,
+        ]
+    )
+    assert (
+        seen[2]
+        == seen[3]
+        == [
+            "refused: cannot assign to field 'a'",
+            "done",
+            "refused: cannot delete field 'b'",
+            "done",
+            None,
+        ]
+    )
+
+
 def test_a_recursive_repr_shows_dots_as_the_standard_decorators() -> None:
     standard, ours = _both(ONE)
     for cls in (standard, ours):
@@ -154,7 +202,8 @@ def test_declaring_compiles_only_what_the_standard_decorator_must() -> None:
     if not compiled:  # a Python whose dataclasses compile differently (3.13 makes one exec per class)
         pytest.skip("dataclasses._create_fn is not used on this Python")
     assert sorted(compiled[:6]) == sorted(["__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"])
-    assert sorted(compiled[6:]) == ["__delattr__", "__init__", "__setattr__"]
+    assert compiled[6:] == ["__init__"]  # the only method compiled from text
+    assert dataclasses._frozen_get_del_attr is featmap.frozen._STANDARD_FROZEN_METHODS  # type: ignore[attr-defined]
 
 
 def test_the_package_declares_its_frozen_records_with_it() -> None:
