@@ -507,3 +507,36 @@ def test_helpers_work_without_a_resource_tracker_and_a_running_one_is_kept() -> 
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines() == ["False True"]
+
+
+#: ``python -m featmap ARGS`` writing the Rich and featmap.render modules loaded when the first input image opens.
+_FIRST_IMAGE_PROBE = """
+import atexit, json, os, runpy, sys
+seen = []
+def hook(event, args):
+    if event == "open" and not seen and str(args[0]).startswith(os.environ["FIRST_INPUT"]):
+        seen.append(sorted([name for name in list(sys.modules) if name.split(".")[0] == "rich" or "render" in name]))
+sys.addaudithook(hook)
+atexit.register(lambda: print("modules", json.dumps(seen), flush=True))
+sys.argv = ["featmap", *sys.argv[1:]]
+runpy.run_module("featmap", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("args", [["-k", "sobel_x"], ["--model", "lenet5-digits"]])
+def test_a_batch_loads_its_table_rich_included_once_its_images_are_done(tmp_path: Path, args: list[str]) -> None:
+    """The table at the end of a batch (featmap.render, Rich: ~15 ms) is loaded after the images, not before the
+    first: the start-up before the first image is the batch's critical path."""
+    from PIL import Image
+
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for i in range(2):
+        Image.new("L", (28, 28), 40 * i).save(photos / f"p{i}.png")
+    command = ["apply", str(photos), *args, "-j", "1", "-q", "-o", str(tmp_path / "out")]
+    env = {**__import__("os").environ, "FIRST_INPUT": str(photos / "p")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIRST_IMAGE_PROBE, *command], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert "processed" in proc.stdout, proc.stderr  # the table was printed
+    assert proc.stdout.splitlines()[-1] == "modules [[]]"

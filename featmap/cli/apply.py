@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -143,18 +143,14 @@ def _apply(
     )
     network = _check_sources(kernel_specs, opts)
     options = featmap.ApplyOptions(**{f.name: opts[f.name] for f in fields(featmap.ApplyOptions)})
-    if network:  # each kind imports only its own view
-        from featmap.render import network_dict, network_view
-
+    if network:
         job: Any = featmap.build_job(
             model=opts["model"], spec=opts["spec_file"], kernel_dirs=kernel_dirs, options=options
         )
-        as_dict, view, hint = network_dict, network_view, ""
+        hint = ""
     else:
-        from featmap.render import apply_dict, apply_view
-
         job = featmap.build_job(kernel_specs, kernel_dirs=kernel_dirs, options=options)
-        as_dict, view, hint = apply_dict, apply_view, "; pass --strict to refuse"
+        hint = "; pass --strict to refuse"
     start_up_over()  # the collector runs again before any image
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
@@ -164,12 +160,25 @@ def _apply(
             raise naming(exc, images[0]) from None
         for note in result.warnings:
             _err("warning", f"{images[0]}: {note}{hint}")
+        as_dict, view = _views(network)
         if as_json:
             click.echo(json.dumps(as_dict(result, job), indent=2, allow_nan=False))
         else:
             _console().print(view(result, job))
         return
-    _apply_batch(images, job, opts, as_json, (as_dict, view))
+    _apply_batch(images, job, opts, as_json, network)
+
+
+def _views(network: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """One image's result as a dict (``--json``) and as a table, for a network's job or a kernel bank's: each kind
+    imports only its own view, and only once its images are done (the render modules load Rich, ~15 ms)."""
+    if network:
+        from featmap.render import network_dict, network_view
+
+        return network_dict, network_view
+    from featmap.render import apply_dict, apply_view
+
+    return apply_dict, apply_view
 
 
 def naming(exc: FeatmapError, source: str) -> FeatmapError:
@@ -230,10 +239,9 @@ def _from_command_line(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
-def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool, single: tuple[Any, Any]) -> None:
-    """A batch (files, folders, globs, URLs); ``single`` renders one image's result (a URL output of one file)."""
+def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json: bool, network: bool) -> None:
+    """A batch (files, folders, globs, URLs) of a network's job or a kernel bank's (``network``)."""
     import featmap
-    from featmap.render import batch_dict, batch_view
 
     found = featmap.find_images(images, recursive=opts["recursive"], out=opts["out_dir"])
     problems, ignored = found.problems, found.ignored
@@ -259,6 +267,8 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
             f"interrupted after {len(report.processed)} of {report.total} images; "
             "unfinished outputs were removed; run again with --skip-existing to resume",
         )
+    from featmap.render import batch_dict, batch_view  # the table's modules (Rich) once the images are done
+
     for note in report.notes:
         _err("note", note)
     said: dict[str, int] = {}
@@ -273,7 +283,7 @@ def _apply_batch(images: Sequence[str], job: Any, opts: dict[str, Any], as_json:
         _err("error", f"{path}: {reason}")
     one = len(images) == 1 and report.total == 1 and len(report.processed) == 1 and not problems
     if one and not isinstance(opts["out_dir"], Path):  # one image to a URL: its own summary, as for a folder
-        _single_url_summary(report.processed[0], job, str(opts["out_dir"]), as_json, single)
+        _single_url_summary(report.processed[0], job, str(opts["out_dir"]), as_json, _views(network))
     elif as_json:
         click.echo(json.dumps(batch_dict(report, problems, ignored), indent=2, allow_nan=False))
     else:
