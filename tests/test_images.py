@@ -65,9 +65,9 @@ def test_lossless_rgb_formats_give_bt601_luma(
 def test_luma_without_opencv_matches(make_image: Maker, rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     path = make_image("c.png", rgb)
     with_opencv = load_image(path).pixels
-    import featmap.io.images
+    import featmap.io.decoded
 
-    monkeypatch.setattr(featmap.io.images, "mix_channels", lambda data, weights: None)  # the numpy fallback
+    monkeypatch.setattr(featmap.io.decoded, "mix_channels", lambda data, weights: None)  # the numpy fallback
     without = load_image(path).pixels
     np.testing.assert_allclose(without[..., 0], luma(rgb), atol=1e-6)
     np.testing.assert_allclose(without, with_opencv, rtol=0, atol=2e-7)  # a float32 rounding apart at most

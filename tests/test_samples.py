@@ -79,7 +79,11 @@ def test_eight_bit_gray_loads_as_samples(tmp_path: Path) -> None:
     np.testing.assert_array_equal(gray.pixels, np.multiply(samples, np.float32(1 / 255), dtype=np.float32))
     assert isinstance(load_image(tmp_path / "c.jpg").data, ScaledSamples)  # a JPEG's luma plane
     assert isinstance(load_image(tmp_path / "c.png").data, np.ndarray)  # luma computed in float
-    assert isinstance(load_image(tmp_path / "c.jpg", color=True).data, np.ndarray)
+    for name in ("c.jpg", "c.png"):  # colour kept: 8-bit RGB as its samples too
+        colour = load_image(tmp_path / name, color=True)
+        assert isinstance(colour.data, ScaledSamples) and colour.data.shape == (40, 30, 3)
+        np.testing.assert_array_equal(colour.pixels, np.multiply(colour.data.samples, np.float32(1 / 255)))
+    np.testing.assert_array_equal(load_image(tmp_path / "c.png", color=True).data.samples, np.repeat(samples, 3, 2))
 
 
 def test_a_big_photos_run_never_holds_the_float_image(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from featmap.core.geometry import conv_geometry, pool_geometry
 from featmap.errors import FeatmapError, LimitError
 from featmap.limits import check_conv, conv_memory
 
-__all__ = ["check_image_plan", "check_load_memory", "load_bytes"]
+__all__ = ["RGB_SAMPLE_MODES", "check_image_plan", "check_load_memory", "load_bytes", "loaded_as"]
 
 
 def check_image_plan(
@@ -79,20 +79,41 @@ def check_image_plan(
     return worst
 
 
+#: Pillow modes an 8-bit RGB image is read from (converted to RGB first where not RGB): kept as colour, their 8-bit
+#: samples are what a run holds (`featmap.core.samples.ScaledSamples`), not float32.
+RGB_SAMPLE_MODES = frozenset({"RGB", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
 def load_bytes(width: int, height: int, mode: str, color: bool) -> int:
     """The most memory `featmap.io.images.load_image` holds at once for a ``width`` × ``height`` image of Pillow
     ``mode``: the decoded image (Pillow keeps 4 bytes a pixel for every multi-band mode, 1 for 8-bit gray and
-    palettes, 2 for 16-bit gray, 4 for 32-bit) and the result (float32, 3 channels with ``color``, else 1; 8-bit
-    gray kept as its bytes).
+    palettes, 2 for 16-bit gray, 4 for 32-bit) and the result (`loaded_as`: 8-bit gray and, with ``color``, 8-bit
+    RGB kept as their samples; anything else float32, 3 channels with ``color``, else 1).
 
     Examples
     --------
     >>> load_bytes(6000, 4000, "RGB", color=True) // 1_000_000, load_bytes(6000, 4000, "L", color=False) // 1_000_000
-    (384, 48)
+    (168, 48)
+    >>> load_bytes(6000, 4000, "RGBA", color=True) // 1_000_000
+    384
     """
     decoded = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
-    result = 1 if mode in ("1", "L") else 4 * (3 if color else 1)
-    return width * height * (decoded + result)
+    return width * height * (decoded + loaded_as(mode, color)[0])
+
+
+def loaded_as(mode: str, color: bool) -> tuple[int, str]:
+    """Bytes a pixel of the loaded image and what it is, for an image of Pillow ``mode`` loaded in colour or gray.
+
+    Examples
+    --------
+    >>> loaded_as("RGB", True), loaded_as("RGB", False), loaded_as("L", True), loaded_as("RGBA", True)
+    ((3, '8-bit RGB'), (4, 'float32 gray'), (1, '8-bit gray'), (12, 'float32 RGB'))
+    """
+    if mode in ("1", "L"):
+        return 1, "8-bit gray"
+    if color and mode in RGB_SAMPLE_MODES:
+        return 3, "8-bit RGB"
+    return (12, "float32 RGB") if color else (4, "float32 gray")
 
 
 def check_load_memory(where: str, width: int, height: int, mode: str, color: bool) -> None:
@@ -100,9 +121,9 @@ def check_load_memory(where: str, width: int, height: int, mode: str, color: boo
 
     Examples
     --------
-    >>> check_load_memory("big.png", 6000, 4000, "RGB", color=True)  # 366 MiB: within the default 8 GiB
+    >>> check_load_memory("big.png", 6000, 4000, "RGB", color=True)  # 160 MiB: within the default 8 GiB
     """
     from featmap.limits import MEMORY
 
-    kind = "RGB" if color else "gray"
-    MEMORY.check(load_bytes(width, height, mode, color), f"{where}: loading {width}×{height} {mode} as float32 {kind}")
+    kind = loaded_as(mode, color)[1]
+    MEMORY.check(load_bytes(width, height, mode, color), f"{where}: loading {width}×{height} {mode} as {kind}")

@@ -17,24 +17,24 @@ from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from featmap.core.budget import check_load_memory
-from featmap.core.cvfilter import mix_channels
-from featmap.core.ops import row_bands
 from featmap.core.samples import ScaledSamples, as_floats
 from featmap.errors import ImageReadError, LimitError, SpecError
 from featmap.frozen import frozen_dataclass
+from featmap.io.decoded import LUMA_BT601, decoded, run_data
 from featmap.io.jpeg import EXIF_ORIENTATION, damage_warning, jpeg_luma_plane, opencv_jpeg
 
 __all__ = [
     "GRAY_BT601",
     "GRAY_JPEG_PLANE",
     "IMAGE_SUFFIXES",
+    "LUMA_BT601",
     "ImageInfo",
     "LoadedImage",
     "fetched_from",
@@ -44,8 +44,6 @@ __all__ = [
     "parse_color",
 ]
 
-#: ITU-R BT.601 luma weights for R, G, B.
-LUMA_BT601 = (0.299, 0.587, 0.114)
 #: How a one-channel image's gray was made (`ImageInfo.gray`): the file's own gray samples or BT.601 luma of its
 #: RGB computed in float, or a JPEG's luma plane as its decoder gives it.
 GRAY_BT601 = "BT.601 luma"
@@ -117,84 +115,6 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def _to_float(im: Image.Image, background: Sequence[float], gray: bool) -> NDArray[np.float32] | ScaledSamples:
-    """Decode any Pillow mode to float32 (H, W, 1 or 3) in [0, 1], alpha composited onto ``background``,
-    RGB turned to luma if ``gray``; 8-bit gray as its samples (`_decoded`)."""
-    mode = im.mode
-    if mode == "1":
-        im, mode = im.convert("L"), "L"
-    elif mode == "P" or mode == "PA":
-        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
-        mode = im.mode
-    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        im, mode = im.convert("RGB"), "RGB"
-    elif mode == "La":
-        im, mode = im.convert("LA"), "LA"
-    elif mode == "RGBa":
-        im, mode = im.convert("RGBA"), "RGBA"
-    if mode == "L":  # 8-bit gray is kept as its samples
-        return _decoded(np.asarray(im), mode, background, gray)
-    return _pillow_to_float(im, mode, background, gray)
-
-
-def _pillow_to_float(im: Image.Image, mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
-    """A decoded Pillow image to float32 a band of rows at a time, each band's samples copied out of Pillow as it
-    is converted: no whole copy of the samples beside Pillow's and the float image (a 6000×4000 RGB PNG: 72 MB)."""
-    width, height = im.size
-    first = np.asarray(im.crop((0, 0, width, 1)))
-    shape = (height, *first.shape[1:])
-    colours = (first.shape[2] if first.ndim == 3 else 1) - (1 if mode in ("LA", "RGBA") else 0)
-    out = np.empty((height, width, 1 if gray else colours), dtype=np.float32)
-    for rows in row_bands(np.broadcast_to(first[:1], shape)):  # the same bands as of the whole samples
-        band = np.asarray(im.crop((0, rows.start, width, rows.stop)))
-        out[rows] = _float_band(band if band.ndim == 3 else band[:, :, np.newaxis], mode, background, gray)
-    return out
-
-
-def _decoded(
-    arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool
-) -> NDArray[np.float32] | ScaledSamples:
-    """Decoded samples of a Pillow ``mode`` as a run takes them: 8-bit gray kept as its samples (`ScaledSamples`,
-    a quarter of the float image's memory), anything else in float32 (`_array_to_float`)."""
-    if arr.dtype == np.uint8 and mode == "L" and arr.ndim == 2:
-        return ScaledSamples(np.ascontiguousarray(arr[:, :, np.newaxis]))
-    return _array_to_float(arr, mode, background, gray)
-
-
-def _array_to_float(arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
-    """Samples of a Pillow ``mode`` to float32, a band of rows at a time: no float copy of a colour image."""
-    if arr.ndim == 2:
-        arr = arr[:, :, np.newaxis]
-    colours = arr.shape[2] - (1 if mode in ("LA", "RGBA") else 0)
-    out = np.empty((arr.shape[0], arr.shape[1], 1 if gray else colours), dtype=np.float32)
-    for rows in row_bands(arr):
-        out[rows] = _float_band(arr[rows], mode, background, gray)
-    return out
-
-
-def _float_band(arr: NDArray[Any], mode: str, background: Sequence[float], gray: bool) -> NDArray[np.float32]:
-    if mode.startswith("I;16") or mode == "I":
-        data = np.multiply(arr, np.float32(1 / 65535), dtype=np.float32)
-    elif mode == "F":
-        data = arr.astype(np.float32)
-    else:
-        data = np.multiply(arr, np.float32(1 / 255), dtype=np.float32)
-    if mode in ("LA", "RGBA"):
-        colour, alpha = data[:, :, :-1], data[:, :, -1:]
-        bg_rgb = np.asarray(background, dtype=np.float32)
-        bg = bg_rgb if colour.shape[2] == 3 else np.float32(np.dot(bg_rgb, LUMA_BT601))
-        data = colour * alpha + bg * (1.0 - alpha)
-    if gray and data.shape[2] == 3:
-        luma = np.asarray(LUMA_BT601, dtype=np.float32)
-        mixed = mix_channels(np.ascontiguousarray(data), luma)
-        if mixed is None:  # not matmul: a BLAS call here leaves OpenBLAS's threads spinning on the other core
-            mixed = data[:, :, 0] * luma[0]
-            mixed += data[:, :, 1] * luma[1]
-            mixed += data[:, :, 2] * luma[2]
-        data = mixed[:, :, np.newaxis]
-    return data
-
-
 def load_image(
     path: str | os.PathLike[str],
     *,
@@ -233,7 +153,7 @@ def load_image(
             complaints: list[str] = []
             fast = opencv_jpeg(p, opened, gray=not color, complaints=complaints)
             if fast is not None:
-                data = _decoded(fast, "L" if fast.ndim == 2 else original_mode, background, gray=not color)
+                data = decoded(fast, "L" if fast.ndim == 2 else original_mode, background, gray=not color)
             else:
                 if plane:
                     opened.draft("L", None)  # libjpeg's luma plane, at full size
@@ -243,7 +163,7 @@ def load_image(
                     warnings.warn(damage_warning(where, complaints[0]), stacklevel=1)
                 turned = opened.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
                 im = ImageOps.exif_transpose(opened) if turned else opened  # the transpose copies: only if needed
-                data = _to_float(im, background, gray=not color)
+                data = run_data(im, background, gray=not color)
     except LimitError:  # loading it would exceed the memory limit: said as the limit says it
         raise
     except FileNotFoundError:

@@ -126,7 +126,8 @@ def opencv_jpeg(
         width, height = height, width
     if pixels is None or pixels.shape[:2] != (height, width):
         return None
-    decoded: NDArray[np.uint8] = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    # BGR to RGB in place (each pixel's samples swapped where they are): no second copy of a colour image
+    decoded: NDArray[np.uint8] = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels)
     return decoded  # contiguous, so fast to convert
 
 

@@ -11,7 +11,13 @@ min-max scaling needs whole anyway. The PNG writer then quantises and deflates t
 The same engine computes each band (`featmap.core.engine.correlate` on the band's rows plus the kernel's halo,
 with the image's own padding only where the band meets an edge), so every value is the one the whole-image
 pass gives: tests/test_fused.py compares them bit for bit. `fits` says when a run qualifies; anything else
-(strides, dilation, pooling with padding or ceil mode, colour, combined maps) takes the whole-image path.
+(strides, dilation, pooling with padding or ceil mode, filters summing over channels, combined maps) takes the
+whole-image path.
+
+A colour image's depthwise map (a 2-D kernel on each channel: ``--color``) goes band by band too: each band's
+rows of every channel, filtered as the whole image's are (one OpenCV call on the interleaved channels when they
+share the kernel, else plane by plane), so an RGB image of 8-bit samples (`ScaledSamples` with three channels) is
+never converted whole, and a map above `TWO_PASS_ABOVE` values never held.
 """
 
 from __future__ import annotations
@@ -61,14 +67,15 @@ def fits(
     combine: object,
     geometry: ConvGeometry | None = None,
 ) -> bool:
-    """Whether a kernel run can go band by band (``FEATMAP_FUSED=0`` says never): one float32 channel, stride 1
-    and no dilation, no combined map, and no pooling or a pool whose windows tile the rows (valid padding,
-    stride = size, floor mode); with the conv's ``geometry``, also edges a band reproduces (`edges_fit`)."""
+    """Whether a kernel run can go band by band (``FEATMAP_FUSED=0`` says never): one float32 channel (or a colour
+    image's few, each filtered on its own: `_planes_fit`), stride 1 and no dilation, no combined map, and no pooling
+    or a pool whose windows tile the rows (valid padding, stride = size, floor mode); with the conv's ``geometry``,
+    also edges a band reproduces (`edges_fit`)."""
     if os.environ.get("FEATMAP_FUSED", "1") == "0":  # the whole-image path, to compare against
         return False
     if geometry is not None and not edges_fit(geometry, conv.pad_mode):
         return False
-    if combine is not None or image.ndim != 3 or image.shape[2] != 1 or image.dtype != np.float32:
+    if combine is not None or image.ndim != 3 or image.dtype != np.float32 or not _planes_fit(image, conv):
         return False
     if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or image.shape[0] < 2 * BAND_ROWS:
         return False
@@ -78,6 +85,18 @@ def fits(
         return False
     stride = pool.size if pool.stride is None else pool.stride
     return tuple(stride) == tuple(pool.size) and BAND_ROWS % pool.size[0] == 0
+
+
+def _planes_fit(image: ImageData, conv: Conv2d) -> bool:
+    """One channel, or a colour image's few channels (at most `cvfilter.MAX_CHANNELS`) each filtered on its own by
+    one filter (a depthwise conv: a 2-D kernel on an RGB image); not a filter summing over channels."""
+    channels = image.shape[2]
+    if channels == 1:
+        return True
+    if channels > cvfilter.MAX_CHANNELS or (conv.filters is None and not conv.depthwise):
+        return False
+    filters, groups, _ = conv.channels(channels)
+    return filters == groups == channels
 
 
 def edges_fit(geometry: ConvGeometry, pad_mode: PaddingMode) -> bool:
@@ -143,7 +162,7 @@ def band_run(
     bank = np.ascontiguousarray(bank, dtype=image.dtype)
     bias = weights.get("bias")
     bias_value = None if bias is None else np.asarray(bias, dtype=image.dtype)
-    per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1]) // BAND_ROWS * BAND_ROWS)
+    per_band = max(BAND_ROWS, BAND_VALUES // max(1, image.shape[1] * image.shape[2]) // BAND_ROWS * BAND_ROWS)
     ready = _ready_filter(bank, image, geometry, conv)
     return BandRun(image, bank, bias_value, conv, geometry, act, pool, out_shape, commutes, per_band, ready)
 
@@ -252,9 +271,9 @@ def _rows(image: ImageData, start: int, stop: int) -> NDArray[np.floating]:
     return image.rows(start, stop, out=buffer[:size].reshape(shape))
 
 
-def _band_buffer(shape: tuple[int, int], dtype: np.dtype[np.floating]) -> NDArray[np.floating]:
+def _band_buffer(shape: tuple[int, ...], dtype: np.dtype[np.floating]) -> NDArray[np.floating]:
     """This thread's buffer for a conv band of ``shape`` (grown when too small: bands are alike in a batch)."""
-    size = shape[0] * shape[1]
+    size = int(np.prod(shape))
     buffer: NDArray[np.floating] | None = getattr(_BUFFERS, "band", None)
     if buffer is None or buffer.size < size or buffer.dtype != dtype:
         buffer = np.empty(size, dtype=dtype)
@@ -266,10 +285,22 @@ def _ready_filter(
     bank: NDArray[np.floating], image: ImageData, geometry: ConvGeometry, conv: Conv2d
 ) -> cvfilter.BandFilter | None:
     """The OpenCV call that filters each band (`featmap.core.cvfilter.band_filter`) where the engine would take
-    OpenCV for the band (one filter on one channel), else None."""
-    if bank.shape[:2] != (1, 1) or image.shape[2] != 1 or cvfilter.opencv() is None:
+    OpenCV for the band in one call (one filter on one channel, or one kernel shared by a colour image's channels,
+    filtered together as the whole image's are: `_one_call`), else None."""
+    if not _one_call(bank, image.shape[2]) or cvfilter.opencv() is None:
         return None
     return cvfilter.band_filter(bank[0, 0], geometry, conv.pad_mode, conv.pad_value, image.dtype)
+
+
+def _one_call(bank: NDArray[np.floating], channels: int) -> bool:
+    """Whether the engine filters every channel in one OpenCV call: one filter on one channel, or a depthwise
+    bank whose filters are one kernel on at most `cvfilter.MAX_CHANNELS` channels (the engine's shared kernel:
+    interleaved channels filtered together, as `featmap.core.engine.correlate` filters the whole image)."""
+    if bank.shape[:2] == (1, 1) and channels == 1:
+        return True
+    return (
+        bank.shape[1] == 1 and 1 < bank.shape[0] == channels <= cvfilter.MAX_CHANNELS and bool(np.all(bank == bank[0]))
+    )
 
 
 def _correlate(
@@ -279,19 +310,20 @@ def _correlate(
     conv: Conv2d,
     ready: cvfilter.BandFilter | None = None,
 ) -> NDArray[np.floating]:
-    """The band's conv rows ``(rows, W, N)``: `featmap.core.engine.correlate`'s values; where that takes OpenCV for
-    one filter on one channel, the same OpenCV call (``ready``, or `featmap.core.cvfilter.correlate`) filtering into
-    the band buffer."""
-    if bank.shape[:2] != (1, 1) or source.shape[2] != 1 or cvfilter.opencv() is None:
-        return correlate(source, bank, geometry, 1, conv.pad_mode, conv.pad_value)
+    """The band's conv rows ``(rows, W, N)``: `featmap.core.engine.correlate`'s values (a colour band's channels
+    each by its own filter, ``groups`` = channels); where that takes OpenCV in one call (`_one_call`), the same
+    OpenCV call (``ready``, or `featmap.core.cvfilter.correlate`) filtering into the band buffer."""
+    channels = source.shape[2]
+    if not _one_call(bank, channels) or cvfilter.opencv() is None:
+        return correlate(source, bank, geometry, channels, conv.pad_mode, conv.pad_value)
     check_padding((source.shape[0], source.shape[1]), geometry.padding, conv.pad_mode)
-    plane = source[:, :, 0]
-    into = _band_buffer((plane.shape[0], plane.shape[1]), plane.dtype)
+    plane = source[:, :, 0] if channels == 1 else source
+    into = _band_buffer(plane.shape, plane.dtype)
     if ready is not None:
         out = ready(plane, into)
     else:
         out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
-    return out.reshape(out.shape[0], out.shape[1], 1)
+    return out.reshape(out.shape[0], out.shape[1], channels)
 
 
 def _finish(

@@ -147,15 +147,16 @@ def _stream_bands(
     made (the same pixels)."""
     source = fmap.bands
     height, width, channels = source.shape
-    if channels != 1:
-        raise ValueError(f"a map given as bands has one channel; got {channels}")
+    if channels not in (1, 3):
+        raise ValueError(f"a map given as bands has one channel or three (RGB); got {channels}")
     stats = fmap.info.stats
     low, span = display_scale(np.array([stats.min, stats.max], dtype=source.dtype), normalize)
+    shape = (height, width) if channels == 1 else (height, width, channels)
 
     def write(handle: IO[bytes]) -> None:
-        stream = PngStream(handle.write, (height, width), np.uint8 if bit_depth == 8 else np.uint16, compress_level)
+        stream = PngStream(handle.write, shape, np.uint8 if bit_depth == 8 else np.uint16, compress_level)
         for band in source.bands():
-            for levels in pixel_bands(band[:, :, 0], normalize, low, span, bit_depth):
+            for levels in pixel_bands(band[:, :, 0] if channels == 1 else band, normalize, low, span, bit_depth):
                 stream.write(levels)
         stream.close()
 
