@@ -72,16 +72,21 @@ def test_colour_bands_give_the_whole_image_maps(
         assert a.info == b.info == c.info == ref.info  # statistics too (one pass over the bands for c)
 
 
-def test_a_depthwise_conv_of_three_kernels_goes_band_by_band_plane_by_plane() -> None:
-    """A network's depthwise conv on three channels, a kernel of its own for each: each band's planes filtered
-    as the whole image's are (no shared kernel, so no one call on the interleaved channels)."""
+@pytest.mark.parametrize("filters", [3, 6])
+def test_a_depthwise_conv_of_its_own_kernels_goes_band_by_band_plane_by_plane(filters: int) -> None:
+    """A network's depthwise conv on three channels, a kernel of its own for each filter (one or two a channel):
+    each band's planes filtered as the whole image's are (no shared kernel, so no one call on the interleaved
+    channels)."""
     rng = np.random.default_rng(5)
     image = rng.random((290, 170, 3), dtype=np.float32)
-    conv = Conv2d(filters=3, groups=3, kernel=(3, 3), padding="same", pad_mode="reflect")
+    conv = Conv2d(filters=filters, groups=3, kernel=(3, 3), padding="same", pad_mode="reflect")
     plan = conv.plan((290, 170, 3))
-    weights = {"weight": rng.standard_normal((3, 1, 3, 3)).astype(np.float32), "bias": np.float32([0.5, -1, 2])}
+    weights = {
+        "weight": rng.standard_normal((filters, 1, 3, 3)).astype(np.float32),
+        "bias": rng.standard_normal(filters).astype(np.float32),
+    }
     assert plan.geometry is not None and fused.fits(image, conv, None, None, plan.geometry)
-    run = fused.band_run(image, weights, conv, plan, Act(), None, (290, 170, 3), commutes=False)
+    run = fused.band_run(image, weights, conv, plan, Act(), None, (290, 170, filters), commutes=False)
     np.testing.assert_array_equal(fused.banded_map(run), conv.forward(image, plan, weights))
     summing = Conv2d(filters=1, kernel=(3, 3), padding="same")  # a filter over all three channels: never in bands
     assert not fused.fits(image, summing, None, None)

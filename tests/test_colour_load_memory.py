@@ -111,11 +111,18 @@ def _jpeg(tmp_path: Path, height: int, width: int) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("suffix", "pool"),
-    [(".png", None), (".png", "max"), (".jpg", None), (".jpg", "max")],
+    ("suffix", "pool", "kernels"),
+    [
+        (".png", None, ["sobel_x"]),
+        (".png", "max", ["sobel_x", "laplacian_4"]),  # two kernels: one depthwise layer of six filters
+        (".jpg", None, ["sobel_x", "laplacian_4"]),
+        (".jpg", "max", ["sobel_x"]),
+    ],
 )
-def test_a_colour_kernel_map_is_made_band_by_band(tmp_path: Path, suffix: str, pool: str | None) -> None:
-    """Python-side allocations of a `--color -k sobel_x` run on a 2000×4000 RGB image (numpy reports to
+def test_a_colour_kernel_map_is_made_band_by_band(
+    tmp_path: Path, suffix: str, pool: str | None, kernels: list[str]
+) -> None:
+    """Python-side allocations of a `--color -k …` run on a 2000×4000 RGB image (numpy reports to
     tracemalloc; Pillow's own image does not): the 8-bit samples (3 bytes a pixel) and bands, with the unpooled map
     never held (two passes) or the pooled one held (3 bytes a pixel): less than the float RGB image (12 bytes a
     pixel), which was held with the whole 3-channel map (24 bytes a pixel and more)."""
@@ -124,14 +131,14 @@ def test_a_colour_kernel_map_is_made_band_by_band(tmp_path: Path, suffix: str, p
     height, width = 2000, 4000
     path = _rgb(tmp_path, height, width)[0] if suffix == ".png" else _jpeg(tmp_path, height, width)
     options = ApplyOptions(color=True, pool=pool, out_dir=tmp_path / "out")
-    job = build_job(["sobel_x"], options=options)
+    job = build_job(kernels, options=options)
     tracemalloc.start()
     try:
         result = apply_file(path, job)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert result.maps[0].info.shape[2] == 3
+    assert [m.info.shape[2] for m in result.maps] == [3] * len(kernels)
     floats = height * width * 3 * 4
     # the float RGB image is never held whole: measured 0.47 / 0.35 of it unpooled (PNG / JPEG), 0.55 / 0.53 pooled
     # (the held map); before, 2 and more (the float image and the whole 3-channel map)

@@ -88,15 +88,15 @@ def fits(
 
 
 def _planes_fit(image: ImageData, conv: Conv2d) -> bool:
-    """One channel, or a colour image's few channels (at most `cvfilter.MAX_CHANNELS`) each filtered on its own by
-    one filter (a depthwise conv: a 2-D kernel on an RGB image); not a filter summing over channels."""
+    """One channel, or a colour image's few channels (at most `cvfilter.MAX_CHANNELS`), every filter reading one
+    of them (a depthwise conv: a 2-D kernel on an RGB image, a bank of them); not a filter summing over channels."""
     channels = image.shape[2]
     if channels == 1:
         return True
     if channels > cvfilter.MAX_CHANNELS or (conv.filters is None and not conv.depthwise):
         return False
     filters, groups, _ = conv.channels(channels)
-    return filters == groups == channels
+    return groups == channels and filters % groups == 0
 
 
 def edges_fit(geometry: ConvGeometry, pad_mode: PaddingMode) -> bool:
