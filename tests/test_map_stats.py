@@ -102,3 +102,41 @@ def test_accumulator_refuses_too_many_or_too_few_values() -> None:
         accumulator.add(np.ones(3, np.float32))
     with pytest.raises(ValueError, match="0 values"):
         StatsAccumulator(0, np.dtype(np.float32)).result()
+
+
+@settings(max_examples=120)
+@given(
+    size=st.sampled_from([1, 7, 8, 9, 127, 8191, 8192, 8193, 20000, 1 << 18, (1 << 18) + 5]),
+    scale=st.sampled_from([1e-3, 1.0, 1e4]),
+    offset=st.sampled_from([0.0, 1e4, -3.5]),
+    zeros=st.sampled_from([0.0, -0.0, None]),
+    special=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(_SPECIAL)), max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+    buffer=st.sampled_from([8192, 8192, 1008]),
+)
+def test_the_mean_is_numpys_buffered_float64_sum(
+    size: int,
+    scale: float,
+    offset: float,
+    zeros: float | None,
+    special: list[tuple[int, float]],
+    seed: int,
+    buffer: int,
+) -> None:
+    """`_buffered_sum` of the float64 copy is ``add.reduce(float32 values, dtype=float64)`` to the bit (the sum
+    `MapStats.of`'s shift always came from), whatever numpy's buffer size; zeros of both signs, NaN, infinities."""
+    rng = np.random.default_rng(seed)
+    spread = 10.0 ** rng.uniform(-6, 6, size)  # magnitudes 10^12 apart: float64 sums that depend on their order
+    values = (rng.standard_normal(size) * spread * scale + offset).astype(np.float32)
+    if zeros is not None:
+        values[rng.random(size) < 0.3] = zeros
+    for at, value in special:
+        values[at % size] = value
+    before = np.setbufsize(buffer)
+    try:
+        with np.errstate(invalid="ignore", over="ignore"):
+            expected = float(np.add.reduce(values, dtype=np.float64))
+            got = records._buffered_sum(values.astype(np.float64))
+    finally:
+        np.setbufsize(before)
+    assert repr(got) == repr(expected)

@@ -199,3 +199,26 @@ def test_chunk_crc_is_zlibs_crc32() -> None:
         chunk = pngencode._chunk(kind, body)
         assert chunk[:8] == struct.pack(">I", len(body)) + kind and chunk[8:-4] == bytes(body)
         assert struct.unpack(">I", chunk[-4:])[0] == zlib.crc32(bytes(body), zlib.crc32(kind))
+
+
+def test_a_small_maps_file_is_written_at_once(rng: np.random.Generator, deflate: str) -> None:
+    """A map of one IDAT chunk reaches its sink in one piece (one write of the file), the bytes `encode_png` gives:
+    its chunks' CRCs are zlib's over the compressed pieces, the IEND chunk the one PNG defines."""
+    import zlib
+
+    pixels = smooth(rng, (300, 257), 255).astype(np.uint8)
+    parts: list[bytes] = []
+    stream = png.PngStream(parts.append, pixels.shape, np.uint8)
+    stream.write(pixels[:100])
+    stream.write(pixels[100:])
+    assert parts == []  # nothing before the end
+    stream.close()
+    assert len(parts) == 1 and parts[0] == encode_png(pixels)
+    at = 8
+    while at < len(parts[0]):  # every chunk's CRC-32 over its type and data
+        length = int.from_bytes(parts[0][at : at + 4], "big")
+        body = parts[0][at + 4 : at + 8 + length]
+        assert int.from_bytes(parts[0][at + 8 + length : at + 12 + length], "big") == zlib.crc32(body)
+        at += 12 + length
+    assert parts[0].endswith(png._chunk(b"IEND", b""))
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(parts[0], np.uint8), cv2.IMREAD_UNCHANGED), pixels)

@@ -70,3 +70,25 @@ def test_a_new_writer_is_one_registry_line(tmp_path: Path, monkeypatch: pytest.M
     np.testing.assert_array_equal(inverted, 255 - png)
     record = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])
     assert record["invert"] == "in/delta.inv.png" and record["png"] == "in/delta.png"
+
+
+@pytest.mark.parametrize("normalize", ["minmax", "abs", "symmetric", "clip"])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_a_kernel_maps_png_takes_its_range_from_its_statistics(tmp_path: Path, normalize: str, bit_depth: int) -> None:
+    """The PNG writer reads a kernel map's min and max from its statistics, not from another pass over the map: the
+    same bytes as the range `display_scale` finds in the values (zeros of both signs, a flat map, negative values)."""
+    from featmap.enums import Normalize
+    from featmap.io.writers import png
+    from featmap.net.records import MapStats
+
+    rng = np.random.default_rng(11)
+    signed = rng.standard_normal((61, 47, 1)).astype(np.float32)
+    signed[rng.random(signed.shape) < 0.3] = -0.0
+    zeros = np.where(rng.random((33, 20, 1)) < 0.5, np.float32(0.0), np.float32(-0.0)).astype(np.float32)
+    zeros[0, 0, 0] = 2.5
+    for values in (signed, zeros, np.full((9, 13, 1), 0.25, np.float32), np.abs(signed) + 3):
+        stats = MapStats.of(values)
+        kind = Normalize(normalize)
+        made = png._stream_scaled(tmp_path / "a.png", values, kind, bit_depth, 1, (stats.min, stats.max))
+        found = png._stream_scaled(tmp_path / "b.png", values, kind, bit_depth, 1)
+        assert made.read_bytes() == found.read_bytes()

@@ -69,6 +69,9 @@ def _chunk(kind: bytes, data: bytes | bytearray | memoryview) -> bytes:
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
 
 
+_IEND = b"\x00\x00\x00\x00IEND\xae\x42\x60\x82"  # the empty IEND chunk: its length, type and CRC-32
+
+
 @cache
 def _crc32() -> Callable[..., int]:
     """CRC-32 (PNG's and zlib's, the same polynomial and value): ISA-L's, ~30x zlib's on a map's IDAT, when
@@ -89,8 +92,15 @@ def isal_zlib() -> ModuleType | None:
 
 def _deflate(data: memoryview, level: int) -> bytes:
     """A zlib-format stream (header, deflate, Adler-32) of ``data``, as PNG's IDAT holds, in one call."""
+    return b"".join(_deflate_pieces(data, level))
+
+
+def _deflate_pieces(data: memoryview, level: int) -> list[bytes]:
+    """`_deflate`'s stream as the pieces the compressor hands out, in order (joined once, into the file's bytes)."""
     packer = _deflater(level)
-    return bytes(packer.compress(data)) + bytes(packer.flush())
+    if isinstance(packer, _IsalDeflater):
+        return [*packer.compress_pieces(data), packer.flush()]
+    return [packer.compress(data), packer.flush()]
 
 
 def _deflater(level: int) -> Any:
@@ -126,19 +136,31 @@ class _IsalDeflater:
         self._adler = 1
 
     def compress(self, data: memoryview) -> bytes:
+        return b"".join(self.compress_pieces(data))
+
+    def compress_pieces(self, data: memoryview) -> list[bytes]:
+        """`compress`'s bytes as pieces (the first call's lead, then ISA-L's output as it comes)."""
         if len(data) == 0:
-            return b""
+            return []
         self._adler = self._fast.adler32(data, self._adler)
         if self._packer is not None:
-            return bytes(self._packer.compress(data))
+            return [bytes(self._packer.compress(data))]
         first = bytes(data[:1])
         self._packer = self._fast.compressobj(1, self._fast.DEFLATED, -15, 8, 0, first)
-        return _ZLIB_HEADER + _stored_block(first) + bytes(self._packer.compress(data[1:]))
+        return [_ZLIB_HEADER + _stored_block(first), bytes(self._packer.compress(data[1:]))]
 
     def flush(self) -> bytes:
         if self._packer is None:  # no data: a final empty stored block
             return _ZLIB_HEADER + b"\x01\x00\x00\xff\xff" + struct.pack(">I", self._adler)
         return bytes(self._packer.flush()) + struct.pack(">I", self._adler)
+
+
+def _idat_chunk(pieces: list[bytes], size: int) -> list[bytes]:
+    """The parts of one IDAT chunk holding the ``size`` compressed bytes ``pieces`` (left in their pieces)."""
+    crc = _crc32()(b"IDAT")
+    for piece in pieces:
+        crc = _crc32()(piece, crc)
+    return [struct.pack(">I", size), b"IDAT", *pieces, struct.pack(">I", crc)]
 
 
 def _stored_block(data: bytes) -> bytes:
@@ -213,7 +235,9 @@ class PngStream:
         self._rows_done = 0
         color_type = 2 if len(shape) == 3 else 0
         header = struct.pack(">IIBBBBB", width, self._height, 8 * kind.itemsize, color_type, 0, 0, 0)
-        sink(PNG_SIGNATURE + _chunk(b"IHDR", header))
+        self._head = PNG_SIGNATURE + _chunk(b"IHDR", header)
+        if self._streamed:
+            sink(self._head)
 
     def write(self, band: NDArray[np.integer]) -> None:
         """Append rows ``band`` (``(rows, W)`` or ``(rows, W, 3)``, the stream's dtype)."""
@@ -277,11 +301,18 @@ class PngStream:
             _release(self)
             self._emit(final=True)
         else:
-            compressed = memoryview(_deflate(self._stage.data, self._level))
+            pieces = _deflate_pieces(self._stage.data, self._level)
             _release(self)
-            for start in range(0, len(compressed), IDAT_SIZE):
+            size = sum(len(piece) for piece in pieces)
+            if size <= IDAT_SIZE:  # the whole file at once: the compressed bytes copied once, one write
+                self._sink(b"".join([self._head, *_idat_chunk(pieces, size), _IEND]))
+                return
+            self._sink(self._head)
+            compressed = memoryview(b"".join(pieces))
+            del pieces
+            for start in range(0, size, IDAT_SIZE):
                 self._sink(_chunk(b"IDAT", compressed[start : start + IDAT_SIZE]))
-        self._sink(_chunk(b"IEND", b""))
+        self._sink(_IEND)
 
 
 def encode_png(pixels: NDArray[np.integer], compress_level: int = FAST_LEVEL) -> bytes:

@@ -133,15 +133,22 @@ class StatsAccumulator:
             self._waiting[: self._count] = flat[at:]
 
     def _take(self, block: NDArray[np.floating]) -> None:
-        """One block's share (the first one sets the shift), as `MapStats.of` always computed it."""
+        """One block's share (the first one sets the shift), as `MapStats.of` always computed it: a float32 block is
+        converted to float64 once (exact), its mean taken from that copy (`_buffered_sum`), the same digits."""
+        part = self._part[: block.size]
         with np.errstate(invalid="ignore", over="ignore"):
-            if self._shift is None:
-                self._shift = float(block.mean(dtype=np.float64))
-            part = self._part[: block.size]
-            np.subtract(block, self._shift, out=part, dtype=np.float64)  # exact cast, one rounding
+            if block.dtype == np.float32 and block.flags.c_contiguous:
+                np.copyto(part, block)
+                if self._shift is None:
+                    self._shift = _buffered_sum(part) / block.size
+                np.subtract(part, self._shift, out=part)
+            else:
+                if self._shift is None:
+                    self._shift = float(block.mean(dtype=np.float64))
+                np.subtract(block, self._shift, out=part, dtype=np.float64)  # exact cast, one rounding
             self._total += float(part.sum())
             self._squares += float(np.einsum("i,i->", part, part))  # no BLAS: its threads would spin
-            low, high = block.min(), block.max()
+            low, high = np.minimum.reduce(block), np.maximum.reduce(block)
             self._low = low if self._low is None else np.minimum(self._low, low)
             self._high = high if self._high is None else np.maximum(self._high, high)
 
@@ -158,6 +165,19 @@ class StatsAccumulator:
             mean = self._total / self._size
             variance = max(self._squares / self._size - mean * mean, 0.0)
         return MapStats(float(self._low), float(self._high), self._shift + mean, float(np.sqrt(variance)))
+
+
+def _buffered_sum(values: NDArray[np.float64]) -> float:
+    """``add.reduce(float32 values, dtype=float64)`` from their float64 copy ``values``, to the bit: numpy converts
+    a buffer of `numpy.getbufsize` values at a time, sums each pairwise and adds the sums in order."""
+    size = np.getbufsize()
+    whole = values.size // size * size
+    total = 0.0
+    for part in values[:whole].reshape(-1, size).sum(axis=1).tolist():
+        total += part
+    if whole < values.size:
+        total += float(values[whole:].sum())
+    return total
 
 
 @frozen_dataclass

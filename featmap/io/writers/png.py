@@ -19,7 +19,7 @@ from featmap.io.images import atomic_write
 from featmap.io.pngencode import PngStream, encode_png
 from featmap.io.writers import Writer
 from featmap.io.writers.pixels import pixel_bands, quantize, to_pixels
-from featmap.net.records import BandedFeatureMap
+from featmap.net.records import BandedFeatureMap, FeatureMap
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +89,9 @@ class PngWriter(Writer):
             return _stream_bands(self.path_for(target), fmap, out.normalize, out.bit_depth, out.png_compress)
         values = fmap.values
         if out.colormap is None and out.normalize is not Normalize.PERCENTILE and values.shape[-1] in (1, 3):
-            return _stream_scaled(self.path_for(target), values, out.normalize, out.bit_depth, out.png_compress)
+            extremes = _extremes(fmap)
+            path = self.path_for(target)
+            return _stream_scaled(path, values, out.normalize, out.bit_depth, out.png_compress, extremes)
         if out.colormap is None and out.normalize is not Normalize.PERCENTILE:
             pixels = to_pixels(fmap.values, out.normalize, out.bit_depth)
         else:
@@ -121,13 +123,26 @@ def channel_threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)), thread_name_prefix="featmap-png")
 
 
+def _extremes(fmap: Map) -> tuple[float, float] | None:
+    """A kernel's map's own min and max, from its statistics (a network channel's are its layer's), else None."""
+    if isinstance(fmap, FeatureMap):
+        return fmap.info.stats.min, fmap.info.stats.max
+    return None
+
+
 def _stream_scaled(
-    path: Path, values: NDArray[np.floating], normalize: Normalize, bit_depth: int, compress_level: int
+    path: Path,
+    values: NDArray[np.floating],
+    normalize: Normalize,
+    bit_depth: int,
+    compress_level: int,
+    extremes: tuple[float, float] | None = None,
 ) -> Path:
     """`save_png` of `to_pixels`, a band of rows at a time from the float map to the file: the pixels and the
-    PNG bytes are never held whole (the same bytes: `featmap.io.png.PngStream`)."""
+    PNG bytes are never held whole (the same bytes: `featmap.io.png.PngStream`). ``extremes``, the map's min and
+    max when known (its statistics'), spare `display_scale` its two passes over the map: it reads only those."""
     arr = values if values.dtype.kind == "f" else values.astype(np.float32)
-    low, span = display_scale(arr, normalize)
+    low, span = display_scale(arr if extremes is None else np.array(extremes, dtype=arr.dtype), normalize)
     rows_of = arr[:, :, 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
 
     def write(handle: IO[bytes]) -> None:
