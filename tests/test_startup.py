@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,6 +104,39 @@ def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_pa
     assert sorted(modules & {*network, *PICTURES, *OTHER_COMMANDS, *OPTIONAL, "yaml"}) == []
     # a network's summary and the layer kinds only a network uses
     assert sorted(modules & {"featmap.net.summary", "featmap.net.layers.channels", "featmap.net.layers.dense"}) == []
+    assert "difflib" not in modules  # Click's suggestions for an unknown long option: none was asked for
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["a.png", "-k", "sobel_x", "-k", "gaussian:size=5", "-q", "-j", "2", "-o", "out"],
+        ["a.png", "-ksobel_x", "-k=sobel_x", "-qj2", "--jobs=3", "--kernel", "x"],
+        ["a.png", "-x"],
+        ["a.png", "-qx"],
+        ["a.png", "-k"],
+        ["a.png", "--kernl", "sobel_x"],
+        ["a.png", "--qiet"],
+        ["a.png", "-j", "--pool"],
+        ["a.png", "--", "-k", "-q"],
+    ],
+)
+def test_featmap_commands_parse_as_clicks_own_parser(args: list[str]) -> None:
+    """`FeatmapCommand.make_parser` spares Click's parser its long-name suggestions for short options: every
+    command line parses to the same options, arguments and order, or fails with the same message."""
+    import click
+
+    from featmap.cli.apply import apply
+
+    def outcome(make_parser: Any) -> tuple[Any, ...]:
+        ctx = click.Context(apply)
+        try:
+            options, rest, order = make_parser(ctx).parse_args(list(args))
+        except click.UsageError as error:
+            return (type(error).__name__, error.format_message())
+        return (options, rest, [param.name for param in order])
+
+    assert outcome(apply.make_parser) == outcome(lambda ctx: click.Command.make_parser(apply, ctx))
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])

@@ -171,6 +171,27 @@ class FeatmapCommand(click.Command):
         """``file://`` URLs given anywhere a path goes (inputs, ``--spec``, ``-k FILE``, ``--kernel-dir``) as paths."""
         return super().parse_args(ctx, [_local_arg(arg) for arg in args])
 
+    def make_parser(self, ctx: click.Context) -> Any:
+        """Click's parser, told not to suggest long options for a short one it tries as long first.
+
+        Click's parser reads each ``-x`` as a long option before it reads it as a short one, and the failed try
+        builds a `NoSuchOption` that suggests close long names (difflib, over the ~50 of ``featmap apply``) and
+        is then dropped: ~1 ms per short option, and difflib's import, before the first image. Where that try
+        must fail anyway (not a long name, and one dash: the short reading follows), it fails here without the
+        suggestions; every message Click shows is unchanged. Parsers without those internals are left alone."""
+        parser = super().make_parser(ctx)
+        long_names, prefixes = getattr(parser, "_long_opt", None), getattr(parser, "_opt_prefixes", None)
+        as_long = getattr(parser, "_match_long_opt", None)
+        if isinstance(long_names, dict) and isinstance(prefixes, set) and callable(as_long):
+
+            def match_long_opt(opt: str, explicit_value: str | None, state: Any) -> None:
+                if opt not in long_names and opt[:2] not in prefixes:
+                    raise click.NoSuchOption(opt, ctx=ctx)  # dropped by Click, which reads ``opt`` as short next
+                as_long(opt, explicit_value, state)
+
+            parser._match_long_opt = match_long_opt  # type: ignore[method-assign]
+        return parser
+
     def invoke(self, ctx: click.Context) -> Any:
         import warnings
 
