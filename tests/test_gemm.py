@@ -238,16 +238,17 @@ def reference_conv(x: np.ndarray, bank: np.ndarray, quad: tuple[int, int, int, i
         ((24, 21), 64, 32, (1, 3), (1, 3), (0, 0, 3, 3), 0.0),
         ((22, 20), 64, 8, (2, 2), (1, 1), "same", 0.0),
         ((20, 20), 64, 8, (3, 3), (1, 1), "valid", 0.0),
+        ((7, 7), 128, 16, (3, 3), (1, 1), 1, 0.0),
     ],
 )
-def test_shifted_conv_equals_a_float64_tap_walk(size, channels, filters, kernel, dilation, padding, value) -> None:  # type: ignore[no-untyped-def]
+def test_kernel_row_conv_equals_a_float64_tap_walk(size, channels, filters, kernel, dilation, padding, value) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(11)
     x = rng.standard_normal((*size, channels)).astype(np.float32)
     bank = rng.standard_normal((filters, channels, *kernel)).astype(np.float32)
     bias = rng.standard_normal(filters).astype(np.float32)
     g = conv_geometry(size, kernel, stride=(1, 1), padding=padding, dilation=dilation)
-    gemm.workspace("constant-padded", (64, 64, channels), np.dtype(np.float32)).fill(np.nan)  # stale workspace
-    got = gemm.shifted_conv(x, bank, g, bias, value)
+    gemm.workspace("kernel-rows", (64, 64, channels), np.dtype(np.float32)).fill(np.nan)  # stale workspace
+    got = gemm.kernel_row_conv(x, bank, g, bias, value)
     if got is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS whose cblas_sgemm featmap can call")
     want = reference_conv(x, bank, g.padding, dilation, value) + bias
@@ -255,25 +256,37 @@ def test_shifted_conv_equals_a_float64_tap_walk(size, channels, filters, kernel,
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
     # integers: every partial sum exact in float32, so any order of summing gives the same bits as im2col's
     ints, int_bank = np.round(x * 4), np.round(bank * 2)
-    exact = gemm.shifted_conv(ints, int_bank, g, None, round(value))
+    exact = gemm.kernel_row_conv(ints, int_bank, g, None, round(value))
     assert exact is not None
     padded = gemm.constant_padded(ints, g.padding, round(value))
     assert exact.tobytes() == gemm.im2col_hwc(padded, int_bank, g).tobytes()
 
 
-def test_shifted_conv_runs_only_inside_summed_by_tap_where_it_fits() -> None:
+def test_kernel_row_conv_in_bands_equals_one_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((30, 9, 64)).astype(np.float32)
+    bank = rng.standard_normal((8, 64, 3, 3)).astype(np.float32)
+    g = conv_geometry((30, 9), (3, 3), stride=(1, 1), padding=1, dilation=(2, 1))
+    whole = gemm.kernel_row_conv(x, bank, g)
+    if whole is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose cblas_sgemm featmap can call")
+    whole = whole.copy()
+    monkeypatch.setattr(gemm, "_KERNEL_ROWS_BAND_BYTES", 9 * 3 * 64 * 4 * 7)  # 3 output rows a band
+    banded = gemm.kernel_row_conv(x, bank, g)
+    assert banded is not None and banded.tobytes() == whole.tobytes()
+
+
+def test_kernel_row_conv_runs_only_inside_kernel_row_sums_where_it_fits() -> None:
     x = np.ones((20, 20, 64), np.float32)
-    bank = np.ones((8, 64, 3, 3), np.float32)
     same = conv_geometry((20, 20), (3, 3), stride=(1, 1), padding=1)
-    assert not gemm.shifted_fits(x, bank, same, 1)
-    with gemm.summed_by_tap():
-        assert gemm.shifted_fits(x, bank, same, 1)
-        assert not gemm.shifted_fits(x, bank, conv_geometry((20, 20), (3, 3), stride=(2, 2), padding=1), 1)
-        assert not gemm.shifted_fits(x[:, :, :32], bank[:, :32], same, 1)  # few channels: im2col is faster
-        assert not gemm.shifted_fits(x[:10, :10], bank, conv_geometry((10, 10), (3, 3), padding=1), 1)  # small
-        assert not gemm.shifted_fits(x.astype(np.float64), bank, same, 1)
-        assert not gemm.shifted_fits(x, bank.reshape(16, 32, 3, 3), same, 2)
-    assert not gemm.shifted_fits(x, bank, same, 1)
+    assert not gemm.kernel_rows_fit(x, same, 1)
+    with gemm.kernel_row_sums():
+        assert gemm.kernel_rows_fit(x, same, 1)
+        assert not gemm.kernel_rows_fit(x, conv_geometry((20, 20), (3, 3), stride=(2, 2), padding=1), 1)
+        assert not gemm.kernel_rows_fit(x[:, :, :32], same, 1)  # few channels: im2col is as fast
+        assert not gemm.kernel_rows_fit(x.astype(np.float64), same, 1)
+        assert not gemm.kernel_rows_fit(x, same, 2)
+    assert not gemm.kernel_rows_fit(x, same, 1)
 
 
 def test_correlate_falls_back_to_im2col_where_blas_cannot_be_called(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,6 +298,6 @@ def test_correlate_falls_back_to_im2col_where_blas_cannot_be_called(monkeypatch:
     g = conv_geometry((24, 24), (3, 3), stride=(1, 1), padding=1)
     plain = correlate(x, bank, g, 1)
     monkeypatch.setattr(blas, "_sgemm", lambda: None)
-    with gemm.summed_by_tap():
-        assert gemm.shifted_conv(x, bank, g) is None
+    with gemm.kernel_row_sums():
+        assert gemm.kernel_row_conv(x, bank, g) is None
         assert correlate(x, bank, g, 1).tobytes() == plain.tobytes()

@@ -56,8 +56,8 @@ def test_final_output_equals_the_executors_last_output(name: str) -> None:
     np.testing.assert_array_equal(again, values)
 
 
-def test_a_final_output_run_sums_large_convolutions_tap_by_tap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stride-1 convolutions over 64 channels on 24×24 take `gemm.shifted_conv` in the final-output run (not in the
+def test_a_final_output_run_sums_large_convolutions_by_kernel_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stride-1 convolutions over 64 channels take `gemm.kernel_row_conv` in the final-output run (not in the
     executor's): the same output within 1e-5 of its scale, and the same again on a second run."""
     from featmap.core import blas, gemm
 
@@ -72,8 +72,8 @@ def test_a_final_output_run_sums_large_convolutions_tap_by_tap(monkeypatch: pyte
     tensors["6.weight"] = (rng.standard_normal((8, 64, 3, 3)) * 0.05).astype(np.float32)
     tensors["6.bias"] = np.zeros(8, np.float32)
     calls: list[tuple[int, ...]] = []
-    real = gemm.shifted_conv
-    monkeypatch.setattr(gemm, "shifted_conv", lambda x, *a: calls.append(x.shape) or real(x, *a))
+    real = gemm.kernel_row_conv
+    monkeypatch.setattr(gemm, "kernel_row_conv", lambda x, *a: calls.append(x.shape) or real(x, *a))
     reference = list(iter_network(nodes, image, WeightSource(tensors)))[-1].values
     assert calls == []  # the executor keeps im2col's sums (every layer output, the pictures, as before)
     values = final_output(nodes, image, WeightSource(tensors))[1]

@@ -10,7 +10,7 @@ Where numpy's BLAS is not an OpenBLAS whose controls can be found (another build
 functions do nothing: `threads` returns 0 and `set_threads` returns False.
 
 `sum_of_products` calls the same OpenBLAS's ``cblas_sgemm`` with ``beta = 1``, which numpy does not offer: products
-summed into one result in place, each added as BLAS finishes it (`featmap.core.gemm.shifted_conv`); it returns
+summed into one result in place, each added as BLAS finishes it (`featmap.core.gemm.kernel_row_conv`); it returns
 False where that library is not found, and the caller computes another way.
 """
 

@@ -17,8 +17,8 @@ fft           scipy.signal.fftconvolve in float64 on the whole plane, then slice
 im2col        row bands of windows (cache-sized) times the bank, one BLAS call    several channels/filter
 depthwise     one multiply-accumulate per tap over all channels (`core.gemm`)    groups = C ≥ 8
 pointwise     the (H·W, C) input times the bank in row bands (`core.gemm`)       1×1, unpadded, C ≥ 8
-shifted       one product per tap of shifted input rows, summed by BLAS           final-output runs, s1,
-              (`core.gemm.shifted_conv`; another rounding order than im2col)      C ≥ 64, H'·W' ≥ 400
+kernel rows   one product per kernel row of the windows' rows, summed by BLAS     final-output runs,
+              (`core.gemm.kernel_row_conv`; another rounding order than im2col)   stride 1, C ≥ 64
 ============  =================================================================  ========================
 """
 
@@ -295,10 +295,10 @@ def _correlate(
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
         if per_group >= _HWC_MIN_CHANNELS and method != "direct" and pad_mode is PaddingMode.ZEROS:
-            if method == "auto" and gemm.shifted_fits(arr, bank, geometry, groups):  # a final-output run's
-                shifted = gemm.shifted_conv(arr, bank, geometry, bias, pad_value)
-                if shifted is not None:
-                    return shifted, True
+            if method == "auto" and gemm.kernel_rows_fit(arr, geometry, groups):  # a final-output run's
+                summed = gemm.kernel_row_conv(arr, bank, geometry, bias, pad_value)
+                if summed is not None:
+                    return summed, True
             padded = gemm.constant_padded(arr, geometry.padding, pad_value)  # a reused temporary
             return gemm.im2col_hwc(padded, bank, geometry, groups, bias), True
         padded = pad_input(arr, geometry.padding, pad_mode, pad_value)

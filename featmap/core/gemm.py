@@ -113,17 +113,12 @@ def result_array(shape: tuple[int, ...], dtype: np.dtype) -> NDArray[np.floating
 def constant_padded(x: Array, quad: tuple[int, int, int, int], value: float = 0.0) -> NDArray[np.floating]:
     """``(H, W, C)`` with ``(top, bottom, left, right)`` rows and columns of ``value`` around it (``np.pad``'s
     constant mode, the same values) in this thread's workspace: valid until the next call, for a temporary that
-    `im2col_hwc` reads (no allocation, and four small fills instead of ``np.pad``'s Python)."""
+    `im2col_hwc` and `kernel_row_conv` read (no allocation, and four small fills instead of ``np.pad``'s Python)."""
+    top, bottom, left, right = quad
     if not any(quad):
         return x
-    return _padded_rows(x, quad, value, 0)
-
-
-def _padded_rows(x: Array, quad: tuple[int, int, int, int], value: float, spare_rows: int) -> NDArray[np.floating]:
-    """`constant_padded`'s array with ``spare_rows`` more rows of ``value`` below it (`shifted_conv` reads them)."""
-    top, bottom, left, right = quad
     h, w, c = x.shape
-    out = workspace("constant-padded", (h + top + bottom + spare_rows, w + left + right, c), x.dtype)
+    out = workspace("constant-padded", (h + top + bottom, w + left + right, c), x.dtype)
     inner = out[top : top + h]
     for border in (out[:top], out[top + h :], inner[:, :left], inner[:, left + w :]):
         border.fill(value)
@@ -222,72 +217,78 @@ def im2col_hwc(
     return result
 
 
-# `shifted_conv` where its nine narrow products beat im2col's copy: measured, one thread, ms a conv (im2col_hwc /
-# shifted): 56²×64 → 64 2.68 / 2.08, 28²×128 → 128 2.09 / 1.76, 14²×256 → 256 2.08 / 2.05, 7²×512 → 512 3.41 / 3.26.
-_SHIFTED_MIN_PIXELS = 400
-_SHIFTED_MIN_CHANNELS = 64
-# Bytes of one band's wide result (`shifted_conv`): the band's products stay in the L2 cache.
-_SHIFTED_BAND_BYTES = 1 << 20
-_SHIFTED = threading.local()
+# `kernel_row_conv` where it beats im2col: measured, one thread, load ~7, ms a conv (im2col_hwc / kernel rows):
+# 56²×64 → 64 2.83 / 2.42, 28²×128 → 128 2.45 / 2.12, 14²×256 → 256 2.34 / 2.23, 7²×512 → 512 3.59 / 3.40,
+# 224²×64 → 64 46.9 / 38.6; with stride 2 no faster (56²×64 → 128 1.25 / 1.33, 14²×256 → 512 1.75 / 1.84).
+_KERNEL_ROWS_MIN_CHANNELS = 64
+# Bytes of a band's kernel rows (`kernel_row_conv`): they stay in the L2 cache while BLAS reads them kh times.
+_KERNEL_ROWS_BAND_BYTES = 2 << 20
+_KERNEL_ROWS = threading.local()
 
 
 @contextmanager
-def summed_by_tap() -> Iterator[None]:
-    """Inside the block, this thread's stride-1 convolutions over many channels may run as `shifted_conv` (its sums
-    rounded in another order than `im2col_hwc`'s: for a run whose layer outputs no one looks at, the final output)."""
-    depth = _SHIFTED.__dict__.get("depth", 0)
-    _SHIFTED.depth = depth + 1
+def kernel_row_sums() -> Iterator[None]:
+    """Inside the block, this thread's stride-1 convolutions over many channels may run as `kernel_row_conv` (its
+    sums rounded in another order than `im2col_hwc`'s: for a run whose layer outputs no one looks at, the final
+    output alone)."""
+    depth = _KERNEL_ROWS.__dict__.get("depth", 0)
+    _KERNEL_ROWS.depth = depth + 1
     try:
         yield
     finally:
-        _SHIFTED.depth = depth
+        _KERNEL_ROWS.depth = depth
 
 
-def shifted_fits(x: Array, bank: Array, g: ConvGeometry, groups: int) -> bool:
-    """Whether `shifted_conv` may compute this convolution: inside `summed_by_tap`, float32, one group, stride 1,
-    and large enough that it is the faster (``_SHIFTED_MIN_*``)."""
+def kernel_rows_fit(x: Array, g: ConvGeometry, groups: int) -> bool:
+    """Whether `kernel_row_conv` may compute this convolution: inside `kernel_row_sums`, float32, one group, stride
+    1, at least ``_KERNEL_ROWS_MIN_CHANNELS`` input channels."""
     return (
-        bool(_SHIFTED.__dict__.get("depth"))
+        bool(_KERNEL_ROWS.__dict__.get("depth"))
         and x.dtype == np.float32
         and groups == 1
         and tuple(g.stride) == (1, 1)
-        and x.shape[2] >= _SHIFTED_MIN_CHANNELS
-        and g.out_hw[0] * g.out_hw[1] >= _SHIFTED_MIN_PIXELS
+        and x.shape[2] >= _KERNEL_ROWS_MIN_CHANNELS
     )
 
 
-def shifted_conv(
+def kernel_row_conv(
     x: Array, bank: Array, g: ConvGeometry, bias: Array | None = None, pad_value: float = 0.0
 ) -> NDArray[np.floating] | None:
-    """A stride-1 convolution of ``(H, W, C)`` (constant padding ``pad_value``) as one product per tap, with no
-    window copy: in the padded input, read as ``(rows · W_padded, C)``, output ``(r, c)``'s tap ``(i, j)`` is row
-    ``(r + i·dh)·W_padded + c + j·dw``, so over a "wide" output (every padded column, ``W_padded`` a row) each tap's
-    operand is one contiguous slice of rows, times that tap's ``C × N`` matrix. BLAS sums the products into the
-    wide result (`featmap.core.blas.sum_of_products`); the kept columns, plus the bias, are copied out, a band of
-    rows at a time (a wide column past ``W'`` reads the next row: it is computed and dropped).
+    """A stride-1 convolution of ``(H, W, C)`` (constant padding ``pad_value``) as one BLAS product per kernel row.
 
-    The sum runs tap by tap in row-major order, each tap's ``C`` terms summed by BLAS: the same sum as
-    `im2col_hwc`'s, rounded in another order. Returns ``(H', W', N)``, or None where BLAS cannot be called."""
+    Every padded row's window rows are copied once, ``(W', kw·C)`` each (a window's row is ``kw·C`` values: the copy
+    is ``kw`` times the input, im2col's ``kh·kw``). Read as one ``(rows·W', kw·C)`` matrix, output pixel
+    ``q = r·W' + c``'s kernel row ``i`` is its row ``q + i·dh·W'``: kernel row ``i``'s operand is the matrix from
+    row ``i·dh·W'`` on, times that row's ``kw·C × N`` slice of the bank, and BLAS sums the ``kh`` products into the
+    result in place (`featmap.core.blas.sum_of_products`); then the bias, a cache-sized band of output rows at a time.
+
+    The sum runs kernel row by kernel row, each row's ``kw·C`` terms summed by BLAS: `im2col_hwc`'s sum, rounded in
+    another order. Returns ``(H', W', N)``, or None where BLAS cannot be called.
+    """
     n_out, channels, kh, kw = bank.shape
     (dh, dw), (ho, wo) = g.dilation, g.out_hw
-    padded = _padded_rows(x, g.padding, pad_value, 1)  # the last tap's last wide columns read into the spare row
-    width = padded.shape[1]
-    flat = padded.reshape(-1, channels)
-    matrices = remembered("hwc/1", (bank,), lambda: _hwc_matrices(bank, 1))[0].reshape(kh * kw, channels, n_out)
-    offsets = [i * dh * width + j * dw for i in range(kh) for j in range(kw)]
-    band = max(1, min(ho, _SHIFTED_BAND_BYTES // (width * n_out * x.itemsize)))
-    wide = workspace("shifted-wide", (band * width, n_out), x.dtype)
+    padded = constant_padded(x, g.padding, pad_value)
+    taps = kw * channels
+    matrices = remembered("hwc/1", (bank,), lambda: _hwc_matrices(bank, 1))[0].reshape(kh, taps, n_out)
+    s_row, s_col, s_chan = padded.strides
+    window_rows = np.lib.stride_tricks.as_strided(
+        padded, (padded.shape[0], wo, kw, channels), (s_row, s_col, dw * s_col, s_chan), writeable=False
+    )
+    reach = (kh - 1) * dh  # padded rows below a band's last output row that its windows read
+    band = max(1, min(ho, _KERNEL_ROWS_BAND_BYTES // (wo * taps * x.itemsize) - reach))
+    held = workspace("kernel-rows", (band + reach, wo, kw, channels), x.dtype)
     result = result_array((ho, wo, n_out), x.dtype)
+    flat = result.reshape(ho * wo, n_out)
+    offsets = [i * dh * wo for i in range(kh)]
     shift = None if bias is None else np.asarray(bias, dtype=x.dtype)
     for r0 in range(0, ho, band):
         rows = min(band, ho - r0)
-        if not sum_of_products(wide[: rows * width], flat, [r0 * width + o for o in offsets], matrices):
+        held[: rows + reach] = window_rows[r0 : r0 + rows + reach]
+        target = flat[r0 * wo : (r0 + rows) * wo]
+        if not sum_of_products(target, held[: rows + reach].reshape(-1, taps), offsets, matrices):
             return None
-        kept = wide[: rows * width].reshape(rows, width, n_out)[:, :wo]
-        if shift is None:
-            result[r0 : r0 + rows] = kept
-        else:
-            np.add(kept, shift, out=result[r0 : r0 + rows])
+        if shift is not None:
+            target += shift
     return result
 
 

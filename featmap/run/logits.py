@@ -5,14 +5,14 @@ there without changing what it gets:
 - a batch norm right after a convolution is folded into it (`featmap.net.fold`): one layer's work, not two;
 - an activation or a batch norm on an array that nothing else holds works in place (no new array per layer), and
   layer outputs reuse the memory of earlier ones nothing holds any more (`featmap.core.gemm.reused_results`);
-- a stride-1 convolution over many channels may sum its taps as one BLAS product each with no window copy
-  (`featmap.core.gemm.summed_by_tap`): the same sum in another order of rounding;
+- a stride-1 convolution over many channels may sum its kernel rows as one BLAS product each, on a third of
+  im2col's copy (`featmap.core.gemm.kernel_row_conv`): the same sum in another order of rounding;
 - no statistics: each output is checked to be finite by one sum (finite only if every value is; not after an
   activation that cannot make a finite input non-finite, done in place on a checked input), and a run that meets
   a NaN or an infinity, or any error, is run again by the executor, which names the layer.
 
 The result equals the executor's last output to float32 rounding (the fold rounds a product once instead of
-twice, the taps' sum is rounded in another order: within 1e-5 of the output's scale, tests/test_logits.py).
+twice, the kernel rows' sum is rounded in another order: within 1e-5 of the output's scale, tests/test_logits.py).
 
 Examples
 --------
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core.gemm import reused_results, summed_by_tap
+from featmap.core.gemm import kernel_row_sums, reused_results
 from featmap.core.memo import remembered
 from featmap.core.ops import activate
 from featmap.enums import Activation
@@ -188,8 +188,8 @@ def final_output(
     weights.bind(nodes)
     runner = _Runner(weights, context or RunContext(weights.layout), upto)
     try:
-        # layer outputs in memory of earlier ones nothing holds (no page faults); convolutions summed tap by tap
-        with reused_results(), summed_by_tap():
+        # layer outputs in memory of earlier ones nothing holds (no page faults); convolutions summed by kernel row
+        with reused_results(), kernel_row_sums():
             values, _ = runner.walk(nodes, np.asarray(image), False)
     except _Stop:
         values = runner.result
