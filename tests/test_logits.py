@@ -57,9 +57,9 @@ def test_final_output_equals_the_executors_last_output(name: str) -> None:
 
 
 def test_a_final_output_run_sums_large_convolutions_by_kernel_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stride-1 convolutions over 64 channels take `gemm.kernel_row_conv` in the final-output run (not in the
+    """Stride-1 convolutions over 64 channels take `kernelrows.kernel_row_conv` in the final-output run (not in the
     executor's): the same output within 1e-5 of its scale, and the same again on a second run."""
-    from featmap.core import blas, gemm
+    from featmap.core import blas, kernelrows
 
     layers = parse_tokens(["conv:64@3x3/same", "bn", "relu", "conv:64@3x3/same", "bn", "relu", "conv:8@3x3"])
     nodes = plan_layers(layers, (24, 24, 64))
@@ -72,8 +72,8 @@ def test_a_final_output_run_sums_large_convolutions_by_kernel_row(monkeypatch: p
     tensors["6.weight"] = (rng.standard_normal((8, 64, 3, 3)) * 0.05).astype(np.float32)
     tensors["6.bias"] = np.zeros(8, np.float32)
     calls: list[tuple[int, ...]] = []
-    real = gemm.kernel_row_conv
-    monkeypatch.setattr(gemm, "kernel_row_conv", lambda x, *a: calls.append(x.shape) or real(x, *a))
+    real = kernelrows.kernel_row_conv
+    monkeypatch.setattr(kernelrows, "kernel_row_conv", lambda x, *a: calls.append(x.shape) or real(x, *a))
     reference = list(iter_network(nodes, image, WeightSource(tensors)))[-1].values
     assert calls == []  # the executor keeps im2col's sums (every layer output, the pictures, as before)
     values = final_output(nodes, image, WeightSource(tensors))[1]
@@ -82,6 +82,47 @@ def test_a_final_output_run_sums_large_convolutions_by_kernel_row(monkeypatch: p
     assert calls == [(24, 24, 64)] * 3
     assert relative(values, reference) < 1e-5
     np.testing.assert_array_equal(final_output(nodes, image, WeightSource(tensors))[1], values)
+
+
+def fused_network() -> tuple[list, dict[str, np.ndarray]]:  # type: ignore[type-arg]
+    """conv (64 → 64, 3×3, same), bn, relu, global average, on 24×24×64: kernel rows with a band epilogue."""
+    layers = parse_tokens(["conv:64@3x3/same", "bn", "relu", "gap"])
+    rng = np.random.default_rng(8)
+    tensors = {"0.weight": (rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32)}
+    tensors["0.bias"] = rng.standard_normal(64).astype(np.float32)
+    tensors.update({f"1.{k}": v for k, v in bn_tensors(rng, 64).items()})
+    return plan_layers(layers, (24, 24, 64)), tensors
+
+
+def test_the_activation_after_a_folded_conv_runs_on_its_bands_as_they_are_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conv's output is checked and activated band by band (no `_finite` pass, no activation pass): the same
+    bits as checking and activating after; ``upto`` the batch norm stops before the activation."""
+    from featmap.run import logits
+
+    nodes, tensors = fused_network()
+    image = np.random.default_rng(9).standard_normal((24, 24, 64)).astype(np.float32)
+    checks: list[int] = []
+    real = logits._finite
+    monkeypatch.setattr(logits, "_finite", lambda values: checks.append(values.size) or real(values))
+    fused = final_output(nodes, image, WeightSource(tensors), upto="relu")[1].copy()
+    assert checks == []  # the bands were checked instead
+    monkeypatch.setattr(logits, "_band_activation", lambda node: None)
+    apart = final_output(nodes, image, WeightSource(tensors), upto="relu")[1]
+    assert checks == [24 * 24 * 64]
+    assert fused.min() == 0 and fused.tobytes() == apart.tobytes()
+    before = final_output(nodes, image, WeightSource(tensors), upto="bn")[1]
+    assert before.min() < 0  # the batch norm's output, not activated
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_value_in_a_band_names_the_layer(value: float) -> None:
+    """-inf under the ReLU that would make it 0 included: the band's check sees it before the activation."""
+    nodes, tensors = fused_network()
+    tensors["0.weight"] = np.abs(tensors["0.weight"])  # a -inf input stays -inf through the sum
+    image = np.ones((24, 24, 64), np.float32)
+    image[5, 7, 3] = value
+    with pytest.raises(ShapeError, match=r"layer 1 \(conv2d\).*non-finite"):  # the executor, run again
+        final_output(nodes, image, WeightSource(tensors))
 
 
 def test_upto_stops_at_a_folded_convolution_and_leaves_the_input_alone() -> None:

@@ -18,7 +18,7 @@ im2col        row bands of windows (cache-sized) times the bank, one BLAS call  
 depthwise     one multiply-accumulate per tap over all channels (`core.gemm`)    groups = C ≥ 8
 pointwise     the (H·W, C) input times the bank in row bands (`core.gemm`)       1×1, unpadded, C ≥ 8
 kernel rows   one product per kernel row of the windows' rows, summed by BLAS     final-output runs,
-              (`core.gemm.kernel_row_conv`; another rounding order than im2col)   stride 1, C ≥ 64
+              (`core.kernelrows`; another rounding order than im2col)         stride 1, C ≥ 64
 ============  =================================================================  ========================
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core import cvfilter, gemm
+from featmap.core import cvfilter, gemm, kernelrows
 from featmap.core.geometry import ConvGeometry, strided_slice
 from featmap.core.kernelmath import rank1_factors, spread_kernel
 from featmap.enums import PaddingMode
@@ -213,6 +213,7 @@ def _im2col(
     pixels = min(_BAND_PIXELS, _BAND_BYTES // (taps * padded.dtype.itemsize))
     band = max(1, min(ho, pixels // wo))
     windows = gemm.workspace("im2col", (taps, band * wo), padded.dtype)
+    epilogue = gemm.take_epilogue() if groups == 1 else None
     for group in range(groups):
         weights = bank[group * per_out : (group + 1) * per_out].reshape(per_out, taps).T
         for r0 in range(0, ho, band):
@@ -230,6 +231,8 @@ def _im2col(
             np.matmul(windows[:, : rows * wo].T, weights, out=target)
             if bias is not None:  # while the band is in the cache
                 target += bias[group * per_out : (group + 1) * per_out]
+            if epilogue is not None:
+                epilogue(target)
     return result.reshape(ho, wo, n_out)
 
 
@@ -295,8 +298,8 @@ def _correlate(
     bank_of_planes = method == "auto" and groups == 1 and n_out >= max(_IM2COL_MIN_FILTERS, kh * kw)
     if per_group > 1 or method == "im2col" or bank_of_planes:
         if per_group >= _HWC_MIN_CHANNELS and method != "direct" and pad_mode is PaddingMode.ZEROS:
-            if method == "auto" and gemm.kernel_rows_fit(arr, geometry, groups):  # a final-output run's
-                summed = gemm.kernel_row_conv(arr, bank, geometry, bias, pad_value)
+            if method == "auto" and kernelrows.kernel_rows_fit(arr, geometry, groups):  # a final-output run's
+                summed = kernelrows.kernel_row_conv(arr, bank, geometry, bias, pad_value)
                 if summed is not None:
                     return summed, True
             padded = gemm.constant_padded(arr, geometry.padding, pad_value)  # a reused temporary

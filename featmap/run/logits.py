@@ -6,10 +6,12 @@ there without changing what it gets:
 - an activation or a batch norm on an array that nothing else holds works in place (no new array per layer), and
   layer outputs reuse the memory of earlier ones nothing holds any more (`featmap.core.gemm.reused_results`);
 - a stride-1 convolution over many channels may sum its kernel rows as one BLAS product each, on a third of
-  im2col's copy (`featmap.core.gemm.kernel_row_conv`): the same sum in another order of rounding;
+  im2col's copy (`featmap.core.kernelrows`): the same sum in another order of rounding;
 - no statistics: each output is checked to be finite by one sum (finite only if every value is; not after an
   activation that cannot make a finite input non-finite, done in place on a checked input), and a run that meets
-  a NaN or an infinity, or any error, is run again by the executor, which names the layer.
+  a NaN or an infinity, or any error, is run again by the executor, which names the layer;
+- a convolution's output (a folded batch norm's) is checked and then activated by the activation after it a band
+  at a time, as the band is made (`featmap.core.gemm.after_each_band`), with no pass of their own.
 
 The result equals the executor's last output to float32 rounding (the fold rounds a product once instead of
 twice, the kernel rows' sum is rounded in another order: within 1e-5 of the output's scale, tests/test_logits.py).
@@ -30,11 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import NDArray
 
-from featmap.core.gemm import kernel_row_sums, reused_results
+from featmap.core.gemm import after_each_band, reused_results
+from featmap.core.kernelrows import kernel_row_sums
 from featmap.core.memo import remembered
 from featmap.core.ops import activate
 from featmap.enums import Activation
@@ -88,6 +92,32 @@ def _keeps_finite(layer: object) -> bool:
     if layer.kind is Activation.LEAKY_RELU:
         return abs(dict(layer.params).get("slope", 0.01)) <= 1
     return layer.kind in _BOUNDED
+
+
+def _band_activation(node: PlanNode | None) -> Act | None:
+    """``node``'s activation if it keeps finite values finite (a convolution's bands may apply it as they are made),
+    else None."""
+    if node is not None and node.role == "layer" and isinstance(node.layer, Act) and _keeps_finite(node.layer):
+        return node.layer
+    return None
+
+
+class _ActivatedBands:
+    """A `featmap.core.gemm.after_each_band` epilogue: each band of a convolution's output (a folded batch norm's)
+    checked as `_finite` checks (its sum of squares, added up), then activated in place, while it is in the cache:
+    the activation that follows, with no pass of its own. A sum that is not finite (a NaN or an infinity, or values
+    past ~1e19, whose squares overflow) makes the executor run again and say which (the band is activated)."""
+
+    def __init__(self, act: Act) -> None:
+        self.act, self.params = act, dict(act.params)
+        self.total, self.values = 0.0, 0
+
+    def __call__(self, band: Array) -> None:
+        flat = band.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.total += float(np.dot(flat, flat))
+        activate(band, self.act.kind, out=band, **self.params)
+        self.values += band.size
 
 
 class _Runner:
@@ -148,9 +178,19 @@ class _Runner:
                 after = nodes[i + 1] if i + 1 < len(nodes) else None
                 if after is not None and self._foldable(node, after):
                     folded = self._folded(node, after)
-                    x, owned = node.layer.forward(x, node.plan, folded, self.context), True  # type: ignore[union-attr]
-                    node, i = after, i + 1
-                    self._done(node, x)
+                    act = nodes[i + 2] if i + 2 < len(nodes) and not self._named(after) else None
+                    activation = _band_activation(act)
+                    bands = None if activation is None else _ActivatedBands(activation)
+                    with after_each_band(bands) if bands is not None else nullcontext():
+                        x, owned = node.layer.forward(x, node.plan, folded, self.context), True  # type: ignore[union-attr]
+                    if act is not None and bands is not None and bands.values == x.size:  # checked and activated
+                        if not math.isfinite(bands.total):
+                            raise _NotFinite
+                        node, i = act, i + 2
+                        self._done(node, x, True)
+                    else:
+                        node, i = after, i + 1
+                        self._done(node, x)
                 else:
                     before = x
                     x, owned = self._leaf(node, x, owned)
