@@ -36,6 +36,7 @@ def reference_conv(x: np.ndarray, bank: np.ndarray, quad: tuple[int, int, int, i
         ((22, 20), 64, 8, (2, 2), (1, 1), "same", 0.0),
         ((20, 20), 64, 8, (3, 3), (1, 1), "valid", 0.0),
         ((7, 7), 128, 16, (3, 3), (1, 1), 1, 0.0),
+        ((9, 9), 64, 8, (3, 3), (1, 1), (5, 0, 4, 0), 0.5),  # whole window rows and columns in the padding
     ],
 )
 def test_kernel_row_conv_equals_a_float64_tap_walk(size, channels, filters, kernel, dilation, padding, value) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.blas import sum_of_products
-from featmap.core.gemm import constant_padded, hwc_matrices, result_array, take_epilogue, workspace
+from featmap.core.gemm import hwc_matrices, result_array, take_epilogue, workspace
 from featmap.core.geometry import ConvGeometry
 from featmap.core.memo import remembered
 
@@ -64,29 +64,46 @@ def kernel_rows_fit(x: Array, g: ConvGeometry, groups: int) -> bool:
     )
 
 
+def _window_rows(x: Array, g: ConvGeometry, first: int, count: int, into: Array, value: float) -> None:
+    """``into[k]``, ``(W', kw, C)``: the window rows of padded row ``first + k`` for ``k < count``, read from the
+    unpadded ``(H, W, C)`` input, ``value`` where a window reaches into the padding (no padded copy made)."""
+    top, left, (h, w) = g.padding[0], g.padding[2], x.shape[:2]
+    dw, wo, kw = g.dilation[1], g.out_hw[1], g.kernel_hw[1]
+    lo, hi = min(count, max(0, top - first)), max(0, min(count, top + h - first))  # rows [lo, hi) are the input's
+    into[:lo] = value
+    into[max(hi, lo) : count] = value
+    if lo >= hi:
+        return
+    source = x[first + lo - top : first + hi - top]
+    for j in range(kw):
+        shift = j * dw - left  # output column c's tap j reads input column c + shift
+        c0, c1 = max(0, -shift), max(0, min(wo, w - shift))
+        part = into[lo:hi, :, j]
+        part[:, :c0] = value
+        part[:, max(c1, c0) :] = value
+        if c0 < c1:
+            part[:, c0:c1] = source[:, c0 + shift : c1 + shift]
+
+
 def kernel_row_conv(
     x: Array, bank: Array, g: ConvGeometry, bias: Array | None = None, pad_value: float = 0.0
 ) -> NDArray[np.floating] | None:
     """A stride-1 convolution of ``(H, W, C)`` (constant padding ``pad_value``) as one BLAS product per kernel row.
 
-    Every padded row's window rows are copied once, ``(W', kw·C)`` each (a window's row is ``kw·C`` values: the copy
-    is ``kw`` times the input, im2col's ``kh·kw``). Read as one ``(rows·W', kw·C)`` matrix, output pixel
-    ``q = r·W' + c``'s kernel row ``i`` is its row ``q + i·dh·W'``: kernel row ``i``'s operand is the matrix from
-    row ``i·dh·W'`` on, times that row's ``kw·C × N`` slice of the bank, and BLAS sums the ``kh`` products into the
-    result in place (`featmap.core.blas.sum_of_products`); then the bias, a cache-sized band of output rows at a time.
+    Every padded row's window rows are copied once from the input, ``(W', kw·C)`` each (a window's row is ``kw·C``
+    values: the copy is ``kw`` times the input, im2col's ``kh·kw``, and no padded copy is made). Read as one
+    ``(rows·W', kw·C)`` matrix, output pixel ``q = r·W' + c``'s kernel row ``i`` is its row ``q + i·dh·W'``: kernel
+    row ``i``'s operand is the matrix from row ``i·dh·W'`` on, times that row's ``kw·C × N`` slice of the bank, and
+    BLAS sums the ``kh`` products into the result in place (`featmap.core.blas.sum_of_products`); then the bias, a
+    cache-sized band of output rows at a time.
 
     The sum runs kernel row by kernel row, each row's ``kw·C`` terms summed by BLAS: `im2col_hwc`'s sum, rounded in
     another order. Returns ``(H', W', N)``, or None where BLAS cannot be called.
     """
     n_out, channels, kh, kw = bank.shape
-    (dh, dw), (ho, wo) = g.dilation, g.out_hw
-    padded = constant_padded(x, g.padding, pad_value)
+    (dh, _), (ho, wo) = g.dilation, g.out_hw
     taps = kw * channels
     matrices = remembered("hwc/1", (bank,), lambda: hwc_matrices(bank, 1))[0].reshape(kh, taps, n_out)
-    s_row, s_col, s_chan = padded.strides
-    window_rows = np.lib.stride_tricks.as_strided(
-        padded, (padded.shape[0], wo, kw, channels), (s_row, s_col, dw * s_col, s_chan), writeable=False
-    )
     reach = (kh - 1) * dh  # padded rows below a band's last output row that its windows read
     band = max(1, min(ho, _KERNEL_ROWS_BAND_BYTES // (wo * taps * x.itemsize) - reach))
     held = workspace("kernel-rows", (band + reach, wo, kw, channels), x.dtype)
@@ -97,7 +114,7 @@ def kernel_row_conv(
     epilogue = None
     for r0 in range(0, ho, band):
         rows = min(band, ho - r0)
-        held[: rows + reach] = window_rows[r0 : r0 + rows + reach]
+        _window_rows(x, g, r0, rows + reach, held, pad_value)
         target = flat[r0 * wo : (r0 + rows) * wo]
         if not sum_of_products(target, held[: rows + reach].reshape(-1, taps), offsets, matrices):
             return None  # (on the first band: numpy's BLAS is not one it can call)
