@@ -242,28 +242,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     The temporary file is removed if ``write`` fails or is interrupted, so ``path`` either keeps its
     old content or gets the complete new one.
     """
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    folder, name = os.path.split(os.fspath(path))  # text, not Path objects: a map's file is made in a few calls
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        with _create(temp) as handle:
+        with _create(temp, folder) as handle:
             write(handle)
-        os.replace(temp, target)
+        os.replace(temp, path)
     except BaseException:
         try:
-            temp.unlink(missing_ok=True)
-        except OSError:  # its folder could not be made (a file in the way): there is nothing to remove
+            os.unlink(temp)
+        except OSError:  # never made, or its folder could not be made (a file in the way): nothing to remove
             pass
         raise
-    return target
+    return Path(path)
 
 
-def _create(temp: Path) -> IO[bytes]:
-    """``temp`` created for writing; its folder is made only when missing (an image's maps share one), and the
+def _create(temp: str, folder: str) -> IO[bytes]:
+    """``temp`` created for writing; its ``folder`` is made only when missing (an image's maps share one), and the
     buffer size is given, so no ``isatty`` call asks the file system what a terminal would want."""
     try:
         return open(temp, "w+b", buffering=1 << 16)
     except (FileNotFoundError, NotADirectoryError):
-        temp.parent.mkdir(parents=True, exist_ok=True)  # a file in the way raises FileExistsError naming it
+        Path(folder).mkdir(parents=True, exist_ok=True)  # a file in the way raises FileExistsError naming it
         return open(temp, "w+b", buffering=1 << 16)
 
 

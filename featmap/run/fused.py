@@ -22,6 +22,7 @@ never converted whole, and a map above `TWO_PASS_ABOVE` values never held.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -222,6 +223,7 @@ def _fill(run: BandRun, into: Callable[[int, int], NDArray[np.floating]], *, eac
     height, conv_rows = image.shape[0], run.geometry.out_hw[0]
     step = 1 if pool is None else pool.size[0]
     late = pool is not None and run.commutes and act.kind is not Activation.NONE  # activated after the pool
+    params = dict(act.params)
     done = 0  # final rows written
     start = 0
     while start < conv_rows:
@@ -238,16 +240,19 @@ def _fill(run: BandRun, into: Callable[[int, int], NDArray[np.floating]], *, eac
         # The band is filtered with the whole image's padding, so the engine places the kernel exactly as it
         # does on the whole image (OpenCV sums a centred symmetric kernel in another order than an off-centre
         # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
-        band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
         skip = start - max(first, 0)
-        band = _correlate(source, run.bank, band_geometry, run.conv, run.ready)[skip : skip + rows]
+        if run.ready is not None:  # the OpenCV call worked out once (a band is never shorter than its padding)
+            band = _filtered(source, run.ready)[skip : skip + rows]
+        else:
+            band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
+            band = _correlate(source, run.bank, band_geometry, run.conv)[skip : skip + rows]
         if run.bias is not None:
             band += run.bias
         final_rows = rows // step
         target = into(done, final_rows)
-        _finish(band, act, pool, run.commutes, target)
+        _finish(band, act, pool, run.commutes, target, params)
         if each and late:
-            activate(target, act.kind, out=target, **dict(act.params))
+            activate(target, act.kind, out=target, **params)
         yield done, final_rows
         done += final_rows
         start = end
@@ -273,7 +278,7 @@ def _rows(image: ImageData, start: int, stop: int) -> NDArray[np.floating]:
 
 def _band_buffer(shape: tuple[int, ...], dtype: np.dtype[np.floating]) -> NDArray[np.floating]:
     """This thread's buffer for a conv band of ``shape`` (grown when too small: bands are alike in a batch)."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer: NDArray[np.floating] | None = getattr(_BUFFERS, "band", None)
     if buffer is None or buffer.size < size or buffer.dtype != dtype:
         buffer = np.empty(size, dtype=dtype)
@@ -317,21 +322,33 @@ def _correlate(
     if not _one_call(bank, channels) or cvfilter.opencv() is None:
         return correlate(source, bank, geometry, channels, conv.pad_mode, conv.pad_value)
     check_padding((source.shape[0], source.shape[1]), geometry.padding, conv.pad_mode)
+    if ready is not None:
+        return _filtered(source, ready)
     plane = source[:, :, 0] if channels == 1 else source
     into = _band_buffer(plane.shape, plane.dtype)
-    if ready is not None:
-        out = ready(plane, into)
-    else:
-        out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
+    out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
+    return out.reshape(out.shape[0], out.shape[1], channels)
+
+
+def _filtered(source: NDArray[np.floating], ready: cvfilter.BandFilter) -> NDArray[np.floating]:
+    """The band's conv rows ``(rows, W, C)`` by the OpenCV call worked out for every band, into the band buffer."""
+    channels = source.shape[2]
+    plane = source[:, :, 0] if channels == 1 else source
+    out = ready(plane, _band_buffer(plane.shape, plane.dtype))
     return out.reshape(out.shape[0], out.shape[1], channels)
 
 
 def _finish(
-    band: NDArray[np.floating], act: Act, pool: Pool2d | None, commutes: bool, into: NDArray[np.floating]
+    band: NDArray[np.floating],
+    act: Act,
+    pool: Pool2d | None,
+    commutes: bool,
+    into: NDArray[np.floating],
+    params: dict[str, Any],
 ) -> None:
-    """Pool one band into ``into`` (its rows of the map), activated first unless the activation commutes with the
-    pool (then `banded_map` activates the whole pooled map once); the band is the caller's scratch."""
-    params = dict(act.params)
+    """Pool one band into ``into`` (its rows of the map), activated first (with ``params``, the activation's) unless
+    the activation commutes with the pool (then `banded_map` activates the whole pooled map once); the band is the
+    caller's scratch."""
     if pool is None:
         activate(band, act.kind, out=into, **params)
         return

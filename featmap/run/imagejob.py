@@ -104,7 +104,7 @@ class KernelRun:
         height, width, channels = self.image.info.height, self.image.info.width, self.image.info.channels
         job.check_plan((height, width), channels, str(path))
         self.digest = job.options_hash()
-        self.source = str(path.resolve())  # the input as every record of it names it
+        self.source = item.resolved or str(path.resolve())  # the input as every record of it names it (discovery's)
         self.targets = self.writer_targets = job.targets(item, single=single)
         self.formats = job.output.formats
         self.notes = geometry_notes((height, width), job.bank, job.conv, job.pool, channels)
