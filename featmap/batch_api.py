@@ -289,7 +289,8 @@ def apply_batch(
     if url is None:  # what no pixel decides, for the whole batch, before any work
         from featmap.run.preflight import check_batch
 
-        check_batch(images, job, overwrite=job.output.overwrite)
+        resuming = (1 if scheduler else count) if skip_existing else 0
+        check_batch(images, job, overwrite=job.output.overwrite, resume_processes=resuming)
     return run_batch(
         images, job, jobs=count, skip_existing=skip_existing, on_progress=on_progress, backend=backend, out=url
     )

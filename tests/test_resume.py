@@ -253,3 +253,38 @@ def test_a_batch_looks_at_each_output_once_before_and_once_after_writing_it(tmp_
         looks.clear()
         assert len(run_batch(items, make_job(out, overwrite=overwrite), jobs=1).processed) == 3
         assert len(looks) == 3 * 3 and set(looks.values()) == {2}, looks
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "touched"])
+def test_a_resume_on_two_processes_stats_from_the_preflight_on(tmp_path: Path, monkeypatch: Any, damage: str) -> None:
+    """At ``-j 2`` the preflight begins the stats (a helper process, `featmap.run.resume_files.Sweep`) as soon as it
+    knows the names, and the batch takes them: the same images are skipped and made again as at ``-j 1``."""
+    from featmap.run import resume_files
+
+    monkeypatch.setattr(manifest_index, "INDEX_MIN_BYTES", 1)
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    begun: list[Any] = []
+    real = resume_files.Sweep.__init__
+
+    def spy(self: Any, root: str, texts: Any, processes: int = 1) -> None:
+        begun.append(processes)
+        real(self, root, texts, processes)
+
+    monkeypatch.setattr(resume_files.Sweep, "__init__", spy)
+    items, out, before = _batch(tmp_path, 8)
+    hit = items[5]
+    target = _outputs(hit, out)[0]
+    if damage == "deleted":
+        target.unlink()
+    elif damage == "truncated":
+        with open(target, "r+b") as fh:
+            fh.truncate(target.stat().st_size - 20)
+    else:  # same bytes, another time
+        os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    check_batch(items, make_job(out), overwrite=False, resume_processes=2)
+    assert begun == [2]
+    report = run_batch(items, make_job(out), jobs=2, skip_existing=True)
+    assert begun == [2]  # the batch took the preflight's stats
+    assert [Path(r.input.path).name for r in report.processed] == [hit.path.name]
+    assert sorted(Path(s).name for s in report.skipped) == sorted(i.path.name for i in items if i is not hit)
+    assert _maps(out) == before

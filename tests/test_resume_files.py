@@ -87,7 +87,7 @@ def test_a_helper_that_fails_leaves_its_share_here(
 
 def test_few_files_start_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[Any] = []
-    monkeypatch.setattr(resume_files._Helper, "send", lambda self, paths: started.append(paths))
+    monkeypatch.setattr(resume_files, "_Helper", lambda *args: started.append(args))
     paths = _files(tmp_path)
     assert _as_rows(stat_all(paths, 8)) == _expected(paths)
     assert started == [] and len(paths) < resume_files.SPLIT_FROM
@@ -107,7 +107,68 @@ def test_a_frozen_application_starts_no_helper(tmp_path: Path, monkeypatch: pyte
     started: list[Any] = []
     monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setattr(resume_files._Helper, "send", lambda self, paths: started.append(paths))
+    monkeypatch.setattr(resume_files, "_Helper", lambda *args: started.append(args))
     paths = _files(tmp_path)
     assert _as_rows(stat_all(paths, 4)) == _expected(paths)
     assert started == []
+
+
+def _groups(tmp_path: Path) -> tuple[str, list[str]]:
+    """A root and groups of NUL-joined names under it, as a resume has them (an input's outputs): folders of one to
+    four files, some missing, a name that is a folder, one that is a symlink."""
+    root = tmp_path / "out"
+    texts = []
+    for i in range(60):
+        folder = root / f"d{i % 3}" / f"img{i:03d}"
+        folder.mkdir(parents=True)
+        names = []
+        for k in range(1 + i % 4):
+            name = f"d{i % 3}/img{i:03d}/k{k}.png"
+            if (i + k) % 7:  # every seventh is missing
+                (root / name).write_bytes(b"p" * (i + k))
+            names.append(name)
+        texts.append("\0".join(names))
+    (root / "d0" / "img000" / "k9.png").mkdir()
+    (root / "d0" / "img000" / "k8.png").symlink_to(root / "d1" / "img001" / "k0.png")
+    texts[0] += "\0d0/img000/k9.png\0d0/img000/k8.png"
+    return f"{root}/", texts
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+@pytest.mark.parametrize("head_start", [0.0, 0.3])
+def test_a_sweep_of_groups_under_a_root_gives_each_file_s_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int, head_start: float
+) -> None:
+    """Whether the helpers are early (they had ``head_start`` seconds: most files are theirs) or this process is,
+    each file's row is its own stat, in the order of the names."""
+    import time
+
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    monkeypatch.setattr(resume_files, "_GROUPS", 2)  # this process looks at the helpers' progress often
+    root, texts = _groups(tmp_path)
+    sweep = resume_files.Sweep(root, texts, processes)
+    time.sleep(head_start)
+    paths = [root + name for text in texts for name in text.split("\0")]
+    assert _as_rows(sweep.take()) == _expected(paths)
+
+
+def test_a_sweep_stats_here_only_the_groups_wanted(tmp_path: Path) -> None:
+    root, texts = _groups(tmp_path)
+    wanted = [i % 2 == 0 for i in range(len(texts))]
+    rows = _as_rows(resume_files.Sweep(root, texts, 1).take(wanted))
+    expected = []
+    for text, keep in zip(texts, wanted, strict=True):
+        names = [root + name for name in text.split("\0")]
+        expected += _expected(names) if keep else [(0, 0, 0)] * len(names)
+    assert rows == expected
+
+
+def test_a_stopped_sweep_leaves_no_helper_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    root, texts = _groups(tmp_path)
+    sweep = resume_files.Sweep(root, texts, 3)
+    helpers = [helper for _, _, helper in sweep.parts]
+    assert all(helper is not None and helper._process is not None for helper in helpers)
+    processes = [helper._process for helper in helpers if helper is not None]
+    sweep.stop()
+    assert all(process.poll() is not None for process in processes)

@@ -14,6 +14,7 @@ Two checks, each cheap beside the work it saves (`check_batch`):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,16 @@ __all__ = ["check_batch"]
 _MAX_SIZES = 256
 
 
-def check_batch(items: Sequence[Any], job: Any, *, overwrite: bool) -> None:
+def check_batch(items: Sequence[Any], job: Any, *, overwrite: bool, resume_processes: int = 0) -> None:
     """Raise one `OptionError` (a usage error: exit 2) for a mistake that would fail images of ``items``
     alike: maps that ``combine`` cannot merge, or outputs that other options made (without ``overwrite``).
-    Nothing is read beyond image headers and the output folder's manifest; nothing is written."""
+    Nothing is read beyond image headers and the output folder's manifest; nothing is written.
+    ``resume_processes``: a resume's (``--skip-existing``) processes on this machine; from 2, the resume check's
+    stats begin here, as soon as the outputs' names are known (`featmap.run.resume.Recorded`)."""
     if getattr(job, "combine", None) is not None:
         _check_combine(items, job)
     if not overwrite:
-        _check_existing(items, job)
+        _check_existing(items, job, resume_processes)
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
@@ -108,7 +111,7 @@ def _busy(out_dir: Path) -> bool:
     return False
 
 
-def _check_existing(items: Sequence[Any], job: Any) -> None:
+def _check_existing(items: Sequence[Any], job: Any, resume_processes: int = 0) -> None:
     from featmap.io.manifest_index import lend
     from featmap.run.imagejob import targets_for
     from featmap.run.resume import Recorded
@@ -121,9 +124,10 @@ def _check_existing(items: Sequence[Any], job: Any) -> None:
     clashes: list[Path] = []
     # An input whose every output the manifest records, last, as its own with these options clashes with
     # nothing, whatever is on disk: asked for the whole batch, by name, with no file system call (a resume).
-    batch = Recorded(items, job, digest, manifest) if manifest is not None else None
-    for index, item in enumerate(items):
-        if getattr(item, "url", None) or (batch is not None and batch.recorded[index]):
+    batch = Recorded(items, job, digest, manifest, resume_processes) if manifest is not None else None
+    unrecorded = [not found for found in batch.recorded] if batch is not None else repeat(True)
+    for item in compress(items, unrecorded):  # a resume's 10⁵ recorded inputs: not one Python step each
+        if getattr(item, "url", None):
             continue
         source = Path(item.path)
         try:
@@ -139,6 +143,8 @@ def _check_existing(items: Sequence[Any], job: Any) -> None:
         lend(manifest._outputs, manifest._size, manifest._indexed)
         batch.share()
     if clashes:
+        if batch is not None:
+            batch.let_go()
         first = clashes[0]
         rel = first.relative_to(out_dir).as_posix() if first.is_relative_to(out_dir) else str(first)
         raise OptionError(

@@ -39,7 +39,7 @@ import numpy as np
 
 from featmap.io.bulk import bulk_objects
 from featmap.io.manifest_index import Outputs, fingerprints
-from featmap.run.resume_files import TYPE_BITS, stat_all, verified
+from featmap.run.resume_files import TYPE_BITS, Sweep, verified
 from featmap.run.resume_names import joined_names, target_names
 
 __all__ = ["Recorded", "done_items", "local_processes", "none_done", "target_names"]  # target_names: from resume_names
@@ -52,13 +52,20 @@ class Recorded:
     item's first name when its names are the outputs there and after it, in order, as a batch records them;
     -1 when they are elsewhere, looked up by name)."""
 
-    def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
-        with bulk_objects():  # names and look-ups for every input, alive until the batch has run
-            self._ask(items, job, digest, manifest)
+    def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any, processes: int = 1) -> None:
+        self.sweep: Sweep | None = None
+        try:
+            with bulk_objects():  # names and look-ups for every input, alive until the batch has run
+                self._ask(items, job, digest, manifest, processes)
+        except BaseException:
+            self.let_go()
+            raise
 
-    def _ask(self, items: Sequence[Any], job: Any, digest: str, manifest: Any) -> None:
+    def _ask(self, items: Sequence[Any], job: Any, digest: str, manifest: Any, processes: int) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
         self.names = joined_names(items, job)
+        if processes > 1:  # a resume on this many processes: the stats begin now, beside the rest of the check
+            self.sweep = Sweep(f"{job.output.out_dir}/", [name or "" for name in self.names], processes)
         by_source = self.outputs.numbers_for(digest)
         makers: list[int | None] = list(map(by_source.get, _sources(items, manifest)))
         for i in [i for i, found in enumerate(self.names) if found is None]:
@@ -70,6 +77,12 @@ class Recorded:
             made = makers[i]
             self.recorded[i] = all(get(n) == made for n in str(self.names[i]).split("\0"))
 
+    def let_go(self) -> None:
+        """Stop the stats begun for this batch (``sweep``), if any: the batch will not ask for them."""
+        sweep, self.sweep = self.sweep, None
+        if sweep is not None:
+            sweep.stop()
+
     def share(self) -> None:
         """Keep this for `shared`: the batch asks again once the preflight has (`featmap.run.preflight`)."""
         _SHARED[:] = [self]
@@ -79,9 +92,17 @@ class Recorded:
         """What `share` kept for these very ``items``, options and manifest (`outputs`), once."""
         kept = _SHARED[0] if _SHARED else None
         _SHARED.clear()
-        if kept is None or kept.items is not items or len(kept.names) != len(items):
+        if kept is None:
             return None
-        return kept if kept.digest == digest and kept.outputs is outputs else None
+        if (
+            kept.items is not items
+            or len(kept.names) != len(items)
+            or kept.digest != digest
+            or kept.outputs is not outputs
+        ):
+            kept.let_go()
+            return None
+        return kept
 
 
 _SHARED: list[Recorded] = []
@@ -188,7 +209,9 @@ def _listed(folder: Path) -> tuple[str, dict[str, bool]]:
 
 def none_done(items: Sequence[Any]) -> list[bool]:
     """A batch that does not resume: nothing is done (and what the preflight kept for `Recorded.shared` is let
-    go: it holds the manifest's outputs)."""
+    go: it holds the manifest's outputs, and the stats it began are stopped)."""
+    for kept in _SHARED:
+        kept.let_go()
     _SHARED.clear()
     return [False] * len(items)
 
@@ -197,7 +220,7 @@ def done_items(batch: Recorded, out_dir: Path, processes: int = 1) -> list[bool]
     """For each input of ``batch``, whether its outputs are done: recorded as its own and still the files that
     were written (see the module's docstring). Files without a fingerprint that pass are fingerprinted
     (``outputs.changed``: the caller may save the index). ``processes``: the batch's on this machine (``-j``), which
-    share the stats (`featmap.run.resume_files.stat_all`)."""
+    share the stats (`featmap.run.resume_files.Sweep`, begun by the preflight where it knew ``-j``)."""
     todo = [i for i, ok in enumerate(batch.recorded) if ok]
     if not todo:
         return list(batch.recorded)
@@ -216,20 +239,39 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int], processes: int) -> li
     for slot in np.flatnonzero(starts < 0).tolist():  # names found elsewhere than one after another: by name
         places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]
     root = f"{out_dir}/"
-    paths = [root + name for text in joined for name in text.split("\0")]
-    sizes, times, modes = stat_all(paths, processes)
+    sizes, times, modes = _stats(batch, root, todo, joined, counts, processes)
     _, prints = outputs.arrays()
     known = prints[places]
     good = ((modes & TYPE_BITS) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))
     whole = np.logical_and.reduceat(good, bounds[:-1])
     done = list(batch.recorded)
     for slot in np.flatnonzero(~whole).tolist():  # a file changed, or without a fingerprint: looked at closer
-        lo, hi = int(bounds[slot]), int(bounds[slot + 1])
+        lo = int(bounds[slot])
         done[todo[slot]] = all(
-            bool(good[j]) or verified(paths[j], int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
-            for j in range(lo, hi)
+            bool(good[j]) or verified(root + name, int(places[j]), outputs, int(sizes[j]), int(times[j]), int(modes[j]))
+            for j, name in enumerate(joined[slot].split("\0"), lo)
         )
     return done
+
+
+def _stats(
+    batch: Recorded, root: str, todo: list[int], joined: list[str], counts: Any, processes: int
+) -> tuple[Any, Any, Any]:
+    """The size, time and mode of each file of the inputs ``todo`` (their names: ``joined``, ``counts`` of them), in
+    order: from the
+    stats the preflight began for the batch (`Recorded.sweep`), or begun now."""
+    sweep, batch.sweep = batch.sweep, None
+    if sweep is not None and sweep.root != root:  # another folder than the one asked about: not these files
+        sweep.stop()
+        sweep = None
+    if sweep is None:
+        return Sweep(root, joined, processes).take()
+    sizes, times, modes = sweep.take(batch.recorded)
+    if len(todo) == len(batch.names):
+        return sizes, times, modes
+    ends = np.cumsum(counts)
+    rows = np.repeat(sweep.bounds[todo] - (ends - counts), counts) + np.arange(int(ends[-1]))
+    return sizes[rows], times[rows], modes[rows]
 
 
 def local_processes(backend: Any) -> int:

@@ -1,11 +1,20 @@
 """The files' side of the resume check (`featmap.run.resume`): one ``stat`` per output, the fields gathered into
 numpy arrays, and the closer look at a file whose fingerprint is not known or changed.
+
+The stats of a big resume are shared with helper processes (`Sweep`): started as soon as the outputs' names are
+known (in the preflight, `featmap.run.preflight`), each helper stats its part from the last file back, while this
+process, once it gets to the stats, takes files from the front of each part until it meets the helper coming the
+other way. Whoever is early does more; nothing waits for a fixed share.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
+import threading
+from collections.abc import Sequence
+from itertools import compress
 from operator import attrgetter
 from typing import Any
 
@@ -13,7 +22,7 @@ import numpy as np
 
 from featmap.io.manifest_index import Outputs, fingerprint
 
-__all__ = ["TYPE_BITS", "stat_all", "verified"]
+__all__ = ["TYPE_BITS", "Sweep", "stat_all", "verified"]
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last 12 bytes: the empty IEND chunk and its CRC
 TYPE_BITS = 0o170000  # a mode's file-type bits (`stat.S_IFMT`)
@@ -21,87 +30,148 @@ TYPE_BITS = 0o170000  # a mode's file-type bits (`stat.S_IFMT`)
 
 def stat_all(paths: list[str], processes: int = 1) -> tuple[Any, Any, Any]:
     """Each file's size, modification time (ns) and mode as numpy arrays (a missing file: mode 0): one ``stat``
-    a file. With ``processes`` of 2 or more (the batch's ``-j``) and `SPLIT_FROM` files or more, ``processes - 1``
-    helper processes (`_Helper`: a bare Python, no featmap) each stat a share of them while this process stats
-    the first: the stats are system calls one process makes one after another, so on two cores the 10⁶ of a
-    250,000-image resume take half the time. A helper that cannot start or fails leaves its share to this process;
-    the answer is the same either way."""
-    parts = min(processes, _MOST_PARTS) if len(paths) >= SPLIT_FROM and _can_start_helpers() else 1
-    bounds = [len(paths) * k // parts for k in range(parts + 1)]
-    shares = list(zip(bounds[1:-1], bounds[2:], strict=True))
-    helpers: list[_Helper] = []
-    try:
-        for lo, hi in shares:
-            helpers.append(_Helper())
-            helpers[-1].send(paths[lo:hi])
-        found = [_stat_here(paths[: bounds[1]])]
-        for (lo, hi), helper in zip(shares, helpers, strict=True):
-            theirs = helper.result(hi - lo)
-            found.append(theirs if theirs is not None else _stat_here(paths[lo:hi]))
-    finally:
-        for helper in helpers:
-            helper.stop()
-    if len(found) == 1:
-        return found[0]
-    sizes, times, modes = (np.concatenate(column) for column in zip(*found, strict=True))
-    return sizes, times, modes
+    a file, shared with ``processes - 1`` helpers from `SPLIT_FROM` files on (`Sweep`)."""
+    plain = ["\0" not in path for path in paths] if any("\0" in path for path in paths) else None
+    if plain is None:
+        return Sweep("", paths, processes).take()
+    found = Sweep("", list(compress(paths, plain)), processes).take()  # a NUL: no file has that name
+    where = np.flatnonzero(plain)
+    columns = [np.zeros(len(paths), dtype=np.int64) for _ in range(3)]
+    for column, values in zip(columns, found, strict=True):
+        column[where] = values
+    return columns[0], columns[1], columns[2]
 
 
-def _stat_here(paths: list[str]) -> tuple[Any, Any, Any]:
-    """`stat_all` in this process: in blocks, each file's three fields gathered as it is stat'ed, by C loops
-    (``map``, ``np.fromiter``; no stat result kept)."""
-    found = np.zeros((len(paths), 3), dtype=np.int64)
-    for at in range(0, len(paths), _BLOCK):
-        block = paths[at : at + _BLOCK]
+class Sweep:
+    """The stats of the files ``root + name`` for every name in ``texts`` (each text a group of NUL-joined names,
+    such as an input's outputs), begun now: with ``processes`` of 2 or more (the batch's ``-j``) and `SPLIT_FROM`
+    files or more, ``processes - 1`` helper processes (`_Helper`: a bare Python, no featmap) each take a part of
+    the groups at once, from its last file back; `take` does the rest here. The stats are system calls one
+    process makes one after another, so on two cores a 250,000-image resume's 10⁶ take about half the time, and
+    the helpers' part of it overlaps whatever this process does before it asks. A helper that cannot start or
+    fails leaves its files to this process: the answer is the same either way."""
+
+    def __init__(self, root: str, texts: Sequence[str], processes: int = 1) -> None:
+        self.root, self.texts = root, list(texts)
+        counts = np.fromiter(map(_count, self.texts), dtype=np.int64, count=len(self.texts))
+        self.bounds = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts)])  # each group's first file
+        files = int(self.bounds[-1])
+        helpers = min(processes, _MOST_PARTS) - 1 if files >= SPLIT_FROM and _can_start_helpers() else 0
+        cuts = [len(self.texts) * k // max(helpers, 1) for k in range(max(helpers, 1) + 1)]
+        self.parts: list[tuple[int, int, _Helper | None]] = []
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            helper = _Helper(root, self.texts[lo:hi], int(self.bounds[hi] - self.bounds[lo])) if helpers else None
+            self.parts.append((lo, hi, helper))
+
+    def take(self, wanted: Sequence[bool] | None = None) -> tuple[Any, Any, Any]:
+        """Each file's size, time (ns) and mode, in the order of the names: this process stats the files no helper
+        got to (only the groups ``wanted``, when given: the others' files not stat'ed here read 0, 0, 0), then
+        the helpers are stopped and their answers taken."""
+        found = np.zeros((int(self.bounds[-1]), 3), dtype=np.int64)
         try:
-            found[at : at + len(block)] = np.fromiter(map(_FIELDS, map(os.stat, block)), _TRIPLE, count=len(block))
-        except (OSError, ValueError):
-            found[at : at + len(block)] = [_FIELDS(_stat_or_missing(path)) for path in block]
-    return found[:, 0], found[:, 1], found[:, 2]
+            for lo, hi, helper in self.parts:
+                at = lo
+                while at < hi and self.bounds[at] < self.bounds[hi] - (helper.done() if helper else 0):
+                    end = min(at + _GROUPS, hi)
+                    self._stat_groups(found, at, end, None if wanted is None else wanted[at:end])
+                    at = end
+        finally:
+            self.stop(found)
+        return found[:, 0], found[:, 1], found[:, 2]
+
+    def _stat_groups(self, found: Any, lo: int, hi: int, wanted: Sequence[bool] | None) -> None:
+        """Stat the files of groups ``lo`` to ``hi`` (those ``wanted``) here, into their rows of ``found``."""
+        first, last = int(self.bounds[lo]), int(self.bounds[hi])
+        if wanted is None or all(wanted):
+            found[first:last] = _stat_here(_paths(self.root, self.texts[lo:hi]))
+            return
+        for group in compress(range(lo, hi), wanted):
+            first, last = int(self.bounds[group]), int(self.bounds[group + 1])
+            found[first:last] = _stat_here(_paths(self.root, self.texts[group : group + 1]))
+
+    def stop(self, found: Any | None = None) -> None:
+        """End the helpers (an interrupted or abandoned sweep leaves none behind); with ``found``, their answers
+        written into it first."""
+        for _, hi, helper in self.parts:
+            if helper is None:
+                continue
+            answered = helper.finish()
+            if found is not None and len(answered):
+                last = int(self.bounds[hi])
+                found[last - len(answered) : last] = answered[::-1]
+        self.parts = [(lo, hi, None) for lo, hi, _ in self.parts]
+
+
+def _count(text: str) -> int:
+    return text.count("\0") + 1
+
+
+def _paths(root: str, texts: list[str]) -> list[str]:
+    """The paths of the names in ``texts`` (NUL-joined groups), in order: one join, one replace and one split."""
+    return (root + "\0".join(texts).replace("\0", "\0" + root)).split("\0")
+
+
+def _stat_here(paths: list[str]) -> Any:
+    """Stat ``paths`` in this process: each file's three fields gathered as it is stat'ed, by C loops (``map``,
+    ``np.fromiter``; no stat result kept); an (n, 3) array."""
+    try:
+        return np.fromiter(map(_FIELDS, map(os.stat, paths)), _TRIPLE, count=len(paths))
+    except (OSError, ValueError):
+        return np.array([_FIELDS(_stat_or_missing(path)) for path in paths], dtype=np.int64).reshape(-1, 3)
 
 
 _FIELDS = attrgetter("st_size", "st_mtime_ns", "st_mode")
 _TRIPLE = np.dtype((np.int64, 3))
-_BLOCK = 1 << 14  # files stat'ed at once
+_GROUPS = 1 << 10  # groups (an input's outputs) stat'ed at once here, between looks at the helpers' progress
 
 
 def _can_start_helpers() -> bool:
     """Whether `_Helper` can run: a POSIX system, and a Python interpreter to start (not a frozen application,
     whose executable is the application itself)."""
-    import sys
-
     return os.name == "posix" and bool(sys.executable) and not getattr(sys, "frozen", False)
 
 
 SPLIT_FROM = 1 << 16  # files from which helpers pay for their start (~30 ms against ~1 µs a stat saved)
 _MOST_PARTS = 8
 
-# A helper's whole program: the paths, NUL-separated, on stdin; each file's size, time and mode as int64 triples on
-# stdout (0, 0, 0 for a file that cannot be stat'ed, as `_stat_or_missing`). Ctrl-C is this process's to handle.
+# A helper's whole program. On stdin: the root, then the names, NUL-separated. On stdout: how many names it got,
+# then each file's size, time and mode (0, 0, 0 for a file that cannot be stat'ed, as `_stat_or_missing`), from
+# the last name back, a block at a time, as int64. Ctrl-C is the batch's to handle.
 _HELPER = """import os, signal, sys
 from array import array
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-found = array("q")
-add = found.extend
-for path in sys.stdin.buffer.read().split(b"\\0"):
-    try:
-        st = os.stat(path)
-        add((st.st_size, st.st_mtime_ns, st.st_mode))
-    except (OSError, ValueError):
-        add((0, 0, 0))
-sys.stdout.buffer.write(found.tobytes())
+root, _, names = sys.stdin.buffer.read().partition(b"\\0")
+names = names.split(b"\\0")
+out = sys.stdout.buffer
+out.write(array("q", [len(names)]).tobytes())
+out.flush()
+for end in range(len(names), 0, -1024):
+    found = array("q")
+    add = found.extend
+    for name in reversed(names[max(end - 1024, 0) : end]):
+        try:
+            st = os.stat(root + name)
+            add((st.st_size, st.st_mtime_ns, st.st_mode))
+        except (OSError, ValueError):
+            add((0, 0, 0))
+    out.write(found.tobytes())
+    out.flush()
 """
 
 
 class _Helper:
-    """A share of `stat_all`'s files stat'ed by another Python process (``sys.executable -I -S``: no site, no
-    featmap), started at once; `result` waits for its answer."""
+    """A part of a `Sweep`'s files stat'ed by another Python process (``sys.executable -I -S``: no site, no
+    featmap), started at once; a thread here hands it its names and gathers its answers as they come (its pipe
+    never fills, whatever this process is doing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: str, texts: list[str], files: int) -> None:
         import subprocess
-        import sys
 
+        self._files, self._received, self._valid = files, 0, False
+        self._chunks: list[bytes] = []
         self._process: Any = None
+        self._thread: threading.Thread | None = None
+        payload = f"{root}\0{chr(0).join(texts)}".encode(sys.getfilesystemencoding(), "surrogateescape")
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _HELPER],
@@ -109,47 +179,54 @@ class _Helper:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
             )
-        except (OSError, ValueError):  # no interpreter to start: this process does the share
+        except (OSError, ValueError):  # no interpreter to start: this process does the part
             self._process = None
-
-    def send(self, paths: list[str]) -> None:
-        """Hand the helper its files (``os.fsencode`` of each, at once)."""
-        import sys
-
-        if self._process is None:
             return
-        try:
-            self._process.stdin.write("\0".join(paths).encode(sys.getfilesystemencoding(), "surrogateescape"))
-            self._process.stdin.close()
-        except (OSError, ValueError):  # it died at once
-            self.stop()
+        self._thread = threading.Thread(target=self._talk, args=(payload,), name="featmap-stat-helper", daemon=True)
+        self._thread.start()
 
-    def result(self, count: int) -> tuple[Any, Any, Any] | None:
-        """The share's sizes, times and modes, or None when the helper failed (or answered for other than ``count``
-        files)."""
-        if self._process is None:
-            return None
+    def _talk(self, payload: bytes) -> None:
+        """The thread: the names in, the answers out (kept while the header says the helper got every name)."""
+        process = self._process
         try:
-            data = self._process.stdout.read()
-            failed = self._process.wait() != 0
-        except (OSError, ValueError):
-            return None
-        if failed or len(data) != 24 * count:
-            return None
-        values = np.frombuffer(data, dtype=np.int64).reshape(count, 3).T
-        return values[0].copy(), values[1].copy(), values[2].copy()
+            process.stdin.write(payload)
+            process.stdin.close()
+            fd = process.stdout.fileno()
+            header = b""
+            while len(header) < 8:
+                more = os.read(fd, 8 - len(header))
+                if not more:
+                    return
+                header += more
+            if int.from_bytes(header, sys.byteorder, signed=True) != self._files:  # a name held a NUL
+                return
+            self._valid = True
+            while data := os.read(fd, 1 << 20):
+                self._chunks.append(data)
+                self._received += len(data)
+        except (OSError, ValueError):  # it died, or was stopped
+            return
 
-    def stop(self) -> None:
-        """End the helper if it still runs, and reap it (an interrupted check leaves none behind)."""
+    def done(self) -> int:
+        """How many files (from the last back) the helper has answered for so far."""
+        return min(self._received // 24, self._files) if self._valid else 0
+
+    def finish(self) -> Any:
+        """Stop the helper and reap it; the answers it gave, last file first, as an (n, 3) array."""
         process, self._process = self._process, None
         if process is None:
-            return
+            return np.zeros((0, 3), dtype=np.int64)
         if process.poll() is None:
             process.kill()
+        if self._thread is not None:
+            self._thread.join()
         for stream in (process.stdin, process.stdout):
             if stream is not None and not stream.closed:
                 stream.close()
         process.wait()
+        count = self.done()
+        data = b"".join(self._chunks)[: 24 * count]
+        return np.frombuffer(data, dtype=np.int64).reshape(count, 3)
 
 
 class _Missing:
