@@ -58,7 +58,9 @@ def start_up_over() -> None:
     held it back (a command run inside another program, such as a test, keeps its collector as it is)."""
     global _saved_thresholds
     if _saved_thresholds is not None:
-        gc.freeze()
+        from featmap.io.bulk import freeze_for_good
+
+        freeze_for_good()
         gc.set_threshold(*_saved_thresholds)
         _saved_thresholds = None
 

@@ -266,9 +266,9 @@ def test_a_resume_on_two_processes_stats_from_the_preflight_on(tmp_path: Path, m
     begun: list[Any] = []
     real = resume_files.Sweep.__init__
 
-    def spy(self: Any, root: str, texts: Any, processes: int = 1) -> None:
+    def spy(self: Any, root: str, texts: Any, processes: int = 1, counts: Any = None) -> None:
         begun.append(processes)
-        real(self, root, texts, processes)
+        real(self, root, texts, processes, counts)
 
     monkeypatch.setattr(resume_files.Sweep, "__init__", spy)
     items, out, before = _batch(tmp_path, 8)
@@ -281,10 +281,15 @@ def test_a_resume_on_two_processes_stats_from_the_preflight_on(tmp_path: Path, m
             fh.truncate(target.stat().st_size - 20)
     else:  # same bytes, another time
         os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    new = hit.path.with_name("new" + hit.path.suffix)  # an input the manifest does not know: not asked of the files
+    new.write_bytes(items[0].path.read_bytes())
+    items, _, _ = discover([hit.path.parent])
     check_batch(items, make_job(out), overwrite=False, resume_processes=2)
     assert begun == [2]
     report = run_batch(items, make_job(out), jobs=2, skip_existing=True)
     assert begun == [2]  # the batch took the preflight's stats
-    assert [Path(r.input.path).name for r in report.processed] == [hit.path.name]
-    assert sorted(Path(s).name for s in report.skipped) == sorted(i.path.name for i in items if i is not hit)
-    assert _maps(out) == before
+    assert sorted(Path(r.input.path).name for r in report.processed) == sorted([hit.path.name, new.name])
+    assert sorted(Path(s).name for s in report.skipped) == sorted(
+        i.path.name for i in items if i.path.name not in (hit.path.name, new.name)
+    )
+    assert {k: v for k, v in _maps(out).items() if not k.startswith("new")} == before

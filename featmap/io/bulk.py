@@ -16,7 +16,19 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["bulk_objects"]
+__all__ = ["bulk_objects", "freeze_for_good"]
+
+#: Whether the program froze its objects for good (`freeze_for_good`): then no block needs to ask
+#: ``gc.get_freeze_count()``, which counts the frozen objects one by one (~40 ms for a resume's 10⁶).
+_program_froze = False
+
+
+def freeze_for_good() -> None:
+    """``gc.freeze()`` for a program that keeps what it froze frozen (``featmap apply``'s start-up,
+    `featmap.launch.start_up_over`): every `bulk_objects` block after it keeps its objects frozen too."""
+    global _program_froze
+    gc.freeze()
+    _program_froze = True
 
 
 @contextmanager
@@ -36,7 +48,7 @@ def bulk_objects() -> Iterator[None]:
     if not gc.isenabled():
         yield
         return
-    kept_frozen = gc.get_freeze_count() > 0
+    kept_frozen = _program_froze or gc.get_freeze_count() > 0
     gc.disable()
     try:
         yield

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from itertools import compress
+from operator import attrgetter, not_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +147,7 @@ def run_batch(
 
 def _backend_for(items: Sequence[Any], out: str | Path | None, backend: Backend | None, jobs: int) -> Backend:
     """``backend``, or this machine's for ``jobs``; ``memory://`` lives in this process only."""
-    urls = [str(getattr(item, "url", "")) for item in items]
+    urls = [str(getattr(item, "url", "")) for item in items if type(item) is not InputImage]  # a local file has none
     in_memory = any(url.startswith("memory://") for url in urls) or str(out or "").startswith("memory://")
     if backend is None:
         return InProcess() if in_memory else choose_backend(None, jobs=jobs)
@@ -180,7 +182,7 @@ def _run_batch(
     writers = open_writers(job.output)  # only asked where their files go
     overwrite = job.output.overwrite
 
-    local_only = store.out_url is None and not any(isinstance(item, UrlImage) for item in items)
+    local_only = store.out_url is None and not any(issubclass(kind, UrlImage) for kind in set(map(type, items)))
     # A batch with URLs names a local input by its resolved path, one without as given (as each always has).
     name = shown if local_only else source
 
@@ -194,10 +196,9 @@ def _run_batch(
 
     # The resume check for the whole batch at once (featmap.run.resume): a look-up and a stat per output.
     finished = store.done(items, job, digest, local_processes(backend)) if skip_existing else none_done(items)
-    for index, item in enumerate(items):
-        if finished[index]:
-            skipped.append(item)
-            continue
+    skipped += compress(items, finished)
+    for index in compress(range(len(items)), map(not_, finished)):  # a resume's 10⁵ done inputs: no step each
+        item = items[index]
         try:
             targets = targets_for(InputImage(item.path, item.rel_dir, item.stem) if not local_only else item, job)
             wanted = list(targets.values())
@@ -260,7 +261,7 @@ def _run_batch(
     )
     return BatchReport(
         tuple(processed),
-        tuple(name(item) for item in skipped),
+        _names(skipped, local_only),
         tuple(failed),
         len(items),
         clock() - started,
@@ -295,6 +296,17 @@ def batch_predictions(
     if not any(top for _, top in rows):
         return (), None
     return class_counts(rows), write(rows)
+
+
+def _names(items: list[Any], local_only: bool) -> tuple[str, ...]:
+    """Each item as the report names it (`shown`, or `source` in a batch with URLs), by C loops for local files
+    (a resume names its 10⁵ skipped inputs)."""
+    if local_only:  # no URL: each as given (`shown`)
+        return tuple(map(str, map(_PATH_OF, items)))
+    return tuple(map(source, items))
+
+
+_PATH_OF = attrgetter("path")
 
 
 def _targets_or_none(item: Any, job: ApplyJob | NetworkJob) -> dict[str, Path] | None:

@@ -114,17 +114,25 @@ def _busy(out_dir: Path) -> bool:
 def _check_existing(items: Sequence[Any], job: Any, resume_processes: int = 0) -> None:
     from featmap.io.manifest_index import lend
     from featmap.run.imagejob import targets_for
-    from featmap.run.resume import Recorded
+    from featmap.run.resume import Begun, Recorded
 
     out_dir = Path(job.output.out_dir)
     if not out_dir.is_dir() or not any(out_dir.iterdir()) or _busy(out_dir):
         return
-    manifest = Manifest(out_dir) if (out_dir / MANIFEST_NAME).exists() else None
+    recorded = (out_dir / MANIFEST_NAME).exists()
+    # A resume on more processes: its names first and its stats begun, beside the manifest's reading and the check.
+    begun = Begun(items, job, resume_processes) if recorded and resume_processes > 1 else None
+    try:
+        manifest = Manifest(out_dir) if recorded else None
+    except BaseException:
+        if begun is not None:
+            begun.let_go()
+        raise
     digest = job.options_hash()
     clashes: list[Path] = []
     # An input whose every output the manifest records, last, as its own with these options clashes with
     # nothing, whatever is on disk: asked for the whole batch, by name, with no file system call (a resume).
-    batch = Recorded(items, job, digest, manifest, resume_processes) if manifest is not None else None
+    batch = Recorded(items, job, digest, manifest, resume_processes, begun) if manifest is not None else None
     unrecorded = [not found for found in batch.recorded] if batch is not None else repeat(True)
     for item in compress(items, unrecorded):  # a resume's 10⁵ recorded inputs: not one Python step each
         if getattr(item, "url", None):

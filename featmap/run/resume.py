@@ -42,7 +42,35 @@ from featmap.io.manifest_index import Outputs, fingerprints
 from featmap.run.resume_files import TYPE_BITS, Sweep, verified
 from featmap.run.resume_names import joined_names, target_names
 
-__all__ = ["Recorded", "done_items", "local_processes", "none_done", "target_names"]  # target_names: from resume_names
+__all__ = [
+    "Begun",
+    "Recorded",
+    "done_items",
+    "local_processes",
+    "none_done",
+    "target_names",
+]  # target_names: from resume_names
+
+
+class Begun:
+    """What the check asks first, before the manifest is read: each item's target names (`joined_names`: ``names``,
+    ``counts`` of them) and, for a resume on ``processes`` of 2 or more, the stats of every file they name, begun
+    now (``sweep``, `featmap.run.resume_files.Sweep`: its helpers stat while the manifest is read and asked)."""
+
+    def __init__(self, items: Sequence[Any], job: Any, processes: int = 1) -> None:
+        self.items, self.sweep = items, None
+        with bulk_objects():  # a name for every input, alive until the batch has run
+            self.names = joined_names(items, job)
+            self.counts = _name_counts(self.names)
+        if processes > 1:
+            texts: list[Any] = self.names if None not in self.names else [name or "" for name in self.names]
+            self.sweep = Sweep(f"{job.output.out_dir}/", texts, processes, np.maximum(self.counts, 1))
+
+    def let_go(self) -> None:
+        """Stop the stats begun (``sweep``), if any: nobody will ask for them."""
+        sweep, self.sweep = self.sweep, None
+        if sweep is not None:
+            sweep.stop()
 
 
 class Recorded:
@@ -50,32 +78,36 @@ class Recorded:
     whether the manifest records every one of them, last, as made from the item (its URL, or its resolved path)
     with options ``digest`` (``recorded``), and where (``first``: the position in the manifest's outputs of the
     item's first name when its names are the outputs there and after it, in order, as a batch records them;
-    -1 when they are elsewhere, looked up by name)."""
+    -1 when they are elsewhere, looked up by name). ``begun``: what `Begun` asked of these ``items`` already (its
+    stats are then the batch's: ``sweep``); else it is asked here, on ``processes``."""
 
-    def __init__(self, items: Sequence[Any], job: Any, digest: str, manifest: Any, processes: int = 1) -> None:
-        self.sweep: Sweep | None = None
+    def __init__(
+        self, items: Sequence[Any], job: Any, digest: str, manifest: Any, processes: int = 1, begun: Begun | None = None
+    ) -> None:
+        if begun is not None and begun.items is not items:
+            begun.let_go()
+            begun = None
+        first = begun if begun is not None else Begun(items, job, processes)
+        self.names, self.counts, self.sweep = first.names, first.counts, first.sweep
         try:
-            with bulk_objects():  # names and look-ups for every input, alive until the batch has run
-                self._ask(items, job, digest, manifest, processes)
+            with bulk_objects():  # look-ups for every input, alive until the batch has run
+                self._ask(items, digest, manifest)
         except BaseException:
             self.let_go()
             raise
 
-    def _ask(self, items: Sequence[Any], job: Any, digest: str, manifest: Any, processes: int) -> None:
+    def _ask(self, items: Sequence[Any], digest: str, manifest: Any) -> None:
         self.items, self.digest, self.outputs = items, digest, manifest._outputs
-        self.names = joined_names(items, job)
-        if processes > 1:  # a resume on this many processes: the stats begin now, beside the rest of the check
-            self.sweep = Sweep(f"{job.output.out_dir}/", [name or "" for name in self.names], processes)
         by_source = self.outputs.numbers_for(digest)
-        makers: list[int | None] = list(map(by_source.get, _sources(items, manifest)))
-        for i in [i for i, found in enumerate(self.names) if found is None]:
-            makers[i] = None
-        self.first = _runs(self.outputs, self.names, makers)
+        makers = np.fromiter(map(by_source.get, _sources(items, manifest), repeat(-1)), np.int64, count=len(items))
+        makers[self.counts == 0] = -1  # no names: not done
+        self.first = _runs(self.outputs, self.names, makers, self.counts)
         get = self.outputs.get
-        self.recorded = [first >= 0 for first in self.first]
-        for i in [i for i, first in enumerate(self.first) if first < 0 and makers[i] is not None]:
-            made = makers[i]
-            self.recorded[i] = all(get(n) == made for n in str(self.names[i]).split("\0"))
+        recorded = self.first >= 0
+        for i in np.flatnonzero(~recorded & (makers >= 0)).tolist():  # names elsewhere than one after another
+            made = int(makers[i])
+            recorded[i] = all(get(n) == made for n in str(self.names[i]).split("\0"))
+        self.recorded: list[bool] = recorded.tolist()
 
     def let_go(self) -> None:
         """Stop the stats begun for this batch (``sweep``), if any: the batch will not ask for them."""
@@ -108,18 +140,22 @@ class Recorded:
 _SHARED: list[Recorded] = []
 
 
-def _runs(outputs: Outputs, names: Sequence[str | None], makers: Sequence[int | None]) -> list[int]:
+def _runs(outputs: Outputs, names: Sequence[str | None], makers: Any, sizes: Any = None) -> Any:
     """For each item, the position of its first name when the outputs its maker made last are exactly its
     names, at that position and the ones after it, in order (a batch appends an image's records together); else
     -1. Asked of all makers at once (numpy), then the names compared with the index's text: the inputs whose
     outputs follow one another (every input of a batch, in whatever order its images finished) in one comparison;
-    no name is looked up."""
+    no name is looked up. ``makers``: each item's maker number (-1 or None: none), ``sizes``: `_name_counts` of
+    ``names`` where known; an int64 array."""
     numbers, _ = outputs.arrays()
-    wanted = np.array([-1 if m is None else m for m in makers], dtype=np.int64)
-    sizes = np.fromiter(map(_count_names, names), dtype=np.int64, count=len(names))
+    if isinstance(makers, np.ndarray):
+        wanted = makers
+    else:
+        wanted = np.array([-1 if m is None else m for m in makers], dtype=np.int64)
+    sizes = _name_counts(names) if sizes is None else sizes
     first = np.full(len(names), -1, dtype=np.int64)
     if not len(numbers) or not (wanted >= 0).any():
-        return first.tolist()
+        return first
     order = np.argsort(numbers, kind="stable")  # each maker's outputs together, by position
     counts = np.bincount(numbers[numbers >= 0], minlength=len(outputs.makers))
     begins = np.cumsum(counts) - counts + np.count_nonzero(numbers < 0)
@@ -140,12 +176,19 @@ def _runs(outputs: Outputs, names: Sequence[str | None], makers: Sequence[int | 
         for i, at, size in zip(members, starts[chain].tolist(), lengths[chain].tolist(), strict=True):
             if _same_text(outputs, str(names[i]), at, size):
                 first[i] = at
-    return first.tolist()
+    return first
 
 
 def _count_names(joined: str | None) -> int:
     """How many names a NUL-joined text holds (None: none)."""
     return 0 if joined is None else joined.count("\0") + 1
+
+
+def _name_counts(names: Sequence[str | None]) -> Any:
+    """`_count_names` of each text, as an int64 array (by C loops where no text is None)."""
+    if None in names:
+        return np.fromiter(map(_count_names, names), dtype=np.int64, count=len(names))
+    return np.fromiter(map(str.count, names, repeat("\0")), dtype=np.int64, count=len(names)) + 1  # type: ignore[arg-type]
 
 
 def _chains(starts: Any, lengths: Any, base: int) -> list[Any]:
@@ -173,8 +216,12 @@ def _sources(items: Sequence[Any], manifest: Any) -> Iterator[str]:
     resolved and listed once), from text."""
     listed: list[str | None] = list(map(getattr, items, repeat("resolved"), repeat(None)))
     if None not in listed:  # every input found in a folder discovery listed (the usual batch)
-        yield from map(str, listed)
-        return
+        return map(str, listed)
+    return _sources_one_by_one(items, manifest)
+
+
+def _sources_one_by_one(items: Sequence[Any], manifest: Any) -> Iterator[str]:
+    """`_sources` where some input was not found in a folder discovery listed."""
     folders: dict[str, tuple[str, dict[str, bool]]] = {}
     for item in items:
         resolved = getattr(item, "resolved", None)
@@ -231,10 +278,11 @@ def done_items(batch: Recorded, out_dir: Path, processes: int = 1) -> list[bool]
 def _done(batch: Recorded, out_dir: Path, todo: list[int], processes: int) -> list[bool]:
     """`done_items` for the inputs ``todo`` the manifest records as done."""
     outputs = batch.outputs
-    joined = [batch.names[i] or "" for i in todo]
-    counts = np.fromiter(map(_count_names, joined), dtype=np.int64, count=len(joined))
+    everyone = len(todo) == len(batch.names)
+    joined: list[str] = list(batch.names if everyone else map(batch.names.__getitem__, todo))  # type: ignore[arg-type]
+    counts = batch.counts if everyone else batch.counts[todo]
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    starts = np.array([batch.first[i] for i in todo], dtype=np.int64)
+    starts = batch.first if everyone else batch.first[todo]
     places = np.repeat(starts - bounds[:-1], counts) + np.arange(bounds[-1])  # each file's position in `outputs`
     for slot in np.flatnonzero(starts < 0).tolist():  # names found elsewhere than one after another: by name
         places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]

@@ -14,7 +14,7 @@ import stat
 import sys
 import threading
 from collections.abc import Sequence
-from itertools import compress
+from itertools import compress, repeat
 from operator import attrgetter
 from typing import Any
 
@@ -49,11 +49,13 @@ class Sweep:
     the groups at once, from its last file back; `take` does the rest here. The stats are system calls one
     process makes one after another, so on two cores a 250,000-image resume's 10⁶ take about half the time, and
     the helpers' part of it overlaps whatever this process does before it asks. A helper that cannot start or
-    fails leaves its files to this process: the answer is the same either way."""
+    fails leaves its files to this process: the answer is the same either way. ``counts``: how many names each
+    text holds, where the caller knows."""
 
-    def __init__(self, root: str, texts: Sequence[str], processes: int = 1) -> None:
+    def __init__(self, root: str, texts: Sequence[str], processes: int = 1, counts: Any = None) -> None:
         self.root, self.texts = root, list(texts)
-        counts = np.fromiter(map(_count, self.texts), dtype=np.int64, count=len(self.texts))
+        if counts is None:  # how many names each text holds
+            counts = np.fromiter(map(str.count, self.texts, repeat("\0")), np.int64, count=len(self.texts)) + 1
         self.bounds = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts)])  # each group's first file
         files = int(self.bounds[-1])
         helpers = min(processes, _MOST_PARTS) - 1 if files >= SPLIT_FROM and _can_start_helpers() else 0
@@ -100,10 +102,6 @@ class Sweep:
                 last = int(self.bounds[hi])
                 found[last - len(answered) : last] = answered[::-1]
         self.parts = [(lo, hi, None) for lo, hi, _ in self.parts]
-
-
-def _count(text: str) -> int:
-    return text.count("\0") + 1
 
 
 def _paths(root: str, texts: list[str]) -> list[str]:
