@@ -99,3 +99,32 @@ def test_correlate_falls_back_to_im2col_where_blas_cannot_be_called(monkeypatch:
     with kernelrows.kernel_row_sums():
         assert kernelrows.kernel_row_conv(x, bank, g) is None
         assert correlate(x, bank, g, 1).tobytes() == plain.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "padding", "value"),
+    [
+        ((30, 27), (7, 7), (2, 2), 3, 0.0),
+        ((17, 19), (5, 5), (2, 3), (2, 1, 0, 2), -0.5),
+        ((12, 9), (5, 6), (3, 1), 0, 0.0),
+    ],
+)
+def test_a_strided_rgb_stem_by_kernel_rows_equals_a_float64_tap_walk(size, kernel, stride, padding, value) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((*size, 3)).astype(np.float32)
+    bank = rng.standard_normal((16, 3, *kernel)).astype(np.float32)
+    g = conv_geometry(size, kernel, stride=stride, padding=padding)
+    with kernelrows.kernel_row_sums():
+        assert kernelrows.kernel_rows_fit(x, g, 1)
+    got = kernelrows.kernel_row_conv(x, bank, g, None, value)
+    if got is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose cblas_sgemm featmap can call")
+    ho, wo = g.out_hw
+    want = reference_conv(x, bank, g.padding, (1, 1), value)[:: stride[0], :: stride[1]][:ho, :wo]
+    assert got.shape == want.shape == (ho, wo, 16)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+    ints, int_bank = np.round(x * 4), np.round(bank * 2)  # exact sums: the engine's im2col to the bit
+    exact = kernelrows.kernel_row_conv(ints, int_bank, g, None, round(value))
+    assert exact is not None
+    plain = correlate(ints, int_bank, g, 1, pad_value=round(value))
+    assert exact.tobytes() == np.ascontiguousarray(plain).tobytes()

@@ -17,8 +17,8 @@ fft           scipy.signal.fftconvolve in float64 on the whole plane, then slice
 im2col        row bands of windows (cache-sized) times the bank, one BLAS call    several channels/filter
 depthwise     one multiply-accumulate per tap over all channels (`core.gemm`)    groups = C ≥ 8
 pointwise     the (H·W, C) input times the bank in row bands (`core.gemm`)       1×1, unpadded, C ≥ 8
-kernel rows   one product per kernel row of the windows' rows, summed by BLAS     final-output runs,
-              (`core.kernelrows`; another rounding order than im2col)         stride 1, C ≥ 64
+kernel rows   one product per kernel row of the windows' rows, summed by BLAS     final-output runs:
+              (`core.kernelrows`; another rounding order than im2col)         stride 1, C ≥ 64; stem
 ============  =================================================================  ========================
 """
 
@@ -304,6 +304,10 @@ def _correlate(
                     return summed, True
             padded = gemm.constant_padded(arr, geometry.padding, pad_value)  # a reused temporary
             return gemm.im2col_hwc(padded, bank, geometry, groups, bias), True
+        if method == "auto" and pad_mode is PaddingMode.ZEROS and kernelrows.kernel_rows_fit(arr, geometry, groups):
+            summed = kernelrows.kernel_row_conv(arr, bank, geometry, bias, pad_value)  # a final-output run's stem
+            if summed is not None:
+                return summed, True
         padded = pad_input(arr, geometry.padding, pad_mode, pad_value)
         if method == "direct":
             return _walk_bank(padded, bank, geometry, groups), False
