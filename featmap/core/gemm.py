@@ -89,12 +89,19 @@ _RESULTS = threading.local()
 @contextmanager
 def reused_results() -> Iterator[None]:
     """Inside the block, this thread's `result_array` reuses the memory of earlier results no array uses any more."""
-    depth = _RESULTS.__dict__.get("depth", 0)
-    _RESULTS.depth = depth + 1
+    with inside(_RESULTS):
+        yield
+
+
+@contextmanager
+def inside(scope: threading.local) -> Iterator[None]:
+    """Count this thread into ``scope`` for the block (``scope.depth`` > 0 inside; blocks nest)."""
+    depth = scope.__dict__.get("depth", 0)
+    scope.depth = depth + 1
     try:
         yield
     finally:
-        _RESULTS.depth = depth
+        scope.depth = depth
 
 
 def result_array(shape: tuple[int, ...], dtype: np.dtype) -> NDArray[np.floating]:

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.blas import sum_of_products
-from featmap.core.gemm import hwc_matrices, result_array, take_epilogue, workspace
+from featmap.core.gemm import hwc_matrices, inside, result_array, take_epilogue, workspace
 from featmap.core.geometry import ConvGeometry
 from featmap.core.memo import remembered
 
@@ -48,12 +48,8 @@ def kernel_row_sums() -> Iterator[None]:
     """Inside the block, this thread's convolutions that `kernel_rows_fit` may run as `kernel_row_conv` (its
     sums rounded in another order than `im2col_hwc`'s: for a run whose layer outputs no one looks at, the final
     output alone)."""
-    depth = _KERNEL_ROWS.__dict__.get("depth", 0)
-    _KERNEL_ROWS.depth = depth + 1
-    try:
+    with inside(_KERNEL_ROWS):
         yield
-    finally:
-        _KERNEL_ROWS.depth = depth
 
 
 def kernel_rows_fit(x: Array, g: ConvGeometry, groups: int) -> bool:
