@@ -65,24 +65,23 @@ def test_a_nul_in_a_helper_s_share_is_answered_here(tmp_path: Path, monkeypatch:
     assert _expected(paths)[-1] == (0, 0, 0)
 
 
-@pytest.mark.parametrize("program", ["/no/such/python", sys.executable + "-not-there"])
-def test_a_helper_that_cannot_start_leaves_its_share_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str
+@pytest.mark.parametrize(
+    ("owner", "name", "value", "processes"),
+    [
+        (sys, "executable", "/no/such/python", 4),  # cannot start
+        (sys, "executable", sys.executable + "-not-there", 4),
+        (resume_files, "_HELPER", "import sys; sys.exit(3)", 3),  # starts, then fails
+        (resume_files, "_HELPER", "import sys; sys.stdout.write('short')", 3),
+        (resume_files, "_HELPER", "1/0", 3),
+    ],
+)
+def test_a_helper_that_cannot_start_or_fails_leaves_its_share_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: object, name: str, value: str, processes: int
 ) -> None:
     monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
-    monkeypatch.setattr(sys, "executable", program)
+    monkeypatch.setattr(owner, name, value)
     paths = _files(tmp_path)
-    assert _as_rows(stat_all(paths, 4)) == _expected(paths)
-
-
-@pytest.mark.parametrize("program", ["import sys; sys.exit(3)", "import sys; sys.stdout.write('short')", "1/0"])
-def test_a_helper_that_fails_leaves_its_share_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str
-) -> None:
-    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
-    monkeypatch.setattr(resume_files, "_HELPER", program)
-    paths = _files(tmp_path)
-    assert _as_rows(stat_all(paths, 3)) == _expected(paths)
+    assert _as_rows(stat_all(paths, processes)) == _expected(paths)
 
 
 def test_few_files_start_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

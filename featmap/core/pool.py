@@ -240,12 +240,7 @@ def _columns_buffer(shape: tuple[int, int, int], dtype: np.dtype[Any]) -> NDArra
 
 def _fold(reduce: np.ufunc, into: NDArray[np.floating], source: NDArray[np.floating], taps: _Taps) -> None:
     """``into = reduce(...reduce(reduce(source[taps[0]], source[taps[1]]), source[taps[2]])...)``, in that order."""
-    if len(taps) == 1:
-        np.copyto(into, source[taps[0]])
-        return
-    reduce(source[taps[0]], source[taps[1]], out=into)
-    for more in taps[2:]:
-        reduce(into, source[more], out=into)
+    _fold_views(reduce, [source[tap] for tap in taps], into)
 
 
 def global_pool(x: ArrayLike, mode: str | PoolKind = "avg") -> NDArray[np.floating]:
