@@ -313,17 +313,15 @@ def _correlate(
     bank: NDArray[np.floating],
     geometry: ConvGeometry,
     conv: Conv2d,
-    ready: cvfilter.BandFilter | None = None,
 ) -> NDArray[np.floating]:
-    """The band's conv rows ``(rows, W, N)``: `featmap.core.engine.correlate`'s values (a colour band's channels
-    each by its own filter, ``groups`` = channels); where that takes OpenCV in one call (`_one_call`), the same
-    OpenCV call (``ready``, or `featmap.core.cvfilter.correlate`) filtering into the band buffer."""
+    """The band's conv rows ``(rows, W, N)`` where no OpenCV call was worked out for every band (`BandRun.ready`):
+    `featmap.core.engine.correlate`'s values (a colour band's channels each by its own filter, ``groups`` =
+    channels); where that takes OpenCV in one call (`_one_call`), the same call (`featmap.core.cvfilter.correlate`)
+    filtering into the band buffer."""
     channels = source.shape[2]
     if not _one_call(bank, channels) or cvfilter.opencv() is None:
         return correlate(source, bank, geometry, channels, conv.pad_mode, conv.pad_value)
     check_padding((source.shape[0], source.shape[1]), geometry.padding, conv.pad_mode)
-    if ready is not None:
-        return _filtered(source, ready)
     plane = source[:, :, 0] if channels == 1 else source
     into = _band_buffer(plane.shape, plane.dtype)
     out = cvfilter.correlate(plane, bank[0, 0], geometry, conv.pad_mode, conv.pad_value, out=into)
