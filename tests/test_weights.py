@@ -177,6 +177,10 @@ def test_truncated_and_corrupt_safetensors(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(data[:8] + b"{" + b"x" * (len(data) - 9))
     with pytest.raises(SpecError, match="corrupt or truncated"):
         load_weights(tmp_path / "bad.safetensors")
+    header = int.from_bytes(data[:8], "little")
+    (tmp_path / "head.safetensors").write_bytes(data[: 8 + header // 2])  # cut inside the header
+    with pytest.raises(SpecError, match=rf"head.safetensors: is corrupt or truncated \(its header says {header} bytes"):
+        load_weights(tmp_path / "head.safetensors")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from featmap.net.weights.torchfile import is_torch_zip, read_torch
 __all__ = ["load_weights"]
 
 _SAFETENSORS_NUMERIC = {"F64", "F32", "F16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"}
+_SAFETENSORS_HEADER = 100_000_000  # the largest header the format allows (its specification's bound)
 _FIX_FORMAT = "save it with numpy.savez(path, **tensors) or safetensors.numpy.save_file(tensors, path)"
 _FIX_CORRUPT = "re-export or re-download the file"
 
@@ -64,6 +65,13 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
         arrays = read_torch(p)  # torch.save's zip or legacy format (featmap.net.weights.torchfile)
     elif head.startswith(b"PK"):
         arrays = _read_npz(p)
+    elif len(head) == 9 and head[8:9] == b"{" and size - 8 < int.from_bytes(head[:8], "little") <= _SAFETENSORS_HEADER:
+        header = int.from_bytes(head[:8], "little")
+        raise SpecError(
+            str(p),
+            f"is corrupt or truncated (its header says {header} bytes, the file has {size - 8} after it)",
+            _FIX_CORRUPT,
+        )
     elif head.startswith(b"\x93NUMPY"):
         raise SpecError(str(p), "is a single .npy array, not named tensors", _FIX_FORMAT)
     else:
