@@ -332,8 +332,8 @@ def check_weights(
     layers : str, sequence of str, Model, or sequence of layers
         As `shape` takes them: a preset (``"resnet18"``), a spec file, tokens or layer objects.
     weights : path or dict
-        A ``.safetensors``/``.npz``/``.pt``/``.pth`` file (PyTorch ``state_dict`` names), a Keras 3 file, or
-        tensors by name.
+        A ``.safetensors``/``.npz``/``.pt``/``.pth`` file (PyTorch ``state_dict`` names), a Keras 3 file, an ONNX
+        file (its initializers, keyed by the layers mapped from it), or tensors by name.
     input : str or sequence of int, optional
         The input shape the network is planned on (a dense layer after ``flatten`` depends on it); defaults to
         the preset's or spec's own.
@@ -354,9 +354,10 @@ def check_weights(
     >>> [(row.key, row.status) for row in check.rows]
     [('0.weight', 'ok'), ('0.bias', 'missing')]
     """
+    from featmap.net.networks import load_network_weights
     from featmap.net.plan import plan_layers
     from featmap.net.spec import parse_shape
-    from featmap.net.weights import NetworkTensors, check_tensors, is_keras_file, load_weights
+    from featmap.net.weights import NetworkTensors, check_tensors, is_keras_file
 
     model = resolve_layers(layers)
     if input is None and model.input_shape is None:
@@ -366,7 +367,7 @@ def check_weights(
     if isinstance(weights, dict):
         tensors, source = weights, "weights"
     else:
-        tensors, source = dict(load_weights(weights)), str(weights)
+        tensors, source = load_network_weights(str(weights)), str(weights)  # the reader of `apply --weights`
         if layout is None and is_keras_file(Path(weights)):
             layout = "keras"
     wanted = NetworkTensors.of(plan_layers(model.layers, input_shape))

@@ -8,7 +8,17 @@ from click.testing import CliRunner
 
 from featmap.cli import cli
 
-COMMANDS = [[], ["apply"], ["shape"], ["explain"], ["kernels"], ["kernels", "list"], ["kernels", "show"]]
+COMMANDS = [
+    [],
+    ["apply"],
+    ["shape"],
+    ["explain"],
+    ["kernels"],
+    ["kernels", "list"],
+    ["kernels", "show"],
+    ["weights"],
+    ["weights", "check"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "featmap")
@@ -46,3 +56,25 @@ def test_a_network_without_weights_names_init(tmp_path: object) -> None:
     result = CliRunner().invoke(cli, ["apply", "samples/camera.png", "--model", "alexnet", "-o", str(tmp_path)])
     assert result.exit_code == 1
     assert "--init kaiming or glorot" in result.stderr and "weights file" in result.stderr
+
+
+def _option_help(command: list[str], option: str) -> str:
+    """The help text of ``option`` of ``command``, on one line."""
+    context = cli.make_context("featmap", [*command, "--help"], resilient_parsing=True)
+    for name in command:
+        group = context.command
+        context = group.get_command(context, name).make_context(name, [], parent=context, resilient_parsing=True)
+    (param,) = [p for p in context.command.params if option in getattr(p, "opts", ())]
+    return " ".join(str(param.help).split())
+
+
+@pytest.mark.parametrize("command", [["apply"], ["weights", "check"]], ids=" ".join)
+def test_weights_and_spec_help_name_every_file_kind_they_read(command: list[str]) -> None:
+    """``--weights`` reads .safetensors, .npz, PyTorch, Keras and ONNX files and ``--spec`` YAML/JSON, ONNX and
+    .keras files (`featmap.net.networks`); the help said ".npz or .safetensors" and "a YAML/JSON layer-spec file"."""
+    weights = _option_help(command, "--weights")
+    for kind in (".safetensors", ".npz", ".pt", "Keras", "ONNX"):
+        assert kind in weights, (kind, weights)
+    spec = _option_help(command, "--spec")
+    for kind in ("YAML", "ONNX", ".keras"):
+        assert kind in spec, (kind, spec)

@@ -290,3 +290,16 @@ def test_upto_node_names_folders_and_batches(tmp_path: Path) -> None:
         assert (tmp_path / "b" / stem / "01-conv1_Conv" / "007.png").is_file()
         last = sorted((tmp_path / "b" / stem).iterdir())[-1]
         assert last.name.endswith("gemm21_Gemm")
+
+
+def test_weights_check_reads_an_onnx_file_as_apply_does(tmp_path: Path) -> None:
+    """`featmap weights check` takes every file `featmap apply --weights` runs: an ONNX file's initializers, keyed by
+    the layers mapped from it (it said "is not a weights file" while `apply --weights` read it)."""
+    g, out = mixed_graph()
+    path = g.save(tmp_path / "mixed.onnx", out)
+    check = featmap.check_weights(str(path), str(path))
+    assert check.ok and {row.status for row in check.rows} == {"ok"}
+    assert len(check.rows) == len(onnx_weights(path))
+    result = CliRunner().invoke(cli, ["weights", "check", "--spec", str(path), "--weights", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True

@@ -42,14 +42,15 @@ from featmap.launch import start_command_helpers, start_up_over
     "spec_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Run a whole network: a YAML/JSON layer-spec file (instead of -k).",
+    help="Run a whole network: a YAML/JSON layer-spec file, an ONNX or a .keras model (instead of -k).",
 )
 @click.option("--model", default=None, help="Run a built-in network preset (featmap shape --list-models).")
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Network weights: .npz or .safetensors named as PyTorch's state_dict (see README).",
+    help="Network weights: .safetensors, .npz or .pt/.pth named as PyTorch's state_dict, Keras .weights.h5/.keras, "
+    "or an ONNX file's initializers (see README).",
 )
 @click.option("--init", type=click.Choice(["kaiming", "glorot"]), default=None, help="Seeded random weights.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of --init.")

@@ -13,24 +13,30 @@ from featmap.errors import OptionError
 
 @click.group(cls=FeatmapGroup)
 def weights() -> None:
-    """Check weights files against networks."""
+    """Check weights files against networks.
+
+    \b
+    Examples:
+      featmap weights check --model resnet18 --weights resnet18.pth
+      featmap weights check --spec net.yaml --weights net.keras
+    """
 
 
-@weights.command("check")
+@weights.command("check", short_help="Every tensor a network needs against a weights file.")
 @click.option("--model", default=None, help="A built-in preset (see featmap shape --list-models).")
 @click.option(
     "--spec",
     "spec_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A YAML/JSON layer-spec file.",
+    help="A YAML/JSON layer-spec file, an ONNX or a .keras model.",
 )
 @click.option(
     "--weights",
     "weights_file",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="A .safetensors, .npz, .pt/.pth or Keras .weights.h5 file.",
+    help="A .safetensors, .npz, .pt/.pth, Keras .weights.h5/.keras or ONNX file.",
 )
 @click.option("--input", "input_text", default=None, help="Input shape HxWxC (default: the network's own).")
 @click.option(
