@@ -180,3 +180,63 @@ def test_ink_median_is_numpys_median(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(sum(shape))
     for values in (rng.random(shape, dtype=np.float32), rng.integers(0, 3, shape).astype(np.float32)):
         assert _median(values) == float(np.median(values))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            "{mean: [a, b, c], std: [1, 1, 1]}",
+            r"preprocess.mean: must be a list of numbers, one per channel; got \['a",
+        ),
+        ("{mean: 0.5, std: 0.5}", r"preprocess.mean: must be a list of numbers, one per channel; got 0.5"),
+        ("{mean: [.nan, 0, 0], std: [1, 1, 1]}", r"preprocess.mean: must be finite; got \[nan, 0.0, 0.0\]"),
+        ("{mean: [0, 0, 0], std: [1, .inf, 1]}", r"preprocess.std: must be finite; got \[1.0, inf, 1.0\]"),
+        ("{mean: [0, 0, 0], std: [1e-300, 1, 1]}", r"preprocess.std: with this mean takes \[0, 1\] beyond float32"),
+        ("{mean: [-3e38, 0, 0], std: [0.1, 1, 1]}", r"preprocess.std: with this mean takes \[0, 1\] beyond float32"),
+    ],
+)
+def test_a_spec_mean_and_std_are_finite_lists_of_numbers(tmp_path: Path, fields: str, message: str) -> None:
+    """A mean or std that is not a list of numbers was a bug (exit 70: ValueError) or a riddle ("'float' object is not
+    iterable"); a NaN, an infinity or a std so small that (x − mean) / std overflows float32 ran, and the first layer
+    then stopped with "a non-finite value; check the weights". Each is now refused with the spec, exit 2."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text(f"input: 8x8x3\npreprocess: {fields}\nlayers: [relu]\n")
+    with pytest.raises(SpecError, match="net.yaml: " + message):
+        parse_file(spec)
+    result = CliRunner().invoke(cli, ["shape", "--spec", str(spec)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("imagenett", "no transform named 'imagenett'"),
+        ('{"mean": [0.5], "std": [0]}', r"preprocess.std: must be > 0"),
+        ('{"resize": 256', "is not valid JSON"),
+    ],
+)
+def test_onnx_metadata_is_checked_when_the_file_is_read(tmp_path: Path, value: str, message: str) -> None:
+    """A bad ``featmap.preprocess`` in an ONNX file's metadata was found at the first image, as if the user had
+    given ``--preprocess`` (`` `preprocess`: no transform named …``, no file named); now reading the file refuses it,
+    naming the file and the metadata key, as a spec's ``preprocess:`` is refused."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    helper.set_model_props(model, {"featmap.preprocess": value})
+    onnx.save(model, tmp_path / "m.onnx")
+    from featmap.net.onnx import load_onnx
+
+    with pytest.raises(SpecError, match=r"m.onnx: metadata featmap.preprocess: .*" + message):
+        load_onnx(tmp_path / "m.onnx")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    result = CliRunner().invoke(cli, ["apply", str(image), "--spec", str(tmp_path / "m.onnx"), "-o", str(tmp_path)])
+    assert result.exit_code != 0 and "m.onnx: metadata featmap.preprocess" in result.stderr, result.stderr

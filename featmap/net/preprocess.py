@@ -45,6 +45,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
@@ -72,6 +73,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The ONNX metadata key whose value names a transform (or holds one as JSON).
 METADATA_KEY = "featmap.preprocess"
+
+
+def _check_float32_range(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Refuse a mean and std whose ``(x - mean) / std`` leaves float32 for an input ``x`` in [0, 1] (a std of 1e-300
+    is 0 in float32): the network's first layer would see infinities."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        ends = np.stack([(np.float32(0) - m) / s, (np.float32(1) - m) / s])
+    if not np.isfinite(ends).all():
+        raise SpecError(
+            "`preprocess.std`",
+            f"with this mean takes [0, 1] beyond float32 (mean {list(mean)}, std {list(std)})",
+            "give the mean and std of the input in [0, 1] units, e.g. ImageNet's std [0.229, 0.224, 0.225]",
+        )
 
 
 @frozen_dataclass
@@ -102,8 +117,13 @@ class Preprocess:
             raise SpecError("`preprocess.resize`", f"must be 1 … 8192; got {self.resize}")
         if (self.mean is None) != (self.std is None):
             raise SpecError("`preprocess`", "gives mean without std or std without mean", "give both, or neither")
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and not all(math.isfinite(v) for v in values):
+                raise SpecError(f"`preprocess.{key}`", f"must be finite; got {list(values)}")
         if self.std is not None and any(not s > 0 for s in self.std):
             raise SpecError("`preprocess.std`", f"must be > 0; got {list(self.std)}")
+        if self.mean is not None and self.std is not None:
+            _check_float32_range(self.mean, self.std)
         if self.ink not in (None, "white-on-black"):
             raise SpecError("`preprocess.ink`", f"must be white-on-black; got {brief(self.ink)}")
         if not isinstance(self.transform_input, bool):
@@ -159,15 +179,28 @@ def _from_mapping(doc: Mapping[str, Any]) -> Preprocess:
             "`preprocess`", f"has unknown key {sorted(map(str, unknown))[0]!r}", f"use {', '.join(sorted(allowed))}"
         )
     base = PRESETS.get(str(doc.get("name", "")).lower(), Preprocess())
-    values: dict[str, Any] = {
-        k: tuple(float(x) for x in v) if k in ("mean", "std") and isinstance(v, list) else v for k, v in doc.items()
-    }
+    values: dict[str, Any] = {k: _numbers(k, v) if k in ("mean", "std") else v for k, v in doc.items()}
     if "resize" in values and "mode" not in values:
         values["mode"] = "crop"
     try:
         return replace(base, **values)
+    except SpecError:
+        raise
     except (TypeError, ValueError) as exc:
         raise SpecError("`preprocess`", f"bad options ({exc})") from None
+
+
+def _numbers(key: str, value: Any) -> tuple[float, ...]:
+    """A spec's ``mean`` or ``std``: a list of numbers (one per channel) as floats."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        raise SpecError(
+            f"`preprocess.{key}`",
+            f"must be a list of numbers, one per channel; got {brief(value)}",
+            "e.g. [0.5, 0.5, 0.5]",
+        )
+    return tuple(float(v) for v in value)
 
 
 def check_spec_preprocess(value: Any, where: str) -> Any:
@@ -176,26 +209,34 @@ def check_spec_preprocess(value: Any, where: str) -> Any:
         return None
     try:
         resolve(value)
-    except SpecError as exc:
-        raise SpecError(f"{where}: preprocess", exc.problem, exc.fix) from None
+    except SpecError as exc:  # `preprocess.mean` → net.yaml: preprocess.mean
+        raise SpecError(f"{where}: {exc.what.strip('`')}", exc.problem, exc.fix) from None
     return value
 
 
-def from_metadata(metadata: Mapping[str, str]) -> Any:
+def from_metadata(metadata: Mapping[str, str], source: str = "") -> Any:
     """The transform an ONNX file's ``metadata_props`` declares under ``featmap.preprocess`` (a preset's name,
-    or JSON of `Preprocess`'s fields), or None."""
+    or JSON of `Preprocess`'s fields), or None; checked as a spec's ``preprocess:`` is, an error naming ``source``
+    (the file) and the key."""
     text = metadata.get(METADATA_KEY)
     if text is None:
         return None
+    where = f"{source}: metadata {METADATA_KEY}" if source else f"metadata {METADATA_KEY}"
     text = text.strip()
     if text.startswith("{"):
         import json
 
         try:
-            return json.loads(text)
+            declared = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SpecError(f"metadata {METADATA_KEY}", f"is not valid JSON ({exc.msg})") from None
-    return text
+            raise SpecError(where, f"is not valid JSON ({exc.msg})", "write a preset's name or a JSON object") from None
+    else:
+        declared = text
+    try:
+        resolve(declared)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc.what.strip('`')}", exc.problem, exc.fix) from None
+    return declared
 
 
 @frozen_dataclass

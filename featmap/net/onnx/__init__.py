@@ -207,7 +207,7 @@ def _read(p: Path, input_shape: Shape | None) -> _Mapped:
         f"ONNX graph ({producer}, opset {opset}, {len(graph.node)} nodes)",
         str(p),
         weights=p,
-        preprocess=from_metadata({prop.key: prop.value for prop in model.metadata_props}),
+        preprocess=from_metadata({prop.key: prop.value for prop in model.metadata_props}, str(p)),
         input_dims=open_dims,
     )
     return _Mapped(mapped, _binding(structure, layers, in_shape), store)
