@@ -11,6 +11,13 @@ decorator in place of the ones it would compile (on Pythons 3.10-3.12, whose `da
 for both; elsewhere it compiles its own). They answer as the generated ones do: the same text, the same
 comparison of the same tuples (``other.__class__ is self.__class__``, else ``NotImplemented``), the same hash, the
 same refusals; a method the class body defines is kept, as the standard decorator keeps it.
+
+``__init__`` is the standard decorator's own, compiled from the same text, but when the class is first used
+rather than when it is declared: a `_DeferredInit` stands in the class until something reads ``__init__`` (the
+first instance, `inspect.signature`, a subclass's ``super().__init__``), then makes the function and puts it in
+its place. A command declares every record of the modules it imports and builds a fraction of them (a network's
+digit: ~30 of ~90; the helpers' fork server: none), and the PEG parser's work on ``__init__``'s text was ~12 % of
+a small command's instructions.
 """
 
 from __future__ import annotations
@@ -46,15 +53,19 @@ def frozen_dataclass(cls: Any = None, /, *, eq: bool = True) -> Any:
     ``__eq__`` and ``__hash__``."""
 
     def declare(cls: _Class) -> _Class:
-        if _STANDARD_FROZEN_METHODS is None:
+        if _STANDARD_FROZEN_METHODS is None or _STANDARD_CREATE_FN is None:
             made = cast(_Class, dataclasses.dataclass(frozen=True, repr=False, eq=False)(cls))
         else:
-            # Another thread declaring a dataclass meanwhile gets either function: both make the same methods.
+            # Another thread declaring a dataclass meanwhile gets either function of each pair: both make the
+            # same methods (its __init__ deferred too, made from the same text on first use).
+            create = dataclasses._create_fn  # type: ignore[attr-defined]
             dataclasses._frozen_get_del_attr = _frozen_methods  # type: ignore[attr-defined]
+            dataclasses._create_fn = _deferring_init(create)  # type: ignore[attr-defined]
             try:
                 made = cast(_Class, dataclasses.dataclass(frozen=True, repr=False, eq=False)(cls))
             finally:
                 dataclasses._frozen_get_del_attr = _STANDARD_FROZEN_METHODS  # type: ignore[attr-defined]
+                dataclasses._create_fn = create  # type: ignore[attr-defined]
         _add_methods(made, eq)
         return made
 
@@ -66,6 +77,46 @@ def frozen_dataclass(cls: Any = None, /, *, eq: bool = True) -> Any:
 _STANDARD_FROZEN_METHODS: Callable[..., Any] | None = (
     getattr(dataclasses, "_frozen_get_del_attr", None) if sys.version_info < (3, 13) else None
 )
+
+
+#: The standard decorator's function that compiles each generated method from its text, ``(name, args, body, *,
+#: globals, locals, return_type)`` on Pythons 3.10-3.12; None where it is not that function.
+_STANDARD_CREATE_FN: Callable[..., Any] | None = (
+    getattr(dataclasses, "_create_fn", None) if sys.version_info < (3, 13) else None
+)
+
+
+def _deferring_init(create: Callable[..., Any]) -> Callable[..., Any]:
+    """``create`` (`dataclasses._create_fn`), but ``__init__`` is not compiled yet: its arguments are kept in a
+    `_DeferredInit`, which compiles it from the same text on first use (the standard decorator hands the
+    function its own ``locals`` and never reads them again)."""
+
+    def create_fn(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name != "__init__":
+            return create(name, *args, **kwargs)
+        return _DeferredInit(lambda: create(name, *args, **kwargs))
+
+    return create_fn
+
+
+class _DeferredInit:
+    """A record's ``__init__`` before its first use: a descriptor that, read through the class or an instance,
+    makes the function (`_deferring_init`), names it as the standard decorator does, sets it on the class that
+    holds this stand-in and answers as that function would. Read once per class; from then on the class has the
+    plain function, so instances cost what they did."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], Callable[..., None]]) -> None:
+        self._make = make
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        function = self._make()
+        holder = next((c for c in (owner or type(instance)).__mro__ if c.__dict__.get("__init__") is self), None)
+        if holder is not None:
+            function.__qualname__ = f"{holder.__qualname__}.{function.__name__}"
+            type.__setattr__(holder, "__init__", function)  # two threads first at once set equal functions
+        return function if instance is None else function.__get__(instance, owner)
 
 
 def _frozen_methods(cls: Any, fields: list[dataclasses.Field[Any]], globals: Any) -> tuple[Any, Any]:

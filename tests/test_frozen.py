@@ -186,7 +186,7 @@ def test_methods_the_body_defines_are_kept_and_a_subclass_gets_its_own_fields() 
     assert hash(ours(1, 2)) == hash(standard(1, 2))
 
 
-def test_declaring_compiles_only_what_the_standard_decorator_must() -> None:
+def test_declaring_compiles_nothing_and_the_first_use_compiles_init_once() -> None:
     compiled: list[str] = []
     original = dataclasses._create_fn  # type: ignore[attr-defined]
 
@@ -196,14 +196,62 @@ def test_declaring_compiles_only_what_the_standard_decorator_must() -> None:
 
     dataclasses._create_fn = counting  # type: ignore[attr-defined]
     try:
-        _both(PLAIN)
+        standard, ours = _both({**PLAIN, "__doc__": "A record."})  # without a docstring, signature() makes one
+        if not compiled:  # a Python whose dataclasses compile differently (3.13 makes one exec per class)
+            pytest.skip("dataclasses._create_fn is not used on this Python")
+        assert sorted(compiled) == sorted(["__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"])
+        del compiled[:]
+        assert isinstance(vars(ours)["__init__"], featmap.frozen._DeferredInit)  # declared: nothing compiled
+        assert repr(ours(1, 2)) == repr(standard(1, 2))
+        assert compiled == ["__init__"]  # the first instance compiled it, from the standard decorator's text
+        ours(3, 4), ours(a=5, b=6, c="w")
+        assert compiled == ["__init__"]  # and set it on the class: later instances use the plain function
+        assert vars(ours)["__init__"].__qualname__ == vars(standard)["__init__"].__qualname__ == "Outer.Record.__init__"
     finally:
         dataclasses._create_fn = original  # type: ignore[attr-defined]
-    if not compiled:  # a Python whose dataclasses compile differently (3.13 makes one exec per class)
-        pytest.skip("dataclasses._create_fn is not used on this Python")
-    assert sorted(compiled[:6]) == sorted(["__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"])
-    assert compiled[6:] == ["__init__"]  # the only method compiled from text
     assert dataclasses._frozen_get_del_attr is featmap.frozen._STANDARD_FROZEN_METHODS  # type: ignore[attr-defined]
+    assert dataclasses._create_fn is featmap.frozen._STANDARD_CREATE_FN  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("first", ["signature", "subclass", "super", "replace", "thread"])
+def test_a_deferred_init_is_made_by_whatever_reads_it_first(first: str) -> None:
+    import inspect
+    import threading
+
+    standard, ours = _both({**TUNED, "__doc__": "A record."})
+    assert isinstance(vars(ours)["__init__"], featmap.frozen._DeferredInit)
+    if first == "signature":
+        text = "(a: 'int', hidden: 'object' = 0, loose: 'object' = 0, unhashed: 'object' = 0, *, k: 'int' = 5) -> None"
+        assert str(inspect.signature(ours)) == str(inspect.signature(standard)) == text
+    elif first == "subclass":  # a plain subclass: the stand-in is found on the record, and replaced there
+        sub = type("Sub", (ours,), {})
+        assert repr(sub(1, k=2)) == repr(type("Sub", (standard,), {})(1, k=2))
+        assert not isinstance(vars(ours)["__init__"], featmap.frozen._DeferredInit) and "__init__" not in vars(sub)
+    elif first == "super":  # a subclass's own __init__ calling the record's through super()
+
+        def __init__(self: Any, a: int) -> None:
+            super(sub, self).__init__(a, 1, k=9)  # type: ignore[misc]
+
+        sub = type("Sub", (ours,), {"__init__": __init__})
+        made = sub(3)
+        assert (made.a, made.hidden, made.k) == (3, 1, 9)
+    elif first == "replace":
+        assert dataclasses.replace(ours(1), a=2) == ours(2)
+    else:  # several threads at once: each instance made right, the class left with a plain function
+        made: list[Any] = []
+        threads = [threading.Thread(target=lambda i=i: made.append(ours(i, k=i))) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted((m.a, m.k) for m in made) == [(i, i) for i in range(8)]
+    assert inspect.isfunction(vars(ours)["__init__"])
+    assert repr(ours(7, k=1)) == repr(standard(7, k=1))
+    with pytest.raises(TypeError) as theirs:
+        standard()
+    with pytest.raises(TypeError) as mine:
+        ours()
+    assert str(mine.value) == str(theirs.value)
 
 
 def test_the_package_declares_its_frozen_records_with_it() -> None:
