@@ -30,12 +30,13 @@ from featmap.net.layers import (
     Sequential,
     Split,
 )
+from featmap.net.spec.compiled import PRESETS, compiled_document
 from featmap.net.spec.model import Model
 from featmap.net.spec.tokens import ALIASES, GRAMMAR_HINT, parse_shape, parse_token
 
 __all__ = ["MODEL_DIR", "Model", "list_models", "load_model", "parse_file"]
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+MODEL_DIR = PRESETS
 Shape = tuple[int, ...]
 
 _FIELDS: dict[str, tuple[type[Any], set[str]]] = {
@@ -325,7 +326,9 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
     ``kernel_dirs`` before the built-in library.
     """
     p = Path(path)
-    doc = read_document(p, SpecError, "check the path, or see --list-models")
+    doc = compiled_document(p)  # a preset: its compiled form, while it holds the file's very text
+    if doc is None:
+        doc = read_document(p, SpecError, "check the path, or see --list-models")
     if isinstance(doc, list):
         doc = {"layers": doc}
     if not isinstance(doc, Mapping) or "layers" not in doc:
