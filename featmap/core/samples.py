@@ -18,8 +18,9 @@ __all__ = ["CONVERT_WHOLE_UP_TO", "ImageData", "ScaledSamples", "as_floats"]
 
 #: The float32 factor of 8-bit samples: a level ``v`` stands for ``v * float32(1 / 255)``, rounded to float32.
 LEVEL_8BIT = np.float32(1 / 255)
-#: Images of at most this many samples are converted whole, once, before a run: converting each kernel's bands
-#: anew costs more than their float image's memory (1024² with 4 kernels: 0.6 ms more CPU per image, 4 MB saved).
+#: Images of at most this many samples are converted whole, once, for a bank whose maps do not share one band loop
+#: (`featmap.run.groups.run_stacks`): converting each kernel's bands anew costs more than their float image's
+#: memory (1024² with 4 kernels: 0.6 ms more CPU per image, 4 MB saved). A shared loop converts each band once.
 CONVERT_WHOLE_UP_TO = 1 << 21
 
 

@@ -34,7 +34,7 @@ from featmap.net.labels import top_classes  # the prediction's classes (here for
 from featmap.net.layers import Conv2d, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
-from featmap.run.groups import ChannelGroup, GroupOutput, run_groups
+from featmap.run.groups import ChannelGroup, GroupOutput, Stack, run_groups, run_stacks
 
 if TYPE_CHECKING:  # the summary is made for a whole network only (`run_network`), not for a kernel bank's maps
     from featmap.net.layers import LayerSpec
@@ -47,6 +47,7 @@ __all__ = [
     "NetworkResult",
     "WeightSource",
     "iter_channel_groups",
+    "iter_stack_groups",
     "iter_network",
     "run_network",
     "top_classes",
@@ -262,6 +263,24 @@ def iter_channel_groups(
     weights.bind(nodes)
     whole = image if isinstance(image, ScaledSamples) else np.asarray(image)  # samples stay samples (`run_groups`)
     yield from run_groups(nodes, whole, weights.for_node, groups, tap=tap, bands_above=bands_above)
+
+
+def iter_stack_groups(
+    stacks: Sequence[Stack],
+    image: ImageData,
+    weights: WeightSource,
+    *,
+    tap: Callable[[ChannelGroup, Array], None] | None = None,
+    bands_above: int | None = None,
+) -> Iterator[GroupOutput]:
+    """`iter_channel_groups` over several stacks (planned nodes, their groups) on one image, every group's output in
+    order: a `-k` bank's conv layers (one per kernel size), whose groups may share band loops
+    (`featmap.run.groups.run_stacks`)."""
+    for nodes, _ in stacks:
+        _check_input(nodes, image)
+        weights.bind(nodes)
+    whole = image if isinstance(image, ScaledSamples) else np.asarray(image)  # samples stay samples (`run_stacks`)
+    yield from run_stacks(stacks, whole, weights.for_node, tap=tap, bands_above=bands_above)
 
 
 def check_network_limits(nodes: Sequence[PlanNode], itemsize: int = 4) -> int:

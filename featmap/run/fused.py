@@ -42,7 +42,20 @@ from featmap.enums import Activation, PaddingMode, PoolKind
 from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, Conv2d, GlobalPool2d, LayerPlan, Pool2d
 
-__all__ = ["BAND_ROWS", "TWO_PASS_ABOVE", "BandRun", "FusedBands", "band_run", "banded_map", "edges_fit", "fits"]
+__all__ = [
+    "BAND_ROWS",
+    "TWO_PASS_ABOVE",
+    "BandRun",
+    "FusedBands",
+    "band_run",
+    "band_spans",
+    "banded_map",
+    "edges_fit",
+    "fits",
+    "make_band",
+    "source_rows",
+    "source_span",
+]
 
 #: Conv output rows per band at least (and a multiple of): bands hold about `BAND_VALUES` values, 128 rows of a
 #: 1024-wide map (512 KB of float32), in this thread's reused buffer: the band's source rows, its conv rows and the
@@ -217,52 +230,78 @@ def _fill(run: BandRun, into: Callable[[int, int], NDArray[np.floating]], *, eac
     """The band loop: each band's final rows written into ``into(done, count)`` (final rows ``done`` to ``done +
     count``), then ``(done, count)`` yielded. ``each`` activates every band whose activation commutes with the pool
     (else the caller activates the whole map once)."""
-    top, bottom, left, right = run.geometry.padding
-    kh, kw = run.geometry.kernel_hw
-    image, pool, act = run.image, run.pool, run.act
-    height, conv_rows = image.shape[0], run.geometry.out_hw[0]
-    step = 1 if pool is None else pool.size[0]
-    late = pool is not None and run.commutes and act.kind is not Activation.NONE  # activated after the pool
-    params = dict(act.params)
+    act, params = run.act, dict(run.act.params)
+    late = run.pool is not None and run.commutes and act.kind is not Activation.NONE  # activated after the pool
     done = 0  # final rows written
-    start = 0
-    while start < conv_rows:
-        rows = min(run.per_band, conv_rows - start)
-        if conv_rows - start - rows < BAND_ROWS:  # a short rest joins this band: the last band reaches its edge
-            rows = conv_rows - start
-        end = start + rows
-        if pool is not None:
-            rows -= rows % step  # the floor pool's unused last conv row(s)
-            if rows == 0:
-                break
-        first, last = start - top, start + rows - top + kh - 1  # input rows read, [first, last)
-        source = _rows(image, max(first, 0), min(last, height))
-        # The band is filtered with the whole image's padding, so the engine places the kernel exactly as it
-        # does on the whole image (OpenCV sums a centred symmetric kernel in another order than an off-centre
-        # one); the rows that padding adds inside the image are computed and dropped (top + bottom per band).
-        skip = start - max(first, 0)
-        if run.ready is not None:  # the OpenCV call worked out once (a band is never shorter than its padding)
-            band = _filtered(source, run.ready)[skip : skip + rows]
-        else:
-            band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), (top, bottom, left, right))
-            band = _correlate(source, run.bank, band_geometry, run.conv)[skip : skip + rows]
-        if run.bias is not None:
-            band += run.bias
-        final_rows = rows // step
+    for start, rows, final_rows in band_spans(run):
+        first, last = source_span(run, start, rows)
         target = into(done, final_rows)
-        _finish(band, act, pool, run.commutes, target, params)
+        make_band(run, source_rows(run.image, first, last), start - first, rows, target, params)
         if each and late:
             activate(target, act.kind, out=target, **params)
         yield done, final_rows
         done += final_rows
-        start = end
     assert done == run.out_shape[0], (done, run.out_shape)
+
+
+def band_spans(run: BandRun) -> tuple[tuple[int, int, int], ...]:
+    """The band loop's bands: each band's first conv row, its conv rows (a floor pool's unused last rows left out)
+    and its final rows; a short rest joins the last band, which reaches the map's edge."""
+    step = 1 if run.pool is None else run.pool.size[0]
+    return _spans(run.geometry.out_hw[0], run.per_band, step)
+
+
+@cache
+def _spans(conv_rows: int, per_band: int, step: int) -> tuple[tuple[int, int, int], ...]:
+    spans = []
+    start = 0
+    while start < conv_rows:
+        rows = min(per_band, conv_rows - start)
+        if conv_rows - start - rows < BAND_ROWS:  # a short rest joins this band: the last band reaches its edge
+            rows = conv_rows - start
+        kept = rows - rows % step  # the floor pool's unused last conv row(s)
+        if kept == 0:
+            break
+        spans.append((start, kept, kept // step))
+        start += rows
+    return tuple(spans)
+
+
+def source_span(run: BandRun, start: int, rows: int) -> tuple[int, int]:
+    """The image rows ``[first, last)`` a band of ``rows`` conv rows from ``start`` reads (its halo, within the
+    image: the image's own padding stands in beyond its edges)."""
+    top, kh = run.geometry.padding[0], run.geometry.kernel_hw[0]
+    return max(start - top, 0), min(start + rows - top + kh - 1, run.image.shape[0])
+
+
+def make_band(
+    run: BandRun,
+    source: NDArray[np.floating],
+    skip: int,
+    rows: int,
+    target: NDArray[np.floating],
+    params: dict[str, Any],
+) -> None:
+    """One band's final rows into ``target``: ``source`` (the image's rows `source_span` names) filtered, conv rows
+    ``skip`` to ``skip + rows`` of it biased, activated (unless that waits for the pooled map) and pooled."""
+    # The band is filtered with the whole image's padding, so the engine places the kernel exactly as it does on
+    # the whole image (OpenCV sums a centred symmetric kernel in another order than an off-centre one); the rows
+    # that padding adds inside the image are computed and dropped (top + bottom per band).
+    if run.ready is not None:  # the OpenCV call worked out once (a band is never shorter than its padding)
+        band = _filtered(source, run.ready)[skip : skip + rows]
+    else:
+        kh, kw = run.geometry.kernel_hw
+        band_geometry = _band_geometry((source.shape[0], source.shape[1]), (kh, kw), run.geometry.padding)
+        band = _correlate(source, run.bank, band_geometry, run.conv)[skip : skip + rows]
+    if run.bias is not None:
+        band += run.bias
+    _finish(band, run.act, run.pool, run.commutes, target, params)
 
 
 _BUFFERS = threading.local()  # each thread's conv band buffer, reused from band to band and map to map
 
 
-def _rows(image: ImageData, start: int, stop: int) -> NDArray[np.floating]:
+def source_rows(image: ImageData, start: int, stop: int) -> NDArray[np.floating]:
     """Rows ``start:stop`` of the image in float: a view of a float image, or 8-bit samples converted into this
     thread's source buffer (reused from band to band, as the conv band's)."""
     if not isinstance(image, ScaledSamples):

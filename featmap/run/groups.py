@@ -18,6 +18,7 @@ and run by the layers' own forward passes, with two shortcuts that give the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -27,19 +28,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.ops import activate
-from featmap.core.samples import ImageData, ScaledSamples, as_floats
+from featmap.core.samples import CONVERT_WHOLE_UP_TO, ImageData, ScaledSamples, as_floats
 from featmap.enums import Activation, PoolKind, parse_enum
 from featmap.errors import SpecError
 from featmap.frozen import frozen_dataclass
 from featmap.net.layers import Act, BatchNorm, Conv2d, Dropout, GlobalPool2d, Pool2d
 from featmap.net.plan import PlanNode, plan_layers
 from featmap.net.records import MapBands
-from featmap.run import fused
+from featmap.run import bandloop, fused
 
 if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
     from featmap.net.layers import LayerSpec
 
 __all__ = [
+    "HELD_TOGETHER",
     "PER_CHANNEL",
     "ChannelGroup",
     "GroupOutput",
@@ -48,6 +50,7 @@ __all__ = [
     "commutes",
     "plan_stack",
     "run_groups",
+    "run_stacks",
     "run_tail",
 ]
 
@@ -56,6 +59,11 @@ WeightsFor = Callable[[PlanNode], Mapping[str, Array]]
 
 #: Layer kinds that treat each channel on its own, so that they can run on a few channels of their input.
 PER_CHANNEL = (Act, Pool2d, GlobalPool2d, BatchNorm, Dropout)
+
+#: The most values the maps of several stacks' groups may hold together when they share band loops (`run_stacks`):
+#: 8 MB of float32, the float image of `CONVERT_WHOLE_UP_TO` samples that a small image of 8-bit samples is
+#: converted to whole when they do not (a 1024² gray image with 4 kernels and a 2×2 pool holds 1M values).
+HELD_TOGETHER = CONVERT_WHOLE_UP_TO
 
 # Non-decreasing activations: max and min pooling commute with them exactly (they only pick values).
 _MONOTONE = frozenset({Activation.NONE, Activation.RELU, Activation.RELU6, Activation.SIGMOID, Activation.TANH})
@@ -221,6 +229,80 @@ def run_groups(
         del values  # the caller has the group's maps: make the next group's without holding them
 
 
+Stack = tuple[Sequence[PlanNode], Sequence[ChannelGroup] | None]
+
+
+def run_stacks(
+    stacks: Sequence[Stack],
+    image: ImageData,
+    weights_for: WeightsFor,
+    *,
+    tap: Callable[[ChannelGroup, Array], None] | None = None,
+    bands_above: int | None = None,
+) -> Iterator[GroupOutput]:
+    """`run_groups` over several stacks (nodes, groups) planned on one image, a kernel bank's conv layers (one per
+    kernel size), yielding every group's output in order.
+
+    When every group takes the band path (no ``tap``) to a held map (none above ``bands_above`` values) and their
+    maps hold at most `HELD_TOGETHER` values together, the groups cut into the same bands share one band loop
+    (`featmap.run.bandloop`: each band of the image converted once and filtered by each kernel in turn), and every
+    map is made before the first is yielded. Otherwise the
+    stacks run one after another by `run_groups` (one group's maps at a time), an image of at most
+    `CONVERT_WHOLE_UP_TO` 8-bit samples converted whole once for all of them.
+    """
+    together = None if tap is not None else _together(stacks, image, weights_for, bands_above)
+    if together is not None:
+        yield from together
+        return
+    if isinstance(image, ScaledSamples) and image.samples.size <= CONVERT_WHOLE_UP_TO:
+        image = image.floats()
+    for nodes, groups in stacks:
+        yield from run_groups(nodes, image, weights_for, groups, tap=tap, bands_above=bands_above)
+
+
+def _together(
+    stacks: Sequence[Stack], image: ImageData, weights_for: WeightsFor, bands_above: int | None
+) -> Iterator[GroupOutput] | None:
+    """Every group's output by shared band loops (`run_stacks`), made now; None when some group does not take the
+    band path, a map holds more than ``bands_above`` values (it is never held), the maps would hold more than
+    `HELD_TOGETHER` values together, or there is one group only."""
+    made: list[tuple[ChannelGroup, tuple[PlanNode, ...], fused.BandRun]] = []
+    held = 0
+    for nodes, groups in stacks:
+        if not nodes or channel_span(nodes) != len(nodes):
+            return None  # `run_groups` says why
+        conv, tail = nodes[0], tuple(node.layer for node in nodes[1:])
+        conv_weights = weights_for(conv)
+        for group in groups if groups is not None else channel_groups(conv):
+            layer, source, tensors, _ = _sub_conv(conv, image, conv_weights, group)
+            planned = plan_stack((layer, *tail), tuple(source.shape))
+            run = _band_run(planned, source, tensors)
+            size = 0 if run is None else math.prod(run.out_shape)
+            held += size
+            if run is None or held > HELD_TOGETHER or (bands_above is not None and size > bands_above):
+                return None
+            made.append((group, planned, run))
+    if len(made) < 2:
+        return None
+    loops: dict[object, list[int]] = {}  # groups cut into the same bands of the same image share a loop
+    for index, (_, _, run) in enumerate(made):
+        loops.setdefault((id(run.image), fused.band_spans(run)), []).append(index)
+    maps: list[Array] = [np.empty(0, np.float32)] * len(made)
+    for indices in loops.values():
+        for index, values in zip(indices, bandloop.banded_maps([made[i][2] for i in indices]), strict=True):
+            maps[index] = values
+    return _handed_over(made, maps)
+
+
+def _handed_over(
+    made: list[tuple[ChannelGroup, tuple[PlanNode, ...], fused.BandRun]], maps: list[Array]
+) -> Iterator[GroupOutput]:
+    """The groups' outputs in order, each map let go here once yielded (the caller holds the last one only)."""
+    maps.reverse()
+    for group, planned, _ in made:
+        yield GroupOutput(group, planned, maps.pop())
+
+
 def _band_layers(planned: Sequence[PlanNode], source: ImageData) -> tuple[Act, Pool2d | None] | None:
     """The activation and pool of a conv(+activation)(+pool) stack that `featmap.run.fused` runs band by band on
     ``source`` (`fused.fits`), else None."""
@@ -238,6 +320,17 @@ def _fused(
 ) -> Array | MapBands | None:
     """The group's maps by `featmap.run.fused` when its conv(+activation)(+pool) fits that path (as `FusedBands`
     when they hold more than ``bands_above`` values), else None."""
+    run = _band_run(planned, source, tensors)
+    if run is None:
+        return None
+    shape = run.out_shape
+    if bands_above is not None and shape[0] * shape[1] * shape[2] > bands_above:
+        return fused.FusedBands(run)
+    return fused.banded_map(run)
+
+
+def _band_run(planned: tuple[PlanNode, ...], source: ImageData, tensors: dict[str, Array]) -> fused.BandRun | None:
+    """The group's band loop (`featmap.run.fused.band_run`) when its conv(+activation)(+pool) fits that path."""
     conv = planned[0]
     layers = _band_layers(planned, source)
     if layers is None:
@@ -246,10 +339,7 @@ def _fused(
     assert isinstance(conv.layer, Conv2d)
     out = planned[-1].plan.out_shape
     shape = (int(out[0]), int(out[1]), int(out[2]))
-    run = fused.band_run(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
-    if bands_above is not None and shape[0] * shape[1] * shape[2] > bands_above:
-        return fused.FusedBands(run)
-    return fused.banded_map(run)
+    return fused.band_run(source, tensors, conv.layer, conv.plan, act, pool, shape, commutes(act, pool))
 
 
 def run_tail(nodes: Sequence[PlanNode], values: Array, weights: Sequence[Mapping[str, Array]] = ()) -> Array:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featmap.core.samples import CONVERT_WHOLE_UP_TO, ScaledSamples
 from featmap.errors import FeatmapError
 from featmap.frozen import frozen_dataclass
 from featmap.io.discover import InputImage
@@ -123,9 +122,7 @@ class KernelRun:
         from featmap.run.pipeline import iter_feature_maps
 
         job = self.job
-        data = self.image.data  # a big 8-bit gray image as its samples: the band path never holds its float image
-        if isinstance(data, ScaledSamples) and data.samples.size <= CONVERT_WHOLE_UP_TO:
-            data = self.image.pixels  # a small one converted once, not once per kernel
+        data = self.image.data  # 8-bit gray as its samples: the band path converts them a band at a time
         maps = iter_feature_maps(
             data, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict, bands_above=self.bands
         )

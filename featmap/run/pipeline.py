@@ -41,7 +41,7 @@ from featmap.net.records import (
     MapStats,
     StatsAccumulator,
 )
-from featmap.run.executor import WeightSource, iter_channel_groups
+from featmap.run.executor import WeightSource, iter_stack_groups
 from featmap.run.groups import ChannelGroup, plan_stack, run_tail
 
 if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
@@ -294,7 +294,8 @@ def iter_feature_maps(
 
     The bank runs as a layer stack (`bank_layers`: a conv layer whose filters are the kernels, the activation, the
     pool; `CombineMaps` for the combined map), planned by `featmap.net.plan` and run by the executor one channel
-    group (one kernel's map) at a time (`featmap.run.executor.iter_channel_groups`).
+    group (one kernel's map) at a time (`featmap.run.executor.iter_stack_groups`; small maps of every kernel made
+    in one band loop, bands outer: `featmap.run.bandloop`).
 
     ``bands_above`` (for a caller that needs a map only as bands, as the PNG writer does): a kernel's map that
     takes the fused band path and holds more values than this comes as a `BandedFeatureMap`, never held: its
@@ -325,19 +326,18 @@ def iter_feature_maps(
 
     pooled = pool is not None
     layers = bank_layers(bank, conv, act, pool, shape[2])
-    for layer, kernel_plans in zip(layers, _split(plans, layers), strict=True):
-        nodes = plan_stack(layer.layers, shape)
-        groups = iter_channel_groups(
-            nodes, image, _KernelWeights(), layer.groups, tap=None if merge is None else tap, bands_above=bands_above
-        )
-        kernel_plan = iter(kernel_plans)
-        for out in groups:  # not zip(): zip's reused result tuple would hold the last map while the next is made
-            plan = next(kernel_plan)
-            info = _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled)
-            values = out.values
-            yield FeatureMap(values, info) if isinstance(values, np.ndarray) else BandedFeatureMap(values, info)
-            del values
-            del out  # one map at a time: the caller holds the last one
+    stacks = [(plan_stack(layer.layers, shape), layer.groups) for layer in layers]
+    groups = iter_stack_groups(
+        stacks, image, _KernelWeights(), tap=None if merge is None else tap, bands_above=bands_above
+    )
+    kernel_plan = iter(plans)  # the kernels in bank order, as the layers' groups come
+    for out in groups:  # not zip(): zip's reused result tuple would hold the last map while the next is made
+        plan = next(kernel_plan)
+        info = _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled)
+        values = out.values
+        yield FeatureMap(values, info) if isinstance(values, np.ndarray) else BandedFeatureMap(values, info)
+        del values
+        del out  # one map at a time: the caller holds the last one
     if merge is not None and merged:
         first = plans[0]
         assert first.conv_plan.geometry is not None  # a conv plan always has one
@@ -357,15 +357,6 @@ def iter_feature_maps(
             bank.names,
         )
         yield FeatureMap(final, info)
-
-
-def _split(plans: list[KernelPlan], layers: list[BankLayer]) -> list[list[KernelPlan]]:
-    """``plans`` (one per kernel) in the bank's conv layers."""
-    found, start = [], 0
-    for layer in layers:
-        found.append(plans[start : start + len(layer.kernels)])
-        start += len(layer.kernels)
-    return found
 
 
 def run(
