@@ -238,3 +238,68 @@ def test_forward_outputs_final_keeps_the_last_output_only() -> None:
     assert final.outputs[0].stats.max == pytest.approx(float(final.logits.max()))
     with pytest.raises(SpecError, match="outputs"):
         featmap.forward(digit, "lenet5-digits", outputs="some")
+
+
+def residual_network(main_first: bool = True, shortcut: tuple[str, ...] = ()) -> tuple[list, dict[str, np.ndarray]]:  # type: ignore[type-arg]
+    """conv (64 → 64, 3×3) + bn + relu, then a residual add of [conv, bn, relu, conv, bn] and ``shortcut``
+    (identity, or a 1×1 conv and bn), then relu and a global average, on 20×20×64: the stride-1 convs take kernel
+    rows with a band epilogue, so the second conv of the main branch may add the shortcut in its bands."""
+    from featmap.net.layers import Parallel, Sequential
+
+    main = Sequential(tuple(parse_tokens(["conv:64@3x3/same", "bn", "relu", "conv:64@3x3/same", "bn"])))
+    side = Sequential(tuple(parse_tokens(list(shortcut))))
+    merge = Parallel((main, side) if main_first else (side, main), "add")
+    layers = [*parse_tokens(["conv:64@3x3/same", "bn", "relu"]), merge, *parse_tokens(["relu", "gap"])]
+    nodes = plan_layers(layers, (20, 20, 64))
+    rng, tensors = np.random.default_rng(21), {}
+    from featmap.net.plan import iter_leaves
+
+    for node in iter_leaves(nodes):
+        for name, shape in node.plan.weights:
+            if node.plan.kind == "BatchNorm":
+                tensors.update({f"{node.key}.{k}": v for k, v in bn_tensors(rng, shape[0]).items()})
+                break
+            tensors[f"{node.key}.{name}"] = (rng.standard_normal(shape) * (0.05 if len(shape) > 1 else 1)).astype(
+                np.float32
+            )
+    return nodes, tensors
+
+
+@pytest.mark.parametrize(("main_first", "shortcut"), [(True, ()), (False, ()), (True, ("conv:64@1x1", "bn"))])
+def test_a_residual_add_and_its_relu_run_on_the_last_convolutions_bands(
+    monkeypatch: pytest.MonkeyPatch, main_first: bool, shortcut: tuple[str, ...]
+) -> None:
+    """The main branch's last conv adds the shortcut's output to each band, then the ReLU after the merge and the
+    check: no merge and no ReLU pass of their own, the same bits as merging and activating after (IEEE addition is
+    commutative), within 1e-5 of the executor's output; ``upto`` the merge keeps the merge as a layer."""
+    from featmap.net.layers import Parallel
+    from featmap.run import logits
+
+    nodes, tensors = residual_network(main_first, shortcut)
+    image = np.random.default_rng(22).standard_normal((20, 20, 64)).astype(np.float32)
+    merges: list[int] = []
+    real_merge = Parallel.merge
+    monkeypatch.setattr(Parallel, "merge", lambda self, outs: merges.append(len(outs)) or real_merge(self, outs))
+    fused = final_output(nodes, image, WeightSource(tensors))[1].copy()
+    assert merges == []  # the add happened in the conv's bands
+    monkeypatch.setattr(logits._Runner, "_branches", lambda self, node, x, after: (
+        [self.walk(b.children, x, False)[0] for b in node.children], None))  # fmt: skip
+    apart = final_output(nodes, image, WeightSource(tensors))[1]
+    assert merges == [2] and fused.tobytes() == apart.tobytes()
+    reference = list(iter_network(nodes, image, WeightSource(tensors)))[-1].values
+    assert relative(fused, reference) < 1e-5
+    merges.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(Parallel, "merge", lambda self, outs: merges.append(len(outs)) or real_merge(self, outs))
+    merged = final_output(nodes, image, WeightSource(tensors), upto="4")[1]  # the merge's own output (path 4)
+    assert merges == [2] and merged.min() < 0
+
+
+def test_an_infinity_the_relu_after_a_residual_add_would_hide_names_the_layer() -> None:
+    """-inf out of the main branch (its batch norm's shift): the sum with the shortcut is -inf and the ReLU after the
+    merge would make it 0; the band's check sees it before the activation and the executor names the batch norm."""
+    nodes, tensors = residual_network()
+    tensors["3.0.4.bias"] = np.full_like(tensors["3.0.4.bias"], -np.inf)
+    image = np.random.default_rng(23).standard_normal((20, 20, 64)).astype(np.float32)
+    with pytest.raises(ShapeError, match=r"layer 4\.1\.5 \(bn\).*non-finite"):
+        final_output(nodes, image, WeightSource(tensors))

@@ -91,17 +91,9 @@ class WeightSource:
                     if node.plan.weights and not _has_bank(node):
                         self.for_node(node)
             return
-        from featmap.net.weights import NetworkTensors, match_weights
+        from featmap.net.weights.binding import bound_weights  # matched once per plan and arrays
 
-        wanted = NetworkTensors.of(nodes)
-        matched, warnings = match_weights(
-            wanted.expected,
-            self.tensors,
-            layout=self.layout,
-            kinds=wanted.kinds,
-            labels=wanted.labels,
-            source=self.source,
-        )
+        matched, warnings = bound_weights(nodes, self.tensors, self.layout, self.source)
         for key, tensor in matched.items():
             if key.endswith("running_var") and np.any(np.asarray(tensor) < 0):
                 raise SpecError(
@@ -109,8 +101,8 @@ class WeightSource:
                     "has a negative variance",
                     "the weights file is damaged or not batch norm's",
                 )
-        self._matched = dict(matched)
-        self.warnings = list(warnings)
+        self._matched = matched
+        self.warnings = warnings
 
     def for_node(self, node: PlanNode) -> dict[str, Array]:
         """The tensors ``node``'s forward pass needs, by name (``weight``, ``bias``, …), in PyTorch's layout."""

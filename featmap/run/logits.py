@@ -45,7 +45,7 @@ from featmap.enums import Activation
 from featmap.errors import FeatmapError, SpecError
 from featmap.net.fold import bn_affine, fold_into_conv
 from featmap.net.layers import Act, BatchNorm, Conv2d, LayerSpec, RunContext
-from featmap.net.plan import PlanNode, plan_layers
+from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
 from featmap.net.summary import summarize_plan
 from featmap.run.executor import (
@@ -108,16 +108,30 @@ class _ActivatedBands:
     the activation that follows, with no pass of its own. A sum that is not finite (a NaN or an infinity, or values
     past ~1e19, whose squares overflow) makes the executor run again and say which (the band is activated)."""
 
-    def __init__(self, act: Act) -> None:
+    def __init__(self, act: Act, addend: Array | None = None) -> None:
         self.act, self.params = act, dict(act.params)
         self.total, self.values = 0.0, 0
+        self.addend = addend  # flat: a residual merge's other branch, added to each band first (`_Pending`)
 
     def __call__(self, band: Array) -> None:
         flat = band.reshape(-1)
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is found by the check)
+            if self.addend is not None:  # bands come in order: this one's values follow the ones before
+                np.add(flat, self.addend[self.values : self.values + flat.size], out=flat)
             self.total += float(np.dot(flat, flat))
         activate(band, self.act.kind, out=band, **self.params)
         self.values += band.size
+
+
+class _Pending:
+    """A residual add (two branches) whose other branch's output ``addend`` the last folded convolution of
+    ``branch`` (its last two nodes) adds to each band of its output, before ``activation`` (the layer after the
+    merge) and the check: the merge and the activation with no pass of their own. ``done`` once every band took it
+    (otherwise the merge runs as a layer)."""
+
+    def __init__(self, branch: Sequence[PlanNode], addend: Array, activation: Act) -> None:
+        self.branch, self.addend, self.activation = branch, addend, activation
+        self.done = False
 
 
 class _Runner:
@@ -127,6 +141,7 @@ class _Runner:
         self.upto = upto
         self.last: PlanNode | None = None
         self.checked: Array | None = None  # the last output found finite
+        self.pending: _Pending | None = None  # a residual add waiting for its branch's last convolution
 
     def _named(self, node: PlanNode) -> bool:
         return self.upto is not None and self.upto in (node.path, node.key, node.plan.name)
@@ -168,6 +183,38 @@ class _Runner:
         out = node.layer.forward(x, node.plan, weights, self.context)  # type: ignore[union-attr]  # a leaf
         return out, owned or not np.may_share_memory(out, x)
 
+    def _take_pending(self, nodes: Sequence[PlanNode], i: int) -> _Pending | None:
+        """The residual add waiting on ``nodes[i]`` (a convolution with its batch norm, the branch's last two)."""
+        pending = self.pending
+        if pending is None or pending.branch is not nodes or i + 2 != len(nodes) or self._named(nodes[i + 1]):
+            return None
+        self.pending = None
+        return pending
+
+    def _branches(self, node: PlanNode, x: Array, after: PlanNode | None) -> tuple[list[Array], _Pending | None]:
+        """The outputs of a merge's branches on ``x``, in order. For a residual add of two branches, one ending in a
+        convolution and a batch norm and followed by an activation that keeps finite values finite, the other
+        branch first and then the convolution's bands add it and activate (a `_Pending`; when ``done``, the one
+        output returned is the activation's)."""
+        activation = _band_activation(after)
+        main = [k for k, b in enumerate(node.children) if len(b.children) >= 2 and self._foldable(*b.children[-2:])]
+        fits = activation is not None and getattr(node.layer, "merge_mode", None) == "add" and len(node.children) == 2
+        if not (fits and main) or self._named(node) or x.dtype != np.float32:
+            return [self.walk(branch.children, x, False)[0] for branch in node.children], None
+        k = max(main, key=lambda b: len(node.children[b].children))  # the longer branch: a shortcut's pointwise
+        # convolution (a downsample) makes no bands
+        addend = self.walk(node.children[1 - k].children, x, False)[0]
+        if addend.shape != node.children[k].children[-1].plan.out_shape or not addend.flags.c_contiguous:
+            return ([addend, self.walk(node.children[k].children, x, False)[0]][:: 1 if k else -1]), None
+        pending = self.pending = _Pending(node.children[k].children, addend, activation)  # type: ignore[arg-type]
+        try:
+            out = self.walk(node.children[k].children, x, False)[0]
+        finally:
+            self.pending = None
+        if pending.done:
+            return [out], pending
+        return [addend, out][:: 1 if k else -1], pending
+
     def walk(self, nodes: Sequence[PlanNode], x: Array, owned: bool) -> tuple[Array, bool]:
         """The output of ``nodes`` on ``x``, and whether this run alone holds it (so it may be changed in place);
         raises `_Stop` holding nothing once the ``upto`` layer has run (`last` is then its output's node)."""
@@ -179,11 +226,18 @@ class _Runner:
                 if after is not None and self._foldable(node, after):
                     folded = self._folded(node, after)
                     act = nodes[i + 2] if i + 2 < len(nodes) and not self._named(after) else None
-                    activation = _band_activation(act)
+                    activation, pending = _band_activation(act), self._take_pending(nodes, i)
                     bands = None if activation is None else _ActivatedBands(activation)
+                    if pending is not None:  # the branch's last convolution: the merge and its activation in bands
+                        bands = _ActivatedBands(pending.activation, pending.addend.reshape(-1))
                     with after_each_band(bands) if bands is not None else nullcontext():
                         x, owned = node.layer.forward(x, node.plan, folded, self.context), True  # type: ignore[union-attr]
-                    if act is not None and bands is not None and bands.values == x.size:  # checked and activated
+                    if pending is not None and bands is not None and bands.values == x.size:
+                        if not math.isfinite(bands.total):
+                            raise _NotFinite
+                        pending.done = True  # the branch's output is the merge's, activated and checked
+                        node, i = after, i + 1
+                    elif act is not None and bands is not None and bands.values == x.size:  # checked and activated
                         if not math.isfinite(bands.total):
                             raise _NotFinite
                         node, i = act, i + 2
@@ -199,11 +253,16 @@ class _Runner:
             elif node.role == "block":
                 x, owned = self.walk(node.children, x, owned)
             else:
-                branches = [self.walk(branch.children, x, False)[0] for branch in node.children]
-                merged = node.layer.merge(branches)  # type: ignore[union-attr]  # role "merge" is a Parallel
-                owned = not any(np.may_share_memory(merged, b) for b in (x, *branches))
-                x = merged
-                self._done(node, x)
+                after = nodes[i + 1] if i + 1 < len(nodes) else None
+                branches, pending = self._branches(node, x, after)
+                if pending is not None and pending.done:  # merged and activated by the last convolution's bands
+                    x, owned, node, i = branches[0], True, nodes[i + 1], i + 1
+                    self._done(node, x, True)
+                else:
+                    merged = node.layer.merge(branches)  # type: ignore[union-attr]  # role "merge" is a Parallel
+                    owned = not any(np.may_share_memory(merged, b) for b in (x, *branches))
+                    x = merged
+                    self._done(node, x)
             if self._named(node):
                 self.result = x
                 raise _Stop
@@ -211,6 +270,28 @@ class _Runner:
         return x, owned
 
     result: Array
+
+
+# `_within_limits`' figures per planned network: its nodes, its largest output and its memory estimate.
+_LIMITS: dict[tuple[int, int], tuple[tuple[PlanNode, ...], int, int]] = {}
+
+
+def _within_limits(nodes: Sequence[PlanNode], itemsize: int) -> None:
+    """`featmap.run.executor.check_network_limits`, its figures worked out once per planned network (the same node
+    objects: a plan is immutable) and checked against the limits in force on each run (they follow the
+    environment); where one is exceeded, the whole check runs and names the layer."""
+    from featmap.limits import MEMORY, OUTPUT_PIXELS
+
+    key = (id(nodes), itemsize)
+    hit = _LIMITS.get(key)
+    if hit is None or len(hit[0]) != len(nodes) or any(a is not b for a, b in zip(hit[0], nodes, strict=True)):
+        total = check_network_limits(nodes, itemsize)
+        largest = max((math.prod(node.plan.out_shape) for node in iter_leaves(nodes)), default=0)
+        if len(_LIMITS) >= 16:
+            _LIMITS.clear()
+        hit = _LIMITS[key] = (tuple(nodes), largest, total)
+    if hit[1] > OUTPUT_PIXELS.value() or hit[2] > MEMORY.value():
+        check_network_limits(nodes, itemsize)  # raises, naming the layer
 
 
 def final_output(
@@ -224,7 +305,7 @@ def final_output(
     """The last output `featmap.run.executor.iter_network` would yield for the same arguments, and its node,
     without the outputs before it (see the module's notes)."""
     _check_input(nodes, image)
-    check_network_limits(nodes, image.dtype.itemsize)
+    _within_limits(nodes, image.dtype.itemsize)
     weights.bind(nodes)
     runner = _Runner(weights, context or RunContext(weights.layout), upto)
     try:
