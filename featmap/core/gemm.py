@@ -66,7 +66,7 @@ _WORKSPACE = threading.local()
 def workspace(name: str, shape: tuple[int, ...], dtype: np.dtype) -> NDArray[np.floating]:
     """An uninitialised ``shape`` array for a temporary called ``name``, reusing this thread's memory for it (a
     fresh array when larger than `_WORKSPACE_BYTES`). Valid until the next request for the same ``name``."""
-    size = int(np.prod(shape)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize
     if size > _WORKSPACE_BYTES:
         return np.empty(shape, dtype)
     buffers: dict[str, np.ndarray] = _WORKSPACE.__dict__.setdefault("buffers", {})
