@@ -11,7 +11,10 @@ there without changing what it gets:
   activation that cannot make a finite input non-finite, done in place on a checked input), and a run that meets
   a NaN or an infinity, or any error, is run again by the executor, which names the layer;
 - a convolution's output (a folded batch norm's) is checked and then activated by the activation after it a band
-  at a time, as the band is made (`featmap.core.gemm.after_each_band`), with no pass of their own.
+  at a time, as the band is made (`featmap.core.gemm.after_each_band`), with no pass of their own;
+- a residual add of two branches, one ending in a convolution and a batch norm, with an activation after it: the
+  other branch runs first and the convolution's bands add it before the check and the activation (`_Pending`): no
+  merge pass either, and the same bits (the same additions; IEEE addition commutes).
 
 The result equals the executor's last output to float32 rounding (the fold rounds a product once instead of
 twice, the kernel rows' sum is rounded in another order: within 1e-5 of the output's scale, tests/test_logits.py).
