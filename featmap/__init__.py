@@ -83,6 +83,8 @@ from featmap.errors import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
+    from os import PathLike
+
     from featmap.api import apply, check_weights, forward, kernel, shape
     from featmap.batch_api import (
         ApplyOptions,
@@ -116,6 +118,7 @@ __all__ = [
     "apply_batch",
     "apply_file",
     "apply_layers",
+    "begin_resume",
     "build_job",
     "check_weights",
     "conv2d",
@@ -171,6 +174,26 @@ def start_helpers(jobs: int | None = None, *, network: bool | None = None) -> bo
     from featmap.run.workers import start_server
 
     return start_server(network)
+
+
+def begin_resume(out: str | PathLike[str] | None, jobs: int | None = None) -> bool:
+    """Begin the resume check of the output folder ``out`` now, before the batch's images are found, for an
+    `apply_batch` with ``skip_existing`` on ``jobs`` processes (default: every core); False when nothing was begun.
+
+    With more than one process and a big manifest index in ``out`` (10⁵ outputs or so), a helper process stats
+    every output the index names, from the last back, while this process finds and names the images; the batch's
+    check takes its answers where they are for the files it asks about and stats the rest itself
+    (`featmap.run.resume_early`). Nothing is written. Not taken (no resume, another folder), it is stopped at exit.
+    """
+    import os
+    from pathlib import Path
+
+    if out is None or (_checked_jobs(jobs) or os.cpu_count() or 1) <= 1:
+        return False
+    from featmap.run.resume_early import began_early, begin_early
+
+    begin_early(Path(out) if "://" not in str(out) else None, jobs)
+    return began_early()
 
 
 def _checked_jobs(jobs: object) -> int | None:

@@ -152,6 +152,8 @@ def _apply(
     else:
         job = featmap.build_job(kernel_specs, kernel_dirs=kernel_dirs, options=options)
         hint = "; pass --strict to refuse"
+    if opts["skip_existing"] and not opts["scheduler"] and isinstance(opts["out_dir"], Path):
+        featmap.begin_resume(job.output.out_dir, opts["jobs"])  # a resume's stats begun before its inputs are found
     start_up_over()  # the collector runs again before any image
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:

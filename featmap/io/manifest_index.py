@@ -45,6 +45,7 @@ __all__ = [
     "Outputs",
     "fingerprint",
     "fingerprints",
+    "index_layout",
     "index_lines",
     "read_outputs",
     "records",
@@ -249,6 +250,12 @@ def _load(path: Path, manifest: Path, size: int) -> tuple[Outputs, int] | None:
         pngs, _native(numbers.tobytes(), "<i4"), prints, list(zip(sources, options, strict=True))
     )
     return found, covered
+
+
+def index_layout() -> dict[bytes, int]:
+    """Each index version's first line and the bytes it keeps per output before the names (a maker's number, and
+    from version 2 a fingerprint): what a reader of the names alone needs (`featmap.run.resume_early`)."""
+    return {_MAGIC: 12, _MAGIC_1: 4}
 
 
 def _native(data: bytes, dtype: str) -> bytes:

@@ -39,6 +39,7 @@ import numpy as np
 
 from featmap.io.bulk import bulk_objects
 from featmap.io.manifest_index import Outputs, fingerprints
+from featmap.run.resume_early import began_early, stop_early, taken_early
 from featmap.run.resume_files import TYPE_BITS, Sweep, verified
 from featmap.run.resume_names import joined_names, target_names
 
@@ -62,7 +63,7 @@ class Begun:
         with bulk_objects():  # a name for every input, alive until the batch has run
             self.names = joined_names(items, job)
             self.counts = _name_counts(self.names)
-        if processes > 1:
+        if processes > 1 and not began_early():  # stats begun as the command started are the batch's
             texts: list[Any] = self.names if None not in self.names else [name or "" for name in self.names]
             self.sweep = Sweep(f"{job.output.out_dir}/", texts, processes, np.maximum(self.counts, 1))
 
@@ -260,6 +261,7 @@ def none_done(items: Sequence[Any]) -> list[bool]:
     for kept in _SHARED:
         kept.let_go()
     _SHARED.clear()
+    stop_early()
     return [False] * len(items)
 
 
@@ -270,6 +272,8 @@ def done_items(batch: Recorded, out_dir: Path, processes: int = 1) -> list[bool]
     share the stats (`featmap.run.resume_files.Sweep`, begun by the preflight where it knew ``-j``)."""
     todo = [i for i, ok in enumerate(batch.recorded) if ok]
     if not todo:
+        batch.let_go()
+        stop_early()
         return list(batch.recorded)
     with bulk_objects():  # a stat result for every output
         return _done(batch, out_dir, todo, processes)
@@ -287,7 +291,13 @@ def _done(batch: Recorded, out_dir: Path, todo: list[int], processes: int) -> li
     for slot in np.flatnonzero(starts < 0).tolist():  # names found elsewhere than one after another: by name
         places[bounds[slot] : bounds[slot + 1]] = [outputs.position(n) for n in joined[slot].split("\0")]
     root = f"{out_dir}/"
-    sizes, times, modes = _stats(batch, root, todo, joined, counts, processes)
+    early = taken_early()
+    if early is not None and batch.sweep is None:  # begun as the command started (`featmap.run.resume_early`)
+        sizes, times, modes = early.take(outputs, root, joined, bounds, places)
+    else:
+        if early is not None:
+            early.stop()
+        sizes, times, modes = _stats(batch, root, todo, joined, counts, processes)
     _, prints = outputs.arrays()
     known = prints[places]
     good = ((modes & TYPE_BITS) == stat.S_IFREG) & (known != 0) & (known == fingerprints(sizes, times))

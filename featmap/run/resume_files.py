@@ -62,7 +62,8 @@ class Sweep:
         cuts = [len(self.texts) * k // max(helpers, 1) for k in range(max(helpers, 1) + 1)]
         self.parts: list[tuple[int, int, _Helper | None]] = []
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            helper = _Helper(root, self.texts[lo:hi], int(self.bounds[hi] - self.bounds[lo])) if helpers else None
+            files = int(self.bounds[hi] - self.bounds[lo])
+            helper = _Helper(_HELPER, _payload(root, self.texts[lo:hi]), files) if helpers else None
             self.parts.append((lo, hi, helper))
 
     def take(self, wanted: Sequence[bool] | None = None) -> tuple[Any, Any, Any]:
@@ -157,22 +158,29 @@ for end in range(len(names), 0, -1024):
 """
 
 
-class _Helper:
-    """A part of a `Sweep`'s files stat'ed by another Python process (``sys.executable -I -S``: no site, no
-    featmap), started at once; a thread here hands it its names and gathers its answers as they come (its pipe
-    never fills, whatever this process is doing)."""
+def _payload(root: str, texts: list[str]) -> bytes:
+    """What `_HELPER` reads: the root, then the names, NUL-separated, as the file system takes them."""
+    return f"{root}\0{chr(0).join(texts)}".encode(sys.getfilesystemencoding(), "surrogateescape")
 
-    def __init__(self, root: str, texts: list[str], files: int) -> None:
+
+class _Helper:
+    """Files stat'ed by another Python process (``sys.executable -I -S``: no site, no featmap) running ``program``
+    (`_HELPER`, a part of a `Sweep`'s files), started at once; a thread here hands it ``payload`` and gathers its
+    answers as they come (its pipe never fills, whatever this process is doing). The answers count when the first
+    of the ``head`` numbers the helper sends first (`header`) is ``files`` (None: any count, which ``header`` then
+    holds; -1: none)."""
+
+    def __init__(self, program: str, payload: bytes, files: int | None, head: int = 1) -> None:
         import subprocess
 
         self._files, self._received, self._valid = files, 0, False
+        self.header: tuple[int, ...] = ()
         self._chunks: list[bytes] = []
         self._process: Any = None
         self._thread: threading.Thread | None = None
-        payload = f"{root}\0{chr(0).join(texts)}".encode(sys.getfilesystemencoding(), "surrogateescape")
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HELPER],
+                [sys.executable, "-I", "-S", "-c", program],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -180,10 +188,12 @@ class _Helper:
         except (OSError, ValueError):  # no interpreter to start: this process does the part
             self._process = None
             return
-        self._thread = threading.Thread(target=self._talk, args=(payload,), name="featmap-stat-helper", daemon=True)
+        self._thread = threading.Thread(
+            target=self._talk, args=(payload, 8 * head), name="featmap-stat-helper", daemon=True
+        )
         self._thread.start()
 
-    def _talk(self, payload: bytes) -> None:
+    def _talk(self, payload: bytes, head: int) -> None:
         """The thread: the names in, the answers out (kept while the header says the helper got every name)."""
         process = self._process
         try:
@@ -191,13 +201,15 @@ class _Helper:
             process.stdin.close()
             fd = process.stdout.fileno()
             header = b""
-            while len(header) < 8:
-                more = os.read(fd, 8 - len(header))
+            while len(header) < head:
+                more = os.read(fd, head - len(header))
                 if not more:
                     return
                 header += more
-            if int.from_bytes(header, sys.byteorder, signed=True) != self._files:  # a name held a NUL
+            self.header = tuple(np.frombuffer(header, dtype=np.int64).tolist())
+            if self.header[0] < 0 or self._files not in (None, self.header[0]):  # a name held a NUL
                 return
+            self._files = self.header[0]
             self._valid = True
             while data := os.read(fd, 1 << 20):
                 self._chunks.append(data)
@@ -207,7 +219,7 @@ class _Helper:
 
     def done(self) -> int:
         """How many files (from the last back) the helper has answered for so far."""
-        return min(self._received // 24, self._files) if self._valid else 0
+        return min(self._received // 24, self._files or 0) if self._valid else 0
 
     def finish(self) -> Any:
         """Stop the helper and reap it; the answers it gave, last file first, as an (n, 3) array."""
