@@ -41,15 +41,12 @@ out = sys.stdout.buffer
 try:
     with open(index, "rb") as fh:
         st = os.fstat(fh.fileno())
-        data = fh.read()
-    layouts = {LAYOUTS}
-    magic = data[: data.index(b"\\n") + 1]
-    start = data.index(b"\\n", len(magic)) + 1
-    header = json.loads(data[len(magic) : start])
-    count = int(header["outputs"])
-    at = start + layouts[magic] * count
-    names = data[at : at + int(header["bytes"][0])].split(b"\\0") if count else []
-    del data
+        magic, line = fh.readline(), fh.readline()
+        header = json.loads(line)
+        count, size = int(header["outputs"]), int(header["bytes"][0])
+        fh.seek(len(magic) + len(line) + {LAYOUTS}[magic] * count)
+        names = fh.read(size)
+    names = names.split(b"\\0") if count and len(names) == size else []
     if len(names) != count:
         raise ValueError(count)
 except Exception:
