@@ -96,7 +96,7 @@ def test_each_file_gets_its_own_stat(tmp_path: Path, monkeypatch: pytest.MonkeyP
         outputs, joined, bounds, places, paths = _ask(out, texts, groups)
     here: list[str] = []
     real = resume_early._stat_here
-    monkeypatch.setattr(resume_early, "_stat_here", lambda names: here.extend(names) or real(names))
+    monkeypatch.setattr(resume_early, "_stat_here", lambda names: here.extend(map(os.fsdecode, names)) or real(names))
     root = f"{out}/" if when != "another folder" else f"{out}/./"
     found = sweep.take(outputs, root, joined, bounds, places)
     if when == "another folder":

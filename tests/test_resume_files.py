@@ -44,6 +44,7 @@ def _files(tmp_path: Path) -> list[str]:
     Path(odd).write_bytes(b"odd")
     paths += [str(tmp_path / "sub"), str(tmp_path / "link"), str(tmp_path / "dangling"), odd]
     paths += [str(tmp_path / f"missing{i}.png") for i in range(5)] + [str(tmp_path / "f01.png") + "/under"]
+    paths.append(str(tmp_path / "\ud800.png"))  # no file system name: text no encoding takes
     return paths
 
 

@@ -63,7 +63,8 @@ class Sweep:
         self.parts: list[tuple[int, int, _Helper | None]] = []
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
             files = int(self.bounds[hi] - self.bounds[lo])
-            helper = _Helper(_HELPER, _payload(root, self.texts[lo:hi]), files) if helpers else None
+            payload = _payload(root, self.texts[lo:hi]) if helpers else None
+            helper = _Helper(_HELPER, payload, files) if payload is not None else None
             self.parts.append((lo, hi, helper))
 
     def take(self, wanted: Sequence[bool] | None = None) -> tuple[Any, Any, Any]:
@@ -105,12 +106,18 @@ class Sweep:
         self.parts = [(lo, hi, None) for lo, hi, _ in self.parts]
 
 
-def _paths(root: str, texts: list[str]) -> list[str]:
-    """The paths of the names in ``texts`` (NUL-joined groups), in order: one join, one replace and one split."""
-    return (root + "\0".join(texts).replace("\0", "\0" + root)).split("\0")
+def _paths(root: str, texts: list[str]) -> list[str] | list[bytes]:
+    """The paths of the names in ``texts`` (NUL-joined groups), in order: one join, one replace and one split; as
+    the file system takes them (bytes: ``os.stat`` then encodes none of them, ~5 % of its time here), or as text
+    where a name cannot be encoded (``os.stat`` refuses it as it would anyway)."""
+    text = root + "\0".join(texts).replace("\0", "\0" + root)
+    try:
+        return os.fsencode(text).split(b"\0")
+    except UnicodeEncodeError:
+        return text.split("\0")
 
 
-def _stat_here(paths: list[str]) -> Any:
+def _stat_here(paths: list[str] | list[bytes]) -> Any:
     """Stat ``paths`` in this process: each file's three fields gathered as it is stat'ed, by C loops (``map``,
     ``np.fromiter``; no stat result kept); an (n, 3) array."""
     try:
@@ -158,9 +165,13 @@ for end in range(len(names), 0, -1024):
 """
 
 
-def _payload(root: str, texts: list[str]) -> bytes:
-    """What `_HELPER` reads: the root, then the names, NUL-separated, as the file system takes them."""
-    return f"{root}\0{chr(0).join(texts)}".encode(sys.getfilesystemencoding(), "surrogateescape")
+def _payload(root: str, texts: list[str]) -> bytes | None:
+    """What `_HELPER` reads: the root, then the names, NUL-separated, as the file system takes them; None where a
+    name cannot be encoded (no file has it: this process answers for the part, as ``os.stat`` refuses it)."""
+    try:
+        return f"{root}\0{chr(0).join(texts)}".encode(sys.getfilesystemencoding(), "surrogateescape")
+    except UnicodeEncodeError:
+        return None
 
 
 class _Helper:
@@ -245,7 +256,7 @@ class _Missing:
     st_size = st_mtime_ns = st_mode = 0
 
 
-def _stat_or_missing(path: str) -> Any:
+def _stat_or_missing(path: str | bytes) -> Any:
     try:
         return os.stat(path)
     except (OSError, ValueError):
