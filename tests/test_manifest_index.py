@@ -253,3 +253,16 @@ def test_resume_resolves_symlinked_inputs_as_resolve_does(tmp_path: Path) -> Non
     assert manifest.complete([out / "b" / "k.png"], tmp_path / "in2" / "b.png", "o1")
     assert not manifest.complete([out / "b" / "k.png"], src / "link.png", "o1")
     assert not manifest.complete([out / "a" / "k.png"], real / ".." / "real" / "b.png", "o1")
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["o1", "o2"])), max_size=30), st.sampled_from(["o1", "o2"])
+)
+def test_numbers_for_are_each_input_s_maker_with_these_options(pairs: list[tuple[int, str]], options: str) -> None:
+    """One batch's options (every maker's, the C-loop path) or mixed: the numbers a maker-by-maker reading gives."""
+    outputs = Outputs()
+    for n, (i, made_with) in enumerate(pairs):
+        outputs.add({"input": f"/p/{i}.png", "options": made_with, "png": f"{n}.png", "status": "ok"})
+    expected = {source: n for n, (source, made) in enumerate(outputs.makers) if made == options}
+    assert outputs.numbers_for(options) == expected
+    assert all(outputs.number((source, options)) == n for source, n in expected.items())

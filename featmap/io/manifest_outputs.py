@@ -8,6 +8,7 @@ the file or when a resume verified it: a file truncated, rewritten, replaced or 
 from __future__ import annotations
 
 from array import array
+from itertools import compress, count
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,11 @@ class Outputs:
     def numbers_for(self, options: str) -> dict[str, int]:
         """Input → maker number, for the makers with these ``options`` (`number` of ``(input, options)``, for a
         whole batch at once)."""
-        return {source: n for n, (source, made_with) in enumerate(self.makers) if made_with == options}
+        sources, made_with = zip(*self.makers, strict=True) if self.makers else ((), ())
+        if made_with.count(options) == len(made_with):  # one batch's options (the usual resume): by C loops
+            return dict(zip(sources, range(len(sources)), strict=True))
+        chosen = list(map(options.__eq__, made_with))
+        return dict(zip(compress(sources, chosen), compress(count(), chosen), strict=True))
 
     def offsets(self) -> Any:
         """Where each of the index's names starts in ``blob`` (``int64``), and one past its end as if a NUL followed

@@ -170,7 +170,7 @@ def _runs(outputs: Outputs, names: Sequence[str | None], makers: Any, sizes: Any
     starts, lengths = low[candidates], sizes[candidates]
     for chain in _chains(starts, lengths, outputs.base):
         members = candidates[chain].tolist()
-        joined = "\0".join(str(names[i]) for i in members)
+        joined = "\0".join(map(str, map(names.__getitem__, members)))  # by C loops: a batch's 250,000 at once
         if _same_text(outputs, joined, int(starts[chain[0]]), int(lengths[chain].sum())):
             first[members] = starts[chain]
             continue
