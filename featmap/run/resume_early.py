@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from featmap.io.manifest_index import INDEX_NAME, index_layout
-from featmap.run.resume_files import SPLIT_FROM, _can_start_helpers, _Helper, _paths, _stat_here
+from featmap.run.resume_files import SPLIT_FROM, STAT_LOOP, _can_start_helpers, _Helper, _paths, _stat_here
 
 __all__ = ["EarlySweep", "begin_early", "began_early", "stop_early", "taken_early"]
 
@@ -33,7 +33,8 @@ _GROUPS = 1 << 10  # inputs stat'ed at once here, between looks at the helper's 
 # The helper's program: `featmap.run.resume_files`'s, reading its names from the index. On stdin: the output
 # folder (ending in "/"), a NUL, the index's path. On stdout: how many names the index holds (-1: no index it
 # can read) and the index's device, inode, size and time, then each file's size, time and mode from the last back.
-_PROGRAM = """import json, os, signal, sys
+_PROGRAM = (
+    """import json, os, signal, sys
 from array import array
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 root, _, index = sys.stdin.buffer.read().partition(b"\\0")
@@ -54,18 +55,9 @@ except Exception:
     sys.exit(0)
 out.write(array("q", [count, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]).tobytes())
 out.flush()
-for end in range(len(names), 0, -1024):
-    found = array("q")
-    add = found.extend
-    for name in reversed(names[max(end - 1024, 0) : end]):
-        try:
-            st = os.stat(root + name)
-            add((st.st_size, st.st_mtime_ns, st.st_mode))
-        except (OSError, ValueError):
-            add((0, 0, 0))
-    out.write(found.tobytes())
-    out.flush()
 """
+    + STAT_LOOP
+)
 
 
 class EarlySweep:
