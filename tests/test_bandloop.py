@@ -91,14 +91,14 @@ def test_one_band_loop_gives_each_kernels_own_maps(
 
 
 def test_banded_maps_are_banded_map_bit_for_bit_whatever_the_band_height(monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenCV's value for a conv row does not depend on where its band starts: bands of 64, 128, 192 rows and the
-    whole image give the same maps, shared or one kernel at a time."""
+    """OpenCV's value for a conv row does not depend on where its band starts: bands of 64, 128, 192, 256 rows and the
+    whole image give the same maps, shared (half those heights) or one kernel at a time."""
     rng = np.random.default_rng(7)
     image = ScaledSamples(_samples(rng, (515, 131)))
     bank = _bank(rng)
     conv, act, pool = Conv2d(padding="same"), Act("relu"), Pool2d("max", 2)
     reference = [_values(m) for m in iter_feature_maps(image.floats(), bank, conv, act, pool)]
-    for band_values in (1, 128 * 131, 192 * 131, 1 << 30):
+    for band_values in (1, 128 * 131, 192 * 131, 256 * 131, 1 << 30):
         monkeypatch.setattr(fused, "BAND_VALUES", band_values)
         for maps in (
             iter_feature_maps(image, bank, conv, act, pool),

@@ -244,11 +244,11 @@ def _fill(run: BandRun, into: Callable[[int, int], NDArray[np.floating]], *, eac
     assert done == run.out_shape[0], (done, run.out_shape)
 
 
-def band_spans(run: BandRun) -> tuple[tuple[int, int, int], ...]:
-    """The band loop's bands: each band's first conv row, its conv rows (a floor pool's unused last rows left out)
-    and its final rows; a short rest joins the last band, which reaches the map's edge."""
+def band_spans(run: BandRun, per_band: int | None = None) -> tuple[tuple[int, int, int], ...]:
+    """The band loop's bands of ``per_band`` conv rows (the run's own by default): each band's first conv row, its
+    conv rows (a floor pool's unused last rows left out) and final rows; a short rest joins the last band."""
     step = 1 if run.pool is None else run.pool.size[0]
-    return _spans(run.geometry.out_hw[0], run.per_band, step)
+    return _spans(run.geometry.out_hw[0], run.per_band if per_band is None else per_band, step)
 
 
 @cache

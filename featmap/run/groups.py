@@ -286,7 +286,7 @@ def _together(
         return None
     loops: dict[object, list[int]] = {}  # groups cut into the same bands of the same image share a loop
     for index, (_, _, run) in enumerate(made):
-        loops.setdefault((id(run.image), fused.band_spans(run)), []).append(index)
+        loops.setdefault((id(run.image), bandloop.loop_bands(run)), []).append(index)
     maps: list[Array] = [np.empty(0, np.float32)] * len(made)
     for indices in loops.values():
         for index, values in zip(indices, bandloop.banded_maps([made[i][2] for i in indices]), strict=True):
