@@ -92,3 +92,41 @@ def test_a_kernel_maps_png_takes_its_range_from_its_statistics(tmp_path: Path, n
         made = png._stream_scaled(tmp_path / "a.png", values, kind, bit_depth, 1, (stats.min, stats.max))
         found = png._stream_scaled(tmp_path / "b.png", values, kind, bit_depth, 1)
         assert made.read_bytes() == found.read_bytes()
+
+
+@pytest.mark.parametrize("side", [8, 28, 64])
+def test_a_layers_channel_pngs_go_to_threads_only_when_they_are_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: int
+) -> None:
+    """Small maps (LeNet-5's 28×28) are written in the calling thread, larger ones on the PNG threads: the same
+    files either way, each the bytes `PngWriter.add` writes for that map alone."""
+    import threading
+
+    from featmap.io.writers import png
+    from featmap.net.records import ChannelInfo, ChannelMap, LayerMaps, MapStats
+
+    rng = np.random.default_rng(side)
+    maps = tuple(
+        ChannelMap(
+            rng.normal(size=(side, side, 1)).astype(np.float32),
+            ChannelInfo(f"01-conv/{c:03d}", "0", c, (side, side, 1), 0, MapStats(-1.0, 1.0, 0.0, 1.0)),
+        )
+        for c in range(3)
+    )
+    in_main: list[bool] = []
+    add = png.PngWriter.add
+
+    def watched(self: png.PngWriter, target: Path, fmap: object) -> Path:
+        in_main.append(threading.current_thread() is threading.main_thread())
+        return add(self, target, fmap)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(png.PngWriter, "add", watched)
+    (writer,) = open_writers(OutputOptions(tmp_path), ["png"])
+    assert isinstance(writer, png.PngWriter)
+    targets = {m.info.name: tmp_path / "layer" / f"{m.info.channel:03d}.png" for m in maps}
+    files = writer.add_layer(targets, LayerMaps("01-conv", maps))
+    assert in_main == [side * side < png.THREADED_FROM] * 3 and png.THREADED_FROM == 64 * 64
+    for fmap, written in zip(maps, files, strict=True):
+        assert written is not None
+        alone = add(writer, tmp_path / "alone" / written.name, fmap)
+        assert written.read_bytes() == alone.read_bytes()

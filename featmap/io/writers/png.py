@@ -29,7 +29,11 @@ if TYPE_CHECKING:
     from featmap.io.outputs import OutputOptions
     from featmap.net.records import LayerMaps, Map
 
-__all__ = ["PngWriter", "quantize", "save_png", "takes_bands", "to_pixels"]
+__all__ = ["THREADED_FROM", "PngWriter", "quantize", "save_png", "takes_bands", "to_pixels"]
+
+
+#: A layer's channel maps are written on `channel_threads` from this many values a map (64²).
+THREADED_FROM = 64 * 64
 
 
 def save_png(
@@ -78,8 +82,10 @@ class PngWriter(Writer):
         self.scales: dict[str, tuple[DisplayRange, Colormap | None]] = {}
 
     def add_layer(self, targets: Mapping[str, Path], layer: LayerMaps) -> list[Path | None]:
-        """A layer's maps; a network layer's channels on `channel_threads` (each its own file)."""
-        if len(layer.maps) < 2:
+        """A layer's maps; a network layer's channels on `channel_threads` (each its own file), unless they are
+        smaller than `THREADED_FROM` values each: handing a small map's PNG to a thread costs more than it saves."""
+        height, width = layer.maps[0].info.shape[:2]
+        if len(layer.maps) < 2 or height * width < THREADED_FROM:
             return super().add_layer(targets, layer)
         return list(channel_threads().map(lambda m: self.add(targets[m.info.name], m), layer.maps))
 
