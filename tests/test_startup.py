@@ -64,6 +64,7 @@ def test_a_network_on_one_image_loads_only_the_network_path(tmp_path: Path) -> N
     assert (out / "digit_7" / "01-C1" / "000.png").is_file()
     assert {"featmap.run.netimage", "featmap.run.executor", "featmap.render.network", "numpy"} <= modules
     assert "yaml" not in modules  # the preset read from its compiled form (featmap.net.spec.compiled)
+    assert "concurrent.futures" not in modules  # 28×28 maps: no PNG threads (io.writers.png.THREADED_FROM)
     unused = (*BATCH, *PICTURES, *NETWORK_REPORT, *OTHER_COMMANDS, *OPTIONAL)
     assert sorted(modules & {*unused, "featmap.kernels", "featmap.run.pipeline", "featmap.net.onnx.tensors"}) == []
     assert "rich.progress" not in modules  # no progress bar for one image
