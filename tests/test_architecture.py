@@ -19,7 +19,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "featmap"
 # Low to high. A module belongs to the first entry whose name equals it or is a dotted prefix of it, most
 # specific first (so ``featmap.io.writers`` sits above the rest of ``featmap.io``).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("featmap.errors", "featmap.enums", "featmap.limits", "featmap.documents", "featmap.frozen")),
+    (
+        "base",
+        ("featmap.errors", "featmap.enums", "featmap.limits", "featmap.documents", "featmap.frozen", "featmap.digests"),
+    ),
     ("core", ("featmap.core",)),
     ("kernels", ("featmap.kernels",)),
     ("net", ("featmap.net",)),

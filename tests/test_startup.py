@@ -107,6 +107,7 @@ def test_kernels_on_a_folder_load_the_batch_loop_but_not_the_network_path(tmp_pa
     # a network's summary and the layer kinds only a network uses
     assert sorted(modules & {"featmap.net.summary", "featmap.net.layers.channels", "featmap.net.layers.dense"}) == []
     assert "difflib" not in modules  # Click's suggestions for an unknown long option: none was asked for
+    assert "_hashlib" not in modules  # digests of small data from Python's own modules (featmap.digests): no OpenSSL
 
 
 @pytest.mark.parametrize(

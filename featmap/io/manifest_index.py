@@ -159,7 +159,7 @@ def _files_key(manifest: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None]
 
 def _tail_hash(manifest: Path, size: int) -> str | None:
     """BLAKE2b of the last `_TAIL` bytes of the first ``size`` bytes of ``manifest``."""
-    import hashlib  # here: a helper never reads the index, so its server does not load OpenSSL
+    from featmap.digests import blake2b  # here: a helper never reads the index
 
     try:
         with open(manifest, "rb") as fh:
@@ -167,7 +167,7 @@ def _tail_hash(manifest: Path, size: int) -> str | None:
             data = fh.read(min(size, _TAIL))
     except OSError:
         return None
-    return hashlib.blake2b(data, digest_size=16).hexdigest() if len(data) == min(size, _TAIL) else None
+    return blake2b(data, digest_size=16).hexdigest() if len(data) == min(size, _TAIL) else None
 
 
 def save_index(outputs: Outputs, manifest: Path, size: int) -> bool:

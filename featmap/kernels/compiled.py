@@ -47,9 +47,9 @@ def builtin_kernel_dir() -> Path:
 
 
 def _digest(data: bytes) -> str:
-    import hashlib  # here: a batch's helpers load the kernel records but check no file, so OpenSSL stays unloaded
+    from featmap.digests import sha256
 
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 def compile_files(files: Sequence[Path]) -> dict[str, Any]:

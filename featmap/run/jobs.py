@@ -138,7 +138,7 @@ class ApplyJob:
         return digest
 
     def _options_digest(self) -> str:
-        import hashlib  # here: helpers never hash options, so their server does not load OpenSSL
+        from featmap.digests import sha256  # here: helpers never hash options
 
         out = self.output
         recipe: dict[str, Any] = {
@@ -159,7 +159,7 @@ class ApplyJob:
             "kernels": [(k.name, k.weights.tolist(), k.bias) for k in self.bank],
         }
         text = json.dumps(recipe, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return sha256(text.encode()).hexdigest()[:16]
 
 
 def taken_by(function: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
