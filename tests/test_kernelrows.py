@@ -128,3 +128,31 @@ def test_a_strided_rgb_stem_by_kernel_rows_equals_a_float64_tap_walk(size, kerne
     assert exact is not None
     plain = correlate(ints, int_bank, g, 1, pad_value=round(value))
     assert exact.tobytes() == np.ascontiguousarray(plain).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("size", "channels", "kernel", "stride", "padding", "value"),
+    [
+        ((30, 27), 3, (7, 7), (2, 2), 3, 0.0),
+        ((17, 19), 4, (5, 5), (2, 3), (2, 1, 0, 2), -0.5),
+        ((12, 9), 1, (5, 6), (3, 1), 0, 0.0),
+        ((11, 14), 2, (6, 5), (1, 2), (4, 4, 5, 5), 1.5),  # windows wholly in the padding
+    ],
+)
+def test_a_stems_window_rows_from_a_padded_copy_equal_the_tap_by_tap_copy(  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, size, channels, kernel, stride, padding, value
+) -> None:
+    """Few channels: the window rows are copied from a padded copy, kw·C values a run; the same bits as copying a
+    tap at a time from the unpadded input (the products and their order are the same)."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((*size, channels + 1)).astype(np.float32)[..., :channels]  # a view, not contiguous
+    bank = rng.standard_normal((8, channels, *kernel)).astype(np.float32)
+    g = conv_geometry(size, kernel, stride=stride, padding=padding)
+    gemm.workspace("constant-padded", (64, 64, channels), np.dtype(np.float32)).fill(np.nan)  # stale workspace
+    padded = kernelrows.kernel_row_conv(x, bank, g, None, value)
+    if padded is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose cblas_sgemm featmap can call")
+    padded = padded.copy()
+    monkeypatch.setattr(kernelrows, "constant_padded", lambda *_: None)  # the tap-by-tap copy
+    tapwise = kernelrows.kernel_row_conv(x, bank, g, None, value)
+    assert tapwise is not None and padded.tobytes() == tapwise.tobytes()

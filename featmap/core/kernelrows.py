@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.blas import sum_of_products
-from featmap.core.gemm import hwc_matrices, inside, result_array, take_epilogue, workspace
+from featmap.core.gemm import constant_padded, hwc_matrices, inside, result_array, take_epilogue, workspace
 from featmap.core.geometry import ConvGeometry
 from featmap.core.memo import remembered
 
@@ -87,6 +87,20 @@ def _window_rows(x: Array, g: ConvGeometry, rows: range, into: Array, value: flo
             part[:, c0:c1] = source[:, c0 * sw + shift : (c1 - 1) * sw + shift + 1 : sw]
 
 
+def _padded_window_rows(padded: Array, g: ConvGeometry, rows: range, into: Array) -> None:
+    """``into[k]``, ``(W', kw, C)``: the window rows of padded row ``rows[k]`` of ``padded`` (C-contiguous), where a
+    window row is ``kw·C`` consecutive values (no column dilation): one copy of an overlapping strided view, runs of
+    ``kw·C`` values, where `_window_rows` copies a tap at a time in runs of ``C`` (an RGB stem's 3: 0.98 → 0.25 ms
+    on 224²×3, 7×7/2)."""
+    count, (wo, kw, c) = len(rows), into.shape[1:]
+    source = padded[rows.start : rows.start + (count - 1) * rows.step + 1 : rows.step]
+    item = padded.itemsize
+    windows = np.lib.stride_tricks.as_strided(
+        source, (count, wo, kw * c), (source.strides[0], g.stride[1] * c * item, item), writeable=False
+    )
+    np.copyto(into.reshape(count, wo, kw * c), windows)
+
+
 def kernel_row_conv(
     x: Array, bank: Array, g: ConvGeometry, bias: Array | None = None, pad_value: float = 0.0
 ) -> NDArray[np.floating] | None:
@@ -116,12 +130,20 @@ def kernel_row_conv(
     flat = result.reshape(ho * wo, n_out)
     shift = None if bias is None else np.asarray(bias, dtype=x.dtype)
     epilogue = None
+    # few channels (an RGB stem): window rows from a padded copy, kw·C values a run; else straight from the input
+    padded = constant_padded(x, g.padding, pad_value) if channels <= _STEM_MAX_CHANNELS and g.dilation[1] == 1 else None
+    if padded is not None and not padded.flags.c_contiguous:  # (no padding: the input itself, maybe a view)
+        padded = np.ascontiguousarray(padded)
     for r0 in range(0, ho, band):
         rows = min(band, ho - r0)
         starts, at = {}, 0
         for p in phases:  # phase p's rows of the band: r0·sh + p, then every sh-th
             count = rows + beyond[p]
-            _window_rows(x, g, range(r0 * sh + p, r0 * sh + p + count * sh, sh), held[at : at + count], pad_value)
+            span = range(r0 * sh + p, r0 * sh + p + count * sh, sh)
+            if padded is not None:
+                _padded_window_rows(padded, g, span, held[at : at + count])
+            else:
+                _window_rows(x, g, span, held[at : at + count], pad_value)
             starts[p], at = at, at + count
         offsets = [(starts[i * dh % sh] + i * dh // sh) * wo for i in range(kh)]
         target = flat[r0 * wo : (r0 + rows) * wo]
