@@ -190,6 +190,15 @@ def test_bad_crop_is_one_line_exit_1(runner: CliRunner, gray_png: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("crop", ["0,0,0,0", "2,2,0,3"])
+def test_an_empty_crop_says_its_size_not_outside(runner: CliRunner, gray_png: Path, crop: str) -> None:
+    """A crop of width or height 0 was "(columns 0–-1, rows 0–-1) is outside the 32×24 image"."""
+    result = run(runner, "--image", gray_png, "--crop", crop, "-k", "1")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "outside" not in result.stderr and "give a width and height >= 1" in result.stderr
+    assert result.stderr.startswith(f"featmap: error: --crop: {crop} has width ") and result.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

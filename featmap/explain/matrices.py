@@ -188,7 +188,9 @@ def crop_image(
         if len(crop) != 4:
             raise SpecError("`crop`", f"takes x,y,w,h; got {tuple(crop)}", "e.g. `crop` 10,20,6,6")
         x, y, w, h = (int(v) for v in crop)
-        if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        if w < 1 or h < 1:
+            raise ShapeError("`crop`", f"{x},{y},{w},{h} has width {w} and height {h}", "give a width and height >= 1")
+        if x < 0 or y < 0 or x + w > width or y + h > height:
             raise ShapeError(
                 "`crop`",
                 f"{x},{y},{w},{h} (columns {x}–{x + w - 1}, rows {y}–{y + h - 1}) is outside the "
