@@ -306,14 +306,14 @@ def test_a_network_over_a_limit_is_refused_before_it_runs(
     spec = tmp_path / "wide.yaml"
     spec.write_text('layers: ["conv:64@3x3", relu]\n')
     monkeypatch.setenv("FEATMAP_MAX_OUTPUT_PIXELS", "10000")  # 22×30×64 = 42,240 values
-    result = invoke(runner, "apply", gray_png, "--spec", spec, "-o", tmp_path / "out")
+    result = invoke(runner, "apply", gray_png, "--spec", spec, "--init", "kaiming", "-o", tmp_path / "out")
     assert result.exit_code == 1, result.stderr
     assert "layer 1 (conv2d): output 22×30×64: 42,240 exceeds the output size limit of 10,000" in result.stderr
     assert not (tmp_path / "out").exists()
     monkeypatch.setenv("FEATMAP_MAX_OUTPUT_PIXELS", "100000")
     monkeypatch.setenv("FEATMAP_MAX_MEMORY", "100K")
     # weights 64·9 + 64 = 640 floats, and the widest step, relu: 42,240 in + 42,240 out: 85,120 × 4 B = 332.5 KiB
-    result = invoke(runner, "apply", gray_png, "--spec", spec, "-o", tmp_path / "out")
+    result = invoke(runner, "apply", gray_png, "--spec", spec, "--init", "kaiming", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "network: estimated memory: 332 KiB exceeds the memory limit" in result.stderr
 
 

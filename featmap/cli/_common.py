@@ -129,6 +129,10 @@ PARAM_FLAGS = {
     "strict": "--strict",
     "upto": "--upto",
     "init": "--init",
+    "preprocess": "--preprocess",
+    "resize": "--resize",
+    "layout": "--layout",
+    "seed": "--seed",
 }
 
 

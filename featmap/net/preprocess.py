@@ -61,6 +61,7 @@ __all__ = [
     "RESIZE_MODES",
     "Prepared",
     "Preprocess",
+    "check_preprocess_channels",
     "check_spec_preprocess",
     "from_metadata",
     "prepare",
@@ -123,6 +124,12 @@ class Preprocess:
         if self.std is not None and any(not s > 0 for s in self.std):
             raise SpecError("`preprocess.std`", f"must be > 0; got {list(self.std)}")
         if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std) or not self.mean:
+                raise SpecError(
+                    "`preprocess`",
+                    f"gives {len(self.mean)} means and {len(self.std)} stds",
+                    "give one of each a channel",
+                )
             _check_float32_range(self.mean, self.std)
         if self.ink not in (None, "white-on-black"):
             raise SpecError("`preprocess.ink`", f"must be white-on-black; got {brief(self.ink)}")
@@ -163,6 +170,17 @@ def resolve(declared: Any, override: str | None = None, resize: str | None = Non
             raise OptionError("`resize`", f"must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
         pre = replace(pre, mode=resize)
     return pre
+
+
+def check_preprocess_channels(pre: Preprocess, channels: int, what: str) -> None:
+    """Refuse a transform whose mean and std are for another number of channels than the network's input (one
+    mean serves every channel): knowable before any image is read (`prepare` would refuse each image)."""
+    if pre.mean is not None and len(pre.mean) not in (1, channels):
+        raise OptionError(
+            what,
+            f"has {len(pre.mean)} means for the network's {channels}-channel input",
+            "give one mean and std a channel, or another transform (--preprocess none)",
+        )
 
 
 def _transforms_input(declared: Any) -> bool:

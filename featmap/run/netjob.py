@@ -33,6 +33,7 @@ from featmap.io.discover import InputImage
 from featmap.io.images import DEFAULT_MAX_PIXELS
 from featmap.io.outputs import OutputOptions
 from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_layers, stop_after
+from featmap.net.preprocess import check_preprocess_channels
 from featmap.net.preprocess import resolve as resolve_preprocess
 from featmap.net.spec import Model
 from featmap.run.executor import WeightSource
@@ -259,18 +260,24 @@ def make_network_job(
     weights file (a trained preset), else ``init``; a spec whose conv layers name kernels needs none.
     ``preprocess``/``resize`` override the model's input transform, ``labels`` its class names (`netinput`)."""
     if weights is not None and init is not None:
-        raise SpecError("`weights`", "a weights file and a random `init` were both given", "give one of them")
+        raise OptionError("`init`", "was given with a weights file; a run takes one or the other", "drop one of them")
     file = Path(weights) if weights is not None else (model.weights if init is None else None)
     if file is not None:
         check_weights_file(file)
     layout = weights_layout(file, layout)  # a Keras file: Keras names, kernels and flatten order
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("`seed`", f"must be a whole number >= 0; got {seed!r}")
-    resolve_preprocess(model.preprocess, preprocess, resize)  # an unknown name is refused before any work
     model = with_labels(model, labels)
     out = output or OutputOptions()
     job = NetworkJob(model, file, init, seed, layout, upto, 5, background, max_pixels, out, preprocess, resize)
     check_job_labels(job, str(labels) if labels is not None else f"{model.name}: labels")
+    check_preprocess_channels(
+        resolve_preprocess(model.preprocess, preprocess, resize),
+        job.channels,
+        f"`preprocess` {preprocess}" if preprocess is not None else f"{model.name}: preprocess",
+    )
+    if file is None and init is None:
+        _check_every_layer_has_weights(job)
     if upto is not None:  # any row featmap shape prints (a block stops after its last output: see stop_after)
         try:
             stop = stop_after(job.plan(job.nominal_shape), upto)
@@ -282,6 +289,19 @@ def make_network_job(
             )
         job = replace(job, upto=stop)
     return job
+
+
+def _check_every_layer_has_weights(job: NetworkJob) -> None:
+    """Without a weights file or ``init`` every layer with weights must name its kernels in the spec: the first that
+    does not is said before any work, once (not once per image of a batch)."""
+    try:
+        nodes = job.plan(job.nominal_shape)
+    except FeatmapError:
+        return  # the stand-in size does not fit: each image's plan says what is wrong
+    try:
+        WeightSource().bind(nodes)
+    except SpecError as exc:
+        raise SpecError(f"{job.model.name}: {exc.what}", exc.problem, exc.fix) from None
 
 
 def network_targets(
