@@ -92,6 +92,18 @@ def test_script_cannot_be_closed_by_data() -> None:
     assert "&lt;/script&gt;" in page.split("<title>")[1].split("</title>")[0]
 
 
+@pytest.mark.parametrize("text", ["<!--<script>", "<!-- <script x>", "<!--", "<script>"])
+def test_no_string_in_the_data_enters_the_script_escape_states(text: str) -> None:
+    """HTML parses a script element's text for ``<!--`` and ``<script``: after both, a ``</script>`` no longer ends
+    the element (the "script data double escaped" state), and the page's own script is swallowed. A class name or a
+    layer name can hold them; no ``<`` is left in the data (``\\u003c`` in JSON), so no state can start."""
+    data = {"title": "t", "labels": [text, "</script>"], "x": "a<b"}
+    page = render_html(data)
+    body = page.split('<script id="featmap-data" type="application/json">')[1].split("</script>")[0]
+    assert "<" not in body
+    assert page_data(page) == data
+
+
 def run_report(runner: CliRunner, tmp_path: Path, *extra: str) -> tuple[Path, str]:
     out = tmp_path / "out"
     args = ["apply", str(SAMPLES / "camera.png"), "-k", "sobel_x", "-k", "sobel_y", "--combine", "magnitude"]

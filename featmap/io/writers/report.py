@@ -332,8 +332,10 @@ def report_data(pictures: Pictures, out_dir: Path) -> dict[str, Any]:
 
 
 def render_html(data: dict[str, Any]) -> str:
-    """The page: the template with the data as JSON (``</`` escaped, so no string ends the script)."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The page: the template with the data as JSON, every ``<`` written ``\\u003c`` (it occurs only in strings): no
+    string can end the script (``</script>``) or start HTML's script escape states (``<!--`` then ``<script``, after
+    which ``</script>`` no longer ends it)."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     page = _template()
     return page.replace("{{TITLE}}", html.escape(str(data["title"]))).replace("{{DATA}}", text)
 
