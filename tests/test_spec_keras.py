@@ -209,6 +209,8 @@ def test_branches_featmap_cannot_merge_are_refused_in_one_line_naming_the_layer(
     a, b = L.Conv2D(2, 1, name="a")(x), L.Conv2D(2, 1, name="b")(x)
     text = _refusal(tmp_path, keras.Model(x, L.Subtract(name="minus")([a, b])), "sub")
     assert "layer 'minus' (Subtract) joins branches" in text and "\n" not in text
+    assert text.count("Add, Concatenate and Multiply") == 1  # said once, then the fix: what to do instead
+    assert text.endswith("write the layers as a spec and give this file as its weights (README, 'From Keras')")
     two = keras.Model([x, keras.Input((8, 8, 1))], L.Add()([x, x]))
     assert "has 2 inputs and 1 outputs" in _refusal(tmp_path, two, "two")
     shared = L.Conv2D(1, 1, name="shared")

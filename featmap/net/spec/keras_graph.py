@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["functional"]
 
 _MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul"}
-_FIX = "featmap expresses one input, one output and branches that meet at Add, Concatenate or Multiply"
+_FIX = "write the layers as a spec and give this file as its weights (README, 'From Keras')"
 
 
 def functional(conf: dict[str, Any], reader: KerasLayers) -> tuple[LayerSpec, ...]:
@@ -134,7 +134,7 @@ class _Graph:
         cls = str(self.items[join].get("class_name"))
         mode = _MERGES.get(cls)
         if mode is None:
-            self.refuse(join, "joins branches; featmap merges branches by Add, Concatenate or Multiply")
+            self.refuse(join, "joins branches (featmap's merges are Add, Concatenate and Multiply)")
         if mode == "concat" and self.items[join].get("config", {}).get("axis", -1) not in (-1, 3):
             self.refuse(join, "concatenates along an axis other than the channels")
         branches = []
