@@ -31,6 +31,7 @@ from featmap.net.layers import (
     Split,
 )
 from featmap.net.spec.compiled import PRESETS, compiled_document
+from featmap.net.spec.foreign import check_spec_bytes
 from featmap.net.spec.model import Model
 from featmap.net.spec.tokens import ALIASES, GRAMMAR_HINT, parse_shape, parse_token
 
@@ -328,6 +329,7 @@ def parse_file(path: str | Path, *, kernel_dirs: Sequence[str | Path] = ()) -> M
     p = Path(path)
     doc = compiled_document(p)  # a preset: its compiled form, while it holds the file's very text
     if doc is None:
+        check_spec_bytes(p)  # a weights file or an image said as such, before the size limit and the text
         doc = read_document(p, SpecError, "check the path, or see --list-models")
     if isinstance(doc, list):
         doc = {"layers": doc}
