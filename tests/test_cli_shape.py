@@ -128,3 +128,24 @@ def test_errors(runner: CliRunner, args: list[str], code: int, message: str) -> 
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_a_spec_file_given_as_the_one_argument_is_read_as_spec(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``featmap shape model.onnx`` and ``model.keras`` take the file as the argument; ``featmap shape net.yaml`` said
+    "unknown layer type 'net.yaml'; use one of: abs, act, …". A YAML/JSON name, or a file named with a dot or a slash,
+    is now the spec; a bare word that happens to name a file in the folder is still a layer token."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text("input: 8x8x1\nlayers: ['conv:2@3x3', relu]\n")
+    by_option = runner.invoke(cli, ["shape", "--spec", str(spec), "--json"])
+    by_argument = runner.invoke(cli, ["shape", str(spec), "--json"])
+    assert by_argument.exit_code == 0, by_argument.stderr
+    assert json.loads(by_argument.stdout) == json.loads(by_option.stdout)
+    weights = tmp_path / "w.npz"
+    weights.write_bytes((tmp_path / "net.yaml").read_bytes())  # a text file with another suffix: still a spec
+    assert runner.invoke(cli, ["shape", str(weights), "--json"]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gap").write_text("not a spec")
+    result = runner.invoke(cli, ["shape", "--input", "4x4x2", "gap", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["layers"][0]["kind"] == "GlobalAvgPool"

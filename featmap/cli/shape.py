@@ -79,6 +79,15 @@ def _keras_argument(tokens: tuple[str, ...], spec_file: Path | None) -> Path | N
     return Path(tokens[0]) if len(tokens) == 1 and is_keras_path(tokens[0]) else None
 
 
+def _is_spec_path(token: str) -> bool:
+    """Whether a lone token names a spec file rather than a layer: a YAML/JSON name, or a file whose name has a dot
+    or a slash (a layer token without options is a bare word: ``gap``, ``flatten``)."""
+    if ":" in token:
+        return False
+    path = Path(token)
+    return path.suffix.lower() in (".yaml", ".yml", ".json") or (any(c in token for c in "./") and path.is_file())
+
+
 def _open_input(dims: tuple[int | str, ...], where: str) -> str:
     """The stand-in input a model with open sizes is shown at (ONNX's first mapping size), said on stderr."""
     from featmap.net.spec.model import STAND_IN_HW
@@ -144,6 +153,8 @@ def _shape_command(
             "give layer tokens, --model NAME or --spec FILE (exactly one)",
             "e.g. featmap shape --input 32x32x1 conv:6@5x5 avgpool:2, or --model lenet5",
         )
+    if len(tokens) == 1 and _is_spec_path(tokens[0]):  # featmap shape net.yaml, as featmap shape model.onnx
+        spec_file, tokens = Path(tokens[0]), tokens[1:]
     onnx_file = _onnx_argument(tokens, spec_file)
     if onnx_file is not None:
         from featmap.net.onnx import load_onnx
