@@ -69,3 +69,12 @@ def test_a_transform_for_other_channels_is_refused_once_before_any_image(tmp_pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("featmap: error: --preprocess imagenet: has 3 means"), lines
     assert not out.exists() or not any(out.rglob("*.png"))
+
+
+@pytest.mark.parametrize("upto", ["0", "13", "99"])
+def test_an_upto_number_past_the_end_says_how_many_layers_there_are(tmp_path: Path, upto: str) -> None:
+    """``--upto 99`` on LeNet-5's 12 layers said "no layer is called '99'"."""
+    args = ["apply", str(_folder(tmp_path, 1)), "--model", "lenet5-digits", "--upto", upto, "-o", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert f"--upto: there is no layer {upto}: the network's layers are numbered 1 … 12" in result.stderr

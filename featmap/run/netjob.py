@@ -279,14 +279,17 @@ def make_network_job(
     if file is None and init is None:
         _check_every_layer_has_weights(job)
     if upto is not None:  # any row featmap shape prints (a block stops after its last output: see stop_after)
+        nodes: tuple[PlanNode, ...] = ()
         try:
-            stop = stop_after(job.plan(job.nominal_shape), upto)
+            nodes = job.plan(job.nominal_shape)
+            stop = stop_after(nodes, upto)
         except FeatmapError:
             stop = upto  # no input declared and the stand-in size does not fit: the run says what is wrong
         if stop is None:
-            raise OptionError(
-                "`upto`", f"no layer is called {upto!r}", "give a layer's number, key or name (featmap shape)"
-            )
+            problem = f"no layer is called {upto!r}"
+            if upto.isdigit():  # a number past the end, or 0
+                problem = f"there is no layer {upto}: the network's layers are numbered 1 … {len(nodes)}"
+            raise OptionError("`upto`", problem, "give a layer's number, key or name (featmap shape)")
         job = replace(job, upto=stop)
     return job
 
