@@ -240,3 +240,29 @@ def test_onnx_metadata_is_checked_when_the_file_is_read(tmp_path: Path, value: s
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     result = CliRunner().invoke(cli, ["apply", str(image), "--spec", str(tmp_path / "m.onnx"), "-o", str(tmp_path)])
     assert result.exit_code != 0 and "m.onnx: metadata featmap.preprocess" in result.stderr, result.stderr
+
+
+def test_a_strip_is_cropped_before_it_is_resized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5000×3 strip through the ``imagenet`` crop was resized whole to 426,666×256 (1.3 GB of floats, a 3.9 GB peak
+    and 19 s for a 15 KB PNG; 1×20000 ran out of memory): past `WHOLE_RESIZE_PIXELS` only the centre crop's region is
+    resampled, at the whole resize's scale, its filter reading the pixels around the region. Compared with the whole
+    resize then the crop on a strip small enough to resize whole (3×600 → 256×51,200): equal to float32 rounding."""
+    from featmap.net import fitting
+
+    strip = _image(3, 600, seed=4)
+    pre = Preprocess("t", "crop", 256, IMAGENET_MEAN, IMAGENET_STD)
+    whole = prepare(strip, (224, 224, 3), pre)
+    sizes: list[tuple[int, int]] = []
+    real = fitting.resample
+    monkeypatch.setattr(fitting, "WHOLE_RESIZE_PIXELS", 1 << 20)  # 256 × 51,200 is over it
+    monkeypatch.setattr(fitting, "resample", lambda x, size, box=None: sizes.append(size) or real(x, size, box))
+    monkeypatch.setattr(fitting.fit_image, "__defaults__", (fitting.resample,))
+    region = prepare(strip, (224, 224, 3), pre)
+    assert sizes == [(224, 224)]  # the region alone, never the 256×51,200 image
+    np.testing.assert_allclose(region.tensor, whole.tensor, rtol=0, atol=1e-5)
+    assert region.notes == whole.notes
+    photo = _image(300, 410, seed=5)  # a photo's whole resize (256×349) is far under the default
+    sizes.clear()
+    monkeypatch.setattr(fitting, "WHOLE_RESIZE_PIXELS", 1 << 24)
+    prepare(photo, (224, 224, 3), pre)
+    assert sizes == [(256, 349)]

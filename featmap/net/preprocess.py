@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 
 from featmap.errors import OptionError, SpecError, brief
 from featmap.frozen import frozen_dataclass
+from featmap.net.fitting import fit_image, resample
 
 __all__ = [
     "PRESETS",
@@ -281,7 +282,7 @@ def prepare(
             gray = True
         if channels == 3 and gray:
             notes.append("a gray image: its one channel repeated to the network's three (RGB)")
-        x, note = _fit(x, (want_h, want_w), pre, resample)
+        x, note = fit_image(x, (want_h, want_w), pre.mode, pre.resize)
         if note:
             notes.append(note)
     if pre.ink == "white-on-black":
@@ -310,53 +311,6 @@ def _transform_input(x: NDArray[np.float32]) -> NDArray[np.float32]:
     scale = np.array([s / 0.5 for s in IMAGENET_STD], np.float32)
     shift = np.array([(m - 0.5) / 0.5 for m in IMAGENET_MEAN], np.float32)
     return (x * scale + shift).astype(np.float32)
-
-
-def resample(pixels: NDArray[np.float32], size_hw: tuple[int, int]) -> NDArray[np.float32]:
-    """``(H, W, C)`` float32 resized to ``size_hw`` with Pillow's bilinear filter on float planes (mode ``F``),
-    antialiased when shrinking: torchvision's ``Resize`` on a PIL image, without its rounding to 8 bits."""
-    from PIL import Image
-
-    h, w = size_hw
-    planes = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(pixels[:, :, c]), mode="F").resize((w, h), Image.Resampling.BILINEAR)
-        )
-        for c in range(pixels.shape[2])
-    ]
-    return np.stack(planes, axis=2).astype(np.float32)
-
-
-def _fit(
-    x: NDArray[np.float32], size: tuple[int, int], pre: Preprocess, resize: Any
-) -> tuple[NDArray[np.float32], str]:
-    h, w = x.shape[:2]
-    want_h, want_w = size
-    if (h, w) == (want_h, want_w) and (pre.mode != "crop" or pre.resize is None):
-        return x, ""
-    if pre.mode == "stretch":
-        return resize(x, (want_h, want_w)), f"resized {w}×{h} to the network's input {want_w}×{want_h}"
-    if pre.mode == "pad":
-        scale = min(want_h / h, want_w / w)
-        new_h, new_w = max(1, min(want_h, round(h * scale))), max(1, min(want_w, round(w * scale)))
-        inner = resize(x, (new_h, new_w)) if (new_h, new_w) != (h, w) else x
-        out = np.zeros((want_h, want_w, x.shape[2]), np.float32)
-        top, left = (want_h - new_h) // 2, (want_w - new_w) // 2
-        out[top : top + new_h, left : left + new_w] = inner
-        return out, f"resized {w}×{h} to {new_w}×{new_h} and padded with black to the network's input {want_w}×{want_h}"
-    short = pre.resize if pre.resize is not None else min(want_h, want_w)
-    if h <= w:  # torchvision's Resize(int): the shorter side to `short`, the longer int(short · long / short side)
-        new_h, new_w = short, int(short * w / h)
-    else:
-        new_h, new_w = int(short * h / w), short
-    resized = resize(x, (new_h, new_w)) if (new_h, new_w) != (h, w) else x
-    if new_h < want_h or new_w < want_w:  # torchvision pads a too-small crop with zeros; featmap says so
-        pad = np.zeros((max(new_h, want_h), max(new_w, want_w), x.shape[2]), np.float32)
-        pad[(pad.shape[0] - new_h) // 2 :][:new_h, (pad.shape[1] - new_w) // 2 :][:, :new_w] = resized
-        resized, new_h, new_w = pad, pad.shape[0], pad.shape[1]
-    top, left = int(round((new_h - want_h) / 2.0)), int(round((new_w - want_w) / 2.0))
-    out = resized[top : top + want_h, left : left + want_w]
-    return out, f"resized {w}×{h} (shorter side to {short}) and centre-cropped to the network's input {want_w}×{want_h}"
 
 
 def _median(values: NDArray[np.floating]) -> float:
