@@ -171,3 +171,20 @@ def test_thumbnails_fill_their_cell() -> None:
     assert np.array_equal(big[:, :, 0], x[rows][:, rows])
     small = np.arange(25, dtype=np.float32).reshape(5, 5)
     assert np.array_equal(_fill(small, 180)[:, :, 0], np.repeat(np.repeat(small, 36, axis=0), 36, axis=1))
+
+
+@pytest.mark.parametrize("long", [False, True])
+def test_prediction_bars_stay_on_the_sheet_whatever_the_class_names(long: bool) -> None:
+    """Class names 5,000 characters long pushed the prediction's bars and probabilities off the sheet (the name
+    column was as wide as the longest name): names are now clipped to half the sheet, so each bar is drawn, its
+    length the probability; short names are drawn as before."""
+    from featmap.io.writers.netsheet import _PROB, Prediction
+
+    names = [("x" * 5000 if long else "cat") + str(i) for i in range(3)]
+    prediction = Prediction(((0, names[0], 0.75), (1, names[1], 0.25), (2, names[2], 0.0)), "fc", 3)
+    pixels = draw_network_sheet(["t"], np.zeros((4, 4, 1), np.float32), ["input"], [], prediction, width=1000)
+    filled = np.all(pixels == np.array(_PROB, np.uint8), axis=2)
+    rows = np.flatnonzero(filled.any(axis=1))
+    widths = [int(filled[r].sum()) for r in (rows[0], rows[-1])]
+    assert rows.size and widths[0] == pytest.approx(3 * widths[1], abs=3)  # 0.75 against 0.25 of one bar length
+    assert np.flatnonzero(filled.any(axis=0)).max() < 1000 - 40  # inside the margin

@@ -283,10 +283,10 @@ def _prediction(draw: Any, prediction: Prediction, x: int, y: int, width: int) -
     _text(draw, (x, y), "prediction", LABEL_PX, _INK)
     _text(draw, (x, y + LABEL_PX + 8), how, CAPTION_PX, _FAINT)
     y += LABEL_PX + CAPTION_PX + 24
-    names = [label for _, label, _ in prediction.top]
-    name_w = int(max(_font(CAPTION_PX).getlength(_plain(s)) for s in names)) + 16 if names else 0
+    names = [_clip_text(label, CAPTION_PX, width // 2 - 16) for _, label, _ in prediction.top]  # bars stay on it
+    name_w = int(max(_font(CAPTION_PX).getlength(s) for s in names)) + 16 if names else 0
     bar_w = max(100, min(900, width - name_w - 120))
-    for rank, (_, label, p) in enumerate(prediction.top):
+    for rank, ((_, _, p), label) in enumerate(zip(prediction.top, names, strict=True)):
         top = y + rank * (CAPTION_PX + 10)
         _text(draw, (x + name_w - 12, top), label, CAPTION_PX, _INK if rank == 0 else _FAINT, anchor="ra")
         draw.rectangle((x + name_w, top + 2, x + name_w + bar_w, top + CAPTION_PX), outline=_FRAME)
