@@ -78,3 +78,19 @@ def test_an_upto_number_past_the_end_says_how_many_layers_there_are(tmp_path: Pa
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert f"--upto: there is no layer {upto}: the network's layers are numbered 1 … 12" in result.stderr
+
+
+def test_a_declared_input_over_the_limits_is_refused_before_any_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ONNX file or spec declaring a 100000×100000×3 input had every image resized to it first (120 GB of floats:
+    the OOM killer, rc 137) and the network's limits checked after; they are checked when the job is made."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text("input: 300x300x3\nlayers: [relu]\n")
+    monkeypatch.setenv("FEATMAP_MAX_OUTPUT_PIXELS", "100000")  # 300·300·3 = 270,000 values
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["apply", str(_folder(tmp_path)), "--spec", str(spec), "-o", str(out), "-j", "1"])
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "layer 1 (relu): output 300×300×3: 270,000 exceeds the output size limit" in lines[0]
+    assert not out.exists() or not any(out.rglob("*.png"))

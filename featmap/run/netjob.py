@@ -36,7 +36,7 @@ from featmap.net.plan import PlanNode, layers_fingerprint, output_nodes, plan_la
 from featmap.net.preprocess import check_preprocess_channels
 from featmap.net.preprocess import resolve as resolve_preprocess
 from featmap.net.spec import Model
-from featmap.run.executor import WeightSource
+from featmap.run.executor import WeightSource, check_network_limits
 from featmap.run.netimage import LayerFacts, NetworkImageResult, process_network_image
 from featmap.run.netinput import check_job_labels, weights_layout, with_labels
 
@@ -278,6 +278,8 @@ def make_network_job(
     )
     if file is None and init is None:
         _check_every_layer_has_weights(job)
+    if model.input_shape is not None:  # a declared input over the limits: said before an image is fitted to it
+        check_network_limits(job.plan(model.input_shape))
     if upto is not None:  # any row featmap shape prints (a block stops after its last output: see stop_after)
         nodes: tuple[PlanNode, ...] = ()
         try:
