@@ -94,3 +94,15 @@ def test_a_declared_input_over_the_limits_is_refused_before_any_image(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "layer 1 (relu): output 300×300×3: 270,000 exceeds the output size limit" in lines[0]
     assert not out.exists() or not any(out.rglob("*.png"))
+
+
+@pytest.mark.parametrize("upto", ["12", "output"])
+def test_upto_the_last_layer_is_the_whole_run_with_its_prediction(tmp_path: Path, upto: str) -> None:
+    """``--upto`` naming LeNet-5's last layer ran every layer but printed no prediction (and wrote none), as if the
+    run had stopped early; it is the whole run."""
+    image = _folder(tmp_path, 1) / "0.png"
+    whole = CliRunner().invoke(cli, ["apply", str(image), "--model", "lenet5-digits", "-o", str(tmp_path / "a")])
+    args = ["apply", str(image), "--model", "lenet5-digits", "--upto", upto, "-o", str(tmp_path / "b")]
+    stopped = CliRunner().invoke(cli, args)
+    assert stopped.exit_code == 0 and "prediction:" in stopped.stdout, stopped.stderr
+    assert stopped.stdout.replace(str(tmp_path / "b"), "OUT") == whole.stdout.replace(str(tmp_path / "a"), "OUT")

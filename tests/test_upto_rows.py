@@ -27,12 +27,16 @@ def test_every_row_path_is_an_upto(model: str) -> None:
     spec = load_model(model)
     rows = _rows(model)
     assert any("." in row["path"] for row in rows)  # blocks and their layers both print
+    whole = []
     for row in rows:
         job = make_network_job(spec, init="kaiming", upto=row["path"])
-        assert job.upto is not None
+        if job.upto is None:  # the last layer, or a block that ends with it: the whole run, prediction and all
+            whole.append(row["path"])
+            continue
         inside = (job.upto + ".").startswith(row["path"] + ".")
         merge = (row["path"] + ".").startswith(job.upto + ".")  # an empty branch (identity shortcut): its merge
         assert inside or (merge and row["kind"] == "Identity"), (row, job.upto)
+    assert whole and all((rows[-1]["path"] + ".").startswith(path + ".") for path in whole), whole
 
 
 def test_mobilenet_v2_block_1_1_stops_after_its_relu6() -> None:

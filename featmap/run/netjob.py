@@ -292,7 +292,8 @@ def make_network_job(
             if upto.isdigit():  # a number past the end, or 0
                 problem = f"there is no layer {upto}: the network's layers are numbered 1 … {len(nodes)}"
             raise OptionError("`upto`", problem, "give a layer's number, key or name (featmap shape)")
-        job = replace(job, upto=stop)
+        last = output_nodes(nodes)[-1].path if nodes else None
+        job = replace(job, upto=None if stop == last else stop)  # the last layer: the whole run, its prediction too
     return job
 
 
