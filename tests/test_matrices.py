@@ -108,7 +108,7 @@ def test_crop_colour_keeps_channels(make_image: Callable[..., Path]) -> None:
     [
         ((30, 0, 4, 4), "is outside the 32×24 image"),
         ((0, 22, 4, 4), "is outside the 32×24 image"),
-        ((0, 0, 0, 4), "is outside"),
+        ((0, 0, 0, 4), "has width 0 and height 4; give a width and height >= 1"),
     ],
 )
 def test_crop_outside_the_image(gray_png: Path, crop: tuple[int, int, int, int], message: str) -> None:
