@@ -184,3 +184,30 @@ def test_a_resume_takes_the_stats_begun_as_the_command_started(
         i.path.name for i in items if i.path.name != hit.path.name
     )
     assert _maps(out) == before
+
+
+def test_featmap_apply_begins_them_as_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``featmap apply DIR --skip-existing -j 2``: the check takes the stats begun before the job was built, and
+    reports as a resume does (an output deleted: its image made again, the rest skipped)."""
+    from click.testing import CliRunner
+
+    from featmap.cli import cli
+    from featmap.run import resume_files
+
+    monkeypatch.setattr(manifest_index, "INDEX_MIN_BYTES", 1)
+    monkeypatch.setattr(resume_early, "SPLIT_FROM", 1)
+    monkeypatch.setattr(resume_files, "SPLIT_FROM", 1)
+    items, out, _ = _batch(tmp_path, 6)
+    hit = items[2]
+    _outputs(hit, out)[1].unlink()
+    taken: list[Any] = []
+    real = EarlySweep.take
+    monkeypatch.setattr(EarlySweep, "take", lambda self, *args: taken.append(self) or real(self, *args))
+    kernels = ["-k", "sobel_x", "-k", "laplacian_4", "-k", "gaussian:size=5,sigma=1"]
+    args = ["apply", str(hit.path.parent), *kernels, "--padding", "same", "--activation", "relu", "--pool", "max"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(out), "--skip-existing", "-j", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(taken) == 1 and not began_early()
+    assert [Path(p["input"]).name for p in report["processed"]] == [hit.path.name]
+    assert sorted(Path(s).name for s in report["skipped"]) == sorted(i.path.name for i in items if i.path != hit.path)

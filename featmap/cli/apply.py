@@ -137,6 +137,8 @@ def _apply(
     if (len(images) > 1 or not Path(images[0]).is_file()) and not opts["scheduler"]:
         # a batch: the helpers' server imports its kind's path while this process builds the job
         start_command_helpers(opts["jobs"], network=bool(opts["spec_file"] or opts["model"]))
+    if opts["skip_existing"] and not opts["scheduler"] and isinstance(opts["out_dir"], Path):
+        featmap.begin_resume(opts["out_dir"], opts["jobs"])  # a resume's stats begun before the job and the inputs
 
     # sheets and reports default to percentile normalization; a --normalize on the command line applies to them too
     opts["sheet_normalize"] = (
@@ -152,8 +154,6 @@ def _apply(
     else:
         job = featmap.build_job(kernel_specs, kernel_dirs=kernel_dirs, options=options)
         hint = "; pass --strict to refuse"
-    if opts["skip_existing"] and not opts["scheduler"] and isinstance(opts["out_dir"], Path):
-        featmap.begin_resume(job.output.out_dir, opts["jobs"])  # a resume's stats begun before its inputs are found
     start_up_over()  # the collector runs again before any image
     single = len(images) == 1 and Path(images[0]).is_file() and isinstance(opts["out_dir"], Path)
     if single and not opts["skip_existing"]:
