@@ -167,7 +167,8 @@ MEMORY = Limit(
     "FEATMAP_MAX_MEMORY",
     8 << 30,
     "bytes",
-    "memory one image's plan may allocate (padded input, maps, pooling), estimated before allocating",
+    "memory one image's run may hold (the image as the run keeps it, padded input, maps, pooling), estimated "
+    "before the image is decoded",
 )
 DEPTH = Limit(
     "nesting depth",
@@ -292,16 +293,20 @@ def conv_memory(
     itemsize: int = 4,
     pooled: tuple[int, int] | None = None,
     what: str = "image",
+    bands: bool = False,
 ) -> int:
     """Estimate, and check against the limits, the bytes one image's convolution allocates.
 
     The padded input (all channels), one conv map being made and the pooled copy of it, and, with two
-    or more maps, the combined accumulator; maps are made one at a time. Each array is also checked
-    against the output-size limit. Returns the estimate.
+    or more maps, the combined accumulator; maps are made one at a time. With ``bands`` (every map made band by
+    band, `featmap.run.fused`: no padded input, no conv map whole beside the pooled one, no combined map), the
+    final map alone. Each array is also checked against the output-size limit. Returns the estimate.
 
     Examples
     --------
     >>> conv_memory((514, 514), (512, 512), 1, 2) == (514 * 514 + 2 * 512 * 512) * 4
+    True
+    >>> conv_memory((514, 514), (512, 512), 1, 2, pooled=(256, 256), bands=True) == 256 * 256 * 4
     True
     """
     ph, pw = padded
@@ -309,9 +314,12 @@ def conv_memory(
     prefix = f"{what}: " if what else ""
     OUTPUT_PIXELS.check(ph * pw * channels, f"{prefix}padded input {ph}×{pw}×{channels}")
     OUTPUT_PIXELS.check(oh * ow * channels, f"{prefix}feature map {oh}×{ow}×{channels}")
-    arrays = ph * pw * channels + oh * ow * channels * (2 if maps > 1 else 1)
-    if pooled is not None:
-        arrays += pooled[0] * pooled[1] * channels
+    if bands:
+        arrays = (oh * ow if pooled is None else pooled[0] * pooled[1]) * channels
+    else:
+        arrays = ph * pw * channels + oh * ow * channels * (2 if maps > 1 else 1)
+        if pooled is not None:
+            arrays += pooled[0] * pooled[1] * channels
     total = arrays * itemsize
     MEMORY.check(total, f"{what}: estimated memory" if what else "estimated memory")
     return total

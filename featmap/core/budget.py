@@ -7,14 +7,26 @@ limits before any work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from featmap.core.geometry import conv_geometry, pool_geometry
 from featmap.errors import FeatmapError, LimitError
 from featmap.limits import check_conv, conv_memory
 
-__all__ = ["RGB_SAMPLE_MODES", "check_image_plan", "check_load_memory", "load_bytes", "loaded_as"]
+__all__ = [
+    "RGB_SAMPLE_MODES",
+    "RunMemory",
+    "check_image_plan",
+    "check_load_memory",
+    "load_bytes",
+    "loaded_as",
+    "loaded_channels",
+]
+
+#: The most bytes a run holds on a loaded image of ``(height, width)`` and ``channels``, loaded as 8-bit samples
+#: (True) or as float32 (False): the image as the run keeps it and the largest plan's arrays.
+RunMemory = Callable[[tuple[int, int], int, bool], int]
 
 
 def check_image_plan(
@@ -27,10 +39,12 @@ def check_image_plan(
     dilation: int | tuple[int, int] = 1,
     pool: tuple[Any, Any, Any] | None = None,
     what: str = "image",
+    bands: bool = False,
 ) -> int:
     """Work out the geometry of every kernel on an ``in_hw`` image and check the largest plan's memory.
 
-    ``pool`` is ``(size, stride, padding)`` of a window pooling, or None. Geometry errors (a kernel
+    ``pool`` is ``(size, stride, padding)`` of a window pooling, or None; ``bands``: every map is made band by
+    band (`featmap.limits.conv_memory`: no padded input, no conv map beside the pooled one). Geometry errors (a kernel
     larger than the padded input) are left to the caller's own checks: only the sizes are checked here.
     Returns the estimated bytes of the largest plan.
 
@@ -75,7 +89,8 @@ def check_image_plan(
                 pooled = pool_geometry(geometry.out_hw, pool[0], stride=pool[1], padding=pool[2]).out_hw
             except FeatmapError:
                 pooled = None
-        worst = max(worst, conv_memory(padded, geometry.out_hw, channels, len(sizes), pooled=pooled, what=what))
+        held = conv_memory(padded, geometry.out_hw, channels, len(sizes), pooled=pooled, what=what, bands=bands)
+        worst = max(worst, held)
     return worst
 
 
@@ -116,14 +131,41 @@ def loaded_as(mode: str, color: bool) -> tuple[int, str]:
     return (12, "float32 RGB") if color else (4, "float32 gray")
 
 
-def check_load_memory(where: str, width: int, height: int, mode: str, color: bool) -> None:
-    """Refuse, before decoding, an image whose loading alone exceeds the memory limit (`featmap.limits.MEMORY`).
+def loaded_channels(mode: str, color: bool) -> int:
+    """The channels `featmap.io.images.load_image` returns for an image of Pillow ``mode``: 3 for colour kept as
+    colour, else 1 (gray, gray with alpha, 16-bit and float images have one channel whatever ``color`` says).
+
+    Examples
+    --------
+    >>> loaded_channels("RGB", True), loaded_channels("RGB", False), loaded_channels("LA", True)
+    (3, 1, 1)
+    """
+    if not color or mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith(("I;16", "F;")):
+        return 1
+    return 3
+
+
+def check_load_memory(
+    where: str, width: int, height: int, mode: str, color: bool, run: RunMemory | None = None
+) -> None:
+    """Refuse, before decoding, an image whose loading, or the run on it, exceeds the memory limit
+    (`featmap.limits.MEMORY`): what the load holds (`load_bytes`), then what ``run`` says the run holds on the loaded
+    image (either way up: EXIF orientation is applied after this check; Pillow's image is let go before the run).
 
     Examples
     --------
     >>> check_load_memory("big.png", 6000, 4000, "RGB", color=True)  # 160 MiB: within the default 8 GiB
+    >>> check_load_memory("big.png", 6000, 4000, "RGB", True, run=lambda hw, c, samples: 9 << 30)
+    Traceback (most recent call last):
+    ...
+    featmap.errors.LimitError: big.png: running on 6000×4000 RGB loaded as 8-bit RGB: 9 GiB exceeds the memory \
+limit of 8 GiB; set FEATMAP_MAX_MEMORY=9216M (or more) to allow it
     """
     from featmap.limits import MEMORY
 
     kind = loaded_as(mode, color)[1]
     MEMORY.check(load_bytes(width, height, mode, color), f"{where}: loading {width}×{height} {mode} as {kind}")
+    if run is not None:
+        channels, samples = loaded_channels(mode, color), kind.startswith("8-bit")
+        held = max(run((height, width), channels, samples), run((width, height), channels, samples))
+        MEMORY.check(held, f"{where}: running on {width}×{height} {mode} loaded as {kind}")

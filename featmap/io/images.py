@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from featmap.core.budget import check_load_memory
+from featmap.core.budget import RunMemory, check_load_memory
 from featmap.core.samples import ScaledSamples, as_floats
 from featmap.errors import ImageReadError, LimitError, SpecError
 from featmap.frozen import frozen_dataclass
@@ -91,6 +91,13 @@ class LoadedImage:
         """The image as float32 ``(H, W, C)`` in [0, 1]."""
         return self.data.floats() if isinstance(self.data, ScaledSamples) else self.data
 
+    def in_floats(self) -> LoadedImage:
+        """The same image with its float pixels as ``data`` (itself when they are): holding it instead of this one
+        drops the samples, for a run that reads the float image whole anyway."""
+        if not isinstance(self.data, ScaledSamples):
+            return self
+        return LoadedImage(self.pixels, self.info)
+
 
 def fetched_from(image: LoadedImage, source: str | None) -> LoadedImage:
     """``image`` named after the URL its file was fetched from (`ImageInfo.source`; the same arrays), or itself
@@ -121,6 +128,7 @@ def load_image(
     color: bool = False,
     background: Sequence[float] = (1.0, 1.0, 1.0),
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    run_memory: RunMemory | None = None,
 ) -> LoadedImage:
     """Read an image as float32 ``(H, W, C)`` in [0, 1].
 
@@ -137,8 +145,12 @@ def load_image(
     saturated colour, by RGB clipped at 0 or 255 (photo crops: 0.08 levels on average, 12 at most).
     ``ImageInfo.gray`` says which gray an image got.
 
+    The memory the load holds is checked against the limit before decoding, and with ``run_memory`` (the bytes the
+    caller's run will hold on the loaded image: `featmap.core.budget.RunMemory`) that of the run too, so that a run
+    too large for the limit is refused before any work (`featmap.core.budget.check_load_memory`).
+
     Raises `ImageReadError` with a one-line reason for a missing, unreadable, corrupt, truncated or
-    too-large file, or one that is not an image.
+    too-large file, or one that is not an image; `LimitError` for one over the memory limit.
     """
     p = Path(path)
     where = str(p)
@@ -148,7 +160,7 @@ def load_image(
         with _pixel_limit(max_pixels), Image.open(p) as opened:
             fmt = opened.format or "?"
             original_mode = opened.mode
-            check_load_memory(where, *opened.size, opened.mode, color)  # before decoding
+            check_load_memory(where, *opened.size, opened.mode, color, run_memory)  # before decoding
             plane = not color and jpeg_luma_plane(opened)
             complaints: list[str] = []
             fast = opencv_jpeg(p, opened, gray=not color, complaints=complaints)

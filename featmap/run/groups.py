@@ -48,6 +48,7 @@ __all__ = [
     "channel_groups",
     "channel_span",
     "commutes",
+    "goes_by_bands",
     "plan_stack",
     "run_groups",
     "run_stacks",
@@ -209,7 +210,7 @@ def run_groups(
     """
     if not nodes or channel_span(nodes) != len(nodes):
         raise SpecError("layers", "a channel-group run is a conv layer followed only by per-channel layers")
-    if isinstance(image, ScaledSamples) and (tap is not None or _band_layers(nodes, image) is None):
+    if isinstance(image, ScaledSamples) and (tap is not None or not goes_by_bands(nodes, image)):
         image = image.floats()
     conv, tail = nodes[0], tuple(nodes[1:])
     conv_weights = weights_for(conv)
@@ -301,6 +302,12 @@ def _handed_over(
     maps.reverse()
     for group, planned, _ in made:
         yield GroupOutput(group, planned, maps.pop())
+
+
+def goes_by_bands(nodes: Sequence[PlanNode], image: ImageData) -> bool:
+    """Whether `run_groups` makes the maps of ``nodes`` (a conv, then per-channel layers) on ``image`` band by band
+    (`featmap.run.fused`), so that it never needs ``image``'s float values whole; a combined map's ``tap`` aside."""
+    return _band_layers(nodes, image) is not None
 
 
 def _band_layers(planned: Sequence[PlanNode], source: ImageData) -> tuple[Act, Pool2d | None] | None:

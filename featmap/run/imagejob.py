@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from featmap.core.samples import CONVERT_WHOLE_UP_TO, ScaledSamples
 from featmap.errors import FeatmapError
 from featmap.frozen import frozen_dataclass
 from featmap.io.discover import InputImage
@@ -98,19 +99,51 @@ class KernelRun:
 
         self.started = time.perf_counter()
         self.item, self.job = item, job
-        path = item.path
-        self.image = load_image(path, color=job.color, background=job.background, max_pixels=job.max_pixels)
+        path = self.where = item.path
+        self.image = load_image(
+            path, color=job.color, background=job.background, max_pixels=job.max_pixels, run_memory=self._memory
+        )
         height, width, channels = self.image.info.height, self.image.info.width, self.image.info.channels
-        job.check_plan((height, width), channels, str(path))
+        bands = self._by_bands((height, width, channels))
+        job.check_plan((height, width), channels, str(path), bands=bands)
         self.digest = job.options_hash()
         self.source = item.resolved or str(path.resolve())  # the input as every record of it names it (discovery's)
         self.targets = self.writer_targets = job.targets(item, single=single)
         self.formats = job.output.formats
         self.notes = geometry_notes((height, width), job.bank, job.conv, job.pool, channels)
+        if isinstance(self.image.data, ScaledSamples) and not bands:
+            self.image = self.image.in_floats()  # before the writers see it: the samples go, not held beside the floats
         self.written_maps: list[WrittenMap] = []
         self.records: list[dict[str, Any]] = []
         #: Maps larger than this are never held when only the PNG writer reads them (`featmap.run.fused.FusedBands`).
         self.bands = _bands_above(job.output)
+
+    def _by_bands(self, shape: tuple[int, int, int]) -> bool:
+        """Whether every map of the run on an image of ``shape`` goes band by band, never reading the float image
+        whole (`featmap.run.pipeline.reads_floats_whole`, decided once per bank and shape); False for a bank that
+        does not fit the image, refused by the run's own checks."""
+        from featmap.run.pipeline import reads_floats_whole
+
+        job = self.job
+        try:
+            return not reads_floats_whole(shape, job.bank, job.conv, job.act, job.pool, job.combine)
+        except FeatmapError:
+            return False
+
+    def _memory(self, hw: tuple[int, int], channels: int, samples: bool) -> int:
+        """The most memory the run holds on a loaded image of ``hw`` and ``channels`` (`featmap.core.budget.RunMemory`,
+        checked before the image is decoded): the image as the run keeps it (8-bit ``samples`` while every map goes
+        band by band, else float32; a small image's samples and their float image, which `featmap.run.groups.run_stacks`
+        makes when its maps do not share one band loop) and the larger of the largest map's plan
+        (`ApplyJob.check_plan`) and the float image a sheet or report draws the input from, after the maps, beside
+        the samples. A sheet or report does not make a run convert its samples before the maps: that would hold the
+        float image beside them (6000×4000 `--color -k sobel_x --sheet`: 695 → 894 MiB)."""
+        bands = self._by_bands((hw[0], hw[1], channels))
+        values, out = hw[0] * hw[1] * channels, self.job.output
+        kept = samples and bands
+        image = values * (4 if not kept else 5 if values <= CONVERT_WHOLE_UP_TO else 1)
+        drawn = values * 4 if kept and (out.sheet or out.report) else 0
+        return image + max(drawn, self.job.check_plan(hw, channels, str(self.where), bands=bands))
 
     @property
     def subject(self) -> ApplyJob:
@@ -121,8 +154,7 @@ class KernelRun:
         """Each kernel's map, then the combined map, as a layer of one map."""
         from featmap.run.pipeline import iter_feature_maps
 
-        job = self.job
-        data = self.image.data  # 8-bit gray as its samples: the band path converts them a band at a time
+        job, data = self.job, self.image.data  # 8-bit samples still held here go band by band, never whole
         maps = iter_feature_maps(
             data, job.bank, job.conv, job.act, job.pool, combine=job.combine, strict=job.strict, bands_above=self.bands
         )

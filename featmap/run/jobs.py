@@ -92,11 +92,14 @@ class ApplyJob:
                 "add `kernels` for each map to combine",
             )
 
-    def check_plan(self, in_hw: tuple[int, int] = (1, 1), channels: int = 1, what: str = "") -> int:
-        """Check the job's sizes, and its memory on an ``in_hw`` image, against `featmap.limits`. A size that
-        passed is remembered by the job (a batch of same-sized images checks once)."""
-        passed: dict[tuple[tuple[int, int], int], int] = self.__dict__.setdefault("_plans_passed", {})
-        key = ((in_hw[0], in_hw[1]), channels)
+    def check_plan(
+        self, in_hw: tuple[int, int] = (1, 1), channels: int = 1, what: str = "", *, bands: bool = False
+    ) -> int:
+        """Check the job's sizes, and its memory on an ``in_hw`` image (``bands``: every map made band by band),
+        against `featmap.limits`. A size that passed is remembered by the job (a batch of same-sized images checks
+        once)."""
+        passed: dict[tuple[tuple[int, int], int, bool], int] = self.__dict__.setdefault("_plans_passed", {})
+        key = ((in_hw[0], in_hw[1]), channels, bands)
         if key in passed:
             return passed[key]
         pool = self.pool
@@ -109,6 +112,7 @@ class ApplyJob:
             dilation=self.conv.dilation,
             pool=(pool.size, pool.stride, pool.padding) if isinstance(pool, Pool2d) else None,
             what=what,
+            bands=bands,
         )
         return passed[key]
 

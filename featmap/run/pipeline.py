@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from featmap.core.geometry import ConvGeometry
-from featmap.core.samples import ImageData
+from featmap.core.samples import ImageData, ScaledSamples
 from featmap.enums import Activation, Combine, parse_enum
 from featmap.errors import ShapeError, SpecError
 from featmap.frozen import frozen_dataclass
@@ -42,7 +42,7 @@ from featmap.net.records import (
     StatsAccumulator,
 )
 from featmap.run.executor import WeightSource, iter_stack_groups
-from featmap.run.groups import ChannelGroup, plan_stack, run_tail
+from featmap.run.groups import ChannelGroup, goes_by_bands, plan_stack, run_tail
 
 if TYPE_CHECKING:  # `LayerSpec` (every kind) is made on first use: a kernel bank's run never needs it
     from featmap.net.layers import LayerSpec
@@ -58,6 +58,7 @@ __all__ = [
     "geometry_notes",
     "plan_kernels",
     "iter_feature_maps",
+    "reads_floats_whole",
     "run",
     "stride_warnings",
 ]
@@ -177,20 +178,16 @@ def _weights_for(kernel: Kernel, channels: int) -> tuple[NDArray[np.float32], in
     return np.broadcast_to(w, (channels, 1, *w.shape)), channels
 
 
-def _shape3(arr: ImageData | MapBands) -> Shape3:
-    return (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
-
-
-def _shape3_of(shape: tuple[int, ...]) -> Shape3:
+def _shape3(shape: tuple[int, ...]) -> Shape3:
     return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def _info(plan: KernelPlan, conv_shape: Shape3, final: NDArray[np.floating] | MapBands, pooled: bool) -> MapInfo:
     assert plan.conv_plan.geometry is not None  # a conv plan always has one
-    geometry = plan.conv_plan.geometry
+    kernel, geometry = plan.kernel, plan.conv_plan.geometry
     stats = MapStats.of(final) if isinstance(final, np.ndarray) else _band_stats(final)
     return MapInfo(
-        plan.kernel.name, plan.kernel.size, geometry, conv_shape, _shape3(final), pooled, plan.conv_plan.params, stats
+        kernel.name, kernel.size, geometry, conv_shape, _shape3(final.shape), pooled, plan.conv_plan.params, stats
     )
 
 
@@ -272,6 +269,18 @@ def _reads(kernel: Kernel, channels: int) -> tuple[tuple[int, int], bool]:
     return kernel.size, channels > 1 and not kernel.per_channel
 
 
+@lru_cache(maxsize=64)
+def reads_floats_whole(
+    shape: Shape3, bank: KernelBank, conv: Conv2d, act: Act, pool: Pool2d | GlobalPool2d | None, combine: object
+) -> bool:
+    """Whether any map of the bank on an image of ``shape`` is made from the image's float values whole (a combined
+    map, or a conv layer that does not go band by band: `featmap.run.groups.goes_by_bands`), decided once per bank and
+    shape: then a run converts 8-bit samples once and drops them, else it keeps them and converts band by band."""
+    probe = ScaledSamples(np.broadcast_to(np.zeros(1, np.uint8), shape))  # plans read only its shape
+    layers = _bank_layers(bank, conv, act, pool, shape[2])
+    return combine is not None or not all(goes_by_bands(plan_stack(b.layers, shape), probe) for b in layers)
+
+
 def iter_feature_maps(
     image: ImageData,
     bank: KernelBank,
@@ -305,8 +314,10 @@ def iter_feature_maps(
     if image.ndim != 3:
         raise ShapeError("image", f"must be (H, W, C); got shape {image.shape}")
     how = None if combine is None else parse_enum(Combine, combine, "combine")
-    shape = _shape3(image)
+    shape = _shape3(image.shape)
     plans = plan_kernels(shape, bank, conv, pool)
+    if isinstance(image, ScaledSamples) and reads_floats_whole(shape, bank, conv, act, pool, how):
+        image = image.floats()  # once for every conv layer, not once per layer
     if strict:
         for plan in plans:
             for what, problem in plan.notes():
@@ -319,7 +330,7 @@ def iter_feature_maps(
         if merged and merged[0].shape != maps.shape:
             raise ShapeError(
                 "`combine`",
-                f"maps differ in shape ({_shape3(merged[0])} vs {_shape3(maps)} from {group.name!r})",
+                f"maps differ in shape ({_shape3(merged[0].shape)} vs {_shape3(maps.shape)} from {group.name!r})",
                 "use `padding` same, or combine kernels of one size",
             )
         merged[:] = [merge.add(merged[0] if merged else None, maps)]
@@ -333,7 +344,7 @@ def iter_feature_maps(
     kernel_plan = iter(plans)  # the kernels in bank order, as the layers' groups come
     for out in groups:  # not zip(): zip's reused result tuple would hold the last map while the next is made
         plan = next(kernel_plan)
-        info = _info(plan, _shape3_of(out.nodes[0].plan.out_shape), out.values, pooled)
+        info = _info(plan, _shape3(out.nodes[0].plan.out_shape), out.values, pooled)
         values = out.values
         yield FeatureMap(values, info) if isinstance(values, np.ndarray) else BandedFeatureMap(values, info)
         del values
@@ -349,8 +360,8 @@ def iter_feature_maps(
             merge.mode.value,
             first.kernel.size,
             first.conv_plan.geometry,
-            _shape3(result),
-            _shape3(final),
+            _shape3(result.shape),
+            _shape3(final.shape),
             pooled,
             0,
             MapStats.of(final),
@@ -374,5 +385,5 @@ def run(
     for fmap in iter_feature_maps(image, bank, conv, act, pool, combine=combine, strict=strict):
         assert isinstance(fmap, FeatureMap)  # no bands_above: every map is held
         maps.append(fmap)
-    notes = _notes(plan_kernels(_shape3(image), bank, conv, pool))
-    return FeatureMaps(_shape3(image), tuple(maps), notes)
+    notes = _notes(plan_kernels(_shape3(image.shape), bank, conv, pool))
+    return FeatureMaps(_shape3(image.shape), tuple(maps), notes)
