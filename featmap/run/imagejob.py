@@ -120,15 +120,18 @@ class KernelRun:
 
     def _by_bands(self, shape: tuple[int, int, int]) -> bool:
         """Whether every map of the run on an image of ``shape`` goes band by band, never reading the float image
-        whole (`featmap.run.pipeline.reads_floats_whole`, decided once per bank and shape); False for a bank that
-        does not fit the image, refused by the run's own checks."""
-        from featmap.run.pipeline import reads_floats_whole
+        whole (`featmap.run.pipeline.reads_floats_whole`), remembered by the job per shape (a batch asks three times
+        an image); False for a bank that does not fit the image, refused by the run's own checks."""
+        known: dict[tuple[int, int, int], bool] = self.job.__dict__.setdefault("_by_bands", {})
+        if shape not in known:
+            from featmap.run.pipeline import reads_floats_whole
 
-        job = self.job
-        try:
-            return not reads_floats_whole(shape, job.bank, job.conv, job.act, job.pool, job.combine)
-        except FeatmapError:
-            return False
+            job = self.job
+            try:
+                known[shape] = not reads_floats_whole(shape, job.bank, job.conv, job.act, job.pool, job.combine)
+            except FeatmapError:
+                return False
+        return known[shape]
 
     def _memory(self, hw: tuple[int, int], channels: int, samples: bool) -> int:
         """The most memory the run holds on a loaded image of ``hw`` and ``channels`` (`featmap.core.budget.RunMemory`,
