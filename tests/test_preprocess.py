@@ -150,8 +150,9 @@ def test_spec_and_metadata_declarations(tmp_path: Path) -> None:
         resolve(None, "imagenett")
 
 
-def test_onnx_metadata_declares_the_transform(tmp_path: Path) -> None:
-    """An ONNX file whose metadata holds ``featmap.preprocess`` runs with that transform."""
+def _relu_onnx(path: Path, preprocess: str) -> None:
+    """Save at ``path`` an ONNX model of one Relu on 1×3×8×8 whose metadata ``featmap.preprocess`` is ``preprocess``
+    (skips the test without the onnx package)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
@@ -162,8 +163,13 @@ def test_onnx_metadata_declares_the_transform(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    helper.set_model_props(model, {"featmap.preprocess": '{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}'})
-    onnx.save(model, tmp_path / "m.onnx")
+    helper.set_model_props(model, {"featmap.preprocess": preprocess})
+    onnx.save(model, path)
+
+
+def test_onnx_metadata_declares_the_transform(tmp_path: Path) -> None:
+    """An ONNX file whose metadata holds ``featmap.preprocess`` runs with that transform."""
+    _relu_onnx(tmp_path / "m.onnx", '{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
     from featmap.net.onnx import load_onnx
 
     assert resolve(load_onnx(tmp_path / "m.onnx").preprocess).std == (0.25, 0.25, 0.25)
@@ -220,18 +226,7 @@ def test_onnx_metadata_is_checked_when_the_file_is_read(tmp_path: Path, value: s
     """A bad ``featmap.preprocess`` in an ONNX file's metadata was found at the first image, as if the user had
     given ``--preprocess`` (`` `preprocess`: no transform named …``, no file named); now reading the file refuses it,
     naming the file and the metadata key, as a spec's ``preprocess:`` is refused."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    helper.set_model_props(model, {"featmap.preprocess": value})
-    onnx.save(model, tmp_path / "m.onnx")
+    _relu_onnx(tmp_path / "m.onnx", value)
     from featmap.net.onnx import load_onnx
 
     with pytest.raises(SpecError, match=r"m.onnx: metadata featmap.preprocess: .*" + message):

@@ -47,6 +47,18 @@ def _resume(items: list[Any], out: Path, **job: Any) -> tuple[list[str], list[st
     return sorted(Path(r.input.path).name for r in report.processed), sorted(Path(s).name for s in report.skipped)
 
 
+def damage_output(target: Path, damage: str) -> None:
+    """Damage a written output as a user or a crash might: ``deleted``, ``truncated`` (its last 20 bytes cut), or
+    anything else: the same bytes with another modification time."""
+    if damage == "deleted":
+        target.unlink()
+    elif damage == "truncated":
+        with open(target, "r+b") as fh:
+            fh.truncate(target.stat().st_size - 20)
+    else:  # same bytes, another time
+        os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+
+
 def _outputs(item: Any, out: Path) -> list[Path]:
     return list(targets_for(item, make_job(out)).values())
 
@@ -274,13 +286,7 @@ def test_a_resume_on_two_processes_stats_from_the_preflight_on(tmp_path: Path, m
     items, out, before = _batch(tmp_path, 8)
     hit = items[5]
     target = _outputs(hit, out)[0]
-    if damage == "deleted":
-        target.unlink()
-    elif damage == "truncated":
-        with open(target, "r+b") as fh:
-            fh.truncate(target.stat().st_size - 20)
-    else:  # same bytes, another time
-        os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    damage_output(target, damage)
     new = hit.path.with_name("new" + hit.path.suffix)  # an input the manifest does not know: not asked of the files
     new.write_bytes(items[0].path.read_bytes())
     items, _, _ = discover([hit.path.parent])

@@ -21,7 +21,7 @@ from featmap.run import resume_early
 from featmap.run.batch import run_batch
 from featmap.run.preflight import check_batch
 from featmap.run.resume_early import EarlySweep, began_early, begin_early, stop_early, taken_early
-from tests.test_resume import _batch, _maps, _outputs
+from tests.test_resume import _batch, _maps, _outputs, damage_output
 from tests.test_resume_files import _as_rows, _expected
 
 
@@ -155,13 +155,7 @@ def test_a_resume_takes_the_stats_begun_as_the_command_started(
     items, out, before = _batch(tmp_path, 8)
     hit = items[5]
     target = _outputs(hit, out)[0]
-    if damage == "deleted":
-        target.unlink()
-    elif damage == "truncated":
-        with open(target, "r+b") as fh:
-            fh.truncate(target.stat().st_size - 20)
-    else:  # same bytes, another time
-        os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    damage_output(target, damage)
     taken: list[int] = []
     real = EarlySweep.take
 
