@@ -36,7 +36,7 @@ def _first(modules: tuple[str, ...], name: str) -> Callable[..., Digest]:
     for module in modules[:-1]:
         try:
             return cast(Callable[..., Digest], getattr(importlib.import_module(module), name))
-        except ImportError:  # not this Python's (or not built in)
+        except (ImportError, AttributeError):  # not this Python's (or not built in, or without that hash)
             continue
     return cast(Callable[..., Digest], getattr(importlib.import_module(modules[-1]), name))
 
