@@ -34,7 +34,7 @@ from featmap.net.labels import top_classes  # the prediction's classes (here for
 from featmap.net.layers import Conv2d, RunContext
 from featmap.net.plan import PlanNode, iter_leaves, plan_layers
 from featmap.net.records import LayerOutput, MapStats
-from featmap.run.groups import ChannelGroup, GroupOutput, Stack, run_groups, run_stacks
+from featmap.run.groups import ChannelGroup, GroupOutput, Stack, run_stacks
 
 if TYPE_CHECKING:  # the summary is made for a whole network only (`run_network`), not for a kernel bank's maps
     from featmap.net.layers import LayerSpec
@@ -249,12 +249,9 @@ def iter_channel_groups(
     one channel group of the conv at a time (one output channel per group when ``groups`` is None), and yield each
     group's final maps: memory holds one group's maps, not the layer's (`featmap.run.groups`, where the fused band
     path serves every group that fits it; ``bands_above``: see `featmap.run.groups.run_groups`). A `-k` bank runs
-    this way, a group per kernel.
+    this way, a group per kernel: one stack of `iter_stack_groups`.
     """
-    _check_input(nodes, image)
-    weights.bind(nodes)
-    whole = image if isinstance(image, ScaledSamples) else np.asarray(image)  # samples stay samples (`run_groups`)
-    yield from run_groups(nodes, whole, weights.for_node, groups, tap=tap, bands_above=bands_above)
+    yield from iter_stack_groups([(nodes, groups)], image, weights, tap=tap, bands_above=bands_above)
 
 
 def iter_stack_groups(
